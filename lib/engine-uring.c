@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The io_uring engine: one ring per thread, batch submission, fixed buffers
+ * and files, completions signalled on an eventfd the host polls.
+ *
+ * Operations the ring cannot do (BLKDISCARD/BLKZEROOUT, opcodes the kernel
+ * lacks) run synchronously inside queue(), but their completion waits on a
+ * private list for the next reap(), so end_io never runs inside queue or
+ * submit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "dio-internal.h"
+
+/* Fixed-file slots: one per volume fd a thread touches, so a few suffice. */
+#define URING_FILE_SLOTS 64
+
+struct uring_engine {
+	struct dio_engine e;
+	struct io_uring ring;
+	int efd;
+	bool native[DIO_IO_NR_OPS];	/* the ring has an opcode for it */
+	bool disabled;			/* created R_DISABLED: enable on first use */
+	unsigned int nbufs;		/* registered buffers */
+	bool files_ok;			/* sparse file table registered */
+	int files[URING_FILE_SLOTS];	/* fd in each fixed slot, -1 when free */
+	int last_fd, last_slot;		/* lookup cache */
+	/* done synchronously, end_io not yet run: FIFO, delivered by reap */
+	struct dio_io *done_head, *done_tail;
+};
+
+static inline struct uring_engine *
+to_uring(struct dio_engine *e)
+{
+	return (struct uring_engine *)e;
+}
+
+/* Wake whoever polls the eventfd; a full counter is already readable. */
+static void
+uring_kick_eventfd(struct uring_engine *u)
+{
+	uint64_t one = 1;
+	ssize_t n;
+
+	n = write(u->efd, &one, sizeof(one));
+	(void)n;
+}
+
+/*
+ * The ring is created disabled so that the thread that first uses it (not
+ * the one that created it) becomes its single issuer: the kernel binds
+ * SINGLE_ISSUER to the task that enables the ring.
+ */
+static int
+uring_enable(struct uring_engine *u)
+{
+	int ret;
+
+	if (!u->disabled)
+		return 0;
+	/* liburing 2.3 declares io_uring_enable_rings() but does not export it */
+	ret = (int)syscall(__NR_io_uring_register, u->ring.ring_fd,
+			   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+	if (ret < 0)
+		return -errno;
+	u->disabled = false;
+	return 0;
+}
+
+/* Fixed slot holding fd, or -1. */
+static int
+uring_file_slot(struct uring_engine *u, int fd)
+{
+	if (!u->files_ok)
+		return -1;
+	if (fd == u->last_fd)
+		return u->last_slot;
+	for (int i = 0; i < URING_FILE_SLOTS; i++) {
+		if (u->files[i] == fd) {
+			u->last_fd = fd;
+			u->last_slot = i;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Register iov[0..n) as fixed buffers, replacing any earlier set. */
+static int
+uring_register_buffers(struct dio_engine *e, const struct iovec *iov, unsigned int n)
+{
+	struct uring_engine *u = to_uring(e);
+	int ret;
+
+	if (!(e->caps & DIO_CAP_FIXED_BUFS))
+		return -EOPNOTSUPP;
+	if (u->nbufs) {
+		ret = io_uring_unregister_buffers(&u->ring);
+		if (ret < 0)
+			return ret;
+		u->nbufs = 0;
+	}
+	if (n == 0)
+		return 0;
+	ret = io_uring_register_buffers(&u->ring, iov, n);
+	if (ret < 0)
+		return ret;
+	u->nbufs = n;
+	return 0;
+}
+
+/* Put fd in a free fixed-file slot (0 if it has one already). */
+static int
+uring_register_file(struct dio_engine *e, int fd)
+{
+	struct uring_engine *u = to_uring(e);
+	int ret;
+
+	if (!u->files_ok)
+		return -EOPNOTSUPP;
+	if (fd < 0)
+		return -EBADF;
+	if (uring_file_slot(u, fd) >= 0)
+		return 0;
+	for (int i = 0; i < URING_FILE_SLOTS; i++) {
+		if (u->files[i] != -1)
+			continue;
+		ret = io_uring_register_files_update(&u->ring, i, &fd, 1);
+		if (ret < 0)
+			return ret;
+		u->files[i] = fd;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+/* Empty the slot of fd, if any. */
+static void
+uring_unregister_file(struct dio_engine *e, int fd)
+{
+	struct uring_engine *u = to_uring(e);
+	int slot = uring_file_slot(u, fd);
+	int none = -1;
+
+	if (slot < 0)
+		return;
+	/* I/O already in flight keeps its own reference to the file */
+	io_uring_register_files_update(&u->ring, slot, &none, 1);
+	u->files[slot] = -1;
+	u->last_fd = -1;
+}
+
+/* Run io now and park its completion for the next reap. */
+static void
+uring_queue_sync(struct uring_engine *u, struct dio_io *io)
+{
+	io->res = dio_io_exec_sync(io);
+	io->next = NULL;
+	if (u->done_tail)
+		u->done_tail->next = io;
+	else
+		u->done_head = io;
+	u->done_tail = io;
+	uring_kick_eventfd(u);
+}
+
+/* Whether io can go to the ring as an sqe (rather than run synchronously). */
+static bool
+uring_can_ring(const struct uring_engine *u, const struct dio_io *io)
+{
+	if (!u->native[io->op])
+		return false;
+	/* the FADVISE sqe carries a 32-bit length (liburing 2.3) */
+	if (io->op == DIO_IO_FADVISE && io->len > UINT32_MAX)
+		return false;
+	return true;
+}
+
+/* Fill sqe for io: fixed buffer and fixed file when it has them. */
+static void
+uring_prep(struct uring_engine *u, struct io_uring_sqe *sqe, const struct dio_io *io)
+{
+	int slot = uring_file_slot(u, io->fd);
+	int fd = slot >= 0 ? slot : io->fd;
+
+	switch (io->op) {
+	case DIO_IO_READ:
+		if (io->buf_index >= 0)
+			io_uring_prep_read_fixed(sqe, fd, io->buf, (unsigned int)io->len,
+						 io->offset, io->buf_index);
+		else
+			io_uring_prep_read(sqe, fd, io->buf, (unsigned int)io->len, io->offset);
+		sqe->rw_flags = io->rw_flags;
+		break;
+	case DIO_IO_WRITE:
+		if (io->buf_index >= 0)
+			io_uring_prep_write_fixed(sqe, fd, io->buf, (unsigned int)io->len,
+						  io->offset, io->buf_index);
+		else
+			io_uring_prep_write(sqe, fd, io->buf, (unsigned int)io->len, io->offset);
+		sqe->rw_flags = io->rw_flags;
+		break;
+	case DIO_IO_FSYNC:
+		io_uring_prep_fsync(sqe, fd, io->mode ? 0 : IORING_FSYNC_DATASYNC);
+		break;
+	case DIO_IO_FALLOCATE:
+		io_uring_prep_fallocate(sqe, fd, io->mode, (off_t)io->offset, (off_t)io->len);
+		break;
+	case DIO_IO_FADVISE:
+		io_uring_prep_fadvise(sqe, fd, io->offset, (off_t)io->len, io->mode);
+		break;
+	}
+	if (slot >= 0)
+		io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
+	io_uring_sqe_set_data(sqe, (void *)io);
+}
+
+/* Queue io as an sqe, or run it now and park its completion. */
+static int
+uring_queue(struct dio_engine *e, struct dio_io *io)
+{
+	struct uring_engine *u = to_uring(e);
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	if (io->op >= DIO_IO_NR_OPS)
+		return -EINVAL;
+	if ((io->op == DIO_IO_READ || io->op == DIO_IO_WRITE) &&
+	    (io->len > DIO_IO_MAX_LEN || !io->buf))
+		return -EINVAL;
+	if (io->buf_index >= 0 && (io->op == DIO_IO_READ || io->op == DIO_IO_WRITE) &&
+	    (unsigned int)io->buf_index >= u->nbufs)
+		return -EINVAL;
+	ret = uring_enable(u);
+	if (ret < 0)
+		return ret;
+	if (!uring_can_ring(u, io)) {
+		e->inflight++;
+		uring_queue_sync(u, io);
+		return 0;
+	}
+	sqe = io_uring_get_sqe(&u->ring);
+	if (!sqe) {
+		/* SQ full: push what is there to make room */
+		ret = io_uring_submit(&u->ring);
+		if (ret < 0)
+			return ret;
+		sqe = io_uring_get_sqe(&u->ring);
+		if (!sqe)
+			return -EBUSY;
+	}
+	uring_prep(u, sqe, io);
+	e->inflight++;
+	return 0;
+}
+
+/* One io_uring_enter for everything queued; sqes submitted or -errno. */
+static int
+uring_submit(struct dio_engine *e)
+{
+	struct uring_engine *u = to_uring(e);
+	int ret;
+
+	if (io_uring_sq_ready(&u->ring) == 0)
+		return 0;
+	ret = uring_enable(u);
+	if (ret < 0)
+		return ret;
+	do
+		ret = io_uring_submit(&u->ring);
+	while (ret == -EINTR);
+	return ret;
+}
+
+/* Deliver the synchronous completions that were parked before this reap. */
+static int
+uring_reap_sync(struct uring_engine *u)
+{
+	struct dio_io *io = u->done_head;
+	int n = 0;
+
+	/* detach first: end_io may park new ones, those wait for the next reap */
+	u->done_head = u->done_tail = NULL;
+	while (io) {
+		struct dio_io *next = io->next;
+
+		io->next = NULL;
+		u->e.inflight--;
+		io->end_io(io, io->res);
+		io = next;
+		n++;
+	}
+	return n;
+}
+
+/* Deliver the CQEs posted so far, at most a ring's worth. */
+static int
+uring_reap_cqes(struct uring_engine *u)
+{
+	struct io_uring_cqe *cqe;
+	int n = 0;
+
+	/* one CQE at a time: end_io may queue and even submit new I/O */
+	while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
+		/*
+		 * Bounded, so that end_io resubmitting fast I/O cannot keep
+		 * the thread here; the eventfd brings the poller back.
+		 */
+		if (n == (int)u->ring.cq.ring_entries) {
+			uring_kick_eventfd(u);
+			break;
+		}
+		struct dio_io *io = io_uring_cqe_get_data(cqe);
+		int64_t res = cqe->res;
+
+		io_uring_cqe_seen(&u->ring, cqe);
+		io->res = res;
+		u->e.inflight--;
+		io->end_io(io, res);
+		n++;
+	}
+	return n;
+}
+
+/* Run end_io for parked and posted completions; see dio_engine_ops.reap. */
+static int
+uring_reap(struct dio_engine *e, bool wait)
+{
+	struct uring_engine *u = to_uring(e);
+	uint64_t cnt;
+	int n, ret;
+	ssize_t r;
+
+	/* clear the eventfd before draining: a CQE posted after this re-arms it */
+	r = read(u->efd, &cnt, sizeof(cnt));
+	(void)r;
+	n = uring_reap_sync(u);
+	n += uring_reap_cqes(u);
+	while (wait && n == 0 && e->inflight > 0) {
+		if (u->done_head) {
+			n = uring_reap_sync(u);
+			break;
+		}
+		ret = uring_enable(u);
+		if (ret < 0)
+			return ret;
+		ret = io_uring_submit_and_wait(&u->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+			return ret;
+		n = uring_reap_cqes(u);
+	}
+	/*
+	 * What end_io queued (resubmissions) goes out now rather than at some
+	 * later kick. A failure here stays queued for the caller's next submit,
+	 * which reports it; n end_io calls have run and that is what we return.
+	 */
+	if (io_uring_sq_ready(&u->ring))
+		io_uring_submit(&u->ring);
+	return n;
+}
+
+/* The eventfd registered with the ring. */
+static int
+uring_event_fd(struct dio_engine *e)
+{
+	return to_uring(e)->efd;
+}
+
+/* Tear down the ring; nothing may be in flight. */
+static void
+uring_destroy(struct dio_engine *e)
+{
+	struct uring_engine *u = to_uring(e);
+
+	io_uring_queue_exit(&u->ring);
+	close(u->efd);
+	free(u);
+}
+
+static const struct dio_engine_ops uring_ops = {
+	.name = "uring",
+	.register_buffers = uring_register_buffers,
+	.register_file = uring_register_file,
+	.unregister_file = uring_unregister_file,
+	.queue = uring_queue,
+	.submit = uring_submit,
+	.reap = uring_reap,
+	.event_fd = uring_event_fd,
+	.destroy = uring_destroy,
+};
+
+/* Remember which of our operations the kernel has opcodes for. */
+static void
+uring_probe(struct uring_engine *u)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&u->ring);
+
+	if (!p) {
+		/* no probe (before 5.6): READ/WRITE and FSYNC are 5.1 opcodes */
+		u->native[DIO_IO_FSYNC] = true;
+		return;
+	}
+	u->native[DIO_IO_READ] = io_uring_opcode_supported(p, IORING_OP_READ);
+	u->native[DIO_IO_WRITE] = io_uring_opcode_supported(p, IORING_OP_WRITE);
+	u->native[DIO_IO_FSYNC] = io_uring_opcode_supported(p, IORING_OP_FSYNC);
+	u->native[DIO_IO_FALLOCATE] = io_uring_opcode_supported(p, IORING_OP_FALLOCATE);
+	u->native[DIO_IO_FADVISE] = io_uring_opcode_supported(p, IORING_OP_FADVISE);
+	if (io_uring_opcode_supported(p, IORING_OP_READ_FIXED) &&
+	    io_uring_opcode_supported(p, IORING_OP_WRITE_FIXED))
+		u->e.caps |= DIO_CAP_FIXED_BUFS;
+	io_uring_free_probe(p);
+}
+
+/* Create the ring with the best flags this kernel accepts. */
+static int
+uring_init_ring(struct uring_engine *u, const struct dio_engine_opts *opts, unsigned int depth)
+{
+	unsigned int base = opts->sqpoll ? IORING_SETUP_SQPOLL : 0;
+	/*
+	 * COOP_TASKRUN: completions wait for our next syscall instead of an
+	 * IPI; TASKRUN_FLAG tells liburing's peek when to enter the kernel
+	 * to run them, so a non-blocking reap still finds them.
+	 */
+	unsigned int fast = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+			    IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED;
+	int ret;
+
+	ret = io_uring_queue_init(depth, &u->ring, base | fast);
+	if (ret == 0) {
+		u->disabled = true;
+		return 0;
+	}
+	/* -EINVAL: a kernel before 6.0 does not know these flags */
+	if (ret != -EINVAL)
+		return ret;
+	return io_uring_queue_init(depth, &u->ring, base);
+}
+
+/* An io_uring engine of opts->depth entries; -ENOSYS/-EPERM when refused. */
+int
+dio_engine_uring_create(const struct dio_engine_opts *opts, struct dio_engine **out)
+{
+	struct dio_engine_opts def = { 0 };
+	struct uring_engine *u;
+	unsigned int depth;
+	int ret;
+
+	if (!opts)
+		opts = &def;
+	depth = opts->depth ? opts->depth : 128;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->e.ops = &uring_ops;
+	u->e.depth = depth;
+	u->last_fd = -1;
+	for (int i = 0; i < URING_FILE_SLOTS; i++)
+		u->files[i] = -1;
+
+	ret = uring_init_ring(u, opts, depth);
+	if (ret < 0)
+		goto err_free;
+	u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (u->efd < 0) {
+		ret = -errno;
+		goto err_ring;
+	}
+	ret = io_uring_register_eventfd(&u->ring, u->efd);
+	if (ret < 0)
+		goto err_efd;
+	uring_probe(u);
+	if (u->native[DIO_IO_FSYNC])
+		u->e.caps |= DIO_CAP_ASYNC_FSYNC;
+	if (u->native[DIO_IO_FALLOCATE])
+		u->e.caps |= DIO_CAP_ASYNC_FALLOC;
+	/* sparse tables came with 5.19; without them fds are passed as is */
+	if (io_uring_register_files_sparse(&u->ring, URING_FILE_SLOTS) == 0) {
+		u->files_ok = true;
+		u->e.caps |= DIO_CAP_FIXED_FILES;
+	}
+	*out = &u->e;
+	return 0;
+
+err_efd:
+	close(u->efd);
+err_ring:
+	io_uring_queue_exit(&u->ring);
+err_free:
+	free(u);
+	return ret;
+}
