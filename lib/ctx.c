@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * struct dio_ctx: a thread's engine, buffer pool and queues of deferred
+ * work, and the reap loop that runs every completion on that thread.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "dio-internal.h"
+
+int
+dio_ctx_create_engine(struct dio_engine *e, const struct dio_ctx_opts *opts,
+		      struct dio_ctx **out)
+{
+	struct dio_ctx_opts def = { 0 };
+	struct dio_ctx *ctx;
+	int ret;
+
+	if (!opts)
+		opts = &def;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		ret = -ENOMEM;
+		goto err_engine;
+	}
+	ctx->engine = e;
+	ctx->efd = e->ops->event_fd(e);
+	ctx->defer_tail = &ctx->defer_head;
+	ctx->remote_tail = &ctx->remote_head;
+	pthread_mutex_init(&ctx->remote_lock, NULL);
+	ret = dio_pool_create(e, &opts->pool, &ctx->pool);
+	if (ret < 0)
+		goto err_free;
+	*out = ctx;
+	return 0;
+
+err_free:
+	pthread_mutex_destroy(&ctx->remote_lock);
+	free(ctx);
+err_engine:
+	dio_engine_destroy(e);
+	return ret;
+}
+
+int
+dio_ctx_create(const struct dio_ctx_opts *opts, struct dio_ctx **out)
+{
+	struct dio_engine *e;
+	int ret;
+
+	ret = dio_engine_create(opts ? &opts->engine : NULL, &e);
+	if (ret < 0)
+		return ret;
+	return dio_ctx_create_engine(e, opts, out);
+}
+
+void
+dio_ctx_destroy(struct dio_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	for (unsigned int i = 0; i < ctx->nfixed; i++)
+		if (ctx->engine->ops->unregister_file)
+			ctx->engine->ops->unregister_file(ctx->engine, ctx->fixed_fds[i]);
+	dio_ctx_free_caches(ctx);
+	dio_pool_destroy(ctx->pool);
+	dio_engine_destroy(ctx->engine);
+	free(ctx->zero_buf);
+	pthread_mutex_destroy(&ctx->remote_lock);
+	free(ctx);
+}
+
+struct dio_engine *
+dio_ctx_engine(struct dio_ctx *ctx)
+{
+	return ctx->engine;
+}
+
+struct dio_pool *
+dio_ctx_pool(struct dio_ctx *ctx)
+{
+	return ctx->pool;
+}
+
+unsigned int
+dio_ctx_inflight(const struct dio_ctx *ctx)
+{
+	return ctx->inflight;
+}
+
+int
+dio_ctx_event_fd(struct dio_ctx *ctx)
+{
+	return ctx->efd;
+}
+
+void *
+dio_ctx_zero_buf(struct dio_ctx *ctx)
+{
+	if (!ctx->zero_buf && posix_memalign(&ctx->zero_buf, 4096, DIO_ZERO_BUF_LEN) == 0)
+		memset(ctx->zero_buf, 0, DIO_ZERO_BUF_LEN);
+	return ctx->zero_buf;
+}
+
+void
+dio_ctx_use_fd(struct dio_ctx *ctx, int fd)
+{
+	struct dio_engine *e = ctx->engine;
+
+	for (unsigned int i = 0; i < ctx->nfixed; i++)
+		if (ctx->fixed_fds[i] == fd)
+			return;
+	if (!e->ops->register_file || ctx->nfixed == sizeof(ctx->fixed_fds) / sizeof(int))
+		return;
+	/* Unregistered fds still work, only a little slower: ignore failure. */
+	if (e->ops->register_file(e, fd) == 0)
+		ctx->fixed_fds[ctx->nfixed++] = fd;
+}
+
+static void
+dio_ctx_wake(struct dio_ctx *ctx)
+{
+	/* eventfd writes only fail on counter overflow, which a reap clears */
+	(void)eventfd_write(ctx->efd, 1);
+}
+
+void
+dio_ctx_defer(struct dio_ctx *ctx, struct dio_work *w)
+{
+	bool was_empty = !ctx->defer_head;
+
+	w->next = NULL;
+	*ctx->defer_tail = w;
+	ctx->defer_tail = &w->next;
+	/* A caller that polls the eventfd must learn there is work to reap. */
+	if (was_empty)
+		dio_ctx_wake(ctx);
+}
+
+void
+dio_ctx_post(struct dio_ctx *ctx, struct dio_work *w)
+{
+	w->next = NULL;
+	pthread_mutex_lock(&ctx->remote_lock);
+	*ctx->remote_tail = w;
+	ctx->remote_tail = &w->next;
+	pthread_mutex_unlock(&ctx->remote_lock);
+	dio_ctx_wake(ctx);
+}
+
+/* Run deferred work, local then remote. Returns how many items ran. */
+static unsigned int
+dio_ctx_run_deferred(struct dio_ctx *ctx)
+{
+	struct dio_work *list, *w;
+	unsigned int n = 0;
+
+	while ((list = ctx->defer_head)) {
+		ctx->defer_head = NULL;
+		ctx->defer_tail = &ctx->defer_head;
+		while ((w = list)) {
+			list = w->next;
+			w->fn(w);
+			n++;
+		}
+	}
+	if (!__atomic_load_n(&ctx->remote_head, __ATOMIC_ACQUIRE))
+		return n;
+	pthread_mutex_lock(&ctx->remote_lock);
+	list = ctx->remote_head;
+	ctx->remote_head = NULL;
+	ctx->remote_tail = &ctx->remote_head;
+	pthread_mutex_unlock(&ctx->remote_lock);
+	while ((w = list)) {
+		list = w->next;
+		w->fn(w);
+		n++;
+	}
+	return n;
+}
+
+int
+dio_ctx_kick(struct dio_ctx *ctx)
+{
+	int ret = dio_engine_submit(ctx->engine);
+
+	return ret < 0 ? ret : 0;
+}
+
+int
+dio_ctx_reap(struct dio_ctx *ctx, bool wait)
+{
+	uint64_t start = ctx->completed;
+	struct pollfd pfd;
+	int ret;
+
+	for (;;) {
+		dio_ctx_run_deferred(ctx);
+		dio_ctx_kick(ctx);
+		ret = dio_engine_reap(ctx->engine, false);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
+			return ret;
+		dio_ctx_run_deferred(ctx);
+		if (ctx->completed != start || !wait || ctx->inflight == 0)
+			break;
+		if (ctx->engine->inflight > 0) {
+			ret = dio_engine_reap(ctx->engine, true);
+			if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -ETIME)
+				return ret;
+			continue;
+		}
+		/* Nothing on the device: we wait for another thread's hand-over. */
+		pfd.fd = ctx->efd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, -1) > 0) {
+			eventfd_t v;
+
+			(void)eventfd_read(ctx->efd, &v);
+		}
+	}
+	return (int)(ctx->completed - start);
+}
