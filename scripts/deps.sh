@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what dionbd needs to build and test, from Debian's archive only.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+PKGS=(
+	build-essential cmake pkg-config clang
+	liburing-dev libevent-dev libssl-dev libinih-dev libsystemd-dev
+	libnbd-dev libnbd-bin nbdkit nbdkit-plugin-dev
+	libcriterion-dev qemu-utils fio nbd-server
+	openssl gnutls-bin util-linux procps iproute2 python3
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing ${missing[*]}; run as root (or apt-get install them)" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
