@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
 	build-essential cmake pkg-config clang
 	liburing-dev libevent-dev libssl-dev libinih-dev libsystemd-dev
-	libnbd-dev libnbd-bin nbdkit nbdkit-plugin-dev
+	libnbd-dev libnbd-bin python3-libnbd nbdkit nbdkit-plugin-dev
 	libcriterion-dev qemu-utils fio nbd-server
 	openssl gnutls-bin util-linux procps iproute2 python3
 )

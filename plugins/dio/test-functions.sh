@@ -1,0 +1,200 @@
+# Sourced by tests/integration/test-plugin-*.sh: nbdkit dio in captive mode.
+# Env (set by ctest, defaulted for a run by hand): DIO_SRC, DIO_BUILD, DIO_TEST_DIR,
+# DIO_TEST_ENGINE (uring|psync: test that one; unset: both).
+set -euo pipefail
+
+: "${DIO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${DIO_BUILD:=$DIO_SRC/build}"
+: "${DIO_TEST_DIR:=$DIO_BUILD/tmp}"
+PLUGIN=$DIO_BUILD/plugins/dio/nbdkit-dio-plugin.so
+NAME=$(basename "$0" .sh)
+
+skip()
+{
+	echo "$NAME: SKIP: $*" >&2
+	exit 77
+}
+
+fail()
+{
+	echo "$NAME: FAIL: $*" >&2
+	exit 1
+}
+
+# requires CMD...: skip unless every CMD is installed.
+requires()
+{
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
+	done
+}
+
+requires nbdkit timeout
+[ -f "$PLUGIN" ] || skip "$PLUGIN is not built (needs nbdkit-plugin-dev)"
+mkdir -p "$DIO_TEST_DIR"
+TMP=$(mktemp -d "$DIO_TEST_DIR/$NAME.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+# An ASan build of the plugin runs inside an uninstrumented nbdkit: preload
+# the runtime into nbdkit only, not into the clients --run starts.
+NBDKIT_ENV=()
+if ldd "$PLUGIN" 2>/dev/null | grep -q libasan; then
+	NBDKIT_ENV=(LD_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so)"
+		    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
+fi
+
+# dio_nbdkit ARGS...: nbdkit -U - ARGS, bounded in time; a --run command
+# runs without the ASan preload.
+dio_nbdkit()
+{
+	local args=() prev=
+	local a
+	for a in "$@"; do
+		if [ "$prev" = --run ]; then
+			a="unset LD_PRELOAD ASAN_OPTIONS; $a"
+		fi
+		args+=("$a")
+		prev=$a
+	done
+	env "${NBDKIT_ENV[@]}" timeout --kill-after=10 300 nbdkit -U - "${args[@]}"
+}
+
+# The engines to test: $DIO_TEST_ENGINE, or uring (when it works here) and psync.
+test_engines()
+{
+	if [ -n "${DIO_TEST_ENGINE:-}" ]; then
+		echo "$DIO_TEST_ENGINE"
+		return
+	fi
+	if env "${NBDKIT_ENV[@]}" nbdkit "$PLUGIN" --dump-plugin | grep -qx dio_uring=yes; then
+		echo uring psync
+	else
+		echo "$NAME: io_uring unavailable here, testing psync only" >&2
+		echo psync
+	fi
+}
+
+# mkfile PATH SIZE: a sparse file of SIZE bytes.
+mkfile()
+{
+	rm -f "$1"
+	truncate -s "$2" "$1"
+}
+
+# requires_nbdsh: skip unless nbdsh runs (Debian's is python3-libnbd, and
+# a python3 earlier in PATH than /usr/bin may lack the nbd module).
+requires_nbdsh()
+{
+	requires nbdsh
+	if ! nbdsh -c pass >/dev/null 2>&1; then
+		export PATH=/usr/bin:$PATH
+		nbdsh -c pass >/dev/null 2>&1 || skip "nbdsh does not run (python3-libnbd)"
+	fi
+	# Helpers for the scripts the tests run in nbdsh and python3.
+	cat > "$TMP/prelude.py" <<'PY'
+import array, errno, os, struct, sys
+try:
+    import nbd
+except ImportError:
+    nbd = None
+
+def pattern(off, n, seed=1):
+    """n bytes of 8-byte words that encode (seed, offset): misplaced bytes show."""
+    start = off & ~7
+    base = (seed << 48) | start
+    words = array.array("Q", range(base, base + off + n - start + 8, 8))
+    if sys.byteorder != "little":
+        words.byteswap()
+    return words.tobytes()[off - start:off - start + n]
+
+def expect(cond, what):
+    if not cond:
+        print("FAIL:", what, file=sys.stderr)
+        sys.exit(1)
+
+def unaligned_ok(h):
+    """Let libnbd send requests below the advertised minimum block size."""
+    h.set_strict_mode(h.get_strict_mode() & ~nbd.STRICT_ALIGN)
+
+def expect_error(fn, name, what):
+    """fn() must fail with errno name (e.g. "EIO")."""
+    try:
+        fn()
+    except nbd.Error as e:
+        expect(e.errno == name, "%s: got %s (%s), want %s" % (what, e.errno, e.string, name))
+        return
+    expect(False, "%s: succeeded, want %s" % (what, name))
+
+FIEMAP_EXTENT_UNWRITTEN = 0x800
+
+def fiemap(path):
+    """The file's extents from FIEMAP (after a sync): [(pos, len, unwritten)]."""
+    import fcntl
+    out, start = [], 0
+    with open(path, "rb") as f:
+        while True:
+            n = 256
+            req = bytearray(struct.pack("=QQIIII", start, (1 << 64) - 1, 1, 0, n, 0) + bytes(56 * n))
+            fcntl.ioctl(f.fileno(), 0xC020660B, req)      # FS_IOC_FIEMAP, FIEMAP_FLAG_SYNC
+            mapped = struct.unpack_from("=I", req, 20)[0]
+            last = False
+            for i in range(mapped):
+                lo, ph, ln, _, _, fl = struct.unpack_from("=QQQQQI", req, 32 + 56 * i)
+                out.append((lo, ln, bool(fl & FIEMAP_EXTENT_UNWRITTEN)))
+                start = lo + ln
+                last = bool(fl & 1)
+            if mapped == 0 or last:
+                return out
+
+def file_map(path):
+    """[(pos, len, kind)] covering the file, kind "data", "zero" (unwritten) or "hole",
+    adjacent ranges of one kind merged."""
+    size = os.path.getsize(path)
+    runs, pos = [], 0
+    for lo, ln, unwritten in fiemap(path):
+        lo, hi = max(lo, 0), min(lo + ln, size)
+        if lo >= hi:
+            continue
+        if lo > pos:
+            runs.append((pos, lo - pos, "hole"))
+        runs.append((lo, hi - lo, "zero" if unwritten else "data"))
+        pos = hi
+    if pos < size:
+        runs.append((pos, size - pos, "hole"))
+    return merge(runs)
+
+def merge(runs):
+    out = []
+    for pos, ln, kind in runs:
+        if out and out[-1][2] == kind and out[-1][0] + out[-1][1] == pos:
+            out[-1] = (out[-1][0], out[-1][1] + ln, kind)
+        else:
+            out.append((pos, ln, kind))
+    return out
+
+def kind_at(runs, pos):
+    for lo, ln, kind in runs:
+        if lo <= pos < lo + ln:
+            return kind
+    return None
+
+def allocation_handle(h):
+    """A second connection to h's server that negotiated base:allocation."""
+    h2 = nbd.NBD()
+    h2.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+    h2.connect_uri(h.get_uri())
+    return h2
+
+def file_read(path, off, n):
+    with open(path, "rb") as f:
+        f.seek(off)
+        return f.read(n)
+PY
+}
+
+# nbdsh_run SCRIPT: the --run command executing SCRIPT (after prelude.py) in nbdsh.
+nbdsh_run()
+{
+	echo "nbdsh -u \"\$uri\" -c \"exec(open('$TMP/prelude.py').read()); exec(open('$1').read())\""
+}
