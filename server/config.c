@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: MIT */
+/* Exports and settings: from the command line and from an INI config file (libinih). */
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server.h"
+
+void
+config_init(struct server_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->engine = DIO_ENGINE_AUTO;
+	/* Hundreds of clients stuck in the handshake must not lock out one more. */
+	cfg->max_conns = 4096;
+	cfg->handshake_timeout = 10;
+	cfg->max_options = 1024;
+	cfg->max_inflight = 64;
+	cfg->max_inflight_bytes = 64u << 20;
+	cfg->stop_timeout = 5;
+}
+
+int
+config_parse_engine(const char *s, enum dio_engine_kind *out)
+{
+	if (!strcmp(s, "uring") || !strcmp(s, "io_uring"))
+		*out = DIO_ENGINE_URING;
+	else if (!strcmp(s, "psync"))
+		*out = DIO_ENGINE_PSYNC;
+	else if (!strcmp(s, "auto"))
+		*out = DIO_ENGINE_AUTO;
+	else
+		return -1;
+	return 0;
+}
+
+const struct export *
+config_find_export(const struct server_cfg *cfg, const char *name, size_t len)
+{
+	for (size_t i = 0; i < cfg->nexports; i++) {
+		const struct export *e = &cfg->exports[i];
+
+		if (strlen(e->name) == len && !memcmp(e->name, name, len))
+			return e;
+	}
+	return NULL;
+}
+
+/* Export names travel as NBD strings: at most 4096 bytes, no NUL. */
+static int
+config_check_name(const char *name)
+{
+	if (strlen(name) > NBDP_MAX_STRING) {
+		log_err("export name longer than %d bytes", NBDP_MAX_STRING);
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_add_export(struct server_cfg *cfg, const char *name, const char *path,
+		  const char *description, bool readonly)
+{
+	struct export *exps, *e;
+
+	if (config_check_name(name) < 0)
+		return -1;
+	if (description && strlen(description) > NBDP_MAX_STRING) {
+		log_err("export '%s': description longer than %d bytes", name, NBDP_MAX_STRING);
+		return -1;
+	}
+	if (config_find_export(cfg, name, strlen(name))) {
+		log_err("export '%s' defined twice", name);
+		return -1;
+	}
+	exps = realloc(cfg->exports, (cfg->nexports + 1) * sizeof(*exps));
+	if (!exps)
+		goto err_nomem;
+	cfg->exports = exps;
+	e = &exps[cfg->nexports];
+	memset(e, 0, sizeof(*e));
+	e->name = strdup(name);
+	e->path = path ? strdup(path) : NULL;
+	e->description = description ? strdup(description) : NULL;
+	e->readonly = readonly;
+	if (!e->name || (path && !e->path) || (description && !e->description)) {
+		free(e->name);
+		free(e->path);
+		free(e->description);
+		goto err_nomem;
+	}
+	cfg->nexports++;
+	return 0;
+
+err_nomem:
+	log_err("out of memory adding export '%s'", name);
+	return -1;
+}
+
+int
+config_add_export_spec(struct server_cfg *cfg, const char *spec)
+{
+	char *copy, *eq, *path, *opt, *next, *desc = NULL;
+	bool readonly = false;
+	int ret = -1;
+
+	copy = strdup(spec);
+	if (!copy)
+		return -1;
+	eq = strchr(copy, '=');
+	if (!eq) {
+		log_err("--export '%s': expected NAME=PATH[,readonly][,description=TEXT]", spec);
+		goto out_free;
+	}
+	*eq = '\0';
+	path = eq + 1;
+	opt = strchr(path, ',');
+	if (opt)
+		*opt++ = '\0';
+	while (opt && *opt) {
+		/* description= takes the rest of the string, commas included */
+		if (!strncmp(opt, "description=", 12)) {
+			desc = opt + 12;
+			break;
+		}
+		next = strchr(opt, ',');
+		if (next)
+			*next++ = '\0';
+		if (!strcmp(opt, "readonly") || !strcmp(opt, "ro")) {
+			readonly = true;
+		} else {
+			log_err("--export '%s': unknown option '%s'", spec, opt);
+			goto out_free;
+		}
+		opt = next;
+	}
+	if (!*path) {
+		log_err("--export '%s': empty path", spec);
+		goto out_free;
+	}
+	ret = config_add_export(cfg, copy, path, desc, readonly);
+out_free:
+	free(copy);
+	return ret;
+}
+
+/* ---- config file ---- */
+
+struct config_parse {
+	struct server_cfg *cfg;
+	char err[512];
+};
+
+/* Parse an INI boolean. 0 or -1. */
+static int
+config_bool(const char *v, bool *out)
+{
+	if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+	    !strcmp(v, "1"))
+		*out = true;
+	else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
+		 !strcmp(v, "0"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+/* Parse a decimal in [min, max]. 0 or -1. */
+static int
+config_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || *v == '-' || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+/* Replace *dst with a copy of v. 0 or -1 (out of memory). */
+static int
+config_set_str(char **dst, const char *v)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return -1;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+/* One key of [server]. 0, or -1 with p->err set. */
+static int
+config_server_key(struct config_parse *p, const char *key, const char *v)
+{
+	struct server_cfg *cfg = p->cfg;
+	unsigned long n;
+
+	if (!strcmp(key, "listen") || !strcmp(key, "bind")) {
+		char **binds = realloc(cfg->binds, (cfg->nbinds + 1) * sizeof(*binds));
+
+		if (!binds)
+			goto nomem;
+		cfg->binds = binds;
+		binds[cfg->nbinds] = strdup(v);
+		if (!binds[cfg->nbinds])
+			goto nomem;
+		cfg->nbinds++;
+		cfg->tcp = true;
+	} else if (!strcmp(key, "port")) {
+		if (config_uint(v, 1, 65535, &n) < 0)
+			goto bad;
+		if (config_set_str(&cfg->port, v) < 0)
+			goto nomem;
+		cfg->tcp = true;
+	} else if (!strcmp(key, "unix")) {
+		if (config_set_str(&cfg->unix_path, v) < 0)
+			goto nomem;
+	} else if (!strcmp(key, "tcp")) {
+		if (config_bool(v, &cfg->tcp) < 0)
+			goto bad;
+	} else if (!strcmp(key, "threads")) {
+		if (config_uint(v, 1, 1024, &n) < 0)
+			goto bad;
+		cfg->threads = (unsigned int)n;
+	} else if (!strcmp(key, "engine")) {
+		if (config_parse_engine(v, &cfg->engine) < 0)
+			goto bad;
+	} else if (!strcmp(key, "readonly")) {
+		if (config_bool(v, &cfg->readonly) < 0)
+			goto bad;
+	} else if (!strcmp(key, "foreground")) {
+		if (config_bool(v, &cfg->foreground) < 0)
+			goto bad;
+	} else if (!strcmp(key, "pid-file")) {
+		if (config_set_str(&cfg->pidfile, v) < 0)
+			goto nomem;
+	} else if (!strcmp(key, "verbose")) {
+		if (config_uint(v, 0, 4, &n) < 0)
+			goto bad;
+		cfg->verbose = (int)n;
+	} else if (!strcmp(key, "max-connections")) {
+		if (config_uint(v, 1, 1000000, &n) < 0)
+			goto bad;
+		cfg->max_conns = (unsigned int)n;
+	} else if (!strcmp(key, "handshake-timeout")) {
+		if (config_uint(v, 1, 3600, &n) < 0)
+			goto bad;
+		cfg->handshake_timeout = (unsigned int)n;
+	} else if (!strcmp(key, "max-options")) {
+		if (config_uint(v, 1, 1000000, &n) < 0)
+			goto bad;
+		cfg->max_options = (unsigned int)n;
+	} else if (!strcmp(key, "max-inflight")) {
+		if (config_uint(v, 1, 4096, &n) < 0)
+			goto bad;
+		cfg->max_inflight = (unsigned int)n;
+	} else if (!strcmp(key, "max-inflight-mb")) {
+		if (config_uint(v, 32, 65536, &n) < 0)
+			goto bad;
+		cfg->max_inflight_bytes = (uint64_t)n << 20;
+	} else if (!strcmp(key, "stop-timeout")) {
+		if (config_uint(v, 1, 3600, &n) < 0)
+			goto bad;
+		cfg->stop_timeout = (unsigned int)n;
+	} else {
+		snprintf(p->err, sizeof(p->err), "unknown key '%.200s' in [server]", key);
+		return -1;
+	}
+	return 0;
+bad:
+	snprintf(p->err, sizeof(p->err), "bad value '%.200s' for '%.64s'", v, key);
+	return -1;
+nomem:
+	snprintf(p->err, sizeof(p->err), "out of memory");
+	return -1;
+}
+
+/* The export a section "export NAME" (or "export") is about, created on first use. */
+static struct export *
+config_section_export(struct config_parse *p, const char *section)
+{
+	char name[NBDP_MAX_STRING + 1];
+	const char *s = section + 6;
+	size_t len;
+	struct export *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	len = strlen(s);
+	if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
+		s++;
+		len -= 2;
+	}
+	if (len > NBDP_MAX_STRING) {
+		snprintf(p->err, sizeof(p->err), "export name longer than %d bytes",
+			 NBDP_MAX_STRING);
+		return NULL;
+	}
+	memcpy(name, s, len);
+	name[len] = '\0';
+	e = (struct export *)config_find_export(p->cfg, name, len);
+	if (e)
+		return e;
+	if (config_add_export(p->cfg, name, NULL, NULL, false) < 0) {
+		snprintf(p->err, sizeof(p->err), "cannot add export '%.200s'", name);
+		return NULL;
+	}
+	return &p->cfg->exports[p->cfg->nexports - 1];
+}
+
+/* inih handler: nonzero to go on, 0 stops with this line as the error. */
+static int
+config_ini_handler(void *user, const char *section, const char *key, const char *v)
+{
+	struct config_parse *p = user;
+	struct export *e;
+
+	if (!strcmp(section, "server"))
+		return config_server_key(p, key, v) == 0;
+	if (!strncmp(section, "export", 6) && (section[6] == '\0' || section[6] == ' ')) {
+		e = config_section_export(p, section);
+		if (!e)
+			return 0;
+		if (!strcmp(key, "path")) {
+			if (config_set_str(&e->path, v) < 0)
+				return 0;
+		} else if (!strcmp(key, "readonly")) {
+			if (config_bool(v, &e->readonly) < 0) {
+				snprintf(p->err, sizeof(p->err), "bad readonly value '%.200s'",
+					 v);
+				return 0;
+			}
+		} else if (!strcmp(key, "description")) {
+			if (strlen(v) > NBDP_MAX_STRING) {
+				snprintf(p->err, sizeof(p->err), "description longer than %d bytes",
+					 NBDP_MAX_STRING);
+				return 0;
+			}
+			if (config_set_str(&e->description, v) < 0)
+				return 0;
+		} else {
+			snprintf(p->err, sizeof(p->err), "unknown key '%.64s' in [%.200s]", key,
+				 section);
+			return 0;
+		}
+		return 1;
+	}
+	snprintf(p->err, sizeof(p->err), "unknown section [%.200s]", section);
+	return 0;
+}
+
+int
+config_load_file(struct server_cfg *cfg, const char *path)
+{
+	struct config_parse p = { .cfg = cfg };
+	int line;
+
+	line = ini_parse(path, config_ini_handler, &p);
+	if (line == -1) {
+		log_err("%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (line == -2) {
+		log_err("%s: out of memory", path);
+		return -1;
+	}
+	if (line > 0) {
+		log_err("%s:%d: %s", path, line, p.err[0] ? p.err : "syntax error");
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->nexports; i++) {
+		if (!cfg->exports[i].path) {
+			log_err("%s: export '%s' has no path", path, cfg->exports[i].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+config_open_exports(struct server_cfg *cfg)
+{
+	char errbuf[512];
+
+	for (size_t i = 0; i < cfg->nexports; i++) {
+		struct export *e = &cfg->exports[i];
+		struct dio_volume_opts opts = {
+			.readonly = e->readonly || cfg->readonly,
+			.errbuf = errbuf,
+			.errlen = sizeof(errbuf),
+		};
+		int ret;
+
+		errbuf[0] = '\0';
+		ret = dio_volume_open(e->path, &opts, &e->vol);
+		if (ret < 0) {
+			log_err("export '%s': %s", e->name,
+				errbuf[0] ? errbuf : strerror(-ret));
+			return -1;
+		}
+		e->readonly = opts.readonly || e->vol->readonly;
+		log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,
+			 (unsigned long long)e->vol->size, e->vol->lbs, e->vol->pbs,
+			 e->readonly ? ", read-only" : "", e->vol->can_trim ? ", trim" : "");
+	}
+	return 0;
+}
+
+void
+config_free(struct server_cfg *cfg)
+{
+	for (size_t i = 0; i < cfg->nexports; i++) {
+		struct export *e = &cfg->exports[i];
+
+		if (e->vol)
+			dio_volume_close(e->vol);
+		free(e->name);
+		free(e->path);
+		free(e->description);
+	}
+	free(cfg->exports);
+	for (size_t i = 0; i < cfg->nbinds; i++)
+		free(cfg->binds[i]);
+	free(cfg->binds);
+	free(cfg->port);
+	free(cfg->unix_path);
+	free(cfg->pidfile);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,625 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One client connection: input buffer, output queue, the in-flight budget
+ * and the connection's lifetime. The protocol itself is in handshake.c and
+ * protocol.c; they parse c->in and queue replies, this file moves bytes.
+ *
+ * Lifetime: a connection is freed when its socket is closed (dead), no
+ * request is owned by libdio (nreqs == 0), no callback of it is on the
+ * stack (busy == 0) and it is not queued on its reactor's dirty list.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define CONN_WRITE_IOV	64	/* iovecs per sendmsg */
+#define CONN_READ_TURNS	16	/* reads per wakeup, so one client cannot hog a reactor */
+#define CONN_DIRECT_MIN	(16 * 1024)	/* read a payload this big straight into its buffer */
+
+/* ---- plain socket I/O (TLS provides another conn_io_ops) ---- */
+
+/* read(2) on the socket, as conn_io_ops.read wants it. */
+static ssize_t
+conn_plain_read(struct conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = read(c->fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
+/* sendmsg(2) on the socket, as conn_io_ops.writev wants it. */
+static ssize_t
+conn_plain_writev(struct conn *c, const struct iovec *iov, int n)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+	ssize_t w;
+
+	/* MSG_NOSIGNAL: a vanished client gives EPIPE here, never SIGPIPE. */
+	do
+		w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 && errno == ENOTSOCK) {
+		do
+			w = writev(c->fd, iov, n);
+		while (w < 0 && errno == EINTR);
+	}
+	if (w < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return w;
+}
+
+const struct conn_io_ops conn_io_plain = {
+	.read = conn_plain_read,
+	.writev = conn_plain_writev,
+};
+
+/* ---- requests ---- */
+
+struct conn_req *
+conn_req_get(struct conn *c)
+{
+	struct conn_req *req = c->free_reqs;
+
+	if (req) {
+		c->free_reqs = req->next;
+		c->nfree--;
+	} else {
+		req = malloc(sizeof(*req));
+		if (!req)
+			return NULL;
+	}
+	memset(&req->dreq, 0, sizeof(req->dreq));
+	req->dreq.priv = req;
+	req->conn = c;
+	req->next = NULL;
+	req->err = 0;
+	req->acct = 0;
+	req->sr = false;
+	req->dbuf = NULL;
+	req->iov_idx = 0;
+	req->niov = 0;
+	c->nreqs++;
+	return req;
+}
+
+void
+conn_req_put(struct conn *c, struct conn_req *req)
+{
+	if (req->dbuf) {
+		dio_buf_put(req->dbuf);
+		req->dbuf = NULL;
+	}
+	c->inflight_bytes -= req->acct;
+	c->nreqs--;
+	if (c->nfree < c->r->srv->cfg->max_inflight) {
+		req->next = c->free_reqs;
+		c->free_reqs = req;
+		c->nfree++;
+	} else {
+		free(req);
+	}
+}
+
+static void conn_maybe_free(struct conn *c);
+
+void
+conn_req_queue(struct conn *c, struct conn_req *req)
+{
+	if (c->dead) {
+		conn_req_put(c, req);
+		conn_maybe_free(c);
+		return;
+	}
+	req->next = NULL;
+	if (c->sendq_tail)
+		c->sendq_tail->next = req;
+	else
+		c->sendq = req;
+	c->sendq_tail = req;
+	/* Inside a callback of c, conn_run flushes anyway; completions need the reactor's pass. */
+	if (!c->busy)
+		reactor_mark_dirty(c->r, c);
+}
+
+/* ---- output ---- */
+
+int
+conn_out_append(struct conn *c, const void *data, size_t len)
+{
+	struct conn_obuf *o = &c->out;
+
+	if (!len)
+		return 0;
+	if (o->len + len > o->cap) {
+		size_t cap = o->cap ? o->cap : 1024;
+		uint8_t *p;
+
+		while (cap < o->len + len)
+			cap *= 2;
+		p = realloc(o->data, cap);
+		if (!p)
+			return -ENOMEM;
+		o->data = p;
+		o->cap = cap;
+	}
+	memcpy(o->data + o->len, data, len);
+	o->len += len;
+	return 0;
+}
+
+/* Whether anything is still to be written. */
+static bool
+conn_output_pending(const struct conn *c)
+{
+	return c->out.off < c->out.len || c->sendq;
+}
+
+/* Advance the send queue past w written bytes; returns requests recycled. */
+static int
+conn_consume(struct conn *c, size_t left)
+{
+	struct conn_req *req;
+	int freed = 0;
+
+	if (c->out.off < c->out.len) {
+		size_t k = c->out.len - c->out.off;
+
+		if (k > left)
+			k = left;
+		c->out.off += k;
+		left -= k;
+		if (c->out.off == c->out.len)
+			c->out.off = c->out.len = 0;
+	}
+	while ((req = c->sendq)) {
+		while (req->iov_idx < req->niov) {
+			struct iovec *v = &req->iov[req->iov_idx];
+
+			if (v->iov_len > left) {
+				v->iov_base = (uint8_t *)v->iov_base + left;
+				v->iov_len -= left;
+				return freed;
+			}
+			left -= v->iov_len;
+			req->iov_idx++;
+		}
+		c->sendq = req->next;
+		if (!c->sendq)
+			c->sendq_tail = NULL;
+		conn_req_put(c, req);
+		freed++;
+	}
+	return freed;
+}
+
+/*
+ * Write what is queued, many replies per sendmsg. Returns the number of
+ * requests whose reply went out (their budget is free again), or -1.
+ */
+static int
+conn_flush(struct conn *c)
+{
+	int freed = 0;
+
+	while (conn_output_pending(c)) {
+		struct iovec iov[CONN_WRITE_IOV];
+		struct conn_req *req;
+		size_t total = 0;
+		ssize_t w;
+		int n = 0;
+
+		if (c->out.off < c->out.len) {
+			iov[n].iov_base = c->out.data + c->out.off;
+			iov[n].iov_len = c->out.len - c->out.off;
+			total += iov[n++].iov_len;
+		}
+		for (req = c->sendq; req && n < CONN_WRITE_IOV; req = req->next) {
+			for (unsigned int i = req->iov_idx; i < req->niov && n < CONN_WRITE_IOV;
+			     i++) {
+				if (!req->iov[i].iov_len)
+					continue;
+				iov[n] = req->iov[i];
+				total += iov[n++].iov_len;
+			}
+		}
+		if (!n) {
+			freed += conn_consume(c, 0);
+			break;
+		}
+		w = c->io->writev(c, iov, n);
+		if (w == -EAGAIN) {
+			c->want_write = true;
+			return freed;
+		}
+		if (w < 0) {
+			log_debug("%s: write: %s", c->peer, strerror((int)-w));
+			return -1;
+		}
+		freed += conn_consume(c, (size_t)w);
+		if ((size_t)w < total) {
+			c->want_write = true;
+			return freed;
+		}
+	}
+	c->want_write = false;
+	return freed;
+}
+
+/* ---- input ---- */
+
+/* Whether c holds as much in-flight work as it may: then it is not read. */
+static bool
+conn_over_budget(const struct conn *c)
+{
+	const struct server_cfg *cfg = c->r->srv->cfg;
+
+	if (c->out.len - c->out.off > CONN_OUT_HIGH)
+		return true;
+	return c->nreqs >= cfg->max_inflight || c->inflight_bytes >= cfg->max_inflight_bytes;
+}
+
+/* Payload of a request already accepted: read it whatever the budget. */
+static bool
+conn_in_payload(const struct conn *c)
+{
+	return c->state == CONN_TX_PAYLOAD || c->state == CONN_TX_DISCARD ||
+	       c->state == CONN_HS_DISCARD;
+}
+
+/* Whether the socket's read event should be armed. */
+static bool
+conn_want_read(const struct conn *c)
+{
+	if (c->dead || c->eof_in || c->stop_parse)
+		return false;
+	if (conn_in_payload(c))
+		return true;
+	/* Stopping: answer what is buffered (ESHUTDOWN), read no new requests. */
+	return !c->r->stopping && !conn_over_budget(c);
+}
+
+/* Parse what is buffered. 0, or -1 to drop the client. */
+static int
+conn_process(struct conn *c)
+{
+	int ret;
+
+	for (;;) {
+		if (c->dead || c->stop_parse)
+			return 0;
+		if (!conn_in_payload(c) && conn_over_budget(c))
+			return 0;
+		if (c->state < CONN_TX_HDR)
+			ret = hs_process(c);
+		else
+			ret = proto_process(c);
+		if (ret <= 0)
+			return ret;
+	}
+}
+
+/* Keep room at the end of c->in for the next read. */
+static void
+conn_compact(struct conn *c)
+{
+	size_t avail = conn_in_avail(c);
+
+	if (!avail) {
+		c->in_start = c->in_end = 0;
+	} else if (c->in_start && CONN_INBUF - c->in_end < CONN_INBUF / 2) {
+		memmove(c->in, c->in + c->in_start, avail);
+		c->in_start = 0;
+		c->in_end = avail;
+	}
+}
+
+/* The socket is readable: fill c->in (or a WRITE buffer) and parse. */
+static void
+conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	c->busy++;
+	for (int turn = 0; turn < CONN_READ_TURNS && conn_want_read(c); turn++) {
+		bool direct = false;
+		size_t room;
+		void *dst;
+		ssize_t n;
+
+		/*
+		 * Big WRITE payloads go straight into their pinned buffer; small
+		 * ones come through c->in with the headers around them, which
+		 * saves a read(2) per request at high queue depth.
+		 */
+		if (c->state == CONN_TX_PAYLOAD && !conn_in_avail(c) &&
+		    c->cur->count - c->payload_got >= CONN_DIRECT_MIN) {
+			dst = proto_payload_dest(c, &room);
+			direct = true;
+		} else {
+			conn_compact(c);
+			dst = c->in + c->in_end;
+			room = CONN_INBUF - c->in_end;
+			if (!room)
+				break;
+		}
+		n = c->io->read(c, dst, room);
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			if (n < 0)
+				log_debug("%s: read: %s", c->peer, strerror((int)-n));
+			c->eof_in = true;
+			break;
+		}
+		if (direct)
+			proto_payload_read(c, (size_t)n);
+		else
+			c->in_end += (size_t)n;
+		if (conn_process(c) < 0) {
+			conn_abort(c, "protocol error");
+			break;
+		}
+		if ((size_t)n < room)
+			break;
+	}
+	c->busy--;
+	conn_run(c);
+}
+
+/* The socket takes output again. */
+static void
+conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	conn_run(arg);
+}
+
+/* The handshake deadline. */
+static void
+conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state < CONN_TX_HDR) {
+		conn_abort(c, "handshake deadline passed");
+		conn_maybe_free(c);
+	}
+}
+
+/* Arm or disarm the read and write events to match the state. */
+static void
+conn_update_events(struct conn *c)
+{
+	bool r = conn_want_read(c), w = !c->dead && c->want_write;
+
+	if (r != c->rev_on) {
+		if (r)
+			event_add(c->rev, NULL);
+		else
+			event_del(c->rev);
+		c->rev_on = r;
+	}
+	/* Input buffered inside the I/O layer never wakes the socket's event. */
+	if (r && c->io->pending && c->io->pending(c))
+		event_active(c->rev, EV_READ, 0);
+	if (w != c->wev_on) {
+		if (w)
+			event_add(c->wev, NULL);
+		else
+			event_del(c->wev);
+		c->wev_on = w;
+	}
+}
+
+void
+conn_run(struct conn *c)
+{
+	int freed;
+
+	if (c->dead) {
+		/* Requests queued just before a protocol error must still reach the device. */
+		dio_ctx_kick(c->r->ctx);
+		conn_maybe_free(c);
+		return;
+	}
+	c->busy++;
+	for (int i = 0; i < 8; i++) {
+		if (conn_process(c) < 0) {
+			conn_abort(c, "protocol error");
+			goto out;
+		}
+		freed = conn_flush(c);
+		if (freed < 0) {
+			conn_abort(c, NULL);
+			goto out;
+		}
+		if (!freed)
+			break;
+	}
+	/* Done: nothing more will come in, everything accepted was answered. */
+	if ((c->eof_in || c->stop_parse || (c->r->stopping && c->state == CONN_TX_HDR)) &&
+	    c->nreqs == (c->cur ? 1u : 0u) && !conn_output_pending(c))
+		conn_abort(c, NULL);
+	else
+		conn_update_events(c);
+out:
+	/* One kick per batch of input; requests queued before an error must go too. */
+	dio_ctx_kick(c->r->ctx);
+	c->busy--;
+	conn_maybe_free(c);
+}
+
+void
+conn_enter_transmission(struct conn *c, const struct export *exp)
+{
+	c->exp = exp;
+	c->eflags = proto_eflags(c, exp);
+	c->state = CONN_TX_HDR;
+	event_del(c->timer);
+	log_info("%s: serving export '%s'%s", c->peer, exp->name,
+		 c->sr ? " (structured replies)" : "");
+}
+
+void
+conn_shutdown(struct conn *c)
+{
+	if (c->dead)
+		return;
+	if (c->state < CONN_TX_HDR) {
+		conn_abort(c, "server stopping");
+		conn_maybe_free(c);
+		return;
+	}
+	/* protocol.c fails requests still buffered with ESHUTDOWN; in-flight ones finish. */
+	conn_run(c);
+}
+
+void
+conn_abort(struct conn *c, const char *why)
+{
+	struct conn_req *req;
+
+	if (c->dead)
+		return;
+	if (why)
+		log_info("%s: closing: %s", c->peer, why);
+	else
+		log_debug("%s: closed", c->peer);
+	c->dead = true;
+	reactor_unmark_dirty(c->r, c);
+	event_del(c->rev);
+	event_del(c->wev);
+	event_del(c->timer);
+	c->rev_on = c->wev_on = false;
+	if (c->io->close)
+		c->io->close(c);
+	close(c->fd);
+	c->fd = -1;
+	if (c->cur) {
+		req = c->cur;
+		c->cur = NULL;
+		conn_req_put(c, req);
+	}
+	while ((req = c->sendq)) {
+		c->sendq = req->next;
+		conn_req_put(c, req);
+	}
+	c->sendq_tail = NULL;
+}
+
+/* Free c if nothing can refer to it any more (see the top of this file). */
+static void
+conn_maybe_free(struct conn *c)
+{
+	struct conn_req *req;
+
+	if (!c->dead || c->nreqs || c->busy || c->dirty)
+		return;
+	while ((req = c->free_reqs)) {
+		c->free_reqs = req->next;
+		free(req);
+	}
+	event_free(c->rev);
+	event_free(c->wev);
+	event_free(c->timer);
+	free(c->in);
+	free(c->out.data);
+	reactor_conn_freed(c->r, c);
+	free(c);
+}
+
+/* "addr:port" or "unix" for log lines. */
+static void
+conn_name_peer(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	snprintf(c->peer, sizeof(c->peer), "fd %d", c->fd);
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(s4->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else if (ss.ss_family == AF_UNIX) {
+		static atomic_uint serial;
+
+		snprintf(c->peer, sizeof(c->peer), "unix#%u", atomic_fetch_add(&serial, 1) + 1);
+	}
+}
+
+int
+conn_create(struct reactor *r, int fd)
+{
+	struct timeval tv = { .tv_sec = r->srv->cfg->handshake_timeout };
+	struct conn *c;
+	int one = 1, fl;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->in = malloc(CONN_INBUF);
+	if (!c->in)
+		goto err_free;
+	c->r = r;
+	c->fd = fd;
+	c->io = &conn_io_plain;
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	/* Replies are written whole by writev: Nagle would only add latency. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_name_peer(c);
+	c->rev = event_new(r->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->wev = event_new(r->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	c->timer = evtimer_new(r->base, conn_on_timer, c);
+	if (!c->rev || !c->wev || !c->timer)
+		goto err_events;
+	if (hs_start(c) < 0)
+		goto err_events;
+	evtimer_add(c->timer, &tv);
+
+	c->next = r->conns;
+	if (r->conns)
+		r->conns->prev = c;
+	r->conns = c;
+	r->nconns++;
+	log_debug("%s: connected (reactor %u)", c->peer, r->id);
+	conn_run(c);
+	return 0;
+
+err_events:
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->timer)
+		event_free(c->timer);
+	free(c->out.data);
+	free(c->in);
+err_free:
+	free(c);
+	return -ENOMEM;
+}

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD handshake: fixed newstyle (and plain newstyle, EXPORT_NAME only),
+ * option haggling until EXPORT_NAME or GO picks an export. Nothing here
+ * touches a volume beyond reading its size and block sizes.
+ *
+ * Limits against hostile clients: options are parsed only once whole in
+ * the input buffer (at most HS_OPT_MAX bytes of data); bigger ones up to
+ * HS_DISCARD_MAX are read and dropped with an error reply to keep the
+ * stream in sync; anything bigger, or more than max_options options, drops
+ * the client. The handshake deadline is conn.c's timer.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+
+#define HS_OPT_MAX	(32 * 1024)
+#define HS_DISCARD_MAX	(1024 * 1024)
+
+static uint32_t
+hs_get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return be32toh(v);
+}
+
+static uint16_t
+hs_get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return be16toh(v);
+}
+
+/* An option's name for logs. */
+static const char *
+hs_opt_name(uint32_t opt)
+{
+	switch (opt) {
+	case NBDP_OPT_EXPORT_NAME:
+		return "EXPORT_NAME";
+	case NBDP_OPT_ABORT:
+		return "ABORT";
+	case NBDP_OPT_LIST:
+		return "LIST";
+	case NBDP_OPT_STARTTLS:
+		return "STARTTLS";
+	case NBDP_OPT_INFO:
+		return "INFO";
+	case NBDP_OPT_GO:
+		return "GO";
+	case NBDP_OPT_STRUCTURED_REPLY:
+		return "STRUCTURED_REPLY";
+	case NBDP_OPT_LIST_META_CONTEXT:
+		return "LIST_META_CONTEXT";
+	case NBDP_OPT_SET_META_CONTEXT:
+		return "SET_META_CONTEXT";
+	default:
+		return "unknown";
+	}
+}
+
+/* Queue an option reply with data[0..len) (data may be split in two parts). */
+static int
+hs_reply2(struct conn *c, uint32_t opt, uint32_t type, const void *a, size_t alen,
+	  const void *b, size_t blen)
+{
+	struct wire_fixed_new_option_reply h = {
+		.magic = htobe64(NBDP_REP_MAGIC),
+		.option = htobe32(opt),
+		.reply = htobe32(type),
+		.len = htobe32((uint32_t)(alen + blen)),
+	};
+
+	if (conn_out_append(c, &h, sizeof(h)) < 0 || conn_out_append(c, a, alen) < 0 ||
+	    conn_out_append(c, b, blen) < 0)
+		return -1;
+	return 1;
+}
+
+/* Queue an option reply with data[0..len). */
+static int
+hs_reply(struct conn *c, uint32_t opt, uint32_t type, const void *data, size_t len)
+{
+	return hs_reply2(c, opt, type, data, len, NULL, 0);
+}
+
+/* An error reply with a message for humans (the spec allows one). */
+static int
+hs_reply_err(struct conn *c, uint32_t opt, uint32_t type, const char *msg)
+{
+	log_debug("%s: option %s: %s", c->peer, hs_opt_name(opt), msg);
+	return hs_reply(c, opt, type, msg, strlen(msg));
+}
+
+int
+hs_start(struct conn *c)
+{
+	struct wire_new_handshake h = {
+		.nbdmagic = htobe64(NBDP_MAGIC),
+		.version = htobe64(NBDP_IHAVEOPT),
+		.gflags = htobe16(NBDP_FLAG_FIXED_NEWSTYLE | NBDP_FLAG_NO_ZEROES),
+	};
+
+	c->state = CONN_HS_FLAGS;
+	return conn_out_append(c, &h, sizeof(h));
+}
+
+/* NBD_OPT_EXPORT_NAME: send size and flags, enter transmission. */
+static int
+hs_export_name(struct conn *c, const uint8_t *data, uint32_t len)
+{
+	static const uint8_t zeroes[124];
+	struct wire_export_name_reply r;
+	const struct export *exp;
+
+	/* No error reply exists for EXPORT_NAME: the spec says disconnect. */
+	if (len > NBDP_MAX_STRING) {
+		log_info("%s: EXPORT_NAME: name of %u bytes is too long", c->peer, len);
+		return -1;
+	}
+	exp = config_find_export(c->r->srv->cfg, (const char *)data, len);
+	if (!exp) {
+		log_info("%s: EXPORT_NAME: no export '%.*s'", c->peer, len > 256 ? 256 : (int)len,
+			 (const char *)data);
+		return -1;
+	}
+	r.exportsize = htobe64(exp->vol->size);
+	r.eflags = htobe16(proto_eflags(c, exp));
+	if (conn_out_append(c, &r, sizeof(r)) < 0)
+		return -1;
+	if (!c->no_zeroes && conn_out_append(c, zeroes, sizeof(zeroes)) < 0)
+		return -1;
+	c->block_size_agreed = false;
+	conn_enter_transmission(c, exp);
+	return 1;
+}
+
+/* NBD_OPT_LIST: one NBD_REP_SERVER per export, then ACK. */
+static int
+hs_list(struct conn *c, uint32_t len)
+{
+	const struct server_cfg *cfg = c->r->srv->cfg;
+
+	if (len)
+		return hs_reply_err(c, NBDP_OPT_LIST, NBDP_REP_ERR_INVALID, "LIST takes no data");
+	for (size_t i = 0; i < cfg->nexports; i++) {
+		const struct export *e = &cfg->exports[i];
+		uint32_t nlen = htobe32((uint32_t)strlen(e->name));
+		uint8_t buf[4 + NBDP_MAX_STRING];
+		size_t n = strlen(e->name);
+
+		memcpy(buf, &nlen, 4);
+		memcpy(buf + 4, e->name, n);
+		/* After the name, the spec lets us add a description for humans. */
+		if (hs_reply2(c, NBDP_OPT_LIST, NBDP_REP_SERVER, buf, 4 + n, e->description,
+			      e->description ? strlen(e->description) : 0) < 0)
+			return -1;
+	}
+	return hs_reply(c, NBDP_OPT_LIST, NBDP_REP_ACK, NULL, 0);
+}
+
+/* The block sizes we tell clients: see "Block size constraints" in the spec. */
+static void
+hs_block_sizes(const struct export *exp, uint32_t *min, uint32_t *pref, uint32_t *max)
+{
+	uint32_t lbs = exp->vol->lbs ? exp->vol->lbs : 512;
+	uint32_t pbs = exp->vol->pbs;
+
+	*min = lbs;
+	*pref = 4096;
+	if (pbs > *pref && !(pbs & (pbs - 1)))
+		*pref = pbs;
+	if (*pref < lbs)
+		*pref = lbs;
+	*max = CONN_MAX_PAYLOAD;
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO (GO also enters transmission). */
+static int
+hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+	bool want_name = false, want_desc = false, want_bs = false;
+	const struct export *exp;
+	uint32_t namelen, min, pref, max;
+	uint16_t nreq;
+
+	if (len < 6)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option data too short");
+	namelen = hs_get32(data);
+	if (namelen > len - 6)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "name length past the data");
+	if (namelen > NBDP_MAX_STRING)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_TOO_BIG, "export name too long");
+	nreq = hs_get16(data + 4 + namelen);
+	if (len != 4 + namelen + 2 + 2u * nreq)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
+	exp = config_find_export(c->r->srv->cfg, (const char *)data + 4, namelen);
+	if (!exp) {
+		log_info("%s: %s: no export '%.*s'", c->peer, hs_opt_name(opt),
+			 namelen > 256 ? 256 : (int)namelen, (const char *)data + 4);
+		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
+	}
+	for (uint32_t i = 0; i < nreq; i++) {
+		switch (hs_get16(data + 4 + namelen + 2 + 2 * i)) {
+		case NBDP_INFO_NAME:
+			want_name = true;
+			break;
+		case NBDP_INFO_DESCRIPTION:
+			want_desc = true;
+			break;
+		case NBDP_INFO_BLOCK_SIZE:
+			want_bs = true;
+			break;
+		default:
+			break;	/* unknown requests are ignored, as the spec says */
+		}
+	}
+
+	struct wire_info_export ie = {
+		.info = htobe16(NBDP_INFO_EXPORT),
+		.exportsize = htobe64(exp->vol->size),
+		.eflags = htobe16(proto_eflags(c, exp)),
+	};
+	if (hs_reply(c, opt, NBDP_REP_INFO, &ie, sizeof(ie)) < 0)
+		return -1;
+	if (want_name) {
+		uint16_t t = htobe16(NBDP_INFO_NAME);
+
+		if (hs_reply2(c, opt, NBDP_REP_INFO, &t, 2, exp->name, strlen(exp->name)) < 0)
+			return -1;
+	}
+	if (want_desc && exp->description) {
+		uint16_t t = htobe16(NBDP_INFO_DESCRIPTION);
+
+		if (hs_reply2(c, opt, NBDP_REP_INFO, &t, 2, exp->description,
+			      strlen(exp->description)) < 0)
+			return -1;
+	}
+	/* Sent even unasked: clients that ignore it still get default sizing (see protocol.c). */
+	hs_block_sizes(exp, &min, &pref, &max);
+	struct wire_info_block_size bs = {
+		.info = htobe16(NBDP_INFO_BLOCK_SIZE),
+		.minimum = htobe32(min),
+		.preferred = htobe32(pref),
+		.maximum = htobe32(max),
+	};
+	if (hs_reply(c, opt, NBDP_REP_INFO, &bs, sizeof(bs)) < 0)
+		return -1;
+	if (hs_reply(c, opt, NBDP_REP_ACK, NULL, 0) < 0)
+		return -1;
+	if (opt == NBDP_OPT_GO) {
+		c->block_size_agreed = want_bs;
+		conn_enter_transmission(c, exp);
+	}
+	return 1;
+}
+
+/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (base:allocation only). */
+static int
+hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+	static const char alloc[] = NBDP_META_BASE_ALLOCATION;
+	const struct export *exp;
+	uint32_t namelen, nq, pos;
+	bool match = false;
+
+	if (opt == NBDP_OPT_SET_META_CONTEXT && !c->sr)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID,
+				    "structured replies must be negotiated first");
+	if (len < 8)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option data too short");
+	namelen = hs_get32(data);
+	if (namelen > len - 8)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "name length past the data");
+	if (namelen > NBDP_MAX_STRING)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_TOO_BIG, "export name too long");
+	nq = hs_get32(data + 4 + namelen);
+	pos = 8 + namelen;
+	if (opt == NBDP_OPT_LIST_META_CONTEXT && nq == 0)
+		match = true;
+	/* Validate every query before answering, so an error leaves no partial reply. */
+	for (uint32_t i = 0; i < nq; i++) {
+		uint32_t qlen;
+		const char *q;
+
+		if (len - pos < 4)
+			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "query past the data");
+		qlen = hs_get32(data + pos);
+		pos += 4;
+		if (qlen > len - pos)
+			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "query past the data");
+		if (qlen > NBDP_MAX_STRING)
+			return hs_reply_err(c, opt, NBDP_REP_ERR_TOO_BIG, "query too long");
+		q = (const char *)data + pos;
+		pos += qlen;
+		if (qlen == sizeof(alloc) - 1 && !memcmp(q, alloc, qlen))
+			match = true;
+		else if (opt == NBDP_OPT_LIST_META_CONTEXT && qlen == 5 && !memcmp(q, "base:", 5))
+			match = true;
+	}
+	if (pos != len)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
+	exp = config_find_export(c->r->srv->cfg, (const char *)data + 4, namelen);
+	if (!exp)
+		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
+	if (opt == NBDP_OPT_SET_META_CONTEXT)
+		c->meta_alloc = match;
+	if (match) {
+		/* Context id 1 once selected; LIST carries no meaningful id. */
+		uint32_t id = htobe32(opt == NBDP_OPT_SET_META_CONTEXT ? 1 : 0);
+
+		if (hs_reply2(c, opt, NBDP_REP_META_CONTEXT, &id, 4, alloc, sizeof(alloc) - 1) < 0)
+			return -1;
+	}
+	return hs_reply(c, opt, NBDP_REP_ACK, NULL, 0);
+}
+
+/* One whole option. 1 = go on, 0 = stop parsing, -1 = drop the client. */
+static int
+hs_option(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+	log_trace("%s: option %s (%u), %u bytes", c->peer, hs_opt_name(opt), opt, len);
+	if (!c->fixed_newstyle && opt != NBDP_OPT_EXPORT_NAME) {
+		/* Plain newstyle has no way to refuse an option. */
+		log_info("%s: option %u from a plain newstyle client", c->peer, opt);
+		return -1;
+	}
+	switch (opt) {
+	case NBDP_OPT_EXPORT_NAME:
+		return hs_export_name(c, data, len);
+	case NBDP_OPT_ABORT:
+		hs_reply(c, opt, NBDP_REP_ACK, NULL, 0);
+		c->stop_parse = true;
+		return 0;
+	case NBDP_OPT_LIST:
+		return hs_list(c, len);
+	case NBDP_OPT_STARTTLS:
+		if (len)
+			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "STARTTLS takes no data");
+		/* The TLS module hooks in here: reply ACK, then swap c->io for its layer. */
+		return hs_reply_err(c, opt, NBDP_REP_ERR_POLICY, "TLS is not configured");
+	case NBDP_OPT_INFO:
+	case NBDP_OPT_GO:
+		return hs_info(c, opt, data, len);
+	case NBDP_OPT_STRUCTURED_REPLY:
+		if (len)
+			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID,
+					    "STRUCTURED_REPLY takes no data");
+		c->sr = true;
+		return hs_reply(c, opt, NBDP_REP_ACK, NULL, 0);
+	case NBDP_OPT_LIST_META_CONTEXT:
+	case NBDP_OPT_SET_META_CONTEXT:
+		return hs_meta_context(c, opt, data, len);
+	default:
+		return hs_reply_err(c, opt, NBDP_REP_ERR_UNSUP, "unsupported option");
+	}
+}
+
+int
+hs_process(struct conn *c)
+{
+	const uint8_t *p = c->in + c->in_start;
+	size_t avail = conn_in_avail(c);
+	struct wire_option h;
+	uint32_t opt, len, flags;
+
+	switch (c->state) {
+	case CONN_HS_FLAGS:
+		if (avail < 4)
+			return 0;
+		flags = hs_get32(p);
+		c->in_start += 4;
+		if (flags & ~(uint32_t)(NBDP_FLAG_C_FIXED_NEWSTYLE | NBDP_FLAG_C_NO_ZEROES)) {
+			log_info("%s: unknown client flags 0x%x", c->peer, flags);
+			return -1;
+		}
+		c->fixed_newstyle = flags & NBDP_FLAG_C_FIXED_NEWSTYLE;
+		c->no_zeroes = flags & NBDP_FLAG_C_NO_ZEROES;
+		c->state = CONN_HS_OPT;
+		return 1;
+
+	case CONN_HS_OPT:
+		if (avail < sizeof(h))
+			return 0;
+		memcpy(&h, p, sizeof(h));
+		if (be64toh(h.version) != NBDP_IHAVEOPT) {
+			log_info("%s: bad option magic", c->peer);
+			return -1;
+		}
+		opt = be32toh(h.option);
+		len = be32toh(h.len);
+		if (len > HS_OPT_MAX) {
+			if (!c->fixed_newstyle || opt == NBDP_OPT_EXPORT_NAME ||
+			    len > HS_DISCARD_MAX) {
+				log_info("%s: option %u with %u bytes of data", c->peer, opt, len);
+				return -1;
+			}
+			if (++c->nopts > c->r->srv->cfg->max_options)
+				goto too_many;
+			c->in_start += sizeof(h);
+			c->opt = opt;
+			c->discard_left = len;
+			c->state = CONN_HS_DISCARD;
+			return 1;
+		}
+		if (avail < sizeof(h) + len)
+			return 0;
+		if (++c->nopts > c->r->srv->cfg->max_options)
+			goto too_many;
+		c->in_start += sizeof(h) + len;
+		return hs_option(c, opt, p + sizeof(h), len);
+
+	case CONN_HS_DISCARD:
+		len = avail < c->discard_left ? (uint32_t)avail : (uint32_t)c->discard_left;
+		c->in_start += len;
+		c->discard_left -= len;
+		if (c->discard_left)
+			return 0;
+		c->state = CONN_HS_OPT;
+		return hs_reply_err(c, c->opt, NBDP_REP_ERR_TOO_BIG, "option data too large");
+
+	default:
+		return -1;
+	}
+
+too_many:
+	log_info("%s: more than %u options", c->peer, c->r->srv->cfg->max_options);
+	return -1;
+}

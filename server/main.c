@@ -1,0 +1,594 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dionbd: the command line, the daemon (fork, pid file, syslog), signals,
+ * the accepting loop on the main thread, and the reactors it feeds.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#ifndef DIONBD_VERSION
+#define DIONBD_VERSION "0.1.0"
+#endif
+
+struct main_state {
+	struct server_cfg cfg;
+	struct server srv;
+	struct event_base *base;
+	struct listener *listeners;
+	size_t nlisteners;
+	bool activated;
+	struct reactor *reactors;
+	unsigned int nreactors, next;
+	struct event *accept_pause;
+	bool stopping;
+};
+
+/* The --help text. */
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: dionbd [OPTIONS] [FILE]\n"
+		"Serve files and block devices over NBD.\n\n"
+		"  FILE                         serve FILE as the default export (\"\")\n"
+		"  -e, --export NAME=PATH[,readonly][,description=TEXT]\n"
+		"                               a named export (repeatable)\n"
+		"  -c, --config FILE            exports and settings from a config file\n"
+		"  -U, --unix PATH              listen on a Unix socket (TCP only with -p/-b)\n"
+		"  -p, --port PORT              TCP port (default 10809)\n"
+		"  -b, --bind ADDR              TCP address (repeatable; default: all)\n"
+		"  -r, --readonly               every export read-only\n"
+		"  -t, --threads N              reactor threads (default: one per core)\n"
+		"      --engine uring|psync|auto  I/O engine (default auto: uring, else psync)\n"
+		"      --max-connections N      connection cap (default 4096)\n"
+		"      --handshake-timeout SEC  drop clients negotiating for SEC (default 10)\n"
+		"  -f, --foreground             stay in the foreground, log to stderr\n"
+		"  -P, --pid-file FILE          write the daemon's pid to FILE\n"
+		"  -v, --verbose                more logging (-v info, -vv debug, -vvv trace)\n"
+		"      --version                print the version\n"
+		"  -h, --help                   this help\n");
+}
+
+/* Accepting and relaying: the main thread's whole job while serving. */
+static void main_on_accept(evutil_socket_t fd, short what, void *arg);
+
+/* Stop accepting for 100 ms (out of fds: let connections close first). */
+static void
+main_pause_accept(struct main_state *m)
+{
+	struct timeval tv = { .tv_usec = 100 * 1000 };
+
+	for (size_t i = 0; i < m->nlisteners; i++)
+		event_del(m->listeners[i].ev);
+	evtimer_add(m->accept_pause, &tv);
+}
+
+/* The pause is over: accept again. */
+static void
+main_on_accept_pause(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_state *m = arg;
+
+	if (m->stopping)
+		return;
+	for (size_t i = 0; i < m->nlisteners; i++)
+		event_add(m->listeners[i].ev, NULL);
+}
+
+/* Warn at most once a second: a flood of refused clients must not flood the log. */
+static void
+main_warn_limited(const char *msg)
+{
+	static time_t last;
+	time_t now = time(NULL);
+
+	if (now != last) {
+		last = now;
+		log_warn("%s", msg);
+	}
+}
+
+/* Accept what is waiting and hand each client to the next reactor. */
+static void
+main_on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_state *m = arg;
+
+	for (int i = 0; i < 64; i++) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct reactor *r;
+
+		if (cfd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Level-triggered: without a pause we would spin on the backlog. */
+				main_warn_limited("accept: out of file descriptors or memory");
+				main_pause_accept(m);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_warn("accept: %s", strerror(errno));
+			}
+			return;
+		}
+		if (atomic_load(&m->srv.nconns) >= m->cfg.max_conns) {
+			close(cfd);
+			main_warn_limited("connection cap reached: refusing clients");
+			continue;
+		}
+		atomic_fetch_add(&m->srv.nconns, 1);
+		r = &m->reactors[m->next++ % m->nreactors];
+		if (reactor_hand_off(r, cfd) < 0)
+			atomic_fetch_sub(&m->srv.nconns, 1);
+	}
+}
+
+/* SIGTERM/SIGINT: stop accepting and stop the reactors gracefully. */
+static void
+main_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_state *m = arg;
+
+	if (m->stopping) {
+		log_warn("signal %d again while stopping", (int)sig);
+		return;
+	}
+	log_info("signal %d: stopping", (int)sig);
+	m->stopping = true;
+	for (size_t i = 0; i < m->nlisteners; i++)
+		event_del(m->listeners[i].ev);
+	evtimer_del(m->accept_pause);
+	for (unsigned int i = 0; i < m->nreactors; i++)
+		reactor_stop(&m->reactors[i]);
+	event_base_loopbreak(m->base);
+}
+
+/* Raise the soft RLIMIT_NOFILE to the hard limit; cap connections to what fits. */
+static void
+main_raise_nofile(struct server_cfg *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	/* Keep room for listeners, volumes, engines and eventfds. */
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_conns + 128) {
+		unsigned int cap = rl.rlim_cur > 256 ? (unsigned int)rl.rlim_cur - 128 : 128;
+
+		log_warn("RLIMIT_NOFILE is %llu: connection cap lowered to %u",
+			 (unsigned long long)rl.rlim_cur, cap);
+		cfg->max_conns = cap;
+	}
+}
+
+/* An absolute copy of path: the daemon changes directory to /. */
+static char *
+main_abspath(const char *path)
+{
+	char cwd[4096], *s;
+
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return strdup(path);
+	if (asprintf(&s, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return s;
+}
+
+/*
+ * Fork into the background. The parent waits on a pipe until the child
+ * says it serves (exit 0) or fails (exit 1), so scripts see the real outcome.
+ * Returns the write end the child reports on.
+ */
+static int
+main_daemonize(void)
+{
+	int pfd[2];
+	pid_t pid;
+	char c = 1;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		log_err("pipe: %s", strerror(errno));
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		log_err("fork: %s", strerror(errno));
+		exit(1);
+	}
+	if (pid > 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) != 1)
+			c = 1;
+		_exit(c ? 1 : 0);
+	}
+	close(pfd[0]);
+	setsid();
+	if (chdir("/") < 0)
+		log_warn("chdir /: %s", strerror(errno));
+	umask(022);
+	return pfd[1];
+}
+
+/* The child serves: release the parent and detach from the terminal. */
+static void
+main_detach(int ready_fd)
+{
+	char c = 0;
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	log_use_syslog();
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	if (write(ready_fd, &c, 1) != 1)
+		log_warn("cannot signal readiness to the parent");
+	close(ready_fd);
+}
+
+/* Write our pid to path. 0 or -1 (logged). */
+static int
+main_write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f) {
+		log_err("pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	if (fclose(f) != 0) {
+		log_err("pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+enum {
+	OPT_ENGINE = 256,
+	OPT_VERSION,
+	OPT_MAX_CONNS,
+	OPT_HS_TIMEOUT,
+};
+
+static const struct option main_options[] = {
+	{ "export", required_argument, NULL, 'e' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "unix", required_argument, NULL, 'U' },
+	{ "port", required_argument, NULL, 'p' },
+	{ "bind", required_argument, NULL, 'b' },
+	{ "readonly", no_argument, NULL, 'r' },
+	{ "read-only", no_argument, NULL, 'r' },
+	{ "threads", required_argument, NULL, 't' },
+	{ "engine", required_argument, NULL, OPT_ENGINE },
+	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
+	{ "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "pid-file", required_argument, NULL, 'P' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Parse an option's decimal argument in [min, max]. 0 or -1 (logged). */
+static int
+main_number(const char *opt, const char *s, unsigned long min, unsigned long max,
+	    unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || *out < min || *out > max) {
+		log_err("%s: '%s' is not a number in [%lu, %lu]", opt, s, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* Replace *dst with a copy of s (or NULL). 0 or -1. */
+static int
+main_set_str(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = s ? strdup(s) : NULL;
+	return s && !*dst ? -1 : 0;
+}
+
+/*
+ * Build the configuration: the config file first, then the command line
+ * on top of it (the command line wins). 0, 1 (exit 0: --help/--version), -1.
+ */
+static int
+main_parse(struct server_cfg *cfg, int argc, char **argv)
+{
+	const char *config = NULL, *unix_path = NULL, *port = NULL, *pidfile = NULL;
+	const char **specs = NULL, **binds = NULL;
+	size_t nspecs = 0, nbinds = 0;
+	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, n;
+	bool readonly = false, foreground = false, engine_set = false;
+	enum dio_engine_kind engine = DIO_ENGINE_AUTO;
+	int verbose = 0, opt, ret = -1;
+
+	/* getopt prints its own messages before logging is set up: fine, they go to stderr. */
+	log_init(0);
+	while ((opt = getopt_long(argc, argv, "e:c:U:p:b:rt:fP:vh", main_options, NULL)) != -1) {
+		switch (opt) {
+		case 'e':
+		case 'b': {
+			const char ***arr = opt == 'e' ? &specs : &binds;
+			size_t *cnt = opt == 'e' ? &nspecs : &nbinds;
+			const char **p = realloc(*arr, (*cnt + 1) * sizeof(*p));
+
+			if (!p)
+				goto out;
+			p[(*cnt)++] = optarg;
+			*arr = p;
+			break;
+		}
+		case 'c':
+			config = optarg;
+			break;
+		case 'U':
+			unix_path = optarg;
+			break;
+		case 'p':
+			if (main_number("--port", optarg, 1, 65535, &n) < 0)
+				goto out;
+			port = optarg;
+			break;
+		case 'r':
+			readonly = true;
+			break;
+		case 't':
+			if (main_number("--threads", optarg, 1, 1024, &threads) < 0)
+				goto out;
+			break;
+		case OPT_ENGINE:
+			if (config_parse_engine(optarg, &engine) < 0) {
+				log_err("--engine: '%s' is not uring, psync or auto", optarg);
+				goto out;
+			}
+			engine_set = true;
+			break;
+		case OPT_MAX_CONNS:
+			if (main_number("--max-connections", optarg, 1, 1000000, &max_conns) < 0)
+				goto out;
+			break;
+		case OPT_HS_TIMEOUT:
+			if (main_number("--handshake-timeout", optarg, 1, 3600, &hs_timeout) < 0)
+				goto out;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'P':
+			pidfile = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case OPT_VERSION:
+			printf("dionbd %s\n", DIONBD_VERSION);
+			ret = 1;
+			goto out;
+		case 'h':
+			usage(stdout);
+			ret = 1;
+			goto out;
+		default:
+			usage(stderr);
+			goto out;
+		}
+	}
+	if (argc - optind > 1) {
+		log_err("one FILE at most (use -e NAME=PATH for more exports)");
+		goto out;
+	}
+	log_init(verbose);
+	if (config && config_load_file(cfg, config) < 0)
+		goto out;
+	if (unix_path && main_set_str(&cfg->unix_path, unix_path) < 0)
+		goto out;
+	if (port) {
+		if (main_set_str(&cfg->port, port) < 0)
+			goto out;
+		cfg->tcp = true;
+	}
+	for (size_t i = 0; i < nbinds; i++) {
+		char **p = realloc(cfg->binds, (cfg->nbinds + 1) * sizeof(*p));
+
+		if (!p)
+			goto out;
+		cfg->binds = p;
+		p[cfg->nbinds] = strdup(binds[i]);
+		if (!p[cfg->nbinds])
+			goto out;
+		cfg->nbinds++;
+		cfg->tcp = true;
+	}
+	/* Like qemu-nbd: a Unix socket alone means no TCP. */
+	if (!cfg->unix_path)
+		cfg->tcp = true;
+	if (pidfile && main_set_str(&cfg->pidfile, pidfile) < 0)
+		goto out;
+	if (readonly)
+		cfg->readonly = true;
+	if (threads)
+		cfg->threads = (unsigned int)threads;
+	if (engine_set)
+		cfg->engine = engine;
+	if (max_conns)
+		cfg->max_conns = (unsigned int)max_conns;
+	if (hs_timeout)
+		cfg->handshake_timeout = (unsigned int)hs_timeout;
+	if (foreground)
+		cfg->foreground = true;
+	cfg->verbose += verbose;
+	log_init(cfg->verbose);
+	for (size_t i = 0; i < nspecs; i++)
+		if (config_add_export_spec(cfg, specs[i]) < 0)
+			goto out;
+	if (optind < argc && config_add_export(cfg, "", argv[optind], NULL, false) < 0)
+		goto out;
+	if (!cfg->nexports) {
+		log_err("nothing to serve: give a FILE, -e NAME=PATH or -c CONFIG (see --help)");
+		goto out;
+	}
+	ret = 0;
+out:
+	free(specs);
+	free(binds);
+	return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct main_state m;
+	struct event *sig_term = NULL, *sig_int = NULL;
+	sigset_t block;
+	int ready_fd = -1, exit_code = 1, ret;
+	char *abs;
+
+	config_init(&m.cfg);
+	ret = main_parse(&m.cfg, argc, argv);
+	if (ret)
+		return ret > 0 ? 0 : 1;
+	m.srv.cfg = &m.cfg;
+	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Hold SIGTERM/SIGINT pending from before the sockets exist until the
+	 * loop's handlers are in place: a stop right after the socket appears
+	 * is then a clean exit, not death by the default action. Reactor
+	 * threads inherit the mask, so signals are only ever taken by main.
+	 */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	main_raise_nofile(&m.cfg);
+
+	for (size_t i = 0; i < 2; i++) {
+		char **p = i ? &m.cfg.pidfile : &m.cfg.unix_path;
+
+		if (!*p)
+			continue;
+		abs = main_abspath(*p);
+		if (!abs)
+			goto out_cfg;
+		free(*p);
+		*p = abs;
+	}
+	if (config_open_exports(&m.cfg) < 0)
+		goto out_cfg;
+	if (listen_open(&m.cfg, &m.listeners, &m.nlisteners, &m.activated) < 0)
+		goto out_cfg;
+	/* Under socket activation our parent (systemd, libnbd) manages our lifetime. */
+	if (m.activated)
+		m.cfg.foreground = true;
+	if (!m.cfg.foreground)
+		ready_fd = main_daemonize();
+	if (m.cfg.pidfile && main_write_pidfile(m.cfg.pidfile) < 0)
+		goto out_listen;
+
+	m.nreactors = m.cfg.threads;
+	if (!m.nreactors) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+		m.nreactors = ncpu > 0 ? (unsigned int)ncpu : 1;
+	}
+	m.reactors = calloc(m.nreactors, sizeof(*m.reactors));
+	if (!m.reactors)
+		goto out_pid;
+	for (unsigned int i = 0; i < m.nreactors; i++) {
+		ret = reactor_start(&m.reactors[i], &m.srv, i);
+		if (ret < 0) {
+			log_err("cannot start reactor %u: %s", i, strerror(-ret));
+			for (unsigned int j = 0; j < i; j++) {
+				reactor_stop(&m.reactors[j]);
+				reactor_join(&m.reactors[j]);
+			}
+			goto out_reactors;
+		}
+	}
+
+	m.base = event_base_new();
+	if (!m.base)
+		goto out_stop;
+	m.accept_pause = evtimer_new(m.base, main_on_accept_pause, &m);
+	sig_term = evsignal_new(m.base, SIGTERM, main_on_signal, &m);
+	sig_int = evsignal_new(m.base, SIGINT, main_on_signal, &m);
+	if (!m.accept_pause || !sig_term || !sig_int)
+		goto out_stop;
+	event_add(sig_term, NULL);
+	event_add(sig_int, NULL);
+	for (size_t i = 0; i < m.nlisteners; i++) {
+		m.listeners[i].ev = event_new(m.base, m.listeners[i].fd, EV_READ | EV_PERSIST,
+					      main_on_accept, &m);
+		if (!m.listeners[i].ev)
+			goto out_stop;
+		event_add(m.listeners[i].ev, NULL);
+	}
+	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
+	log_info("serving %zu export(s) with %u reactor(s)", m.cfg.nexports, m.nreactors);
+	if (ready_fd >= 0) {
+		main_detach(ready_fd);
+		ready_fd = -1;
+	}
+	event_base_dispatch(m.base);
+	exit_code = 0;
+
+out_stop:
+	for (unsigned int i = 0; i < m.nreactors; i++)
+		reactor_stop(&m.reactors[i]);
+	for (unsigned int i = 0; i < m.nreactors; i++)
+		reactor_join(&m.reactors[i]);
+	log_info("stopped");
+out_reactors:
+	for (size_t i = 0; i < m.nlisteners; i++)
+		if (m.listeners[i].ev)
+			event_free(m.listeners[i].ev);
+	if (sig_term)
+		event_free(sig_term);
+	if (sig_int)
+		event_free(sig_int);
+	if (m.accept_pause)
+		event_free(m.accept_pause);
+	if (m.base)
+		event_base_free(m.base);
+	free(m.reactors);
+out_pid:
+	if (m.cfg.pidfile)
+		unlink(m.cfg.pidfile);
+out_listen:
+	listen_close(&m.cfg, m.listeners, m.nlisteners, m.activated);
+out_cfg:
+	config_free(&m.cfg);
+	if (ready_fd >= 0)
+		close(ready_fd);
+	return exit_code;
+}

@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reactors: one thread per core, each with an event_base, a dio_ctx (engine
+ * + pinned buffer pool) whose event fd lives in the loop, and the
+ * connections handed to it by the accepting thread.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "server.h"
+
+/* Send the replies that completions made ready, batched per connection. */
+static void
+reactor_run_dirty(struct reactor *r)
+{
+	struct conn *c;
+
+	while ((c = r->dirty)) {
+		r->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->dirty = false;
+		conn_run(c);
+	}
+}
+
+void
+reactor_mark_dirty(struct reactor *r, struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->dirty_next = r->dirty;
+	r->dirty = c;
+}
+
+void
+reactor_unmark_dirty(struct reactor *r, struct conn *c)
+{
+	struct conn **pp;
+
+	if (!c->dirty)
+		return;
+	for (pp = &r->dirty; *pp; pp = &(*pp)->dirty_next) {
+		if (*pp == c) {
+			*pp = c->dirty_next;
+			break;
+		}
+	}
+	c->dirty_next = NULL;
+	c->dirty = false;
+}
+
+/* The ctx's event fd is readable: run completions, then send their replies. */
+static void
+reactor_on_dio(evutil_socket_t fd, short what, void *arg)
+{
+	struct reactor *r = arg;
+	int ret;
+
+	ret = dio_ctx_reap(r->ctx, false);
+	if (ret < 0)
+		log_warn("reactor %u: reap: %s", r->id, strerror(-ret));
+	reactor_run_dirty(r);
+}
+
+/* A stopping reactor leaves its loop once its last connection is gone. */
+static void
+reactor_check_done(struct reactor *r)
+{
+	if (r->stopping && !r->nconns)
+		event_base_loopbreak(r->base);
+}
+
+void
+reactor_conn_freed(struct reactor *r, struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		r->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	r->nconns--;
+	atomic_fetch_sub(&r->srv->nconns, 1);
+	reactor_check_done(r);
+}
+
+/* Graceful stop: arm the deadline and shut every connection down. */
+static void
+reactor_begin_stop(struct reactor *r)
+{
+	struct timeval tv = { .tv_sec = r->srv->cfg ? r->srv->cfg->stop_timeout : 5 };
+	struct conn *c, *next;
+
+	if (r->stopping)
+		return;
+	r->stopping = true;
+	log_debug("reactor %u: stopping, %u connection(s)", r->id, r->nconns);
+	evtimer_add(r->stop_timer, &tv);
+	for (c = r->conns; c; c = next) {
+		next = c->next;
+		conn_shutdown(c);
+	}
+	reactor_check_done(r);
+}
+
+/* The stop deadline passed: close every socket; in-flight I/O still completes. */
+static void
+reactor_on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct reactor *r = arg;
+	struct conn *c, *next;
+
+	log_warn("reactor %u: %u connection(s) still busy at the stop deadline", r->id,
+		 r->nconns);
+	for (c = r->conns; c; c = next) {
+		next = c->next;
+		conn_abort(c, "server stopping");
+	}
+	reactor_check_done(r);
+}
+
+/* Hand-offs and stop requests from other threads. */
+static void
+reactor_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct reactor *r = arg;
+	uint64_t v;
+	int *fds;
+	size_t n;
+	bool stop;
+
+	if (read(r->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("reactor %u: eventfd: %s", r->id, strerror(errno));
+	pthread_mutex_lock(&r->lock);
+	fds = r->pending;
+	n = r->npending;
+	r->pending = NULL;
+	r->npending = r->cap = 0;
+	stop = r->stop_req;
+	pthread_mutex_unlock(&r->lock);
+
+	for (size_t i = 0; i < n; i++) {
+		if (r->stopping || conn_create(r, fds[i]) < 0) {
+			close(fds[i]);
+			atomic_fetch_sub(&r->srv->nconns, 1);
+		}
+	}
+	free(fds);
+	if (stop)
+		reactor_begin_stop(r);
+}
+
+int
+reactor_init(struct reactor *r, struct server *srv, unsigned int id)
+{
+	struct dio_ctx_opts opts = { 0 };
+	struct event_config *ecfg;
+	size_t align = 4096;
+	int ret;
+
+	r->srv = srv;
+	r->id = id;
+	r->wake_fd = -1;
+	pthread_mutex_init(&r->lock, NULL);
+
+	ecfg = event_config_new();
+	if (!ecfg)
+		return -ENOMEM;
+	/* Each base is used by its own thread only: no locks inside libevent. */
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+	r->base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
+	if (!r->base)
+		return -ENOMEM;
+
+	if (srv->cfg) {
+		opts.engine.kind = srv->cfg->engine;
+		for (size_t i = 0; i < srv->cfg->nexports; i++) {
+			const struct dio_volume *v = srv->cfg->exports[i].vol;
+
+			while (v && align < v->lbs)
+				align <<= 1;
+		}
+	}
+	opts.pool.align = align;
+	ret = dio_ctx_create(&opts, &r->ctx);
+	if (ret < 0) {
+		log_err("reactor %u: cannot create the I/O engine: %s", id, strerror(-ret));
+		goto err_base;
+	}
+	r->dio_ev = event_new(r->base, dio_ctx_event_fd(r->ctx), EV_READ | EV_PERSIST,
+			      reactor_on_dio, r);
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0) {
+		ret = -errno;
+		goto err_ctx;
+	}
+	r->wake_ev = event_new(r->base, r->wake_fd, EV_READ | EV_PERSIST, reactor_on_wake, r);
+	r->stop_timer = evtimer_new(r->base, reactor_on_stop_timer, r);
+	if (!r->dio_ev || !r->wake_ev || !r->stop_timer) {
+		ret = -ENOMEM;
+		goto err_events;
+	}
+	event_add(r->dio_ev, NULL);
+	event_add(r->wake_ev, NULL);
+	log_debug("reactor %u: engine %s, pool %s", id,
+		  dio_engine_name(dio_ctx_engine(r->ctx)),
+		  dio_pool_pinned(dio_ctx_pool(r->ctx)) ? "pinned" : "not pinned");
+	return 0;
+
+err_events:
+	if (r->stop_timer)
+		event_free(r->stop_timer);
+	if (r->wake_ev)
+		event_free(r->wake_ev);
+	close(r->wake_fd);
+err_ctx:
+	if (r->dio_ev)
+		event_free(r->dio_ev);
+	dio_ctx_destroy(r->ctx);
+err_base:
+	event_base_free(r->base);
+	r->base = NULL;
+	return ret;
+}
+
+void
+reactor_fini(struct reactor *r)
+{
+	if (!r->base)
+		return;
+	/* Completions may still be owed to freed-socket connections: wait for them. */
+	while (dio_ctx_inflight(r->ctx) > 0) {
+		if (dio_ctx_reap(r->ctx, true) < 0)
+			break;
+		reactor_run_dirty(r);
+	}
+	event_free(r->stop_timer);
+	event_free(r->wake_ev);
+	event_free(r->dio_ev);
+	close(r->wake_fd);
+	dio_ctx_destroy(r->ctx);
+	event_base_free(r->base);
+	r->base = NULL;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->npending; i++)
+		close(r->pending[i]);
+	free(r->pending);
+	r->pending = NULL;
+	r->npending = 0;
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_destroy(&r->lock);
+}
+
+/* A reactor thread: init, report to reactor_start, loop, clean up. */
+static void *
+reactor_thread(void *arg)
+{
+	struct reactor *r = arg;
+	struct server *srv = r->srv;
+	unsigned int id = r->id;
+	sem_t *started = &r->started;
+	int ret;
+
+	ret = reactor_init(r, srv, id);
+	r->start_ret = ret;
+	sem_post(started);
+	if (ret < 0)
+		return NULL;
+	event_base_dispatch(r->base);
+	log_debug("reactor %u: stopped", r->id);
+	reactor_fini(r);
+	return NULL;
+}
+
+int
+reactor_start(struct reactor *r, struct server *srv, unsigned int id)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->srv = srv;
+	r->id = id;
+	sem_init(&r->started, 0, 0);
+	ret = pthread_create(&r->thread, NULL, reactor_thread, r);
+	if (ret) {
+		sem_destroy(&r->started);
+		return -ret;
+	}
+	while (sem_wait(&r->started) < 0 && errno == EINTR)
+		;
+	if (r->start_ret < 0) {
+		ret = r->start_ret;
+		pthread_join(r->thread, NULL);
+		return ret;
+	}
+	return 0;
+}
+
+/* Tell the loop to look at pending[] and stop_req. */
+static void
+reactor_wake(struct reactor *r)
+{
+	uint64_t one = 1;
+
+	if (write(r->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("reactor %u: eventfd: %s", r->id, strerror(errno));
+}
+
+int
+reactor_hand_off(struct reactor *r, int fd)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->npending == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		int *p = realloc(r->pending, cap * sizeof(*p));
+
+		if (!p) {
+			ret = -ENOMEM;
+			goto out_unlock;
+		}
+		r->pending = p;
+		r->cap = cap;
+	}
+	r->pending[r->npending++] = fd;
+out_unlock:
+	pthread_mutex_unlock(&r->lock);
+	if (ret < 0)
+		close(fd);
+	else
+		reactor_wake(r);
+	return ret;
+}
+
+void
+reactor_stop(struct reactor *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->stop_req = true;
+	pthread_mutex_unlock(&r->lock);
+	reactor_wake(r);
+}
+
+void
+reactor_join(struct reactor *r)
+{
+	pthread_join(r->thread, NULL);
+	sem_destroy(&r->started);
+}
+
+int
+reactor_serve_fd(struct reactor *r, int fd)
+{
+	atomic_fetch_add(&r->srv->nconns, 1);
+	if (conn_create(r, fd) < 0) {
+		atomic_fetch_sub(&r->srv->nconns, 1);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+unsigned int
+reactor_poll(struct reactor *r, bool block)
+{
+	event_base_loop(r->base, block ? EVLOOP_ONCE : EVLOOP_NONBLOCK);
+	return r->nconns;
+}

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dionbd internals: what the files of server/ share. One concern per file:
+ *   main.c      command line, signals, daemon, start and stop
+ *   config.c    exports and settings (command line and config file)
+ *   listen.c    TCP, Unix and systemd-activated listening sockets
+ *   reactor.c   one thread per core: event_base + dio_ctx, connection hand-off
+ *   conn.c      one client: buffers, socket I/O (conn_io), budget, lifetime
+ *   handshake.c the NBD handshake (options)
+ *   protocol.c  the NBD transmission phase (commands and replies)
+ *   log.c       stderr or syslog
+ */
+#ifndef DIONBD_SERVER_H
+#define DIONBD_SERVER_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "dio/dio.h"
+#include "nbd-protocol.h"
+
+struct event;
+struct event_base;
+
+/* ---- log.c ---- */
+enum { LOGL_ERR = 0, LOGL_WARN, LOGL_INFO, LOGL_DEBUG, LOGL_TRACE };
+extern int log_level;
+/* Messages above log_level are dropped; 'verbosity' is the number of -v. */
+void log_init(int verbosity);
+/* From now on log to syslog (after the daemon detached from its terminal). */
+void log_use_syslog(void);
+__attribute__((format(printf, 2, 0))) void log_vmsg(int level, const char *fmt, va_list ap);
+__attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, ...);
+#define log_err(...)	log_msg(LOGL_ERR, __VA_ARGS__)
+#define log_warn(...)	log_msg(LOGL_WARN, __VA_ARGS__)
+#define log_info(...)	log_msg(LOGL_INFO, __VA_ARGS__)
+/* Tested before the arguments are evaluated: free on the request path when off. */
+#define log_debug(...)							\
+	do {								\
+		if (log_level >= LOGL_DEBUG)				\
+			log_msg(LOGL_DEBUG, __VA_ARGS__);		\
+	} while (0)
+#define log_trace(...)							\
+	do {								\
+		if (log_level >= LOGL_TRACE)				\
+			log_msg(LOGL_TRACE, __VA_ARGS__);		\
+	} while (0)
+
+/* ---- config.c ---- */
+struct export {
+	char *name;		/* "" is the default export */
+	char *path;
+	char *description;	/* may be NULL */
+	bool readonly;
+	struct dio_volume *vol;	/* opened once by config_open_exports, shared */
+};
+
+struct server_cfg {
+	struct export *exports;
+	size_t nexports;
+	char **binds;		/* TCP addresses; none = every address */
+	size_t nbinds;
+	char *port;		/* TCP port; NULL = NBDP_DEFAULT_PORT */
+	char *unix_path;	/* Unix socket, or NULL */
+	bool tcp;		/* listen on TCP: -p/-b given, or no Unix socket */
+	unsigned int threads;	/* reactors; 0 = one per core */
+	enum dio_engine_kind engine;
+	bool foreground;
+	char *pidfile;
+	bool readonly;		/* every export read-only */
+	int verbose;
+	unsigned int max_conns;		/* connection cap over all reactors */
+	unsigned int handshake_timeout;	/* seconds */
+	unsigned int max_options;	/* options per connection */
+	unsigned int max_inflight;	/* requests per connection */
+	uint64_t max_inflight_bytes;	/* READ/WRITE payload bytes per connection */
+	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
+};
+
+/* Defaults for everything but exports. */
+void config_init(struct server_cfg *cfg);
+/* Add "-e NAME=PATH[,readonly][,description=TEXT]". 0 or -1 (logged). */
+int config_add_export_spec(struct server_cfg *cfg, const char *spec);
+/* Add an export; strings are copied. 0 or -1 (logged). */
+int config_add_export(struct server_cfg *cfg, const char *name, const char *path,
+		      const char *description, bool readonly);
+/* Read a config file ([server] and [export NAME] sections). 0 or -1 (logged). */
+int config_load_file(struct server_cfg *cfg, const char *path);
+/* Parse "uring" | "psync" | "auto". 0 or -1. */
+int config_parse_engine(const char *s, enum dio_engine_kind *out);
+/* Open every export's volume with libdio. 0 or -1 (logged). */
+int config_open_exports(struct server_cfg *cfg);
+/* Close the volumes and free everything. */
+void config_free(struct server_cfg *cfg);
+/* The export called name[0..len), or NULL. */
+const struct export *config_find_export(const struct server_cfg *cfg, const char *name,
+					size_t len);
+
+/* ---- listen.c ---- */
+struct listener {
+	int fd;
+	bool is_unix;
+	struct event *ev;
+};
+
+/*
+ * Open the listening sockets the configuration asks for, or take those
+ * systemd passed (LISTEN_PID/LISTEN_FDS). *activated tells which. 0 or -1.
+ */
+int listen_open(const struct server_cfg *cfg, struct listener **out, size_t *n, bool *activated);
+/* Close them (and remove our Unix socket). */
+void listen_close(const struct server_cfg *cfg, struct listener *l, size_t n, bool activated);
+
+/* ---- reactor.c ---- */
+struct conn;
+
+/* State every reactor sees. The export table is read-only once serving. */
+struct server {
+	const struct server_cfg *cfg;
+	atomic_uint nconns;	/* connections alive, all reactors */
+};
+
+/*
+ * One event loop with its own dio_ctx (engine + pinned pool). Connections
+ * live on one reactor for life, so nothing on the request path takes a lock.
+ */
+struct reactor {
+	struct server *srv;
+	unsigned int id;
+	struct event_base *base;
+	struct dio_ctx *ctx;
+	struct event *dio_ev;		/* the ctx's event fd: reap */
+	struct event *wake_ev;		/* wake_fd: hand-offs and stop */
+	struct event *stop_timer;	/* hard deadline once stopping */
+	int wake_fd;			/* eventfd */
+	/* lock guards pending[], npending and stop_req: written by other threads */
+	pthread_mutex_t lock;
+	int *pending;
+	size_t npending, cap;
+	bool stop_req;
+	/* reactor thread only */
+	bool stopping;
+	struct conn *conns;		/* every live connection (doubly linked) */
+	unsigned int nconns;
+	struct conn *dirty;		/* connections with replies to send after a reap */
+	pthread_t thread;
+	sem_t started;
+	int start_ret;
+};
+
+/*
+ * Set up a zeroed reactor in the calling thread (event_base, dio_ctx, events).
+ * Used as is by a fuzzer or test that serves fds on its own loop. 0 or -errno.
+ */
+int reactor_init(struct reactor *r, struct server *srv, unsigned int id);
+/* Free it; no connection may be left (reactor_drain first). */
+void reactor_fini(struct reactor *r);
+/* reactor_init in a new thread and run its loop there. 0 or -errno. */
+int reactor_start(struct reactor *r, struct server *srv, unsigned int id);
+/* Give an accepted socket to a reactor (any thread). 0 or -errno (fd closed). */
+int reactor_hand_off(struct reactor *r, int fd);
+/* Ask a reactor to stop gracefully (any thread). */
+void reactor_stop(struct reactor *r);
+/* Wait for a started reactor's thread and free it. */
+void reactor_join(struct reactor *r);
+/* Serve an already-accepted fd on this reactor, from its own thread. 0 or -errno. */
+int reactor_serve_fd(struct reactor *r, int fd);
+/*
+ * One turn of a non-threaded reactor's loop (block: wait for an event).
+ * Returns the number of connections still alive.
+ */
+unsigned int reactor_poll(struct reactor *r, bool block);
+/* A connection of r was freed (conn.c). */
+void reactor_conn_freed(struct reactor *r, struct conn *c);
+/* Queue c for conn_run after the current reap. */
+void reactor_mark_dirty(struct reactor *r, struct conn *c);
+/* Take c off the dirty list (it closed: nothing left to send). */
+void reactor_unmark_dirty(struct reactor *r, struct conn *c);
+
+/* ---- conn.c ---- */
+
+/*
+ * Socket I/O of one connection. Plain sockets use conn_io_plain; TLS slots
+ * in by pointing conn->io at its own ops after STARTTLS.
+ */
+struct conn_io_ops {
+	/* Read up to len bytes: > 0 bytes, 0 at end of stream, -EAGAIN, -errno. */
+	ssize_t (*read)(struct conn *c, void *buf, size_t len);
+	/* Write iov[0..n): bytes written (may be short), -EAGAIN, -errno. */
+	ssize_t (*writev)(struct conn *c, const struct iovec *iov, int n);
+	/*
+	 * Optional - may be NULL. Whether bytes are buffered inside the layer
+	 * (decrypted TLS records) that a read would return although the socket
+	 * itself is not readable.
+	 */
+	bool (*pending)(struct conn *c);
+	/* Optional - may be NULL. Free the layer's state before the fd closes. */
+	void (*close)(struct conn *c);
+};
+extern const struct conn_io_ops conn_io_plain;
+
+enum conn_state {
+	CONN_HS_FLAGS = 0,	/* waiting for the client flags */
+	CONN_HS_OPT,		/* waiting for an option */
+	CONN_HS_DISCARD,	/* dropping an oversized option, then error reply */
+	CONN_TX_HDR,		/* waiting for a request header */
+	CONN_TX_PAYLOAD,	/* reading a WRITE payload into c->cur */
+	CONN_TX_DISCARD,	/* dropping the payload of a refused WRITE */
+};
+
+#define CONN_INBUF		(64 * 1024)
+#define CONN_OUT_HIGH		(256 * 1024)	/* stop reading while more is unsent */
+#define CONN_READ_SEGS		16		/* hole/data chunks per READ reply */
+#define CONN_BS_SEGS		64		/* extents per BLOCK_STATUS reply */
+#define CONN_HDR_SPACE		(CONN_BS_SEGS * 8 + 64)
+#define CONN_MAX_IOV		(2 * CONN_READ_SEGS + 2)
+#define CONN_MAX_PAYLOAD	(32u * 1024 * 1024)
+
+/*
+ * One NBD request from header to sent reply. Owned by its connection: on
+ * c->free_reqs when idle; c->cur while its payload arrives; owned by libdio
+ * between dio_submit and done(); on c->sendq until its reply is written.
+ */
+struct conn_req {
+	struct dio_req dreq;		/* dreq.priv = this */
+	struct conn *conn;
+	struct conn_req *next;		/* free list or send queue */
+	uint64_t cookie;
+	uint64_t offset;
+	uint32_t count;
+	uint16_t cmd;
+	uint16_t flags;
+	int err;			/* NBDP_E* to reply, 0 = success */
+	uint32_t acct;			/* bytes counted in conn->inflight_bytes */
+	bool sr;			/* reply in structured form */
+	struct dio_buf *dbuf;		/* READ/WRITE data: one reference, put at recycle */
+	unsigned int iov_idx;		/* first iov not yet fully written */
+	unsigned int niov;
+	struct iovec iov[CONN_MAX_IOV];
+	struct dio_seg segs[CONN_BS_SEGS];
+	uint8_t hdr[CONN_HDR_SPACE] __attribute__((aligned(8)));
+};
+
+/* Bytes to send during the handshake (grown as needed, bounded by backpressure). */
+struct conn_obuf {
+	uint8_t *data;
+	size_t len, off, cap;
+};
+
+struct conn {
+	struct reactor *r;
+	int fd;
+	const struct conn_io_ops *io;
+	void *io_priv;			/* the I/O layer's (TLS session) */
+	char peer[64];
+	struct event *rev, *wev, *timer;
+	bool rev_on, wev_on;
+	bool want_write;		/* the socket refused output: wait for EV_WRITE */
+	struct conn *prev, *next;	/* reactor's list */
+	struct conn *dirty_next;
+	bool dirty;
+	unsigned int busy;		/* callbacks on the stack: do not free */
+
+	enum conn_state state;
+	bool eof_in;			/* the client closed its side or errored */
+	bool stop_parse;		/* DISC or ABORT: ignore further input */
+	bool dead;			/* socket closed; waiting for libdio to finish */
+
+	uint8_t *in;			/* CONN_INBUF bytes; [in_start, in_end) unparsed */
+	size_t in_start, in_end;
+	uint64_t discard_left;
+
+	/* handshake */
+	bool fixed_newstyle;
+	bool no_zeroes;
+	bool sr;			/* structured replies negotiated */
+	bool meta_alloc;		/* base:allocation selected */
+	bool block_size_agreed;		/* GO asked for NBD_INFO_BLOCK_SIZE */
+	unsigned int nopts;
+	uint32_t opt, opt_len;		/* option being discarded */
+	struct conn_obuf out;
+
+	/* transmission */
+	const struct export *exp;
+	uint16_t eflags;
+	struct conn_req *cur;		/* request whose payload is arriving */
+	uint64_t payload_got;
+	struct conn_req *sendq, *sendq_tail;
+	struct conn_req *free_reqs;
+	unsigned int nfree;
+	unsigned int nreqs;		/* requests allocated (not on free_reqs) */
+	uint64_t inflight_bytes;
+	uint64_t nrequests_total;
+};
+
+/* Start serving an accepted socket on reactor r (its thread). 0 or -errno. */
+int conn_create(struct reactor *r, int fd);
+/* Process input, write replies, update events; may free c. */
+void conn_run(struct conn *c);
+/* Close the socket now; c is freed once libdio is done with its requests. */
+void conn_abort(struct conn *c, const char *why);
+/* Graceful stop: no more requests, finish those in flight, then close. */
+void conn_shutdown(struct conn *c);
+/* The handshake chose exp: switch to the transmission phase. */
+void conn_enter_transmission(struct conn *c, const struct export *exp);
+/* Append bytes to the handshake output. 0 or -ENOMEM. */
+int conn_out_append(struct conn *c, const void *data, size_t len);
+/* A request from the free list (or malloc). NULL on out of memory. */
+struct conn_req *conn_req_get(struct conn *c);
+/* A finished request's reply is ready in req->iov: queue it for sending. */
+void conn_req_queue(struct conn *c, struct conn_req *req);
+/* Recycle a request (drops its buffer). */
+void conn_req_put(struct conn *c, struct conn_req *req);
+/* Bytes of unparsed input. */
+static inline size_t
+conn_in_avail(const struct conn *c)
+{
+	return c->in_end - c->in_start;
+}
+
+/* ---- handshake.c ---- */
+/* Queue the server's greeting. 0 or -errno. */
+int hs_start(struct conn *c);
+/* Consume handshake input. 1 = progress, 0 = need more input, -1 = drop the client. */
+int hs_process(struct conn *c);
+
+/* ---- protocol.c ---- */
+/* Transmission flags for an export given what was negotiated. */
+uint16_t proto_eflags(const struct conn *c, const struct export *exp);
+/* Consume transmission input. 1 = progress, 0 = need more/stop, -1 = drop the client. */
+int proto_process(struct conn *c);
+/* n bytes of c->cur's payload were read straight into its buffer. */
+void proto_payload_read(struct conn *c, size_t n);
+/* Where the rest of c->cur's payload goes, and how much is left. */
+void *proto_payload_dest(struct conn *c, size_t *left);
+/* The NBD error for a -errno or errno value. */
+uint32_t proto_errno_to_nbd(int err);
+
+#endif /* DIONBD_SERVER_H */
