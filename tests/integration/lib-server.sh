@@ -1,0 +1,210 @@
+# Sourced by tests/integration/test-server-*.sh: start the real dionbd on a
+# Unix socket in $DIO_TEST_DIR, drive it with real clients, stop it.
+# Env (set by ctest, defaulted for a run by hand): DIO_SRC, DIO_BUILD,
+# DIO_TEST_DIR, DIO_TEST_ENGINE (uring|psync: test that one; unset: both),
+# DIONBD (the daemon to test; default $DIO_BUILD/server/dionbd).
+set -euo pipefail
+
+: "${DIO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${DIO_BUILD:=$DIO_SRC/build}"
+: "${DIO_TEST_DIR:=$DIO_BUILD/tmp}"
+NAME=$(basename "$0" .sh)
+PROGS=$DIO_BUILD/tests
+
+skip()
+{
+	echo "$NAME: SKIP: $*" >&2
+	exit 77
+}
+
+fail()
+{
+	echo "$NAME: FAIL: $*" >&2
+	if [ -n "${SRV_LOG:-}" ] && [ -s "$SRV_LOG" ]; then
+		echo "--- last lines of the daemon's log ($SRV_LOG):" >&2
+		tail -n 30 "$SRV_LOG" >&2
+	fi
+	exit 1
+}
+
+# requires CMD...: skip unless every CMD is installed.
+requires()
+{
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
+	done
+}
+
+# requires_prog NAME...: skip unless the test program $PROGS/NAME was built.
+requires_prog()
+{
+	local p
+	for p in "$@"; do
+		[ -x "$PROGS/$p" ] || skip "$PROGS/$p is not built (needs libnbd-dev)"
+	done
+}
+
+if [ -z "${DIONBD:-}" ]; then
+	for DIONBD in "$DIO_BUILD/server/dionbd" "$DIO_BUILD/dionbd"; do
+		[ -x "$DIONBD" ] && break
+	done
+fi
+[ -x "$DIONBD" ] || skip "the daemon is not built ($DIONBD)"
+requires timeout
+requires_prog server-raw
+
+mkdir -p "$DIO_TEST_DIR"
+TMP=$(mktemp -d "$DIO_TEST_DIR/$NAME.XXXXXX")
+SRV_PID=
+SRV_LOG=
+SOCK=
+URI=
+SRV_N=0
+
+lib_server_cleanup()
+{
+	local rc=$?
+	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
+		kill -KILL "$SRV_PID" 2>/dev/null || true
+		wait "$SRV_PID" 2>/dev/null || true
+	fi
+	# Keep the evidence of a failure, remove it otherwise.
+	if [ "$rc" = 0 ] || [ "$rc" = 77 ]; then
+		rm -rf "$TMP"
+	else
+		echo "$NAME: scratch files kept in $TMP" >&2
+	fi
+}
+trap lib_server_cleanup EXIT
+
+# The engines to test: $DIO_TEST_ENGINE, or uring (when the daemon can use it
+# here) and psync.
+test_engines()
+{
+	local f=$TMP/probe-engine.img
+	if [ -n "${DIO_TEST_ENGINE:-}" ]; then
+		echo "$DIO_TEST_ENGINE"
+		return
+	fi
+	mkvol "$f" 1M
+	if start_server --engine uring "$f" 2>/dev/null; then
+		check_served >&2
+		stop_server >&2
+		echo uring psync
+	else
+		echo "$NAME: the daemon cannot use io_uring here, testing psync only" >&2
+		echo psync
+	fi
+	rm -f "$f"
+}
+
+# mkvol PATH SIZE: a fresh sparse file of SIZE bytes (truncate's suffixes).
+mkvol()
+{
+	rm -f "$1"
+	truncate -s "$2" "$1"
+}
+
+# start_server ARGS...: run "dionbd -f -U SOCK ARGS" in the background and
+# wait (10 s at most) for its socket. Sets SRV_PID, SRV_LOG, SOCK, URI.
+# Returns 1 (log in SRV_LOG) if it exits or never listens.
+start_server()
+{
+	local i
+	SRV_N=$((SRV_N + 1))
+	SOCK=$TMP/sock-$SRV_N
+	SRV_LOG=$TMP/server-$SRV_N.log
+	URI="nbd+unix:///?socket=$SOCK"
+	"$DIONBD" -f -U "$SOCK" "$@" 2>"$SRV_LOG" >&2 &
+	SRV_PID=$!
+	for ((i = 0; i < 200; i++)); do
+		if [ -S "$SOCK" ]; then
+			return 0
+		fi
+		if ! kill -0 "$SRV_PID" 2>/dev/null; then
+			wait "$SRV_PID" 2>/dev/null || true
+			SRV_PID=
+			echo "$NAME: the daemon exited at start: $(tail -n 5 "$SRV_LOG")" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	echo "$NAME: no socket after 10 s" >&2
+	return 1
+}
+
+# start_server_or_fail ARGS...: start_server, failing the test if it cannot.
+start_server_or_fail()
+{
+	start_server "$@" || fail "cannot start: $DIONBD -f -U SOCK $*"
+}
+
+# uri_of EXPORT: the URI of a named export on the current server.
+uri_of()
+{
+	echo "nbd+unix:///$1?socket=$SOCK"
+}
+
+# check_served [EXPORT]: the daemon is alive and a new client can still
+# connect, read and disconnect cleanly.
+check_served()
+{
+	kill -0 "$SRV_PID" 2>/dev/null || fail "the daemon died"
+	timeout 20 "$PROGS/server-raw" probe "$SOCK" "${1:-}" ||
+		fail "a new client is not served"
+}
+
+# check_log: no sanitizer report or crash trace in the daemon's log.
+check_log()
+{
+	if grep -E -q 'Sanitizer|runtime error:|Segmentation fault|Assertion .* failed' "$SRV_LOG"; then
+		fail "the daemon's log shows a sanitizer report or a crash"
+	fi
+}
+
+# stop_server [SECONDS]: SIGTERM; the daemon must exit with status 0 within
+# SECONDS (default 10), leaving a clean log.
+stop_server()
+{
+	local limit=${1:-10} i rc=0
+	[ -n "$SRV_PID" ] || return 0
+	kill -TERM "$SRV_PID" 2>/dev/null || fail "the daemon is not running"
+	for ((i = 0; i < limit * 20; i++)); do
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$SRV_PID" 2>/dev/null; then
+		kill -KILL "$SRV_PID" 2>/dev/null || true
+		wait "$SRV_PID" 2>/dev/null || true
+		SRV_PID=
+		fail "the daemon did not exit within $limit s of SIGTERM"
+	fi
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	[ "$rc" = 0 ] || fail "the daemon exited with status $rc after SIGTERM"
+	check_log
+	[ ! -e "$SOCK" ] || fail "the daemon left its socket $SOCK behind"
+}
+
+# finish: the end of every test: still alive, still serving a second client,
+# then a clean stop.
+finish()
+{
+	check_served "$@"
+	stop_server
+}
+
+# run PROG ARGS...: a test program from $PROGS, bounded in time.
+run()
+{
+	local p=$1
+	shift
+	timeout --kill-after=5 240 "$PROGS/$p" "$@"
+}
+
+# sha FILE: its SHA-256.
+sha()
+{
+	sha256sum "$1" | cut -d' ' -f1
+}
