@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets (fuzz/) with clang, ASan and UBSan into the
+# directory $1 and run each for a bounded time ($DIO_FUZZ_TIME seconds,
+# default 60), failing on a crash, a leak, a sanitizer report or a hang.
+# Corpora are kept in $1/corpus/TARGET between runs; a finding is left in
+# $1/findings/.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: $0 BUILD_DIR}
+secs=${DIO_FUZZ_TIME:-60}
+
+if ! command -v clang >/dev/null 2>&1; then
+	echo "fuzz.sh: SKIP: clang is not installed" >&2
+	exit 0
+fi
+if ! grep -q 'add_subdirectory(fuzz)' "$top/CMakeLists.txt"; then
+	echo "fuzz.sh: SKIP: the top CMakeLists.txt does not add fuzz/ (if(DIO_FUZZ) ...)" >&2
+	exit 0
+fi
+CC=clang cmake -S "$top" -B "$out" -DDIO_FUZZ=ON -DDIO_SANITIZE=ON -DDIO_TESTS=OFF \
+	-DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$out" --target fuzz-handshake fuzz-transmission -j"${DIO_TEST_JOBS:-2}"
+
+mkdir -p "$out/findings" "$out/tmp"
+rc=0
+for t in fuzz-handshake fuzz-transmission; do
+	mkdir -p "$out/corpus/$t"
+	echo "=== $t for $secs s"
+	# The volume needs O_DIRECT: keep it in the build tree, not on tmpfs.
+	if ! (cd "$out/tmp" && DIO_FUZZ_DIR="$out/tmp" \
+		ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+		UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		timeout --kill-after=30 $((secs + 120)) "$out/fuzz/$t" \
+			-max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+			-artifact_prefix="$out/findings/$t-" "$out/corpus/$t" > "$out/$t.log" 2>&1); then
+		echo "fuzz.sh: $t FAILED; log $out/$t.log, inputs in $out/findings/" >&2
+		grep -E -A12 'ERROR|SUMMARY|runtime error' "$out/$t.log" | head -40 >&2 || true
+		rc=1
+	else
+		grep -E 'stat::number_of_executed_units|Done' "$out/$t.log" | tail -1
+	fi
+done
+exit $rc
