@@ -28,7 +28,7 @@ dio_ctx_create_engine(struct dio_engine *e, const struct dio_ctx_opts *opts,
 		goto err_engine;
 	}
 	ctx->engine = e;
-	ctx->efd = e->ops->event_fd(e);
+	ctx->efd = -1;	/* asked of the engine when somebody needs to poll */
 	ctx->defer_tail = &ctx->defer_head;
 	ctx->remote_tail = &ctx->remote_head;
 	pthread_mutex_init(&ctx->remote_lock, NULL);
@@ -95,7 +95,13 @@ dio_ctx_inflight(const struct dio_ctx *ctx)
 int
 dio_ctx_event_fd(struct dio_ctx *ctx)
 {
-	return ctx->efd;
+	int fd = __atomic_load_n(&ctx->efd, __ATOMIC_SEQ_CST);
+
+	if (fd < 0) {
+		fd = ctx->engine->ops->event_fd(ctx->engine);
+		__atomic_store_n(&ctx->efd, fd, __ATOMIC_SEQ_CST);
+	}
+	return fd;
 }
 
 void *
@@ -124,8 +130,11 @@ dio_ctx_use_fd(struct dio_ctx *ctx, int fd)
 static void
 dio_ctx_wake(struct dio_ctx *ctx)
 {
-	/* eventfd writes only fail on counter overflow, which a reap clears */
-	(void)eventfd_write(ctx->efd, 1);
+	int fd = __atomic_load_n(&ctx->efd, __ATOMIC_SEQ_CST);
+
+	/* Without a poller nobody needs waking: see dio_ctx_reap's wait. */
+	if (fd >= 0)
+		(void)eventfd_write(fd, 1);	/* fails only on overflow: still readable */
 }
 
 void
@@ -168,7 +177,7 @@ dio_ctx_run_deferred(struct dio_ctx *ctx)
 			n++;
 		}
 	}
-	if (!__atomic_load_n(&ctx->remote_head, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&ctx->remote_head, __ATOMIC_SEQ_CST))
 		return n;
 	pthread_mutex_lock(&ctx->remote_lock);
 	list = ctx->remote_head;
@@ -213,7 +222,13 @@ dio_ctx_reap(struct dio_ctx *ctx, bool wait)
 				return ret;
 			continue;
 		}
-		/* Nothing on the device: we wait for another thread's hand-over. */
+		/* Nothing on the device: we wait for another thread's hand-over.
+		 * A new eventfd was not there for earlier posts: look again first. */
+		if (ctx->efd < 0) {
+			if (dio_ctx_event_fd(ctx) < 0)
+				return -EIO;
+			continue;
+		}
 		pfd.fd = ctx->efd;
 		pfd.events = POLLIN;
 		if (poll(&pfd, 1, -1) > 0) {
