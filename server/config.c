@@ -102,9 +102,83 @@ err_nomem:
 }
 
 int
+config_export_allow(struct export *e, const char *id)
+{
+	char **allow;
+
+	if (!*id || strlen(id) > NBDP_MAX_STRING) {
+		log_err("export '%s': allow-list entry empty or too long", e->name);
+		return -1;
+	}
+	allow = realloc(e->allow, (e->nallow + 1) * sizeof(*allow));
+	if (!allow)
+		goto err_nomem;
+	e->allow = allow;
+	allow[e->nallow] = strdup(id);
+	if (!allow[e->nallow])
+		goto err_nomem;
+	e->nallow++;
+	return 0;
+
+err_nomem:
+	log_err("out of memory");
+	return -1;
+}
+
+int
+config_parse_tls(const char *s, enum tls_mode *out)
+{
+	if (!strcmp(s, "off") || !strcmp(s, "no") || !strcmp(s, "false"))
+		*out = TLS_OFF;
+	else if (!strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true"))
+		*out = TLS_ON;
+	else if (!strcmp(s, "require") || !strcmp(s, "required"))
+		*out = TLS_REQUIRE;
+	else
+		return -1;
+	return 0;
+}
+
+int
+config_check_tls(struct server_cfg *cfg)
+{
+	bool creds = cfg->tls_creds || cfg->tls_psk_file;
+	bool any_allow = false;
+
+	/* Like qemu-nbd: credentials without --tls mean TLS is required. */
+	if (!cfg->tls_set && creds)
+		cfg->tls = TLS_REQUIRE;
+	for (size_t i = 0; i < cfg->nexports; i++)
+		any_allow |= cfg->exports[i].nallow > 0;
+	if (cfg->tls == TLS_OFF) {
+		if (creds)
+			log_warn("--tls off: TLS credentials are not used");
+		if (any_allow) {
+			log_err("allow-lists name TLS identities: they need --tls on or require");
+			return -1;
+		}
+		if (cfg->tls_verify_peer) {
+			log_err("--tls-verify-peer needs --tls on or require");
+			return -1;
+		}
+		return 0;
+	}
+	if (!creds) {
+		log_err("--tls %s needs --tls-creds DIR or --tls-psk-file FILE",
+			cfg->tls == TLS_ON ? "on" : "require");
+		return -1;
+	}
+	if (cfg->tls_verify_peer && !cfg->tls_creds) {
+		log_err("--tls-verify-peer needs --tls-creds DIR (with ca-cert.pem)");
+		return -1;
+	}
+	return 0;
+}
+
+int
 config_add_export_spec(struct server_cfg *cfg, const char *spec)
 {
-	char *copy, *eq, *path, *opt, *next, *desc = NULL;
+	char *copy, *eq, *path, *opt, *next, *desc = NULL, *allow = NULL;
 	bool readonly = false;
 	int ret = -1;
 
@@ -113,7 +187,7 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 		return -1;
 	eq = strchr(copy, '=');
 	if (!eq) {
-		log_err("--export '%s': expected NAME=PATH[,readonly][,description=TEXT]", spec);
+		log_err("--export '%s': expected NAME=PATH[,readonly][,allow=ID:ID...][,description=TEXT]", spec);
 		goto out_free;
 	}
 	*eq = '\0';
@@ -132,6 +206,8 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 			*next++ = '\0';
 		if (!strcmp(opt, "readonly") || !strcmp(opt, "ro")) {
 			readonly = true;
+		} else if (!strncmp(opt, "allow=", 6)) {
+			allow = opt + 6;
 		} else {
 			log_err("--export '%s': unknown option '%s'", spec, opt);
 			goto out_free;
@@ -143,6 +219,15 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 		goto out_free;
 	}
 	ret = config_add_export(cfg, copy, path, desc, readonly);
+	/* allow=ID1:ID2: identities (CNs, PSK identities, DNs in /A=b/C=d form) */
+	while (!ret && allow) {
+		char *colon = strchr(allow, ':');
+
+		if (colon)
+			*colon++ = '\0';
+		ret = config_export_allow(&cfg->exports[cfg->nexports - 1], allow);
+		allow = colon;
+	}
 out_free:
 	free(copy);
 	return ret;
@@ -268,6 +353,19 @@ config_server_key(struct config_parse *p, const char *key, const char *v)
 		if (config_uint(v, 32, 65536, &n) < 0)
 			goto bad;
 		cfg->max_inflight_bytes = (uint64_t)n << 20;
+	} else if (!strcmp(key, "tls")) {
+		if (config_parse_tls(v, &cfg->tls) < 0)
+			goto bad;
+		cfg->tls_set = true;
+	} else if (!strcmp(key, "tls-creds")) {
+		if (config_set_str(&cfg->tls_creds, v) < 0)
+			goto nomem;
+	} else if (!strcmp(key, "tls-psk-file")) {
+		if (config_set_str(&cfg->tls_psk_file, v) < 0)
+			goto nomem;
+	} else if (!strcmp(key, "tls-verify-peer")) {
+		if (config_bool(v, &cfg->tls_verify_peer) < 0)
+			goto bad;
 	} else if (!strcmp(key, "stop-timeout")) {
 		if (config_uint(v, 1, 3600, &n) < 0)
 			goto bad;
@@ -348,6 +446,12 @@ config_ini_handler(void *user, const char *section, const char *key, const char 
 			}
 			if (config_set_str(&e->description, v) < 0)
 				return 0;
+		} else if (!strcmp(key, "allow")) {
+			/* One identity per line: DNs hold commas. */
+			if (config_export_allow(e, v) < 0) {
+				snprintf(p->err, sizeof(p->err), "bad allow entry");
+				return 0;
+			}
 		} else {
 			snprintf(p->err, sizeof(p->err), "unknown key '%.64s' in [%.200s]", key,
 				 section);
@@ -427,6 +531,9 @@ config_free(struct server_cfg *cfg)
 		free(e->name);
 		free(e->path);
 		free(e->description);
+		for (size_t j = 0; j < e->nallow; j++)
+			free(e->allow[j]);
+		free(e->allow);
 	}
 	free(cfg->exports);
 	for (size_t i = 0; i < cfg->nbinds; i++)
@@ -435,5 +542,7 @@ config_free(struct server_cfg *cfg)
 	free(cfg->port);
 	free(cfg->unix_path);
 	free(cfg->pidfile);
+	free(cfg->tls_creds);
+	free(cfg->tls_psk_file);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -112,6 +112,27 @@ hs_start(struct conn *c)
 	return conn_out_append(c, &h, sizeof(h));
 }
 
+/*
+ * The export name[0..len) as this client may see it: NULL when there is
+ * none or when its allow-list does not name the client (the two must look
+ * the same to the client). *tls_reqd: it exists, but only over TLS.
+ */
+static const struct export *
+hs_find_export(struct conn *c, const char *name, uint32_t len, bool *tls_reqd)
+{
+	const struct export *exp = config_find_export(c->r->srv->cfg, name, len);
+
+	*tls_reqd = false;
+	if (!exp || tls_export_allowed(c, exp))
+		return exp;
+	if (!tls_active(c) && c->r->srv->tls) {
+		*tls_reqd = true;
+		return NULL;
+	}
+	log_info("%s: export '%s': the client is not on its allow-list", c->peer, exp->name);
+	return NULL;
+}
+
 /* NBD_OPT_EXPORT_NAME: send size and flags, enter transmission. */
 static int
 hs_export_name(struct conn *c, const uint8_t *data, uint32_t len)
@@ -119,16 +140,18 @@ hs_export_name(struct conn *c, const uint8_t *data, uint32_t len)
 	static const uint8_t zeroes[124];
 	struct wire_export_name_reply r;
 	const struct export *exp;
+	bool tls_reqd;
 
 	/* No error reply exists for EXPORT_NAME: the spec says disconnect. */
 	if (len > NBDP_MAX_STRING) {
 		log_info("%s: EXPORT_NAME: name of %u bytes is too long", c->peer, len);
 		return -1;
 	}
-	exp = config_find_export(c->r->srv->cfg, (const char *)data, len);
+	exp = hs_find_export(c, (const char *)data, len, &tls_reqd);
 	if (!exp) {
-		log_info("%s: EXPORT_NAME: no export '%.*s'", c->peer, len > 256 ? 256 : (int)len,
-			 (const char *)data);
+		log_info("%s: EXPORT_NAME: no export '%.*s'%s", c->peer,
+			 len > 256 ? 256 : (int)len, (const char *)data,
+			 tls_reqd ? " without TLS" : "");
 		return -1;
 	}
 	r.exportsize = htobe64(exp->vol->size);
@@ -155,6 +178,10 @@ hs_list(struct conn *c, uint32_t len)
 		uint32_t nlen = htobe32((uint32_t)strlen(e->name));
 		uint8_t buf[4 + NBDP_MAX_STRING];
 		size_t n = strlen(e->name);
+
+		/* Exports the client may not open are not its business. */
+		if (!tls_export_allowed(c, e))
+			continue;
 
 		memcpy(buf, &nlen, 4);
 		memcpy(buf + 4, e->name, n);
@@ -186,7 +213,7 @@ hs_block_sizes(const struct export *exp, uint32_t *min, uint32_t *pref, uint32_t
 static int
 hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 {
-	bool want_name = false, want_desc = false, want_bs = false;
+	bool want_name = false, want_desc = false, want_bs = false, tls_reqd;
 	const struct export *exp;
 	uint32_t namelen, min, pref, max;
 	uint16_t nreq;
@@ -201,7 +228,9 @@ hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	nreq = hs_get16(data + 4 + namelen);
 	if (len != 4 + namelen + 2 + 2u * nreq)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
-	exp = config_find_export(c->r->srv->cfg, (const char *)data + 4, namelen);
+	exp = hs_find_export(c, (const char *)data + 4, namelen, &tls_reqd);
+	if (tls_reqd)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "this export needs TLS");
 	if (!exp) {
 		log_info("%s: %s: no export '%.*s'", c->peer, hs_opt_name(opt),
 			 namelen > 256 ? 256 : (int)namelen, (const char *)data + 4);
@@ -269,7 +298,7 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	static const char alloc[] = NBDP_META_BASE_ALLOCATION;
 	const struct export *exp;
 	uint32_t namelen, nq, pos;
-	bool match = false;
+	bool match = false, tls_reqd;
 
 	if (opt == NBDP_OPT_SET_META_CONTEXT && !c->sr)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID,
@@ -307,7 +336,9 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	}
 	if (pos != len)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
-	exp = config_find_export(c->r->srv->cfg, (const char *)data + 4, namelen);
+	exp = hs_find_export(c, (const char *)data + 4, namelen, &tls_reqd);
+	if (tls_reqd)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "this export needs TLS");
 	if (!exp)
 		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
 	if (opt == NBDP_OPT_SET_META_CONTEXT)
@@ -322,6 +353,44 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	return hs_reply(c, opt, NBDP_REP_ACK, NULL, 0);
 }
 
+/*
+ * NBD_OPT_STARTTLS: ACK in plaintext, then TLS. Bytes the client sent
+ * behind the option were written before it could have seen the ACK: they
+ * must never be taken for TLS records or options, so the client is dropped.
+ */
+static int
+hs_starttls(struct conn *c, uint32_t len)
+{
+	if (len)
+		return hs_reply_err(c, NBDP_OPT_STARTTLS, NBDP_REP_ERR_INVALID,
+				    "STARTTLS takes no data");
+	if (!c->r->srv->tls)
+		return hs_reply_err(c, NBDP_OPT_STARTTLS, NBDP_REP_ERR_POLICY,
+				    "TLS is not configured");
+	if (tls_active(c))
+		return hs_reply_err(c, NBDP_OPT_STARTTLS, NBDP_REP_ERR_INVALID,
+				    "TLS is already on");
+	if (conn_in_avail(c)) {
+		log_info("%s: %zu bytes pipelined behind STARTTLS", c->peer, conn_in_avail(c));
+		return -1;
+	}
+	if (hs_reply(c, NBDP_OPT_STARTTLS, NBDP_REP_ACK, NULL, 0) < 0 || tls_start(c) < 0)
+		return -1;
+	/* The spec: nothing negotiated in plaintext survives the upgrade. */
+	c->sr = false;
+	c->meta_alloc = false;
+	c->block_size_agreed = false;
+	return 0;
+}
+
+/* Whether opt must be refused because TLS is required and not on yet. */
+static bool
+hs_needs_tls(const struct conn *c, uint32_t opt)
+{
+	return c->r->srv->cfg->tls == TLS_REQUIRE && !tls_active(c) &&
+	       opt != NBDP_OPT_STARTTLS && opt != NBDP_OPT_ABORT;
+}
+
 /* One whole option. 1 = go on, 0 = stop parsing, -1 = drop the client. */
 static int
 hs_option(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
@@ -331,6 +400,14 @@ hs_option(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		/* Plain newstyle has no way to refuse an option. */
 		log_info("%s: option %u from a plain newstyle client", c->peer, opt);
 		return -1;
+	}
+	if (hs_needs_tls(c, opt)) {
+		/* EXPORT_NAME has no error reply: the spec says disconnect. */
+		if (opt == NBDP_OPT_EXPORT_NAME) {
+			log_info("%s: EXPORT_NAME without TLS", c->peer);
+			return -1;
+		}
+		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "TLS is required");
 	}
 	switch (opt) {
 	case NBDP_OPT_EXPORT_NAME:
@@ -342,10 +419,7 @@ hs_option(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	case NBDP_OPT_LIST:
 		return hs_list(c, len);
 	case NBDP_OPT_STARTTLS:
-		if (len)
-			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "STARTTLS takes no data");
-		/* The TLS module hooks in here: reply ACK, then swap c->io for its layer. */
-		return hs_reply_err(c, opt, NBDP_REP_ERR_POLICY, "TLS is not configured");
+		return hs_starttls(c, len);
 	case NBDP_OPT_INFO:
 	case NBDP_OPT_GO:
 		return hs_info(c, opt, data, len);
@@ -424,6 +498,8 @@ hs_process(struct conn *c)
 		if (c->discard_left)
 			return 0;
 		c->state = CONN_HS_OPT;
+		if (hs_needs_tls(c, c->opt))
+			return hs_reply_err(c, c->opt, NBDP_REP_ERR_TLS_REQD, "TLS is required");
 		return hs_reply_err(c, c->opt, NBDP_REP_ERR_TOO_BIG, "option data too large");
 
 	default:

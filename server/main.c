@@ -44,8 +44,10 @@ usage(FILE *f)
 		"Usage: dionbd [OPTIONS] [FILE]\n"
 		"Serve files and block devices over NBD.\n\n"
 		"  FILE                         serve FILE as the default export (\"\")\n"
-		"  -e, --export NAME=PATH[,readonly][,description=TEXT]\n"
-		"                               a named export (repeatable)\n"
+		"  -e, --export NAME=PATH[,readonly][,allow=ID:ID...][,description=TEXT]\n"
+		"                               a named export (repeatable); allow= lists the\n"
+		"                               TLS identities (certificate CN or DN, PSK\n"
+		"                               identity) that may open it\n"
 		"  -c, --config FILE            exports and settings from a config file\n"
 		"  -U, --unix PATH              listen on a Unix socket (TCP only with -p/-b)\n"
 		"  -p, --port PORT              TCP port (default 10809)\n"
@@ -55,6 +57,12 @@ usage(FILE *f)
 		"      --engine uring|psync|auto  I/O engine (default auto: uring, else psync)\n"
 		"      --max-connections N      connection cap (default 4096)\n"
 		"      --handshake-timeout SEC  drop clients negotiating for SEC (default 10)\n"
+		"      --tls off|on|require     STARTTLS (default: require if credentials are\n"
+		"                               given, else off)\n"
+		"      --tls-creds DIR          ca-cert.pem, server-cert.pem, server-key.pem\n"
+		"                               [, ca-crl.pem]\n"
+		"      --tls-verify-peer        require a client certificate signed by the CA\n"
+		"      --tls-psk-file FILE      PSK identities and keys (psktool format)\n"
 		"  -f, --foreground             stay in the foreground, log to stderr\n"
 		"  -P, --pid-file FILE          write the daemon's pid to FILE\n"
 		"  -v, --verbose                more logging (-v info, -vv debug, -vvv trace)\n"
@@ -271,6 +279,10 @@ enum {
 	OPT_VERSION,
 	OPT_MAX_CONNS,
 	OPT_HS_TIMEOUT,
+	OPT_TLS,
+	OPT_TLS_CREDS,
+	OPT_TLS_VERIFY,
+	OPT_TLS_PSK,
 };
 
 static const struct option main_options[] = {
@@ -285,6 +297,10 @@ static const struct option main_options[] = {
 	{ "engine", required_argument, NULL, OPT_ENGINE },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
 	{ "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
+	{ "tls", required_argument, NULL, OPT_TLS },
+	{ "tls-creds", required_argument, NULL, OPT_TLS_CREDS },
+	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
+	{ "tls-psk-file", required_argument, NULL, OPT_TLS_PSK },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "pid-file", required_argument, NULL, 'P' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -326,6 +342,9 @@ static int
 main_parse(struct server_cfg *cfg, int argc, char **argv)
 {
 	const char *config = NULL, *unix_path = NULL, *port = NULL, *pidfile = NULL;
+	const char *tls_creds = NULL, *tls_psk = NULL;
+	enum tls_mode tls = TLS_OFF;
+	bool tls_set = false, tls_verify = false;
 	const char **specs = NULL, **binds = NULL;
 	size_t nspecs = 0, nbinds = 0;
 	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, n;
@@ -381,6 +400,22 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		case OPT_HS_TIMEOUT:
 			if (main_number("--handshake-timeout", optarg, 1, 3600, &hs_timeout) < 0)
 				goto out;
+			break;
+		case OPT_TLS:
+			if (config_parse_tls(optarg, &tls) < 0) {
+				log_err("--tls: '%s' is not off, on or require", optarg);
+				goto out;
+			}
+			tls_set = true;
+			break;
+		case OPT_TLS_CREDS:
+			tls_creds = optarg;
+			break;
+		case OPT_TLS_VERIFY:
+			tls_verify = true;
+			break;
+		case OPT_TLS_PSK:
+			tls_psk = optarg;
 			break;
 		case 'f':
 			foreground = true;
@@ -447,6 +482,16 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		cfg->handshake_timeout = (unsigned int)hs_timeout;
 	if (foreground)
 		cfg->foreground = true;
+	if (tls_set) {
+		cfg->tls = tls;
+		cfg->tls_set = true;
+	}
+	if (tls_creds && main_set_str(&cfg->tls_creds, tls_creds) < 0)
+		goto out;
+	if (tls_psk && main_set_str(&cfg->tls_psk_file, tls_psk) < 0)
+		goto out;
+	if (tls_verify)
+		cfg->tls_verify_peer = true;
 	cfg->verbose += verbose;
 	log_init(cfg->verbose);
 	for (size_t i = 0; i < nspecs; i++)
@@ -458,6 +503,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		log_err("nothing to serve: give a FILE, -e NAME=PATH or -c CONFIG (see --help)");
 		goto out;
 	}
+	if (config_check_tls(cfg) < 0)
+		goto out;
 	ret = 0;
 out:
 	free(specs);
@@ -504,6 +551,9 @@ main(int argc, char **argv)
 		*p = abs;
 	}
 	if (config_open_exports(&m.cfg) < 0)
+		goto out_cfg;
+	/* Before daemonizing: a bad key or certificate is an error on the terminal. */
+	if (m.cfg.tls != TLS_OFF && tls_ctx_new(&m.cfg, &m.srv.tls) < 0)
 		goto out_cfg;
 	if (listen_open(&m.cfg, &m.listeners, &m.nlisteners, &m.activated) < 0)
 		goto out_cfg;
@@ -587,6 +637,7 @@ out_pid:
 out_listen:
 	listen_close(&m.cfg, m.listeners, m.nlisteners, m.activated);
 out_cfg:
+	tls_ctx_free(m.srv.tls);
 	config_free(&m.cfg);
 	if (ready_fd >= 0)
 		close(ready_fd);

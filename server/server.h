@@ -8,6 +8,7 @@
  *   conn.c      one client: buffers, socket I/O (conn_io), budget, lifetime
  *   handshake.c the NBD handshake (options)
  *   protocol.c  the NBD transmission phase (commands and replies)
+ *   tls.c       STARTTLS: OpenSSL contexts, the TLS conn_io_ops, peer identity
  *   log.c       stderr or syslog
  */
 #ifndef DIONBD_SERVER_H
@@ -60,6 +61,18 @@ struct export {
 	char *description;	/* may be NULL */
 	bool readonly;
 	struct dio_volume *vol;	/* opened once by config_open_exports, shared */
+	/*
+	 * Identities that may open this export: a client certificate's
+	 * subject (CN, or the whole DN) or a PSK identity. NULL = anyone.
+	 */
+	char **allow;
+	size_t nallow;
+};
+
+enum tls_mode {
+	TLS_OFF = 0,	/* STARTTLS refused */
+	TLS_ON,		/* clients may upgrade; exports with allow-lists need TLS */
+	TLS_REQUIRE,	/* nothing but STARTTLS and ABORT before TLS */
 };
 
 struct server_cfg {
@@ -82,15 +95,26 @@ struct server_cfg {
 	unsigned int max_inflight;	/* requests per connection */
 	uint64_t max_inflight_bytes;	/* READ/WRITE payload bytes per connection */
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
+	enum tls_mode tls;
+	bool tls_set;			/* --tls or tls= given (else implied by credentials) */
+	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */
+	char *tls_psk_file;		/* psktool format */
+	bool tls_verify_peer;		/* require a client certificate */
 };
 
 /* Defaults for everything but exports. */
 void config_init(struct server_cfg *cfg);
-/* Add "-e NAME=PATH[,readonly][,description=TEXT]". 0 or -1 (logged). */
+/* Add "-e NAME=PATH[,readonly][,allow=ID1:ID2...][,description=TEXT]". 0 or -1 (logged). */
 int config_add_export_spec(struct server_cfg *cfg, const char *spec);
 /* Add an export; strings are copied. 0 or -1 (logged). */
 int config_add_export(struct server_cfg *cfg, const char *name, const char *path,
 		      const char *description, bool readonly);
+/* Append id to e's allow-list. 0 or -1 (logged). */
+int config_export_allow(struct export *e, const char *id);
+/* Parse "off" | "on" | "require". 0 or -1. */
+int config_parse_tls(const char *s, enum tls_mode *out);
+/* Settle the TLS settings after all sources were read. 0 or -1 (logged). */
+int config_check_tls(struct server_cfg *cfg);
 /* Read a config file ([server] and [export NAME] sections). 0 or -1 (logged). */
 int config_load_file(struct server_cfg *cfg, const char *path);
 /* Parse "uring" | "psync" | "auto". 0 or -1. */
@@ -122,8 +146,11 @@ void listen_close(const struct server_cfg *cfg, struct listener *l, size_t n, bo
 struct conn;
 
 /* State every reactor sees. The export table is read-only once serving. */
+struct tls_ctx;
+
 struct server {
 	const struct server_cfg *cfg;
+	struct tls_ctx *tls;	/* NULL when TLS is off */
 	atomic_uint nconns;	/* connections alive, all reactors */
 };
 
@@ -330,6 +357,21 @@ conn_in_avail(const struct conn *c)
 int hs_start(struct conn *c);
 /* Consume handshake input. 1 = progress, 0 = need more input, -1 = drop the client. */
 int hs_process(struct conn *c);
+
+/* ---- tls.c ---- */
+/* Load credentials and keys as cfg says into a new context. 0 or -1 (logged). */
+int tls_ctx_new(const struct server_cfg *cfg, struct tls_ctx **out);
+/* Free a context (no connection may use it any more). */
+void tls_ctx_free(struct tls_ctx *t);
+/*
+ * STARTTLS was acknowledged: everything in c->out is the last plaintext to
+ * send; after it c speaks TLS (c->io and c->io_priv are swapped). 0 or -errno.
+ */
+int tls_start(struct conn *c);
+/* Whether c has switched to TLS (the handshake may still be under way). */
+bool tls_active(const struct conn *c);
+/* Whether c's peer identity is on exp's allow-list (true if it has none). */
+bool tls_export_allowed(const struct conn *c, const struct export *exp);
 
 /* ---- protocol.c ---- */
 /* Transmission flags for an export given what was negotiated. */
