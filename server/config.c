@@ -508,8 +508,11 @@ config_open_exports(struct server_cfg *cfg)
 		errbuf[0] = '\0';
 		ret = dio_volume_open(e->path, &opts, &e->vol);
 		if (ret < 0) {
-			log_err("export '%s': %s", e->name,
-				errbuf[0] ? errbuf : strerror(-ret));
+			/* libdio has logged errbuf already: add only which export */
+			if (errbuf[0])
+				log_err("export '%s' could not be opened", e->name);
+			else
+				log_err("export '%s': %s: %s", e->name, e->path, strerror(-ret));
 			return -1;
 		}
 		e->readonly = opts.readonly || e->vol->readonly;

@@ -342,6 +342,13 @@ out_unlock:
 void
 reactor_stop(struct reactor *r)
 {
+	/*
+	 * Once only: the main thread stops reactors on the first signal and
+	 * again on its way out, when the thread may have closed wake_fd and
+	 * destroyed the lock already.
+	 */
+	if (__atomic_exchange_n(&r->stop_sent, true, __ATOMIC_SEQ_CST))
+		return;
 	pthread_mutex_lock(&r->lock);
 	r->stop_req = true;
 	pthread_mutex_unlock(&r->lock);

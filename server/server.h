@@ -172,6 +172,7 @@ struct reactor {
 	int *pending;
 	size_t npending, cap;
 	bool stop_req;
+	bool stop_sent;		/* atomic: reactor_stop ran once (the thread may be gone) */
 	/* reactor thread only */
 	bool stopping;
 	struct conn *conns;		/* every live connection (doubly linked) */
