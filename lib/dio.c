@@ -619,6 +619,19 @@ dio_write_end_extents(struct dio *dio)
 
 static void dio_meta_start(struct dio *dio);
 
+/* A stage that makes everything done so far durable (the volume's FLUSH),
+ * then runs next. */
+static void
+dio_start_sync(struct dio *dio, void (*next)(struct dio *))
+{
+	dio_stage(dio, next);
+	dio->meta_op = DIO_META_FLUSH;
+	dio->meta_flags = 0;
+	dio->meta_tries = 0;
+	dio_meta_start(dio);
+	dio_put(dio);
+}
+
 static void
 dio_write_synced(struct dio *dio)
 {
@@ -634,12 +647,7 @@ dio_write_done(struct dio *dio)
 		return;
 	}
 	/* FUA on an allocating write: data flush + metadata commit. */
-	dio_stage(dio, dio_write_synced);
-	dio->meta_op = DIO_META_FLUSH;
-	dio->meta_flags = 0;
-	dio->meta_tries = 0;
-	dio_meta_start(dio);
-	dio_put(dio);
+	dio_start_sync(dio, dio_write_synced);
 }
 
 /* Take the block range [start, end) for an RMW, or queue behind a holder.
@@ -875,12 +883,6 @@ dio_meta_exhausted(struct dio *dio)
 	dio_spawn_zero_write(dio, dio->meta_pos, dio->meta_len);
 }
 
-static void
-dio_meta_synced(struct dio *dio)
-{
-	dio_finish(dio);
-}
-
 /* End of trim/zero/cache: with FUA, one sync makes all of it durable. */
 static void
 dio_meta_done(struct dio *dio)
@@ -889,12 +891,7 @@ dio_meta_done(struct dio *dio)
 		dio_finish(dio);
 		return;
 	}
-	dio_stage(dio, dio_meta_synced);
-	dio->meta_op = DIO_META_FLUSH;
-	dio->meta_flags = 0;
-	dio->meta_tries = 0;
-	dio_meta_start(dio);
-	dio_put(dio);
+	dio_start_sync(dio, dio_finish);
 }
 
 static void
