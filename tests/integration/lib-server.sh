@@ -3,38 +3,9 @@
 # Env (set by ctest, defaulted for a run by hand): DIO_SRC, DIO_BUILD,
 # DIO_TEST_DIR, DIO_TEST_ENGINE (uring|psync: test that one; unset: both),
 # DIONBD (the daemon to test; default $DIO_BUILD/server/dionbd).
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
-: "${DIO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-: "${DIO_BUILD:=$DIO_SRC/build}"
-: "${DIO_TEST_DIR:=$DIO_BUILD/tmp}"
-NAME=$(basename "$0" .sh)
 PROGS=$DIO_BUILD/tests
-
-skip()
-{
-	echo "$NAME: SKIP: $*" >&2
-	exit 77
-}
-
-fail()
-{
-	echo "$NAME: FAIL: $*" >&2
-	if [ -n "${SRV_LOG:-}" ] && [ -s "$SRV_LOG" ]; then
-		echo "--- last lines of the daemon's log ($SRV_LOG):" >&2
-		tail -n 30 "$SRV_LOG" >&2
-	fi
-	exit 1
-}
-
-# requires CMD...: skip unless every CMD is installed.
-requires()
-{
-	local c
-	for c in "$@"; do
-		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
-	done
-}
 
 # requires_prog NAME...: skip unless the test program $PROGS/NAME was built.
 requires_prog()
@@ -102,8 +73,7 @@ test_engines()
 # mkvol PATH SIZE: a fresh sparse file of SIZE bytes (truncate's suffixes).
 mkvol()
 {
-	rm -f "$1"
-	truncate -s "$2" "$1"
+	mkfile "$@"
 }
 
 # start_server ARGS...: run "dionbd -f -U SOCK ARGS" in the background and

@@ -19,61 +19,11 @@
  *   readonly SOCK        every write-type command on a read-only export
  *   bad-then-eof SOCK    a refused request, then the client hangs up
  */
-#include <endian.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include "server-test.h"
-
-#define MAGIC		UINT64_C(0x4e42444d41474943)	/* "NBDMAGIC" */
-#define IHAVEOPT	UINT64_C(0x49484156454f5054)
-#define REP_MAGIC	UINT64_C(0x0003e889045565a9)
-#define REQ_MAGIC	UINT32_C(0x25609513)
-#define SIMPLE_MAGIC	UINT32_C(0x67446698)
-#define SR_MAGIC	UINT32_C(0x668e33ef)
-
-#define FLAG_FIXED	1u
-#define FLAG_NOZEROES	2u
-
-#define OPT_EXPORT_NAME	1
-#define OPT_ABORT	2
-#define OPT_LIST	3
-#define OPT_INFO	6
-#define OPT_GO		7
-#define OPT_SR		8
-#define OPT_SET_META	10
-
-#define REP_ACK		1
-#define REP_SERVER	2
-#define REP_INFO	3
-#define REP_META	4
-#define REP_ERR		(1u << 31)
-#define REP_ERR_UNSUP	(REP_ERR | 1)
-#define REP_ERR_INVALID	(REP_ERR | 3)
-#define REP_ERR_UNKNOWN	(REP_ERR | 6)
-#define REP_ERR_TOO_BIG	(REP_ERR | 9)
-
-#define INFO_EXPORT	0
-#define INFO_BLOCK_SIZE	3
-
-#define CMD_READ	0
-#define CMD_WRITE	1
-#define CMD_DISC	2
-#define CMD_FLUSH	3
-#define CMD_TRIM	4
-#define CMD_CACHE	5
-#define CMD_ZERO	6
-#define CMD_BS		7
-
-#define CF_FUA		(1u << 0)
-#define CF_NO_HOLE	(1u << 1)
-#define CF_DF		(1u << 2)
-#define CF_REQ_ONE	(1u << 3)
-
-#define TF_READ_ONLY	(1u << 1)
+#include "raw-client.h"
 
 #define CHUNK_DONE	1u
 #define CHUNK_NONE	0
@@ -99,19 +49,7 @@ static const char *sock_path;
 static int
 sock_open(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = IO_TIMEOUT };
-	int fd;
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		die("socket: %s", strerror(errno));
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die("connect %s: %s", sock_path, strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
+	return unix_connect(sock_path, IO_TIMEOUT);
 }
 
 /* Send it all. 0, or -errno (the server closed, or a timeout). */
@@ -212,52 +150,12 @@ expect_eof(int fd, int secs, size_t *extra)
 		die("the server sent %zu unexpected bytes before closing", got);
 }
 
+/* The server must close fd within 10 s, sending nothing; then close it too. */
 static void
-put16(uint8_t *p, uint16_t v)
+expect_closed(int fd)
 {
-	v = htobe16(v);
-	memcpy(p, &v, 2);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return be16toh(v);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
+	expect_eof(fd, 10, NULL);
+	close(fd);
 }
 
 /* ---- handshake ---- */
@@ -269,9 +167,7 @@ hs_greeting(int fd)
 	uint8_t b[18];
 
 	xrecv(fd, b, sizeof(b));
-	expect(get64(b) == MAGIC, "greeting: bad NBDMAGIC");
-	expect(get64(b + 8) == IHAVEOPT, "greeting: not newstyle");
-	return get16(b + 16);
+	return greeting_flags(b);
 }
 
 /* Greeting, then our client flags. */
@@ -287,14 +183,14 @@ hs_open(int fd, uint32_t cflags)
 	xsend(fd, b, 4);
 }
 
-/* The option header (16 bytes) for opt with len bytes of data. */
-static size_t
-opt_hdr(uint8_t *b, uint32_t opt, uint32_t len)
+/* A new connection past the greeting, with fixed newstyle and no zeroes agreed. */
+static int
+open_fixed(void)
 {
-	put64(b, IHAVEOPT);
-	put32(b + 8, opt);
-	put32(b + 12, len);
-	return 16;
+	int fd = sock_open();
+
+	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	return fd;
 }
 
 static void
@@ -316,10 +212,7 @@ read_opt_reply(int fd, uint32_t opt, void *buf, size_t max, uint32_t *lenp)
 	uint32_t len, type;
 
 	xrecv(fd, h, sizeof(h));
-	expect(get64(h) == REP_MAGIC, "option reply: bad magic");
-	expect(get32(h + 8) == opt, "option reply for %u, want %u", get32(h + 8), opt);
-	type = get32(h + 12);
-	len = get32(h + 16);
+	type = opt_reply_hdr(h, opt, &len);
 	expect(len <= max, "option reply of %u bytes (type 0x%x), want at most %zu", len,
 	       type, max);
 	if (len)
@@ -348,21 +241,6 @@ struct export_info {
 	bool sr;
 	bool meta;
 };
-
-/*
- * Build the data of INFO/GO for name, asking for NBD_INFO_BLOCK_SIZE if
- * block_size. Returns its length.
- */
-static uint32_t
-go_data(uint8_t *b, const char *name, size_t nlen, bool block_size)
-{
-	put32(b, (uint32_t)nlen);
-	memcpy(b + 4, name, nlen);
-	put16(b + 4 + nlen, block_size ? 1 : 0);
-	if (block_size)
-		put16(b + 6 + nlen, INFO_BLOCK_SIZE);
-	return (uint32_t)(6 + nlen + (block_size ? 2 : 0));
-}
 
 /*
  * Read the replies to INFO/GO up to ACK, filling *ei. Returns 0, or the
@@ -403,6 +281,18 @@ go_replies(int fd, uint32_t opt, struct export_info *ei)
 	die("GO/INFO: more than 16 replies");
 }
 
+/* INFO or GO (opt) for the nlen bytes of name, with block sizes if block_size. */
+static uint32_t
+info_or_go(int fd, uint32_t opt, const char *name, size_t nlen, bool block_size,
+	   struct export_info *ei)
+{
+	uint8_t buf[8192];
+	uint32_t len = go_data(buf, name, nlen, block_size);
+
+	send_opt(fd, opt, buf, len);
+	return go_replies(fd, opt, ei);
+}
+
 /*
  * A full fixed-newstyle handshake to the transmission phase: structured
  * replies (and base:allocation) if sr, GO with block sizes if block_size.
@@ -421,12 +311,7 @@ open_export(const char *name, bool sr, bool block_size, struct export_info *ei)
 
 		opt_expect(fd, OPT_SR, NULL, 0, REP_ACK);
 		ei->sr = true;
-		len = 4 + (uint32_t)strlen(name) + 4 + 4 + sizeof(ctx) - 1;
-		put32(buf, (uint32_t)strlen(name));
-		memcpy(buf + 4, name, strlen(name));
-		put32(buf + 4 + strlen(name), 1);
-		put32(buf + 8 + strlen(name), sizeof(ctx) - 1);
-		memcpy(buf + 12 + strlen(name), ctx, sizeof(ctx) - 1);
+		len = meta_data(buf, name, ctx);
 		send_opt(fd, OPT_SET_META, buf, len);
 		type = read_opt_reply(fd, OPT_SET_META, buf, sizeof(buf), &len);
 		expect(type == REP_META, "SET_META_CONTEXT: reply 0x%x", type);
@@ -434,9 +319,7 @@ open_export(const char *name, bool sr, bool block_size, struct export_info *ei)
 		expect(type == REP_ACK, "SET_META_CONTEXT: no ACK (0x%x)", type);
 		ei->meta = true;
 	}
-	len = go_data(buf, name, strlen(name), block_size);
-	send_opt(fd, OPT_GO, buf, len);
-	type = go_replies(fd, OPT_GO, ei);
+	type = info_or_go(fd, OPT_GO, name, strlen(name), block_size, ei);
 	expect(type == 0, "GO '%s': error 0x%x", name, type);
 	return fd;
 }
@@ -448,13 +331,7 @@ send_req(int fd, uint16_t flags, uint16_t cmd, uint64_t cookie, uint64_t off, ui
 {
 	uint8_t b[28];
 
-	put32(b, REQ_MAGIC);
-	put16(b + 4, flags);
-	put16(b + 6, cmd);
-	put64(b + 8, cookie);
-	put64(b + 16, off);
-	put32(b + 24, count);
-	xsend(fd, b, sizeof(b));
+	xsend(fd, b, req_hdr(b, flags, cmd, cookie, off, count));
 }
 
 /*
@@ -594,8 +471,7 @@ static void
 disconnect_raw(int fd)
 {
 	send_req(fd, 0, CMD_DISC, next_cookie++, 0, 0);
-	expect_eof(fd, 10, NULL);
-	close(fd);
+	expect_closed(fd);
 }
 
 /* ---- modes ---- */
@@ -638,8 +514,7 @@ mode_handshake(void)
 	disconnect_raw(fd);
 
 	step("fixed newstyle, NO_ZEROES, EXPORT_NAME");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	send_opt(fd, OPT_EXPORT_NAME, NULL, 0);
 	xrecv(fd, b, 10);
 	expect(get64(b) == ei.size, "size differs");
@@ -650,11 +525,9 @@ mode_handshake(void)
 	step("unknown client flags: disconnect");
 	fd = sock_open();
 	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES | (1u << 7));
-	expect_eof(fd, 10, NULL);
-	close(fd);
+	expect_closed(fd);
 
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	step("unknown option: ERR_UNSUP, then in sync");
 	opt_expect(fd, 0x4242, "0123456789", 10, REP_ERR_UNSUP);
 	opt_expect(fd, 0x7fffffff, NULL, 0, REP_ERR_UNSUP);
@@ -673,33 +546,26 @@ mode_handshake(void)
 	} while (type != REP_ACK);
 	expect(n >= 1, "LIST gave no export");
 	step("INFO on the default export");
-	len = go_data(b, "", 0, true);
-	send_opt(fd, OPT_INFO, b, len);
-	expect(go_replies(fd, OPT_INFO, &ei) == 0, "INFO failed");
+	expect(info_or_go(fd, OPT_INFO, "", 0, true, &ei) == 0, "INFO failed");
 	expect(ei.bmax == MAXPAY, "maximum payload %u", ei.bmax);
 	expect(ei.bmin >= 1 && ei.bmin <= 4096 && !(ei.bmin & (ei.bmin - 1)), "minimum block %u",
 	       ei.bmin);
 	expect(ei.bpref >= ei.bmin && ei.bpref >= 4096, "preferred block %u", ei.bpref);
 	step("INFO on an unknown export: ERR_UNKNOWN");
-	len = go_data(b, "no-such-export", 14, false);
-	send_opt(fd, OPT_INFO, b, len);
-	type = go_replies(fd, OPT_INFO, &ei);
+	type = info_or_go(fd, OPT_INFO, "no-such-export", 14, false, &ei);
 	expect(type == REP_ERR_UNKNOWN, "reply 0x%x", type);
 	step("GO with a name length past the data: ERR_INVALID");
 	len = go_data(b, "abc", 3, false);
 	put32(b, 100);
 	opt_expect(fd, OPT_GO, b, len, REP_ERR_INVALID);
 	step("GO after all that");
-	len = go_data(b, "", 0, true);
-	send_opt(fd, OPT_GO, b, len);
-	expect(go_replies(fd, OPT_GO, &ei) == 0, "GO failed");
+	expect(info_or_go(fd, OPT_GO, "", 0, true, &ei) == 0, "GO failed");
 	ei.sr = false;
 	expect(request(fd, &ei, 0, CMD_READ, 0, 4096, iobuf) == 0, "READ");
 	disconnect_raw(fd);
 
 	step("ABORT: ACK (or nothing), then the server closes");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	send_opt(fd, OPT_ABORT, NULL, 0);
 	expect_eof(fd, 10, &extra);
 	expect(extra == 0 || extra == 20, "%zu bytes after ABORT", extra);
@@ -709,8 +575,7 @@ mode_handshake(void)
 	for (int opt = 0; opt < 3; opt++) {
 		static const uint32_t opts[] = { 0x4242, OPT_GO, OPT_EXPORT_NAME };
 
-		fd = sock_open();
-		hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+		fd = open_fixed();
 		opt_hdr(b, opts[opt], 0xffffffff);
 		xsend(fd, b, 16);
 		mode_probe("");
@@ -725,26 +590,19 @@ mode_handshake(void)
 	}
 
 	step("a command before GO: disconnect, no reply, no I/O");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	send_req(fd, 0, CMD_READ, 1, 0, 4096);
-	expect_eof(fd, 10, NULL);
-	close(fd);
+	expect_closed(fd);
 	step("a WRITE after INFO, before GO: disconnect, no reply");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
-	len = go_data(b, "", 0, false);
-	send_opt(fd, OPT_INFO, b, len);
-	expect(go_replies(fd, OPT_INFO, &ei) == 0, "INFO failed");
+	fd = open_fixed();
+	expect(info_or_go(fd, OPT_INFO, "", 0, false, &ei) == 0, "INFO failed");
 	send_req(fd, 0, CMD_WRITE, 1, 0, 4096);
 	memset(b, 0xee, 4096);
 	send_all(fd, b, 4096);
-	expect_eof(fd, 10, NULL);
-	close(fd);
+	expect_closed(fd);
 
 	step("too many options: the server gives up on the client");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	opt_hdr(b, 0x4242, 0);
 	for (n = 0; n < 20000; n++) {
 		if (send_all(fd, b, 16) < 0)
@@ -775,18 +633,8 @@ mode_truncate(void)
 	n += opt_hdr(s + n, OPT_SR, 0);
 	len = go_data(s + n + 16, "", 0, true);
 	n += opt_hdr(s + n, OPT_GO, len) + len;
-	put32(s + n, REQ_MAGIC);
-	put16(s + n + 4, 0);
-	put16(s + n + 6, CMD_READ);
-	put64(s + n + 8, 1);
-	put64(s + n + 16, 0);
-	put32(s + n + 24, 4096);
-	n += 28;
-	put32(s + n, REQ_MAGIC);
-	put16(s + n + 4, 0);
-	put16(s + n + 6, CMD_DISC);
-	memset(s + n + 8, 0, 20);
-	n += 28;
+	n += req_hdr(s + n, 0, CMD_READ, 1, 0, 4096);
+	n += req_hdr(s + n, 0, CMD_DISC, 0, 0, 0);
 	expect(n < sizeof(s) && n <= 160, "stream of %zu bytes", n);
 
 	step("connect and close before the greeting");
@@ -830,7 +678,7 @@ mode_names(void)
 	char *name = xmalloc(4098);
 	struct export_info ei = { 0 };
 	uint8_t *b = xmalloc(8192);
-	uint32_t len, type;
+	uint32_t type;
 	int fd;
 
 	memset(name, 'a', 4097);
@@ -842,28 +690,20 @@ mode_names(void)
 	disconnect_raw(fd);
 
 	step("INFO with 4096 bytes, then GO with 4097: TOO_BIG or INVALID, in sync");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
-	len = go_data(b, name, 4096, false);
-	send_opt(fd, OPT_INFO, b, len);
-	expect(go_replies(fd, OPT_INFO, &ei) == 0, "INFO with 4096 bytes failed");
-	len = go_data(b, name, 4097, false);
-	send_opt(fd, OPT_GO, b, len);
-	type = go_replies(fd, OPT_GO, &ei);
+	fd = open_fixed();
+	expect(info_or_go(fd, OPT_INFO, name, 4096, false, &ei) == 0,
+	       "INFO with 4096 bytes failed");
+	type = info_or_go(fd, OPT_GO, name, 4097, false, &ei);
 	expect(type == REP_ERR_TOO_BIG || type == REP_ERR_INVALID, "GO 4097: reply 0x%x", type);
-	send_opt(fd, OPT_INFO, b, len);
-	type = go_replies(fd, OPT_INFO, &ei);
+	type = info_or_go(fd, OPT_INFO, name, 4097, false, &ei);
 	expect(type == REP_ERR_TOO_BIG || type == REP_ERR_INVALID, "INFO 4097: reply 0x%x", type);
-	len = go_data(b, "", 0, false);
-	send_opt(fd, OPT_GO, b, len);
-	expect(go_replies(fd, OPT_GO, &ei) == 0, "GO '' after the errors failed");
+	expect(info_or_go(fd, OPT_GO, "", 0, false, &ei) == 0, "GO '' after the errors failed");
 	ei.sr = false;
 	expect(request(fd, &ei, 0, CMD_READ, 0, 4096, iobuf) == 0, "READ");
 	disconnect_raw(fd);
 
 	step("EXPORT_NAME with 4096 bytes");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	send_opt(fd, OPT_EXPORT_NAME, name, 4096);
 	xrecv(fd, b, 10);
 	ei.size = get64(b);
@@ -871,11 +711,9 @@ mode_names(void)
 	disconnect_raw(fd);
 
 	step("EXPORT_NAME with 4097 bytes: disconnect, no reply");
-	fd = sock_open();
-	hs_open(fd, FLAG_FIXED | FLAG_NOZEROES);
+	fd = open_fixed();
 	send_opt(fd, OPT_EXPORT_NAME, name, 4097);
-	expect_eof(fd, 10, NULL);
-	close(fd);
+	expect_closed(fd);
 	free(name);
 	free(b);
 	printf("server-raw: names ok\n");
@@ -1078,14 +916,8 @@ mode_no_read(long pid)
 
 	step("flood READs, read nothing");
 	fd = open_export("", true, true, &ei);
-	for (int i = 0; i < 64; i++) {
-		put32(req + 28 * i, REQ_MAGIC);
-		put16(req + 28 * i + 4, 0);
-		put16(req + 28 * i + 6, CMD_READ);
-		put64(req + 28 * i + 8, (uint64_t)i + 1);
-		put64(req + 28 * i + 16, (uint64_t)i * MiB);
-		put32(req + 28 * i + 24, MiB);
-	}
+	for (int i = 0; i < 64; i++)
+		req_hdr(req + 28 * i, 0, CMD_READ, (uint64_t)i + 1, (uint64_t)i * MiB, MiB);
 	/* Send until the server stops taking requests for 2 s (or all went). */
 	while (sent < total) {
 		ssize_t n = send(fd, req, sizeof(req), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1201,8 +1033,7 @@ mode_bad_then_eof(void)
 	send_req(fd, 0x4444, 0x4444, 1, 0, 4096);
 	expect(read_reply(fd, &ei, 1, 0, iobuf, 0, false) == E_INVAL, "want EINVAL");
 	shutdown(fd, SHUT_WR);
-	expect_eof(fd, 10, NULL);
-	close(fd);
+	expect_closed(fd);
 	printf("server-raw: bad-then-eof ok\n");
 	return 0;
 }

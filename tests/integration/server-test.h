@@ -26,6 +26,8 @@
 
 static const char *test_name = "server-test";
 static const char *test_step = "start";
+/* If set, die() calls it after its message: what only the program can add. */
+static void (*die_extra)(void);
 
 /* Print "NAME: FAIL: step: message" and exit 1. */
 __attribute__((format(printf, 1, 2), noreturn)) static inline void
@@ -38,6 +40,8 @@ die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (die_extra)
+		die_extra();
 	exit(1);
 }
 

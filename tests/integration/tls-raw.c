@@ -26,54 +26,15 @@
  *          -e NAME export (default "")
  *          -x      expect failure
  */
-#include <endian.h>
-#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#define MAGIC		UINT64_C(0x4e42444d41474943)
-#define IHAVEOPT	UINT64_C(0x49484156454f5054)
-#define REP_MAGIC	UINT64_C(0x0003e889045565a9)
-#define REQ_MAGIC	UINT32_C(0x25609513)
-#define SIMPLE_MAGIC	UINT32_C(0x67446698)
-
-#define OPT_EXPORT_NAME	1
-#define OPT_ABORT	2
-#define OPT_LIST	3
-#define OPT_STARTTLS	5
-#define OPT_INFO	6
-#define OPT_GO		7
-#define OPT_SR		8
-#define OPT_SET_META	10
-
-#define REP_ACK		1
-#define REP_SERVER	2
-#define REP_INFO	3
-#define REP_META	4
-#define REP_ERR		(1u << 31)
-#define REP_ERR_INVALID	(REP_ERR | 3)
-#define REP_ERR_TLS_REQD (REP_ERR | 5)
-#define REP_ERR_UNKNOWN	(REP_ERR | 6)
-
-#define CMD_READ	0
-#define CMD_DISC	2
-#define CMD_BS		7
-#define TF_SEND_DF	(1u << 7)
+#include "raw-client.h"
 
 static const char *sock_path, *creds, *version, *psk, *export_name = "";
 static bool expect_fail;
-static const char *step_name = "start";
 
 /* The connection: plain fd, or TLS over it once ssl is set. */
 struct tconn {
@@ -81,41 +42,19 @@ struct tconn {
 	SSL *ssl;
 };
 
-__attribute__((format(printf, 1, 2), noreturn)) static void
-die(const char *fmt, ...)
+/* What OpenSSL knows about a failure, after die()'s message. */
+static void
+print_ssl_errors(void)
 {
-	va_list ap;
-
-	fprintf(stderr, "tls-raw: FAIL: %s: ", step_name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 	ERR_print_errors_fp(stderr);
-	exit(1);
 }
-
-#define expect(cond, ...)			\
-	do {					\
-		if (!(cond))			\
-			die(__VA_ARGS__);	\
-	} while (0)
 
 /* Connect to the server's Unix socket. */
 static struct tconn
 tc_open(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 10 };
-	struct tconn t = { .fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) };
+	struct tconn t = { .fd = unix_connect(sock_path, 10) };
 
-	expect(t.fd >= 0, "socket: %s", strerror(errno));
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-	expect(connect(t.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %s: %s",
-	       sock_path, strerror(errno));
-	/* Nothing here may wait forever on a server that went quiet. */
-	setsockopt(t.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(t.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	return t;
 }
 
@@ -182,75 +121,17 @@ rx(struct tconn *t, void *buf, size_t len)
 	expect(rx_maybe(t, buf, len), "connection closed or failed: %s", strerror(errno));
 }
 
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	v = htobe16(v);
-	memcpy(p, &v, 2);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return be16toh(v);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
 /* Read the greeting and send the client flags (fixed newstyle, no zeroes). */
 static void
 hs_open(struct tconn *t)
 {
 	uint8_t g[18], f[4];
 
-	step_name = "greeting";
+	step("greeting");
 	rx(t, g, sizeof(g));
-	expect(get64(g) == MAGIC && get64(g + 8) == IHAVEOPT, "bad greeting");
+	greeting_flags(g);
 	put32(f, 3);
 	tx(t, f, 4);
-}
-
-/* Build an option header into b. */
-static size_t
-opt_hdr(uint8_t *b, uint32_t opt, uint32_t len)
-{
-	put64(b, IHAVEOPT);
-	put32(b + 8, opt);
-	put32(b + 12, len);
-	return 16;
 }
 
 static void
@@ -273,10 +154,7 @@ read_reply(struct tconn *t, uint32_t opt, void *buf, size_t max, uint32_t *lenp)
 	uint32_t len, type;
 
 	rx(t, h, sizeof(h));
-	expect(get64(h) == REP_MAGIC, "bad option reply magic");
-	expect(get32(h + 8) == opt, "reply to option %u, want %u", get32(h + 8), opt);
-	type = get32(h + 12);
-	len = get32(h + 16);
+	type = opt_reply_hdr(h, opt, &len);
 	expect(len <= sizeof(sink), "reply of %u bytes", len);
 	rx(t, sink, len);
 	if (buf)
@@ -299,15 +177,9 @@ opt_expect(struct tconn *t, uint32_t opt, const void *data, uint32_t len, uint32
 
 /* GO/INFO data for export_name, asking for block sizes. */
 static uint32_t
-go_data(uint8_t *b)
+export_go_data(uint8_t *b)
 {
-	size_t n = strlen(export_name);
-
-	put32(b, (uint32_t)n);
-	memcpy(b + 4, export_name, n);
-	put16(b + 4 + n, 1);
-	put16(b + 6 + n, 3);	/* NBD_INFO_BLOCK_SIZE */
-	return (uint32_t)(8 + n);
+	return go_data(b, export_name, strlen(export_name), true);
 }
 
 /* GO: 0 and the transmission flags, or the error reply type. */
@@ -317,8 +189,8 @@ do_go(struct tconn *t, uint16_t *eflags)
 	uint8_t b[1024], d[64];
 	uint32_t type, len;
 
-	step_name = "GO";
-	send_opt(t, OPT_GO, b, go_data(b));
+	step("GO");
+	send_opt(t, OPT_GO, b, export_go_data(b));
 	for (;;) {
 		type = read_reply(t, OPT_GO, d, sizeof(d), &len);
 		if (type == REP_ACK)
@@ -337,13 +209,7 @@ send_req(struct tconn *t, uint16_t cmd, uint64_t cookie, uint64_t off, uint32_t 
 {
 	uint8_t b[28];
 
-	put32(b, REQ_MAGIC);
-	put16(b + 4, 0);
-	put16(b + 6, cmd);
-	put64(b + 8, cookie);
-	put64(b + 16, off);
-	put32(b + 24, count);
-	tx(t, b, sizeof(b));
+	tx(t, b, req_hdr(b, 0, cmd, cookie, off, count));
 }
 
 /* A simple reply to cookie: its error; the READ data (count bytes) is consumed. */
@@ -364,7 +230,7 @@ simple_reply(struct tconn *t, uint64_t cookie, uint32_t count)
 }
 
 static void
-disconnect(struct tconn *t)
+tc_disconnect(struct tconn *t)
 {
 	send_req(t, CMD_DISC, 99, 0, 0);
 	tc_close(t);
@@ -470,9 +336,9 @@ client_ctx(void)
 static bool
 starttls(struct tconn *t, SSL_CTX *ctx)
 {
-	step_name = "STARTTLS";
+	step("STARTTLS");
 	opt_expect(t, OPT_STARTTLS, NULL, 0, REP_ACK);
-	step_name = "TLS handshake";
+	step("TLS handshake");
 	t->ssl = SSL_new(ctx);
 	expect(t->ssl && SSL_set_fd(t->ssl, t->fd) == 1, "SSL_new");
 	if (SSL_connect(t->ssl) != 1) {
@@ -501,7 +367,7 @@ mode_go(void)
 	if (ok) {
 		/* A TLS 1.3 certificate failure shows as a read error here. */
 		err = 0;
-		step_name = "GO";
+		step("GO");
 		send_opt(&t, OPT_GO, (uint8_t[1024]){ 0 }, 0);
 		{
 			uint8_t h[20];
@@ -525,12 +391,12 @@ mode_go(void)
 				fprintf(stderr, "tls-raw: GO '%s' refused: 0x%x\n", export_name, err);
 		}
 		if (ok) {
-			step_name = "READ";
+			step("READ");
 			send_req(&t, CMD_READ, 1, 0, 4096);
 			expect(simple_reply(&t, 1, 4096) == 0, "READ failed");
 			printf("%s %s\n", SSL_get_version(t.ssl),
 			       SSL_CIPHER_get_name(SSL_get_current_cipher(t.ssl)));
-			disconnect(&t);
+			tc_disconnect(&t);
 		} else {
 			tc_close(&t);
 		}
@@ -555,7 +421,7 @@ mode_list(void)
 
 	hs_open(&t);
 	expect(starttls(&t, ctx), "TLS handshake failed");
-	step_name = "LIST";
+	step("LIST");
 	send_opt(&t, OPT_LIST, NULL, 0);
 	while ((type = read_reply(&t, OPT_LIST, d, sizeof(d), &len)) == REP_SERVER) {
 		uint32_t n = get32(d);
@@ -574,18 +440,10 @@ mode_list(void)
 static uint32_t
 set_meta(struct tconn *t)
 {
-	static const char q[] = "base:allocation";
 	uint8_t b[1024];
-	size_t n = strlen(export_name), off = 0;
 	uint32_t type;
 
-	put32(b, (uint32_t)n);
-	memcpy(b + 4, export_name, n);
-	off = 4 + n;
-	put32(b + off, 1);
-	put32(b + off + 4, sizeof(q) - 1);
-	memcpy(b + off + 8, q, sizeof(q) - 1);
-	send_opt(t, OPT_SET_META, b, (uint32_t)(off + 8 + sizeof(q) - 1));
+	send_opt(t, OPT_SET_META, b, meta_data(b, export_name, "base:allocation"));
 	while ((type = read_reply(t, OPT_SET_META, NULL, 0, NULL)) == REP_META)
 		;
 	return type;
@@ -599,26 +457,26 @@ mode_reset(void)
 	uint16_t eflags = 0;
 
 	hs_open(&t);
-	step_name = "plaintext STRUCTURED_REPLY";
+	step("plaintext STRUCTURED_REPLY");
 	opt_expect(&t, OPT_SR, NULL, 0, REP_ACK);
-	step_name = "plaintext SET_META_CONTEXT";
+	step("plaintext SET_META_CONTEXT");
 	expect(set_meta(&t) == REP_ACK, "SET_META_CONTEXT refused before TLS");
 	expect(starttls(&t, ctx), "TLS handshake failed");
-	step_name = "STARTTLS again";
+	step("STARTTLS again");
 	opt_expect(&t, OPT_STARTTLS, NULL, 0, REP_ERR_INVALID);
-	step_name = "SET_META_CONTEXT after STARTTLS";
+	step("SET_META_CONTEXT after STARTTLS");
 	expect(set_meta(&t) == REP_ERR_INVALID,
 	       "accepted: structured replies from before STARTTLS survived it");
 	expect(do_go(&t, &eflags) == 0, "GO refused");
-	step_name = "transmission";
+	step("transmission");
 	expect(!(eflags & TF_SEND_DF), "SEND_DF offered: structured replies survived STARTTLS");
 	send_req(&t, CMD_READ, 7, 0, 4096);
 	expect(simple_reply(&t, 7, 4096) == 0, "READ failed");
-	step_name = "BLOCK_STATUS";
+	step("BLOCK_STATUS");
 	send_req(&t, CMD_BS, 8, 0, 4096);
 	expect(simple_reply(&t, 8, 0) == EINVAL,
 	       "BLOCK_STATUS not refused: the meta context survived STARTTLS");
-	disconnect(&t);
+	tc_disconnect(&t);
 	SSL_CTX_free(ctx);
 	return 0;
 }
@@ -644,7 +502,7 @@ expect_dropped(struct tconn *t, const char *what)
 	uint8_t buf[4096];
 	size_t n;
 
-	step_name = what;
+	step(what);
 	n = drain(t, buf, sizeof(buf));
 	if (n >= 20) {
 		expect(get32(buf + 8) == OPT_STARTTLS && get32(buf + 12) == REP_ACK,
@@ -667,7 +525,7 @@ mode_inject(void)
 	hs_open(&t);
 	n = opt_hdr(b, OPT_STARTTLS, 0);
 	{
-		uint32_t gl = go_data(b + n + 16);
+		uint32_t gl = export_go_data(b + n + 16);
 
 		n += opt_hdr(b + n, OPT_GO, gl) + gl;
 	}
@@ -702,7 +560,7 @@ mode_inject(void)
 	t = tc_open();
 	hs_open(&t);
 	send_opt(&t, OPT_STARTTLS, NULL, 0);
-	n = go_data(b);
+	n = export_go_data(b);
 	send_opt(&t, OPT_GO, b, (uint32_t)n);
 	expect_dropped(&t, "STARTTLS then GO without waiting");
 	return 0;
@@ -716,18 +574,18 @@ mode_require(void)
 	uint32_t n;
 
 	hs_open(&t);
-	step_name = "LIST before TLS";
+	step("LIST before TLS");
 	opt_expect(&t, OPT_LIST, NULL, 0, REP_ERR_TLS_REQD);
-	step_name = "STRUCTURED_REPLY before TLS";
+	step("STRUCTURED_REPLY before TLS");
 	opt_expect(&t, OPT_SR, NULL, 0, REP_ERR_TLS_REQD);
-	step_name = "INFO before TLS";
-	n = go_data(b);
+	step("INFO before TLS");
+	n = export_go_data(b);
 	opt_expect(&t, OPT_INFO, b, n, REP_ERR_TLS_REQD);
-	step_name = "GO before TLS";
+	step("GO before TLS");
 	opt_expect(&t, OPT_GO, b, n, REP_ERR_TLS_REQD);
-	step_name = "unknown option before TLS";
+	step("unknown option before TLS");
 	opt_expect(&t, 4242, NULL, 0, REP_ERR_TLS_REQD);
-	step_name = "ABORT before TLS";
+	step("ABORT before TLS");
 	opt_expect(&t, OPT_ABORT, NULL, 0, REP_ACK);
 	tc_close(&t);
 
@@ -758,11 +616,11 @@ mode_stall(void)
 	hl = BIO_get_mem_data(wb, &hello);
 	expect(hl > 20, "ClientHello of %ld bytes", hl);
 	hs_open(&t);
-	step_name = "STARTTLS";
+	step("STARTTLS");
 	opt_expect(&t, OPT_STARTTLS, NULL, 0, REP_ACK);
 	tx(&t, hello, (size_t)hl / 2);
 	setsockopt(t.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	step_name = "stalled TLS handshake";
+	step("stalled TLS handshake");
 	expect(drain(&t, buf, sizeof(buf)) == 0, "the server answered half a ClientHello");
 	tc_close(&t);
 	SSL_free(ssl);
@@ -776,6 +634,8 @@ main(int argc, char **argv)
 	const char *mode;
 	int opt;
 
+	test_name = "tls-raw";
+	die_extra = print_ssl_errors;
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 3) {
 		fprintf(stderr, "usage: tls-raw go|list|reset|inject|require|stall SOCKET "

@@ -1,0 +1,42 @@
+# Sourced by tests/integration/lib-server.sh and plugins/dio/test-functions.sh:
+# the environment, outcomes and checks every shell test shares.
+# Env (set by ctest, defaulted for a run by hand): DIO_SRC, DIO_BUILD, DIO_TEST_DIR.
+set -euo pipefail
+
+: "${DIO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${DIO_BUILD:=$DIO_SRC/build}"
+: "${DIO_TEST_DIR:=$DIO_BUILD/tmp}"
+NAME=$(basename "$0" .sh)
+
+skip()
+{
+	echo "$NAME: SKIP: $*" >&2
+	exit 77
+}
+
+# fail MESSAGE: exit 1, with the tail of the daemon's log if $SRV_LOG has one.
+fail()
+{
+	echo "$NAME: FAIL: $*" >&2
+	if [ -n "${SRV_LOG:-}" ] && [ -s "$SRV_LOG" ]; then
+		echo "--- last lines of the daemon's log ($SRV_LOG):" >&2
+		tail -n 30 "$SRV_LOG" >&2
+	fi
+	exit 1
+}
+
+# requires CMD...: skip unless every CMD is installed.
+requires()
+{
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
+	done
+}
+
+# mkfile PATH SIZE: a fresh sparse file of SIZE bytes (truncate's suffixes).
+mkfile()
+{
+	rm -f "$1"
+	truncate -s "$2" "$1"
+}
