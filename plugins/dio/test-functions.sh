@@ -1,34 +1,9 @@
 # Sourced by tests/integration/test-plugin-*.sh: nbdkit dio in captive mode.
 # Env (set by ctest, defaulted for a run by hand): DIO_SRC, DIO_BUILD, DIO_TEST_DIR,
 # DIO_TEST_ENGINE (uring|psync: test that one; unset: both).
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../tests/integration/lib-common.sh"
 
-: "${DIO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-: "${DIO_BUILD:=$DIO_SRC/build}"
-: "${DIO_TEST_DIR:=$DIO_BUILD/tmp}"
 PLUGIN=$DIO_BUILD/plugins/dio/nbdkit-dio-plugin.so
-NAME=$(basename "$0" .sh)
-
-skip()
-{
-	echo "$NAME: SKIP: $*" >&2
-	exit 77
-}
-
-fail()
-{
-	echo "$NAME: FAIL: $*" >&2
-	exit 1
-}
-
-# requires CMD...: skip unless every CMD is installed.
-requires()
-{
-	local c
-	for c in "$@"; do
-		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
-	done
-}
 
 requires nbdkit timeout
 [ -f "$PLUGIN" ] || skip "$PLUGIN is not built (needs nbdkit-plugin-dev)"
@@ -39,7 +14,7 @@ trap 'rm -rf "$TMP"' EXIT
 # An ASan build of the plugin runs inside an uninstrumented nbdkit: preload
 # the runtime into nbdkit only, not into the clients --run starts.
 NBDKIT_ENV=()
-if ldd "$PLUGIN" 2>/dev/null | grep -q libasan; then
+if ldd "$PLUGIN" 2>/dev/null | grep libasan >/dev/null; then
 	NBDKIT_ENV=(LD_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so)"
 		    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
 fi
@@ -57,7 +32,8 @@ dio_nbdkit()
 		args+=("$a")
 		prev=$a
 	done
-	env "${NBDKIT_ENV[@]}" timeout --kill-after=10 300 nbdkit -U - "${args[@]}"
+	env "${NBDKIT_ENV[@]}" timeout --kill-after=10 "${DIO_NBDKIT_TIMEOUT:-300}" \
+		nbdkit -U - "${args[@]}"
 }
 
 # The engines to test: $DIO_TEST_ENGINE, or uring (when it works here) and psync.
@@ -67,19 +43,12 @@ test_engines()
 		echo "$DIO_TEST_ENGINE"
 		return
 	fi
-	if env "${NBDKIT_ENV[@]}" nbdkit "$PLUGIN" --dump-plugin | grep -qx dio_uring=yes; then
+	if env "${NBDKIT_ENV[@]}" nbdkit "$PLUGIN" --dump-plugin | grep -x dio_uring=yes >/dev/null; then
 		echo uring psync
 	else
 		echo "$NAME: io_uring unavailable here, testing psync only" >&2
 		echo psync
 	fi
-}
-
-# mkfile PATH SIZE: a sparse file of SIZE bytes.
-mkfile()
-{
-	rm -f "$1"
-	truncate -s "$2" "$1"
 }
 
 # requires_nbdsh: skip unless nbdsh runs (Debian's is python3-libnbd, and

@@ -235,6 +235,8 @@ main(int argc, char **argv)
 	}
 	if (until_error) {
 		printf("server-aio: the server went away after %" PRIu64 " requests\n", completed);
+		for (int c = 0; c < NCONN; c++)
+			nbd_close(h[c]);	/* the server is gone: nothing to shut down */
 		return 0;
 	}
 	step("drain");
@@ -265,6 +267,7 @@ main(int argc, char **argv)
 	}
 	for (int c = 0; c < NCONN; c++)
 		disconnect(h[c]);
+	free(buf);
 	printf("server-aio: ok: %" PRIu64 " requests, %" PRIu64 " MiB verified in %.1f s\n",
 	       completed, verified_bytes >> 20, now_s() - start);
 	return 0;

@@ -13,9 +13,9 @@ finish
 mkvol "$TMP/other.img" 1M
 start_server_or_fail -e "ro=$f,readonly" -e "rw=$TMP/other.img"
 if command -v nbdinfo >/dev/null; then
-	nbdinfo --json "$(uri_of ro)" | grep -q '"is_read_only": true' ||
+	nbdinfo --json "$(uri_of ro)" | grep '"is_read_only": true' >/dev/null ||
 		fail "export ro is not read-only"
-	nbdinfo --json "$(uri_of rw)" | grep -q '"is_read_only": false' ||
+	nbdinfo --json "$(uri_of rw)" | grep '"is_read_only": false' >/dev/null ||
 		fail "export rw is read-only"
 fi
 finish ro
