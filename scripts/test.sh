@@ -18,8 +18,16 @@ run_suite() {
 	"$top/scripts/build.sh" "$dir" "$@"
 	mkdir -p "$dir/tmp"
 	echo "=== test $dir"
-	(cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
+	(cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900) | tee "$dir/ctest.log"
+	# ctest's summary: "100% tests passed, 0 tests failed out of N"
+	local n k
+	n=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$dir/ctest.log" | tail -1)
+	k=$(grep -c '(Skipped)' "$dir/ctest.log" || true)
+	total=$((total + ${n:-0} - k))
+	skipped=$((skipped + k))
 }
+total=0
+skipped=0
 
 run_suite "$out/release" -DDIO_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
@@ -30,3 +38,4 @@ if [ -x "$top/scripts/fuzz.sh" ]; then
 	"$top/scripts/fuzz.sh" "$out/fuzz"
 fi
 echo "=== all suites passed"
+echo "test: $total passed, 0 failed, $skipped skipped"
