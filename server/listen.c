@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Listening sockets: TCP (IPv4 and IPv6), a Unix socket, or the sockets
- * systemd passes in (socket activation). The activation protocol is a few
- * lines (LISTEN_PID, LISTEN_FDS, fds from 3), so we read it ourselves
- * rather than link libsystemd into the daemon for sd_listen_fds().
+ * systemd passes in (socket activation, through libsystemd's
+ * sd_listen_fds(), which also checks LISTEN_PID and sets FD_CLOEXEC).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,10 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "server.h"
 
 #define LISTEN_BACKLOG	1024
-#define SD_LISTEN_FDS_START 3
 
 /* Append a listening fd (closed on failure). 0 or -1. */
 static int
@@ -42,24 +42,19 @@ listen_push(struct listener **l, size_t *n, int fd, bool is_unix)
 static int
 listen_activated(struct listener **l, size_t *n)
 {
-	const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
-	char *end;
-	long pid, nfds;
+	/* 1: unset LISTEN_* so children (none today) do not take the sockets */
+	int nfds = sd_listen_fds(1);
 
-	if (!pid_s || !fds_s)
-		return 0;
-	pid = strtol(pid_s, &end, 10);
-	if (*end || pid != (long)getpid())
-		return 0;
-	nfds = strtol(fds_s, &end, 10);
-	if (*end || nfds <= 0 || nfds > 64) {
-		log_err("LISTEN_FDS=%s: not a sane number of sockets", fds_s);
+	if (nfds < 0) {
+		log_err("socket activation: %s", strerror(-nfds));
 		return -1;
 	}
-	/* Children (none today) must not think the sockets are theirs. */
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
+	if (nfds == 0)
+		return 0;
+	if (nfds > 64) {
+		log_err("socket activation: %d sockets is not a sane number", nfds);
+		return -1;
+	}
 	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + nfds; fd++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -70,16 +65,15 @@ listen_activated(struct listener **l, size_t *n)
 			return -1;
 		}
 		fl = fcntl(fd, F_GETFL);
-		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-		    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
 			log_err("socket activation: fd %d: %s", fd, strerror(errno));
 			return -1;
 		}
 		if (listen_push(l, n, fd, ss.ss_family == AF_UNIX) < 0)
 			return -1;
 	}
-	log_info("socket activation: %ld socket(s)", nfds);
-	return (int)nfds;
+	log_info("socket activation: %d socket(s)", nfds);
+	return nfds;
 }
 
 /* Bind and listen on a Unix socket. 0 or -1 (logged). */
