@@ -25,11 +25,16 @@ start_server_or_fail "$f"
 LISTEN_PID=1 LISTEN_FDS=1 timeout 10 nbdinfo --size "$URI" >/dev/null ||
 	fail "a client could not connect"
 sock2=$TMP/other.sock
-LISTEN_PID=1 LISTEN_FDS=1 timeout 10 "$DIONBD" -f -U "$sock2" "$f" 2>"$TMP/other.log" &
+# Started directly (no timeout wrapper: the signal must reach the daemon
+# itself), stopped below or by the trap.
+LISTEN_PID=1 LISTEN_FDS=1 "$DIONBD" -f -U "$sock2" "$f" 2>"$TMP/other.log" &
 other=$!
+trap 'kill -KILL "$other" 2>/dev/null || true; lib_server_cleanup' EXIT
 for _ in $(seq 50); do [ -S "$sock2" ] && break; sleep 0.1; done
 [ -S "$sock2" ] || fail "with another process's LISTEN_PID the daemon did not listen: $(cat "$TMP/other.log")"
 kill -TERM "$other"
-wait "$other" || fail "the second daemon did not stop cleanly"
+for _ in $(seq 100); do kill -0 "$other" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$other" 2>/dev/null && fail "the second daemon still runs 10 s after SIGTERM"
+wait "$other" || fail "the second daemon did not stop cleanly: $(tail -3 "$TMP/other.log")"
 finish
 echo "$NAME: ok"
