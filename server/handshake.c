@@ -99,6 +99,36 @@ hs_reply_err(struct conn *c, uint32_t opt, uint32_t type, const char *msg)
 	return hs_reply(c, opt, type, msg, strlen(msg));
 }
 
+struct hs_err {
+	uint32_t type;
+	const char *msg;
+};
+
+/*
+ * INFO/GO and the META_CONTEXT options start with a 32-bit name length and
+ * the name, followed by at least 'tail' bytes. True when that fits in len;
+ * else *err says which error reply to give.
+ */
+static bool
+hs_parse_name(const uint8_t *data, uint32_t len, uint32_t tail, uint32_t *namelen,
+	      struct hs_err *err)
+{
+	if (len < 4 + tail) {
+		*err = (struct hs_err){ NBDP_REP_ERR_INVALID, "option data too short" };
+		return false;
+	}
+	*namelen = hs_get32(data);
+	if (*namelen > len - 4 - tail) {
+		*err = (struct hs_err){ NBDP_REP_ERR_INVALID, "name length past the data" };
+		return false;
+	}
+	if (*namelen > NBDP_MAX_STRING) {
+		*err = (struct hs_err){ NBDP_REP_ERR_TOO_BIG, "export name too long" };
+		return false;
+	}
+	return true;
+}
+
 int
 hs_start(struct conn *c)
 {
@@ -216,15 +246,11 @@ hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	bool want_name = false, want_desc = false, want_bs = false, tls_reqd;
 	const struct export *exp;
 	uint32_t namelen, min, pref, max;
+	struct hs_err err;
 	uint16_t nreq;
 
-	if (len < 6)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option data too short");
-	namelen = hs_get32(data);
-	if (namelen > len - 6)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "name length past the data");
-	if (namelen > NBDP_MAX_STRING)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_TOO_BIG, "export name too long");
+	if (!hs_parse_name(data, len, 2, &namelen, &err))
+		return hs_reply_err(c, opt, err.type, err.msg);
 	nreq = hs_get16(data + 4 + namelen);
 	if (len != 4 + namelen + 2 + 2u * nreq)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
@@ -299,17 +325,13 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	const struct export *exp;
 	uint32_t namelen, nq, pos;
 	bool match = false, tls_reqd;
+	struct hs_err err;
 
 	if (opt == NBDP_OPT_SET_META_CONTEXT && !c->sr)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID,
 				    "structured replies must be negotiated first");
-	if (len < 8)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option data too short");
-	namelen = hs_get32(data);
-	if (namelen > len - 8)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "name length past the data");
-	if (namelen > NBDP_MAX_STRING)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_TOO_BIG, "export name too long");
+	if (!hs_parse_name(data, len, 4, &namelen, &err))
+		return hs_reply_err(c, opt, err.type, err.msg);
 	nq = hs_get32(data + 4 + namelen);
 	pos = 8 + namelen;
 	if (opt == NBDP_OPT_LIST_META_CONTEXT && nq == 0)
