@@ -334,6 +334,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	c->r->work++;
 	c->busy++;
 	for (int turn = 0; turn < CONN_READ_TURNS && conn_want_read(c); turn++) {
 		bool direct = false;
@@ -385,7 +386,10 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 static void
 conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
-	conn_run(arg);
+	struct conn *c = arg;
+
+	c->r->work++;
+	conn_run(c);
 }
 
 /* The handshake deadline. */

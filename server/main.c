@@ -57,6 +57,8 @@ usage(FILE *f)
 		"      --engine uring|psync|auto  I/O engine (default auto: uring, else psync)\n"
 		"      --max-connections N      connection cap (default 4096)\n"
 		"      --handshake-timeout SEC  drop clients negotiating for SEC (default 10)\n"
+		"      --poll-us US             after work, poll up to US microseconds before\n"
+		"                               sleeping (adaptive; default 500, 0 = off)\n"
 		"      --tls off|on|require     STARTTLS (default: require if credentials are\n"
 		"                               given, else off)\n"
 		"      --tls-creds DIR          ca-cert.pem, server-cert.pem, server-key.pem\n"
@@ -283,6 +285,7 @@ enum {
 	OPT_TLS_CREDS,
 	OPT_TLS_VERIFY,
 	OPT_TLS_PSK,
+	OPT_POLL_US,
 };
 
 static const struct option main_options[] = {
@@ -301,6 +304,7 @@ static const struct option main_options[] = {
 	{ "tls-creds", required_argument, NULL, OPT_TLS_CREDS },
 	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
 	{ "tls-psk-file", required_argument, NULL, OPT_TLS_PSK },
+	{ "poll-us", required_argument, NULL, OPT_POLL_US },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "pid-file", required_argument, NULL, 'P' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -347,7 +351,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	bool tls_set = false, tls_verify = false;
 	const char **specs = NULL, **binds = NULL;
 	size_t nspecs = 0, nbinds = 0;
-	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, n;
+	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, poll_us = 0, n;
+	bool poll_set = false;
 	bool readonly = false, foreground = false, engine_set = false;
 	enum dio_engine_kind engine = DIO_ENGINE_AUTO;
 	int verbose = 0, opt, ret = -1;
@@ -400,6 +405,11 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		case OPT_HS_TIMEOUT:
 			if (main_number("--handshake-timeout", optarg, 1, 3600, &hs_timeout) < 0)
 				goto out;
+			break;
+		case OPT_POLL_US:
+			if (main_number("--poll-us", optarg, 0, CONFIG_POLL_US_MAX, &poll_us) < 0)
+				goto out;
+			poll_set = true;
 			break;
 		case OPT_TLS:
 			if (config_parse_tls(optarg, &tls) < 0) {
@@ -480,6 +490,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		cfg->max_conns = (unsigned int)max_conns;
 	if (hs_timeout)
 		cfg->handshake_timeout = (unsigned int)hs_timeout;
+	if (poll_set)
+		cfg->poll_us = (unsigned int)poll_us;
 	if (foreground)
 		cfg->foreground = true;
 	if (tls_set) {

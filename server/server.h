@@ -95,12 +95,17 @@ struct server_cfg {
 	unsigned int max_inflight;	/* requests per connection */
 	uint64_t max_inflight_bytes;	/* READ/WRITE payload bytes per connection */
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
+	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
 	enum tls_mode tls;
 	bool tls_set;			/* --tls or tls= given (else implied by credentials) */
 	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */
 	char *tls_psk_file;		/* psktool format */
 	bool tls_verify_peer;		/* require a client certificate */
 };
+
+/* Adaptive polling cap (--poll-us): default and largest accepted, in µs. */
+#define CONFIG_POLL_US_DEFAULT 500u
+#define CONFIG_POLL_US_MAX 100000u
 
 /* Defaults for everything but exports. */
 void config_init(struct server_cfg *cfg);
@@ -178,6 +183,7 @@ struct reactor {
 	struct conn *conns;		/* every live connection (doubly linked) */
 	unsigned int nconns;
 	struct conn *dirty;		/* connections with replies to send after a reap */
+	uint64_t work;			/* callbacks run: what adaptive polling watches */
 	pthread_t thread;
 	sem_t started;
 	int start_ret;
