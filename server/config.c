@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Exports and settings: from the command line and from an INI config file (libinih). */
 #include <errno.h>
+#include <stdarg.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdio.h>
@@ -238,8 +239,25 @@ out_free:
 
 struct config_parse {
 	struct server_cfg *cfg;
+	int line;		/* the line libinih is on */
+	int lines_done;		/* newlines read so far */
+	int err_line;		/* the line of err[], 0 = no error yet */
 	char err[512];
 };
+
+/* Record what is wrong with the current line, unless an earlier line failed. */
+static void __attribute__((format(printf, 2, 3)))
+config_error(struct config_parse *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->err_line)
+		return;
+	p->err_line = p->line;
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof(p->err), fmt, ap);
+	va_end(ap);
+}
 
 /* Parse an INI boolean. 0 or -1. */
 static int
@@ -376,15 +394,15 @@ config_server_key(struct config_parse *p, const char *key, const char *v)
 			goto bad;
 		cfg->stop_timeout = (unsigned int)n;
 	} else {
-		snprintf(p->err, sizeof(p->err), "unknown key '%.200s' in [server]", key);
+		config_error(p, "unknown key '%.200s' in [server]", key);
 		return -1;
 	}
 	return 0;
 bad:
-	snprintf(p->err, sizeof(p->err), "bad value '%.200s' for '%.64s'", v, key);
+	config_error(p, "bad value '%.200s' for '%.64s'", v, key);
 	return -1;
 nomem:
-	snprintf(p->err, sizeof(p->err), "out of memory");
+	config_error(p, "out of memory");
 	return -1;
 }
 
@@ -405,7 +423,7 @@ config_section_export(struct config_parse *p, const char *section)
 		len -= 2;
 	}
 	if (len > NBDP_MAX_STRING) {
-		snprintf(p->err, sizeof(p->err), "export name longer than %d bytes",
+		config_error(p, "export name longer than %d bytes",
 			 NBDP_MAX_STRING);
 		return NULL;
 	}
@@ -415,13 +433,41 @@ config_section_export(struct config_parse *p, const char *section)
 	if (e)
 		return e;
 	if (config_add_export(p->cfg, name, NULL, NULL, false) < 0) {
-		snprintf(p->err, sizeof(p->err), "cannot add export '%.200s'", name);
+		config_error(p, "cannot add export '%.200s'", name);
 		return NULL;
 	}
 	return &p->cfg->exports[p->cfg->nexports - 1];
 }
 
-/* inih handler: nonzero to go on, 0 stops with this line as the error. */
+struct config_reader {
+	FILE *f;
+	struct config_parse *p;
+};
+
+/*
+ * libinih's line source (fgets), counting lines so that an error is
+ * reported for the line it was found on. A line longer than libinih's
+ * buffer comes in pieces: that is an error of its own.
+ */
+static char *
+config_read_line(char *buf, int size, void *stream)
+{
+	struct config_reader *rd = stream;
+	struct config_parse *p = rd->p;
+	char *s;
+
+	p->line = p->lines_done + 1;
+	s = fgets(buf, size, rd->f);
+	if (!s)
+		return NULL;
+	if (strchr(s, '\n'))
+		p->lines_done++;
+	else if (!feof(rd->f))
+		config_error(p, "line longer than %d bytes", size - 2);
+	return s;
+}
+
+/* inih handler: nonzero to go on, 0 marks this line as bad (the first one is reported). */
 static int
 config_ini_handler(void *user, const char *section, const char *key, const char *v)
 {
@@ -435,17 +481,25 @@ config_ini_handler(void *user, const char *section, const char *key, const char 
 		if (!e)
 			return 0;
 		if (!strcmp(key, "path")) {
+			if (!*v) {
+				config_error(p, "empty path for export '%.200s'", e->name);
+				return 0;
+			}
+			if (e->path) {
+				config_error(p, "export '%.200s' has a second path", e->name);
+				return 0;
+			}
 			if (config_set_str(&e->path, v) < 0)
 				return 0;
 		} else if (!strcmp(key, "readonly")) {
 			if (config_bool(v, &e->readonly) < 0) {
-				snprintf(p->err, sizeof(p->err), "bad readonly value '%.200s'",
+				config_error(p, "bad readonly value '%.200s'",
 					 v);
 				return 0;
 			}
 		} else if (!strcmp(key, "description")) {
 			if (strlen(v) > NBDP_MAX_STRING) {
-				snprintf(p->err, sizeof(p->err), "description longer than %d bytes",
+				config_error(p, "description longer than %d bytes",
 					 NBDP_MAX_STRING);
 				return 0;
 			}
@@ -454,17 +508,17 @@ config_ini_handler(void *user, const char *section, const char *key, const char 
 		} else if (!strcmp(key, "allow")) {
 			/* One identity per line: DNs hold commas. */
 			if (config_export_allow(e, v) < 0) {
-				snprintf(p->err, sizeof(p->err), "bad allow entry");
+				config_error(p, "bad allow entry");
 				return 0;
 			}
 		} else {
-			snprintf(p->err, sizeof(p->err), "unknown key '%.64s' in [%.200s]", key,
+			config_error(p, "unknown key '%.64s' in [%.200s]", key,
 				 section);
 			return 0;
 		}
 		return 1;
 	}
-	snprintf(p->err, sizeof(p->err), "unknown section [%.200s]", section);
+	config_error(p, "unknown section [%.200s]", section);
 	return 0;
 }
 
@@ -472,19 +526,27 @@ int
 config_load_file(struct server_cfg *cfg, const char *path)
 {
 	struct config_parse p = { .cfg = cfg };
+	struct config_reader rd = { .p = &p };
 	int line;
 
-	line = ini_parse(path, config_ini_handler, &p);
-	if (line == -1) {
+	rd.f = fopen(path, "re");
+	if (!rd.f) {
 		log_err("%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
+	line = ini_parse_stream(config_read_line, &rd, config_ini_handler, &p);
+	fclose(rd.f);
 	if (line == -2) {
 		log_err("%s: out of memory", path);
 		return -1;
 	}
 	if (line > 0) {
-		log_err("%s:%d: %s", path, line, p.err[0] ? p.err : "syntax error");
+		/* libinih reports the first bad line; a later one may have set p.err */
+		if (p.err_line == line)
+			log_err("%s:%d: %s", path, line, p.err);
+		else
+			log_err("%s:%d: syntax error: expected [section], key = value or a comment",
+				path, line);
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->nexports; i++) {
