@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Exports and settings: from the command line and from an INI config file (libinih). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <ini.h>
@@ -283,7 +284,7 @@ config_uint(const char *v, unsigned long min, unsigned long max, unsigned long *
 
 	errno = 0;
 	n = strtoul(v, &end, 10);
-	if (errno || end == v || *end || *v == '-' || n < min || n > max)
+	if (errno || end == v || *end || !isdigit((unsigned char)*v) || n < min || n > max)
 		return -1;
 	*out = n;
 	return 0;

@@ -3,6 +3,7 @@
  * dionbd: the command line, the daemon (fork, pid file, syslog), signals,
  * the accepting loop on the main thread, and the reactors it feeds.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -322,7 +323,7 @@ main_number(const char *opt, const char *s, unsigned long min, unsigned long max
 
 	errno = 0;
 	*out = strtoul(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || *out < min || *out > max) {
+	if (errno || end == s || *end || !isdigit((unsigned char)*s) || *out < min || *out > max) {
 		log_err("%s: '%s' is not a number in [%lu, %lu]", opt, s, min, max);
 		return -1;
 	}

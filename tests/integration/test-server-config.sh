@@ -64,6 +64,7 @@ ini()
 }
 
 # ---- bad command lines ----
+bad "--poll-us" "' 5'" -- --poll-us ' 5' "$vol"
 bad "--bogus" -- --bogus "$vol"
 bad "--port" "'0'" -- --port 0 "$vol"
 bad "--port" "'70000'" -- --port 70000 "$vol"
