@@ -25,6 +25,7 @@ config_init(struct server_cfg *cfg)
 	cfg->max_inflight_bytes = 64u << 20;
 	cfg->stop_timeout = 5;
 	cfg->poll_us = CONFIG_POLL_US_DEFAULT;
+	cfg->request_timeout = 120;
 }
 
 int
@@ -386,6 +387,10 @@ config_server_key(struct config_parse *p, const char *key, const char *v)
 	} else if (!strcmp(key, "tls-verify-peer")) {
 		if (config_bool(v, &cfg->tls_verify_peer) < 0)
 			goto bad;
+	} else if (!strcmp(key, "request-timeout")) {
+		if (config_uint(v, 0, 3600, &n) < 0)
+			goto bad;
+		cfg->request_timeout = (unsigned int)n;
 	} else if (!strcmp(key, "poll-us")) {
 		if (config_uint(v, 0, CONFIG_POLL_US_MAX, &n) < 0)
 			goto bad;

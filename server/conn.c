@@ -392,7 +392,14 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 	conn_run(c);
 }
 
-/* The handshake deadline. */
+/* Whether part of a request (header or WRITE payload) is in and the rest is not. */
+static bool
+conn_mid_request(const struct conn *c)
+{
+	return c->state >= CONN_TX_HDR && (conn_in_payload(c) || conn_in_avail(c) > 0);
+}
+
+/* The handshake deadline, or the deadline of a request being received. */
 static void
 conn_on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -401,6 +408,44 @@ conn_on_timer(evutil_socket_t fd, short what, void *arg)
 	if (c->state < CONN_TX_HDR) {
 		conn_abort(c, "handshake deadline passed");
 		conn_maybe_free(c);
+	} else if (c->req_timer_on && conn_mid_request(c)) {
+		c->req_timer_on = false;
+		log_warn("%s: request not received in full within %u s, dropping the client",
+			 c->peer, c->r->srv->cfg->request_timeout);
+		conn_abort(c, NULL);
+		conn_maybe_free(c);
+	}
+}
+
+/*
+ * Transmission: a request must arrive whole within request_timeout of
+ * when its first bytes did. Waiting between requests has no limit (NBD
+ * clients idle for hours), nor does time we spend not reading the socket
+ * (the client's budget is full); but a client that starts a WRITE and
+ * trickles or stalls its payload would hold a buffer of up to 32 MiB.
+ */
+static void
+conn_update_req_timer(struct conn *c)
+{
+	unsigned int secs = c->r->srv->cfg->request_timeout;
+	struct timeval tv = { .tv_sec = secs };
+	uint64_t seq;
+
+	if (c->state < CONN_TX_HDR)
+		return;		/* the timer is the handshake's */
+	if (!secs || c->dead || !conn_mid_request(c) || !conn_want_read(c)) {
+		if (c->req_timer_on) {
+			event_del(c->timer);
+			c->req_timer_on = false;
+		}
+		return;
+	}
+	/* The request being received: the one parsed last, or the next one. */
+	seq = conn_in_payload(c) ? c->reqs_parsed : c->reqs_parsed + 1;
+	if (!c->req_timer_on || c->req_timer_seq != seq) {
+		evtimer_add(c->timer, &tv);
+		c->req_timer_on = true;
+		c->req_timer_seq = seq;
 	}
 }
 
@@ -417,6 +462,7 @@ conn_update_events(struct conn *c)
 			event_del(c->rev);
 		c->rev_on = r;
 	}
+	conn_update_req_timer(c);
 	/* Input buffered inside the I/O layer never wakes the socket's event. */
 	if (r && c->io->pending && c->io->pending(c))
 		event_active(c->rev, EV_READ, 0);

@@ -58,6 +58,9 @@ usage(FILE *f)
 		"      --engine uring|psync|auto  I/O engine (default auto: uring, else psync)\n"
 		"      --max-connections N      connection cap (default 4096)\n"
 		"      --handshake-timeout SEC  drop clients negotiating for SEC (default 10)\n"
+		"      --request-timeout SEC    drop a client whose started request (a WRITE\n"
+		"                               payload, say) is not all in after SEC\n"
+		"                               (default 120, 0 = no limit)\n"
 		"      --poll-us US             after work, poll up to US microseconds before\n"
 		"                               sleeping (adaptive; default 500, 0 = off)\n"
 		"      --tls off|on|require     STARTTLS (default: require if credentials are\n"
@@ -287,6 +290,7 @@ enum {
 	OPT_TLS_VERIFY,
 	OPT_TLS_PSK,
 	OPT_POLL_US,
+	OPT_REQ_TIMEOUT,
 };
 
 static const struct option main_options[] = {
@@ -306,6 +310,7 @@ static const struct option main_options[] = {
 	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
 	{ "tls-psk-file", required_argument, NULL, OPT_TLS_PSK },
 	{ "poll-us", required_argument, NULL, OPT_POLL_US },
+	{ "request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "pid-file", required_argument, NULL, 'P' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -352,8 +357,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	bool tls_set = false, tls_verify = false;
 	const char **specs = NULL, **binds = NULL;
 	size_t nspecs = 0, nbinds = 0;
-	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, poll_us = 0, n;
-	bool poll_set = false;
+	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, poll_us = 0, req_timeout = 0, n;
+	bool poll_set = false, req_timeout_set = false;
 	bool readonly = false, foreground = false, engine_set = false;
 	enum dio_engine_kind engine = DIO_ENGINE_AUTO;
 	int verbose = 0, opt, ret = -1;
@@ -411,6 +416,11 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 			if (main_number("--poll-us", optarg, 0, CONFIG_POLL_US_MAX, &poll_us) < 0)
 				goto out;
 			poll_set = true;
+			break;
+		case OPT_REQ_TIMEOUT:
+			if (main_number("--request-timeout", optarg, 0, 3600, &req_timeout) < 0)
+				goto out;
+			req_timeout_set = true;
 			break;
 		case OPT_TLS:
 			if (config_parse_tls(optarg, &tls) < 0) {
@@ -493,6 +503,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		cfg->handshake_timeout = (unsigned int)hs_timeout;
 	if (poll_set)
 		cfg->poll_us = (unsigned int)poll_us;
+	if (req_timeout_set)
+		cfg->request_timeout = (unsigned int)req_timeout;
 	if (foreground)
 		cfg->foreground = true;
 	if (tls_set) {

@@ -570,6 +570,7 @@ proto_process(struct conn *c)
 			return 0;
 		memcpy(&h, c->in + c->in_start, sizeof(h));
 		c->in_start += sizeof(h);
+		c->reqs_parsed++;
 		if (be32toh(h.magic) != NBDP_REQUEST_MAGIC) {
 			log_info("%s: bad request magic %#x", c->peer, be32toh(h.magic));
 			return -1;

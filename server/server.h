@@ -96,6 +96,7 @@ struct server_cfg {
 	uint64_t max_inflight_bytes;	/* READ/WRITE payload bytes per connection */
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
+	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	enum tls_mode tls;
 	bool tls_set;			/* --tls or tls= given (else implied by credentials) */
 	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */
@@ -325,6 +326,9 @@ struct conn {
 	const struct export *exp;
 	uint16_t eflags;
 	struct conn_req *cur;		/* request whose payload is arriving */
+	uint64_t reqs_parsed;		/* request headers taken so far */
+	uint64_t req_timer_seq;		/* the request the timer is armed for */
+	bool req_timer_on;		/* c->timer is the request deadline */
 	uint64_t payload_got;
 	struct conn_req *sendq, *sendq_tail;
 	struct conn_req *free_reqs;

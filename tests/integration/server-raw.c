@@ -885,6 +885,66 @@ mode_mid_payload(void)
 	return 0;
 }
 
+/*
+ * The request deadline (dionbd --request-timeout secs): a stalled WRITE
+ * payload or half a header gets the client dropped after about secs; an
+ * idle connection, and a request that arrives slowly but in time, do not.
+ */
+static int
+mode_stall(int secs)
+{
+	struct export_info ei;
+	double t0, t;
+	int fd, idle;
+	uint8_t hdr[28];
+
+	memset(iobuf, 0x5a, MiB);
+	idle = open_export("", true, true, &ei);
+
+	step("a WRITE whose payload stops half way");
+	fd = open_export("", true, true, &ei);
+	send_req(fd, 0, CMD_WRITE, 1, 8 * MiB, MiB);
+	xsend(fd, iobuf, MiB / 2);
+	t0 = now_s();
+	mode_probe("");		/* others are served meanwhile */
+	expect_eof(fd, secs + 10, NULL);
+	t = now_s() - t0;
+	expect(t > secs - 1.5, "dropped after %.1f s, before the %d s deadline", t, secs);
+	close(fd);
+
+	step("half a request header");
+	fd = open_export("", false, true, &ei);
+	req_hdr(hdr, 0, CMD_READ, 2, 0, 4096);
+	xsend(fd, hdr, 10);
+	t0 = now_s();
+	expect_eof(fd, secs + 10, NULL);
+	t = now_s() - t0;
+	expect(t > secs - 1.5, "dropped after %.1f s, before the %d s deadline", t, secs);
+	close(fd);
+
+	step("a WRITE that arrives slowly but within the deadline");
+	fd = open_export("", true, true, &ei);
+	send_req(fd, 0, CMD_WRITE, 3, 16 * MiB, 4096);
+	for (int i = 0; i < 4; i++) {
+		usleep((useconds_t)(secs * 1000000 / 8));
+		xsend(fd, iobuf + i * 1024, 1024);
+	}
+	expect(read_reply(fd, &ei, 3, 16 * MiB, iobuf, 4096, false) == 0, "slow WRITE");
+	in_sync(fd, &ei, "after the slow WRITE");
+	disconnect_raw(fd);
+
+	step("a connection idle for longer than the deadline");
+	expect(request(idle, &ei, 0, CMD_READ, 16 * MiB, 4096, iobuf + MiB) == 0,
+	       "READ on the idle connection");
+	expect(!memcmp(iobuf + MiB, iobuf, 4096), "the slow WRITE's data");
+	step("the stalled WRITE left nothing");
+	expect(request(idle, &ei, 0, CMD_READ, 8 * MiB, MiB, iobuf) == 0, "READ");
+	expect(all_zero(iobuf, MiB), "part of the stalled WRITE landed");
+	disconnect_raw(idle);
+	printf("server-raw: stall ok\n");
+	return 0;
+}
+
 static long
 rss_kib(long pid)
 {
@@ -1068,6 +1128,8 @@ main(int argc, char **argv)
 		return mode_no_read(argc > 3 ? atol(argv[3]) : 0);
 	if (!strcmp(mode, "stuck"))
 		return mode_stuck(argc > 3 ? atoi(argv[3]) : 300);
+	if (!strcmp(mode, "stall"))
+		return mode_stall(argc > 3 ? atoi(argv[3]) : 2);
 	if (!strcmp(mode, "bad-then-eof"))
 		return mode_bad_then_eof();
 	if (!strcmp(mode, "readonly"))

@@ -65,6 +65,14 @@ ini()
 
 # ---- bad command lines ----
 bad "--poll-us" "' 5'" -- --poll-us ' 5' "$vol"
+bad "--request-timeout" "'3601'" -- --request-timeout 3601 "$vol"
+bad "request-timeout" "'-1'" -- -c "$(ini rtneg <<EOF
+[server]
+request-timeout = -1
+[export]
+path = $vol
+EOF
+)"
 bad "--bogus" -- --bogus "$vol"
 bad "--port" "'0'" -- --port 0 "$vol"
 bad "--port" "'70000'" -- --port 70000 "$vol"
