@@ -26,6 +26,7 @@ config_init(struct server_cfg *cfg)
 	cfg->stop_timeout = 5;
 	cfg->poll_us = CONFIG_POLL_US_DEFAULT;
 	cfg->request_timeout = 120;
+	cfg->readahead = true;
 }
 
 int
@@ -387,6 +388,9 @@ config_server_key(struct config_parse *p, const char *key, const char *v)
 	} else if (!strcmp(key, "tls-verify-peer")) {
 		if (config_bool(v, &cfg->tls_verify_peer) < 0)
 			goto bad;
+	} else if (!strcmp(key, "readahead")) {
+		if (config_bool(v, &cfg->readahead) < 0)
+			goto bad;
 	} else if (!strcmp(key, "request-timeout")) {
 		if (config_uint(v, 0, 3600, &n) < 0)
 			goto bad;
@@ -588,6 +592,10 @@ config_open_exports(struct server_cfg *cfg)
 				log_err("export '%s': %s: %s", e->name, e->path, strerror(-ret));
 			return -1;
 		}
+		if (ra_export_init(e) < 0) {
+			log_err("export '%s': out of memory", e->name);
+			return -1;
+		}
 		e->readonly = opts.readonly || e->vol->readonly;
 		log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,
 			 (unsigned long long)e->vol->size, e->vol->lbs, e->vol->pbs,
@@ -604,6 +612,7 @@ config_free(struct server_cfg *cfg)
 
 		if (e->vol)
 			dio_volume_close(e->vol);
+		free(e->writes);
 		free(e->name);
 		free(e->path);
 		free(e->description);

@@ -90,6 +90,8 @@ conn_req_get(struct conn *c)
 	req->err = 0;
 	req->acct = 0;
 	req->sr = false;
+	req->writing = false;
+	req->ra = RA_NONE;
 	req->dbuf = NULL;
 	req->iov_idx = 0;
 	req->niov = 0;
@@ -116,6 +118,16 @@ conn_req_put(struct conn *c, struct conn_req *req)
 }
 
 static void conn_maybe_free(struct conn *c);
+
+void
+conn_req_drop(struct conn *c, struct conn_req *req)
+{
+	conn_req_put(c, req);
+	if (c->dead)
+		conn_maybe_free(c);
+	else if (!c->busy)
+		reactor_mark_dirty(c->r, c);	/* it may be done now */
+}
 
 void
 conn_req_queue(struct conn *c, struct conn_req *req)
@@ -500,6 +512,9 @@ conn_run(struct conn *c)
 		if (!freed)
 			break;
 	}
+	/* Nothing more will come in: chunks read ahead would wait for nobody. */
+	if (c->ra_n && (c->eof_in || c->stop_parse || c->r->stopping))
+		ra_drop(c);
 	/* Done: nothing more will come in, everything accepted was answered. */
 	if ((c->eof_in || c->stop_parse || (c->r->stopping && c->state == CONN_TX_HDR)) &&
 	    c->nreqs == (c->cur ? 1u : 0u) && !conn_output_pending(c))
@@ -564,6 +579,7 @@ conn_abort(struct conn *c, const char *why)
 		c->cur = NULL;
 		conn_req_put(c, req);
 	}
+	ra_drop(c);
 	while ((req = c->sendq)) {
 		c->sendq = req->next;
 		conn_req_put(c, req);
@@ -579,6 +595,9 @@ conn_maybe_free(struct conn *c)
 
 	if (!c->dead || c->nreqs || c->busy || c->dirty)
 		return;
+	if (c->ra_issued)
+		log_info("%s: readahead: %llu of %llu chunks answered a READ", c->peer,
+			 (unsigned long long)c->ra_hits, (unsigned long long)c->ra_issued);
 	while ((req = c->free_reqs)) {
 		c->free_reqs = req->next;
 		free(req);

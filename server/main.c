@@ -61,6 +61,7 @@ usage(FILE *f)
 		"      --request-timeout SEC    drop a client whose started request (a WRITE\n"
 		"                               payload, say) is not all in after SEC\n"
 		"                               (default 120, 0 = no limit)\n"
+		"      --readahead on|off       read ahead of sequential READ streams (default on)\n"
 		"      --poll-us US             after work, poll up to US microseconds before\n"
 		"                               sleeping (adaptive; default 500, 0 = off)\n"
 		"      --tls off|on|require     STARTTLS (default: require if credentials are\n"
@@ -291,6 +292,7 @@ enum {
 	OPT_TLS_PSK,
 	OPT_POLL_US,
 	OPT_REQ_TIMEOUT,
+	OPT_READAHEAD,
 };
 
 static const struct option main_options[] = {
@@ -311,6 +313,7 @@ static const struct option main_options[] = {
 	{ "tls-psk-file", required_argument, NULL, OPT_TLS_PSK },
 	{ "poll-us", required_argument, NULL, OPT_POLL_US },
 	{ "request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT },
+	{ "readahead", required_argument, NULL, OPT_READAHEAD },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "pid-file", required_argument, NULL, 'P' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -358,7 +361,7 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	const char **specs = NULL, **binds = NULL;
 	size_t nspecs = 0, nbinds = 0;
 	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, poll_us = 0, req_timeout = 0, n;
-	bool poll_set = false, req_timeout_set = false;
+	bool poll_set = false, req_timeout_set = false, ra_set = false, ra = true;
 	bool readonly = false, foreground = false, engine_set = false;
 	enum dio_engine_kind engine = DIO_ENGINE_AUTO;
 	int verbose = 0, opt, ret = -1;
@@ -416,6 +419,17 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 			if (main_number("--poll-us", optarg, 0, CONFIG_POLL_US_MAX, &poll_us) < 0)
 				goto out;
 			poll_set = true;
+			break;
+		case OPT_READAHEAD:
+			if (!strcmp(optarg, "on")) {
+				ra = true;
+			} else if (!strcmp(optarg, "off")) {
+				ra = false;
+			} else {
+				log_err("--readahead: '%s' is not on or off", optarg);
+				goto out;
+			}
+			ra_set = true;
 			break;
 		case OPT_REQ_TIMEOUT:
 			if (main_number("--request-timeout", optarg, 0, 3600, &req_timeout) < 0)
@@ -505,6 +519,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		cfg->poll_us = (unsigned int)poll_us;
 	if (req_timeout_set)
 		cfg->request_timeout = (unsigned int)req_timeout;
+	if (ra_set)
+		cfg->readahead = ra;
 	if (foreground)
 		cfg->foreground = true;
 	if (tls_set) {

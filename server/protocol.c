@@ -92,7 +92,10 @@ proto_eflags(const struct conn *c, const struct export *exp)
 {
 	uint16_t f = NBDP_FLAG_HAS_FLAGS | NBDP_FLAG_SEND_CACHE;
 
-	/* One shared volume, no cache of ours: FLUSH on any connection covers all. */
+	/*
+	 * One shared volume, and no cache of ours but readahead, which no write
+	 * on any connection gets past (readahead.c): FLUSH on one covers all.
+	 */
 	f |= NBDP_FLAG_CAN_MULTI_CONN;
 	if (exp->readonly) {
 		f |= NBDP_FLAG_READ_ONLY;
@@ -307,6 +310,14 @@ proto_done(struct dio_req *d, int ret)
 	struct conn_req *req = d->priv;
 	struct conn *c = req->conn;
 
+	if (req->writing) {
+		req->writing = false;
+		ra_write_end(c->exp);
+	}
+	if (req->ra != RA_NONE) {
+		ra_chunk_done(c, req, ret);
+		return;
+	}
 	if (ret < 0) {
 		uint32_t err = proto_errno_to_nbd(ret);
 
@@ -330,6 +341,13 @@ proto_done(struct dio_req *d, int ret)
 			break;
 		}
 	}
+	conn_req_queue(c, req);
+}
+
+void
+proto_read_reply(struct conn *c, struct conn_req *req)
+{
+	proto_build_read(req);
 	conn_req_queue(c, req);
 }
 
@@ -404,6 +422,29 @@ proto_validate(const struct conn *c, const struct conn_req *req)
 	return 0;
 }
 
+int
+proto_read_submit(struct conn *c, struct conn_req *req)
+{
+	struct dio_req *d = &req->dreq;
+
+	req->dbuf = dio_buf_get(dio_ctx_pool(c->r->ctx), req->count);
+	if (!req->dbuf)
+		return -ENOMEM;
+	d->op = DIO_REQ_READ;
+	d->pos = req->offset;
+	d->len = req->count;
+	d->done = proto_done;
+	d->priv = req;
+	d->buf = req->dbuf->data;
+	d->dbuf = req->dbuf;
+	if (req->sr && !(req->flags & NBDP_CMD_FLAG_DF)) {
+		d->flags |= DIO_REQ_REPORT_HOLES;
+		d->segs = req->segs;
+		d->max_segs = CONN_READ_SEGS;
+	}
+	return dio_submit(c->r->ctx, c->exp->vol, d);
+}
+
 /* Hand a checked request to libdio. */
 static void
 proto_submit(struct conn *c, struct conn_req *req)
@@ -417,22 +458,12 @@ proto_submit(struct conn *c, struct conn_req *req)
 	d->priv = req;
 	switch (req->cmd) {
 	case NBDP_CMD_READ:
-		req->dbuf = dio_buf_get(dio_ctx_pool(c->r->ctx), req->count);
-		if (!req->dbuf) {
-			proto_reply_error(c, req, NBDP_ENOMEM);
-			return;
-		}
 		req->acct = req->count;
 		c->inflight_bytes += req->count;
-		d->op = DIO_REQ_READ;
-		d->buf = req->dbuf->data;
-		d->dbuf = req->dbuf;
-		if (req->sr && !(req->flags & NBDP_CMD_FLAG_DF)) {
-			d->flags |= DIO_REQ_REPORT_HOLES;
-			d->segs = req->segs;
-			d->max_segs = CONN_READ_SEGS;
-		}
-		break;
+		ret = proto_read_submit(c, req);
+		if (ret < 0)
+			proto_reply_error(c, req, proto_errno_to_nbd(ret));
+		return;
 	case NBDP_CMD_WRITE:
 		d->op = DIO_REQ_WRITE;
 		d->buf = req->dbuf->data;
@@ -464,9 +495,19 @@ proto_submit(struct conn *c, struct conn_req *req)
 	}
 	if (req->flags & NBDP_CMD_FLAG_FUA)
 		d->flags |= DIO_REQ_FUA;
+	if (req->cmd == NBDP_CMD_WRITE || req->cmd == NBDP_CMD_TRIM ||
+	    req->cmd == NBDP_CMD_WRITE_ZEROES) {
+		req->writing = true;
+		ra_write_begin(c->exp);
+	}
 	ret = dio_submit(c->r->ctx, c->exp->vol, d);
-	if (ret < 0)
+	if (ret < 0) {
+		if (req->writing) {
+			req->writing = false;
+			ra_write_end(c->exp);
+		}
 		proto_reply_error(c, req, proto_errno_to_nbd(ret));
+	}
 }
 
 /* A request header was read. 1 = go on, 0 = stop parsing, -1 = drop the client. */
@@ -525,10 +566,19 @@ proto_request(struct conn *c, const struct wire_request *h)
 		c->state = CONN_TX_PAYLOAD;
 		return 1;
 	}
-	if (err)
+	if (err) {
 		proto_reply_error(c, req, err);
-	else
+	} else if (req->cmd == NBDP_CMD_READ) {
+		uint64_t off = req->offset;
+		uint32_t count = req->count;
+		uint16_t flags = req->flags;
+
+		if (!ra_claim(c, req))
+			proto_submit(c, req);
+		ra_advance(c, off, count, flags);	/* req may be gone */
+	} else {
 		proto_submit(c, req);
+	}
 	return 1;
 }
 

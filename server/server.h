@@ -55,6 +55,12 @@ __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, .
 	} while (0)
 
 /* ---- config.c ---- */
+/* Writes to an export in flight and started, shared by every connection (readahead.c). */
+struct export_writes {
+	_Atomic uint64_t gen;		/* bumped as each write-type command starts */
+	_Atomic unsigned int writers;	/* write-type commands started, not yet done */
+};
+
 struct export {
 	char *name;		/* "" is the default export */
 	char *path;
@@ -67,6 +73,7 @@ struct export {
 	 */
 	char **allow;
 	size_t nallow;
+	struct export_writes *writes;	/* set by config_open_exports */
 };
 
 enum tls_mode {
@@ -97,6 +104,7 @@ struct server_cfg {
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
+	bool readahead;			/* read ahead of sequential READ streams */
 	enum tls_mode tls;
 	bool tls_set;			/* --tls or tls= given (else implied by credentials) */
 	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */
@@ -257,6 +265,15 @@ enum conn_state {
 #define CONN_HDR_SPACE		(CONN_BS_SEGS * 8 + 64)
 #define CONN_MAX_IOV		(2 * CONN_READ_SEGS + 2)
 #define CONN_MAX_PAYLOAD	(32u * 1024 * 1024)
+#define CONN_RA_CHUNKS		8		/* READs read ahead of a stream */
+
+/* A conn_req's part in readahead (readahead.c). */
+enum {
+	RA_NONE = 0,	/* a client's request */
+	RA_INFLIGHT,	/* a chunk being read ahead */
+	RA_READY,	/* a chunk read, waiting for the client's READ */
+	RA_DROPPED,	/* a chunk being read that nobody will ask for */
+};
 
 /*
  * One NBD request from header to sent reply. Owned by its connection: on
@@ -275,6 +292,10 @@ struct conn_req {
 	int err;			/* NBDP_E* to reply, 0 = success */
 	uint32_t acct;			/* bytes counted in conn->inflight_bytes */
 	bool sr;			/* reply in structured form */
+	bool writing;			/* counted in the export's writers */
+	uint8_t ra;			/* RA_* */
+	int ra_ret;			/* RA_READY: the read's result */
+	uint64_t ra_gen;		/* the export's write generation when read */
 	struct dio_buf *dbuf;		/* READ/WRITE data: one reference, put at recycle */
 	unsigned int iov_idx;		/* first iov not yet fully written */
 	unsigned int niov;
@@ -327,6 +348,14 @@ struct conn {
 	uint16_t eflags;
 	struct conn_req *cur;		/* request whose payload is arriving */
 	uint64_t reqs_parsed;		/* request headers taken so far */
+	/* readahead of a sequential READ stream (readahead.c) */
+	struct conn_req *ra_q[CONN_RA_CHUNKS];	/* chunks, in volume order */
+	unsigned int ra_n;		/* chunks in ra_q */
+	unsigned int ra_run;		/* sequential READs in a row */
+	uint64_t ra_next;		/* where the stream's next READ would start */
+	uint32_t ra_count;		/* the stream's READ size */
+	uint64_t ra_ahead;		/* chunks are read up to here */
+	uint64_t ra_issued, ra_hits;	/* chunks read, chunks that answered a READ */
 	uint64_t req_timer_seq;		/* the request the timer is armed for */
 	bool req_timer_on;		/* c->timer is the request deadline */
 	uint64_t payload_got;
@@ -356,6 +385,8 @@ struct conn_req *conn_req_get(struct conn *c);
 void conn_req_queue(struct conn *c, struct conn_req *req);
 /* Recycle a request (drops its buffer). */
 void conn_req_put(struct conn *c, struct conn_req *req);
+/* Recycle a request that ends outside c's callbacks, and let c close if it may. */
+void conn_req_drop(struct conn *c, struct conn_req *req);
 /* Bytes of unparsed input. */
 static inline size_t
 conn_in_avail(const struct conn *c)
@@ -395,5 +426,24 @@ void proto_payload_read(struct conn *c, size_t n);
 void *proto_payload_dest(struct conn *c, size_t *left);
 /* The NBD error for a -errno or errno value. */
 uint32_t proto_errno_to_nbd(int err);
+/* Read req's range into a new pool buffer through libdio; proto_done follows. 0 or -errno. */
+int proto_read_submit(struct conn *c, struct conn_req *req);
+/* A READ whose data is in: build its reply and queue it. */
+void proto_read_reply(struct conn *c, struct conn_req *req);
+
+/* ---- readahead.c ---- */
+/* Give an opened export its write tracking. 0 or -1 (out of memory). */
+int ra_export_init(struct export *e);
+/* A write-type command on e starts / ends (readahead must not serve what it changes). */
+void ra_write_begin(const struct export *e);
+void ra_write_end(const struct export *e);
+/* Answer a valid READ from a chunk read ahead: true if req was taken. */
+bool ra_claim(struct conn *c, struct conn_req *req);
+/* A valid READ of [offset, offset+count) arrived: follow the stream, read ahead. */
+void ra_advance(struct conn *c, uint64_t offset, uint32_t count, uint16_t flags);
+/* A chunk's read completed with ret (from proto_done). */
+void ra_chunk_done(struct conn *c, struct conn_req *ch, int ret);
+/* Forget the stream and let go of every chunk. */
+void ra_drop(struct conn *c);
 
 #endif /* DIONBD_SERVER_H */
