@@ -65,6 +65,7 @@ ini()
 
 # ---- bad command lines ----
 bad "--poll-us" "' 5'" -- --poll-us ' 5' "$vol"
+bad "--readahead" "'maybe'" -- --readahead maybe "$vol"
 bad "--request-timeout" "'3601'" -- --request-timeout 3601 "$vol"
 bad "request-timeout" "'-1'" -- -c "$(ini rtneg <<EOF
 [server]
