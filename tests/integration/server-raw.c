@@ -885,6 +885,20 @@ mode_mid_payload(void)
 	return 0;
 }
 
+/* fd, stalled mid-request, is closed by the server after about secs (not before). */
+static void
+expect_dropped(int fd, int secs, bool probe_meanwhile)
+{
+	double t0 = now_s(), t;
+
+	if (probe_meanwhile)
+		mode_probe("");		/* others are served meanwhile */
+	expect_eof(fd, secs + 10, NULL);
+	t = now_s() - t0;
+	expect(t > secs - 1.5, "dropped after %.1f s, before the %d s deadline", t, secs);
+	close(fd);
+}
+
 /*
  * The request deadline (dionbd --request-timeout secs): a stalled WRITE
  * payload or half a header gets the client dropped after about secs; an
@@ -894,7 +908,6 @@ static int
 mode_stall(int secs)
 {
 	struct export_info ei;
-	double t0, t;
 	int fd, idle;
 	uint8_t hdr[28];
 
@@ -905,22 +918,13 @@ mode_stall(int secs)
 	fd = open_export("", true, true, &ei);
 	send_req(fd, 0, CMD_WRITE, 1, 8 * MiB, MiB);
 	xsend(fd, iobuf, MiB / 2);
-	t0 = now_s();
-	mode_probe("");		/* others are served meanwhile */
-	expect_eof(fd, secs + 10, NULL);
-	t = now_s() - t0;
-	expect(t > secs - 1.5, "dropped after %.1f s, before the %d s deadline", t, secs);
-	close(fd);
+	expect_dropped(fd, secs, true);
 
 	step("half a request header");
 	fd = open_export("", false, true, &ei);
 	req_hdr(hdr, 0, CMD_READ, 2, 0, 4096);
 	xsend(fd, hdr, 10);
-	t0 = now_s();
-	expect_eof(fd, secs + 10, NULL);
-	t = now_s() - t0;
-	expect(t > secs - 1.5, "dropped after %.1f s, before the %d s deadline", t, secs);
-	close(fd);
+	expect_dropped(fd, secs, false);
 
 	step("a WRITE that arrives slowly but within the deadline");
 	fd = open_export("", true, true, &ei);
