@@ -2,8 +2,8 @@
 # Build the libFuzzer targets (fuzz/) with clang, ASan and UBSan into the
 # directory $1 and run each for a bounded time ($DIO_FUZZ_TIME seconds,
 # default 60), failing on a crash, a leak, a sanitizer report or a hang.
-# Corpora are kept in $1/corpus/TARGET between runs; a finding is left in
-# $1/findings/.
+# Corpora are kept in $1/corpus/TARGET between runs, seeded by
+# fuzz/seeds.py; a finding is left in $1/findings/.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: $0 BUILD_DIR}
@@ -22,6 +22,10 @@ CC=clang cmake -S "$top" -B "$out" -DDIO_FUZZ=ON -DDIO_SANITIZE=ON -DDIO_TESTS=O
 cmake --build "$out" --target fuzz-handshake fuzz-transmission fuzz-tls -j"${DIO_TEST_JOBS:-2}"
 
 mkdir -p "$out/findings" "$out/tmp"
+# Well-formed conversations to start from (kept files are not overwritten).
+if command -v python3 >/dev/null 2>&1; then
+	python3 "$top/fuzz/seeds.py" "$out/corpus"
+fi
 rc=0
 for t in fuzz-handshake fuzz-transmission fuzz-tls; do
 	mkdir -p "$out/corpus/$t"
