@@ -457,7 +457,8 @@ struct config_reader {
 /*
  * libinih's line source (fgets), counting lines so that an error is
  * reported for the line it was found on. A line longer than libinih's
- * buffer comes in pieces: that is an error of its own.
+ * buffer is an error of its own; the rest of it is skipped, so that
+ * libinih, which counts a line per call, keeps our line numbers.
  */
 static char *
 config_read_line(char *buf, int size, void *stream)
@@ -470,10 +471,16 @@ config_read_line(char *buf, int size, void *stream)
 	s = fgets(buf, size, rd->f);
 	if (!s)
 		return NULL;
-	if (strchr(s, '\n'))
+	if (strchr(s, '\n')) {
 		p->lines_done++;
-	else if (!feof(rd->f))
+	} else if (!feof(rd->f)) {
+		int ch;
+
 		config_error(p, "line longer than %d bytes", size - 2);
+		while ((ch = fgetc(rd->f)) != EOF && ch != '\n')
+			;
+		p->lines_done++;
+	}
 	return s;
 }
 
@@ -550,13 +557,18 @@ config_load_file(struct server_cfg *cfg, const char *path)
 		log_err("%s: out of memory", path);
 		return -1;
 	}
+	/*
+	 * libinih returns the first line it or our handler refused; an error of
+	 * ours (the handler's, or an over-long line the reader saw) on that line
+	 * or before it comes first. Any other refused line was a syntax error.
+	 */
+	if (p.err_line && (line == 0 || p.err_line <= line)) {
+		log_err("%s:%d: %s", path, p.err_line, p.err);
+		return -1;
+	}
 	if (line > 0) {
-		/* libinih reports the first bad line; a later one may have set p.err */
-		if (p.err_line == line)
-			log_err("%s:%d: %s", path, line, p.err);
-		else
-			log_err("%s:%d: syntax error: expected [section], key = value or a comment",
-				path, line);
+		log_err("%s:%d: syntax error: expected [section], key = value or a comment",
+			path, line);
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->nexports; i++) {

@@ -66,6 +66,35 @@ ini()
 # ---- bad command lines ----
 bad "--poll-us" "' 5'" -- --poll-us ' 5' "$vol"
 bad "--readahead" "'maybe'" -- --readahead maybe "$vol"
+# Over-long lines (libinih's buffer is 200 bytes): named for their own
+# line, and the lines after them still counted right.
+c=$(ini longcomment <<EOF
+[server]
+# $(printf '%0250d' 0)
+stop-timeout = x
+[export]
+path = $vol
+EOF
+)
+bad "$c:2:" "longer than" -- -c "$c"
+c=$(ini longspaces <<EOF
+[server]
+stop-timeout = 7$(printf '%400s' '')
+[export]
+path = $vol
+EOF
+)
+bad "$c:2:" "longer than" -- -c "$c"
+c=$(ini afterlong <<EOF
+[server]
+threads = 1
+; $(printf '%0196d' 0)
+[export]
+path = $vol
+readonly = maybe
+EOF
+)
+bad "$c:6:" "readonly" -- -c "$c"
 bad "--request-timeout" "'3601'" -- --request-timeout 3601 "$vol"
 bad "request-timeout" "'-1'" -- -c "$(ini rtneg <<EOF
 [server]
