@@ -163,13 +163,20 @@ ra_advance(struct conn *c, uint64_t offset, uint32_t count, uint16_t flags)
 	gen = atomic_load(&e->writes->gen);
 	if (atomic_load(&e->writes->writers))
 		return;
+	/*
+	 * Chunks count in the connection's request budget; they take at most
+	 * half of it, so the client's READ that would claim one can always be
+	 * read (at max-inflight 8, chunks of a full budget would wait forever).
+	 */
 	while (c->ra_n < max && c->ra_ahead - c->ra_next < (uint64_t)max * count &&
-	       c->ra_ahead + count <= e->vol->size) {
+	       c->ra_ahead + count <= e->vol->size &&
+	       c->nreqs < c->r->srv->cfg->max_inflight / 2) {
 		struct conn_req *ch = conn_req_get(c);
 
 		if (!ch)
 			return;
 		ch->cmd = NBDP_CMD_READ;
+		ch->flags = 0;
 		ch->offset = c->ra_ahead;
 		ch->count = count;
 		ch->sr = c->sr;

@@ -88,3 +88,33 @@ b.shutdown()
 	check_log
 	echo "$NAME: $engine: $hits READs answered from readahead"
 done
+
+# Two exports of one file: a write through one must stop readahead of the
+# other (their write tracking is shared).
+start_server_or_fail -v -e "ro=$f,readonly" -e "rw=$f"
+VOL=$f RO=$(uri_of ro) RW=$(uri_of rw) nbdsh -c '
+import os
+M = 1 << 20
+a = nbd.NBD(); a.connect_uri(os.environ["RO"])
+b = nbd.NBD(); b.connect_uri(os.environ["RW"])
+for i in range(3):
+    a.pread(M, i * M)
+new = os.urandom(M)
+b.pwrite(new, 4 * M)
+b.flush()
+a.pread(M, 3 * M)
+assert a.pread(M, 4 * M) == new, "a read through ro missed a write through rw"
+' || fail "two exports of one file"
+finish ro
+
+# A small request budget: chunks never take the slots the stream's next
+# READ needs (at max-inflight 8, 8 chunks would stall the connection).
+printf '[server]\nmax-inflight = 8\n[export]\npath = %s\n' "$f" >"$TMP/small.conf"
+start_server_or_fail -v -c "$TMP/small.conf"
+timeout 30 nbdsh -u "$URI" -c '
+for i in range(24):
+    h.pread(1 << 20, i << 20)
+' || fail "a sequential stream stalls at max-inflight 8"
+timeout 60 nbdcopy --connections=1 --requests=8 "$URI" - | sha256sum | grep "^$(sha "$f")" >/dev/null ||
+	fail "nbdcopy at max-inflight 8 differs or stalls"
+finish
