@@ -4,12 +4,16 @@
  * and files, completions signalled on an eventfd the host polls.
  *
  * Operations the ring cannot do (BLKDISCARD/BLKZEROOUT, opcodes the kernel
- * lacks) run synchronously inside queue(), but their completion waits on a
- * private list for the next reap(), so end_io never runs inside queue or
- * submit.
+ * lacks) go to a helper thread of the engine's own, started on first need,
+ * so that a discard of a large range does not stall the caller's thread
+ * (a reactor and every connection on it). Their completions wait on a list
+ * for the next reap(), and the eventfd is kicked, so end_io still runs only
+ * in reap. If the thread cannot be started they run inside queue() instead.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +34,7 @@ struct uring_engine {
 	struct dio_engine e;
 	struct io_uring ring;
 	int efd;
-	bool efd_live;			/* registered: somebody polls it */
+	_Atomic bool efd_live;		/* registered: somebody polls it */
 	bool native[DIO_IO_NR_OPS];	/* the ring has an opcode for it */
 	bool disabled;			/* created R_DISABLED: enable on first use */
 	unsigned int nbufs;		/* registered buffers */
@@ -39,6 +43,21 @@ struct uring_engine {
 	int last_fd, last_slot;		/* lookup cache */
 	/* done synchronously, end_io not yet run: FIFO, delivered by reap */
 	struct dio_io *done_head, *done_tail;
+	struct uring_aux *aux;		/* helper thread for the others, or NULL */
+	bool aux_failed;		/* it could not be started: run them inline */
+};
+
+/* The helper thread and its two lists; lock guards everything below it. */
+struct uring_aux {
+	struct uring_engine *u;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t work;		/* todo grew, or stop */
+	pthread_cond_t done;		/* done grew */
+	struct dio_io *todo_head, *todo_tail;
+	struct dio_io *done_head, *done_tail;
+	unsigned int pending;		/* queued here, end_io not yet run */
+	bool stop;
 };
 
 static inline struct uring_engine *
@@ -54,7 +73,7 @@ uring_kick_eventfd(struct uring_engine *u)
 	uint64_t one = 1;
 	ssize_t n;
 
-	if (!u->efd_live)
+	if (!atomic_load(&u->efd_live))
 		return;	/* nobody polls: the waiting reap finds the work itself */
 	n = write(u->efd, &one, sizeof(one));
 	(void)n;
@@ -178,6 +197,137 @@ uring_queue_sync(struct uring_engine *u, struct dio_io *io)
 	uring_kick_eventfd(u);
 }
 
+static void
+uring_list_add(struct dio_io **head, struct dio_io **tail, struct dio_io *io)
+{
+	io->next = NULL;
+	if (*tail)
+		(*tail)->next = io;
+	else
+		*head = io;
+	*tail = io;
+}
+
+/* The helper thread: run what queue() handed over, one at a time, in order. */
+static void *
+uring_aux_main(void *arg)
+{
+	struct uring_aux *a = arg;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		struct dio_io *io;
+		int64_t res;
+
+		while (!a->todo_head && !a->stop)
+			pthread_cond_wait(&a->work, &a->lock);
+		if (!a->todo_head)
+			break;	/* stopping, and nothing left */
+		io = a->todo_head;
+		a->todo_head = io->next;
+		if (!a->todo_head)
+			a->todo_tail = NULL;
+		pthread_mutex_unlock(&a->lock);
+		res = dio_io_exec_sync(io);
+		pthread_mutex_lock(&a->lock);
+		io->res = res;
+		uring_list_add(&a->done_head, &a->done_tail, io);
+		pthread_cond_broadcast(&a->done);
+		pthread_mutex_unlock(&a->lock);
+		uring_kick_eventfd(a->u);
+		pthread_mutex_lock(&a->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Hand io to the helper thread, starting it if need be. 0, or -1: run it inline. */
+static int
+uring_aux_queue(struct uring_engine *u, struct dio_io *io)
+{
+	struct uring_aux *a = u->aux;
+
+	if (!a) {
+		if (u->aux_failed)
+			return -1;
+		a = calloc(1, sizeof(*a));
+		if (!a) {
+			u->aux_failed = true;
+			return -1;
+		}
+		a->u = u;
+		pthread_mutex_init(&a->lock, NULL);
+		pthread_cond_init(&a->work, NULL);
+		pthread_cond_init(&a->done, NULL);
+		if (pthread_create(&a->thread, NULL, uring_aux_main, a) != 0) {
+			pthread_cond_destroy(&a->done);
+			pthread_cond_destroy(&a->work);
+			pthread_mutex_destroy(&a->lock);
+			free(a);
+			u->aux_failed = true;
+			dio_log(DIO_LOG_WARN, "io_uring engine: no helper thread; discards and "
+					      "zero-outs will block the caller");
+			return -1;
+		}
+		u->aux = a;
+	}
+	pthread_mutex_lock(&a->lock);
+	uring_list_add(&a->todo_head, &a->todo_tail, io);
+	a->pending++;
+	pthread_cond_signal(&a->work);
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+/*
+ * Run end_io for what the helper finished; with wait, first wait for it to
+ * finish something if nothing is done yet (only when the ring has nothing
+ * in flight that could wake us instead). Returns the number run.
+ */
+static int
+uring_aux_reap(struct uring_engine *u, bool wait)
+{
+	struct uring_aux *a = u->aux;
+	struct dio_io *io;
+	int n = 0;
+
+	if (!a)
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	while (wait && !a->done_head && a->pending)
+		pthread_cond_wait(&a->done, &a->lock);
+	io = a->done_head;
+	a->done_head = a->done_tail = NULL;
+	pthread_mutex_unlock(&a->lock);
+	while (io) {
+		struct dio_io *next = io->next;
+
+		io->next = NULL;
+		pthread_mutex_lock(&a->lock);
+		a->pending--;
+		pthread_mutex_unlock(&a->lock);
+		u->e.inflight--;
+		io->end_io(io, io->res);
+		io = next;
+		n++;
+	}
+	return n;
+}
+
+/* Ops queued to the helper and not yet reaped. */
+static unsigned int
+uring_aux_pending(struct uring_engine *u)
+{
+	unsigned int n;
+
+	if (!u->aux)
+		return 0;
+	pthread_mutex_lock(&u->aux->lock);
+	n = u->aux->pending;
+	pthread_mutex_unlock(&u->aux->lock);
+	return n;
+}
+
 /* Whether io can go to the ring as an sqe (rather than run synchronously). */
 static bool
 uring_can_ring(const struct uring_engine *u, const struct dio_io *io)
@@ -250,7 +400,8 @@ uring_queue(struct dio_engine *e, struct dio_io *io)
 		return ret;
 	if (!uring_can_ring(u, io)) {
 		e->inflight++;
-		uring_queue_sync(u, io);
+		if (uring_aux_queue(u, io) < 0)
+			uring_queue_sync(u, io);
 		return 0;
 	}
 	sqe = io_uring_get_sqe(&u->ring);
@@ -358,10 +509,16 @@ uring_reap(struct dio_engine *e, bool wait)
 		(void)r;
 	}
 	n = uring_reap_sync(u);
+	n += uring_aux_reap(u, false);
 	n += uring_reap_cqes(u);
 	while (wait && n == 0 && e->inflight > 0) {
 		if (u->done_head) {
 			n = uring_reap_sync(u);
+			break;
+		}
+		/* only the helper has work: the ring would wait for nothing */
+		if (e->inflight == uring_aux_pending(u)) {
+			n = uring_aux_reap(u, true);
 			break;
 		}
 		ret = uring_enable(u);
@@ -397,7 +554,7 @@ uring_event_fd(struct dio_engine *e)
 			return -1;
 		u->efd_live = true;
 		/* completions parked before now would otherwise go unannounced */
-		if (u->done_head || io_uring_cq_ready(&u->ring))
+		if (u->done_head || io_uring_cq_ready(&u->ring) || uring_aux_pending(u))
 			uring_kick_eventfd(u);
 	}
 	return u->efd;
@@ -408,7 +565,19 @@ static void
 uring_destroy(struct dio_engine *e)
 {
 	struct uring_engine *u = to_uring(e);
+	struct uring_aux *a = u->aux;
 
+	if (a) {
+		pthread_mutex_lock(&a->lock);
+		a->stop = true;
+		pthread_cond_signal(&a->work);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->thread, NULL);
+		pthread_cond_destroy(&a->done);
+		pthread_cond_destroy(&a->work);
+		pthread_mutex_destroy(&a->lock);
+		free(a);
+	}
 	io_uring_queue_exit(&u->ring);
 	close(u->efd);
 	free(u);
