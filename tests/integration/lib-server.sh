@@ -125,6 +125,20 @@ check_served()
 		fail "a new client is not served"
 }
 
+# refused_quietly WHAT SECRET CMD...: CMD fails, and its output does not
+# contain SECRET (an export name a refused client must not learn).
+refused_quietly()
+{
+	local what=$1 secret=$2
+	shift 2
+	if "$@" >"$TMP/out" 2>&1; then
+		fail "$what: served: $(cat "$TMP/out")"
+	fi
+	if grep -F "$secret" "$TMP/out" >/dev/null; then
+		fail "$what: an export name leaked: $(cat "$TMP/out")"
+	fi
+}
+
 # check_log: no sanitizer report or crash trace in the daemon's log.
 check_log()
 {
