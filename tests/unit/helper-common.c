@@ -117,3 +117,23 @@ test_alloc(size_t len)
 	memset(p, 0, len);
 	return p;
 }
+
+bool
+test_all_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+int
+test_io(struct dio_ctx *ctx, struct dio_volume *vol, uint8_t op, uint32_t flags,
+	uint64_t pos, uint64_t len, void *buf)
+{
+	struct dio_req req = { .op = op, .flags = flags, .pos = pos, .len = len, .buf = buf };
+
+	return dio_submit_sync(ctx, vol, &req);
+}

@@ -3,6 +3,7 @@
 #ifndef DIO_TEST_HELPER_H
 #define DIO_TEST_HELPER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,11 @@ void test_pattern(void *buf, size_t len, uint64_t offset, uint32_t seed);
 int test_pattern_check(const void *buf, size_t len, uint64_t offset, uint32_t seed);
 /* An aligned, zeroed allocation (free with free()). */
 void *test_alloc(size_t len);
+/* Whether len bytes at p are all zero. */
+bool test_all_zero(const void *p, size_t len);
+/* One request on vol through ctx, waited for; dio_submit_sync's result. */
+int test_io(struct dio_ctx *ctx, struct dio_volume *vol, uint8_t op, uint32_t flags,
+	    uint64_t pos, uint64_t len, void *buf);
 
 #endif
 

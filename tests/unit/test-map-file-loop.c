@@ -335,18 +335,7 @@ Test(map_file_loop, meta_chain)
 static int
 io(struct dio_ctx *ctx, uint8_t op, uint32_t flags, uint64_t pos, uint64_t len, void *buf)
 {
-	struct dio_req req = { .op = op, .flags = flags, .pos = pos, .len = len, .buf = buf };
-
-	return dio_submit_sync(ctx, vol, &req);
-}
-
-static bool
-all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
+	return test_io(ctx, vol, op, flags, pos, len, buf);
 }
 
 Test(map_file_loop, dio_io)
@@ -379,12 +368,12 @@ Test(map_file_loop, dio_io)
 	cr_assert_eq(e.length, DSIZE);
 	memset(buf, 0xaa, 2 * MiB);
 	cr_assert_eq(pread(fd, buf, 2 * MiB, 2 * MiB), (ssize_t)(2 * MiB));
-	cr_assert(all_zero(buf, MiB + 512 * 1024), "zeroed range is zeros on the device");
+	cr_assert(test_all_zero(buf, MiB + 512 * 1024), "zeroed range is zeros on the device");
 	cr_assert(test_pattern_check(buf + MiB + 512 * 1024, 512 * 1024,
 				     3 * MiB + 512 * 1024, SEED + 1));
 	memset(buf, 0xaa, MiB);
 	cr_assert_eq(io(ctx, DIO_REQ_READ, 0, 2 * MiB, MiB, buf), 0);
-	cr_assert(all_zero(buf, MiB));
+	cr_assert(test_all_zero(buf, MiB));
 	close(fd);
 	dio_ctx_destroy(ctx);
 	free(buf);

@@ -573,18 +573,7 @@ ctx_with_stats(struct dio_engine **fault)
 static int
 io(struct dio_ctx *ctx, uint8_t op, uint32_t flags, uint64_t pos, uint64_t len, void *buf)
 {
-	struct dio_req req = { .op = op, .flags = flags, .pos = pos, .len = len, .buf = buf };
-
-	return dio_submit_sync(ctx, vol, &req);
-}
-
-static bool
-all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
+	return test_io(ctx, vol, op, flags, pos, len, buf);
 }
 
 Test(map_file, dio_read_layout)
@@ -597,9 +586,9 @@ Test(map_file, dio_read_layout)
 	memset(buf, 0xaa, FSIZE);
 	cr_assert_eq(io(ctx, DIO_REQ_READ, 0, 0, FSIZE, buf), 0);
 	cr_assert(test_pattern_check(buf, R, 0, SEED));
-	cr_assert(all_zero(buf + R, 3 * R), "hole and unwritten read as zeros");
+	cr_assert(test_all_zero(buf + R, 3 * R), "hole and unwritten read as zeros");
 	cr_assert(test_pattern_check(buf + 4 * R, R + WSPLIT, 4 * R, SEED));
-	cr_assert(all_zero(buf + 5 * R + WSPLIT, 3 * R - WSPLIT));
+	cr_assert(test_all_zero(buf + 5 * R + WSPLIT, 3 * R - WSPLIT));
 
 	/* The fallocated range: zeros, without reading the device. */
 	dio_engine_fault_stats(fault, &st);
@@ -608,7 +597,7 @@ Test(map_file, dio_read_layout)
 
 		memset(buf, 0xaa, 2 * R);
 		cr_assert_eq(io(ctx, DIO_REQ_READ, 0, 2 * R, 2 * R, buf), 0);
-		cr_assert(all_zero(buf, 2 * R));
+		cr_assert(test_all_zero(buf, 2 * R));
 		dio_engine_fault_stats(fault, &st);
 		cr_assert_eq(st.ops[DIO_IO_READ], before, "unwritten range read from the device");
 	}
@@ -651,9 +640,9 @@ Test(map_file, dio_write_zero_trim)
 
 	memset(chk, 0xaa, R);
 	cr_assert_eq(io(ctx, DIO_REQ_READ, 0, R, R, chk), 0);
-	cr_assert(all_zero(chk, R));
+	cr_assert(test_all_zero(chk, R));
 	cr_assert_eq(pread(fd, chk, R, R), (ssize_t)R);
-	cr_assert(all_zero(chk, R), "the file was really zeroed");
+	cr_assert(test_all_zero(chk, R), "the file was really zeroed");
 
 	cr_assert_eq(io(ctx, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
 	close(fd);
