@@ -137,3 +137,20 @@ test_io(struct dio_ctx *ctx, struct dio_volume *vol, uint8_t op, uint32_t flags,
 
 	return dio_submit_sync(ctx, vol, &req);
 }
+
+struct dio_io
+test_prep_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, uint64_t pos,
+	       uint64_t len, int want)
+{
+	struct dio_io io;
+
+	memset(&io, 0, sizeof(io));
+	cr_assert_eq(vol->vol_ops->prep_meta(vol, op, flags, pos, len, &io), want,
+		     "prep_meta(op %d, flags %u)", op, flags);
+	if (want == 0) {
+		cr_assert_eq(io.fd, vol->fd);
+		cr_assert_eq(io.offset, pos);
+		cr_assert_eq(io.len, len);
+	}
+	return io;
+}

@@ -27,6 +27,9 @@ void test_pattern(void *buf, size_t len, uint64_t offset, uint32_t seed);
 int test_pattern_check(const void *buf, size_t len, uint64_t offset, uint32_t seed);
 /* An aligned, zeroed allocation (free with free()). */
 void *test_alloc(size_t len);
+/* vol's prep_meta for [pos, pos+len), asserted to return want (and, on 0, to aim there). */
+struct dio_io test_prep_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags,
+			     uint64_t pos, uint64_t len, int want);
 /* Whether len bytes at p are all zero. */
 bool test_all_zero(const void *p, size_t len);
 /* One request on vol through ctx, waited for; dio_submit_sync's result. */

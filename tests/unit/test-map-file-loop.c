@@ -277,17 +277,7 @@ Test(map_file_loop, all_data)
 static struct dio_io
 prep(enum dio_meta_op op, unsigned int flags, int want)
 {
-	struct dio_io io;
-
-	memset(&io, 0, sizeof(io));
-	cr_assert_eq(vol->vol_ops->prep_meta(vol, op, flags, MiB, MiB, &io), want,
-		     "prep_meta(op %d, flags %u)", op, flags);
-	if (want == 0) {
-		cr_assert_eq(io.fd, vol->fd);
-		cr_assert_eq(io.offset, MiB);
-		cr_assert_eq(io.len, MiB);
-	}
-	return io;
+	return test_prep_meta(vol, op, flags, MiB, MiB, want);
 }
 
 static int

@@ -266,17 +266,7 @@ Test(map_file, concurrent_map_begin_end)
 static struct dio_io
 prep(enum dio_meta_op op, unsigned int flags, uint64_t pos, uint64_t len, int want)
 {
-	struct dio_io io;
-
-	memset(&io, 0, sizeof(io));
-	cr_assert_eq(vol->vol_ops->prep_meta(vol, op, flags, pos, len, &io), want,
-		     "prep_meta(op %d, flags %u)", op, flags);
-	if (want == 0) {
-		cr_assert_eq(io.fd, vol->fd);
-		cr_assert_eq(io.offset, pos);
-		cr_assert_eq(io.len, len);
-	}
-	return io;
+	return test_prep_meta(vol, op, flags, pos, len, want);
 }
 
 static int
