@@ -83,16 +83,23 @@ ra_drop(struct conn *c)
 	c->ra_run = 0;
 }
 
-/* Remove the oldest chunk from the queue (the caller owns it now). */
+/* Take chunk i out of the queue (the caller owns it now). */
+static struct conn_req *
+ra_remove(struct conn *c, unsigned int i)
+{
+	struct conn_req *ch = c->ra_q[i];
+
+	c->ra_n--;
+	for (; i < c->ra_n; i++)
+		c->ra_q[i] = c->ra_q[i + 1];
+	return ch;
+}
+
+/* The oldest chunk, out of the queue. */
 static struct conn_req *
 ra_pop(struct conn *c)
 {
-	struct conn_req *ch = c->ra_q[0];
-
-	c->ra_n--;
-	for (unsigned int i = 0; i < c->ra_n; i++)
-		c->ra_q[i] = c->ra_q[i + 1];
-	return ch;
+	return ra_remove(c, 0);
 }
 
 bool
@@ -200,13 +207,10 @@ ra_chunk_done(struct conn *c, struct conn_req *ch, int ret)
 {
 	/* Nobody will ask for it: the connection is going, or the chunk was dropped. */
 	if (ch->ra == RA_DROPPED || c->dead || c->eof_in || c->stop_parse || c->r->stopping) {
-		if (ch->ra != RA_DROPPED) {
-			for (unsigned int i = 0; i < c->ra_n; i++) {
-				if (c->ra_q[i] != ch)
-					continue;
-				c->ra_n--;
-				for (; i < c->ra_n; i++)
-					c->ra_q[i] = c->ra_q[i + 1];
+		/* a dropped chunk has left the queue already */
+		for (unsigned int i = 0; ch->ra != RA_DROPPED && i < c->ra_n; i++) {
+			if (c->ra_q[i] == ch) {
+				ra_remove(c, i);
 				break;
 			}
 		}
