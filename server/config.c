@@ -639,7 +639,8 @@ config_open_exports(struct server_cfg *cfg)
 				log_err("export '%s': %s: %s", e->name, e->path, strerror(-ret));
 			return -1;
 		}
-		if (config_export_writes(cfg, i) < 0)
+		/* without readahead nothing reads the tracking: writes skip it */
+		if (cfg->readahead && config_export_writes(cfg, i) < 0)
 			return -1;
 		e->readonly = opts.readonly || e->vol->readonly;
 		log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,

@@ -146,8 +146,8 @@ ra_advance(struct conn *c, uint64_t offset, uint32_t count, uint16_t flags)
 	unsigned int max;
 	uint64_t gen;
 
-	if (!e->writes || !c->r->srv->cfg->readahead || (flags & NBDP_CMD_FLAG_DF) ||
-	    count < RA_MIN_COUNT || count > RA_WINDOW / 2) {
+	if (!e->writes || (flags & NBDP_CMD_FLAG_DF) || count < RA_MIN_COUNT ||
+	    count > RA_WINDOW / 2) {
 		ra_drop(c);
 		return;
 	}

@@ -73,7 +73,7 @@ struct export {
 	 */
 	char **allow;
 	size_t nallow;
-	struct export_writes *writes;	/* set by config_open_exports */
+	struct export_writes *writes;	/* NULL when readahead is off */
 	bool writes_shared;		/* another export (same file) owns *writes */
 	dev_t vol_dev;			/* what the path is: a block device's rdev, */
 	ino_t vol_ino;			/* or a file's dev and inode */
