@@ -53,10 +53,6 @@ void dio_ctx_use_fd(struct dio_ctx *ctx, int fd);
 /* The ctx's zero buffer, or NULL on out of memory. */
 void *dio_ctx_zero_buf(struct dio_ctx *ctx);
 
-/* engine-psync.c: run one io with plain system calls (also the uring
- * engine's fallback for what its ring cannot do). count/0 or -errno. */
-int64_t dio_io_exec_sync(const struct dio_io *io);
-
 /* dio.c: free the caches a ctx holds. */
 void dio_ctx_free_caches(struct dio_ctx *ctx);
 

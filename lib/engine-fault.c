@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dio/dio.h"
+#include "engine-fault.h"
+#include "engine-priv.h"
 
 /* One io of the submitter while it is ours. */
 struct fault_io {
@@ -45,11 +46,7 @@ to_fault(struct dio_engine *e)
 static void
 fault_kick_eventfd(struct fault_engine *f)
 {
-	uint64_t one = 1;
-	ssize_t n;
-
-	n = write(f->inner->ops->event_fd(f->inner), &one, sizeof(one));
-	(void)n;
+	dio_eventfd_kick(f->inner->ops->event_fd(f->inner));
 }
 
 /* Hold the completion of fio with res for delay_reaps reaps. */

@@ -10,33 +10,30 @@
  * completion list. A worker never holds both.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/fs.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include "dio-internal.h"
+#include "dio/dio.h"
+#include "engine-priv.h"
 
 struct psync_engine {
 	struct dio_engine e;
 	int efd;
 	/* owner's thread only: queued, not yet submitted */
-	struct dio_io *pend_head, *pend_tail;
+	struct dio_io_list pend;
 	unsigned int npend;
 
 	pthread_mutex_t sq_lock;
 	pthread_cond_t sq_cond;		/* work arrived or stop */
-	struct dio_io *sq_head, *sq_tail;
+	struct dio_io_list sq;
 	bool stop;
 
 	pthread_mutex_t cq_lock;
 	pthread_cond_t cq_cond;		/* a completion arrived */
-	struct dio_io *cq_head, *cq_tail;
+	struct dio_io_list cq;
 
 	unsigned int nthreads;
 	pthread_t *threads;
@@ -48,75 +45,6 @@ to_psync(struct dio_engine *e)
 	return (struct psync_engine *)e;
 }
 
-/* Append the list from head to tail at the end of the list (h, t). */
-static void
-list_splice_tail(struct dio_io **h, struct dio_io **t, struct dio_io *head, struct dio_io *tail)
-{
-	if (!head)
-		return;
-	if (*t)
-		(*t)->next = head;
-	else
-		*h = head;
-	*t = tail;
-}
-
-/* Run io with plain syscalls on this thread: count, 0 or -errno. */
-int64_t
-dio_io_exec_sync(const struct dio_io *io)
-{
-	struct iovec iov = { .iov_base = io->buf, .iov_len = io->len };
-	uint64_t range[2] = { io->offset, io->len };
-	ssize_t n;
-	int ret;
-
-	switch (io->op) {
-	case DIO_IO_READ:
-		if (io->len > DIO_IO_MAX_LEN)
-			return -EINVAL;
-		do
-			n = preadv2(io->fd, &iov, 1, (off_t)io->offset, io->rw_flags);
-		while (n < 0 && errno == EINTR);
-		return n < 0 ? -errno : n;
-	case DIO_IO_WRITE:
-		if (io->len > DIO_IO_MAX_LEN)
-			return -EINVAL;
-		do
-			n = pwritev2(io->fd, &iov, 1, (off_t)io->offset, io->rw_flags);
-		while (n < 0 && errno == EINTR);
-		return n < 0 ? -errno : n;
-	case DIO_IO_FSYNC:
-		ret = io->mode ? fsync(io->fd) : fdatasync(io->fd);
-		break;
-	case DIO_IO_FALLOCATE:
-		ret = fallocate(io->fd, io->mode, (off_t)io->offset, (off_t)io->len);
-		break;
-	case DIO_IO_DISCARD:
-		ret = ioctl(io->fd, BLKDISCARD, range);
-		break;
-	case DIO_IO_ZEROOUT:
-		ret = ioctl(io->fd, BLKZEROOUT, range);
-		break;
-	case DIO_IO_FADVISE:
-		/* posix_fadvise returns the error instead of setting errno */
-		return -posix_fadvise(io->fd, (off_t)io->offset, (off_t)io->len, io->mode);
-	default:
-		return -EINVAL;
-	}
-	return ret < 0 ? -errno : 0;
-}
-
-/* Wake whoever polls the eventfd; a full counter is already readable. */
-static void
-psync_kick_eventfd(struct psync_engine *p)
-{
-	uint64_t one = 1;
-	ssize_t n;
-
-	n = write(p->efd, &one, sizeof(one));
-	(void)n;
-}
-
 /* Worker: take one io at a time, run it, post its completion. */
 static void *
 psync_worker(void *arg)
@@ -126,26 +54,20 @@ psync_worker(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&p->sq_lock);
-		while (!p->sq_head && !p->stop)
+		while (!p->sq.head && !p->stop)
 			pthread_cond_wait(&p->sq_cond, &p->sq_lock);
-		io = p->sq_head;
-		if (!io) {
-			pthread_mutex_unlock(&p->sq_lock);
-			break;
-		}
-		p->sq_head = io->next;
-		if (!p->sq_head)
-			p->sq_tail = NULL;
+		io = dio_io_list_pop(&p->sq);
 		pthread_mutex_unlock(&p->sq_lock);
+		if (!io)
+			break;
 
-		io->next = NULL;
 		io->res = dio_io_exec_sync(io);
 
 		pthread_mutex_lock(&p->cq_lock);
-		list_splice_tail(&p->cq_head, &p->cq_tail, io, io);
+		dio_io_list_add(&p->cq, io);
 		pthread_cond_signal(&p->cq_cond);
 		pthread_mutex_unlock(&p->cq_lock);
-		psync_kick_eventfd(p);
+		dio_eventfd_kick(p->efd);
 	}
 	return NULL;
 }
@@ -162,8 +84,7 @@ psync_queue(struct dio_engine *e, struct dio_io *io)
 	    (io->len > DIO_IO_MAX_LEN || !io->buf))
 		return -EINVAL;
 	/* no registered buffers here: buf is an ordinary address either way */
-	io->next = NULL;
-	list_splice_tail(&p->pend_head, &p->pend_tail, io, io);
+	dio_io_list_add(&p->pend, io);
 	p->npend++;
 	e->inflight++;
 	if (p->npend >= e->depth)
@@ -181,13 +102,12 @@ psync_submit(struct dio_engine *e)
 	if (!n)
 		return 0;
 	pthread_mutex_lock(&p->sq_lock);
-	list_splice_tail(&p->sq_head, &p->sq_tail, p->pend_head, p->pend_tail);
+	dio_io_list_splice(&p->sq, &p->pend);
 	if (n == 1)
 		pthread_cond_signal(&p->sq_cond);
 	else
 		pthread_cond_broadcast(&p->sq_cond);
 	pthread_mutex_unlock(&p->sq_lock);
-	p->pend_head = p->pend_tail = NULL;
 	p->npend = 0;
 	return n;
 }
@@ -200,7 +120,7 @@ psync_reap(struct dio_engine *e, bool wait)
 	struct dio_io *io;
 	uint64_t cnt;
 	ssize_t r;
-	int n = 0;
+	int n;
 
 	/* clear before taking the list: a later completion re-arms it */
 	r = read(p->efd, &cnt, sizeof(cnt));
@@ -209,22 +129,13 @@ psync_reap(struct dio_engine *e, bool wait)
 		psync_submit(e);	/* waiting on unsubmitted I/O would hang */
 
 	pthread_mutex_lock(&p->cq_lock);
-	while (wait && !p->cq_head && e->inflight > p->npend)
+	while (wait && !p->cq.head && e->inflight > p->npend)
 		pthread_cond_wait(&p->cq_cond, &p->cq_lock);
-	io = p->cq_head;
-	p->cq_head = p->cq_tail = NULL;
+	io = dio_io_list_take(&p->cq);
 	pthread_mutex_unlock(&p->cq_lock);
 
 	/* end_io may queue more: that goes to pend, not to this batch */
-	while (io) {
-		struct dio_io *next = io->next;
-
-		io->next = NULL;
-		e->inflight--;
-		io->end_io(io, io->res);
-		io = next;
-		n++;
-	}
+	n = dio_io_list_complete(e, io);
 	/* what end_io queued (resubmissions) goes out now, not at some later kick */
 	psync_submit(e);
 	return n;

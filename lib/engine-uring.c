@@ -23,7 +23,8 @@
 
 #include <liburing.h>
 
-#include "dio-internal.h"
+#include "dio/dio.h"
+#include "engine-priv.h"
 
 /* Fixed-file slots: one per volume fd a thread touches, so a few suffice. */
 #define URING_FILE_SLOTS 64
@@ -41,8 +42,7 @@ struct uring_engine {
 	bool files_ok;			/* sparse file table registered */
 	int files[URING_FILE_SLOTS];	/* fd in each fixed slot, -1 when free */
 	int last_fd, last_slot;		/* lookup cache */
-	/* done synchronously, end_io not yet run: FIFO, delivered by reap */
-	struct dio_io *done_head, *done_tail;
+	struct dio_io_list done;	/* done synchronously, end_io not yet run */
 	struct uring_aux *aux;		/* helper thread for the others, or NULL */
 	bool aux_failed;		/* it could not be started: run them inline */
 };
@@ -53,9 +53,9 @@ struct uring_aux {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t work;		/* todo grew, or stop */
-	pthread_cond_t done;		/* done grew */
-	struct dio_io *todo_head, *todo_tail;
-	struct dio_io *done_head, *done_tail;
+	pthread_cond_t done_cond;	/* done grew */
+	struct dio_io_list todo;
+	struct dio_io_list done;
 	unsigned int pending;		/* queued here, end_io not yet run */
 	bool stop;
 };
@@ -66,17 +66,13 @@ to_uring(struct dio_engine *e)
 	return (struct uring_engine *)e;
 }
 
-/* Wake whoever polls the eventfd; a full counter is already readable. */
+/* Wake whoever polls the eventfd. */
 static void
 uring_kick_eventfd(struct uring_engine *u)
 {
-	uint64_t one = 1;
-	ssize_t n;
-
-	if (!atomic_load(&u->efd_live))
-		return;	/* nobody polls: the waiting reap finds the work itself */
-	n = write(u->efd, &one, sizeof(one));
-	(void)n;
+	/* nobody polls: the waiting reap finds the work itself */
+	if (atomic_load(&u->efd_live))
+		dio_eventfd_kick(u->efd);
 }
 
 /*
@@ -188,24 +184,8 @@ static void
 uring_queue_sync(struct uring_engine *u, struct dio_io *io)
 {
 	io->res = dio_io_exec_sync(io);
-	io->next = NULL;
-	if (u->done_tail)
-		u->done_tail->next = io;
-	else
-		u->done_head = io;
-	u->done_tail = io;
+	dio_io_list_add(&u->done, io);
 	uring_kick_eventfd(u);
-}
-
-static void
-uring_list_add(struct dio_io **head, struct dio_io **tail, struct dio_io *io)
-{
-	io->next = NULL;
-	if (*tail)
-		(*tail)->next = io;
-	else
-		*head = io;
-	*tail = io;
 }
 
 /* The helper thread: run what queue() handed over, one at a time, in order. */
@@ -219,20 +199,17 @@ uring_aux_main(void *arg)
 		struct dio_io *io;
 		int64_t res;
 
-		while (!a->todo_head && !a->stop)
+		while (!a->todo.head && !a->stop)
 			pthread_cond_wait(&a->work, &a->lock);
-		if (!a->todo_head)
+		io = dio_io_list_pop(&a->todo);
+		if (!io)
 			break;	/* stopping, and nothing left */
-		io = a->todo_head;
-		a->todo_head = io->next;
-		if (!a->todo_head)
-			a->todo_tail = NULL;
 		pthread_mutex_unlock(&a->lock);
 		res = dio_io_exec_sync(io);
 		pthread_mutex_lock(&a->lock);
 		io->res = res;
-		uring_list_add(&a->done_head, &a->done_tail, io);
-		pthread_cond_broadcast(&a->done);
+		dio_io_list_add(&a->done, io);
+		pthread_cond_broadcast(&a->done_cond);
 		pthread_mutex_unlock(&a->lock);
 		uring_kick_eventfd(a->u);
 		pthread_mutex_lock(&a->lock);
@@ -258,9 +235,9 @@ uring_aux_queue(struct uring_engine *u, struct dio_io *io)
 		a->u = u;
 		pthread_mutex_init(&a->lock, NULL);
 		pthread_cond_init(&a->work, NULL);
-		pthread_cond_init(&a->done, NULL);
+		pthread_cond_init(&a->done_cond, NULL);
 		if (pthread_create(&a->thread, NULL, uring_aux_main, a) != 0) {
-			pthread_cond_destroy(&a->done);
+			pthread_cond_destroy(&a->done_cond);
 			pthread_cond_destroy(&a->work);
 			pthread_mutex_destroy(&a->lock);
 			free(a);
@@ -272,7 +249,7 @@ uring_aux_queue(struct uring_engine *u, struct dio_io *io)
 		u->aux = a;
 	}
 	pthread_mutex_lock(&a->lock);
-	uring_list_add(&a->todo_head, &a->todo_tail, io);
+	dio_io_list_add(&a->todo, io);
 	a->pending++;
 	pthread_cond_signal(&a->work);
 	pthread_mutex_unlock(&a->lock);
@@ -288,30 +265,20 @@ static int
 uring_aux_reap(struct uring_engine *u, bool wait)
 {
 	struct uring_aux *a = u->aux;
-	struct dio_io *io;
-	int n = 0;
+	struct dio_io *io, *first;
+	unsigned int n = 0;
 
 	if (!a)
 		return 0;
 	pthread_mutex_lock(&a->lock);
-	while (wait && !a->done_head && a->pending)
-		pthread_cond_wait(&a->done, &a->lock);
-	io = a->done_head;
-	a->done_head = a->done_tail = NULL;
-	pthread_mutex_unlock(&a->lock);
-	while (io) {
-		struct dio_io *next = io->next;
-
-		io->next = NULL;
-		pthread_mutex_lock(&a->lock);
-		a->pending--;
-		pthread_mutex_unlock(&a->lock);
-		u->e.inflight--;
-		io->end_io(io, io->res);
-		io = next;
+	while (wait && !a->done.head && a->pending)
+		pthread_cond_wait(&a->done_cond, &a->lock);
+	first = dio_io_list_take(&a->done);
+	for (io = first; io; io = io->next)
 		n++;
-	}
-	return n;
+	a->pending -= n;
+	pthread_mutex_unlock(&a->lock);
+	return dio_io_list_complete(&u->e, first);
 }
 
 /* Ops queued to the helper and not yet reaped. */
@@ -441,21 +408,8 @@ uring_submit(struct dio_engine *e)
 static int
 uring_reap_sync(struct uring_engine *u)
 {
-	struct dio_io *io = u->done_head;
-	int n = 0;
-
 	/* detach first: end_io may park new ones, those wait for the next reap */
-	u->done_head = u->done_tail = NULL;
-	while (io) {
-		struct dio_io *next = io->next;
-
-		io->next = NULL;
-		u->e.inflight--;
-		io->end_io(io, io->res);
-		io = next;
-		n++;
-	}
-	return n;
+	return dio_io_list_complete(&u->e, dio_io_list_take(&u->done));
 }
 
 /* Deliver the CQEs posted so far, at most a ring's worth. */
@@ -512,7 +466,7 @@ uring_reap(struct dio_engine *e, bool wait)
 	n += uring_aux_reap(u, false);
 	n += uring_reap_cqes(u);
 	while (wait && n == 0 && e->inflight > 0) {
-		if (u->done_head) {
+		if (u->done.head) {
 			n = uring_reap_sync(u);
 			break;
 		}
@@ -554,7 +508,7 @@ uring_event_fd(struct dio_engine *e)
 			return -1;
 		u->efd_live = true;
 		/* completions parked before now would otherwise go unannounced */
-		if (u->done_head || io_uring_cq_ready(&u->ring) || uring_aux_pending(u))
+		if (u->done.head || io_uring_cq_ready(&u->ring) || uring_aux_pending(u))
 			uring_kick_eventfd(u);
 	}
 	return u->efd;
@@ -573,7 +527,7 @@ uring_destroy(struct dio_engine *e)
 		pthread_cond_signal(&a->work);
 		pthread_mutex_unlock(&a->lock);
 		pthread_join(a->thread, NULL);
-		pthread_cond_destroy(&a->done);
+		pthread_cond_destroy(&a->done_cond);
 		pthread_cond_destroy(&a->work);
 		pthread_mutex_destroy(&a->lock);
 		free(a);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "dio/dio.h"
+#include "engine-fault.h"
 
 /* The engine under test: $DIO_TEST_ENGINE = uring (default) or psync. */
 enum dio_engine_kind test_engine_kind(void);
