@@ -63,9 +63,9 @@ dio_ctx_destroy(struct dio_ctx *ctx)
 {
 	if (!ctx)
 		return;
-	for (unsigned int i = 0; i < ctx->nfixed; i++)
-		if (ctx->engine->ops->unregister_file)
-			ctx->engine->ops->unregister_file(ctx->engine, ctx->fixed_fds[i]);
+	for (unsigned int i = 0; i < sizeof(ctx->files) / sizeof(ctx->files[0]); i++)
+		if (ctx->files[i].vol_id && ctx->engine->ops->unregister_file)
+			ctx->engine->ops->unregister_file(ctx->engine, ctx->files[i].slot);
 	dio_ctx_free_caches(ctx);
 	dio_pool_destroy(ctx->pool);
 	dio_engine_destroy(ctx->engine);
@@ -112,19 +112,34 @@ dio_ctx_zero_buf(struct dio_ctx *ctx)
 	return ctx->zero_buf;
 }
 
-void
-dio_ctx_use_fd(struct dio_ctx *ctx, int fd)
+int
+dio_ctx_file(struct dio_ctx *ctx, const struct dio_volume *vol)
 {
+	const unsigned int n = sizeof(ctx->files) / sizeof(ctx->files[0]);
 	struct dio_engine *e = ctx->engine;
+	unsigned int i;
+	int slot;
 
-	for (unsigned int i = 0; i < ctx->nfixed; i++)
-		if (ctx->fixed_fds[i] == fd)
-			return;
-	if (!e->ops->register_file || ctx->nfixed == sizeof(ctx->fixed_fds) / sizeof(int))
-		return;
-	/* Unregistered fds still work, only a little slower: ignore failure. */
-	if (e->ops->register_file(e, fd) == 0)
-		ctx->fixed_fds[ctx->nfixed++] = fd;
+	if (!e->ops->register_file)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (ctx->files[i].vol_id == vol->id)
+			return ctx->files[i].slot + 1;
+	for (i = 0; i < n && ctx->files[i].vol_id; i++)
+		;
+	if (i == n) {
+		/* All taken: recycle one; its volume's I/O goes by fd until it returns. */
+		i = ctx->files_next++ % n;
+		if (e->ops->unregister_file)
+			e->ops->unregister_file(e, ctx->files[i].slot);
+		ctx->files[i].vol_id = 0;
+	}
+	slot = e->ops->register_file(e, vol->fd);
+	if (slot < 0)
+		return 0;	/* unregistered fds still work, only a little slower */
+	ctx->files[i].vol_id = vol->id;
+	ctx->files[i].slot = slot;
+	return slot + 1;
 }
 
 static void

@@ -38,8 +38,16 @@ struct dio_ctx {
 	void *zero_buf;			/* DIO_ZERO_BUF_LEN aligned zeros, lazily */
 	struct dio *free_dios;		/* caches: no malloc on the hot path */
 	struct dio_piece *free_pieces;
-	int fixed_fds[8];		/* fds registered with the engine */
-	unsigned int nfixed;
+	/*
+	 * Registered files, keyed by volume identity, never by fd number: a
+	 * closed volume's fd number may come back for another file while the
+	 * ring still holds the old one.
+	 */
+	struct {
+		uint64_t vol_id;	/* 0: free */
+		int slot;		/* the engine's fixed-file slot */
+	} files[8];
+	unsigned int files_next;	/* the entry to recycle when all are taken */
 };
 
 #define DIO_ZERO_BUF_LEN (1u << 20)
@@ -48,8 +56,12 @@ struct dio_ctx {
 void dio_ctx_defer(struct dio_ctx *ctx, struct dio_work *w);
 /* Queue w to run at the next reap of ctx, from any thread; wakes ctx. */
 void dio_ctx_post(struct dio_ctx *ctx, struct dio_work *w);
-/* Make sure vol->fd is registered with ctx's engine (best effort). */
-void dio_ctx_use_fd(struct dio_ctx *ctx, int fd);
+/*
+ * The engine's fixed-file slot + 1 for vol's fd on this ctx (registered on
+ * first use), or 0 when the fd must be passed as is. Best effort: an
+ * unregistered fd only costs a little speed.
+ */
+int dio_ctx_file(struct dio_ctx *ctx, const struct dio_volume *vol);
 /* The ctx's zero buffer, or NULL on out of memory. */
 void *dio_ctx_zero_buf(struct dio_ctx *ctx);
 

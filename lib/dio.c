@@ -72,6 +72,7 @@ struct dio {
 	bool need_sync;		/* FUA on an allocating write: sync before done */
 	bool rmw_held;
 	bool fast;
+	int fixed_file;		/* the volume's file on this ctx's engine (dio_io.fixed_file) */
 	unsigned int meta_tries;
 
 	/* the range and memory the current stage works on */
@@ -215,6 +216,9 @@ dio_ctx_free_caches(struct dio_ctx *ctx)
 void
 dio_volume_init(struct dio_volume *vol)
 {
+	static _Atomic uint64_t last_id;
+
+	vol->id = ++last_id;
 	pthread_mutex_init(&vol->rmw_lock, NULL);
 	vol->rmw_busy = NULL;
 	if (!vol->blksize || vol->blksize < vol->lbs)
@@ -284,6 +288,7 @@ dio_queue_rw(struct dio *dio, uint8_t op, uint64_t addr, uint64_t len, uint8_t *
 			return -ENOMEM;
 		p->io.op = op;
 		p->io.fd = dio->vol->fd;
+		p->io.fixed_file = dio->fixed_file;
 		p->io.offset = addr;
 		p->io.len = n;
 		p->io.buf = mem;
@@ -798,6 +803,7 @@ dio_spawn_zero_write(struct dio *parent, uint64_t pos, uint64_t len)
 		return;
 	}
 	child->vol = parent->vol;
+	child->fixed_file = parent->fixed_file;
 	child->parent = parent;
 	child->req = &child->own_req;
 	child->own_req = (struct dio_req){ .op = DIO_REQ_WRITE, .pos = pos, .len = len };
@@ -845,6 +851,7 @@ dio_meta_start(struct dio *dio)
 	memset(&dio->meta_io, 0, sizeof(dio->meta_io));
 	dio->meta_io.buf_index = -1;
 	dio->meta_io.fd = vol->fd;
+	dio->meta_io.fixed_file = dio->fixed_file;
 	ret = vol->vol_ops->prep_meta(vol, dio->meta_op, dio->meta_flags, dio->meta_pos,
 				      dio->meta_len, &dio->meta_io);
 	if (ret == -EOPNOTSUPP && dio->meta_op == DIO_META_FLUSH) {
@@ -853,6 +860,8 @@ dio_meta_start(struct dio *dio)
 		dio->meta_io.fd = vol->fd;
 		ret = 0;
 	}
+	if (dio->meta_io.fd != vol->fd)
+		dio->meta_io.fixed_file = 0;	/* the slot names vol->fd's file only */
 	if (ret == -EOPNOTSUPP) {
 		dio_meta_exhausted(dio);
 		return;
@@ -1092,7 +1101,7 @@ dio_submit(struct dio_ctx *ctx, struct dio_volume *vol, struct dio_req *req)
 	req->fast = false;
 	ctx->inflight++;
 	ctx->in_submit++;
-	dio_ctx_use_fd(ctx, vol->fd);
+	dio->fixed_file = dio_ctx_file(ctx, vol);
 
 	if (req->len == 0 && req->op != DIO_REQ_FLUSH) {
 		dio_stage(dio, dio_finish);

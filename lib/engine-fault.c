@@ -96,12 +96,12 @@ fault_register_file(struct dio_engine *e, int fd)
 
 /* Forwarded to the inner engine. */
 static void
-fault_unregister_file(struct dio_engine *e, int fd)
+fault_unregister_file(struct dio_engine *e, int slot)
 {
 	struct dio_engine *inner = to_fault(e)->inner;
 
 	if (inner->ops->unregister_file)
-		inner->ops->unregister_file(inner, fd);
+		inner->ops->unregister_file(inner, slot);
 }
 
 /* Whether io counts towards the op numbering (op_mask). */

@@ -40,8 +40,7 @@ struct uring_engine {
 	bool disabled;			/* created R_DISABLED: enable on first use */
 	unsigned int nbufs;		/* registered buffers */
 	bool files_ok;			/* sparse file table registered */
-	int files[URING_FILE_SLOTS];	/* fd in each fixed slot, -1 when free */
-	int last_fd, last_slot;		/* lookup cache */
+	bool file_used[URING_FILE_SLOTS];	/* fixed slots handed out */
 	struct dio_io_list done;	/* done synchronously, end_io not yet run */
 	struct uring_aux *aux;		/* helper thread for the others, or NULL */
 	bool aux_failed;		/* it could not be started: run them inline */
@@ -96,24 +95,6 @@ uring_enable(struct uring_engine *u)
 	return 0;
 }
 
-/* Fixed slot holding fd, or -1. */
-static int
-uring_file_slot(struct uring_engine *u, int fd)
-{
-	if (!u->files_ok)
-		return -1;
-	if (fd == u->last_fd)
-		return u->last_slot;
-	for (int i = 0; i < URING_FILE_SLOTS; i++) {
-		if (u->files[i] == fd) {
-			u->last_fd = fd;
-			u->last_slot = i;
-			return i;
-		}
-	}
-	return -1;
-}
-
 /* Register iov[0..n) as fixed buffers, replacing any earlier set. */
 static int
 uring_register_buffers(struct dio_engine *e, const struct iovec *iov, unsigned int n)
@@ -138,7 +119,7 @@ uring_register_buffers(struct dio_engine *e, const struct iovec *iov, unsigned i
 	return 0;
 }
 
-/* Put fd in a free fixed-file slot (0 if it has one already). */
+/* Put fd's file in a free fixed-file slot; the slot or -errno. */
 static int
 uring_register_file(struct dio_engine *e, int fd)
 {
@@ -149,34 +130,31 @@ uring_register_file(struct dio_engine *e, int fd)
 		return -EOPNOTSUPP;
 	if (fd < 0)
 		return -EBADF;
-	if (uring_file_slot(u, fd) >= 0)
-		return 0;
 	for (int i = 0; i < URING_FILE_SLOTS; i++) {
-		if (u->files[i] != -1)
+		if (u->file_used[i])
 			continue;
+		/* the table takes its own reference to the file behind fd */
 		ret = io_uring_register_files_update(&u->ring, i, &fd, 1);
 		if (ret < 0)
 			return ret;
-		u->files[i] = fd;
-		return 0;
+		u->file_used[i] = true;
+		return i;
 	}
 	return -ENOSPC;
 }
 
-/* Empty the slot of fd, if any. */
+/* Empty a slot from uring_register_file. */
 static void
-uring_unregister_file(struct dio_engine *e, int fd)
+uring_unregister_file(struct dio_engine *e, int slot)
 {
 	struct uring_engine *u = to_uring(e);
-	int slot = uring_file_slot(u, fd);
 	int none = -1;
 
-	if (slot < 0)
+	if (slot < 0 || slot >= URING_FILE_SLOTS || !u->file_used[slot])
 		return;
 	/* I/O already in flight keeps its own reference to the file */
 	io_uring_register_files_update(&u->ring, slot, &none, 1);
-	u->files[slot] = -1;
-	u->last_fd = -1;
+	u->file_used[slot] = false;
 }
 
 /* Run io now and park its completion for the next reap. */
@@ -311,7 +289,8 @@ uring_can_ring(const struct uring_engine *u, const struct dio_io *io)
 static void
 uring_prep(struct uring_engine *u, struct io_uring_sqe *sqe, const struct dio_io *io)
 {
-	int slot = uring_file_slot(u, io->fd);
+	int slot = u->files_ok && io->fixed_file > 0 && io->fixed_file <= URING_FILE_SLOTS &&
+		   u->file_used[io->fixed_file - 1] ? io->fixed_file - 1 : -1;
 	int fd = slot >= 0 ? slot : io->fd;
 
 	switch (io->op) {
@@ -613,9 +592,6 @@ dio_engine_uring_create(const struct dio_engine_opts *opts, struct dio_engine **
 		return -ENOMEM;
 	u->e.ops = &uring_ops;
 	u->e.depth = depth;
-	u->last_fd = -1;
-	for (int i = 0; i < URING_FILE_SLOTS; i++)
-		u->files[i] = -1;
 
 	ret = uring_init_ring(u, opts, depth);
 	if (ret < 0)

@@ -38,6 +38,7 @@ struct dio_io {
 	uint64_t len;		/* READ/WRITE: at most DIO_IO_MAX_LEN */
 	void *buf;		/* READ/WRITE: aligned for O_DIRECT */
 	int buf_index;		/* registered buffer holding buf, or -1 */
+	int fixed_file;		/* register_file's slot + 1 naming fd's file, or 0 */
 	int rw_flags;		/* READ/WRITE: RWF_* for preadv2/pwritev2 */
 	int mode;		/* FSYNC, FALLOCATE, FADVISE argument */
 	dio_io_end_fn end_io;
@@ -59,10 +60,15 @@ struct dio_engine_ops {
 	 * 0 or -errno (-ENOMEM/-EPERM when RLIMIT_MEMLOCK forbids pinning).
 	 */
 	int (*register_buffers)(struct dio_engine *e, const struct iovec *iov, unsigned int n);
-	/* Optional - may be NULL. Register fd as a fixed file; 0 or -errno. */
+	/*
+	 * Optional - may be NULL. Register fd's file in a free fixed-file
+	 * slot: the slot (>= 0), or -errno (-ENOSPC when none is free). I/O
+	 * with fixed_file = slot + 1 then goes to that file, whatever fd
+	 * number it carries; the slot keeps the file open until emptied.
+	 */
 	int (*register_file)(struct dio_engine *e, int fd);
-	/* Optional - may be NULL. Forget fd before it is closed. */
-	void (*unregister_file)(struct dio_engine *e, int fd);
+	/* Optional - may be NULL. Empty a slot; I/O in flight is not affected. */
+	void (*unregister_file)(struct dio_engine *e, int slot);
 	/*
 	 * Required. Queue io; it reaches the device at the next submit (or
 	 * earlier when the queue is full). 0, or -errno and io is not queued.

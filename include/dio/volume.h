@@ -70,7 +70,9 @@ struct dio_volume {
 	bool can_zero;		/* some fast zero method may work */
 	void *priv;		/* backend's */
 
-	/* engine private: unaligned read-modify-write serialisation */
+	/* engine private */
+	uint64_t id;			/* identity, unique in the process, never reused */
+	/* unaligned read-modify-write serialisation */
 	pthread_mutex_t rmw_lock;
 	struct dio_rmw *rmw_busy;	/* under rmw_lock: RMWs holding a block range */
 };

@@ -145,19 +145,21 @@ TestSuite(engine, .init = setup, .fini = teardown);
 
 /* Write a pattern, read it back with another buffer, through e. */
 static void
-write_read_check(struct dio_engine *e, int fd, uint8_t *wbuf, uint8_t *rbuf, int index,
-		 size_t len, uint32_t seed)
+write_read_check(struct dio_engine *e, int fd, int fixed, uint8_t *wbuf, uint8_t *rbuf,
+		 int index, size_t len, uint32_t seed)
 {
 	struct tio t;
 
 	test_pattern(wbuf, len, 3 * BS, seed);
 	tio_init(&t, DIO_IO_WRITE, fd, 3 * BS, len, wbuf);
 	t.io.buf_index = index;
+	t.io.fixed_file = fixed;
 	cr_assert_eq(run_io(e, &t), (int64_t)len);
 
 	memset(rbuf, 0xaa, len);
 	tio_init(&t, DIO_IO_READ, fd, 3 * BS, len, rbuf);
 	t.io.buf_index = index;
+	t.io.fixed_file = fixed;
 	cr_assert_eq(run_io(e, &t), (int64_t)len);
 	cr_assert(test_pattern_check(rbuf, len, 3 * BS, seed), "read back differs");
 }
@@ -179,8 +181,8 @@ Test(engine, write_read_plain)
 	uint8_t *w = test_alloc(64 * 1024), *r = test_alloc(64 * 1024);
 	int fd = open_direct(1 << 20, NULL);
 
-	write_read_check(eng, fd, w, r, -1, 64 * 1024, 1);
-	write_read_check(eng, fd, w, r, -1, BS, 2);
+	write_read_check(eng, fd, 0, w, r, -1, 64 * 1024, 1);
+	write_read_check(eng, fd, 0, w, r, -1, BS, 2);
 	close(fd);
 	free(w);
 	free(r);
@@ -192,7 +194,7 @@ Test(engine, write_read_registered)
 	uint8_t *a = test_alloc(arena);
 	struct iovec iov = { .iov_base = a, .iov_len = arena };
 	int fd = open_direct(1 << 20, NULL);
-	int index = -1, ret;
+	int index = -1, fixed = 0, slot2, ret;
 
 	if (eng->ops->register_buffers) {
 		ret = eng->ops->register_buffers(eng, &iov, 1);
@@ -201,18 +203,24 @@ Test(engine, write_read_registered)
 	}
 	if (eng->ops->register_file) {
 		ret = eng->ops->register_file(eng, fd);
-		cr_assert_eq(ret, 0, "register_file: %s", strerror(-ret));
-		/* twice is fine */
-		cr_assert_eq(eng->ops->register_file(eng, fd), 0);
+		cr_assert_geq(ret, 0, "register_file: %s", strerror(-ret));
+		fixed = ret + 1;
+		/* twice gives a second slot of the same file */
+		slot2 = eng->ops->register_file(eng, fd);
+		cr_assert_geq(slot2, 0);
+		cr_assert_neq(slot2, ret);
+		eng->ops->unregister_file(eng, slot2);
 	}
 	/* both halves inside the one fixed buffer */
-	write_read_check(eng, fd, a, a + arena / 2, index, arena / 2, 7);
-	write_read_check(eng, fd, a + BS, a + arena / 2, index, 8 * BS, 8);
+	write_read_check(eng, fd, fixed, a, a + arena / 2, index, arena / 2, 7);
+	write_read_check(eng, fd, fixed, a + BS, a + arena / 2, index, 8 * BS, 8);
 
 	if (eng->ops->unregister_file) {
-		eng->ops->unregister_file(eng, fd);
+		eng->ops->unregister_file(eng, fixed - 1);
 		/* plain fd again after unregistering */
-		write_read_check(eng, fd, a, a + arena / 2, index, BS, 9);
+		write_read_check(eng, fd, 0, a, a + arena / 2, index, BS, 9);
+		/* a slot that was emptied is not used even if I/O names it */
+		write_read_check(eng, fd, fixed, a, a + arena / 2, index, BS, 12);
 	}
 	if (test_engine_kind() == DIO_ENGINE_URING) {
 		uint8_t *other = test_alloc(BS);
@@ -233,10 +241,11 @@ Test(engine, write_read_registered)
 		 * The fixed file table really is used: it holds its own reference,
 		 * so I/O on the fd number still reaches the file after close().
 		 */
-		cr_assert_eq(eng->ops->register_file(eng, fd), 0);
+		ret = eng->ops->register_file(eng, fd);
+		cr_assert_geq(ret, 0);
 		close(fd);
-		write_read_check(eng, fd, a, a + arena / 2, index, BS, 10);
-		eng->ops->unregister_file(eng, fd);
+		write_read_check(eng, -1, ret + 1, a, a + arena / 2, index, BS, 10);
+		eng->ops->unregister_file(eng, ret);
 		tio_init(&t, DIO_IO_READ, fd, 0, BS, a);
 		cr_assert_eq(run_io(eng, &t), -EBADF);
 	} else {
@@ -557,7 +566,7 @@ Test(engine, fault_name_and_forwarding)
 	uint8_t *w = test_alloc(16 * BS), *r = w + 8 * BS;
 	struct iovec iov = { .iov_base = w, .iov_len = 16 * BS };
 	int fd = open_direct(1 << 20, NULL);
-	int index = -1;
+	int index = -1, fixed = 0;
 
 	snprintf(want, sizeof(want), "fault(%s)", dio_engine_name(inner));
 	cr_assert_str_eq(dio_engine_name(f), want);
@@ -569,9 +578,13 @@ Test(engine, fault_name_and_forwarding)
 	} else if (f->ops->register_buffers) {
 		cr_assert_lt(f->ops->register_buffers(f, &iov, 1), 0);
 	}
-	if (inner->ops->register_file)
-		cr_assert_eq(f->ops->register_file(f, fd), 0);
-	write_read_check(f, fd, w, r, index, 8 * BS, 31);
+	if (inner->ops->register_file) {
+		int slot = f->ops->register_file(f, fd);
+
+		cr_assert_geq(slot, 0);
+		fixed = slot + 1;
+	}
+	write_read_check(f, fd, fixed, w, r, index, 8 * BS, 31);
 	close(fd);
 	free(w);
 }
@@ -835,18 +848,21 @@ Test(engine, created_here_used_on_another_thread)
 	struct iovec iov = { .iov_base = buf, .iov_len = 2 * BS };
 	struct thread_arg a = { .e = eng, .buf = buf };
 	pthread_t th;
+	int slot = -1;
 
 	a.fd = open_direct(BS, NULL);
 	if (eng->ops->register_buffers)
 		cr_assert_eq(eng->ops->register_buffers(eng, &iov, 1), 0);
-	if (eng->ops->register_file)
-		cr_assert_eq(eng->ops->register_file(eng, a.fd), 0);
+	if (eng->ops->register_file) {
+		slot = eng->ops->register_file(eng, a.fd);
+		cr_assert_geq(slot, 0);
+	}
 	cr_assert_eq(pthread_create(&th, NULL, other_thread, &a), 0);
 	pthread_join(th, NULL);
 	cr_assert_eq(a.res, BS, "I/O on the other thread: %lld", (long long)a.res);
 	/* tearing down from the creating thread is fine too */
 	if (eng->ops->unregister_file)
-		eng->ops->unregister_file(eng, a.fd);
+		eng->ops->unregister_file(eng, slot);
 	close(a.fd);
 	free(buf);
 }
