@@ -508,7 +508,7 @@ main(int argc, char **argv)
 {
 	char errbuf[256] = "";
 	struct bench_opts o;
-	struct dio_volume_opts vopts = { .errbuf = errbuf, .errlen = sizeof(errbuf) };
+	struct dio_file_opts vopts = { .errbuf = errbuf, .errlen = sizeof(errbuf) };
 	struct dio_ctx_opts copts = { 0 };
 	struct bench *b;
 	unsigned int i, j;
@@ -532,7 +532,7 @@ main(int argc, char **argv)
 	b->rng = o.seed;
 
 	vopts.readonly = !b->write;
-	ret = dio_volume_open(o.file, &vopts, &b->vol);
+	ret = dio_file_open(o.file, &vopts, &b->vol);
 	if (ret < 0) {
 		/* errbuf names the path already */
 		if (errbuf[0])
@@ -620,7 +620,7 @@ err_put_bufs:
 err_destroy_ctx:
 	dio_ctx_destroy(b->ctx);
 err_close_vol:
-	dio_volume_close(b->vol);
+	dio_volume_put(b->vol);
 err_free:
 	free(b);
 	return ret < 0 ? 1 : 0;

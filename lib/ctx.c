@@ -10,7 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "dio-internal.h"
+#include "ctx.h"
 
 int
 dio_ctx_create_engine(struct dio_engine *e, const struct dio_ctx_opts *opts,
@@ -63,10 +63,17 @@ dio_ctx_destroy(struct dio_ctx *ctx)
 {
 	if (!ctx)
 		return;
-	for (unsigned int i = 0; i < sizeof(ctx->files) / sizeof(ctx->files[0]); i++)
+	for (unsigned int i = 0; i < DIO_CTX_FILES; i++)
 		if (ctx->files[i].vol_id && ctx->engine->ops->unregister_file)
 			ctx->engine->ops->unregister_file(ctx->engine, ctx->files[i].slot);
-	dio_ctx_free_caches(ctx);
+	for (unsigned int k = 0; k < DIO_CACHE_NR; k++) {
+		void *obj;
+
+		while ((obj = ctx->cache[k])) {
+			ctx->cache[k] = *(void **)obj;
+			free(obj);
+		}
+	}
 	dio_pool_destroy(ctx->pool);
 	dio_engine_destroy(ctx->engine);
 	free(ctx->zero_buf);
@@ -112,10 +119,28 @@ dio_ctx_zero_buf(struct dio_ctx *ctx)
 	return ctx->zero_buf;
 }
 
-int
-dio_ctx_file(struct dio_ctx *ctx, const struct dio_volume *vol)
+void *
+dio_ctx_cache_get(struct dio_ctx *ctx, unsigned int kind, size_t size)
 {
-	const unsigned int n = sizeof(ctx->files) / sizeof(ctx->files[0]);
+	void *obj = ctx->cache[kind];
+
+	if (!obj)
+		return malloc(size);
+	ctx->cache[kind] = *(void **)obj;
+	return obj;
+}
+
+void
+dio_ctx_cache_put(struct dio_ctx *ctx, unsigned int kind, void *obj)
+{
+	*(void **)obj = ctx->cache[kind];
+	ctx->cache[kind] = obj;
+}
+
+int
+dio_ctx_file(struct dio_ctx *ctx, uint64_t vol_id, int fd)
+{
+	const unsigned int n = DIO_CTX_FILES;
 	struct dio_engine *e = ctx->engine;
 	unsigned int i;
 	int slot;
@@ -123,7 +148,7 @@ dio_ctx_file(struct dio_ctx *ctx, const struct dio_volume *vol)
 	if (!e->ops->register_file)
 		return 0;
 	for (i = 0; i < n; i++)
-		if (ctx->files[i].vol_id == vol->id)
+		if (ctx->files[i].vol_id == vol_id)
 			return ctx->files[i].slot + 1;
 	for (i = 0; i < n && ctx->files[i].vol_id; i++)
 		;
@@ -134,10 +159,10 @@ dio_ctx_file(struct dio_ctx *ctx, const struct dio_volume *vol)
 			e->ops->unregister_file(e, ctx->files[i].slot);
 		ctx->files[i].vol_id = 0;
 	}
-	slot = e->ops->register_file(e, vol->fd);
+	slot = e->ops->register_file(e, fd);
 	if (slot < 0)
 		return 0;	/* unregistered fds still work, only a little slower */
-	ctx->files[i].vol_id = vol->id;
+	ctx->files[i].vol_id = vol_id;
 	ctx->files[i].slot = slot;
 	return slot + 1;
 }

@@ -79,10 +79,10 @@ void *dio_ctx_cache_get(struct dio_ctx *ctx, unsigned int kind, size_t size);
 void dio_ctx_cache_put(struct dio_ctx *ctx, unsigned int kind, void *obj);
 
 /*
- * The engine's fixed-file slot + 1 for vol's fd on this ctx's engine
+ * The engine's fixed-file slot + 1 for the fd of volume vol_id on this ctx's engine
  * (registering it on first use), or 0 when the fd must be passed as is.
  * Best effort: an unregistered fd only costs a little speed.
  */
-int dio_ctx_file(struct dio_ctx *ctx, const struct dio_volume *vol);
+int dio_ctx_file(struct dio_ctx *ctx, uint64_t vol_id, int fd);
 
 #endif /* DIO_CTX_H */

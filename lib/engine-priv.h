@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the engines (engine-uring.c, engine-psync.c, engine-fault.c) share:
- * FIFO lists of dio_io, waking the poller of an eventfd, running one io
- * with plain system calls, and delivering a list of completions. Private
- * to libdio; the engine contract itself is in include/dio/engine.h.
+ * FIFO lists of dio_io (here), and from engine-common.c waking the poller
+ * of an eventfd, running one io with plain system calls, and delivering a
+ * list of completions. Private to libdio; the engine contract itself is in
+ * include/dio/engine.h.
  */
 #ifndef DIO_ENGINE_PRIV_H
 #define DIO_ENGINE_PRIV_H

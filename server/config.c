@@ -599,10 +599,10 @@ config_export_writes(struct server_cfg *cfg, size_t i)
 	}
 	e->vol_dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
 	e->vol_ino = S_ISBLK(st.st_mode) ? 0 : st.st_ino;
-	for (size_t j = 0; j < i; j++) {
+	for (size_t j = 0; j < cfg->nexports; j++) {
 		const struct export *o = &cfg->exports[j];
 
-		if (o->vol_dev == e->vol_dev && o->vol_ino == e->vol_ino) {
+		if (j != i && o->writes && o->vol_dev == e->vol_dev && o->vol_ino == e->vol_ino) {
 			e->writes = o->writes;
 			e->writes_shared = true;
 			return 0;
@@ -620,17 +620,27 @@ config_open_exports(struct server_cfg *cfg)
 {
 	char errbuf[512];
 
-	for (size_t i = 0; i < cfg->nexports; i++) {
+	/*
+	 * Exports of one file share one volume (dio_file_open): open the
+	 * writable ones first, so that a read-only export of the same file
+	 * does not open it read-only for all of them.
+	 */
+	for (size_t n = 0; n < 2 * cfg->nexports; n++) {
+		size_t i = n % cfg->nexports;
 		struct export *e = &cfg->exports[i];
-		struct dio_volume_opts opts = {
-			.readonly = e->readonly || cfg->readonly,
+		bool ro = e->readonly || cfg->readonly;
+		struct dio_file_opts opts = {
+			.readonly = ro,
 			.errbuf = errbuf,
 			.errlen = sizeof(errbuf),
 		};
 		int ret;
 
+		if (ro != (n >= cfg->nexports))
+			continue;	/* writable in the first round, read-only in the second */
+
 		errbuf[0] = '\0';
-		ret = dio_volume_open(e->path, &opts, &e->vol);
+		ret = dio_file_open(e->path, &opts, &e->vol);
 		if (ret < 0) {
 			/* libdio has logged errbuf already: add only which export */
 			if (errbuf[0])
@@ -657,7 +667,7 @@ config_free(struct server_cfg *cfg)
 		struct export *e = &cfg->exports[i];
 
 		if (e->vol)
-			dio_volume_close(e->vol);
+			dio_volume_put(e->vol);
 		if (!e->writes_shared)
 			free(e->writes);
 		free(e->name);

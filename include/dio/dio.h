@@ -2,7 +2,8 @@
 /*
  * libdio: the direct-I/O core of dionbd. One request (struct dio_req) is
  * turned into extents (extent.h), then into device I/O on an engine
- * (engine.h) from pinned buffers (buf.h), against a volume (volume.h).
+ * (engine.h) from pinned buffers (buf.h), against a volume (volume.h) of
+ * a backend such as the file volume (file.h).
  *
  * Threads: a dio_ctx (engine + buffer pool + queues) belongs to one thread.
  * Volumes are shared. Requests submitted on a ctx complete on that ctx's
@@ -17,6 +18,7 @@
 #include "dio/buf.h"
 #include "dio/engine.h"
 #include "dio/extent.h"
+#include "dio/file.h"
 #include "dio/volume.h"
 
 enum dio_req_op {

@@ -8,7 +8,6 @@
 #ifndef DIO_VOLUME_H
 #define DIO_VOLUME_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,13 +45,22 @@ struct dio_vol_ops {
 	 */
 	int (*end_meta)(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags,
 			uint64_t pos, uint64_t len, const struct dio_io *io, int res);
-	/* Optional - may be NULL. Free what the volume owns (not the struct). */
-	void (*close)(struct dio_volume *vol);
+	/*
+	 * Optional - may be NULL. The last reference was dropped
+	 * (dio_volume_put) and nothing is in flight: free what the backend
+	 * owns, call dio_volume_fini, and free the struct if the backend
+	 * allocated it. Without it dio_volume_put only calls dio_volume_fini.
+	 */
+	void (*release)(struct dio_volume *vol);
 };
 
+struct dio_vol_state;
+
 /*
- * A volume. Backends fill the fields up to 'priv' before first use and call
- * dio_volume_init(); the engine reads them and never writes them.
+ * A volume: one per backing object (a file, a block device, a pool volume),
+ * shared by every export and connection that serves it, and by every
+ * thread. Backends fill the fields up to 'priv' and call dio_volume_init();
+ * the engine reads them and never writes them.
  */
 struct dio_volume {
 	const struct dio_map_ops *map_ops;
@@ -69,36 +77,31 @@ struct dio_volume {
 	bool can_trim;		/* some trim method may work */
 	bool can_zero;		/* some fast zero method may work */
 	void *priv;		/* backend's */
-
-	/* engine private */
-	uint64_t id;			/* identity, unique in the process, never reused */
-	/* unaligned read-modify-write serialisation */
-	pthread_mutex_t rmw_lock;
-	struct dio_rmw *rmw_busy;	/* under rmw_lock: RMWs holding a block range */
-};
-
-/* Set up the engine's part of a volume (after the backend fields). */
-void dio_volume_init(struct dio_volume *vol);
-/* Release the engine's part; then vol_ops->close. Frees nothing else. */
-void dio_volume_fini(struct dio_volume *vol);
-
-struct dio_volume_opts {
-	bool readonly;		/* open read-only even if writable */
-	char *errbuf;		/* optional: a message naming the path and the reason */
-	size_t errlen;
+	struct dio_vol_state *state;	/* libdio's, from dio_volume_init */
 };
 
 /*
- * Open a regular file or block device as a 'file' volume with O_DIRECT.
- * Holes come from SEEK_DATA/SEEK_HOLE, unwritten extents from FIEMAP, read
- * once at open into an in-memory map that this volume's own writes, trims
- * and zeroes keep true. A file changed by anyone else while it is open is
- * an operator error: reads may then return zeros for new data.
- * 0 or -errno (the reason also in opts->errbuf and the log).
+ * Set up libdio's part of a volume (after the backend's fields), holding
+ * one reference for the caller. 0 or -ENOMEM.
  */
-int dio_volume_open(const char *path, const struct dio_volume_opts *opts,
-		    struct dio_volume **out);
-/* Close a volume from dio_volume_open; nothing may be in flight on it. */
-void dio_volume_close(struct dio_volume *vol);
+int dio_volume_init(struct dio_volume *vol);
+/* Free libdio's part (from vol_ops->release, or for a volume never shared). */
+void dio_volume_fini(struct dio_volume *vol);
+
+/* Take another reference (any thread). */
+struct dio_volume *dio_volume_get(struct dio_volume *vol);
+/* Drop a reference (NULL is fine); the last one releases the volume. */
+void dio_volume_put(struct dio_volume *vol);
+
+/* The volume's identity: unique in the process and never reused. */
+uint64_t dio_volume_id(const struct dio_volume *vol);
+
+/*
+ * The write generation: a number that moves as each WRITE, ZERO or TRIM
+ * on vol is accepted, on any ctx; *writing tells whether one is still
+ * running. Data read while none ran, at generation g, is what a READ sent
+ * then would return for as long as the generation stays g.
+ */
+uint64_t dio_volume_write_gen(const struct dio_volume *vol, bool *writing);
 
 #endif /* DIO_VOLUME_H */

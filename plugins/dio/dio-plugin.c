@@ -119,7 +119,7 @@ dio_plugin_unload(void)
 		ctx_key_made = false;
 	}
 	if (vol)
-		dio_volume_close(vol);
+		dio_volume_put(vol);
 	vol = NULL;
 	free(cfg_file);
 	cfg_file = NULL;
@@ -265,7 +265,7 @@ static int
 dio_plugin_get_ready(void)
 {
 	char errbuf[256] = "";
-	struct dio_volume_opts opts = {
+	struct dio_file_opts opts = {
 		.readonly = cfg_readonly,
 		.errbuf = errbuf,
 		.errlen = sizeof(errbuf),
@@ -277,7 +277,7 @@ dio_plugin_get_ready(void)
 		nbdkit_error("cannot create the thread key for per-thread engines");
 		return -1;
 	}
-	ret = dio_volume_open(cfg_file, &opts, &vol);
+	ret = dio_file_open(cfg_file, &opts, &vol);
 	if (ret < 0) {
 		if (errbuf[0])
 			nbdkit_error("%s", errbuf);

@@ -140,7 +140,7 @@ synvol_create(uint64_t size, uint32_t lbs, uint32_t blksize)
 	s->vol.can_trim = true;
 	s->vol.priv = s;
 	pthread_mutex_init(&s->lock, NULL);
-	dio_volume_init(&s->vol);
+	cr_assert_eq(dio_volume_init(&s->vol), 0);
 	s->n = 1;
 	s->ext[0] = (struct syn_ext){ .pos = 0, .len = size, .addr = 0, .type = DIO_EXT_MAPPED };
 	return s;

@@ -3,6 +3,7 @@
 #ifndef DIO_TEST_HELPER_H
 #define DIO_TEST_HELPER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -176,7 +176,7 @@ static void
 setup(void)
 {
 	char err[256] = "";
-	struct dio_volume_opts o = { .errbuf = err, .errlen = sizeof(err) };
+	struct dio_file_opts o = { .errbuf = err, .errlen = sizeof(err) };
 	int ret;
 
 	/*
@@ -184,14 +184,14 @@ setup(void)
 	 * through main(): the device name comes down in the environment.
 	 */
 	snprintf(dev, sizeof(dev), "%s", getenv("DIO_TEST_LOOP_DEV") ?: "");
-	ret = dio_volume_open(dev, &o, &vol);
+	ret = dio_file_open(dev, &o, &vol);
 	cr_assert_eq(ret, 0, "open %s: %s", dev, err);
 }
 
 static void
 teardown(void)
 {
-	dio_volume_close(vol);
+	dio_volume_put(vol);
 	vol = NULL;
 }
 

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The 'file' volume backend: a regular file or a block device, opened with
+ * O_DIRECT, mapping to itself (addr == pos).
+ */
+#ifndef DIO_FILE_H
+#define DIO_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dio/volume.h"
+
+struct dio_file_opts {
+	bool readonly;		/* open read-only even if writable */
+	char *errbuf;		/* optional: a message naming the path and the reason */
+	size_t errlen;
+};
+
+/*
+ * Open path as a file volume. Holes come from SEEK_DATA/SEEK_HOLE and
+ * unwritten extents from FIEMAP, read once at open into an in-memory map
+ * that the volume's own writes, trims and zeroes keep true.
+ *
+ * One volume per backing object: a path naming a file (device and inode)
+ * or block device (rdev) that is open already gives the same volume with
+ * one more reference, so every export of it shares one map and one lock.
+ * Asking for writing when it is open read-only fails with -EBUSY.
+ *
+ * 0 or -errno (the reason also in opts->errbuf and the log). Drop the
+ * reference with dio_volume_put.
+ */
+int dio_file_open(const char *path, const struct dio_file_opts *opts, struct dio_volume **out);
+
+#endif /* DIO_FILE_H */

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reads, and writes of whole blocks: the extent loop of fs/iomap's
+ * iomap_dio_iter. HOLE and UNWRITTEN extents read as zeros (or as hole
+ * segments for the caller) without device I/O; MAPPED ones become device
+ * reads. Writes go to what map_begin allocated, with FUA as write-through
+ * on pure overwrites and as a sync before map_end where they allocate.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "dio-priv.h"
+
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
+
+/* ---- reads ------------------------------------------------------------ */
+
+/* Record [pos, pos+len) of 'type' in the caller's segs, merging neighbours.
+ * When segs is full, a zero range is filled in buf and joined to DATA. */
+static void
+dio_seg_add(struct dio *dio, uint64_t pos, uint64_t len, uint32_t type, uint8_t *mem)
+{
+	struct dio_req *req = dio->req;
+	struct dio_seg *last = req->nsegs ? &req->segs[req->nsegs - 1] : NULL;
+
+	if (last && last->type == type && last->pos + last->len == pos) {
+		last->len += len;
+		return;
+	}
+	if (req->nsegs < req->max_segs) {
+		req->segs[req->nsegs++] = (struct dio_seg){ .pos = pos, .len = len, .type = type };
+		return;
+	}
+	/* Full: turn the tail into data so every byte is still accounted for. */
+	if (type != DIO_SEG_DATA)
+		memset(mem, 0, len);
+	if (last->type != DIO_SEG_DATA) {
+		memset((uint8_t *)req->buf + (last->pos - req->pos), 0, last->len);
+		last->type = DIO_SEG_DATA;
+	}
+	last->len += len;
+}
+
+int
+dio_read_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int buf_index,
+	       bool report)
+{
+	struct dio_iter it;
+	int ret;
+
+	dio_iter_init(&it, pos, len, 0);
+	while ((ret = dio_iter(&it, dio->vol)) > 0) {
+		const struct dio_extent *ext = &it.ext;
+		uint8_t *m = mem + (ext->pos - pos);
+
+		if (ext->type == DIO_EXT_MAPPED) {
+			ret = dio_queue_rw(dio, DIO_IO_READ, ext->addr, ext->length, m,
+					   buf_index, 0, UINT32_MAX);
+			if (report && ret == 0)
+				dio_seg_add(dio, ext->pos, ext->length, DIO_SEG_DATA, m);
+		} else {
+			ret = 0;
+			if (report)
+				dio_seg_add(dio, ext->pos, ext->length,
+					    ext->type == DIO_EXT_HOLE ? DIO_SEG_HOLE : DIO_SEG_ZERO,
+					    m);
+			else
+				memset(m, 0, ext->length);
+		}
+		it.status = ret < 0 ? ret : (int64_t)ext->length;
+	}
+	return ret;
+}
+
+static void
+dio_read_done(struct dio *dio)
+{
+	struct dio_req *req = dio->req;
+
+	if (!dio->error && dio->bounce) {
+		memcpy(req->buf, dio->bounce->data + (req->pos - dio->pos), req->len);
+		if (req->flags & DIO_REQ_REPORT_HOLES) {
+			req->segs[0] = (struct dio_seg){ .pos = req->pos, .len = req->len,
+							 .type = DIO_SEG_DATA };
+			req->nsegs = 1;
+		}
+	}
+	dio_finish(dio);
+}
+
+void
+dio_start_read(struct dio *dio)
+{
+	struct dio_req *req = dio->req;
+	bool report = req->flags & DIO_REQ_REPORT_HOLES;
+	int ret;
+
+	dio_stage(dio, dio_read_done);
+	if (dio_mem_direct(dio)) {
+		dio_use_req_mem(dio);
+	} else {
+		ret = dio_bounce(dio);
+		if (ret < 0) {
+			dio_set_error(dio, ret);
+			goto out;
+		}
+		report = false;	/* the whole range comes back as one DATA segment */
+	}
+	ret = dio_read_range(dio, dio->pos, dio->len, dio->buf, dio->buf_index, report);
+	dio_set_error(dio, ret);
+out:
+	dio_put(dio);
+}
+
+/* ---- writes of whole blocks ------------------------------------------- */
+
+/*
+ * Zero the parts of the allocation blocks around a write into a NEW or
+ * UNWRITTEN extent that the write does not cover (iomap_dio_zero), so a
+ * later read of them can never return stale bytes.
+ */
+static int
+dio_zero_padding(struct dio *dio, const struct dio_extent *ext, uint32_t rec)
+{
+	uint32_t bs = dio->vol->blksize;
+	uint64_t head = ext->pos - dio_round_down(ext->pos, bs);
+	uint64_t end = ext->pos + ext->length;
+	uint64_t tail = dio_round_up(end, bs) - end;
+	int ret = 0;
+
+	if (head)
+		ret = dio_queue_zeroes(dio, ext->addr - head, head, 0, rec);
+	if (tail && ret == 0)
+		ret = dio_queue_zeroes(dio, ext->addr + ext->length, tail, 0, rec);
+	return ret;
+}
+
+int
+dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int buf_index)
+{
+	unsigned int mflags = DIO_MAP_WRITE | (dio->zeroes ? DIO_MAP_ZERO : 0);
+	bool fua = dio->flags & DIO_REQ_FUA;
+	struct dio_iter it;
+	uint32_t rec;
+	int ret;
+
+	dio_iter_init(&it, pos, len, mflags);
+	it.defer_end = true;
+	while ((ret = dio_iter(&it, dio->vol)) > 0) {
+		const struct dio_extent *ext = &it.ext;
+		bool overwrite = ext->type == DIO_EXT_MAPPED &&
+				 !(ext->flags & (DIO_EXT_NEW | DIO_EXT_SHARED));
+		int rw_flags = 0;
+
+		ret = dio_ext_record(dio, ext, &rec);
+		if (ret < 0) {
+			if (dio->vol->map_ops->map_end)
+				dio->vol->map_ops->map_end(dio->vol, ext, 0, mflags);
+			it.status = ret;
+			continue;
+		}
+		if (ext->type == DIO_EXT_HOLE) {
+			/* A volume must allocate on a write: nothing to write to. */
+			dio->exts[rec].fail_at = ext->pos;
+			it.status = -EIO;
+			continue;
+		}
+		if (overwrite && fua)
+			rw_flags = RWF_DSYNC;	/* write-through: FUA or write+flush */
+		else if (!overwrite && fua)
+			dio->need_sync = true;	/* allocation or conversion to commit */
+
+		ret = 0;
+		if (!overwrite && dio->vol->blksize > dio->vol->lbs)
+			ret = dio_zero_padding(dio, ext, rec);
+		if (ret == 0 && dio->zeroes)
+			ret = dio_queue_zeroes(dio, ext->addr, ext->length, rw_flags, rec);
+		else if (ret == 0)
+			ret = dio_queue_rw(dio, DIO_IO_WRITE, ext->addr, ext->length,
+					   mem + (ext->pos - pos), buf_index, rw_flags, rec);
+		if (ret < 0)
+			dio->exts[rec].fail_at = ext->pos;	/* not all of it was queued */
+		it.status = ret < 0 ? ret : (int64_t)ext->length;
+	}
+	return ret;
+}
+
+static void
+dio_write_synced(struct dio *dio)
+{
+	dio_end_extents(dio);
+	dio_finish(dio);
+}
+
+void
+dio_write_done(struct dio *dio)
+{
+	if (dio->error || !dio->need_sync) {
+		dio_write_synced(dio);
+		return;
+	}
+	/* FUA on an allocating write: data flush + metadata commit. */
+	dio_start_sync(dio, dio_write_synced);
+}
