@@ -201,8 +201,6 @@ dio_engine_psync_create(const struct dio_engine_opts *opts, struct dio_engine **
 		return -ENOMEM;
 	p->e.ops = &psync_ops;
 	p->e.depth = opts->depth ? opts->depth : 128;
-	/* every op runs in a worker: all of them are "async" to the caller */
-	p->e.caps = DIO_CAP_ASYNC_FSYNC | DIO_CAP_ASYNC_FALLOC;
 	p->nthreads = opts->threads ? opts->threads : 16;
 	p->threads = calloc(p->nthreads, sizeof(*p->threads));
 	if (!p->threads) {

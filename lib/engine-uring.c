@@ -602,15 +602,9 @@ dio_engine_uring_create(const struct dio_engine_opts *opts, struct dio_engine **
 		goto err_ring;
 	}
 	uring_probe(u);
-	if (u->native[DIO_IO_FSYNC])
-		u->e.caps |= DIO_CAP_ASYNC_FSYNC;
-	if (u->native[DIO_IO_FALLOCATE])
-		u->e.caps |= DIO_CAP_ASYNC_FALLOC;
 	/* sparse tables came with 5.19; without them fds are passed as is */
-	if (io_uring_register_files_sparse(&u->ring, URING_FILE_SLOTS) == 0) {
+	if (io_uring_register_files_sparse(&u->ring, URING_FILE_SLOTS) == 0)
 		u->files_ok = true;
-		u->e.caps |= DIO_CAP_FIXED_FILES;
-	}
 	*out = &u->e;
 	return 0;
 

@@ -90,9 +90,6 @@ struct dio_engine_ops {
 
 /* dio_engine.caps: what the engine can do natively, probed at start. */
 #define DIO_CAP_FIXED_BUFS	(1u << 0)
-#define DIO_CAP_FIXED_FILES	(1u << 1)
-#define DIO_CAP_ASYNC_FSYNC	(1u << 2)
-#define DIO_CAP_ASYNC_FALLOC	(1u << 3)
 
 struct dio_engine {
 	const struct dio_engine_ops *ops;
