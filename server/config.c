@@ -10,7 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <sys/stat.h>
 
 #include "server.h"
 
@@ -582,39 +581,6 @@ config_load_file(struct server_cfg *cfg, const char *path)
 	return 0;
 }
 
-/*
- * Give export i its write tracking (readahead.c), shared with any earlier
- * export of the same file or block device: a write through one must stop
- * readahead of the other. 0 or -1 (logged).
- */
-static int
-config_export_writes(struct server_cfg *cfg, size_t i)
-{
-	struct export *e = &cfg->exports[i];
-	struct stat st;
-
-	if (stat(e->path, &st) < 0) {
-		log_err("export '%s': %s: %s", e->name, e->path, strerror(errno));
-		return -1;
-	}
-	e->vol_dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
-	e->vol_ino = S_ISBLK(st.st_mode) ? 0 : st.st_ino;
-	for (size_t j = 0; j < cfg->nexports; j++) {
-		const struct export *o = &cfg->exports[j];
-
-		if (j != i && o->writes && o->vol_dev == e->vol_dev && o->vol_ino == e->vol_ino) {
-			e->writes = o->writes;
-			e->writes_shared = true;
-			return 0;
-		}
-	}
-	if (ra_export_init(e) < 0) {
-		log_err("export '%s': out of memory", e->name);
-		return -1;
-	}
-	return 0;
-}
-
 int
 config_open_exports(struct server_cfg *cfg)
 {
@@ -649,9 +615,6 @@ config_open_exports(struct server_cfg *cfg)
 				log_err("export '%s': %s: %s", e->name, e->path, strerror(-ret));
 			return -1;
 		}
-		/* without readahead nothing reads the tracking: writes skip it */
-		if (cfg->readahead && config_export_writes(cfg, i) < 0)
-			return -1;
 		e->readonly = opts.readonly || e->vol->readonly;
 		log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,
 			 (unsigned long long)e->vol->size, e->vol->lbs, e->vol->pbs,
@@ -666,10 +629,7 @@ config_free(struct server_cfg *cfg)
 	for (size_t i = 0; i < cfg->nexports; i++) {
 		struct export *e = &cfg->exports[i];
 
-		if (e->vol)
-			dio_volume_put(e->vol);
-		if (!e->writes_shared)
-			free(e->writes);
+		dio_volume_put(e->vol);
 		free(e->name);
 		free(e->path);
 		free(e->description);

@@ -5,8 +5,8 @@
  * protocol.c; they parse c->in and queue replies, this file moves bytes.
  *
  * Lifetime: a connection is freed when its socket is closed (dead), no
- * request is owned by libdio (nreqs == 0), no callback of it is on the
- * stack (busy == 0) and it is not queued on its reactor's dirty list.
+ * request is owned by libdio or readahead (nreqs == 0) and no callback of
+ * it is on the stack (busy == 0). It keeps its reactor's list and counts.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "readahead.h"
 #include "server.h"
 
 #define CONN_WRITE_IOV	64	/* iovecs per sendmsg */
@@ -68,85 +69,7 @@ const struct conn_io_ops conn_io_plain = {
 	.writev = conn_plain_writev,
 };
 
-/* ---- requests ---- */
-
-struct conn_req *
-conn_req_get(struct conn *c)
-{
-	struct conn_req *req = c->free_reqs;
-
-	if (req) {
-		c->free_reqs = req->next;
-		c->nfree--;
-	} else {
-		req = malloc(sizeof(*req));
-		if (!req)
-			return NULL;
-	}
-	memset(&req->dreq, 0, sizeof(req->dreq));
-	req->dreq.priv = req;
-	req->conn = c;
-	req->next = NULL;
-	req->err = 0;
-	req->acct = 0;
-	req->sr = false;
-	req->writing = false;
-	req->ra = RA_NONE;
-	req->dbuf = NULL;
-	req->iov_idx = 0;
-	req->niov = 0;
-	c->nreqs++;
-	return req;
-}
-
-void
-conn_req_put(struct conn *c, struct conn_req *req)
-{
-	if (req->dbuf) {
-		dio_buf_put(req->dbuf);
-		req->dbuf = NULL;
-	}
-	c->inflight_bytes -= req->acct;
-	c->nreqs--;
-	if (c->nfree < c->r->srv->cfg->max_inflight) {
-		req->next = c->free_reqs;
-		c->free_reqs = req;
-		c->nfree++;
-	} else {
-		free(req);
-	}
-}
-
 static void conn_maybe_free(struct conn *c);
-
-void
-conn_req_drop(struct conn *c, struct conn_req *req)
-{
-	conn_req_put(c, req);
-	if (c->dead)
-		conn_maybe_free(c);
-	else if (!c->busy)
-		reactor_mark_dirty(c->r, c);	/* it may be done now */
-}
-
-void
-conn_req_queue(struct conn *c, struct conn_req *req)
-{
-	if (c->dead) {
-		conn_req_put(c, req);
-		conn_maybe_free(c);
-		return;
-	}
-	req->next = NULL;
-	if (c->sendq_tail)
-		c->sendq_tail->next = req;
-	else
-		c->sendq = req;
-	c->sendq_tail = req;
-	/* Inside a callback of c, conn_run flushes anyway; completions need the reactor's pass. */
-	if (!c->busy)
-		reactor_mark_dirty(c->r, c);
-}
 
 /* ---- output ---- */
 
@@ -181,13 +104,10 @@ conn_output_pending(const struct conn *c)
 	return c->out.off < c->out.len || c->sendq;
 }
 
-/* Advance the send queue past w written bytes; returns requests recycled. */
+/* Advance the output past left written bytes; returns requests recycled. */
 static int
 conn_consume(struct conn *c, size_t left)
 {
-	struct conn_req *req;
-	int freed = 0;
-
 	if (c->out.off < c->out.len) {
 		size_t k = c->out.len - c->out.off;
 
@@ -198,25 +118,7 @@ conn_consume(struct conn *c, size_t left)
 		if (c->out.off == c->out.len)
 			c->out.off = c->out.len = 0;
 	}
-	while ((req = c->sendq)) {
-		while (req->iov_idx < req->niov) {
-			struct iovec *v = &req->iov[req->iov_idx];
-
-			if (v->iov_len > left) {
-				v->iov_base = (uint8_t *)v->iov_base + left;
-				v->iov_len -= left;
-				return freed;
-			}
-			left -= v->iov_len;
-			req->iov_idx++;
-		}
-		c->sendq = req->next;
-		if (!c->sendq)
-			c->sendq_tail = NULL;
-		conn_req_put(c, req);
-		freed++;
-	}
-	return freed;
+	return req_consume(c, left);
 }
 
 /*
@@ -230,7 +132,6 @@ conn_flush(struct conn *c)
 
 	while (conn_output_pending(c)) {
 		struct iovec iov[CONN_WRITE_IOV];
-		struct conn_req *req;
 		size_t total = 0;
 		ssize_t w;
 		int n = 0;
@@ -240,15 +141,7 @@ conn_flush(struct conn *c)
 			iov[n].iov_len = c->out.len - c->out.off;
 			total += iov[n++].iov_len;
 		}
-		for (req = c->sendq; req && n < CONN_WRITE_IOV; req = req->next) {
-			for (unsigned int i = req->iov_idx; i < req->niov && n < CONN_WRITE_IOV;
-			     i++) {
-				if (!req->iov[i].iov_len)
-					continue;
-				iov[n] = req->iov[i];
-				total += iov[n++].iov_len;
-			}
-		}
+		n += req_gather(c, iov + n, CONN_WRITE_IOV - n, &total);
 		if (!n) {
 			freed += conn_consume(c, 0);
 			break;
@@ -404,6 +297,13 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 	conn_run(c);
 }
 
+/* Requests finished outside c's callbacks (req_queue): send their replies. */
+static void
+conn_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	conn_run(arg);
+}
+
 /* Whether part of a request (header or WRITE payload) is in and the rest is not. */
 static bool
 conn_mid_request(const struct conn *c)
@@ -513,8 +413,8 @@ conn_run(struct conn *c)
 			break;
 	}
 	/* Nothing more will come in: chunks read ahead would wait for nobody. */
-	if (c->ra_n && (c->eof_in || c->stop_parse || c->r->stopping))
-		ra_drop(c);
+	if (c->ra && (c->eof_in || c->stop_parse || c->r->stopping))
+		ra_stream_reset(c->ra);
 	/* Done: nothing more will come in, everything accepted was answered. */
 	if ((c->eof_in || c->stop_parse || (c->r->stopping && c->state == CONN_TX_HDR)) &&
 	    c->nreqs == (c->cur ? 1u : 0u) && !conn_output_pending(c))
@@ -531,10 +431,21 @@ out:
 void
 conn_enter_transmission(struct conn *c, const struct export *exp)
 {
+	const struct server_cfg *cfg = c->r->srv->cfg;
+
 	c->exp = exp;
 	c->eflags = proto_eflags(c, exp);
 	c->state = CONN_TX_HDR;
 	event_del(c->timer);
+	/*
+	 * Chunks read ahead take at most half the request budget's count, so
+	 * that a small budget still leaves room for the client's own READs.
+	 */
+	if (cfg->readahead && cfg->max_inflight >= 2) {
+		c->ra = ra_stream_new(c->r->ctx, exp->vol, cfg->max_inflight / 2);
+		if (!c->ra)
+			log_warn("%s: out of memory for readahead: reading without", c->peer);
+	}
 	log_info("%s: serving export '%s'%s", c->peer, exp->name,
 		 c->sr ? " (structured replies)" : "");
 }
@@ -565,7 +476,6 @@ conn_abort(struct conn *c, const char *why)
 	else
 		log_debug("%s: closed", c->peer);
 	c->dead = true;
-	reactor_unmark_dirty(c->r, c);
 	event_del(c->rev);
 	event_del(c->wev);
 	event_del(c->timer);
@@ -577,37 +487,45 @@ conn_abort(struct conn *c, const char *why)
 	if (c->cur) {
 		req = c->cur;
 		c->cur = NULL;
-		conn_req_put(c, req);
+		req_put(c, req);
 	}
-	ra_drop(c);
-	while ((req = c->sendq)) {
-		c->sendq = req->next;
-		conn_req_put(c, req);
-	}
-	c->sendq_tail = NULL;
+	if (c->ra)
+		ra_stream_reset(c->ra);
+	req_drop_queued(c);
 }
 
 /* Free c if nothing can refer to it any more (see the top of this file). */
 static void
 conn_maybe_free(struct conn *c)
 {
-	struct conn_req *req;
+	struct reactor *r = c->r;
+	uint64_t issued = 0, hits = 0;
 
-	if (!c->dead || c->nreqs || c->busy || c->dirty)
+	if (!c->dead || c->nreqs || c->busy)
 		return;
-	if (c->ra_issued)
-		log_info("%s: readahead: %llu of %llu chunks answered a READ", c->peer,
-			 (unsigned long long)c->ra_hits, (unsigned long long)c->ra_issued);
-	while ((req = c->free_reqs)) {
-		c->free_reqs = req->next;
-		free(req);
+	if (c->ra) {
+		ra_stream_stats(c->ra, &issued, &hits);
+		if (issued)
+			log_info("%s: readahead: %llu of %llu chunks answered a READ", c->peer,
+				 (unsigned long long)hits, (unsigned long long)issued);
+		ra_stream_close(c->ra);
 	}
+	req_free_pool(c);
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
+	event_free(c->wake);
 	free(c->in);
 	free(c->out.data);
-	reactor_conn_freed(c->r, c);
+	/* Off the reactor's list: a stopping reactor's loop ends with its last one. */
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		r->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	r->nconns--;
+	atomic_fetch_sub(&r->srv->nconns, 1);
 	free(c);
 }
 
@@ -664,7 +582,8 @@ conn_create(struct reactor *r, int fd)
 	c->rev = event_new(r->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
 	c->wev = event_new(r->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
 	c->timer = evtimer_new(r->base, conn_on_timer, c);
-	if (!c->rev || !c->wev || !c->timer)
+	c->wake = event_new(r->base, -1, 0, conn_on_wake, c);
+	if (!c->rev || !c->wev || !c->timer || !c->wake)
 		goto err_events;
 	if (hs_start(c) < 0)
 		goto err_events;
@@ -686,6 +605,8 @@ err_events:
 		event_free(c->wev);
 	if (c->timer)
 		event_free(c->timer);
+	if (c->wake)
+		event_free(c->wake);
 	free(c->out.data);
 	free(c->in);
 err_free:

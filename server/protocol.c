@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "readahead.h"
 #include "server.h"
 
 uint32_t
@@ -94,7 +95,8 @@ proto_eflags(const struct conn *c, const struct export *exp)
 
 	/*
 	 * One shared volume, and no cache of ours but readahead, which no write
-	 * on any connection gets past (readahead.c): FLUSH on one covers all.
+	 * on any connection of any export of it gets past (readahead.c):
+	 * FLUSH on one covers all.
 	 */
 	f |= NBDP_FLAG_CAN_MULTI_CONN;
 	if (exp->readonly) {
@@ -188,7 +190,7 @@ proto_reply_error(struct conn *c, struct conn_req *req, uint32_t err)
 	log_debug("%s: %s offset %llu count %u: %s", c->peer, proto_cmd_name(req->cmd),
 		  (unsigned long long)req->offset, req->count, proto_errstr(err));
 	proto_build_error(req, err);
-	conn_req_queue(c, req);
+	req_queue(c, req);
 }
 
 /* A structured READ reply: one chunk per data or hole segment. 0 or -EIO. */
@@ -310,14 +312,8 @@ proto_done(struct dio_req *d, int ret)
 	struct conn_req *req = d->priv;
 	struct conn *c = req->conn;
 
-	if (req->writing) {
-		req->writing = false;
-		ra_write_end(c->exp);
-	}
-	if (req->ra != RA_NONE) {
-		ra_chunk_done(c, req, ret);
-		return;
-	}
+	/* readahead may have answered a READ from another buffer of the pool */
+	req->dbuf = d->dbuf;
 	if (ret < 0) {
 		uint32_t err = proto_errno_to_nbd(ret);
 
@@ -341,14 +337,7 @@ proto_done(struct dio_req *d, int ret)
 			break;
 		}
 	}
-	conn_req_queue(c, req);
-}
-
-void
-proto_read_reply(struct conn *c, struct conn_req *req)
-{
-	proto_build_read(req);
-	conn_req_queue(c, req);
+	req_queue(c, req);
 }
 
 /* ---- requests ---- */
@@ -422,19 +411,21 @@ proto_validate(const struct conn *c, const struct conn_req *req)
 	return 0;
 }
 
-int
-proto_read_submit(struct conn *c, struct conn_req *req)
+/* READ: into a new pool buffer, through readahead when the connection has it. */
+static void
+proto_read(struct conn *c, struct conn_req *req)
 {
 	struct dio_req *d = &req->dreq;
+	int ret;
 
+	req->acct = req->count;
+	c->inflight_bytes += req->count;
 	req->dbuf = dio_buf_get(dio_ctx_pool(c->r->ctx), req->count);
-	if (!req->dbuf)
-		return -ENOMEM;
+	if (!req->dbuf) {
+		proto_reply_error(c, req, NBDP_ENOMEM);
+		return;
+	}
 	d->op = DIO_REQ_READ;
-	d->pos = req->offset;
-	d->len = req->count;
-	d->done = proto_done;
-	d->priv = req;
 	d->buf = req->dbuf->data;
 	d->dbuf = req->dbuf;
 	if (req->sr && !(req->flags & NBDP_CMD_FLAG_DF)) {
@@ -442,7 +433,11 @@ proto_read_submit(struct conn *c, struct conn_req *req)
 		d->segs = req->segs;
 		d->max_segs = CONN_READ_SEGS;
 	}
-	return dio_submit(c->r->ctx, c->exp->vol, d);
+	ret = c->ra ? ra_read(c->ra, d) : dio_submit(c->r->ctx, c->exp->vol, d);
+	if (ret == 1)
+		proto_done(d, 0);	/* answered at once from a chunk read ahead */
+	else if (ret < 0)
+		proto_reply_error(c, req, proto_errno_to_nbd(ret));
 }
 
 /* Hand a checked request to libdio. */
@@ -458,11 +453,7 @@ proto_submit(struct conn *c, struct conn_req *req)
 	d->priv = req;
 	switch (req->cmd) {
 	case NBDP_CMD_READ:
-		req->acct = req->count;
-		c->inflight_bytes += req->count;
-		ret = proto_read_submit(c, req);
-		if (ret < 0)
-			proto_reply_error(c, req, proto_errno_to_nbd(ret));
+		proto_read(c, req);
 		return;
 	case NBDP_CMD_WRITE:
 		d->op = DIO_REQ_WRITE;
@@ -495,19 +486,9 @@ proto_submit(struct conn *c, struct conn_req *req)
 	}
 	if (req->flags & NBDP_CMD_FLAG_FUA)
 		d->flags |= DIO_REQ_FUA;
-	if (req->cmd == NBDP_CMD_WRITE || req->cmd == NBDP_CMD_TRIM ||
-	    req->cmd == NBDP_CMD_WRITE_ZEROES) {
-		req->writing = true;
-		ra_write_begin(c->exp);
-	}
 	ret = dio_submit(c->r->ctx, c->exp->vol, d);
-	if (ret < 0) {
-		if (req->writing) {
-			req->writing = false;
-			ra_write_end(c->exp);
-		}
+	if (ret < 0)
 		proto_reply_error(c, req, proto_errno_to_nbd(ret));
-	}
 }
 
 /* A request header was read. 1 = go on, 0 = stop parsing, -1 = drop the client. */
@@ -517,7 +498,7 @@ proto_request(struct conn *c, const struct wire_request *h)
 	struct conn_req *req;
 	uint32_t err;
 
-	req = conn_req_get(c);
+	req = req_get(c);
 	if (!req) {
 		log_err("%s: out of memory for a request", c->peer);
 		return -1;
@@ -534,7 +515,7 @@ proto_request(struct conn *c, const struct wire_request *h)
 		  req->flags, (unsigned long long)be64toh(req->cookie));
 
 	if (req->cmd == NBDP_CMD_DISC) {
-		conn_req_put(c, req);
+		req_put(c, req);
 		log_debug("%s: disconnect requested", c->peer);
 		c->stop_parse = true;
 		return 0;
@@ -545,7 +526,7 @@ proto_request(struct conn *c, const struct wire_request *h)
 			/* Skipping that much input would let a client keep us busy for nothing. */
 			log_info("%s: WRITE of %u bytes: over the %u byte limit", c->peer,
 				 req->count, CONN_MAX_PAYLOAD);
-			conn_req_put(c, req);
+			req_put(c, req);
 			return -1;
 		}
 		if (!err) {
@@ -566,19 +547,10 @@ proto_request(struct conn *c, const struct wire_request *h)
 		c->state = CONN_TX_PAYLOAD;
 		return 1;
 	}
-	if (err) {
+	if (err)
 		proto_reply_error(c, req, err);
-	} else if (req->cmd == NBDP_CMD_READ) {
-		uint64_t off = req->offset;
-		uint32_t count = req->count;
-		uint16_t flags = req->flags;
-
-		if (!ra_claim(c, req))
-			proto_submit(c, req);
-		ra_advance(c, off, count, flags);	/* req may be gone */
-	} else {
+	else
 		proto_submit(c, req);
-	}
 	return 1;
 }
 

@@ -17,48 +17,11 @@
 /* The smallest polling window worth a clock read: below it, just sleep. */
 #define REACTOR_POLL_MIN_NS 4000u
 
-/* Send the replies that completions made ready, batched per connection. */
-static void
-reactor_run_dirty(struct reactor *r)
-{
-	struct conn *c;
-
-	while ((c = r->dirty)) {
-		r->dirty = c->dirty_next;
-		c->dirty_next = NULL;
-		c->dirty = false;
-		conn_run(c);
-	}
-}
-
-void
-reactor_mark_dirty(struct reactor *r, struct conn *c)
-{
-	if (c->dirty)
-		return;
-	c->dirty = true;
-	c->dirty_next = r->dirty;
-	r->dirty = c;
-}
-
-void
-reactor_unmark_dirty(struct reactor *r, struct conn *c)
-{
-	struct conn **pp;
-
-	if (!c->dirty)
-		return;
-	for (pp = &r->dirty; *pp; pp = &(*pp)->dirty_next) {
-		if (*pp == c) {
-			*pp = c->dirty_next;
-			break;
-		}
-	}
-	c->dirty_next = NULL;
-	c->dirty = false;
-}
-
-/* The ctx's event fd is readable: run completions, then send their replies. */
+/*
+ * The ctx's event fd is readable: run completions. Each connection whose
+ * requests finished was woken (req_queue) and sends their replies in one
+ * batch when the loop runs its event next.
+ */
 static void
 reactor_on_dio(evutil_socket_t fd, short what, void *arg)
 {
@@ -69,29 +32,6 @@ reactor_on_dio(evutil_socket_t fd, short what, void *arg)
 	ret = dio_ctx_reap(r->ctx, false);
 	if (ret < 0)
 		log_warn("reactor %u: reap: %s", r->id, strerror(-ret));
-	reactor_run_dirty(r);
-}
-
-/* A stopping reactor leaves its loop once its last connection is gone. */
-static void
-reactor_check_done(struct reactor *r)
-{
-	if (r->stopping && !r->nconns)
-		event_base_loopbreak(r->base);
-}
-
-void
-reactor_conn_freed(struct reactor *r, struct conn *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		r->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	r->nconns--;
-	atomic_fetch_sub(&r->srv->nconns, 1);
-	reactor_check_done(r);
 }
 
 /* Graceful stop: arm the deadline and shut every connection down. */
@@ -110,7 +50,6 @@ reactor_begin_stop(struct reactor *r)
 		next = c->next;
 		conn_shutdown(c);
 	}
-	reactor_check_done(r);
 }
 
 /* The stop deadline passed: close every socket; in-flight I/O still completes. */
@@ -126,7 +65,6 @@ reactor_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 		next = c->next;
 		conn_abort(c, "server stopping");
 	}
-	reactor_check_done(r);
 }
 
 /* Hand-offs and stop requests from other threads. */
@@ -244,7 +182,7 @@ reactor_fini(struct reactor *r)
 	while (dio_ctx_inflight(r->ctx) > 0) {
 		if (dio_ctx_reap(r->ctx, true) < 0)
 			break;
-		reactor_run_dirty(r);
+		event_base_loop(r->base, EVLOOP_NONBLOCK);	/* the woken connections */
 	}
 	event_free(r->stop_timer);
 	event_free(r->wake_ev);
@@ -272,7 +210,8 @@ reactor_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The loop was told to break, or has nothing left to serve while stopping. */
+/* The loop was told to break, or has nothing left to serve while stopping
+ * (connections take themselves off r->conns as they are freed). */
 static bool
 reactor_loop_over(struct reactor *r)
 {
@@ -346,7 +285,8 @@ reactor_thread(void *arg)
 	if (srv->cfg && srv->cfg->poll_us)
 		reactor_loop_polling(r, (uint64_t)srv->cfg->poll_us * 1000);
 	else
-		event_base_dispatch(r->base);
+		while (!reactor_loop_over(r))
+			event_base_loop(r->base, EVLOOP_ONCE);
 	log_debug("reactor %u: stopped", r->id);
 	reactor_fini(r);
 	return NULL;

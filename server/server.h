@@ -6,8 +6,10 @@
  *   listen.c    TCP, Unix and systemd-activated listening sockets
  *   reactor.c   one thread per core: event_base + dio_ctx, connection hand-off
  *   conn.c      one client: buffers, socket I/O (conn_io), budget, lifetime
+ *   req.c       a connection's request pool and send queue
  *   handshake.c the NBD handshake (options)
  *   protocol.c  the NBD transmission phase (commands and replies)
+ *   readahead.c read ahead of sequential READ streams (readahead.h)
  *   tls.c       STARTTLS: OpenSSL contexts, the TLS conn_io_ops, peer identity
  *   log.c       stderr or syslog
  */
@@ -55,28 +57,18 @@ __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, .
 	} while (0)
 
 /* ---- config.c ---- */
-/* Writes to an export in flight and started, shared by every connection (readahead.c). */
-struct export_writes {
-	_Atomic uint64_t gen;		/* bumped as each write-type command starts */
-	_Atomic unsigned int writers;	/* write-type commands started, not yet done */
-};
-
 struct export {
 	char *name;		/* "" is the default export */
 	char *path;
 	char *description;	/* may be NULL */
 	bool readonly;
-	struct dio_volume *vol;	/* opened once by config_open_exports, shared */
+	struct dio_volume *vol;	/* a reference: one volume per file, shared by its exports */
 	/*
 	 * Identities that may open this export: a client certificate's
 	 * subject (CN, or the whole DN) or a PSK identity. NULL = anyone.
 	 */
 	char **allow;
 	size_t nallow;
-	struct export_writes *writes;	/* NULL when readahead is off */
-	bool writes_shared;		/* another export (same file) owns *writes */
-	dev_t vol_dev;			/* what the path is: a block device's rdev, */
-	ino_t vol_ino;			/* or a file's dev and inode */
 };
 
 enum tls_mode {
@@ -192,9 +184,8 @@ struct reactor {
 	bool stop_sent;		/* atomic: reactor_stop ran once (the thread may be gone) */
 	/* reactor thread only */
 	bool stopping;
-	struct conn *conns;		/* every live connection (doubly linked) */
+	struct conn *conns;		/* every live connection (doubly linked; conn.c) */
 	unsigned int nconns;
-	struct conn *dirty;		/* connections with replies to send after a reap */
 	uint64_t work;			/* callbacks run: what adaptive polling watches */
 	pthread_t thread;
 	sem_t started;
@@ -223,12 +214,6 @@ int reactor_serve_fd(struct reactor *r, int fd);
  * Returns the number of connections still alive.
  */
 unsigned int reactor_poll(struct reactor *r, bool block);
-/* A connection of r was freed (conn.c). */
-void reactor_conn_freed(struct reactor *r, struct conn *c);
-/* Queue c for conn_run after the current reap. */
-void reactor_mark_dirty(struct reactor *r, struct conn *c);
-/* Take c off the dirty list (it closed: nothing left to send). */
-void reactor_unmark_dirty(struct reactor *r, struct conn *c);
 
 /* ---- conn.c ---- */
 
@@ -268,15 +253,6 @@ enum conn_state {
 #define CONN_HDR_SPACE		(CONN_BS_SEGS * 8 + 64)
 #define CONN_MAX_IOV		(2 * CONN_READ_SEGS + 2)
 #define CONN_MAX_PAYLOAD	(32u * 1024 * 1024)
-#define CONN_RA_CHUNKS		8		/* READs read ahead of a stream */
-
-/* A conn_req's part in readahead (readahead.c). */
-enum {
-	RA_NONE = 0,	/* a client's request */
-	RA_INFLIGHT,	/* a chunk being read ahead */
-	RA_READY,	/* a chunk read, waiting for the client's READ */
-	RA_DROPPED,	/* a chunk being read that nobody will ask for */
-};
 
 /*
  * One NBD request from header to sent reply. Owned by its connection: on
@@ -295,10 +271,6 @@ struct conn_req {
 	int err;			/* NBDP_E* to reply, 0 = success */
 	uint32_t acct;			/* bytes counted in conn->inflight_bytes */
 	bool sr;			/* reply in structured form */
-	bool writing;			/* counted in the export's writers */
-	uint8_t ra;			/* RA_* */
-	int ra_ret;			/* RA_READY: the read's result */
-	uint64_t ra_gen;		/* the export's write generation when read */
 	struct dio_buf *dbuf;		/* READ/WRITE data: one reference, put at recycle */
 	unsigned int iov_idx;		/* first iov not yet fully written */
 	unsigned int niov;
@@ -320,11 +292,10 @@ struct conn {
 	void *io_priv;			/* the I/O layer's (TLS session) */
 	char peer[64];
 	struct event *rev, *wev, *timer;
+	struct event *wake;		/* made active by req_queue: replies to send */
 	bool rev_on, wev_on;
 	bool want_write;		/* the socket refused output: wait for EV_WRITE */
 	struct conn *prev, *next;	/* reactor's list */
-	struct conn *dirty_next;
-	bool dirty;
 	unsigned int busy;		/* callbacks on the stack: do not free */
 
 	enum conn_state state;
@@ -351,14 +322,7 @@ struct conn {
 	uint16_t eflags;
 	struct conn_req *cur;		/* request whose payload is arriving */
 	uint64_t reqs_parsed;		/* request headers taken so far */
-	/* readahead of a sequential READ stream (readahead.c) */
-	struct conn_req *ra_q[CONN_RA_CHUNKS];	/* chunks, in volume order */
-	unsigned int ra_n;		/* chunks in ra_q */
-	unsigned int ra_run;		/* sequential READs in a row */
-	uint64_t ra_next;		/* where the stream's next READ would start */
-	uint32_t ra_count;		/* the stream's READ size */
-	uint64_t ra_ahead;		/* chunks are read up to here */
-	uint64_t ra_issued, ra_hits;	/* chunks read, chunks that answered a READ */
+	struct ra_stream *ra;		/* readahead of READ streams, or NULL (off) */
 	uint64_t req_timer_seq;		/* the request the timer is armed for */
 	bool req_timer_on;		/* c->timer is the request deadline */
 	uint64_t payload_got;
@@ -382,20 +346,28 @@ void conn_shutdown(struct conn *c);
 void conn_enter_transmission(struct conn *c, const struct export *exp);
 /* Append bytes to the handshake output. 0 or -ENOMEM. */
 int conn_out_append(struct conn *c, const void *data, size_t len);
-/* A request from the free list (or malloc). NULL on out of memory. */
-struct conn_req *conn_req_get(struct conn *c);
-/* A finished request's reply is ready in req->iov: queue it for sending. */
-void conn_req_queue(struct conn *c, struct conn_req *req);
-/* Recycle a request (drops its buffer). */
-void conn_req_put(struct conn *c, struct conn_req *req);
-/* Recycle a request that ends outside c's callbacks, and let c close if it may. */
-void conn_req_drop(struct conn *c, struct conn_req *req);
 /* Bytes of unparsed input. */
 static inline size_t
 conn_in_avail(const struct conn *c)
 {
 	return c->in_end - c->in_start;
 }
+
+/* ---- req.c ---- */
+/* A request from c's pool (or malloc), counted in c->nreqs. NULL on out of memory. */
+struct conn_req *req_get(struct conn *c);
+/* Recycle a request: drops its buffer and its share of the budget. */
+void req_put(struct conn *c, struct conn_req *req);
+/* A finished request's reply is ready in req->iov: queue it and wake c. */
+void req_queue(struct conn *c, struct conn_req *req);
+/* Add the unsent reply bytes to iov[0..max) (adding to *total); iovecs used. */
+int req_gather(const struct conn *c, struct iovec *iov, int max, size_t *total);
+/* n reply bytes were written: advance the send queue; requests recycled. */
+int req_consume(struct conn *c, size_t n);
+/* Recycle every queued reply unsent (the socket is closed). */
+void req_drop_queued(struct conn *c);
+/* Free the pool's idle requests. */
+void req_free_pool(struct conn *c);
 
 /* ---- handshake.c ---- */
 /* Queue the server's greeting. 0 or -errno. */
@@ -429,24 +401,5 @@ void proto_payload_read(struct conn *c, size_t n);
 void *proto_payload_dest(struct conn *c, size_t *left);
 /* The NBD error for a -errno or errno value. */
 uint32_t proto_errno_to_nbd(int err);
-/* Read req's range into a new pool buffer through libdio; proto_done follows. 0 or -errno. */
-int proto_read_submit(struct conn *c, struct conn_req *req);
-/* A READ whose data is in: build its reply and queue it. */
-void proto_read_reply(struct conn *c, struct conn_req *req);
-
-/* ---- readahead.c ---- */
-/* Give an opened export its write tracking. 0 or -1 (out of memory). */
-int ra_export_init(struct export *e);
-/* A write-type command on e starts / ends (readahead must not serve what it changes). */
-void ra_write_begin(const struct export *e);
-void ra_write_end(const struct export *e);
-/* Answer a valid READ from a chunk read ahead: true if req was taken. */
-bool ra_claim(struct conn *c, struct conn_req *req);
-/* A valid READ of [offset, offset+count) arrived: follow the stream, read ahead. */
-void ra_advance(struct conn *c, uint64_t offset, uint32_t count, uint16_t flags);
-/* A chunk's read completed with ret (from proto_done). */
-void ra_chunk_done(struct conn *c, struct conn_req *ch, int ret);
-/* Forget the stream and let go of every chunk. */
-void ra_drop(struct conn *c);
 
 #endif /* DIONBD_SERVER_H */
