@@ -403,11 +403,13 @@ int hs_start(struct conn *c);
 /* Consume handshake input. 1 = progress, 0 = need more input, -1 = drop the client. */
 int hs_process(struct conn *c);
 
-/* ---- tls.c ---- */
+/* ---- tls-creds.c ---- */
 /* Load credentials and keys as cfg says into a new context. 0 or -1 (logged). */
 int tls_ctx_new(const struct server_cfg *cfg, struct tls_ctx **out);
 /* Free a context (no connection may use it any more). */
 void tls_ctx_free(struct tls_ctx *t);
+
+/* ---- tls.c ---- */
 /*
  * STARTTLS was acknowledged: everything in c->out is the last plaintext to
  * send; after it c speaks TLS (c->io and c->io_priv are swapped). 0 or -errno.
