@@ -10,7 +10,8 @@
  *   handshake.c the NBD handshake (options)
  *   protocol.c  the NBD transmission phase (commands and replies)
  *   readahead.c read ahead of sequential READ streams (readahead.h)
- *   tls.c       STARTTLS: OpenSSL contexts, the TLS conn_io_ops, peer identity
+ *   tls.c       STARTTLS sessions: the TLS conn_io_ops, peer identity (tls.h)
+ *   tls-creds.c TLS credentials: the OpenSSL context, certificates, CRL, PSK keys
  *   log.c       stderr or syslog
  */
 #ifndef DIONBD_SERVER_H
@@ -375,11 +376,13 @@ int hs_start(struct conn *c);
 /* Consume handshake input. 1 = progress, 0 = need more input, -1 = drop the client. */
 int hs_process(struct conn *c);
 
-/* ---- tls.c ---- */
+/* ---- tls-creds.c ---- */
 /* Load credentials and keys as cfg says into a new context. 0 or -1 (logged). */
 int tls_ctx_new(const struct server_cfg *cfg, struct tls_ctx **out);
 /* Free a context (no connection may use it any more). */
 void tls_ctx_free(struct tls_ctx *t);
+
+/* ---- tls.c ---- */
 /*
  * STARTTLS was acknowledged: everything in c->out is the last plaintext to
  * send; after it c speaks TLS (c->io and c->io_priv are swapped). 0 or -errno.

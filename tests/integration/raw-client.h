@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the raw NBD clients (server-raw.c, tls-raw.c) share: the wire
- * constants, written from the NBD protocol document rather than taken from
- * the server, big-endian packing, the Unix socket, and building and checking
- * handshake and request headers. Moving the bytes stays with each client:
- * one speaks to a plain socket, the other through TLS.
+ * What the raw NBD clients (server-raw.c, server-liveness.c, tls-raw.c)
+ * share: the wire constants, written from the NBD protocol document rather
+ * than taken from the server, big-endian packing, the Unix socket, and
+ * building and checking handshake and request headers. Moving the bytes
+ * stays with each client: the plain-socket ones through raw-socket.h,
+ * tls-raw.c through TLS.
  */
 #ifndef DIONBD_RAW_CLIENT_H
 #define DIONBD_RAW_CLIENT_H

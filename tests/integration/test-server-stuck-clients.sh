@@ -2,11 +2,12 @@
 # 300 clients stuck in the handshake do not lock out a real one, and the
 # handshake deadline frees their slots.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
+requires_prog server-liveness
 
 f=$TMP/vol.img
 mkvol "$f" 16M
 start_server_or_fail --handshake-timeout 2 "$f"
-run server-raw stuck "$SOCK" 300 || fail "stuck clients"
+run server-liveness stuck "$SOCK" 300 || fail "stuck clients"
 # With a connection cap below the stuck clients, the deadline must free slots.
 stop_server
 start_server_or_fail --handshake-timeout 2 --max-connections 50 "$f"
