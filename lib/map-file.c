@@ -29,6 +29,7 @@
 
 #include "dio/dio.h"
 #include "extmap.h"
+#include "file-lock.h"
 
 /* file_vol.can: methods not ruled out yet */
 #define FV_FSYNC	(1u << 0)	/* fdatasync */
@@ -43,6 +44,7 @@ struct file_vol {
 	struct extmap map;	/* HOLE/UNWRITTEN runs; empty for block devices */
 	atomic_uint can;	/* FV_*: shared by every thread using the volume */
 	char *path;		/* for log messages */
+	int lock_fd;		/* holds the image locks (file-lock.h), or -1 */
 };
 
 static inline struct file_vol *
@@ -251,6 +253,8 @@ file_close(struct dio_volume *vol)
 	if (vol->fd >= 0)
 		close(vol->fd);
 	vol->fd = -1;
+	file_lock_close(fv->lock_fd);
+	fv->lock_fd = -1;
 }
 
 static const struct dio_vol_ops file_vol_ops = {
@@ -670,6 +674,7 @@ dio_volume_open(const char *path, const struct dio_volume_opts *opts, struct dio
 	if (!fv)
 		return open_error(opts, ENOMEM, "%s: out of memory", path);
 	fv->vol.fd = -1;
+	fv->lock_fd = -1;
 	fv->vol.readonly = opts && opts->readonly;
 	fv->path = strdup(path);
 	if (!fv->path) {
@@ -704,6 +709,22 @@ dio_volume_open(const char *path, const struct dio_volume_opts *opts, struct dio
 	if (fl < 0 || fcntl(fv->vol.fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		ret = open_error(opts, errno, "%s: fcntl: %s", path, strerror(errno));
 		goto err_close;
+	}
+	/*
+	 * Before the map is read. On a fd of its own: io_uring's registered
+	 * files may keep the data fd's description, and so its locks, alive
+	 * after the volume closes.
+	 */
+	if (!(opts && opts->no_lock)) {
+		char why[256];
+
+		ret = file_lock_open(path, fv->vol.fd, !fv->vol.readonly, why, sizeof(why));
+		if (ret < 0) {
+			ret = open_error(opts, -ret, "%s: cannot take the image lock: %s", path,
+					 why);
+			goto err_close;
+		}
+		fv->lock_fd = ret;
 	}
 
 	atomic_init(&fv->can, fv->vol.readonly ? FV_FSYNC | FV_FADVISE :
@@ -746,6 +767,7 @@ dio_volume_open(const char *path, const struct dio_volume_opts *opts, struct dio
 	return 0;
 
 err_close:
+	file_lock_close(fv->lock_fd);
 	close(fv->vol.fd);
 err_map:
 	extmap_destroy(&fv->map);

@@ -82,6 +82,7 @@ void dio_volume_fini(struct dio_volume *vol);
 
 struct dio_volume_opts {
 	bool readonly;		/* open read-only even if writable */
+	bool no_lock;		/* skip QEMU's image locks (see dio_volume_open) */
 	char *errbuf;		/* optional: a message naming the path and the reason */
 	size_t errlen;
 };
@@ -91,7 +92,11 @@ struct dio_volume_opts {
  * Holes come from SEEK_DATA/SEEK_HOLE, unwritten extents from FIEMAP, read
  * once at open into an in-memory map that this volume's own writes, trims
  * and zeroes keep true. A file changed by anyone else while it is open is
- * an operator error: reads may then return zeros for new data.
+ * an operator error: reads may then return zeros for new data. To keep
+ * QEMU and its tools out, the file is locked as QEMU locks images (unless
+ * opts->no_lock): read-write, nobody else may write or resize it; read-only,
+ * nobody may write or resize it either, but others may read. An image that
+ * QEMU holds in a conflicting way fails with -EAGAIN.
  * 0 or -errno (the reason also in opts->errbuf and the log).
  */
 int dio_volume_open(const char *path, const struct dio_volume_opts *opts,

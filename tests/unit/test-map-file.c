@@ -458,6 +458,9 @@ Test(map_file, readonly_bind_mount)
 		teardown();	/* a skipped test gets no .fini */
 		cr_skip_test("cannot make a bind mount read-only here: %s", strerror(e));
 	}
+	/* the fixture's read-write volume would hold the image lock against us */
+	dio_volume_close(vol);
+	vol = NULL;
 	logbuf[0] = '\0';
 	ret = dio_volume_open(file, &o, &rv);
 	if (ret == 0) {
