@@ -191,7 +191,8 @@ row_params() {
 # Every row once on a small file for a fraction of a second: the numbers
 # mean nothing, but each run must finish, count I/O and print valid JSON.
 if [ -n "$smoke" ]; then
-	f=$dir/dio-bench-smoke.img
+	# one file per engine: ctest runs both at once, and a volume locks its file
+	f=$dir/dio-bench-smoke-$smoke.img
 	make_file "$f" $(( 64 << 20 ))
 	for row in $all_rows; do
 		read -r rw bs qd < <(row_params "$row")

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "file.h"
+#include "file-lock.h"
 #include "volume-priv.h"
 
 /* Report why an open failed (errbuf and log); returns -err. */
@@ -262,6 +263,7 @@ file_free(struct file_vol *fv)
 	extmap_destroy(&fv->map);
 	if (fv->vol.fd >= 0)
 		close(fv->vol.fd);
+	file_lock_close(fv->lock_fd);
 	free(fv->path);
 	free(fv);
 }
@@ -337,6 +339,7 @@ file_open_new(const char *path, const struct dio_file_opts *opts, struct file_vo
 	if (!fv)
 		return open_error(opts, ENOMEM, "%s: out of memory", path);
 	fv->vol.fd = -1;
+	fv->lock_fd = -1;
 	fv->asked_rw = !(opts && opts->readonly);
 	fv->vol.readonly = !fv->asked_rw;
 	fv->path = strdup(path);
@@ -362,6 +365,22 @@ file_open_new(const char *path, const struct dio_file_opts *opts, struct file_vo
 	if (fl < 0 || fcntl(fv->vol.fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		ret = open_error(opts, errno, "%s: fcntl: %s", path, strerror(errno));
 		goto err_free;
+	}
+	/*
+	 * Before the map is read. On a fd of its own: io_uring's registered
+	 * files may keep the data fd's description, and so its locks, alive
+	 * after the volume closes.
+	 */
+	if (!(opts && opts->no_lock)) {
+		char why[256];
+
+		ret = file_lock_open(path, fv->vol.fd, !fv->vol.readonly, why, sizeof(why));
+		if (ret < 0) {
+			ret = open_error(opts, -ret, "%s: cannot take the image lock: %s", path,
+					 why);
+			goto err_free;
+		}
+		fv->lock_fd = ret;
 	}
 
 	atomic_init(&fv->can, fv->vol.readonly ? FV_FSYNC | FV_FADVISE :

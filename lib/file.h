@@ -28,6 +28,7 @@ struct file_vol {
 	struct extmap map;	/* HOLE/UNWRITTEN runs; empty for block devices */
 	atomic_uint can;	/* FV_*: shared by every thread using the volume */
 	char *path;		/* for log messages */
+	int lock_fd;		/* holds the image locks (file-lock.h), or -1 */
 	/* identity, for sharing: a block device's rdev, or a file's dev and inode */
 	dev_t dev;
 	ino_t ino;

@@ -28,6 +28,7 @@ config_init(struct server_cfg *cfg)
 	cfg->poll_us = CONFIG_POLL_US_DEFAULT;
 	cfg->request_timeout = 120;
 	cfg->readahead = true;
+	cfg->image_locking = true;
 }
 
 int
@@ -392,6 +393,9 @@ config_server_key(struct config_parse *p, const char *key, const char *v)
 	} else if (!strcmp(key, "readahead")) {
 		if (config_bool(v, &cfg->readahead) < 0)
 			goto bad;
+	} else if (!strcmp(key, "image-locking")) {
+		if (config_bool(v, &cfg->image_locking) < 0)
+			goto bad;
 	} else if (!strcmp(key, "request-timeout")) {
 		if (config_uint(v, 0, 3600, &n) < 0)
 			goto bad;
@@ -597,6 +601,7 @@ config_open_exports(struct server_cfg *cfg)
 		bool ro = e->readonly || cfg->readonly;
 		struct dio_file_opts opts = {
 			.readonly = ro,
+			.no_lock = !cfg->image_locking,
 			.errbuf = errbuf,
 			.errlen = sizeof(errbuf),
 		};
@@ -609,7 +614,10 @@ config_open_exports(struct server_cfg *cfg)
 		ret = dio_file_open(e->path, &opts, &e->vol);
 		if (ret < 0) {
 			/* libdio has logged errbuf already: add only which export */
-			if (errbuf[0])
+			if (ret == -EAGAIN && !opts.no_lock)
+				log_err("export '%s' could not be opened: the file is in use "
+					"(--image-locking off serves it anyway)", e->name);
+			else if (errbuf[0])
 				log_err("export '%s' could not be opened", e->name);
 			else
 				log_err("export '%s': %s: %s", e->name, e->path, strerror(-ret));

@@ -62,6 +62,8 @@ usage(FILE *f)
 		"                               payload, say) is not all in after SEC\n"
 		"                               (default 120, 0 = no limit)\n"
 		"      --readahead on|off       read ahead of sequential READ streams (default on)\n"
+		"      --image-locking on|off   lock files as QEMU locks images, so QEMU and its\n"
+		"                               tools cannot write them behind us (default on)\n"
 		"      --poll-us US             after work, poll up to US microseconds before\n"
 		"                               sleeping (adaptive; default 500, 0 = off)\n"
 		"      --tls off|on|require     STARTTLS (default: require if credentials are\n"
@@ -293,6 +295,7 @@ enum {
 	OPT_POLL_US,
 	OPT_REQ_TIMEOUT,
 	OPT_READAHEAD,
+	OPT_IMAGE_LOCKING,
 };
 
 static const struct option main_options[] = {
@@ -314,6 +317,7 @@ static const struct option main_options[] = {
 	{ "poll-us", required_argument, NULL, OPT_POLL_US },
 	{ "request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT },
 	{ "readahead", required_argument, NULL, OPT_READAHEAD },
+	{ "image-locking", required_argument, NULL, OPT_IMAGE_LOCKING },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "pid-file", required_argument, NULL, 'P' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -362,6 +366,7 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	size_t nspecs = 0, nbinds = 0;
 	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, poll_us = 0, req_timeout = 0, n;
 	bool poll_set = false, req_timeout_set = false, ra_set = false, ra = true;
+	bool lock_set = false, lock = true;
 	bool readonly = false, foreground = false, engine_set = false;
 	enum dio_engine_kind engine = DIO_ENGINE_AUTO;
 	int verbose = 0, opt, ret = -1;
@@ -430,6 +435,17 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 				goto out;
 			}
 			ra_set = true;
+			break;
+		case OPT_IMAGE_LOCKING:
+			if (!strcmp(optarg, "on")) {
+				lock = true;
+			} else if (!strcmp(optarg, "off")) {
+				lock = false;
+			} else {
+				log_err("--image-locking: '%s' is not on or off", optarg);
+				goto out;
+			}
+			lock_set = true;
 			break;
 		case OPT_REQ_TIMEOUT:
 			if (main_number("--request-timeout", optarg, 0, 3600, &req_timeout) < 0)
@@ -521,6 +537,8 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 		cfg->request_timeout = (unsigned int)req_timeout;
 	if (ra_set)
 		cfg->readahead = ra;
+	if (lock_set)
+		cfg->image_locking = lock;
 	if (foreground)
 		cfg->foreground = true;
 	if (tls_set) {

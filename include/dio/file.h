@@ -13,6 +13,7 @@
 
 struct dio_file_opts {
 	bool readonly;		/* open read-only even if writable */
+	bool no_lock;		/* skip QEMU's image locks */
 	char *errbuf;		/* optional: a message naming the path and the reason */
 	size_t errlen;
 };
@@ -20,7 +21,13 @@ struct dio_file_opts {
 /*
  * Open path as a file volume. Holes come from SEEK_DATA/SEEK_HOLE and
  * unwritten extents from FIEMAP, read once at open into an in-memory map
- * that the volume's own writes, trims and zeroes keep true.
+ * that the volume's own writes, trims and zeroes keep true. A file changed
+ * by anyone else while it is open is an operator error: reads may then
+ * return zeros for new data. To keep QEMU and its tools out, the file is
+ * locked as QEMU locks images (unless opts->no_lock): read-write, nobody
+ * else may write or resize it; read-only, nobody may write or resize it
+ * either, but others may read. An image that QEMU holds in a conflicting
+ * way fails with -EAGAIN.
  *
  * One volume per backing object: a path naming a file (device and inode)
  * or block device (rdev) that is open already gives the same volume with

@@ -48,6 +48,7 @@
 /* Configuration, set before any connection and read-only afterwards. */
 static char *cfg_file;			/* absolute path (nbdkit changes directory) */
 static bool cfg_readonly;
+static bool cfg_locking = true;		/* QEMU's image locks (libdio's file-lock) */
 static enum dio_engine_kind cfg_engine = DIO_ENGINE_AUTO;
 static unsigned int cfg_depth;		/* 0: libdio's default */
 static uint64_t cfg_pool_size = DIO_PLUGIN_POOL_DEFAULT;
@@ -162,6 +163,13 @@ dio_plugin_config(const char *key, const char *value)
 			return -1;
 		}
 		cfg_readonly = r;
+	} else if (strcmp(key, "locking") == 0) {
+		r = nbdkit_parse_bool(value);
+		if (r == -1) {
+			nbdkit_error("locking=%s: expected on or off", value);
+			return -1;
+		}
+		cfg_locking = r;
 	} else if (strcmp(key, "engine") == 0) {
 		return dio_plugin_parse_engine(value, &cfg_engine);
 	} else if (strcmp(key, "queue-depth") == 0) {
@@ -218,6 +226,7 @@ dio_plugin_config_complete(void)
 #define dio_plugin_config_help \
 	"file=<FILENAME>      (required) The regular file or block device to serve.\n" \
 	"readonly=true|false  Open it read-only and refuse writes (default false).\n" \
+	"locking=on|off       Lock it as QEMU locks images (default on).\n" \
 	"engine=uring|psync|auto\n" \
 	"                     I/O engine of each nbdkit thread (default auto:\n" \
 	"                     io_uring, psync when io_uring is unavailable).\n" \
@@ -267,6 +276,7 @@ dio_plugin_get_ready(void)
 	char errbuf[256] = "";
 	struct dio_file_opts opts = {
 		.readonly = cfg_readonly,
+		.no_lock = !cfg_locking,
 		.errbuf = errbuf,
 		.errlen = sizeof(errbuf),
 	};

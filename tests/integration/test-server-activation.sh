@@ -25,9 +25,11 @@ start_server_or_fail "$f"
 LISTEN_PID=1 LISTEN_FDS=1 timeout 10 nbdinfo --size "$URI" >/dev/null ||
 	fail "a client could not connect"
 sock2=$TMP/other.sock
+# A file of its own: the first daemon holds $f's image lock for writing.
+mkvol "$TMP/other.img" 1M
 # Started directly (no timeout wrapper: the signal must reach the daemon
 # itself), stopped below or by the trap.
-LISTEN_PID=1 LISTEN_FDS=1 "$DIONBD" -f -U "$sock2" "$f" 2>"$TMP/other.log" &
+LISTEN_PID=1 LISTEN_FDS=1 "$DIONBD" -f -U "$sock2" "$TMP/other.img" 2>"$TMP/other.log" &
 other=$!
 trap 'kill -KILL "$other" 2>/dev/null || true; lib_server_cleanup' EXIT
 for _ in $(seq 50); do [ -S "$sock2" ] && break; sleep 0.1; done
