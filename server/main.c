@@ -383,6 +383,7 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	}
 	if (config_check_tls(cfg) < 0)
 		goto out;
+	settings_log(cfg);
 	ret = 0;
 out:
 	free(specs);

@@ -173,6 +173,8 @@ int settings_getopt(const struct option *extra, const char *extra_short,
 		    struct option **longopts, char **shortopts);
 /* The --help lines of every setting. */
 void settings_usage(FILE *f);
+/* Log every setting's value as "setting NAME = VALUE" (debug level). */
+void settings_log(const struct server_cfg *cfg);
 
 /* ---- listen.c ---- */
 struct listener {

@@ -464,3 +464,50 @@ settings_usage(FILE *f)
 		}
 	}
 }
+
+void
+settings_log(const struct server_cfg *cfg)
+{
+	for (size_t i = 0; i < SETTINGS_N; i++) {
+		const struct setting *s = &settings[i];
+		const char *field = (const char *)cfg + s->off;
+		const struct setting_word *w;
+		int e;
+
+		switch (s->kind) {
+		case SET_BOOL:
+		case SET_FLAG:
+			log_debug("setting %s = %s", s->name, *(const bool *)field ? "on" : "off");
+			break;
+		case SET_UINT:
+		case SET_COUNT:
+			log_debug("setting %s = %u", s->name, *(const unsigned int *)field);
+			break;
+		case SET_MIB:
+			log_debug("setting %s = %llu", s->name,
+				  (unsigned long long)(*(const uint64_t *)field >> 20));
+			break;
+		case SET_ENUM:
+			memcpy(&e, field, sizeof(e));
+			for (w = s->words; w->word && (w->alias || w->value != e); w++)
+				;
+			log_debug("setting %s = %s", s->name, w->word ? w->word : "?");
+			break;
+		case SET_PORT:
+		case SET_STR:
+			log_debug("setting %s = %s", s->name,
+				  *(char *const *)field ? *(char *const *)field : "(unset)");
+			break;
+		case SET_LIST: {
+			char *const *list = *(char **const *)field;
+			size_t n = *(const size_t *)((const char *)cfg + s->count_off);
+
+			if (!n)
+				log_debug("setting %s = (unset)", s->name);
+			for (size_t j = 0; j < n; j++)
+				log_debug("setting %s = %s", s->name, list[j]);
+			break;
+		}
+		}
+	}
+}
