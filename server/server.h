@@ -110,6 +110,7 @@ struct server_cfg {
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
+	bool image_locking;		/* QEMU-compatible locks on served files */
 	enum tls_mode tls;
 	bool tls_set;			/* --tls or tls= given (else implied by credentials) */
 	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */

@@ -143,6 +143,8 @@ static const struct setting settings[] = {
 	  .help = "on SIGTERM, give in-flight work SEC (default 5)" },
 	{ .name = "readahead", .kind = SET_BOOL, .off = SET_FIELD(readahead, bool),
 	  .help = "read ahead of sequential READ streams (default on)" },
+	{ .name = "image-locking", .kind = SET_BOOL, .off = SET_FIELD(image_locking, bool),
+	  .help = "take QEMU-compatible image locks on served\nfiles (default on)" },
 	{ .name = "poll-us", .kind = SET_UINT, .min = 0, .max = CONFIG_POLL_US_MAX,
 	  .off = SET_FIELD(poll_us, unsigned int), .arg = "US",
 	  .help = "after work, poll up to US microseconds before\n"
