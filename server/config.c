@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* Exports and settings: from the command line and from an INI config file (libinih). */
-#include <ctype.h>
+/*
+ * Exports (-e specs, [export NAME] sections) and the INI config file
+ * (libinih); its [server] keys are settings.c's.
+ */
 #include <errno.h>
 #include <stdarg.h>
 #include <ini.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 
 #include "server.h"
@@ -29,20 +29,6 @@ config_init(struct server_cfg *cfg)
 	cfg->request_timeout = 120;
 	cfg->readahead = true;
 	cfg->image_locking = true;
-}
-
-int
-config_parse_engine(const char *s, enum dio_engine_kind *out)
-{
-	if (!strcmp(s, "uring") || !strcmp(s, "io_uring"))
-		*out = DIO_ENGINE_URING;
-	else if (!strcmp(s, "psync"))
-		*out = DIO_ENGINE_PSYNC;
-	else if (!strcmp(s, "auto"))
-		*out = DIO_ENGINE_AUTO;
-	else
-		return -1;
-	return 0;
 }
 
 const struct export *
@@ -130,20 +116,6 @@ config_export_allow(struct export *e, const char *id)
 err_nomem:
 	log_err("out of memory");
 	return -1;
-}
-
-int
-config_parse_tls(const char *s, enum tls_mode *out)
-{
-	if (!strcmp(s, "off") || !strcmp(s, "no") || !strcmp(s, "false"))
-		*out = TLS_OFF;
-	else if (!strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true"))
-		*out = TLS_ON;
-	else if (!strcmp(s, "require") || !strcmp(s, "required"))
-		*out = TLS_REQUIRE;
-	else
-		return -1;
-	return 0;
 }
 
 int
@@ -264,36 +236,6 @@ config_error(struct config_parse *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Parse an INI boolean. 0 or -1. */
-static int
-config_bool(const char *v, bool *out)
-{
-	if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
-	    !strcmp(v, "1"))
-		*out = true;
-	else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
-		 !strcmp(v, "0"))
-		*out = false;
-	else
-		return -1;
-	return 0;
-}
-
-/* Parse a decimal in [min, max]. 0 or -1. */
-static int
-config_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long n;
-
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || end == v || *end || !isdigit((unsigned char)*v) || n < min || n > max)
-		return -1;
-	*out = n;
-	return 0;
-}
-
 /* Replace *dst with a copy of v. 0 or -1 (out of memory). */
 static int
 config_set_str(char **dst, const char *v)
@@ -307,118 +249,25 @@ config_set_str(char **dst, const char *v)
 	return 0;
 }
 
-/* One key of [server]. 0, or -1 with p->err set. */
+/* One key of [server], a setting (settings.c). 0, or -1 with p->err set. */
 static int
 config_server_key(struct config_parse *p, const char *key, const char *v)
 {
-	struct server_cfg *cfg = p->cfg;
-	unsigned long n;
+	const struct setting *s = settings_find(key);
+	char accepts[128];
+	int ret;
 
-	if (!strcmp(key, "listen") || !strcmp(key, "bind")) {
-		char **binds = realloc(cfg->binds, (cfg->nbinds + 1) * sizeof(*binds));
-
-		if (!binds)
-			goto nomem;
-		cfg->binds = binds;
-		binds[cfg->nbinds] = strdup(v);
-		if (!binds[cfg->nbinds])
-			goto nomem;
-		cfg->nbinds++;
-		cfg->tcp = true;
-	} else if (!strcmp(key, "port")) {
-		if (config_uint(v, 1, 65535, &n) < 0)
-			goto bad;
-		if (config_set_str(&cfg->port, v) < 0)
-			goto nomem;
-		cfg->tcp = true;
-	} else if (!strcmp(key, "unix")) {
-		if (config_set_str(&cfg->unix_path, v) < 0)
-			goto nomem;
-	} else if (!strcmp(key, "tcp")) {
-		if (config_bool(v, &cfg->tcp) < 0)
-			goto bad;
-	} else if (!strcmp(key, "threads")) {
-		if (config_uint(v, 1, 1024, &n) < 0)
-			goto bad;
-		cfg->threads = (unsigned int)n;
-	} else if (!strcmp(key, "engine")) {
-		if (config_parse_engine(v, &cfg->engine) < 0)
-			goto bad;
-	} else if (!strcmp(key, "readonly")) {
-		if (config_bool(v, &cfg->readonly) < 0)
-			goto bad;
-	} else if (!strcmp(key, "foreground")) {
-		if (config_bool(v, &cfg->foreground) < 0)
-			goto bad;
-	} else if (!strcmp(key, "pid-file")) {
-		if (config_set_str(&cfg->pidfile, v) < 0)
-			goto nomem;
-	} else if (!strcmp(key, "verbose")) {
-		if (config_uint(v, 0, 4, &n) < 0)
-			goto bad;
-		cfg->verbose = (int)n;
-	} else if (!strcmp(key, "max-connections")) {
-		if (config_uint(v, 1, 1000000, &n) < 0)
-			goto bad;
-		cfg->max_conns = (unsigned int)n;
-	} else if (!strcmp(key, "handshake-timeout")) {
-		if (config_uint(v, 1, 3600, &n) < 0)
-			goto bad;
-		cfg->handshake_timeout = (unsigned int)n;
-	} else if (!strcmp(key, "max-options")) {
-		if (config_uint(v, 1, 1000000, &n) < 0)
-			goto bad;
-		cfg->max_options = (unsigned int)n;
-	} else if (!strcmp(key, "max-inflight")) {
-		if (config_uint(v, 1, 4096, &n) < 0)
-			goto bad;
-		cfg->max_inflight = (unsigned int)n;
-	} else if (!strcmp(key, "max-inflight-mb")) {
-		if (config_uint(v, 32, 65536, &n) < 0)
-			goto bad;
-		cfg->max_inflight_bytes = (uint64_t)n << 20;
-	} else if (!strcmp(key, "tls")) {
-		if (config_parse_tls(v, &cfg->tls) < 0)
-			goto bad;
-		cfg->tls_set = true;
-	} else if (!strcmp(key, "tls-creds")) {
-		if (config_set_str(&cfg->tls_creds, v) < 0)
-			goto nomem;
-	} else if (!strcmp(key, "tls-psk-file")) {
-		if (config_set_str(&cfg->tls_psk_file, v) < 0)
-			goto nomem;
-	} else if (!strcmp(key, "tls-verify-peer")) {
-		if (config_bool(v, &cfg->tls_verify_peer) < 0)
-			goto bad;
-	} else if (!strcmp(key, "readahead")) {
-		if (config_bool(v, &cfg->readahead) < 0)
-			goto bad;
-	} else if (!strcmp(key, "image-locking")) {
-		if (config_bool(v, &cfg->image_locking) < 0)
-			goto bad;
-	} else if (!strcmp(key, "request-timeout")) {
-		if (config_uint(v, 0, 3600, &n) < 0)
-			goto bad;
-		cfg->request_timeout = (unsigned int)n;
-	} else if (!strcmp(key, "poll-us")) {
-		if (config_uint(v, 0, CONFIG_POLL_US_MAX, &n) < 0)
-			goto bad;
-		cfg->poll_us = (unsigned int)n;
-	} else if (!strcmp(key, "stop-timeout")) {
-		if (config_uint(v, 1, 3600, &n) < 0)
-			goto bad;
-		cfg->stop_timeout = (unsigned int)n;
-	} else {
+	if (!s) {
 		config_error(p, "unknown key '%.200s' in [server]", key);
 		return -1;
 	}
-	return 0;
-bad:
-	config_error(p, "bad value '%.200s' for '%.64s'", v, key);
-	return -1;
-nomem:
-	config_error(p, "out of memory");
-	return -1;
+	ret = settings_set(p->cfg, s, v);
+	if (ret == -EINVAL)
+		config_error(p, "bad value '%.200s' for '%.64s' (%s)", v, key,
+			     settings_accepts(s, accepts, sizeof(accepts)));
+	else if (ret < 0)
+		config_error(p, "out of memory");
+	return ret < 0 ? -1 : 0;
 }
 
 /* The export a section "export NAME" (or "export") is about, created on first use. */
@@ -514,9 +363,8 @@ config_ini_handler(void *user, const char *section, const char *key, const char 
 			if (config_set_str(&e->path, v) < 0)
 				return 0;
 		} else if (!strcmp(key, "readonly")) {
-			if (config_bool(v, &e->readonly) < 0) {
-				config_error(p, "bad readonly value '%.200s'",
-					 v);
+			if (settings_parse_bool(v, &e->readonly) < 0) {
+				config_error(p, "bad value '%.200s' for 'readonly' (on or off)", v);
 				return 0;
 			}
 		} else if (!strcmp(key, "description")) {

@@ -3,7 +3,6 @@
  * dionbd: the command line, the daemon (fork, pid file, syslog), signals,
  * the accepting loop on the main thread, and the reactors it feeds.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -37,7 +36,7 @@ struct main_state {
 	bool stopping;
 };
 
-/* The --help text. */
+/* The --help text: our own options, then settings.c's. */
 static void
 usage(FILE *f)
 {
@@ -49,34 +48,14 @@ usage(FILE *f)
 		"                               a named export (repeatable); allow= lists the\n"
 		"                               TLS identities (certificate CN or DN, PSK\n"
 		"                               identity) that may open it\n"
-		"  -c, --config FILE            exports and settings from a config file\n"
-		"  -U, --unix PATH              listen on a Unix socket (TCP only with -p/-b)\n"
-		"  -p, --port PORT              TCP port (default 10809)\n"
-		"  -b, --bind ADDR              TCP address (repeatable; default: all)\n"
-		"  -r, --readonly               every export read-only\n"
-		"  -t, --threads N              reactor threads (default: one per core)\n"
-		"      --engine uring|psync|auto  I/O engine (default auto: uring, else psync)\n"
-		"      --max-connections N      connection cap (default 4096)\n"
-		"      --handshake-timeout SEC  drop clients negotiating for SEC (default 10)\n"
-		"      --request-timeout SEC    drop a client whose started request (a WRITE\n"
-		"                               payload, say) is not all in after SEC\n"
-		"                               (default 120, 0 = no limit)\n"
-		"      --readahead on|off       read ahead of sequential READ streams (default on)\n"
-		"      --image-locking on|off   lock files as QEMU locks images, so QEMU and its\n"
-		"                               tools cannot write them behind us (default on)\n"
-		"      --poll-us US             after work, poll up to US microseconds before\n"
-		"                               sleeping (adaptive; default 500, 0 = off)\n"
-		"      --tls off|on|require     STARTTLS (default: require if credentials are\n"
-		"                               given, else off)\n"
-		"      --tls-creds DIR          ca-cert.pem, server-cert.pem, server-key.pem\n"
-		"                               [, ca-crl.pem]\n"
-		"      --tls-verify-peer        require a client certificate signed by the CA\n"
-		"      --tls-psk-file FILE      PSK identities and keys (psktool format)\n"
-		"  -f, --foreground             stay in the foreground, log to stderr\n"
-		"  -P, --pid-file FILE          write the daemon's pid to FILE\n"
-		"  -v, --verbose                more logging (-v info, -vv debug, -vvv trace)\n"
+		"  -c, --config FILE            exports and settings from a config file\n");
+	settings_usage(f);
+	fprintf(f,
 		"      --version                print the version\n"
-		"  -h, --help                   this help\n");
+		"  -h, --help                   this help\n\n"
+		"Every option from -U to -v is also a key of the config file's [server]\n"
+		"section, with the same values: --poll-us 0 is poll-us = 0. Options\n"
+		"without a value take =on or =off as well (--readonly=off).\n");
 }
 
 /* Accepting and relaying: the main thread's whole job while serving. */
@@ -283,72 +262,36 @@ main_write_pidfile(const char *path)
 	return 0;
 }
 
-enum {
-	OPT_ENGINE = 256,
-	OPT_VERSION,
-	OPT_MAX_CONNS,
-	OPT_HS_TIMEOUT,
-	OPT_TLS,
-	OPT_TLS_CREDS,
-	OPT_TLS_VERIFY,
-	OPT_TLS_PSK,
-	OPT_POLL_US,
-	OPT_REQ_TIMEOUT,
-	OPT_READAHEAD,
-	OPT_IMAGE_LOCKING,
-};
+/* The options that are not settings; settings.c adds the others. */
+enum { OPT_VERSION = 0x100 };
 
 static const struct option main_options[] = {
 	{ "export", required_argument, NULL, 'e' },
 	{ "config", required_argument, NULL, 'c' },
-	{ "unix", required_argument, NULL, 'U' },
-	{ "port", required_argument, NULL, 'p' },
-	{ "bind", required_argument, NULL, 'b' },
-	{ "readonly", no_argument, NULL, 'r' },
-	{ "read-only", no_argument, NULL, 'r' },
-	{ "threads", required_argument, NULL, 't' },
-	{ "engine", required_argument, NULL, OPT_ENGINE },
-	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
-	{ "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
-	{ "tls", required_argument, NULL, OPT_TLS },
-	{ "tls-creds", required_argument, NULL, OPT_TLS_CREDS },
-	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
-	{ "tls-psk-file", required_argument, NULL, OPT_TLS_PSK },
-	{ "poll-us", required_argument, NULL, OPT_POLL_US },
-	{ "request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT },
-	{ "readahead", required_argument, NULL, OPT_READAHEAD },
-	{ "image-locking", required_argument, NULL, OPT_IMAGE_LOCKING },
-	{ "foreground", no_argument, NULL, 'f' },
-	{ "pid-file", required_argument, NULL, 'P' },
-	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Parse an option's decimal argument in [min, max]. 0 or -1 (logged). */
-static int
-main_number(const char *opt, const char *s, unsigned long min, unsigned long max,
-	    unsigned long *out)
-{
-	char *end;
+/* A setting from the command line, applied after the config file. */
+struct main_setting {
+	const struct setting *s;
+	const char *v;		/* optarg: NULL for -v, -r, ... */
+};
 
-	errno = 0;
-	*out = strtoul(s, &end, 10);
-	if (errno || end == s || *end || !isdigit((unsigned char)*s) || *out < min || *out > max) {
-		log_err("%s: '%s' is not a number in [%lu, %lu]", opt, s, min, max);
-		return -1;
-	}
-	return 0;
-}
-
-/* Replace *dst with a copy of s (or NULL). 0 or -1. */
+/* Store one setting from the command line into cfg (NULL: only check v). 0 or -1 (logged). */
 static int
-main_set_str(char **dst, const char *s)
+main_set(struct server_cfg *cfg, const struct setting *s, const char *v)
 {
-	free(*dst);
-	*dst = s ? strdup(s) : NULL;
-	return s && !*dst ? -1 : 0;
+	char accepts[128];
+	int ret = cfg ? settings_set(cfg, s, v) : settings_check(s, v);
+
+	if (ret == -EINVAL)
+		log_err("--%s: '%s' is not %s", settings_name(s), v ? v : "",
+			settings_accepts(s, accepts, sizeof(accepts)));
+	else if (ret < 0)
+		log_err("--%s: out of memory", settings_name(s));
+	return ret < 0 ? -1 : 0;
 }
 
 /*
@@ -358,124 +301,35 @@ main_set_str(char **dst, const char *s)
 static int
 main_parse(struct server_cfg *cfg, int argc, char **argv)
 {
-	const char *config = NULL, *unix_path = NULL, *port = NULL, *pidfile = NULL;
-	const char *tls_creds = NULL, *tls_psk = NULL;
-	enum tls_mode tls = TLS_OFF;
-	bool tls_set = false, tls_verify = false;
-	const char **specs = NULL, **binds = NULL;
-	size_t nspecs = 0, nbinds = 0;
-	unsigned long threads = 0, max_conns = 0, hs_timeout = 0, poll_us = 0, req_timeout = 0, n;
-	bool poll_set = false, req_timeout_set = false, ra_set = false, ra = true;
-	bool lock_set = false, lock = true;
-	bool readonly = false, foreground = false, engine_set = false;
-	enum dio_engine_kind engine = DIO_ENGINE_AUTO;
-	int verbose = 0, opt, ret = -1;
+	const char *config = NULL;
+	const char **specs = NULL;
+	struct main_setting *sets = NULL;
+	struct option *longopts = NULL;
+	char *shortopts = NULL;
+	size_t nspecs = 0, nsets = 0;
+	int opt, ret = -1;
 
 	/* getopt prints its own messages before logging is set up: fine, they go to stderr. */
 	log_init(0);
-	while ((opt = getopt_long(argc, argv, "e:c:U:p:b:rt:fP:vh", main_options, NULL)) != -1) {
+	if (settings_getopt(main_options, "e:c:h", &longopts, &shortopts) < 0) {
+		log_err("out of memory");
+		return -1;
+	}
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		const struct setting *s;
+
 		switch (opt) {
-		case 'e':
-		case 'b': {
-			const char ***arr = opt == 'e' ? &specs : &binds;
-			size_t *cnt = opt == 'e' ? &nspecs : &nbinds;
-			const char **p = realloc(*arr, (*cnt + 1) * sizeof(*p));
+		case 'e': {
+			const char **p = realloc(specs, (nspecs + 1) * sizeof(*p));
 
 			if (!p)
 				goto out;
-			p[(*cnt)++] = optarg;
-			*arr = p;
+			p[nspecs++] = optarg;
+			specs = p;
 			break;
 		}
 		case 'c':
 			config = optarg;
-			break;
-		case 'U':
-			unix_path = optarg;
-			break;
-		case 'p':
-			if (main_number("--port", optarg, 1, 65535, &n) < 0)
-				goto out;
-			port = optarg;
-			break;
-		case 'r':
-			readonly = true;
-			break;
-		case 't':
-			if (main_number("--threads", optarg, 1, 1024, &threads) < 0)
-				goto out;
-			break;
-		case OPT_ENGINE:
-			if (config_parse_engine(optarg, &engine) < 0) {
-				log_err("--engine: '%s' is not uring, psync or auto", optarg);
-				goto out;
-			}
-			engine_set = true;
-			break;
-		case OPT_MAX_CONNS:
-			if (main_number("--max-connections", optarg, 1, 1000000, &max_conns) < 0)
-				goto out;
-			break;
-		case OPT_HS_TIMEOUT:
-			if (main_number("--handshake-timeout", optarg, 1, 3600, &hs_timeout) < 0)
-				goto out;
-			break;
-		case OPT_POLL_US:
-			if (main_number("--poll-us", optarg, 0, CONFIG_POLL_US_MAX, &poll_us) < 0)
-				goto out;
-			poll_set = true;
-			break;
-		case OPT_READAHEAD:
-			if (!strcmp(optarg, "on")) {
-				ra = true;
-			} else if (!strcmp(optarg, "off")) {
-				ra = false;
-			} else {
-				log_err("--readahead: '%s' is not on or off", optarg);
-				goto out;
-			}
-			ra_set = true;
-			break;
-		case OPT_IMAGE_LOCKING:
-			if (!strcmp(optarg, "on")) {
-				lock = true;
-			} else if (!strcmp(optarg, "off")) {
-				lock = false;
-			} else {
-				log_err("--image-locking: '%s' is not on or off", optarg);
-				goto out;
-			}
-			lock_set = true;
-			break;
-		case OPT_REQ_TIMEOUT:
-			if (main_number("--request-timeout", optarg, 0, 3600, &req_timeout) < 0)
-				goto out;
-			req_timeout_set = true;
-			break;
-		case OPT_TLS:
-			if (config_parse_tls(optarg, &tls) < 0) {
-				log_err("--tls: '%s' is not off, on or require", optarg);
-				goto out;
-			}
-			tls_set = true;
-			break;
-		case OPT_TLS_CREDS:
-			tls_creds = optarg;
-			break;
-		case OPT_TLS_VERIFY:
-			tls_verify = true;
-			break;
-		case OPT_TLS_PSK:
-			tls_psk = optarg;
-			break;
-		case 'f':
-			foreground = true;
-			break;
-		case 'P':
-			pidfile = optarg;
-			break;
-		case 'v':
-			verbose++;
 			break;
 		case OPT_VERSION:
 			printf("dionbd %s\n", DIONBD_VERSION);
@@ -485,74 +339,39 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 			usage(stdout);
 			ret = 1;
 			goto out;
-		default:
-			usage(stderr);
-			goto out;
+		default: {
+			struct main_setting *p;
+
+			s = settings_from_opt(opt);
+			if (!s) {
+				usage(stderr);
+				goto out;
+			}
+			/* a bad value is refused now, before the config file is read */
+			if (main_set(NULL, s, optarg) < 0)
+				goto out;
+			p = realloc(sets, (nsets + 1) * sizeof(*p));
+			if (!p)
+				goto out;
+			p[nsets++] = (struct main_setting){ s, optarg };
+			sets = p;
+			break;
+		}
 		}
 	}
 	if (argc - optind > 1) {
 		log_err("one FILE at most (use -e NAME=PATH for more exports)");
 		goto out;
 	}
-	log_init(verbose);
 	if (config && config_load_file(cfg, config) < 0)
 		goto out;
-	if (unix_path && main_set_str(&cfg->unix_path, unix_path) < 0)
-		goto out;
-	if (port) {
-		if (main_set_str(&cfg->port, port) < 0)
+	for (size_t i = 0; i < nsets; i++)
+		if (main_set(cfg, sets[i].s, sets[i].v) < 0)
 			goto out;
-		cfg->tcp = true;
-	}
-	for (size_t i = 0; i < nbinds; i++) {
-		char **p = realloc(cfg->binds, (cfg->nbinds + 1) * sizeof(*p));
-
-		if (!p)
-			goto out;
-		cfg->binds = p;
-		p[cfg->nbinds] = strdup(binds[i]);
-		if (!p[cfg->nbinds])
-			goto out;
-		cfg->nbinds++;
-		cfg->tcp = true;
-	}
 	/* Like qemu-nbd: a Unix socket alone means no TCP. */
 	if (!cfg->unix_path)
 		cfg->tcp = true;
-	if (pidfile && main_set_str(&cfg->pidfile, pidfile) < 0)
-		goto out;
-	if (readonly)
-		cfg->readonly = true;
-	if (threads)
-		cfg->threads = (unsigned int)threads;
-	if (engine_set)
-		cfg->engine = engine;
-	if (max_conns)
-		cfg->max_conns = (unsigned int)max_conns;
-	if (hs_timeout)
-		cfg->handshake_timeout = (unsigned int)hs_timeout;
-	if (poll_set)
-		cfg->poll_us = (unsigned int)poll_us;
-	if (req_timeout_set)
-		cfg->request_timeout = (unsigned int)req_timeout;
-	if (ra_set)
-		cfg->readahead = ra;
-	if (lock_set)
-		cfg->image_locking = lock;
-	if (foreground)
-		cfg->foreground = true;
-	if (tls_set) {
-		cfg->tls = tls;
-		cfg->tls_set = true;
-	}
-	if (tls_creds && main_set_str(&cfg->tls_creds, tls_creds) < 0)
-		goto out;
-	if (tls_psk && main_set_str(&cfg->tls_psk_file, tls_psk) < 0)
-		goto out;
-	if (tls_verify)
-		cfg->tls_verify_peer = true;
-	cfg->verbose += verbose;
-	log_init(cfg->verbose);
+	log_init((int)cfg->verbose);
 	for (size_t i = 0; i < nspecs; i++)
 		if (config_add_export_spec(cfg, specs[i]) < 0)
 			goto out;
@@ -564,10 +383,13 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	}
 	if (config_check_tls(cfg) < 0)
 		goto out;
+	settings_log(cfg);
 	ret = 0;
 out:
 	free(specs);
-	free(binds);
+	free(sets);
+	free(longopts);
+	free(shortopts);
 	return ret;
 }
 

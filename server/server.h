@@ -2,7 +2,8 @@
 /*
  * dionbd internals: what the files of server/ share. One concern per file:
  *   main.c      command line, signals, daemon, start and stop
- *   config.c    exports and settings (command line and config file)
+ *   config.c    exports, and the config file
+ *   settings.c  the table of [server] settings (config file and command line)
  *   listen.c    TCP, Unix and systemd-activated listening sockets
  *   reactor.c   one thread per core: event_base + dio_ctx, connection hand-off
  *   conn.c      one client: buffers, socket I/O (conn_io), budget, lifetime
@@ -24,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -91,7 +93,7 @@ struct server_cfg {
 	bool foreground;
 	char *pidfile;
 	bool readonly;		/* every export read-only */
-	int verbose;
+	unsigned int verbose;		/* 0..4: -v each adds one */
 	unsigned int max_conns;		/* connection cap over all reactors */
 	unsigned int handshake_timeout;	/* seconds */
 	unsigned int max_options;	/* options per connection */
@@ -109,7 +111,7 @@ struct server_cfg {
 	bool tls_verify_peer;		/* require a client certificate */
 };
 
-/* Adaptive polling cap (--poll-us): default and largest accepted, in µs. */
+/* Adaptive polling cap (poll-us): default and largest accepted, in µs. */
 #define CONFIG_POLL_US_DEFAULT 500u
 #define CONFIG_POLL_US_MAX 100000u
 
@@ -122,14 +124,10 @@ int config_add_export(struct server_cfg *cfg, const char *name, const char *path
 		      const char *description, bool readonly);
 /* Append id to e's allow-list. 0 or -1 (logged). */
 int config_export_allow(struct export *e, const char *id);
-/* Parse "off" | "on" | "require". 0 or -1. */
-int config_parse_tls(const char *s, enum tls_mode *out);
 /* Settle the TLS settings after all sources were read. 0 or -1 (logged). */
 int config_check_tls(struct server_cfg *cfg);
 /* Read a config file ([server] and [export NAME] sections). 0 or -1 (logged). */
 int config_load_file(struct server_cfg *cfg, const char *path);
-/* Parse "uring" | "psync" | "auto". 0 or -1. */
-int config_parse_engine(const char *s, enum dio_engine_kind *out);
 /* Open every export's volume with libdio. 0 or -1 (logged). */
 int config_open_exports(struct server_cfg *cfg);
 /* Close the volumes and free everything. */
@@ -137,6 +135,40 @@ void config_free(struct server_cfg *cfg);
 /* The export called name[0..len), or NULL. */
 const struct export *config_find_export(const struct server_cfg *cfg, const char *name,
 					size_t len);
+
+/* ---- settings.c ---- */
+/*
+ * One [server] setting: its name (config key and long option alike), the
+ * values it takes and its field in struct server_cfg. A value NULL below is
+ * the option given without one (-r, -v).
+ */
+struct setting;
+struct option;
+
+/* The setting called name (a config key; a long option without "--"), or NULL. */
+const struct setting *settings_find(const char *name);
+/* The setting behind getopt_long's return value opt, or NULL. */
+const struct setting *settings_from_opt(int opt);
+/* Its name: the config key, and the long option after "--". */
+const char *settings_name(const struct setting *s);
+/* What s accepts, for messages ("on or off", "a number in [1, 1024]"): buf. */
+const char *settings_accepts(const struct setting *s, char *buf, size_t len);
+/* Whether v is a value s accepts. 0 or -EINVAL. */
+int settings_check(const struct setting *s, const char *v);
+/* Parse v and store it into cfg. 0, -EINVAL (v is not a value of s) or -ENOMEM. */
+int settings_set(struct server_cfg *cfg, const struct setting *s, const char *v);
+/* A boolean, as every setting takes it: on/off, yes/no, true/false, 1/0. 0 or -EINVAL. */
+int settings_parse_bool(const char *v, bool *out);
+/*
+ * getopt_long's tables: extra[] (up to its zero entry) and extra_short,
+ * then every setting's options. Both malloc'd, the caller frees. 0 or -ENOMEM.
+ */
+int settings_getopt(const struct option *extra, const char *extra_short,
+		    struct option **longopts, char **shortopts);
+/* The --help lines of every setting. */
+void settings_usage(FILE *f);
+/* Log every setting's value as "setting NAME = VALUE" (debug level). */
+void settings_log(const struct server_cfg *cfg);
 
 /* ---- listen.c ---- */
 struct listener {
