@@ -49,7 +49,7 @@ fuzz_setup(void)
 	fuzz_cfg.handshake_timeout = 1;
 	if (config_add_export(&fuzz_cfg, "", path, "fuzz volume", false) < 0 ||
 	    config_add_export(&fuzz_cfg, "ro", path, NULL, true) < 0 ||
-	    config_open_exports(&fuzz_cfg) < 0) {
+	    exports_init(&fuzz_srv.exports) < 0 || exports_open(&fuzz_srv.exports, &fuzz_cfg) < 0) {
 		fprintf(stderr, "fuzz: cannot open %s\n", path);
 		abort();
 	}

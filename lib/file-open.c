@@ -470,3 +470,44 @@ dio_file_open(const char *path, const struct dio_file_opts *opts, struct dio_vol
 	pthread_mutex_unlock(&open_lock);
 	return ret;
 }
+
+int
+dio_file_resize(struct dio_volume *vol, uint64_t size, char *err, size_t errlen)
+{
+	struct file_vol *fv = to_fv(vol);
+	uint64_t old = vol->size;
+	uint64_t old_limit = (old + vol->lbs - 1) / vol->lbs * vol->lbs;
+	uint64_t new_limit = (size + vol->lbs - 1) / vol->lbs * vol->lbs;
+	int ret;
+
+	if (vol->map_ops != &file_map_ops) {
+		snprintf(err, errlen, "not a file volume");
+		return -EINVAL;
+	}
+	if (vol->blockdev || vol->readonly) {
+		snprintf(err, errlen, "%s: a %s cannot be resized", fv->path,
+			 vol->blockdev ? "block device" : "read-only volume");
+		return -EOPNOTSUPP;
+	}
+	if (size > (uint64_t)INT64_MAX) {
+		snprintf(err, errlen, "%s: size too large", fv->path);
+		return -EFBIG;
+	}
+	/* The new blocks are a hole in the file: say so before anyone can map them. */
+	if (new_limit > old_limit) {
+		ret = extmap_set(&fv->map, old_limit, new_limit - old_limit, DIO_EXT_HOLE);
+		if (ret < 0) {
+			snprintf(err, errlen, "%s: %s", fv->path, strerror(-ret));
+			return ret;
+		}
+	}
+	if (ftruncate(vol->fd, (off_t)size) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: ftruncate: %s", fv->path, strerror(errno));
+		return ret;
+	}
+	__atomic_store_n(&vol->size, size, __ATOMIC_RELEASE);
+	dio_log(DIO_LOG_INFO, "%s: resized from %" PRIu64 " to %" PRIu64 " bytes", fv->path, old,
+		size);
+	return 0;
+}

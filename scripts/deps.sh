@@ -7,7 +7,7 @@ PKGS=(
 	build-essential cmake pkg-config clang
 	liburing-dev libevent-dev libssl-dev libinih-dev libsystemd-dev
 	libnbd-dev libnbd-bin python3-libnbd nbdkit nbdkit-plugin-dev
-	libcriterion-dev qemu-utils fio nbd-server
+	libcriterion-dev qemu-utils fio nbd-server libjansson-dev
 	openssl gnutls-bin util-linux procps iproute2 python3
 )
 

@@ -433,59 +433,12 @@ config_load_file(struct server_cfg *cfg, const char *path)
 	return 0;
 }
 
-int
-config_open_exports(struct server_cfg *cfg)
-{
-	char errbuf[512];
-
-	/*
-	 * Exports of one file share one volume (dio_file_open): open the
-	 * writable ones first, so that a read-only export of the same file
-	 * does not open it read-only for all of them.
-	 */
-	for (size_t n = 0; n < 2 * cfg->nexports; n++) {
-		size_t i = n % cfg->nexports;
-		struct export *e = &cfg->exports[i];
-		bool ro = e->readonly || cfg->readonly;
-		struct dio_file_opts opts = {
-			.readonly = ro,
-			.no_lock = !cfg->image_locking,
-			.errbuf = errbuf,
-			.errlen = sizeof(errbuf),
-		};
-		int ret;
-
-		if (ro != (n >= cfg->nexports))
-			continue;	/* writable in the first round, read-only in the second */
-
-		errbuf[0] = '\0';
-		ret = dio_file_open(e->path, &opts, &e->vol);
-		if (ret < 0) {
-			/* libdio has logged errbuf already: add only which export */
-			if (ret == -EAGAIN && !opts.no_lock)
-				log_err("export '%s' could not be opened: the file is in use "
-					"(--image-locking off serves it anyway)", e->name);
-			else if (errbuf[0])
-				log_err("export '%s' could not be opened", e->name);
-			else
-				log_err("export '%s': %s: %s", e->name, e->path, strerror(-ret));
-			return -1;
-		}
-		e->readonly = opts.readonly || e->vol->readonly;
-		log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,
-			 (unsigned long long)e->vol->size, e->vol->lbs, e->vol->pbs,
-			 e->readonly ? ", read-only" : "", e->vol->can_trim ? ", trim" : "");
-	}
-	return 0;
-}
-
 void
 config_free(struct server_cfg *cfg)
 {
 	for (size_t i = 0; i < cfg->nexports; i++) {
 		struct export *e = &cfg->exports[i];
 
-		dio_volume_put(e->vol);
 		free(e->name);
 		free(e->path);
 		free(e->description);
@@ -500,6 +453,8 @@ config_free(struct server_cfg *cfg)
 	free(cfg->port);
 	free(cfg->unix_path);
 	free(cfg->pidfile);
+	free(cfg->control_path);
+	free(cfg->config_path);
 	free(cfg->tls_creds);
 	free(cfg->tls_psk_file);
 	memset(cfg, 0, sizeof(*cfg));

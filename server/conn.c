@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "readahead.h"
@@ -195,7 +196,7 @@ conn_want_read(const struct conn *c)
 	if (conn_in_payload(c))
 		return true;
 	/* Stopping: answer what is buffered (ESHUTDOWN), read no new requests. */
-	return !c->r->stopping && !conn_over_budget(c);
+	return !c->closing && !conn_over_budget(c);
 }
 
 /* Parse what is buffered. 0, or -1 to drop the client. */
@@ -413,10 +414,10 @@ conn_run(struct conn *c)
 			break;
 	}
 	/* Nothing more will come in: chunks read ahead would wait for nobody. */
-	if (c->ra && (c->eof_in || c->stop_parse || c->r->stopping))
+	if (c->ra && (c->eof_in || c->stop_parse || c->closing))
 		ra_stream_reset(c->ra);
 	/* Done: nothing more will come in, everything accepted was answered. */
-	if ((c->eof_in || c->stop_parse || (c->r->stopping && c->state == CONN_TX_HDR)) &&
+	if ((c->eof_in || c->stop_parse || (c->closing && c->state == CONN_TX_HDR)) &&
 	    c->nreqs == (c->cur ? 1u : 0u) && !conn_output_pending(c))
 		conn_abort(c, NULL);
 	else
@@ -429,11 +430,13 @@ out:
 }
 
 void
-conn_enter_transmission(struct conn *c, const struct export *exp)
+conn_enter_transmission(struct conn *c, struct export *exp)
 {
 	const struct server_cfg *cfg = c->r->srv->cfg;
 
+	pthread_mutex_lock(&c->r->srv->conns_lock);	/* listed by the control socket */
 	c->exp = exp;
+	pthread_mutex_unlock(&c->r->srv->conns_lock);
 	c->eflags = proto_eflags(c, exp);
 	c->state = CONN_TX_HDR;
 	event_del(c->timer);
@@ -453,8 +456,9 @@ conn_enter_transmission(struct conn *c, const struct export *exp)
 void
 conn_shutdown(struct conn *c)
 {
-	if (c->dead)
+	if (c->dead || c->closing)
 		return;
+	c->closing = true;
 	if (c->state < CONN_TX_HDR) {
 		conn_abort(c, "server stopping");
 		conn_maybe_free(c);
@@ -511,12 +515,22 @@ conn_maybe_free(struct conn *c)
 		ra_stream_close(c->ra);
 	}
 	req_free_pool(c);
+	if (c->exp)
+		export_put(c->exp);
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
 	event_free(c->wake);
 	free(c->in);
 	free(c->out.data);
+	pthread_mutex_lock(&r->srv->conns_lock);
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		r->srv->conns = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
+	pthread_mutex_unlock(&r->srv->conns_lock);
 	/* Off the reactor's list: a stopping reactor's loop ends with its last one. */
 	if (c->prev)
 		c->prev->next = c->next;
@@ -594,6 +608,14 @@ conn_create(struct reactor *r, int fd)
 		r->conns->prev = c;
 	r->conns = c;
 	r->nconns++;
+	pthread_mutex_lock(&r->srv->conns_lock);
+	c->id = ++r->srv->next_conn_id;
+	c->started = (int64_t)time(NULL);
+	c->all_next = r->srv->conns;
+	if (c->all_next)
+		c->all_next->all_prev = c;
+	r->srv->conns = c;
+	pthread_mutex_unlock(&r->srv->conns_lock);
 	log_debug("%s: connected (reactor %u)", c->peer, r->id);
 	conn_run(c);
 	return 0;

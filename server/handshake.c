@@ -143,23 +143,25 @@ hs_start(struct conn *c)
 }
 
 /*
- * The export name[0..len) as this client may see it: NULL when there is
- * none or when its allow-list does not name the client (the two must look
- * the same to the client). *tls_reqd: it exists, but only over TLS.
+ * The export name[0..len) as this client may see it, with a reference for
+ * the caller: NULL when there is none or when its allow-list does not name
+ * the client (the two must look the same to the client). *tls_reqd: it
+ * exists, but only over TLS.
  */
-static const struct export *
+static struct export *
 hs_find_export(struct conn *c, const char *name, uint32_t len, bool *tls_reqd)
 {
-	const struct export *exp = config_find_export(c->r->srv->cfg, name, len);
+	struct export *exp = exports_find(&c->r->srv->exports, name, len);
 
 	*tls_reqd = false;
 	if (!exp || tls_export_allowed(c, exp))
 		return exp;
-	if (!tls_active(c) && c->r->srv->tls) {
+	if (!tls_active(c) && c->r->srv->tls)
 		*tls_reqd = true;
-		return NULL;
-	}
-	log_info("%s: export '%s': the client is not on its allow-list", c->peer, exp->name);
+	else
+		log_info("%s: export '%s': the client is not on its allow-list", c->peer,
+			 exp->name);
+	export_put(exp);
 	return NULL;
 }
 
@@ -169,7 +171,7 @@ hs_export_name(struct conn *c, const uint8_t *data, uint32_t len)
 {
 	static const uint8_t zeroes[124];
 	struct wire_export_name_reply r;
-	const struct export *exp;
+	struct export *exp;
 	bool tls_reqd;
 
 	/* No error reply exists for EXPORT_NAME: the spec says disconnect. */
@@ -186,10 +188,11 @@ hs_export_name(struct conn *c, const uint8_t *data, uint32_t len)
 	}
 	r.exportsize = htobe64(exp->vol->size);
 	r.eflags = htobe16(proto_eflags(c, exp));
-	if (conn_out_append(c, &r, sizeof(r)) < 0)
+	if (conn_out_append(c, &r, sizeof(r)) < 0 ||
+	    (!c->no_zeroes && conn_out_append(c, zeroes, sizeof(zeroes)) < 0)) {
+		export_put(exp);
 		return -1;
-	if (!c->no_zeroes && conn_out_append(c, zeroes, sizeof(zeroes)) < 0)
-		return -1;
+	}
 	c->block_size_agreed = false;
 	conn_enter_transmission(c, exp);
 	return 1;
@@ -199,12 +202,15 @@ hs_export_name(struct conn *c, const uint8_t *data, uint32_t len)
 static int
 hs_list(struct conn *c, uint32_t len)
 {
-	const struct server_cfg *cfg = c->r->srv->cfg;
+	struct export **v;
+	size_t nv;
+	int ret = 0;
 
 	if (len)
 		return hs_reply_err(c, NBDP_OPT_LIST, NBDP_REP_ERR_INVALID, "LIST takes no data");
-	for (size_t i = 0; i < cfg->nexports; i++) {
-		const struct export *e = &cfg->exports[i];
+	nv = exports_snapshot(&c->r->srv->exports, &v);
+	for (size_t i = 0; i < nv && ret >= 0; i++) {
+		const struct export *e = v[i];
 		uint32_t nlen = htobe32((uint32_t)strlen(e->name));
 		uint8_t buf[4 + NBDP_MAX_STRING];
 		size_t n = strlen(e->name);
@@ -216,10 +222,12 @@ hs_list(struct conn *c, uint32_t len)
 		memcpy(buf, &nlen, 4);
 		memcpy(buf + 4, e->name, n);
 		/* After the name, the spec lets us add a description for humans. */
-		if (hs_reply2(c, NBDP_OPT_LIST, NBDP_REP_SERVER, buf, 4 + n, e->description,
-			      e->description ? strlen(e->description) : 0) < 0)
-			return -1;
+		ret = hs_reply2(c, NBDP_OPT_LIST, NBDP_REP_SERVER, buf, 4 + n, e->description,
+				e->description ? strlen(e->description) : 0);
 	}
+	exports_snapshot_free(v, nv);
+	if (ret < 0)
+		return -1;
 	return hs_reply(c, NBDP_OPT_LIST, NBDP_REP_ACK, NULL, 0);
 }
 
@@ -239,50 +247,18 @@ hs_block_sizes(const struct export *exp, uint32_t *min, uint32_t *pref, uint32_t
 	*max = CONN_MAX_PAYLOAD;
 }
 
-/* NBD_OPT_INFO and NBD_OPT_GO (GO also enters transmission). */
+/* The INFO replies and ACK of NBD_OPT_INFO/GO for exp. 1, or -1 (drop the client). */
 static int
-hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+hs_info_reply(struct conn *c, uint32_t opt, const struct export *exp, bool want_name,
+	      bool want_desc)
 {
-	bool want_name = false, want_desc = false, want_bs = false, tls_reqd;
-	const struct export *exp;
-	uint32_t namelen, min, pref, max;
-	struct hs_err err;
-	uint16_t nreq;
-
-	if (!hs_parse_name(data, len, 2, &namelen, &err))
-		return hs_reply_err(c, opt, err.type, err.msg);
-	nreq = hs_get16(data + 4 + namelen);
-	if (len != 4 + namelen + 2 + 2u * nreq)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
-	exp = hs_find_export(c, (const char *)data + 4, namelen, &tls_reqd);
-	if (tls_reqd)
-		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "this export needs TLS");
-	if (!exp) {
-		log_info("%s: %s: no export '%.*s'", c->peer, hs_opt_name(opt),
-			 namelen > 256 ? 256 : (int)namelen, (const char *)data + 4);
-		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
-	}
-	for (uint32_t i = 0; i < nreq; i++) {
-		switch (hs_get16(data + 4 + namelen + 2 + 2 * i)) {
-		case NBDP_INFO_NAME:
-			want_name = true;
-			break;
-		case NBDP_INFO_DESCRIPTION:
-			want_desc = true;
-			break;
-		case NBDP_INFO_BLOCK_SIZE:
-			want_bs = true;
-			break;
-		default:
-			break;	/* unknown requests are ignored, as the spec says */
-		}
-	}
-
+	uint32_t min, pref, max;
 	struct wire_info_export ie = {
 		.info = htobe16(NBDP_INFO_EXPORT),
 		.exportsize = htobe64(exp->vol->size),
 		.eflags = htobe16(proto_eflags(c, exp)),
 	};
+
 	if (hs_reply(c, opt, NBDP_REP_INFO, &ie, sizeof(ie)) < 0)
 		return -1;
 	if (want_name) {
@@ -310,11 +286,56 @@ hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		return -1;
 	if (hs_reply(c, opt, NBDP_REP_ACK, NULL, 0) < 0)
 		return -1;
-	if (opt == NBDP_OPT_GO) {
-		c->block_size_agreed = want_bs;
-		conn_enter_transmission(c, exp);
-	}
 	return 1;
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO (GO also enters transmission). */
+static int
+hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+	bool want_name = false, want_desc = false, want_bs = false, tls_reqd;
+	struct export *exp;
+	uint32_t namelen;
+	struct hs_err err;
+	uint16_t nreq;
+	int ret;
+
+	if (!hs_parse_name(data, len, 2, &namelen, &err))
+		return hs_reply_err(c, opt, err.type, err.msg);
+	nreq = hs_get16(data + 4 + namelen);
+	if (len != 4 + namelen + 2 + 2u * nreq)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
+	for (uint32_t i = 0; i < nreq; i++) {
+		switch (hs_get16(data + 4 + namelen + 2 + 2 * i)) {
+		case NBDP_INFO_NAME:
+			want_name = true;
+			break;
+		case NBDP_INFO_DESCRIPTION:
+			want_desc = true;
+			break;
+		case NBDP_INFO_BLOCK_SIZE:
+			want_bs = true;
+			break;
+		default:
+			break;	/* unknown requests are ignored, as the spec says */
+		}
+	}
+	exp = hs_find_export(c, (const char *)data + 4, namelen, &tls_reqd);
+	if (tls_reqd)
+		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "this export needs TLS");
+	if (!exp) {
+		log_info("%s: %s: no export '%.*s'", c->peer, hs_opt_name(opt),
+			 namelen > 256 ? 256 : (int)namelen, (const char *)data + 4);
+		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
+	}
+	ret = hs_info_reply(c, opt, exp, want_name, want_desc);
+	if (ret > 0 && opt == NBDP_OPT_GO) {
+		c->block_size_agreed = want_bs;
+		conn_enter_transmission(c, exp);	/* the reference goes with it */
+	} else {
+		export_put(exp);
+	}
+	return ret;
 }
 
 /* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (base:allocation only). */
@@ -322,7 +343,7 @@ static int
 hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	static const char alloc[] = NBDP_META_BASE_ALLOCATION;
-	const struct export *exp;
+	struct export *exp;
 	uint32_t namelen, nq, pos;
 	bool match = false, tls_reqd;
 	struct hs_err err;
@@ -363,6 +384,7 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "this export needs TLS");
 	if (!exp)
 		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
+	export_put(exp);	/* it exists: that is all a meta context query needs */
 	if (opt == NBDP_OPT_SET_META_CONTEXT)
 		c->meta_alloc = match;
 	if (match) {

@@ -33,6 +33,7 @@ struct main_state {
 	struct reactor *reactors;
 	unsigned int nreactors, next;
 	struct event *accept_pause;
+	struct control ctl;
 	bool stopping;
 };
 
@@ -150,6 +151,16 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	for (unsigned int i = 0; i < m->nreactors; i++)
 		reactor_stop(&m->reactors[i]);
 	event_base_loopbreak(m->base);
+}
+
+/* SIGHUP: the config file again (reload.c). */
+static void
+main_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_state *m = arg;
+
+	if (!m->stopping)
+		reload_config(&m->ctl);
 }
 
 /* Raise the soft RLIMIT_NOFILE to the hard limit; cap connections to what fits. */
@@ -306,7 +317,7 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	struct main_setting *sets = NULL;
 	struct option *longopts = NULL;
 	char *shortopts = NULL;
-	size_t nspecs = 0, nsets = 0;
+	size_t nspecs = 0, nsets = 0, nfile;
 	int opt, ret = -1;
 
 	/* getopt prints its own messages before logging is set up: fine, they go to stderr. */
@@ -365,6 +376,9 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	}
 	if (config && config_load_file(cfg, config) < 0)
 		goto out;
+	/* SIGHUP reads it again, after the daemon changed directory to /. */
+	if (config && !(cfg->config_path = main_abspath(config)))
+		goto out;
 	for (size_t i = 0; i < nsets; i++)
 		if (main_set(cfg, sets[i].s, sets[i].v) < 0)
 			goto out;
@@ -372,11 +386,14 @@ main_parse(struct server_cfg *cfg, int argc, char **argv)
 	if (!cfg->unix_path)
 		cfg->tcp = true;
 	log_init((int)cfg->verbose);
+	nfile = cfg->nexports;
 	for (size_t i = 0; i < nspecs; i++)
 		if (config_add_export_spec(cfg, specs[i]) < 0)
 			goto out;
 	if (optind < argc && config_add_export(cfg, "", argv[optind], NULL, false) < 0)
 		goto out;
+	for (size_t i = nfile; i < cfg->nexports; i++)
+		cfg->exports[i].cli = true;
 	if (!cfg->nexports) {
 		log_err("nothing to serve: give a FILE, -e NAME=PATH or -c CONFIG (see --help)");
 		goto out;
@@ -397,7 +414,7 @@ int
 main(int argc, char **argv)
 {
 	static struct main_state m;
-	struct event *sig_term = NULL, *sig_int = NULL;
+	struct event *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
 	sigset_t block;
 	int ready_fd = -1, exit_code = 1, ret;
 	char *abs;
@@ -407,6 +424,9 @@ main(int argc, char **argv)
 	if (ret)
 		return ret > 0 ? 0 : 1;
 	m.srv.cfg = &m.cfg;
+	pthread_mutex_init(&m.srv.tls_lock, NULL);
+	pthread_mutex_init(&m.srv.conns_lock, NULL);
+	m.ctl.fd = -1;
 	signal(SIGPIPE, SIG_IGN);
 	/*
 	 * Hold SIGTERM/SIGINT pending from before the sockets exist until the
@@ -417,11 +437,12 @@ main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	main_raise_nofile(&m.cfg);
 
-	for (size_t i = 0; i < 2; i++) {
-		char **p = i ? &m.cfg.pidfile : &m.cfg.unix_path;
+	for (size_t i = 0; i < 3; i++) {
+		char **p = i == 2 ? &m.cfg.control_path : i ? &m.cfg.pidfile : &m.cfg.unix_path;
 
 		if (!*p)
 			continue;
@@ -431,13 +452,15 @@ main(int argc, char **argv)
 		free(*p);
 		*p = abs;
 	}
-	if (config_open_exports(&m.cfg) < 0)
+	if (exports_init(&m.srv.exports) < 0)
 		goto out_cfg;
+	if (exports_open(&m.srv.exports, &m.cfg) < 0)
+		goto out_exports;
 	/* Before daemonizing: a bad key or certificate is an error on the terminal. */
 	if (m.cfg.tls != TLS_OFF && tls_ctx_new(&m.cfg, &m.srv.tls) < 0)
-		goto out_cfg;
+		goto out_exports;
 	if (listen_open(&m.cfg, &m.listeners, &m.nlisteners, &m.activated) < 0)
-		goto out_cfg;
+		goto out_exports;
 	/* Under socket activation our parent (systemd, libnbd) manages our lifetime. */
 	if (m.activated)
 		m.cfg.foreground = true;
@@ -473,10 +496,19 @@ main(int argc, char **argv)
 	m.accept_pause = evtimer_new(m.base, main_on_accept_pause, &m);
 	sig_term = evsignal_new(m.base, SIGTERM, main_on_signal, &m);
 	sig_int = evsignal_new(m.base, SIGINT, main_on_signal, &m);
-	if (!m.accept_pause || !sig_term || !sig_int)
+	sig_hup = evsignal_new(m.base, SIGHUP, main_on_hup, &m);
+	if (!m.accept_pause || !sig_term || !sig_int || !sig_hup)
 		goto out_stop;
 	event_add(sig_term, NULL);
 	event_add(sig_int, NULL);
+	event_add(sig_hup, NULL);
+	m.ctl.srv = &m.srv;
+	m.ctl.base = m.base;
+	m.ctl.reactors = m.reactors;
+	m.ctl.nreactors = m.nreactors;
+	m.ctl.buf_align = m.reactors[0].buf_align;
+	if (control_open(&m.ctl, m.cfg.control_path) < 0)
+		goto out_stop;
 	for (size_t i = 0; i < m.nlisteners; i++) {
 		m.listeners[i].ev = event_new(m.base, m.listeners[i].fd, EV_READ | EV_PERSIST,
 					      main_on_accept, &m);
@@ -494,6 +526,7 @@ main(int argc, char **argv)
 	exit_code = 0;
 
 out_stop:
+	control_close(&m.ctl);
 	for (unsigned int i = 0; i < m.nreactors; i++)
 		reactor_stop(&m.reactors[i]);
 	for (unsigned int i = 0; i < m.nreactors; i++)
@@ -507,6 +540,8 @@ out_reactors:
 		event_free(sig_term);
 	if (sig_int)
 		event_free(sig_int);
+	if (sig_hup)
+		event_free(sig_hup);
 	if (m.accept_pause)
 		event_free(m.accept_pause);
 	if (m.base)
@@ -517,8 +552,10 @@ out_pid:
 		unlink(m.cfg.pidfile);
 out_listen:
 	listen_close(&m.cfg, m.listeners, m.nlisteners, m.activated);
-out_cfg:
+out_exports:
 	tls_ctx_free(m.srv.tls);
+	exports_fini(&m.srv.exports);
+out_cfg:
 	config_free(&m.cfg);
 	if (ready_fd >= 0)
 		close(ready_fd);

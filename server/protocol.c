@@ -99,7 +99,7 @@ proto_eflags(const struct conn *c, const struct export *exp)
 	 * FLUSH on one covers all.
 	 */
 	f |= NBDP_FLAG_CAN_MULTI_CONN;
-	if (exp->readonly) {
+	if (__atomic_load_n(&exp->readonly, __ATOMIC_RELAXED)) {
 		f |= NBDP_FLAG_READ_ONLY;
 	} else {
 		f |= NBDP_FLAG_SEND_FLUSH | NBDP_FLAG_SEND_FUA | NBDP_FLAG_SEND_WRITE_ZEROES |
@@ -385,7 +385,7 @@ proto_validate(const struct conn *c, const struct conn_req *req)
 		return NBDP_EINVAL;
 	if (req->cmd == NBDP_CMD_BLOCK_STATUS && (!c->sr || !c->meta_alloc))
 		return NBDP_EINVAL;
-	if (writes && c->exp->readonly)
+	if (writes && __atomic_load_n(&c->exp->readonly, __ATOMIC_RELAXED))
 		return NBDP_EPERM;
 	if (!ranged)
 		return 0;
@@ -520,7 +520,9 @@ proto_request(struct conn *c, const struct wire_request *h)
 		c->stop_parse = true;
 		return 0;
 	}
-	err = c->r->stopping ? NBDP_ESHUTDOWN : proto_validate(c, req);
+	/* Stopping, or the export was removed: the client should disconnect. */
+	err = c->closing || __atomic_load_n(&c->exp->removed, __ATOMIC_ACQUIRE) ?
+		      NBDP_ESHUTDOWN : proto_validate(c, req);
 	if (req->cmd == NBDP_CMD_WRITE) {
 		if (req->count > CONN_MAX_PAYLOAD) {
 			/* Skipping that much input would let a client keep us busy for nothing. */

@@ -64,7 +64,49 @@ reactor_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 	for (c = r->conns; c; c = next) {
 		next = c->next;
 		conn_abort(c, "server stopping");
+		conn_run(c);	/* frees it if nothing is in flight */
 	}
+}
+
+static uint64_t reactor_now_ns(void);
+
+/*
+ * Connections to removed exports get ESHUTDOWN for every new request
+ * (protocol.c), so that their clients disconnect, and are closed at their
+ * export's drop_at if they have not. The timer is armed for the next such
+ * deadline.
+ */
+static void
+reactor_sweep_exports(struct reactor *r)
+{
+	uint64_t now = reactor_now_ns(), next_at = 0;
+	struct conn *c, *next;
+
+	for (c = r->conns; c; c = next) {
+		next = c->next;
+		if (c->dead || !c->exp || !__atomic_load_n(&c->exp->removed, __ATOMIC_ACQUIRE))
+			continue;
+		if (c->exp->drop_at <= now) {
+			conn_abort(c, "its export was removed; the deadline passed");
+			conn_run(c);
+			continue;
+		}
+		if (!next_at || c->exp->drop_at < next_at)
+			next_at = c->exp->drop_at;
+	}
+	if (next_at) {
+		uint64_t ns = next_at - now;
+		struct timeval tv = { .tv_sec = (time_t)(ns / 1000000000u),
+				      .tv_usec = (suseconds_t)(ns % 1000000000u / 1000 + 1) };
+
+		evtimer_add(r->sweep_timer, &tv);
+	}
+}
+
+static void
+reactor_on_sweep_timer(evutil_socket_t fd, short what, void *arg)
+{
+	reactor_sweep_exports(arg);
 }
 
 /* Hand-offs and stop requests from other threads. */
@@ -75,7 +117,7 @@ reactor_on_wake(evutil_socket_t fd, short what, void *arg)
 	uint64_t v;
 	int *fds;
 	size_t n;
-	bool stop;
+	bool stop, sweep;
 
 	r->work++;
 	if (read(r->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -86,6 +128,8 @@ reactor_on_wake(evutil_socket_t fd, short what, void *arg)
 	r->pending = NULL;
 	r->npending = r->cap = 0;
 	stop = r->stop_req;
+	sweep = r->sweep_req;
+	r->sweep_req = false;
 	pthread_mutex_unlock(&r->lock);
 
 	for (size_t i = 0; i < n; i++) {
@@ -95,6 +139,8 @@ reactor_on_wake(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	free(fds);
+	if (sweep)
+		reactor_sweep_exports(r);
 	if (stop)
 		reactor_begin_stop(r);
 }
@@ -124,14 +170,17 @@ reactor_init(struct reactor *r, struct server *srv, unsigned int id)
 
 	if (srv->cfg) {
 		opts.engine.kind = srv->cfg->engine;
-		for (size_t i = 0; i < srv->cfg->nexports; i++) {
-			const struct dio_volume *v = srv->cfg->exports[i].vol;
+		struct export **v;
+		size_t n = exports_snapshot(&srv->exports, &v);
 
-			while (v && align < v->lbs)
+		/* Exports added later with a larger block size are refused (control.c). */
+		for (size_t i = 0; i < n; i++)
+			while (align < v[i]->vol->lbs)
 				align <<= 1;
-		}
+		exports_snapshot_free(v, n);
 	}
 	opts.pool.align = align;
+	r->buf_align = align;
 	ret = dio_ctx_create(&opts, &r->ctx);
 	if (ret < 0) {
 		log_err("reactor %u: cannot create the I/O engine: %s", id, strerror(-ret));
@@ -146,7 +195,8 @@ reactor_init(struct reactor *r, struct server *srv, unsigned int id)
 	}
 	r->wake_ev = event_new(r->base, r->wake_fd, EV_READ | EV_PERSIST, reactor_on_wake, r);
 	r->stop_timer = evtimer_new(r->base, reactor_on_stop_timer, r);
-	if (!r->dio_ev || !r->wake_ev || !r->stop_timer) {
+	r->sweep_timer = evtimer_new(r->base, reactor_on_sweep_timer, r);
+	if (!r->dio_ev || !r->wake_ev || !r->stop_timer || !r->sweep_timer) {
 		ret = -ENOMEM;
 		goto err_events;
 	}
@@ -158,6 +208,8 @@ reactor_init(struct reactor *r, struct server *srv, unsigned int id)
 	return 0;
 
 err_events:
+	if (r->sweep_timer)
+		event_free(r->sweep_timer);
 	if (r->stop_timer)
 		event_free(r->stop_timer);
 	if (r->wake_ev)
@@ -184,6 +236,7 @@ reactor_fini(struct reactor *r)
 			break;
 		event_base_loop(r->base, EVLOOP_NONBLOCK);	/* the woken connections */
 	}
+	event_free(r->sweep_timer);
 	event_free(r->stop_timer);
 	event_free(r->wake_ev);
 	event_free(r->dio_ev);
@@ -365,6 +418,15 @@ reactor_stop(struct reactor *r)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->stop_req = true;
+	pthread_mutex_unlock(&r->lock);
+	reactor_wake(r);
+}
+
+void
+reactor_sweep(struct reactor *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->sweep_req = true;
 	pthread_mutex_unlock(&r->lock);
 	reactor_wake(r);
 }

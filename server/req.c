@@ -34,7 +34,8 @@ req_get(struct conn *c)
 	req->dbuf = NULL;
 	req->iov_idx = 0;
 	req->niov = 0;
-	c->nreqs++;
+	/* relaxed stores: the control socket reads it from another thread */
+	__atomic_store_n(&c->nreqs, c->nreqs + 1, __ATOMIC_RELAXED);
 	return req;
 }
 
@@ -46,7 +47,7 @@ req_put(struct conn *c, struct conn_req *req)
 		req->dbuf = NULL;
 	}
 	c->inflight_bytes -= req->acct;
-	c->nreqs--;
+	__atomic_store_n(&c->nreqs, c->nreqs - 1, __ATOMIC_RELAXED);
 	if (c->nfree < c->r->srv->cfg->max_inflight) {
 		req->next = c->free_reqs;
 		c->free_reqs = req;

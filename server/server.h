@@ -2,7 +2,10 @@
 /*
  * dionbd internals: what the files of server/ share. One concern per file:
  *   main.c      command line, signals, daemon, start and stop
- *   config.c    exports, and the config file
+ *   config.c    exports as configured, and the config file
+ *   exports.c   the live export table
+ *   control.c   the control socket (JSON-RPC) and what it changes while serving
+ *   reload.c    SIGHUP: the config file again, applied as the control socket would
  *   settings.c  the table of [server] settings (config file and command line)
  *   listen.c    TCP, Unix and systemd-activated listening sockets
  *   reactor.c   one thread per core: event_base + dio_ctx, connection hand-off
@@ -60,12 +63,20 @@ __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, .
 	} while (0)
 
 /* ---- config.c ---- */
+/*
+ * An export: as configured (config.c, in server_cfg.exports: vol NULL), or
+ * live (exports.c: a heap object with references, in the export table).
+ */
 struct export {
 	char *name;		/* "" is the default export */
 	char *path;
 	char *description;	/* may be NULL */
-	bool readonly;
-	struct dio_volume *vol;	/* a reference: one volume per file, shared by its exports */
+	bool readonly;		/* live: read with __atomic_load_n, set by the control socket */
+	bool removed;		/* live: off the table; new requests get ESHUTDOWN (atomic) */
+	bool cli;		/* given on the command line: SIGHUP leaves it alone */
+	uint64_t drop_at;	/* live, removed: close its connections by then (CLOCK_MONOTONIC ns) */
+	unsigned int refs;	/* live: the table's and each connection's (atomic) */
+	struct dio_volume *vol;	/* live: a reference; one volume per file, shared by its exports */
 	/*
 	 * Identities that may open this export: a client certificate's
 	 * subject (CN, or the whole DN) or a PSK identity. NULL = anyone.
@@ -92,6 +103,8 @@ struct server_cfg {
 	enum dio_engine_kind engine;
 	bool foreground;
 	char *pidfile;
+	char *control_path;	/* the control socket (control.c), or NULL */
+	char *config_path;	/* the config file, absolute, for SIGHUP; or NULL */
 	bool readonly;		/* every export read-only */
 	unsigned int verbose;		/* 0..4: -v each adds one */
 	unsigned int max_conns;		/* connection cap over all reactors */
@@ -128,9 +141,7 @@ int config_export_allow(struct export *e, const char *id);
 int config_check_tls(struct server_cfg *cfg);
 /* Read a config file ([server] and [export NAME] sections). 0 or -1 (logged). */
 int config_load_file(struct server_cfg *cfg, const char *path);
-/* Open every export's volume with libdio. 0 or -1 (logged). */
-int config_open_exports(struct server_cfg *cfg);
-/* Close the volumes and free everything. */
+/* Free everything. */
 void config_free(struct server_cfg *cfg);
 /* The export called name[0..len), or NULL. */
 const struct export *config_find_export(const struct server_cfg *cfg, const char *name,
@@ -191,10 +202,58 @@ struct conn;
 /* State every reactor sees. The export table is read-only once serving. */
 struct tls_ctx;
 
+/* ---- exports.c ---- */
+/* The exports clients can open now; lock guards v and n. */
+struct export_table {
+	pthread_rwlock_t lock;
+	struct export **v;	/* each holds a reference of the table's */
+	size_t n;
+};
+
+/* An empty table. 0 or -errno. */
+int exports_init(struct export_table *t);
+/* Open and add every configured export (writable ones first). 0 or -1 (logged). */
+int exports_open(struct export_table *t, const struct server_cfg *cfg);
+/*
+ * Open spec's volume and add a live copy of it; cfg gives read-only and
+ * image locking. 0, or -errno with the reason (naming the path) in err.
+ */
+int exports_add(struct export_table *t, const struct export *spec, const struct server_cfg *cfg,
+		char *err, size_t errlen);
+/*
+ * Put a new live copy of spec in place of the export of its name (same
+ * path: the volume is shared). Connections to the old one go on with it;
+ * new ones get the new. 0 or -errno with err set.
+ */
+int exports_replace(struct export_table *t, const struct export *spec,
+		    const struct server_cfg *cfg, char *err, size_t errlen);
+/* Whether an export called name is in the table. */
+bool exports_has(struct export_table *t, const char *name);
+/* The export called name[0..len), with a reference for the caller, or NULL. */
+struct export *exports_find(struct export_table *t, const char *name, size_t len);
+/* Take name off the table and mark it removed; the table's reference goes to the caller. */
+struct export *exports_unlink(struct export_table *t, const char *name);
+/* Every export now, each with a reference; free with exports_snapshot_free. */
+size_t exports_snapshot(struct export_table *t, struct export ***out);
+void exports_snapshot_free(struct export **v, size_t n);
+/* Drop the table's references. */
+void exports_fini(struct export_table *t);
+/* Another reference / drop one (the last frees it and puts its volume). */
+struct export *export_get(struct export *e);
+void export_put(struct export *e);
+
+/*
+ * Lock order: exports.lock, conns_lock and tls_lock are each taken alone.
+ */
 struct server {
 	const struct server_cfg *cfg;
-	struct tls_ctx *tls;	/* NULL when TLS is off */
+	struct tls_ctx *tls;	/* NULL when TLS is off; under tls_lock (swapped on reload) */
+	pthread_mutex_t tls_lock;
 	atomic_uint nconns;	/* connections alive, all reactors */
+	struct export_table exports;
+	pthread_mutex_t conns_lock;	/* guards conns and each one's listed fields */
+	struct conn *conns;	/* every connection of every reactor (conn.c), for listing */
+	uint64_t next_conn_id;	/* under conns_lock */
 };
 
 /*
@@ -207,6 +266,7 @@ struct reactor {
 	struct event_base *base;
 	struct dio_ctx *ctx;
 	struct event *dio_ev;		/* the ctx's event fd: reap */
+	size_t buf_align;		/* the pool's buffer alignment */
 	struct event *wake_ev;		/* wake_fd: hand-offs and stop */
 	struct event *stop_timer;	/* hard deadline once stopping */
 	int wake_fd;			/* eventfd */
@@ -218,6 +278,8 @@ struct reactor {
 	bool stop_sent;		/* atomic: reactor_stop ran once (the thread may be gone) */
 	/* reactor thread only */
 	bool stopping;
+	bool sweep_req;			/* under lock: an export was removed (reactor_sweep) */
+	struct event *sweep_timer;	/* the next deadline of a removed export's connections */
 	struct conn *conns;		/* every live connection (doubly linked; conn.c) */
 	unsigned int nconns;
 	uint64_t work;			/* callbacks run: what adaptive polling watches */
@@ -239,6 +301,11 @@ int reactor_start(struct reactor *r, struct server *srv, unsigned int id);
 int reactor_hand_off(struct reactor *r, int fd);
 /* Ask a reactor to stop gracefully (any thread). */
 void reactor_stop(struct reactor *r);
+/*
+ * Exports were removed (any thread): the reactor closes its connections to
+ * them that are still open at their export's drop_at.
+ */
+void reactor_sweep(struct reactor *r);
 /* Wait for a started reactor's thread and free it. */
 void reactor_join(struct reactor *r);
 /* Serve an already-accepted fd on this reactor, from its own thread. 0 or -errno. */
@@ -330,10 +397,16 @@ struct conn {
 	bool rev_on, wev_on;
 	bool want_write;		/* the socket refused output: wait for EV_WRITE */
 	struct conn *prev, *next;	/* reactor's list */
+	/* the server's list, for the control socket: under srv->conns_lock */
+	struct conn *all_prev, *all_next;
+	uint64_t id;
+	int64_t started;		/* CLOCK_REALTIME seconds */
+	char ident[160];		/* TLS peer identity, "" without TLS */
 	unsigned int busy;		/* callbacks on the stack: do not free */
 
 	enum conn_state state;
 	bool eof_in;			/* the client closed its side or errored */
+	bool closing;			/* conn_shutdown: ESHUTDOWN to new requests, close when done */
 	bool stop_parse;		/* DISC or ABORT: ignore further input */
 	bool dead;			/* socket closed; waiting for libdio to finish */
 
@@ -352,7 +425,7 @@ struct conn {
 	struct conn_obuf out;
 
 	/* transmission */
-	const struct export *exp;
+	struct export *exp;		/* a reference, put when c is freed */
 	uint16_t eflags;
 	struct conn_req *cur;		/* request whose payload is arriving */
 	uint64_t reqs_parsed;		/* request headers taken so far */
@@ -376,8 +449,8 @@ void conn_run(struct conn *c);
 void conn_abort(struct conn *c, const char *why);
 /* Graceful stop: no more requests, finish those in flight, then close. */
 void conn_shutdown(struct conn *c);
-/* The handshake chose exp: switch to the transmission phase. */
-void conn_enter_transmission(struct conn *c, const struct export *exp);
+/* The handshake chose exp: switch to the transmission phase (c takes over the reference). */
+void conn_enter_transmission(struct conn *c, struct export *exp);
 /* Append bytes to the handshake output. 0 or -ENOMEM. */
 int conn_out_append(struct conn *c, const void *data, size_t len);
 /* Bytes of unparsed input. */
@@ -403,6 +476,47 @@ void req_drop_queued(struct conn *c);
 /* Free the pool's idle requests. */
 void req_free_pool(struct conn *c);
 
+/* ---- control.c ---- */
+struct ctl_client;
+
+/* The control socket and what it acts on; the main thread's. */
+struct control {
+	struct server *srv;
+	struct event_base *base;	/* the main thread's loop */
+	struct reactor *reactors;
+	unsigned int nreactors;
+	size_t buf_align;		/* the reactors' buffer alignment: an export's lbs limit */
+	int64_t started;		/* CLOCK_MONOTONIC seconds */
+	int fd;				/* listening, or -1 */
+	const char *path;
+	struct event *ev;
+	struct ctl_client *clients;
+};
+
+/* Listen on path (NULL: no control socket) after filling srv..buf_align. 0 or -1 (logged). */
+int control_open(struct control *ctl, const char *path);
+/* Close it and every client. */
+void control_close(struct control *ctl);
+/*
+ * Answer one JSON-RPC request line: the response (one line, no newline),
+ * malloc'd, or NULL on out of memory. The parser the fuzzer drives.
+ */
+char *control_handle(struct control *ctl, const char *line, size_t len);
+/* Add an export while serving. 0 or -errno (-EEXIST: the name is taken) with err set. */
+int control_add_export(struct control *ctl, const struct export *spec, char *err, size_t errlen);
+/*
+ * Remove an export while serving: no new client finds it, its connections
+ * get ESHUTDOWN for new requests and are closed after timeout seconds.
+ * Returns how many connections it had (0 if there was no such export).
+ */
+unsigned int control_remove_export(struct control *ctl, const char *name, unsigned int timeout);
+/* New TLS credentials for new sessions. 0, or -1 with err set (the old ones stay). */
+int control_reload_tls(struct control *ctl, char *err, size_t errlen);
+
+/* ---- reload.c ---- */
+/* SIGHUP: read cfg->config_path again and apply what changed. 0 or -1 (logged; nothing changed). */
+int reload_config(struct control *ctl);
+
 /* ---- handshake.c ---- */
 /* Queue the server's greeting. 0 or -errno. */
 int hs_start(struct conn *c);
@@ -412,8 +526,10 @@ int hs_process(struct conn *c);
 /* ---- tls-creds.c ---- */
 /* Load credentials and keys as cfg says into a new context. 0 or -1 (logged). */
 int tls_ctx_new(const struct server_cfg *cfg, struct tls_ctx **out);
-/* Free a context (no connection may use it any more). */
+/* Drop the caller's reference to a context; sessions hold their own. */
 void tls_ctx_free(struct tls_ctx *t);
+/* Make t (a new reference) the context new sessions use; drops the old one's. */
+void tls_ctx_swap(struct server *srv, struct tls_ctx *t);
 
 /* ---- tls.c ---- */
 /*

@@ -162,6 +162,8 @@ static const struct setting settings[] = {
 	  .off = SET_FIELD(foreground, bool), .help = "stay in the foreground, log to stderr" },
 	{ .name = "pid-file", .short_opt = 'P', .kind = SET_STR, .off = SET_FIELD(pidfile, char *),
 	  .arg = "FILE", .help = "write the daemon's pid to FILE" },
+	{ .name = "control", .kind = SET_STR, .off = SET_FIELD(control_path, char *),
+	  .arg = "PATH", .help = "control socket for dionbdctl at PATH (mode 0600;\ndefault: none)" },
 	{ .name = "verbose", .short_opt = 'v', .kind = SET_COUNT, .min = 0, .max = 4,
 	  .off = SET_FIELD(verbose, unsigned int),
 	  .help = "more logging (-v info, -vv debug, -vvv trace)" },

@@ -233,6 +233,8 @@ tls_ctx_new(const struct server_cfg *cfg, struct tls_ctx **out)
 
 	*out = NULL;
 	t = calloc(1, sizeof(*t));
+	if (t)
+		t->refs = 1;
 	if (!t)
 		return -1;
 	t->ctx = SSL_CTX_new(TLS_server_method());
@@ -305,7 +307,7 @@ err_free:
 void
 tls_ctx_free(struct tls_ctx *t)
 {
-	if (!t)
+	if (!t || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	for (size_t i = 0; i < t->npsks; i++) {
 		OPENSSL_cleanse(t->psks[i].key, t->psks[i].keylen);
@@ -315,4 +317,16 @@ tls_ctx_free(struct tls_ctx *t)
 	free(t->psks);
 	SSL_CTX_free(t->ctx);
 	free(t);
+}
+
+void
+tls_ctx_swap(struct server *srv, struct tls_ctx *t)
+{
+	struct tls_ctx *old;
+
+	pthread_mutex_lock(&srv->tls_lock);
+	old = srv->tls;
+	srv->tls = t;
+	pthread_mutex_unlock(&srv->tls_lock);
+	tls_ctx_free(old);
 }

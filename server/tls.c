@@ -192,6 +192,11 @@ tls_handshake(struct tls_conn *tc)
 	if (r == 1) {
 		tc->hs_done = true;
 		tls_peer_identity(tc);
+		/* for the control socket's connection list (read by another thread) */
+		pthread_mutex_lock(&c->r->srv->conns_lock);
+		snprintf(c->ident, sizeof(c->ident), "%s%s", tc->psk_id ? "psk:" : "",
+			 tc->psk_id ? tc->psk_id : tc->dn ? tc->dn : "");
+		pthread_mutex_unlock(&c->r->srv->conns_lock);
 		log_info("%s: TLS %s %s, peer %s%s", c->peer, SSL_get_version(tc->ssl),
 			 SSL_CIPHER_get_name(SSL_get_current_cipher(tc->ssl)),
 			 tc->psk_id ? "PSK " : "",
@@ -468,6 +473,7 @@ tls_close(struct conn *c)
 	free(tc->dn);
 	OPENSSL_free(tc->dn_slash);
 	free(tc->stage);
+	tls_ctx_free((struct tls_ctx *)tc->t);
 	free(tc);
 	c->io_priv = NULL;
 }
@@ -482,14 +488,20 @@ static const struct conn_io_ops tls_io = {
 int
 tls_start(struct conn *c)
 {
-	const struct tls_ctx *t = c->r->srv->tls;
+	struct server *srv = c->r->srv;
+	struct tls_ctx *t;
 	struct tls_conn *tc;
 
-	if (!t || c->io != &conn_io_plain)
+	if (!srv->tls || c->io != &conn_io_plain)
 		return -EINVAL;
 	tc = calloc(1, sizeof(*tc));
 	if (!tc)
 		return -ENOMEM;
+	/* The context of now, kept by this session even if a reload replaces it. */
+	pthread_mutex_lock(&srv->tls_lock);
+	t = srv->tls;
+	__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&srv->tls_lock);
 	tc->c = c;
 	tc->t = t;
 	tc->plain_left = c->out.len - c->out.off;
@@ -516,6 +528,7 @@ err_free:
 	if (tc->hs_wev)
 		event_free(tc->hs_wev);
 	SSL_free(tc->ssl);
+	tls_ctx_free(t);
 	free(tc->stage);
 	free(tc);
 	return -ENOMEM;

@@ -16,8 +16,13 @@ struct tls_psk {
 	size_t keylen;
 };
 
-/* Built once by tls_ctx_new, read-only while connections use it. */
+/*
+ * Built by tls_ctx_new, read-only while connections use it; each TLS
+ * session holds a reference, so a reload (tls_ctx_swap) can replace it
+ * while older sessions finish on the old one.
+ */
 struct tls_ctx {
+	unsigned int refs;	/* atomic */
 	SSL_CTX *ctx;
 	struct tls_psk *psks;	/* owned; npsks > 0 iff a keys file was loaded */
 	size_t npsks;

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dio/volume.h"
 
@@ -38,5 +39,12 @@ struct dio_file_opts {
  * reference with dio_volume_put.
  */
 int dio_file_open(const char *path, const struct dio_file_opts *opts, struct dio_volume **out);
+
+/*
+ * Change the size of a file volume (ftruncate; block devices cannot).
+ * Growing reads as zeros; clients see the new size when they connect again.
+ * 0 or -errno with the reason in err.
+ */
+int dio_file_resize(struct dio_volume *vol, uint64_t size, char *err, size_t errlen);
 
 #endif /* DIO_FILE_H */

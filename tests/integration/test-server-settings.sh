@@ -17,7 +17,7 @@ nbad=0
 # Every setting, as the table has it: checked against what the daemon logs.
 ALL="unix port bind tcp readonly threads engine max-connections handshake-timeout
 max-options max-inflight max-inflight-mb request-timeout stop-timeout readahead
-image-locking poll-us tls tls-creds tls-verify-peer tls-psk-file foreground pid-file verbose"
+image-locking poll-us tls tls-creds tls-verify-peer tls-psk-file foreground pid-file control verbose"
 # The settings whose option alone means "on" (--readonly); they take a value as --NAME=VALUE.
 FLAGS=" tcp readonly read-only tls-verify-peer foreground "
 # Numbers: NAME:MIN:MAX.

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The live export table: what clients can open now. The configuration
+ * (config.c) describes exports; here each becomes a heap object with its
+ * own copy of the description, a reference to its volume (one volume per
+ * file, shared by every export of it: dio_file_open), and a reference
+ * count: the table holds one, and every connection that opened it one.
+ *
+ * Exports are added and removed while serving (control socket, SIGHUP).
+ * A removed export leaves the table at once, so no new client finds it;
+ * connections that have it keep it until they close, and are told to
+ * finish (conn_shutdown) by their reactors.
+ *
+ * Lock order: the table's rwlock is taken alone; nothing is called under
+ * it that takes another lock, except dio_file_open when adding.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+int
+exports_init(struct export_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	return -pthread_rwlock_init(&t->lock, NULL);
+}
+
+static void
+export_free(struct export *e)
+{
+	dio_volume_put(e->vol);
+	free(e->name);
+	free(e->path);
+	free(e->description);
+	for (size_t j = 0; j < e->nallow; j++)
+		free(e->allow[j]);
+	free(e->allow);
+	free(e);
+}
+
+void
+export_put(struct export *e)
+{
+	if (e && __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		export_free(e);
+}
+
+struct export *
+export_get(struct export *e)
+{
+	__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+	return e;
+}
+
+/* A copy of spec's strings and allow-list, with one reference; NULL on ENOMEM. */
+static struct export *
+export_copy(const struct export *spec)
+{
+	struct export *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->refs = 1;
+	e->readonly = spec->readonly;
+	e->cli = spec->cli;
+	e->name = strdup(spec->name);
+	e->path = strdup(spec->path);
+	e->description = spec->description ? strdup(spec->description) : NULL;
+	e->allow = spec->nallow ? calloc(spec->nallow, sizeof(*e->allow)) : NULL;
+	if (!e->name || !e->path || (spec->description && !e->description) ||
+	    (spec->nallow && !e->allow))
+		goto err;
+	for (; e->nallow < spec->nallow; e->nallow++)
+		if (!(e->allow[e->nallow] = strdup(spec->allow[e->nallow])))
+			goto err;
+	return e;
+err:
+	export_free(e);
+	return NULL;
+}
+
+/* The index of name[0..len) in t, or -1. Under t->lock. */
+static long
+exports_index(const struct export_table *t, const char *name, size_t len)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strlen(t->v[i]->name) == len && !memcmp(t->v[i]->name, name, len))
+			return (long)i;
+	return -1;
+}
+
+struct export *
+exports_find(struct export_table *t, const char *name, size_t len)
+{
+	struct export *e = NULL;
+	long i;
+
+	pthread_rwlock_rdlock(&t->lock);
+	i = exports_index(t, name, len);
+	if (i >= 0)
+		e = export_get(t->v[i]);
+	pthread_rwlock_unlock(&t->lock);
+	return e;
+}
+
+int
+exports_add(struct export_table *t, const struct export *spec, const struct server_cfg *cfg,
+	    char *err, size_t errlen)
+{
+	char why[512] = "";
+	struct dio_file_opts opts = {
+		.readonly = spec->readonly || cfg->readonly,
+		.no_lock = !cfg->image_locking,
+		.errbuf = why,
+		.errlen = sizeof(why),
+	};
+	struct export *e, **v;
+	int ret;
+
+	if (exports_has(t, spec->name)) {
+		snprintf(err, errlen, "export '%s' exists already", spec->name);
+		return -EEXIST;
+	}
+	e = export_copy(spec);
+	if (!e) {
+		snprintf(err, errlen, "out of memory adding export '%s'", spec->name);
+		return -ENOMEM;
+	}
+	ret = dio_file_open(spec->path, &opts, &e->vol);
+	if (ret < 0) {
+		if (ret == -EAGAIN && !opts.no_lock)
+			snprintf(err, errlen, "%s: the file is in use (--image-locking off serves "
+				 "it anyway)", why);
+		else
+			snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
+		export_free(e);
+		return ret;
+	}
+	e->readonly = opts.readonly || e->vol->readonly;
+
+	pthread_rwlock_wrlock(&t->lock);
+	if (exports_index(t, e->name, strlen(e->name)) >= 0) {
+		pthread_rwlock_unlock(&t->lock);
+		snprintf(err, errlen, "export '%s' exists already", spec->name);
+		export_free(e);
+		return -EEXIST;
+	}
+	v = realloc(t->v, (t->n + 1) * sizeof(*v));
+	if (!v) {
+		pthread_rwlock_unlock(&t->lock);
+		snprintf(err, errlen, "out of memory adding export '%s'", spec->name);
+		export_free(e);
+		return -ENOMEM;
+	}
+	t->v = v;
+	t->v[t->n++] = e;
+	pthread_rwlock_unlock(&t->lock);
+	log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,
+		 (unsigned long long)e->vol->size, e->vol->lbs, e->vol->pbs,
+		 e->readonly ? ", read-only" : "", e->vol->can_trim ? ", trim" : "");
+	return 0;
+}
+
+bool
+exports_has(struct export_table *t, const char *name)
+{
+	bool has;
+
+	pthread_rwlock_rdlock(&t->lock);
+	has = exports_index(t, name, strlen(name)) >= 0;
+	pthread_rwlock_unlock(&t->lock);
+	return has;
+}
+
+struct export *
+exports_unlink(struct export_table *t, const char *name)
+{
+	struct export *e = NULL;
+	long i;
+
+	pthread_rwlock_wrlock(&t->lock);
+	i = exports_index(t, name, strlen(name));
+	if (i >= 0) {
+		e = t->v[i];	/* the table's reference goes to the caller */
+		memmove(&t->v[i], &t->v[i + 1], (t->n - (size_t)i - 1) * sizeof(t->v[0]));
+		t->n--;
+		__atomic_store_n(&e->removed, true, __ATOMIC_RELEASE);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return e;
+}
+
+size_t
+exports_snapshot(struct export_table *t, struct export ***out)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&t->lock);
+	*out = t->n ? malloc(t->n * sizeof(**out)) : NULL;
+	n = *out ? t->n : 0;
+	for (size_t i = 0; i < n; i++)
+		(*out)[i] = export_get(t->v[i]);
+	pthread_rwlock_unlock(&t->lock);
+	return n;
+}
+
+void
+exports_snapshot_free(struct export **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		export_put(v[i]);
+	free(v);
+}
+
+int
+exports_open(struct export_table *t, const struct server_cfg *cfg)
+{
+	char err[768];
+
+	/*
+	 * Exports of one file share one volume: open the writable ones first,
+	 * so that a read-only export of the same file does not open it
+	 * read-only for all of them.
+	 */
+	for (size_t n = 0; n < 2 * cfg->nexports; n++) {
+		const struct export *spec = &cfg->exports[n % cfg->nexports];
+		bool ro = spec->readonly || cfg->readonly;
+
+		if (ro != (n >= cfg->nexports))
+			continue;	/* writable in the first round, read-only in the second */
+		if (exports_add(t, spec, cfg, err, sizeof(err)) < 0) {
+			log_err("export '%s' could not be opened: %s", spec->name, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+exports_fini(struct export_table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		export_put(t->v[i]);
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+	pthread_rwlock_destroy(&t->lock);
+}
+
+int
+exports_replace(struct export_table *t, const struct export *spec, const struct server_cfg *cfg,
+		char *err, size_t errlen)
+{
+	char why[512] = "";
+	struct dio_file_opts opts = {
+		.readonly = spec->readonly || cfg->readonly,
+		.no_lock = !cfg->image_locking,
+		.errbuf = why,
+		.errlen = sizeof(why),
+	};
+	struct export *e, *old = NULL;
+	long i;
+	int ret;
+
+	e = export_copy(spec);
+	if (!e) {
+		snprintf(err, errlen, "out of memory changing export '%s'", spec->name);
+		return -ENOMEM;
+	}
+	ret = dio_file_open(spec->path, &opts, &e->vol);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
+		export_free(e);
+		return ret;
+	}
+	e->readonly = opts.readonly || e->vol->readonly;
+	pthread_rwlock_wrlock(&t->lock);
+	i = exports_index(t, e->name, strlen(e->name));
+	if (i >= 0) {
+		old = t->v[i];
+		t->v[i] = e;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	if (!old) {
+		snprintf(err, errlen, "no export '%s' to change", spec->name);
+		export_free(e);
+		return -ENOENT;
+	}
+	export_put(old);	/* its connections keep it until they close */
+	return 0;
+}
