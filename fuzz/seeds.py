@@ -14,6 +14,7 @@ a variant byte (the handshake the harness does) then transmission bytes;
 fuzz-tls a record-size byte then the plaintext inside TLS after STARTTLS.
 The fuzz volume is 1 MiB.
 """
+import json
 import os
 import struct
 import sys
@@ -96,6 +97,21 @@ TRANSMISSIONS = {
 VARIANTS = (0, 1, 3, 7, 11, 15)   # see fuzz-transmission.c's handshake()
 
 
+# One JSON-RPC request per input (fuzz-control): every method, good and bad params.
+CONTROL = {
+    "info": {"method": "server.info"},
+    "list": {"method": "export.list"},
+    "conns": {"method": "connection.list"},
+    "add": {"method": "export.add", "params": {"name": "x", "path": "/dev/null",
+                                               "readonly": True, "allow": ["a"]}},
+    "remove": {"method": "export.remove", "params": {"name": "vol", "timeout": 0}},
+    "ro": {"method": "export.set_readonly", "params": {"name": "vol", "readonly": False}},
+    "resize": {"method": "export.resize", "params": {"name": "vol", "size": 4096}},
+    "level": {"method": "log.set_level", "params": {"level": "err"}},
+    "tls": {"method": "tls.reload"},
+}
+
+
 def write(path, data):
     if not os.path.exists(path):
         with open(path, "wb") as f:
@@ -106,8 +122,11 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     top = sys.argv[1]
-    for t in ("fuzz-handshake", "fuzz-transmission", "fuzz-tls"):
+    for t in ("fuzz-handshake", "fuzz-transmission", "fuzz-tls", "fuzz-control"):
         os.makedirs(os.path.join(top, t), exist_ok=True)
+    for name, req in CONTROL.items():
+        req = dict(req, jsonrpc="2.0", id=1)
+        write(os.path.join(top, "fuzz-control", "seed-" + name), json.dumps(req).encode())
     for name, data in HANDSHAKES.items():
         write(os.path.join(top, "fuzz-handshake", "seed-" + name), data)
     for name, data in TRANSMISSIONS.items():
