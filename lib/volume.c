@@ -4,6 +4,7 @@
  * identity, the write generation, and the block-range lock (volume-priv.h).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "volume-priv.h"
@@ -45,13 +46,12 @@ dio_volume_get(struct dio_volume *vol)
 bool
 dio_volume_tryget(struct dio_volume *vol)
 {
-	unsigned int n = vol->state->refs;
+	unsigned int n = atomic_load(&vol->state->refs);
 
 	do {
 		if (n == 0)
 			return false;
-	} while (!__atomic_compare_exchange_n(&vol->state->refs, &n, n + 1, false,
-					      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	} while (!atomic_compare_exchange_weak(&vol->state->refs, &n, n + 1));
 	return true;
 }
 
