@@ -124,9 +124,9 @@ def main():
     top = sys.argv[1]
     for t in ("fuzz-handshake", "fuzz-transmission", "fuzz-tls", "fuzz-control"):
         os.makedirs(os.path.join(top, t), exist_ok=True)
-    for name, req in CONTROL.items():
-        req = dict(req, jsonrpc="2.0", id=1)
-        write(os.path.join(top, "fuzz-control", "seed-" + name), json.dumps(req).encode())
+    for name, call in CONTROL.items():
+        call = dict(call, jsonrpc="2.0", id=1)
+        write(os.path.join(top, "fuzz-control", "seed-" + name), json.dumps(call).encode())
     for name, data in HANDSHAKES.items():
         write(os.path.join(top, "fuzz-handshake", "seed-" + name), data)
     for name, data in TRANSMISSIONS.items():
