@@ -434,18 +434,24 @@ config_load_file(struct server_cfg *cfg, const char *path)
 }
 
 void
+config_export_clear(struct export *e)
+{
+	free(e->name);
+	free(e->path);
+	free(e->description);
+	for (size_t j = 0; j < e->nallow; j++)
+		free(e->allow[j]);
+	free(e->allow);
+	e->name = e->path = e->description = NULL;
+	e->allow = NULL;
+	e->nallow = 0;
+}
+
+void
 config_free(struct server_cfg *cfg)
 {
-	for (size_t i = 0; i < cfg->nexports; i++) {
-		struct export *e = &cfg->exports[i];
-
-		free(e->name);
-		free(e->path);
-		free(e->description);
-		for (size_t j = 0; j < e->nallow; j++)
-			free(e->allow[j]);
-		free(e->allow);
-	}
+	for (size_t i = 0; i < cfg->nexports; i++)
+		config_export_clear(&cfg->exports[i]);
 	free(cfg->exports);
 	for (size_t i = 0; i < cfg->nbinds; i++)
 		free(cfg->binds[i]);

@@ -32,12 +32,7 @@ static void
 export_free(struct export *e)
 {
 	dio_volume_put(e->vol);
-	free(e->name);
-	free(e->path);
-	free(e->description);
-	for (size_t j = 0; j < e->nallow; j++)
-		free(e->allow[j]);
-	free(e->allow);
+	config_export_clear(e);
 	free(e);
 }
 
@@ -82,6 +77,43 @@ err:
 	return NULL;
 }
 
+/*
+ * A live export of spec with its volume open (cfg gives read-only and image
+ * locking), not yet in any table. 0, or -errno with the reason in err.
+ */
+static int
+export_open(const struct export *spec, const struct server_cfg *cfg, char *err, size_t errlen,
+	    struct export **out)
+{
+	char why[512] = "";
+	struct dio_file_opts opts = {
+		.readonly = spec->readonly || cfg->readonly,
+		.no_lock = !cfg->image_locking,
+		.errbuf = why,
+		.errlen = sizeof(why),
+	};
+	struct export *e = export_copy(spec);
+	int ret;
+
+	if (!e) {
+		snprintf(err, errlen, "out of memory for export '%s'", spec->name);
+		return -ENOMEM;
+	}
+	ret = dio_file_open(spec->path, &opts, &e->vol);
+	if (ret < 0) {
+		if (ret == -EAGAIN && !opts.no_lock)
+			snprintf(err, errlen, "%s: the file is in use (--image-locking off serves "
+				 "it anyway)", why);
+		else
+			snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
+		export_free(e);
+		return ret;
+	}
+	e->readonly = opts.readonly || e->vol->readonly;
+	*out = e;
+	return 0;
+}
+
 /* The index of name[0..len) in t, or -1. Under t->lock. */
 static long
 exports_index(const struct export_table *t, const char *name, size_t len)
@@ -110,13 +142,6 @@ int
 exports_add(struct export_table *t, const struct export *spec, const struct server_cfg *cfg,
 	    char *err, size_t errlen)
 {
-	char why[512] = "";
-	struct dio_file_opts opts = {
-		.readonly = spec->readonly || cfg->readonly,
-		.no_lock = !cfg->image_locking,
-		.errbuf = why,
-		.errlen = sizeof(why),
-	};
 	struct export *e, **v;
 	int ret;
 
@@ -124,22 +149,9 @@ exports_add(struct export_table *t, const struct export *spec, const struct serv
 		snprintf(err, errlen, "export '%s' exists already", spec->name);
 		return -EEXIST;
 	}
-	e = export_copy(spec);
-	if (!e) {
-		snprintf(err, errlen, "out of memory adding export '%s'", spec->name);
-		return -ENOMEM;
-	}
-	ret = dio_file_open(spec->path, &opts, &e->vol);
-	if (ret < 0) {
-		if (ret == -EAGAIN && !opts.no_lock)
-			snprintf(err, errlen, "%s: the file is in use (--image-locking off serves "
-				 "it anyway)", why);
-		else
-			snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
-		export_free(e);
+	ret = export_open(spec, cfg, err, errlen, &e);
+	if (ret < 0)
 		return ret;
-	}
-	e->readonly = opts.readonly || e->vol->readonly;
 
 	pthread_rwlock_wrlock(&t->lock);
 	if (exports_index(t, e->name, strlen(e->name)) >= 0) {
@@ -254,29 +266,13 @@ int
 exports_replace(struct export_table *t, const struct export *spec, const struct server_cfg *cfg,
 		char *err, size_t errlen)
 {
-	char why[512] = "";
-	struct dio_file_opts opts = {
-		.readonly = spec->readonly || cfg->readonly,
-		.no_lock = !cfg->image_locking,
-		.errbuf = why,
-		.errlen = sizeof(why),
-	};
 	struct export *e, *old = NULL;
 	long i;
 	int ret;
 
-	e = export_copy(spec);
-	if (!e) {
-		snprintf(err, errlen, "out of memory changing export '%s'", spec->name);
-		return -ENOMEM;
-	}
-	ret = dio_file_open(spec->path, &opts, &e->vol);
-	if (ret < 0) {
-		snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
-		export_free(e);
+	ret = export_open(spec, cfg, err, errlen, &e);
+	if (ret < 0)
 		return ret;
-	}
-	e->readonly = opts.readonly || e->vol->readonly;
 	pthread_rwlock_wrlock(&t->lock);
 	i = exports_index(t, e->name, strlen(e->name));
 	if (i >= 0) {

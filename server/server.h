@@ -143,6 +143,8 @@ int config_check_tls(struct server_cfg *cfg);
 int config_load_file(struct server_cfg *cfg, const char *path);
 /* Free everything. */
 void config_free(struct server_cfg *cfg);
+/* Free an export's strings and allow-list (not the struct, not its volume). */
+void config_export_clear(struct export *e);
 /* The export called name[0..len), or NULL. */
 const struct export *config_find_export(const struct server_cfg *cfg, const char *name,
 					size_t len);
