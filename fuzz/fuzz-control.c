@@ -71,7 +71,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		for (size_t i = 0; i < n; i++)
 			if (strcmp(v[i]->name, "vol"))
-				control_remove_export(&ctl, v[i]->name, 0);
+				manage_remove_export(&ctl, v[i]->name, 0);
 		exports_snapshot_free(v, n);
 	}
 	return 0;

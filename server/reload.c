@@ -146,7 +146,7 @@ reload_config(struct control *ctl)
 			continue;
 		}
 		if (!spec || strcmp(spec->path, cur[i]->path)) {
-			control_remove_export(ctl, cur[i]->name, cfg->stop_timeout);
+			manage_remove_export(ctl, cur[i]->name, cfg->stop_timeout);
 			removed += !spec;
 		} else if (reload_export_changed(cur[i], spec)) {
 			if (exports_replace(&ctl->srv->exports, spec, cfg, err, sizeof(err)) < 0)
@@ -161,12 +161,12 @@ reload_config(struct control *ctl)
 
 		if (exports_has(&ctl->srv->exports, spec->name))
 			continue;
-		if (control_add_export(ctl, spec, err, sizeof(err)) < 0)
+		if (manage_add_export(ctl, spec, err, sizeof(err)) < 0)
 			log_err("SIGHUP: export '%s' not added: %s", spec->name, err);
 		else
 			added++;
 	}
-	if (cfg->tls != TLS_OFF && control_reload_tls(ctl, err, sizeof(err)) < 0)
+	if (cfg->tls != TLS_OFF && manage_reload_tls(ctl, err, sizeof(err)) < 0)
 		log_err("SIGHUP: %s", err);
 	log_info("SIGHUP: %s applied: %u export(s) added, %u removed, %u changed",
 		 cfg->config_path, added, removed, changed);

@@ -4,7 +4,9 @@
  *   main.c      command line, signals, daemon, start and stop
  *   config.c    exports as configured, and the config file
  *   exports.c   the live export table
- *   control.c   the control socket (JSON-RPC) and what it changes while serving
+ *   control.c   the control socket: a Unix socket, one JSON-RPC request a line
+ *   control-rpc.c  its JSON-RPC methods (jansson)
+ *   manage.c    what an operator changes while serving: exports, TLS credentials
  *   reload.c    SIGHUP: the config file again, applied as the control socket would
  *   settings.c  the table of [server] settings (config file and command line)
  *   listen.c    TCP, Unix and systemd-activated listening sockets
@@ -478,7 +480,7 @@ void req_drop_queued(struct conn *c);
 /* Free the pool's idle requests. */
 void req_free_pool(struct conn *c);
 
-/* ---- control.c ---- */
+/* ---- control.c, control-rpc.c, manage.c ---- */
 struct ctl_client;
 
 /* The control socket and what it acts on; the main thread's. */
@@ -504,16 +506,20 @@ void control_close(struct control *ctl);
  * malloc'd, or NULL on out of memory. The parser the fuzzer drives.
  */
 char *control_handle(struct control *ctl, const char *line, size_t len);
+/* CLOCK_MONOTONIC seconds (uptime). */
+int64_t control_now_s(void);
 /* Add an export while serving. 0 or -errno (-EEXIST: the name is taken) with err set. */
-int control_add_export(struct control *ctl, const struct export *spec, char *err, size_t errlen);
+int manage_add_export(struct control *ctl, const struct export *spec, char *err, size_t errlen);
 /*
  * Remove an export while serving: no new client finds it, its connections
  * get ESHUTDOWN for new requests and are closed after timeout seconds.
  * Returns how many connections it had (0 if there was no such export).
  */
-unsigned int control_remove_export(struct control *ctl, const char *name, unsigned int timeout);
+unsigned int manage_remove_export(struct control *ctl, const char *name, unsigned int timeout);
+/* Connections now open on export e, all reactors. */
+unsigned int manage_export_conns(struct control *ctl, const struct export *e);
 /* New TLS credentials for new sessions. 0, or -1 with err set (the old ones stay). */
-int control_reload_tls(struct control *ctl, char *err, size_t errlen);
+int manage_reload_tls(struct control *ctl, char *err, size_t errlen);
 
 /* ---- reload.c ---- */
 /* SIGHUP: read cfg->config_path again and apply what changed. 0 or -1 (logged; nothing changed). */
