@@ -121,14 +121,18 @@ main_on_accept(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (atomic_load(&m->srv.nconns) >= m->cfg.max_conns) {
+			stats_conn_refused(&m->srv, STATS_REFUSE_CAP);
 			close(cfd);
 			main_warn_limited("connection cap reached: refusing clients");
 			continue;
 		}
 		atomic_fetch_add(&m->srv.nconns, 1);
+		stats_conn_accepted(&m->srv);
 		r = &m->reactors[m->next++ % m->nreactors];
-		if (reactor_hand_off(r, cfd) < 0)
+		if (reactor_hand_off(r, cfd) < 0) {
+			stats_conn_refused(&m->srv, STATS_REFUSE_NOMEM);
 			atomic_fetch_sub(&m->srv.nconns, 1);
+		}
 	}
 }
 

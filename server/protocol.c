@@ -520,6 +520,7 @@ proto_request(struct conn *c, const struct wire_request *h)
 		c->stop_parse = true;
 		return 0;
 	}
+	stats_req_start(c->exp, req);
 	err = c->r->stopping ? NBDP_ESHUTDOWN : proto_validate(c, req);
 	if (req->cmd == NBDP_CMD_WRITE) {
 		if (req->count > CONN_MAX_PAYLOAD) {

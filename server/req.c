@@ -30,6 +30,7 @@ req_get(struct conn *c)
 	req->next = NULL;
 	req->err = 0;
 	req->acct = 0;
+	req->start_ns = 0;
 	req->sr = false;
 	req->dbuf = NULL;
 	req->iov_idx = 0;
@@ -45,6 +46,8 @@ req_put(struct conn *c, struct conn_req *req)
 		dio_buf_put(req->dbuf);
 		req->dbuf = NULL;
 	}
+	if (req->start_ns)
+		stats_req_abandon(c->exp, req);
 	c->inflight_bytes -= req->acct;
 	c->nreqs--;
 	if (c->nfree < c->r->srv->cfg->max_inflight) {
@@ -59,6 +62,7 @@ req_put(struct conn *c, struct conn_req *req)
 void
 req_queue(struct conn *c, struct conn_req *req)
 {
+	stats_req_done(c->exp, req);
 	if (c->dead) {
 		/* nobody to send it to: recycle it, and let c see whether it may go */
 		req_put(c, req);

@@ -13,6 +13,7 @@
  *   readahead.c read ahead of sequential READ streams (readahead.h)
  *   tls.c       STARTTLS sessions: the TLS conn_io_ops, peer identity (tls.h)
  *   tls-creds.c TLS credentials: the OpenSSL context, certificates, CRL, PSK keys
+ *   stats.c     counters: per export and per server (stats.h)
  *   log.c       stderr or syslog
  */
 #ifndef DIONBD_SERVER_H
@@ -31,6 +32,7 @@
 
 #include "dio/dio.h"
 #include "nbd-protocol.h"
+#include "stats.h"
 
 struct event;
 struct event_base;
@@ -72,6 +74,7 @@ struct export {
 	 */
 	char **allow;
 	size_t nallow;
+	struct export_stats stats;	/* written by reactors while serving (stats.h) */
 };
 
 enum tls_mode {
@@ -195,6 +198,7 @@ struct server {
 	const struct server_cfg *cfg;
 	struct tls_ctx *tls;	/* NULL when TLS is off */
 	atomic_uint nconns;	/* connections alive, all reactors */
+	struct server_stats stats;	/* stats.h */
 };
 
 /*
@@ -221,6 +225,8 @@ struct reactor {
 	struct conn *conns;		/* every live connection (doubly linked; conn.c) */
 	unsigned int nconns;
 	uint64_t work;			/* callbacks run: what adaptive polling watches */
+	uint64_t busy_since;		/* ns: the first callback of this loop turn, or 0 */
+	uint64_t busy_ns;		/* atomic (relaxed): time in callbacks, for metrics.c */
 	pthread_t thread;
 	sem_t started;
 	int start_ret;
@@ -243,6 +249,14 @@ void reactor_stop(struct reactor *r);
 void reactor_join(struct reactor *r);
 /* Serve an already-accepted fd on this reactor, from its own thread. 0 or -errno. */
 int reactor_serve_fd(struct reactor *r, int fd);
+/* A callback of r does work: counted for adaptive polling, timed as busy. */
+static inline void
+reactor_work(struct reactor *r)
+{
+	r->work++;
+	if (!r->busy_since)
+		r->busy_since = stats_now_ns();
+}
 /*
  * One turn of a non-threaded reactor's loop (block: wait for an event).
  * Returns the number of connections still alive.
@@ -304,6 +318,7 @@ struct conn_req {
 	uint16_t flags;
 	int err;			/* NBDP_E* to reply, 0 = success */
 	uint32_t acct;			/* bytes counted in conn->inflight_bytes */
+	uint64_t start_ns;		/* header parsed (CLOCK_MONOTONIC); 0 = not counted */
 	bool sr;			/* reply in structured form */
 	struct dio_buf *dbuf;		/* READ/WRITE data: one reference, put at recycle */
 	unsigned int iov_idx;		/* first iov not yet fully written */
