@@ -502,5 +502,6 @@ config_free(struct server_cfg *cfg)
 	free(cfg->pidfile);
 	free(cfg->tls_creds);
 	free(cfg->tls_psk_file);
+	free(cfg->metrics);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -33,6 +33,7 @@ struct main_state {
 	struct reactor *reactors;
 	unsigned int nreactors, next;
 	struct event *accept_pause;
+	struct metrics *metrics;	/* NULL: no metrics page */
 	bool stopping;
 };
 
@@ -442,6 +443,8 @@ main(int argc, char **argv)
 		goto out_cfg;
 	if (listen_open(&m.cfg, &m.listeners, &m.nlisteners, &m.activated) < 0)
 		goto out_cfg;
+	if (metrics_open(&m.cfg, &m.metrics) < 0)
+		goto out_listen;
 	/* Under socket activation our parent (systemd, libnbd) manages our lifetime. */
 	if (m.activated)
 		m.cfg.foreground = true;
@@ -488,6 +491,8 @@ main(int argc, char **argv)
 			goto out_stop;
 		event_add(m.listeners[i].ev, NULL);
 	}
+	if (metrics_serve(m.metrics, m.base, &m.srv, m.reactors, m.nreactors) < 0)
+		goto out_stop;
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 	log_info("serving %zu export(s) with %u reactor(s)", m.cfg.nexports, m.nreactors);
 	if (ready_fd >= 0) {
@@ -504,6 +509,8 @@ out_stop:
 		reactor_join(&m.reactors[i]);
 	log_info("stopped");
 out_reactors:
+	metrics_close(m.metrics);
+	m.metrics = NULL;
 	for (size_t i = 0; i < m.nlisteners; i++)
 		if (m.listeners[i].ev)
 			event_free(m.listeners[i].ev);
@@ -520,6 +527,7 @@ out_pid:
 	if (m.cfg.pidfile)
 		unlink(m.cfg.pidfile);
 out_listen:
+	metrics_close(m.metrics);
 	listen_close(&m.cfg, m.listeners, m.nlisteners, m.activated);
 out_cfg:
 	tls_ctx_free(m.srv.tls);

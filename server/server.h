@@ -14,6 +14,7 @@
  *   tls.c       STARTTLS sessions: the TLS conn_io_ops, peer identity (tls.h)
  *   tls-creds.c TLS credentials: the OpenSSL context, certificates, CRL, PSK keys
  *   stats.c     counters: per export and per server (stats.h)
+ *   metrics.c   the Prometheus metrics page over HTTP (evhttp, main thread)
  *   log.c       stderr or syslog
  */
 #ifndef DIONBD_SERVER_H
@@ -112,6 +113,7 @@ struct server_cfg {
 	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */
 	char *tls_psk_file;		/* psktool format */
 	bool tls_verify_peer;		/* require a client certificate */
+	char *metrics;			/* [ADDR:]PORT of the metrics page, or NULL (off) */
 };
 
 /* Adaptive polling cap (poll-us): default and largest accepted, in µs. */
@@ -160,6 +162,14 @@ const char *settings_accepts(const struct setting *s, char *buf, size_t len);
 int settings_check(const struct setting *s, const char *v);
 /* Parse v and store it into cfg. 0, -EINVAL (v is not a value of s) or -ENOMEM. */
 int settings_set(struct server_cfg *cfg, const struct setting *s, const char *v);
+/* The longest ADDR of an [ADDR:]PORT setting, with its '\0'. */
+#define SETTINGS_ADDR_MAX 256
+/*
+ * Split "[ADDR:]PORT" ("9100", "127.0.0.1:9100", "[::1]:9100", "host:9100"):
+ * ADDR into addr ("" if not given, brackets removed), PORT in [1, 65535]
+ * into *port. 0 or -EINVAL.
+ */
+int settings_parse_endpoint(const char *v, char *addr, size_t addr_len, unsigned int *port);
 /* A boolean, as every setting takes it: on/off, yes/no, true/false, 1/0. 0 or -EINVAL. */
 int settings_parse_bool(const char *v, bool *out);
 /*
@@ -452,5 +462,23 @@ void proto_payload_read(struct conn *c, size_t n);
 void *proto_payload_dest(struct conn *c, size_t *left);
 /* The NBD error for a -errno or errno value. */
 uint32_t proto_errno_to_nbd(int err);
+
+/* ---- metrics.c ---- */
+struct metrics;
+
+/*
+ * Bind the metrics page's socket as cfg->metrics says ([ADDR:]PORT, ADDR
+ * default 127.0.0.1): before daemonizing, so that a bad address is an
+ * error on the terminal. *out stays NULL when metrics are off. 0 or -1 (logged).
+ */
+int metrics_open(const struct server_cfg *cfg, struct metrics **out);
+/*
+ * Serve GET /metrics on base (the main thread's loop), reporting srv, its
+ * exports and reactors[0..n). Reads counters only. 0 or -1 (logged).
+ */
+int metrics_serve(struct metrics *m, struct event_base *base, const struct server *srv,
+		  const struct reactor *reactors, unsigned int n);
+/* Stop serving and close the socket (NULL: nothing). */
+void metrics_close(struct metrics *m);
 
 #endif /* DIONBD_SERVER_H */
