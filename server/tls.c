@@ -184,9 +184,15 @@ tls_peer_identity(struct tls_conn *tc)
 static enum stats_tls
 tls_fail_cause(const struct tls_conn *tc, long verify_result)
 {
-	if (verify_result != X509_V_OK ||
-	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+	int reason = ERR_GET_REASON(ERR_peek_error());
+
+	if (verify_result != X509_V_OK || reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
 		return STATS_TLS_CERTIFICATE;
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+	/* OpenSSL 3 reports a peer that left mid-handshake as an error, not SYSCALL */
+	if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return STATS_TLS_PEER_CLOSED;
+#endif
 	return tc->psk_unknown ? STATS_TLS_UNKNOWN_PSK : STATS_TLS_PROTOCOL;
 }
 
