@@ -32,6 +32,12 @@ struct dio_pool {
 	size_t align;
 	int index;			/* registered buffer index or -1 */
 	unsigned int outstanding;	/* buffers handed out, not yet put back */
+	/*
+	 * Arena bytes handed out and not yet put back. Written by the owning
+	 * thread only, with relaxed atomic stores, so that dio_pool_usage may
+	 * read it from another thread (a monitoring one) without a lock.
+	 */
+	size_t in_use;
 	struct dio_buf *free[POOL_CLASSES];
 };
 
@@ -158,6 +164,21 @@ dio_pool_destroy(struct dio_pool *pool)
 	free(pool);
 }
 
+/* Add delta (wrapping: a subtraction) to in_use; see struct dio_pool. */
+static void
+pool_account(struct dio_pool *pool, size_t delta)
+{
+	__atomic_store_n(&pool->in_use, pool->in_use + delta, __ATOMIC_RELAXED);
+}
+
+/* Bytes in use and arena size; see buf.h. */
+void
+dio_pool_usage(const struct dio_pool *pool, size_t *used, size_t *size)
+{
+	*used = __atomic_load_n(&pool->in_use, __ATOMIC_RELAXED);
+	*size = pool->arena_size;
+}
+
 /* Whether buffers from the arena carry a fixed-buffer index. */
 int
 dio_pool_pinned(const struct dio_pool *pool)
@@ -279,6 +300,8 @@ out:
 	b->ref = 1;
 	b->next = NULL;
 	pool->outstanding++;
+	if (b->cls != POOL_HEAP)
+		pool_account(pool, b->size);
 	return b;
 }
 
@@ -297,6 +320,7 @@ dio_buf_put(struct dio_buf *b)
 		free(b);
 		return;
 	}
+	pool_account(pool, -b->size);
 	b->next = pool->free[b->cls];
 	pool->free[b->cls] = b;
 }

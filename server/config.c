@@ -463,5 +463,6 @@ config_free(struct server_cfg *cfg)
 	free(cfg->config_path);
 	free(cfg->tls_creds);
 	free(cfg->tls_psk_file);
+	free(cfg->metrics);
 	memset(cfg, 0, sizeof(*cfg));
 }

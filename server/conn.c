@@ -240,7 +240,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	c->r->work++;
+	reactor_work(c->r);
 	c->busy++;
 	for (int turn = 0; turn < CONN_READ_TURNS && conn_want_read(c); turn++) {
 		bool direct = false;
@@ -278,6 +278,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 		else
 			c->in_end += (size_t)n;
 		if (conn_process(c) < 0) {
+			stats_conn_dropped(c->r->srv, STATS_DROP_PROTOCOL_ERROR);
 			conn_abort(c, "protocol error");
 			break;
 		}
@@ -294,7 +295,7 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	c->r->work++;
+	reactor_work(c->r);
 	conn_run(c);
 }
 
@@ -319,10 +320,12 @@ conn_on_timer(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 
 	if (c->state < CONN_TX_HDR) {
+		stats_conn_dropped(c->r->srv, STATS_DROP_HANDSHAKE_DEADLINE);
 		conn_abort(c, "handshake deadline passed");
 		conn_maybe_free(c);
 	} else if (c->req_timer_on && conn_mid_request(c)) {
 		c->req_timer_on = false;
+		stats_conn_dropped(c->r->srv, STATS_DROP_REQUEST_DEADLINE);
 		log_warn("%s: request not received in full within %u s, dropping the client",
 			 c->peer, c->r->srv->cfg->request_timeout);
 		conn_abort(c, NULL);
@@ -402,11 +405,13 @@ conn_run(struct conn *c)
 	c->busy++;
 	for (int i = 0; i < 8; i++) {
 		if (conn_process(c) < 0) {
+			stats_conn_dropped(c->r->srv, STATS_DROP_PROTOCOL_ERROR);
 			conn_abort(c, "protocol error");
 			goto out;
 		}
 		freed = conn_flush(c);
 		if (freed < 0) {
+			stats_conn_dropped(c->r->srv, STATS_DROP_WRITE_ERROR);
 			conn_abort(c, NULL);
 			goto out;
 		}
@@ -460,6 +465,7 @@ conn_shutdown(struct conn *c)
 		return;
 	c->closing = true;
 	if (c->state < CONN_TX_HDR) {
+		stats_conn_dropped(c->r->srv, STATS_DROP_SERVER_STOPPING);
 		conn_abort(c, "server stopping");
 		conn_maybe_free(c);
 		return;

@@ -34,6 +34,7 @@ struct main_state {
 	unsigned int nreactors, next;
 	struct event *accept_pause;
 	struct control ctl;
+	struct metrics *metrics;	/* NULL: no metrics page */
 	bool stopping;
 };
 
@@ -122,14 +123,18 @@ main_on_accept(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (atomic_load(&m->srv.nconns) >= m->cfg.max_conns) {
+			stats_conn_refused(&m->srv, STATS_REFUSE_CAP);
 			close(cfd);
 			main_warn_limited("connection cap reached: refusing clients");
 			continue;
 		}
 		atomic_fetch_add(&m->srv.nconns, 1);
+		stats_conn_accepted(&m->srv);
 		r = &m->reactors[m->next++ % m->nreactors];
-		if (reactor_hand_off(r, cfd) < 0)
+		if (reactor_hand_off(r, cfd) < 0) {
+			stats_conn_refused(&m->srv, STATS_REFUSE_NOMEM);
 			atomic_fetch_sub(&m->srv.nconns, 1);
+		}
 	}
 }
 
@@ -461,6 +466,8 @@ main(int argc, char **argv)
 		goto out_exports;
 	if (listen_open(&m.cfg, &m.listeners, &m.nlisteners, &m.activated) < 0)
 		goto out_exports;
+	if (metrics_open(&m.cfg, &m.metrics) < 0)
+		goto out_listen;
 	/* Under socket activation our parent (systemd, libnbd) manages our lifetime. */
 	if (m.activated)
 		m.cfg.foreground = true;
@@ -516,6 +523,8 @@ main(int argc, char **argv)
 			goto out_stop;
 		event_add(m.listeners[i].ev, NULL);
 	}
+	if (metrics_serve(m.metrics, m.base, &m.srv, m.reactors, m.nreactors) < 0)
+		goto out_stop;
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 	log_info("serving %zu export(s) with %u reactor(s)", m.cfg.nexports, m.nreactors);
 	if (ready_fd >= 0) {
@@ -533,6 +542,8 @@ out_stop:
 		reactor_join(&m.reactors[i]);
 	log_info("stopped");
 out_reactors:
+	metrics_close(m.metrics);
+	m.metrics = NULL;
 	for (size_t i = 0; i < m.nlisteners; i++)
 		if (m.listeners[i].ev)
 			event_free(m.listeners[i].ev);
@@ -551,6 +562,7 @@ out_pid:
 	if (m.cfg.pidfile)
 		unlink(m.cfg.pidfile);
 out_listen:
+	metrics_close(m.metrics);
 	listen_close(&m.cfg, m.listeners, m.nlisteners, m.activated);
 out_exports:
 	tls_ctx_free(m.srv.tls);

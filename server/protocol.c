@@ -520,6 +520,7 @@ proto_request(struct conn *c, const struct wire_request *h)
 		c->stop_parse = true;
 		return 0;
 	}
+	stats_req_start(c->exp, req);
 	/* Stopping, or the export was removed: the client should disconnect. */
 	err = c->closing || __atomic_load_n(&c->exp->removed, __ATOMIC_ACQUIRE) ?
 		      NBDP_ESHUTDOWN : proto_validate(c, req);

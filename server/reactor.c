@@ -28,7 +28,7 @@ reactor_on_dio(evutil_socket_t fd, short what, void *arg)
 	struct reactor *r = arg;
 	int ret;
 
-	r->work++;
+	reactor_work(r);
 	ret = dio_ctx_reap(r->ctx, false);
 	if (ret < 0)
 		log_warn("reactor %u: reap: %s", r->id, strerror(-ret));
@@ -63,6 +63,8 @@ reactor_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 		 r->nconns);
 	for (c = r->conns; c; c = next) {
 		next = c->next;
+		if (!c->dead)
+			stats_conn_dropped(r->srv, STATS_DROP_SERVER_STOPPING);
 		conn_abort(c, "server stopping");
 		conn_run(c);	/* frees it if nothing is in flight */
 	}
@@ -119,7 +121,7 @@ reactor_on_wake(evutil_socket_t fd, short what, void *arg)
 	size_t n;
 	bool stop, sweep;
 
-	r->work++;
+	reactor_work(r);
 	if (read(r->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("reactor %u: eventfd: %s", r->id, strerror(errno));
 	pthread_mutex_lock(&r->lock);
@@ -134,6 +136,8 @@ reactor_on_wake(evutil_socket_t fd, short what, void *arg)
 
 	for (size_t i = 0; i < n; i++) {
 		if (r->stopping || conn_create(r, fds[i]) < 0) {
+			stats_conn_refused(r->srv, r->stopping ? STATS_REFUSE_STOPPING
+							       : STATS_REFUSE_NOMEM);
 			close(fds[i]);
 			atomic_fetch_sub(&r->srv->nconns, 1);
 		}
@@ -263,6 +267,16 @@ reactor_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A loop turn ended: add the time since its first callback that did work. */
+static void
+reactor_busy_end(struct reactor *r)
+{
+	if (r->busy_since) {
+		stats_add(&r->busy_ns, stats_now_ns() - r->busy_since);
+		r->busy_since = 0;
+	}
+}
+
 /* The loop was told to break, or has nothing left to serve while stopping
  * (connections take themselves off r->conns as they are freed). */
 static bool
@@ -298,6 +312,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns)
 			do {
 				seen = r->work;
 				event_base_loop(r->base, EVLOOP_NONBLOCK);
+				reactor_busy_end(r);
 				if (reactor_loop_over(r))
 					return;
 				if (r->work != seen) {
@@ -310,6 +325,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns)
 		}
 		start = reactor_now_ns();
 		event_base_loop(r->base, EVLOOP_ONCE);
+		reactor_busy_end(r);
 		if (reactor_loop_over(r))
 			return;
 		slept = reactor_now_ns() - start;
@@ -338,8 +354,10 @@ reactor_thread(void *arg)
 	if (srv->cfg && srv->cfg->poll_us)
 		reactor_loop_polling(r, (uint64_t)srv->cfg->poll_us * 1000);
 	else
-		while (!reactor_loop_over(r))
+		while (!reactor_loop_over(r)) {
 			event_base_loop(r->base, EVLOOP_ONCE);
+			reactor_busy_end(r);
+		}
 	log_debug("reactor %u: stopped", r->id);
 	reactor_fini(r);
 	return NULL;

@@ -30,6 +30,7 @@ req_get(struct conn *c)
 	req->next = NULL;
 	req->err = 0;
 	req->acct = 0;
+	req->start_ns = 0;
 	req->sr = false;
 	req->dbuf = NULL;
 	req->iov_idx = 0;
@@ -46,6 +47,8 @@ req_put(struct conn *c, struct conn_req *req)
 		dio_buf_put(req->dbuf);
 		req->dbuf = NULL;
 	}
+	if (req->start_ns)
+		stats_req_abandon(c->exp, req);
 	c->inflight_bytes -= req->acct;
 	__atomic_store_n(&c->nreqs, c->nreqs - 1, __ATOMIC_RELAXED);
 	if (c->nfree < c->r->srv->cfg->max_inflight) {
@@ -60,6 +63,7 @@ req_put(struct conn *c, struct conn_req *req)
 void
 req_queue(struct conn *c, struct conn_req *req)
 {
+	stats_req_done(c->exp, req);
 	if (c->dead) {
 		/* nobody to send it to: recycle it, and let c see whether it may go */
 		req_put(c, req);

@@ -18,6 +18,8 @@
  *   readahead.c read ahead of sequential READ streams (readahead.h)
  *   tls.c       STARTTLS sessions: the TLS conn_io_ops, peer identity (tls.h)
  *   tls-creds.c TLS credentials: the OpenSSL context, certificates, CRL, PSK keys
+ *   stats.c     counters: per export and per server (stats.h)
+ *   metrics.c   the Prometheus metrics page over HTTP (evhttp, main thread)
  *   log.c       stderr or syslog
  */
 #ifndef DIONBD_SERVER_H
@@ -36,6 +38,7 @@
 
 #include "dio/dio.h"
 #include "nbd-protocol.h"
+#include "stats.h"
 
 struct event;
 struct event_base;
@@ -85,6 +88,7 @@ struct export {
 	 */
 	char **allow;
 	size_t nallow;
+	struct export_stats stats;	/* written by reactors while serving (stats.h) */
 };
 
 enum tls_mode {
@@ -124,6 +128,7 @@ struct server_cfg {
 	char *tls_creds;		/* directory: ca-cert.pem server-cert.pem ... */
 	char *tls_psk_file;		/* psktool format */
 	bool tls_verify_peer;		/* require a client certificate */
+	char *metrics;			/* [ADDR:]PORT of the metrics page, or NULL (off) */
 };
 
 /* Adaptive polling cap (poll-us): default and largest accepted, in µs. */
@@ -172,6 +177,14 @@ const char *settings_accepts(const struct setting *s, char *buf, size_t len);
 int settings_check(const struct setting *s, const char *v);
 /* Parse v and store it into cfg. 0, -EINVAL (v is not a value of s) or -ENOMEM. */
 int settings_set(struct server_cfg *cfg, const struct setting *s, const char *v);
+/* The longest ADDR of an [ADDR:]PORT setting, with its '\0'. */
+#define SETTINGS_ADDR_MAX 256
+/*
+ * Split "[ADDR:]PORT" ("9100", "127.0.0.1:9100", "[::1]:9100", "host:9100"):
+ * ADDR into addr ("" if not given, brackets removed), PORT in [1, 65535]
+ * into *port. 0 or -EINVAL.
+ */
+int settings_parse_endpoint(const char *v, char *addr, size_t addr_len, unsigned int *port);
 /* A boolean, as every setting takes it: on/off, yes/no, true/false, 1/0. 0 or -EINVAL. */
 int settings_parse_bool(const char *v, bool *out);
 /*
@@ -258,6 +271,7 @@ struct server {
 	pthread_mutex_t conns_lock;	/* guards conns and each one's listed fields */
 	struct conn *conns;	/* every connection of every reactor (conn.c), for listing */
 	uint64_t next_conn_id;	/* under conns_lock */
+	struct server_stats stats;	/* stats.h */
 };
 
 /*
@@ -287,6 +301,8 @@ struct reactor {
 	struct conn *conns;		/* every live connection (doubly linked; conn.c) */
 	unsigned int nconns;
 	uint64_t work;			/* callbacks run: what adaptive polling watches */
+	uint64_t busy_since;		/* ns: the first callback of this loop turn, or 0 */
+	uint64_t busy_ns;		/* atomic (relaxed): time in callbacks, for metrics.c */
 	pthread_t thread;
 	sem_t started;
 	int start_ret;
@@ -314,6 +330,14 @@ void reactor_sweep(struct reactor *r);
 void reactor_join(struct reactor *r);
 /* Serve an already-accepted fd on this reactor, from its own thread. 0 or -errno. */
 int reactor_serve_fd(struct reactor *r, int fd);
+/* A callback of r does work: counted for adaptive polling, timed as busy. */
+static inline void
+reactor_work(struct reactor *r)
+{
+	r->work++;
+	if (!r->busy_since)
+		r->busy_since = stats_now_ns();
+}
 /*
  * One turn of a non-threaded reactor's loop (block: wait for an event).
  * Returns the number of connections still alive.
@@ -375,6 +399,7 @@ struct conn_req {
 	uint16_t flags;
 	int err;			/* NBDP_E* to reply, 0 = success */
 	uint32_t acct;			/* bytes counted in conn->inflight_bytes */
+	uint64_t start_ns;		/* header parsed (CLOCK_MONOTONIC); 0 = not counted */
 	bool sr;			/* reply in structured form */
 	struct dio_buf *dbuf;		/* READ/WRITE data: one reference, put at recycle */
 	unsigned int iov_idx;		/* first iov not yet fully written */
@@ -561,5 +586,23 @@ void proto_payload_read(struct conn *c, size_t n);
 void *proto_payload_dest(struct conn *c, size_t *left);
 /* The NBD error for a -errno or errno value. */
 uint32_t proto_errno_to_nbd(int err);
+
+/* ---- metrics.c ---- */
+struct metrics;
+
+/*
+ * Bind the metrics page's socket as cfg->metrics says ([ADDR:]PORT, ADDR
+ * default 127.0.0.1): before daemonizing, so that a bad address is an
+ * error on the terminal. *out stays NULL when metrics are off. 0 or -1 (logged).
+ */
+int metrics_open(const struct server_cfg *cfg, struct metrics **out);
+/*
+ * Serve GET /metrics on base (the main thread's loop), reporting srv, its
+ * exports and reactors[0..n). Reads counters only. 0 or -1 (logged).
+ */
+int metrics_serve(struct metrics *m, struct event_base *base, struct server *srv,
+		  const struct reactor *reactors, unsigned int n);
+/* Stop serving and close the socket (NULL: nothing). */
+void metrics_close(struct metrics *m);
 
 #endif /* DIONBD_SERVER_H */

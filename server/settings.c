@@ -24,6 +24,7 @@ enum setting_kind {
 	SET_COUNT,	/* unsigned int in [min, max]; the option (no value) adds one */
 	SET_MIB,	/* uint64_t bytes, given in MiB in [min, max] */
 	SET_PORT,	/* char *: a number in [min, max], kept as written */
+	SET_ENDPOINT,	/* char *: [ADDR:]PORT, PORT in [min, max], kept as written */
 	SET_STR,	/* char *: each value replaces the one before */
 	SET_LIST,	/* char ** (count at count_off): each value is appended */
 	SET_ENUM,	/* an enum (int-sized): one of words[] */
@@ -42,7 +43,7 @@ struct setting {
 	enum setting_kind kind;
 	size_t off;		/* the field in struct server_cfg: SET_FIELD */
 	size_t count_off;	/* SET_LIST: the size_t count of the list */
-	unsigned long min, max;	/* SET_UINT, SET_COUNT, SET_MIB, SET_PORT */
+	unsigned long min, max;	/* SET_UINT, SET_COUNT, SET_MIB, SET_PORT, SET_ENDPOINT */
 	const struct setting_word *words;	/* SET_ENUM: up to a NULL word */
 	/* Optional - may be NULL. Runs after each value given was stored. */
 	void (*given)(struct server_cfg *cfg);
@@ -158,6 +159,11 @@ static const struct setting settings[] = {
 	  .help = "require a client certificate signed by the CA" },
 	{ .name = "tls-psk-file", .kind = SET_STR, .off = SET_FIELD(tls_psk_file, char *),
 	  .arg = "FILE", .help = "PSK identities and keys (psktool format)" },
+	{ .name = "metrics", .kind = SET_ENDPOINT, .min = 1, .max = 65535,
+	  .off = SET_FIELD(metrics, char *), .arg = "[ADDR:]PORT",
+	  .help = "serve Prometheus metrics over HTTP at\n"
+		  "/metrics (ADDR default 127.0.0.1; [::1]:PORT\n"
+		  "for IPv6; default: off)" },
 	{ .name = "foreground", .short_opt = 'f', .kind = SET_FLAG,
 	  .off = SET_FIELD(foreground, bool), .help = "stay in the foreground, log to stderr" },
 	{ .name = "pid-file", .short_opt = 'P', .kind = SET_STR, .off = SET_FIELD(pidfile, char *),
@@ -238,6 +244,9 @@ settings_accepts(const struct setting *s, char *buf, size_t len)
 	case SET_PORT:
 		snprintf(buf, len, "a number in [%lu, %lu]", s->min, s->max);
 		break;
+	case SET_ENDPOINT:
+		snprintf(buf, len, "[ADDR:]PORT with PORT in [%lu, %lu]", s->min, s->max);
+		break;
 	case SET_STR:
 	case SET_LIST:
 		snprintf(buf, len, "a non-empty string");
@@ -276,6 +285,37 @@ settings_number(const char *v, unsigned long min, unsigned long max, unsigned lo
 	return 0;
 }
 
+int
+settings_parse_endpoint(const char *v, char *addr, size_t addr_len, unsigned int *port)
+{
+	const char *colon = strrchr(v, ':'), *a = v, *a_end = v, *port_s = v;
+	unsigned long n;
+
+	if (colon && *v == '[') {
+		/* [IPv6]:PORT: the brackets go, what is inside must not be empty */
+		if (colon - v < 3 || colon[-1] != ']')
+			return -EINVAL;
+		a = v + 1;
+		a_end = colon - 1;
+		port_s = colon + 1;
+	} else if (colon) {
+		/* ":PORT", or an IPv6 address without its brackets */
+		if (colon == v || memchr(v, ':', (size_t)(colon - v)))
+			return -EINVAL;
+		a_end = colon;
+		port_s = colon + 1;
+	}
+	if (settings_number(port_s, 1, 65535, &n) < 0 || (size_t)(a_end - a) >= addr_len)
+		return -EINVAL;
+	for (const char *p = a; p < a_end; p++)
+		if (isspace((unsigned char)*p) || *p == '[' || *p == ']')
+			return -EINVAL;
+	memcpy(addr, a, (size_t)(a_end - a));
+	addr[a_end - a] = '\0';
+	*port = (unsigned int)n;
+	return 0;
+}
+
 union setting_val {
 	bool b;
 	unsigned long n;
@@ -309,6 +349,15 @@ settings_parse(const struct setting *s, const char *v, union setting_val *out)
 			}
 		}
 		return -EINVAL;
+	case SET_ENDPOINT: {
+		char addr[SETTINGS_ADDR_MAX];
+		unsigned int port;
+
+		if (settings_parse_endpoint(v, addr, sizeof(addr), &port) < 0 || port < s->min ||
+		    port > s->max)
+			return -EINVAL;
+		return 0;
+	}
 	case SET_STR:
 	case SET_LIST:
 		return *v ? 0 : -EINVAL;
@@ -386,6 +435,7 @@ settings_set(struct server_cfg *cfg, const struct setting *s, const char *v)
 		memcpy(field, &val.e, sizeof(val.e));
 		break;
 	case SET_PORT:
+	case SET_ENDPOINT:
 	case SET_STR:
 		ret = settings_set_str((char **)field, v);
 		break;
@@ -498,6 +548,7 @@ settings_log(const struct server_cfg *cfg)
 			log_debug("setting %s = %s", s->name, w->word ? w->word : "?");
 			break;
 		case SET_PORT:
+		case SET_ENDPOINT:
 		case SET_STR:
 			log_debug("setting %s = %s", s->name,
 				  *(char *const *)field ? *(char *const *)field : "(unset)");

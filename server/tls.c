@@ -46,6 +46,7 @@ struct tls_conn {
 	size_t plain_left;	/* bytes of c->out to send in plaintext first (the ACK) */
 	bool hs_done;
 	bool failed;		/* fatal error: no close_notify */
+	bool psk_unknown;	/* the client offered a PSK identity we lack (metrics) */
 	/* the peer, once the handshake is done */
 	char *psk_id;
 	char *cn;
@@ -79,6 +80,7 @@ tls_psk_find_session(SSL *ssl, const unsigned char *id, size_t len, SSL_SESSION 
 		 */
 		log_info("%s: TLS: unknown PSK identity '%.*s'", tc->c->peer,
 			 len > 64 ? 64 : (int)len, (const char *)id);
+		tc->psk_unknown = true;
 		return 0;
 	}
 	/*
@@ -114,6 +116,7 @@ tls_psk_server(SSL *ssl, const char *id, unsigned char *psk, unsigned int max)
 
 	if (!k) {
 		log_info("%s: TLS: unknown PSK identity '%.64s'", tc->c->peer, id);
+		tc->psk_unknown = true;
 		return 0;
 	}
 	if (k->keylen > max)
@@ -177,6 +180,22 @@ tls_peer_identity(struct tls_conn *tc)
 	}
 }
 
+/* Why the handshake failed, for the metrics (before the error queue is logged). */
+static enum stats_tls
+tls_fail_cause(const struct tls_conn *tc, long verify_result)
+{
+	int reason = ERR_GET_REASON(ERR_peek_error());
+
+	if (verify_result != X509_V_OK || reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+		return STATS_TLS_CERTIFICATE;
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+	/* OpenSSL 3 reports a peer that left mid-handshake as an error, not SYSCALL */
+	if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return STATS_TLS_PEER_CLOSED;
+#endif
+	return tc->psk_unknown ? STATS_TLS_UNKNOWN_PSK : STATS_TLS_PROTOCOL;
+}
+
 /*
  * Drive SSL_accept. 1 = done, 0 = waiting for the socket, -EPROTO = failed
  * (logged; the client gets OpenSSL's alert and nothing else).
@@ -212,11 +231,13 @@ tls_handshake(struct tls_conn *tc)
 	}
 	tc->failed = true;
 	if (err == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
+		stats_tls_failed(c->r->srv, STATS_TLS_PEER_CLOSED);
 		log_info("%s: TLS handshake: the client went away", c->peer);
 	} else {
 		char prefix[128];
 		long vr = SSL_get_verify_result(tc->ssl);
 
+		stats_tls_failed(c->r->srv, tls_fail_cause(tc, vr));
 		snprintf(prefix, sizeof(prefix), "%s: TLS handshake failed", c->peer);
 		if (vr != X509_V_OK)
 			log_info("%s: client certificate: %s", prefix,
@@ -270,6 +291,7 @@ tls_read(struct conn *c, void *buf, size_t len)
 			return n ? -errno : 0;
 		/* Only a client that broke the rules talks before it has the ACK. */
 		log_info("%s: data before the STARTTLS reply was sent", c->peer);
+		stats_tls_failed(c->r->srv, STATS_TLS_EARLY_DATA);
 		tc->failed = true;
 		return -EPROTO;
 	}

@@ -40,6 +40,13 @@ int dio_pool_create(struct dio_engine *e, const struct dio_pool_opts *opts,
 void dio_pool_destroy(struct dio_pool *pool);
 /* Whether the arena is registered with the engine. */
 int dio_pool_pinned(const struct dio_pool *pool);
+/*
+ * Arena bytes in buffers handed out and not yet put back (*used; heap
+ * buffers are not counted) and the arena's size (*size). The one call that
+ * another thread may make on a pool: a lock-free snapshot, exact on the
+ * owning thread and at most a moment old on another.
+ */
+void dio_pool_usage(const struct dio_pool *pool, size_t *used, size_t *size);
 
 /*
  * A buffer of at least size bytes (ref 1), from the arena when it fits,

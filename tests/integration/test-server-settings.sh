@@ -17,7 +17,8 @@ nbad=0
 # Every setting, as the table has it: checked against what the daemon logs.
 ALL="unix port bind tcp readonly threads engine max-connections handshake-timeout
 max-options max-inflight max-inflight-mb request-timeout stop-timeout readahead
-image-locking poll-us tls tls-creds tls-verify-peer tls-psk-file foreground pid-file control verbose"
+image-locking poll-us tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
+control verbose"
 # The settings whose option alone means "on" (--readonly); they take a value as --NAME=VALUE.
 FLAGS=" tcp readonly read-only tls-verify-peer foreground "
 # Numbers: NAME:MIN:MAX.
@@ -262,6 +263,14 @@ start_at "$TMP/s.sock" -vv -U "$TMP/s.sock" -rf -t 2 && { took readonly=on foreg
 WHAT="--foreground --readonly --tcp"
 start_at "$TMP/s.sock" -vv -U "$TMP/s.sock" --foreground --readonly --tcp --bind 127.0.0.1 -p "$p" &&
 	{ took readonly=on tcp=on foreground=on; finish; }
+# The metrics page's [ADDR:]PORT, kept as written.
+p2=$(free_port)
+[ "$p2" != "$p" ] || p2=$(free_port)
+both "metrics=$p2"
+both "metrics=127.0.0.1:$p2"
+if ip -6 addr show lo 2>/dev/null | grep -q 'inet6 ::1'; then
+	both "metrics=[::1]:$p2"
+fi
 # Strings and paths.
 both "pid-file=$TMP/pid" "tls-creds=$TMP/nonexistent" "tls=off"
 [ ! -e "$TMP/pid" ] || problem "the pid file was left behind"
@@ -309,6 +318,9 @@ bad_value tls maybe "off, on or require"
 for s in unix bind pid-file tls-creds tls-psk-file; do
 	bad_value "$s" '' "a non-empty string"
 done
+for v in x '' 0 65536 127.0.0.1 127.0.0.1: :9100 ::1:9100 '[::1]' '[]:9100' 'a b:9100'; do
+	bad_value metrics "$v" "[ADDR:]PORT with PORT in [1, 65535]"
+done
 refused "frobnicate" -- -c "$(conf "frobnicate = 1")"
 refused "frobnicate" -- --frobnicate 1
 refused "readahead" -- --readahead
@@ -318,19 +330,20 @@ c=$(conf "unix = $TMP/k.sock" "port = 1" "bind = 127.0.0.2" "tcp = off" "readonl
 	"threads = 1" "engine = auto" "max-connections = 11" "handshake-timeout = 12" \
 	"max-options = 13" "max-inflight = 14" "max-inflight-mb = 32" "request-timeout = 16" \
 	"stop-timeout = 17" "readahead = off" "image-locking = off" "poll-us = 19" "tls = on" \
-	"tls-psk-file = $TMP/nonexistent.psk" "foreground = off" "pid-file = $TMP/k.pid" \
-	"verbose = 1")
+	"tls-psk-file = $TMP/nonexistent.psk" "metrics = 127.0.0.1:1" "foreground = off" \
+	"pid-file = $TMP/k.pid" "verbose = 1")
 WHAT="the command line over $c"
 if start_at "$TMP/o.sock" -c "$c" --unix "$TMP/o.sock" --port "$p" --bind 127.0.0.1 \
 	--tcp=on --readonly=off --threads 2 --engine psync --max-connections 21 \
 	--handshake-timeout 22 --max-options 23 --max-inflight 24 --max-inflight-mb 33 \
 	--request-timeout 26 --stop-timeout 27 --readahead on --image-locking on --poll-us 29 \
-	--tls off --tls-psk-file "$TMP/other.psk" --foreground --pid-file "$TMP/o.pid" -v; then
+	--tls off --tls-psk-file "$TMP/other.psk" --metrics "127.0.0.1:$p2" --foreground \
+	--pid-file "$TMP/o.pid" -v; then
 	took "unix=$TMP/o.sock" "port=$p" bind=127.0.0.2 bind=127.0.0.1 tcp=on readonly=off \
 		threads=2 engine=psync max-connections=21 handshake-timeout=22 max-options=23 \
 		max-inflight=24 max-inflight-mb=33 request-timeout=26 stop-timeout=27 \
 		readahead=on image-locking=on poll-us=29 tls=off "tls-psk-file=$TMP/other.psk" \
-		foreground=on "pid-file=$TMP/o.pid" verbose=2
+		"metrics=127.0.0.1:$p2" foreground=on "pid-file=$TMP/o.pid" verbose=2
 	[ ! -e "$TMP/k.sock" ] || problem "the config's unix socket was created"
 	[ -e "$TMP/o.pid" ] || problem "--pid-file: no $TMP/o.pid"
 	finish

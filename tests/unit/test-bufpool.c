@@ -112,6 +112,38 @@ Test(bufpool, refcount_and_reuse)
 	dio_pool_destroy(pool);
 }
 
+Test(bufpool, usage)
+{
+	struct dio_pool *pool = pool_new(NULL, 1 << 20, 4096);
+	struct dio_buf *a, *b, *h;
+	size_t used, size;
+
+	dio_pool_usage(pool, &used, &size);
+	cr_assert_eq(used, 0);
+	cr_assert_eq(size, 1 << 20);
+	a = dio_buf_get(pool, 5000);	/* an 8 KiB class */
+	b = dio_buf_get(pool, 4096);
+	dio_pool_usage(pool, &used, &size);
+	cr_assert_eq(used, a->size + b->size);
+	/* heap buffers are outside the arena */
+	h = dio_buf_get(pool, 2 << 20);
+	cr_assert_eq(h->index, -1);
+	dio_pool_usage(pool, &used, &size);
+	cr_assert_eq(used, a->size + b->size);
+	dio_buf_ref(a);
+	dio_buf_put(a);
+	dio_pool_usage(pool, &used, &size);
+	cr_assert_eq(used, a->size + b->size, "a reference is still held");
+	dio_buf_put(a);
+	dio_buf_put(h);
+	dio_pool_usage(pool, &used, &size);
+	cr_assert_eq(used, b->size);
+	dio_buf_put(b);
+	dio_pool_usage(pool, &used, &size);
+	cr_assert_eq(used, 0);
+	dio_pool_destroy(pool);
+}
+
 Test(bufpool, oversize_from_heap)
 {
 	struct dio_pool *pool = pool_new(NULL, 1 << 20, 4096);
