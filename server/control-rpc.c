@@ -193,6 +193,36 @@ ctl_server_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 		ctl_error(r, CTL_INTERNAL, "out of memory");
 }
 
+/* Requests answered for cmd (its latency histogram's count). */
+static json_int_t
+ctl_requests(const struct export *e, enum stats_cmd cmd)
+{
+	uint64_t n = 0;
+
+	for (size_t b = 0; b <= STATS_NBUCKETS; b++)
+		n += stats_load(&e->stats.latency[cmd].bucket[b]);
+	return (json_int_t)n;
+}
+
+/* The export's counters (stats.h), as export.list shows them. */
+static json_t *
+ctl_counters(const struct export *e)
+{
+	uint64_t errors = 0;
+
+	for (size_t i = 0; i < STATS_NERRS; i++)
+		errors += stats_load(&e->stats.errors[i]);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			 "reads", ctl_requests(e, STATS_CMD_READ),
+			 "writes", ctl_requests(e, STATS_CMD_WRITE),
+			 "flushes", ctl_requests(e, STATS_CMD_FLUSH),
+			 "trims", ctl_requests(e, STATS_CMD_TRIM),
+			 "zeroes", ctl_requests(e, STATS_CMD_WRITE_ZEROES),
+			 "bytes_read", (json_int_t)stats_load(&e->stats.read_bytes),
+			 "bytes_written", (json_int_t)stats_load(&e->stats.written_bytes),
+			 "errors", (json_int_t)errors);
+}
+
 /* One export as export.list shows it. */
 static json_t *
 ctl_export_json(struct control *ctl, const struct export *e)
@@ -201,7 +231,7 @@ ctl_export_json(struct control *ctl, const struct export *e)
 
 	for (size_t i = 0; allow && i < e->nallow; i++)
 		json_array_append_new(allow, json_string(e->allow[i]));
-	o = json_pack("{s:s, s:s, s:s?, s:I, s:b, s:o, s:I, s:{s:I, s:I, s:I, s:b}}",
+	o = json_pack("{s:s, s:s, s:s?, s:I, s:b, s:o, s:I, s:{s:I, s:I, s:I, s:b}, s:o}",
 		      "name", e->name, "path", e->path, "description", e->description,
 		      "size", (json_int_t)e->vol->size,
 		      "readonly", __atomic_load_n(&e->readonly, __ATOMIC_RELAXED),
@@ -210,7 +240,7 @@ ctl_export_json(struct control *ctl, const struct export *e)
 		      "volume", "id", (json_int_t)dio_volume_id(e->vol),
 		      "block_size", (json_int_t)e->vol->lbs,
 		      "physical_block_size", (json_int_t)e->vol->pbs,
-		      "block_device", e->vol->blockdev);
+		      "block_device", e->vol->blockdev, "counters", ctl_counters(e));
 	return o;
 }
 

@@ -97,12 +97,14 @@ out:
 	return resp;
 }
 
-/* A field of an object as text for a table cell. */
+/* A field of an object (or of its "counters") as text for a table cell. */
 static void
 ctl_cell(const json_t *o, const char *key, char *buf, size_t len)
 {
 	const json_t *v = json_object_get(o, key);
 
+	if (!v && json_object_get(o, "counters"))
+		v = json_object_get(json_object_get(o, "counters"), key);
 	if (json_is_string(v) && json_string_length(v))
 		snprintf(buf, len, "%s", json_string_value(v));
 	else if (json_is_integer(v))
@@ -143,8 +145,11 @@ ctl_table(const json_t *rows, const char *const *keys, const char *const *heads,
 static void
 ctl_print(const char *cmd, const json_t *res)
 {
-	static const char *const exp_keys[] = { "name", "path", "size", "readonly", "connections" };
-	static const char *const exp_heads[] = { "NAME", "PATH", "SIZE", "RO", "CONNS" };
+	static const char *const exp_keys[] = { "name", "path", "size", "readonly", "connections",
+						 "reads", "writes", "bytes_read", "bytes_written",
+						 "errors" };
+	static const char *const exp_heads[] = { "NAME", "PATH", "SIZE", "RO", "CONNS", "READS",
+						  "WRITES", "READ-BYTES", "WRITTEN-BYTES", "ERRORS" };
 	static const char *const conn_keys[] = { "id", "peer", "tls_identity", "export",
 						  "in_flight", "age_seconds" };
 	static const char *const conn_heads[] = { "ID", "PEER", "TLS", "EXPORT", "IN-FLIGHT",
@@ -155,11 +160,11 @@ ctl_print(const char *cmd, const json_t *res)
 	if (json_is_array(res) && !strcmp(cmd, "connections")) {
 		ctl_table(res, conn_keys, conn_heads, 6);
 	} else if (json_is_array(res)) {
-		ctl_table(res, exp_keys, exp_heads, 5);
+		ctl_table(res, exp_keys, exp_heads, 10);
 	} else if (json_is_object(res) && json_object_get(res, "volume")) {
 		json_t *one = json_pack("[O]", res);
 
-		ctl_table(one, exp_keys, exp_heads, 5);
+		ctl_table(one, exp_keys, exp_heads, 10);
 		json_decref(one);
 	} else if (json_is_object(res)) {
 		json_object_foreach((json_t *)res, key, v) {

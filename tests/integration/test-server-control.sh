@@ -38,6 +38,12 @@ expect_ctl 0 '^b +.*b\.img +33554432' add-export b "$TMP/b.img" --description "a
 timeout 60 qemu-io -f raw -c "write -P 0x5a 1M 64k" "$(uri_of b)" >/dev/null || fail "write to the added export"
 timeout 60 qemu-io -f raw -c "read -P 0x5a 1M 64k" "$(uri_of b)" > "$TMP/qio.out" 2>&1
 grep -q 'read 65536' "$TMP/qio.out" || fail "read back from the added export: $(cat "$TMP/qio.out")"
+ctl --json exports | python3 -c '
+import json, sys
+b = [e for e in json.load(sys.stdin) if e["name"] == "b"][0]["counters"]
+assert b["writes"] >= 1 and b["bytes_written"] >= 65536 and b["reads"] >= 1, b
+assert b["bytes_read"] >= 65536 and b["errors"] == 0, b' || fail "the counters of b did not move"
+expect_ctl 0 'NAME +PATH +SIZE +RO +CONNS +READS +WRITES' exports
 nbdinfo --list "$URI" > "$TMP/list.out" 2>&1 || fail "nbdinfo --list: $(cat "$TMP/list.out")"
 grep -q "added live" "$TMP/list.out" || fail "LIST does not show the added export: $(cat "$TMP/list.out")"
 
