@@ -9,7 +9,7 @@ PKGS=(
 	libnbd-dev libnbd-bin python3-libnbd nbdkit nbdkit-plugin-dev
 	libcriterion-dev qemu-utils fio nbd-server
 	openssl gnutls-bin util-linux procps iproute2 python3
-	strace systemd
+	strace systemd mandoc
 )
 
 missing=()
