@@ -10,6 +10,7 @@ PKGS=(
 	libcriterion-dev qemu-utils fio nbd-server libjansson-dev
 	openssl gnutls-bin util-linux procps iproute2 python3
 	python3-prometheus-client curl
+	strace systemd mandoc
 )
 
 missing=()

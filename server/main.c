@@ -7,15 +7,20 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "server.h"
 
@@ -58,6 +63,71 @@ usage(FILE *f)
 		"Every option from -U to -v is also a key of the config file's [server]\n"
 		"section, with the same values: --poll-us 0 is poll-us = 0. Options\n"
 		"without a value take =on or =off as well (--readonly=off).\n");
+}
+
+/*
+ * systemd's service notification (Type=notify): one "VAR=value" line per
+ * call, e.g. main_notify("READY=1"). Without NOTIFY_SOCKET sd_notify() does
+ * nothing, so this costs nothing outside systemd.
+ */
+static void main_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+main_notify(const char *fmt, ...)
+{
+	va_list ap;
+	char *state;
+	int ret;
+
+	va_start(ap, fmt);
+	ret = vasprintf(&state, fmt, ap);
+	va_end(ap);
+	if (ret < 0)
+		return;
+	ret = sd_notify(0, state);
+	if (ret < 0)
+		log_debug("sd_notify %s: %s", state, strerror(-ret));
+	free(state);
+}
+
+/*
+ * Listeners up, reactors running: READY=1, and a STATUS= that says where,
+ * e.g. "serving 2 exports on unix:/run/dionbd/dionbd.sock, [::]:10809 with
+ * 4 reactors".
+ */
+static void
+main_notify_ready(const struct main_state *m)
+{
+	char where[512];
+	size_t len = 0;
+
+	where[0] = 0;
+	for (size_t i = 0; i < m->nlisteners && len < sizeof(where); i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[NI_MAXHOST], port[NI_MAXSERV];
+		const char *sep = len ? ", " : "";
+		int n;
+
+		if (getsockname(m->listeners[i].fd, (struct sockaddr *)&ss, &sl) < 0)
+			continue;
+		if (ss.ss_family == AF_UNIX)
+			n = snprintf(where + len, sizeof(where) - len, "%sunix:%s", sep,
+				     ((struct sockaddr_un *)&ss)->sun_path);
+		else if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port,
+				     sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+			n = snprintf(where + len, sizeof(where) - len,
+				     ss.ss_family == AF_INET6 ? "%s[%s]:%s" : "%s%s:%s", sep,
+				     host, port);
+		else
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	main_notify("READY=1\nSTATUS=serving %zu export%s on %s with %u reactor%s",
+		    m->cfg.nexports, m->cfg.nexports == 1 ? "" : "s", where, m->nreactors,
+		    m->nreactors == 1 ? "" : "s");
 }
 
 /* Accepting and relaying: the main thread's whole job while serving. */
@@ -149,6 +219,8 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("signal %d: stopping", (int)sig);
+	main_notify("STOPPING=1\nSTATUS=stopping (signal %d): finishing in-flight requests",
+		    (int)sig);
 	m->stopping = true;
 	for (size_t i = 0; i < m->nlisteners; i++)
 		event_del(m->listeners[i].ev);
@@ -164,8 +236,12 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct main_state *m = arg;
 
-	if (!m->stopping)
-		reload_config(&m->ctl);
+	if (m->stopping)
+		return;
+	main_notify("RELOADING=1\nSTATUS=reloading %s", m->cfg.config_path ?
+		    m->cfg.config_path : "(no config file)");
+	reload_config(&m->ctl);
+	main_notify_ready(m);
 }
 
 /* Raise the soft RLIMIT_NOFILE to the hard limit; cap connections to what fits. */
@@ -527,6 +603,7 @@ main(int argc, char **argv)
 		goto out_stop;
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 	log_info("serving %zu export(s) with %u reactor(s)", m.cfg.nexports, m.nreactors);
+	main_notify_ready(&m);	/* again after each SIGHUP (main_on_hup) */
 	if (ready_fd >= 0) {
 		main_detach(ready_fd);
 		ready_fd = -1;
