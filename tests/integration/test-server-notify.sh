@@ -52,6 +52,13 @@ wait_for READY=1
 grep -q -x -- "STATUS=serving 2 exports on unix:$SOCK with [0-9]* reactors\?" "$msgs" ||
 	fail "READY=1 came without the expected STATUS=: $(cat "$msgs")"
 grep -q STOPPING "$msgs" && fail "STOPPING=1 before any stop: $(cat "$msgs")"
+# SIGHUP: RELOADING=1, then READY=1 again once applied (no -c here: nothing to read,
+# which is logged, and the daemon goes on serving).
+kill -HUP "$SRV_PID"
+wait_for RELOADING=1
+for _ in $(seq 200); do [ "$(grep -c -x READY=1 "$msgs")" -ge 2 ] && break; sleep 0.05; done
+[ "$(grep -c -x READY=1 "$msgs")" -ge 2 ] || fail "no READY=1 after RELOADING=1: $(cat "$msgs")"
+grep -q "no config file" "$SRV_LOG" || fail "SIGHUP without -c is not explained in the log"
 check_served a
 stop_server
 wait_for STOPPING=1
