@@ -103,12 +103,20 @@ head -c 1M /dev/urandom >"$TMP/pat"
 dd if="$TMP/pat" of="$f" bs=1M seek=3 conv=notrunc status=none
 
 # 1. No CRL: the revoked certificate is still good to the server.
-start_server_or_fail -v --tls require --tls-creds "$(creds_with "")" --tls-verify-peer \
-	-e "$SECRET=$f" "$f"
+live=$(creds_with "")
+start_server_or_fail -v --tls require --tls-creds "$live" --tls-verify-peer \
+	--control "$TMP/ctl.sock" -e "$SECRET=$f" "$f"
 served client
 served client2
 run tls-raw go "$SOCK" -c "$CERTS/client2" -e "$SECRET" >/dev/null ||
 	fail "without a CRL, client2 is not served (raw client)"
+# 1b. The CRL arrives while serving: dionbdctl reload-tls makes it count.
+cp "$TMP/crl.pem" "$live/ca-crl.pem"
+timeout 20 "$DIO_BUILD/server/dionbdctl" -s "$TMP/ctl.sock" reload-tls >"$TMP/reload.out" 2>&1 ||
+	fail "dionbdctl reload-tls: $(cat "$TMP/reload.out")"
+served client
+refused "nbdinfo as client2 revoked by a reloaded CRL" \
+	timeout 20 nbdinfo "$(tls_uri client2)"
 stop_server
 
 # 2. With the CRL: client served, client2 refused at the handshake.
