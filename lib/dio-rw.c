@@ -152,6 +152,7 @@ dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int b
 		const struct dio_extent *ext = &it.ext;
 		bool overwrite = ext->type == DIO_EXT_MAPPED &&
 				 !(ext->flags & (DIO_EXT_NEW | DIO_EXT_SHARED));
+		bool dirty = ext->flags & DIO_EXT_DIRTY;
 		int rw_flags = 0;
 
 		ret = dio_ext_record(dio, ext, &rec);
@@ -167,10 +168,10 @@ dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int b
 			it.status = -EIO;
 			continue;
 		}
-		if (overwrite && fua)
+		if (overwrite && fua && !dirty)
 			rw_flags = RWF_DSYNC;	/* write-through: FUA or write+flush */
-		else if (!overwrite && fua)
-			dio->need_sync = true;	/* allocation or conversion to commit */
+		else if (fua)
+			dio->need_sync = true;	/* allocation, conversion or mapping to commit */
 
 		ret = 0;
 		if (!overwrite && dio->vol->blksize > dio->vol->lbs)

@@ -20,6 +20,13 @@ enum dio_ext_type {
 /* dio_extent.flags */
 #define DIO_EXT_NEW	(1u << 0)	/* allocated by this map_begin: sub-block padding is zeroed */
 #define DIO_EXT_SHARED	(1u << 1)	/* copy-on-write: old blocks stay for a snapshot */
+/*
+ * MAPPED, but the metadata that makes these blocks reachable is not durable
+ * yet (iomap's IOMAP_F_DIRTY): a FUA write must not be written through and
+ * replied to; it syncs and gets map_end with DIO_MAP_FUA like an
+ * allocating write. No padding: the blocks hold data.
+ */
+#define DIO_EXT_DIRTY	(1u << 2)
 
 struct dio_extent {
 	uint64_t pos;		/* logical offset of the first byte; always the pos asked for */

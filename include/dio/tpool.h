@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The thin pool volume backend: one device or file carved into thin
+ * volumes (design: POOL.md). Named 'tpool' because struct dio_pool is the
+ * pinned buffer pool (buf.h).
+ *
+ * Stage 1: every map is in memory; metadata I/O (journal, checkpoints,
+ * superblocks) is synchronous on the pool fd under the pool lock; data I/O
+ * goes through the dio engine like any volume's.
+ */
+#ifndef DIO_TPOOL_H
+#define DIO_TPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dio/volume.h"
+
+struct dio_tpool;
+struct dio_tpool_io;	/* metadata I/O hooks, for tests (lib/pool.h) */
+
+#define DIO_TPOOL_NAME_MAX 55	/* bytes in a volume name, without the NUL */
+
+struct dio_tpool_opts {
+	bool readonly;		/* open read-only: no metadata is ever written */
+	bool no_direct;		/* buffered I/O (tmpfs, memfd); tests only */
+	char *errbuf;		/* optional: why open/create failed */
+	size_t errlen;
+	const struct dio_tpool_io *io;	/* NULL: pread/pwrite/fdatasync */
+};
+
+struct dio_tpool_create_opts {
+	uint32_t chunk_size;	/* power of two, 4 KiB..1 MiB; 0 = 64 KiB */
+	uint64_t size;		/* bytes to use; 0 = the whole file or device */
+	uint32_t journal_blocks;	/* 4 KiB blocks; 0 = sized from the pool */
+	uint32_t max_volumes;	/* 0 = 256 */
+};
+
+/*
+ * Write a new, empty pool on path (a file, grown to opts->size if smaller,
+ * or a block device). Everything on it is lost. 0 or -errno.
+ */
+int dio_tpool_create(const char *path, const struct dio_tpool_create_opts *copts,
+		     const struct dio_tpool_opts *opts);
+
+/*
+ * Open a pool: take an exclusive OFD lock (-EAGAIN when another process has
+ * it open), pick the newest superblock whose checkpoint verifies, replay
+ * the journal's committed transactions. Nothing is written while
+ * recovering. 0 or -errno (the reason in opts->errbuf and the log).
+ */
+int dio_tpool_open(const char *path, const struct dio_tpool_opts *opts, struct dio_tpool **out);
+
+/*
+ * Drop the opener's reference: the pool is checkpointed and closed when
+ * no volume of it is open any more. Errors are logged.
+ */
+void dio_tpool_close(struct dio_tpool *pool);
+
+/* Flush the device and commit every pending record. 0 or -errno. */
+int dio_tpool_sync(struct dio_tpool *pool);
+
+/* Flush, write a checkpoint and move the journal tail. 0 or -errno. */
+int dio_tpool_checkpoint(struct dio_tpool *pool);
+
+/* Create an empty volume of size bytes (multiple of 4096), durably. 0 or -errno. */
+int dio_tpool_volume_create(struct dio_tpool *pool, const char *name, uint64_t size);
+/* Delete a volume that is not open (-EBUSY) and free its chunks, durably. 0 or -errno. */
+int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
+
+/*
+ * The volume 'name' as a dio_volume (its fd is the pool's), holding one
+ * reference: the same volume with one more reference when it is open
+ * already. -ENOENT when there is no such volume.
+ */
+int dio_tpool_volume_open(struct dio_tpool *pool, const char *name, struct dio_volume **out);
+
+struct dio_tpool_vol_info {
+	char name[DIO_TPOOL_NAME_MAX + 1];
+	uint32_t id;
+	uint64_t size;
+	uint64_t mapped;	/* chunks */
+	uint8_t uuid[16];
+};
+
+/* The volumes, in id order, in a malloc'd array (free it). 0 or -errno. */
+int dio_tpool_volume_list(struct dio_tpool *pool, struct dio_tpool_vol_info **out, size_t *n);
+
+struct dio_tpool_info {
+	uint8_t uuid[16];
+	uint64_t dev_size;
+	uint32_t chunk_size, sub_size, lbs;
+	uint64_t nr_chunks, free_chunks;
+	uint64_t gen;		/* checkpoint generation */
+	uint64_t journal_blocks, journal_used;
+	uint64_t meta_blocks;
+	uint32_t nr_volumes, max_volumes;
+	bool readonly;
+};
+
+/* What the pool looks like now. */
+void dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info);
+
+/* What dio_tpool_check found. */
+struct dio_tpool_check_result {
+	unsigned int problems;	/* damage: the pool cannot be trusted as it is */
+	unsigned int leaks;	/* chunks counted used that nothing references */
+	unsigned int notes;	/* worth knowing, harmless */
+};
+
+/* Called once per finding: severity 2 problem, 1 leak, 0 note. */
+typedef void (*dio_tpool_report_fn)(void *priv, int severity, const char *msg);
+
+/*
+ * Check the pool at path without writing to it: both superblocks, the
+ * checkpoint's blocks (crc, own number, owner, generation), the journal
+ * chain, extent bounds and double references, and the space map against a
+ * recount of references. 0 when it could look (see *res), or -errno.
+ */
+int dio_tpool_check(const char *path, const struct dio_tpool_opts *opts,
+		    dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res);
+
+#endif /* DIO_TPOOL_H */

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool's journal: records appended to the open transaction as their
+ * data completes, committed to the ring with FUA (R2) only once the data
+ * they expose is durable (R1), and replayed at open.
+ *
+ * Ring: block for sequence s is journal_start + s % journal_blocks; its
+ * header has gen = s and aux = the transaction id (the sequence of the
+ * transaction's first block). Every commit starts a new block, so a torn
+ * or failed commit never damages an earlier one. Replay from the
+ * superblock's journal_tail stops at the first block that does not verify,
+ * has another sequence (a stale lap), or continues a transaction that is
+ * not the open one; it applies only transactions that reached COMMIT.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+int
+tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs)
+{
+	if (p->npend == p->cappend) {
+		size_t cap = p->cappend ? 2 * p->cappend : 64;
+		struct tp_prec *n = realloc(p->pend, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		p->pend = n;
+		p->cappend = cap;
+	}
+	p->pend[p->npend++] = (struct tp_prec){ .serial = ++p->serial, .needs = needs, .r = *r };
+	p->pend[p->npend - 1].r.words = (uint8_t)(tp_rec_size(r->type) / 8);
+	p->dirty = true;
+	return 0;
+}
+
+int
+tp_flush_sync(struct dio_tpool *p)
+{
+	uint64_t id = ++p->flush_issued;
+	int ret = p->io->flush(p->io->priv, p->fd);
+
+	if (ret == 0 && id > p->flush_done)
+		p->flush_done = id;
+	return ret;
+}
+
+/* The record r is durable now: what it wrote is on disk (tp_ment.dbits). */
+static void
+tp_rec_durable(struct dio_tpool *p, const struct tp_rec *r)
+{
+	struct tp_vol *v;
+	struct tp_ment *e;
+
+	if (r->type != TP_R_MAP && r->type != TP_R_UNMAP)
+		return;
+	v = tp_vol_by_id(p, r->vol);
+	e = v ? tp_ment(v, r->a, false) : NULL;
+	if (!e || !e->p1)
+		return;
+	if (r->type == TP_R_MAP && e->p1 == r->b + 1)
+		e->dbits |= r->bits;
+	else if (r->type == TP_R_UNMAP)
+		e->dbits &= ~r->bits;
+}
+
+/* Pack n pending records and a COMMIT into blocks at p->buf; the number of blocks. */
+static uint64_t
+tp_pack(struct dio_tpool *p, size_t n, bool write)
+{
+	uint64_t nb = 0, txn = p->head;
+	size_t used = 0;
+	uint32_t count = 0;
+	uint8_t *blk = p->buf;
+	struct tp_rec commit = { .type = TP_R_COMMIT, .words = 2, .a = txn };
+
+	for (size_t i = 0; i <= n; i++) {
+		const struct tp_rec *r = i < n ? &p->pend[i].r : &commit;
+		size_t sz = tp_rec_size(r->type);
+
+		if (used + sz > TP_PAYLOAD) {
+			if (write) {
+				uint64_t seq = p->head + nb;
+
+				tp_seal(blk, p->sb.h.uuid, TP_BT_JOURNAL, 0, seq,
+					p->sb.journal_start + seq % p->sb.journal_blocks, txn,
+					count, (uint32_t)used);
+				blk += TP_BLOCK;
+			}
+			nb++;
+			used = 0;
+			count = 0;
+		}
+		if (write) {
+			if (used == 0)
+				memset(blk, 0, TP_BLOCK);
+			memcpy(blk + sizeof(struct tp_hdr) + used, r, sz);
+		}
+		used += sz;
+		count++;
+	}
+	if (write) {
+		uint64_t seq = p->head + nb;
+
+		tp_seal(blk, p->sb.h.uuid, TP_BT_JOURNAL, 0, seq,
+			p->sb.journal_start + seq % p->sb.journal_blocks, txn, count, (uint32_t)used);
+	}
+	return nb + 1;
+}
+
+int
+tp_commit(struct dio_tpool *p, bool all)
+{
+	uint64_t J = p->sb.journal_blocks, nb, first, done;
+	size_t n = 0;
+	int ret;
+
+	if (p->readonly)
+		return -EROFS;
+	if (all) {
+		for (size_t i = 0; i < p->npend; i++) {
+			if (p->pend[i].needs > p->flush_done) {
+				ret = tp_flush_sync(p);
+				if (ret < 0)
+					return ret;
+				break;
+			}
+		}
+	}
+	while (n < p->npend && p->pend[n].needs <= p->flush_done)
+		n++;
+	if (n == 0)
+		return 0;
+	nb = tp_pack(p, n, false);
+	if (p->head + nb - p->sb.journal_tail > J)
+		return tp_checkpoint(p);	/* absorbs every pending record */
+	ret = tp_buf_reserve(p, nb * TP_BLOCK);
+	if (ret < 0)
+		return ret;
+	tp_pack(p, n, true);
+	/* One FUA write per contiguous piece of the ring. */
+	for (done = 0; done < nb; done += first) {
+		uint64_t pos = (p->head + done) % J;
+
+		first = nb - done < J - pos ? nb - done : J - pos;
+		ret = p->io->pwrite(p->io->priv, p->fd, p->buf + done * TP_BLOCK,
+				    first * TP_BLOCK, (p->sb.journal_start + pos) * TP_BLOCK, true);
+		if (ret < 0)
+			return ret;	/* pending stays; the next commit rewrites these blocks */
+	}
+	p->head += nb;
+	for (size_t i = 0; i < n; i++)
+		tp_rec_durable(p, &p->pend[i].r);
+	tp_pfree_durable(p, p->pend[n - 1].serial);
+	memmove(p->pend, p->pend + n, (p->npend - n) * sizeof(*p->pend));
+	p->npend -= n;
+	return 0;
+}
+
+/* Records of one block into staged (grows it); false when the block is malformed. */
+static bool
+tp_parse(const uint8_t *blk, struct tp_rec **staged, size_t *nst, size_t *cap, bool *commit,
+	 uint64_t txn)
+{
+	const struct tp_hdr *h = (const void *)blk;
+	size_t off = 0;
+
+	*commit = false;
+	for (uint32_t i = 0; i < h->count; i++) {
+		struct tp_rec r;
+		const uint8_t *src = blk + sizeof(*h) + off;
+		size_t sz;
+
+		if (off + 8 > h->used)
+			return false;
+		sz = tp_rec_size(src[0]);
+		if (!sz || src[1] * 8u != sz || off + sz > h->used)
+			return false;
+		memset(&r, 0, sizeof(r));
+		memcpy(&r, src, sz);
+		off += sz;
+		if (r.type == TP_R_COMMIT) {
+			if (r.a != txn || i + 1 != h->count)
+				return false;
+			*commit = true;
+			return true;
+		}
+		if (*nst == *cap) {
+			size_t c = *cap ? 2 * *cap : 256;
+			struct tp_rec *nr = realloc(*staged, c * sizeof(*nr));
+
+			if (!nr)
+				return false;
+			*staged = nr;
+			*cap = c;
+		}
+		(*staged)[(*nst)++] = r;
+	}
+	return true;
+}
+
+int
+tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks)
+{
+	uint64_t J = p->sb.journal_blocks, seq = p->sb.journal_tail, open_txn = 0;
+	struct tp_rec *staged = NULL;
+	size_t nst = 0, cap = 0;
+	bool open = false;
+	int ret;
+
+	*nblocks = 0;
+	ret = tp_buf_reserve(p, J * TP_BLOCK);
+	if (ret < 0)
+		return ret;
+	ret = p->io->pread(p->io->priv, p->fd, p->buf, J * TP_BLOCK,
+			   p->sb.journal_start * TP_BLOCK);
+	if (ret < 0)
+		return ret;
+	p->head = seq;
+	for (uint64_t i = 0; i < J; i++, seq++) {
+		const uint8_t *blk = p->buf + (seq % J) * TP_BLOCK;
+		const struct tp_hdr *h = (const void *)blk;
+		bool commit;
+
+		if (!tp_verify(blk, p->sb.h.uuid, TP_BT_JOURNAL, p->sb.journal_start + seq % J) ||
+		    h->gen != seq)
+			break;
+		if (h->aux == seq) {
+			nst = 0;	/* a new transaction; an unfinished one is dropped */
+			open = true;
+			open_txn = seq;
+		} else if (!open || h->aux != open_txn) {
+			break;
+		}
+		if (!tp_parse(blk, &staged, &nst, &cap, &commit, open_txn))
+			break;
+		if (!commit)
+			continue;
+		for (size_t k = 0; k < nst; k++) {
+			ret = tp_apply(p, &staged[k], err, errlen);
+			if (ret < 0)
+				goto out;
+		}
+		nst = 0;
+		open = false;
+		p->head = seq + 1;
+		(*nblocks) = (unsigned int)(p->head - p->sb.journal_tail);
+	}
+	ret = 0;
+out:
+	free(staged);
+	return ret;
+}

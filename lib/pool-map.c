@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool's memory (stage 1 of POOL.md): each volume's map as leaves of
+ * TP_LEAF entries made on demand, the state of every physical chunk, the
+ * allocator (per-volume cursors, no chunk reused before the record that
+ * freed it is durable: R3), and applying records to all of it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+struct tp_ment *
+tp_ment(struct tp_vol *v, uint64_t l, bool make)
+{
+	uint64_t i = l / TP_LEAF;
+
+	if (l >= v->nl)
+		return NULL;
+	if (!v->leaf[i]) {
+		if (!make)
+			return NULL;
+		v->leaf[i] = calloc(TP_LEAF, sizeof(struct tp_ment));
+		if (!v->leaf[i])
+			return NULL;
+	}
+	return &v->leaf[i][l % TP_LEAF];
+}
+
+/* Grow or shrink v's map to size bytes; entries past the end must be holes. 0 or -ENOMEM. */
+static int
+tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
+{
+	uint64_t nl = (size + p->chunk_size - 1) / p->chunk_size;
+	uint64_t nleaf = (nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
+	struct tp_ment **leaf;
+
+	if (nleaf > old) {
+		leaf = realloc(v->leaf, nleaf * sizeof(*leaf));
+		if (!leaf)
+			return -ENOMEM;
+		memset(leaf + old, 0, (nleaf - old) * sizeof(*leaf));
+		v->leaf = leaf;
+	}
+	v->nl = nl;
+	v->size = size;
+	return 0;
+}
+
+struct tp_vol *
+tp_vol_new(struct dio_tpool *p, uint32_t id, const char *name, uint64_t size, const uint8_t *uuid)
+{
+	struct tp_vol *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v->id = id;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	if (uuid)
+		memcpy(v->uuid, uuid, 16);
+	if (tp_vol_size(p, v, size) < 0) {
+		free(v);
+		return NULL;
+	}
+	/* Spread the volumes' cursors so each fills its own region. */
+	v->cursor = p->sb.nr_chunks ? ((uint64_t)id * 2654435761u) % p->sb.nr_chunks : 0;
+	return v;
+}
+
+void
+tp_vol_free(struct tp_vol *v)
+{
+	if (!v)
+		return;
+	for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++)
+		free(v->leaf[i]);
+	free(v->leaf);
+	free(v);
+}
+
+struct tp_vol *
+tp_vol_by_id(struct dio_tpool *p, uint32_t id)
+{
+	for (uint32_t i = 0; i < p->nvols; i++)
+		if (p->vols[i] && p->vols[i]->id == id)
+			return p->vols[i];
+	return NULL;
+}
+
+struct tp_vol *
+tp_vol_by_name(struct dio_tpool *p, const char *name)
+{
+	for (uint32_t i = 0; i < p->nvols; i++)
+		if (p->vols[i] && strcmp(p->vols[i]->name, name) == 0)
+			return p->vols[i];
+	return NULL;
+}
+
+int
+tp_vol_add(struct dio_tpool *p, struct tp_vol *v)
+{
+	struct tp_vol **n = realloc(p->vols, (p->nvols + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	p->vols = n;
+	p->vols[p->nvols++] = v;
+	if (v->id >= p->next_vol_id)
+		p->next_vol_id = v->id + 1;
+	return 0;
+}
+
+/* Remove v from the table and free it. */
+static void
+tp_vol_remove(struct dio_tpool *p, struct tp_vol *v)
+{
+	for (uint32_t i = 0; i < p->nvols; i++)
+		if (p->vols[i] == v)
+			p->vols[i] = NULL;
+	tp_vol_free(v);
+}
+
+int64_t
+tp_alloc(struct dio_tpool *p, struct tp_vol *v)
+{
+	uint64_t n = p->sb.nr_chunks;
+
+	if (p->free_chunks == 0)
+		return -ENOSPC;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t c = (v->cursor + i) % n;
+
+		if (p->cstate[c] == TP_C_FREE) {
+			p->cstate[c] = TP_C_USED;
+			p->free_chunks--;
+			v->cursor = (c + 1) % n;
+			return (int64_t)c;
+		}
+	}
+	return -ENOSPC;
+}
+
+void
+tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial)
+{
+	if (serial == 0) {
+		p->cstate[c] = TP_C_FREE;
+		p->free_chunks++;
+		return;
+	}
+	if (p->npfree == p->cappfree) {
+		size_t cap = p->cappfree ? 2 * p->cappfree : 64;
+		struct tp_pfree *n = realloc(p->pfree, cap * sizeof(*n));
+
+		if (!n) {
+			/* Out of memory: leak the chunk until the next open (R4 allows it). */
+			p->cstate[c] = TP_C_USED;
+			return;
+		}
+		p->pfree = n;
+		p->cappfree = cap;
+	}
+	p->cstate[c] = TP_C_PENDING;
+	p->pfree[p->npfree++] = (struct tp_pfree){ .chunk = c, .serial = serial };
+}
+
+void
+tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < p->npfree; i++) {
+		if (p->pfree[i].serial <= serial) {
+			p->cstate[p->pfree[i].chunk] = TP_C_FREE;
+			p->free_chunks++;
+		} else {
+			p->pfree[j++] = p->pfree[i];
+		}
+	}
+	p->npfree = j;
+}
+
+/* Space map entry of chunk c down by one (a reference went away). */
+static void
+space_drop(struct dio_tpool *p, uint64_t c)
+{
+	if (p->space[c])
+		p->space[c]--;
+}
+
+static int
+apply_err(char *err, size_t errlen, const char *what, const struct tp_rec *r)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "record type %u volume %u (%llu, %llu): %s", r->type, r->vol,
+			 (unsigned long long)r->a, (unsigned long long)r->b, what);
+	return -EUCLEAN;
+}
+
+int
+tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
+{
+	struct tp_vol *v = r->type == TP_R_COMMIT ? NULL : tp_vol_by_id(p, r->vol);
+	struct tp_ment *e;
+
+	switch (r->type) {
+	case TP_R_COMMIT:
+		return 0;
+	case TP_R_VOL:
+		if (v || r->vol == 0)
+			return apply_err(err, errlen, "volume exists already", r);
+		if (r->a % TP_BLOCK)
+			return apply_err(err, errlen, "bad volume size", r);
+		v = tp_vol_new(p, r->vol, r->name, r->a, r->uuid);
+		if (!v)
+			return -ENOMEM;
+		v->flags = r->flags;
+		if (tp_vol_add(p, v) < 0) {
+			tp_vol_free(v);
+			return -ENOMEM;
+		}
+		return 0;
+	case TP_R_RESIZE:
+		if (!v || r->a % TP_BLOCK)
+			return apply_err(err, errlen, "resize of no volume", r);
+		for (uint64_t l = (r->a + p->chunk_size - 1) / p->chunk_size; l < v->nl; l++) {
+			e = tp_ment(v, l, false);
+			if (e && e->p1)
+				return apply_err(err, errlen, "shrink over mapped chunks", r);
+		}
+		return tp_vol_size(p, v, r->a);
+	case TP_R_VOLDEL:
+		if (!v)
+			return apply_err(err, errlen, "delete of no volume", r);
+		for (uint64_t l = 0; l < v->nl; l++) {
+			e = tp_ment(v, l, false);
+			if (e && e->p1)
+				space_drop(p, e->p1 - 1);
+		}
+		tp_vol_remove(p, v);
+		return 0;
+	case TP_R_MAP:
+		if (!v || r->a >= v->nl || r->b >= p->sb.nr_chunks || !r->bits ||
+		    (r->bits & ~p->full_bits))
+			return apply_err(err, errlen, "map out of bounds", r);
+		e = tp_ment(v, r->a, true);
+		if (!e)
+			return -ENOMEM;
+		if (!e->p1) {
+			if (p->space[r->b])
+				return apply_err(err, errlen, "chunk mapped twice", r);
+			e->p1 = (uint32_t)r->b + 1;
+			p->space[r->b] = 1;
+			v->mapped++;
+		} else if (e->p1 != r->b + 1) {
+			return apply_err(err, errlen, "remap of a mapped chunk", r);
+		}
+		e->bits |= r->bits;
+		e->dbits = e->bits;
+		return 0;
+	case TP_R_UNMAP:
+		if (!v || r->a >= v->nl)
+			return apply_err(err, errlen, "unmap out of bounds", r);
+		e = tp_ment(v, r->a, false);
+		if (!e || !e->p1)
+			return 0;	/* unmapped already */
+		e->bits &= ~r->bits;
+		e->dbits = e->bits;
+		if (!e->bits) {
+			space_drop(p, e->p1 - 1);
+			e->p1 = 0;
+			v->mapped--;
+		}
+		return 0;
+	}
+	return apply_err(err, errlen, "unknown record", r);
+}
+
+void
+tp_derive(struct dio_tpool *p)
+{
+	memset(p->cstate, TP_C_FREE, p->sb.nr_chunks);
+	for (uint32_t i = 0; i < p->nvols; i++) {
+		struct tp_vol *v = p->vols[i];
+
+		if (!v)
+			continue;
+		v->mapped = 0;
+		for (uint64_t l = 0; l < v->nl; l++) {
+			struct tp_ment *e = tp_ment(v, l, false);
+
+			if (e && e->p1) {
+				v->mapped++;
+				p->cstate[e->p1 - 1] = TP_C_USED;
+				v->cursor = e->p1 % p->sb.nr_chunks;	/* after its last chunk */
+			}
+		}
+	}
+	p->free_chunks = 0;
+	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
+		/* A leak (space says used, nothing maps it) stays used: repair's job. */
+		if (p->space[c])
+			p->cstate[c] = TP_C_USED;
+		p->free_chunks += p->cstate[c] == TP_C_FREE;
+	}
+}

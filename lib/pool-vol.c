@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A pool volume as a dio_volume: POOL.md's request path.
+ *
+ *  map_begin  hole + write: a chunk from the volume's cursor, UNWRITTEN +
+ *             NEW (the engine writes only what the request covers and
+ *             zero-pads partial sub-blocks); written sub-blocks: MAPPED in
+ *             place, DIRTY while their record is not durable (so a FUA
+ *             write to them commits, R2); unwritten: UNWRITTEN; reads of
+ *             holes and unwritten sub-blocks: no device I/O.
+ *  map_end    after the data completed: written bits + a MAP record into
+ *             the open transaction; with DIO_MAP_FUA (the engine flushed
+ *             the data first) the transaction is committed before return.
+ *  FLUSH      the engine's fdatasync of the pool, then (end_meta) a commit
+ *             of every record whose data that flush covered (R1, R2).
+ *  TRIM/ZERO  no device I/O; end_meta clears bits (UNMAP) and frees whole
+ *             chunks, allocatable again once that record is durable (R3).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dio/dio.h"
+#include "pool.h"
+#include "volume-priv.h"
+
+/* One open pool volume. tv is guarded by pool->lock. */
+struct tp_dvol {
+	struct dio_volume vol;
+	struct dio_tpool *pool;	/* holds a pool reference */
+	struct tp_vol *tv;
+};
+
+static inline struct tp_dvol *
+to_dv(struct dio_volume *vol)
+{
+	return (struct tp_dvol *)vol;
+}
+
+/* Bits of sub-blocks [a, b). */
+static uint32_t
+sub_mask(uint32_t a, uint32_t b)
+{
+	uint64_t m = ((1ull << b) - 1) & ~((1ull << a) - 1);
+
+	return (uint32_t)m;
+}
+
+/* Map [pos, pos+len) from the volume's map; allocate for a write into a hole. */
+static int
+tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int flags,
+	      struct dio_extent *ext)
+{
+	struct tp_dvol *dv = to_dv(vol);
+	struct dio_tpool *p = dv->pool;
+	struct tp_vol *v = dv->tv;
+	bool write = (flags & DIO_MAP_WRITE) && !(flags & DIO_MAP_REPORT);
+	uint64_t cs = p->chunk_size, ss = p->sub_size, l = pos / cs, off = pos % cs, max;
+	struct tp_ment *e;
+	uint32_t s, t, state;
+	int ret = 0;
+
+	if (len == 0 || pos >= vol->size)
+		return -EINVAL;
+	if (len > vol->size - pos)
+		len = vol->size - pos;
+	max = len < cs - off ? len : cs - off;
+	memset(ext, 0, sizeof(*ext));
+	ext->pos = pos;
+	pthread_mutex_lock(&p->lock);
+	e = tp_ment(v, l, write);
+	if (!e || !e->p1) {
+		if (!write) {
+			/* A hole: as far as the following chunks are holes too. */
+			uint64_t n = max;
+
+			while (n < len) {
+				struct tp_ment *f = tp_ment(v, (pos + n) / cs, false);
+
+				if (f && f->p1)
+					break;
+				n += len - n < cs ? len - n : cs;
+			}
+			ext->type = DIO_EXT_HOLE;
+			ext->length = n;
+			goto out;
+		}
+		if (!e) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		int64_t c = tp_alloc(p, v);
+
+		if (c < 0) {
+			dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
+				"with ENOSPC", p->path);
+			ret = (int)c;
+			goto out;
+		}
+		e->p1 = (uint32_t)c + 1;
+		e->bits = e->dbits = 0;
+		v->mapped++;
+		p->inflight[c]++;
+		ext->type = DIO_EXT_UNWRITTEN;
+		ext->flags = DIO_EXT_NEW;
+		ext->addr = p->sb.data_start + (uint64_t)c * cs + off;
+		ext->length = max;
+		goto out;
+	}
+	/* A run of sub-blocks in the same state: written or not, durable or not. */
+	s = (uint32_t)(off / ss);
+	state = ((e->bits >> s) & 1) | (write ? ((e->dbits >> s) & 1) << 1 : 0);
+	for (t = s + 1; t * ss < off + max; t++) {
+		uint32_t st = ((e->bits >> t) & 1) | (write ? ((e->dbits >> t) & 1) << 1 : 0);
+
+		if (st != state)
+			break;
+	}
+	ext->length = (t * ss < off + max ? t * ss : off + max) - off;
+	ext->addr = p->sb.data_start + (uint64_t)(e->p1 - 1) * cs + off;
+	ext->type = (state & 1) ? DIO_EXT_MAPPED : DIO_EXT_UNWRITTEN;
+	if (write && state == 1)
+		ext->flags = DIO_EXT_DIRTY;	/* written, record not durable yet */
+	if (write)
+		p->inflight[e->p1 - 1]++;
+out:
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+/* After the data of a write completed: record what is written now. */
+static int
+tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
+	    unsigned int flags)
+{
+	struct tp_dvol *dv = to_dv(vol);
+	struct dio_tpool *p = dv->pool;
+	struct tp_vol *v = dv->tv;
+	uint64_t cs = p->chunk_size, ss = p->sub_size, c, l = ext->pos / cs, off = ext->pos % cs;
+	bool meta = ext->type == DIO_EXT_UNWRITTEN || (ext->flags & (DIO_EXT_NEW | DIO_EXT_DIRTY));
+	struct tp_ment *e;
+	int ret = 0;
+
+	if (!(flags & DIO_MAP_WRITE) || (flags & DIO_MAP_REPORT) || ext->type == DIO_EXT_HOLE)
+		return 0;
+	c = (ext->addr - p->sb.data_start) / cs;
+	pthread_mutex_lock(&p->lock);
+	if (p->inflight[c])
+		p->inflight[c]--;
+	e = tp_ment(v, l, false);
+	if (done && e && e->p1 == c + 1 && ext->type == DIO_EXT_UNWRITTEN) {
+		uint64_t a = off / ss * ss, b = off + done;
+		uint32_t bits;
+
+		/* A partial sub-block counts only when its padding was written too. */
+		b = done >= ext->length ? (b + ss - 1) / ss * ss : b / ss * ss;
+		bits = b > a ? sub_mask((uint32_t)(a / ss), (uint32_t)(b / ss)) & ~e->bits : 0;
+		if (bits) {
+			struct tp_rec r = { .type = TP_R_MAP, .vol = v->id, .a = l, .b = c,
+					    .bits = bits };
+			/* Its data is durable after the next flush, or now with FUA. */
+			uint64_t needs = (flags & DIO_MAP_FUA) ? 0 : p->flush_issued + 1;
+
+			ret = tp_append(p, &r, needs);
+			if (ret == 0)
+				e->bits |= bits;
+		}
+	}
+	if (ret == 0 && (flags & DIO_MAP_FUA) && meta)
+		ret = tp_commit(p, true);
+	else if (ret == 0 && p->npend * 32 > p->sb.journal_blocks * TP_BLOCK / 4)
+		ret = tp_commit(p, true);	/* a quarter of the journal is waiting */
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+static const struct dio_map_ops tpv_map_ops = {
+	.map_begin = tpv_map_begin,
+	.map_end = tpv_map_end,
+};
+
+/* FLUSH: the pool's fdatasync (end_meta commits); TRIM/ZERO: no device I/O. */
+static int
+tpv_prep_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, uint64_t pos,
+	      uint64_t len, struct dio_io *io)
+{
+	struct dio_tpool *p = to_dv(vol)->pool;
+	struct tp_vol *v = to_dv(vol)->tv;
+	uint64_t ss = p->sub_size, cs = p->chunk_size;
+
+	io->fd = vol->fd;
+	switch (op) {
+	case DIO_META_FLUSH:
+		io->op = DIO_IO_FSYNC;
+		pthread_mutex_lock(&p->lock);
+		/* Records appended before now have their data covered by this flush. */
+		io->priv = (void *)(uintptr_t)++p->flush_issued;
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	case DIO_META_ZERO:
+		if (!(flags & DIO_META_MAY_TRIM))
+			return -EOPNOTSUPP;	/* keep it allocated: zeros are written */
+		/* A written sub-block only partly covered needs real zeros. */
+		pthread_mutex_lock(&p->lock);
+		for (int end = 0; end < 2; end++) {
+			uint64_t x = end ? pos + len : pos;
+			struct tp_ment *e = tp_ment(v, x / cs, false);
+
+			if (x % ss && e && e->p1 && ((e->bits >> (x % cs / ss)) & 1)) {
+				pthread_mutex_unlock(&p->lock);
+				return -EOPNOTSUPP;
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+		/* fallthrough */
+	case DIO_META_TRIM:
+		/* Metadata only: a harmless no-op for the engine to complete. */
+		io->op = DIO_IO_FADVISE;
+		io->mode = POSIX_FADV_NORMAL;
+		io->offset = 0;
+		io->len = 0;
+		return 0;
+	case DIO_META_CACHE:
+		return -EOPNOTSUPP;
+	}
+	return -EINVAL;
+}
+
+/* Clear the written bits of whole sub-blocks of [pos, pos+len); free emptied chunks. */
+static int
+tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
+{
+	struct dio_tpool *p = dv->pool;
+	struct tp_vol *v = dv->tv;
+	uint64_t cs = p->chunk_size, ss = p->sub_size;
+	uint64_t a = (pos + ss - 1) / ss * ss, b = (pos + len) / ss * ss;
+	int ret = 0;
+
+	while (a < b && ret == 0) {
+		uint64_t l = a / cs, ce = (l + 1) * cs, end = b < ce ? b : ce;
+		struct tp_ment *e = tp_ment(v, l, false);
+		uint32_t bits;
+
+		if (e && e->p1) {
+			uint64_t c = e->p1 - 1;
+
+			bits = sub_mask((uint32_t)(a % cs / ss),
+					(uint32_t)((end - l * cs) / ss)) & e->bits;
+			if (bits) {
+				struct tp_rec r = { .type = TP_R_UNMAP, .vol = v->id, .a = l,
+						    .bits = bits };
+
+				ret = tp_append(p, &r, 0);
+				if (ret < 0)
+					break;
+				e->bits &= ~bits;
+			}
+			if (!e->bits && !p->inflight[c]) {
+				/* R3: allocatable once the records up to now are durable. */
+				e->p1 = 0;
+				e->dbits = 0;
+				v->mapped--;
+				tp_chunk_release(p, c, p->npend ? p->serial : 0);
+			}
+		}
+		a = end;
+	}
+	return ret;
+}
+
+static int
+tpv_end_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, uint64_t pos,
+	     uint64_t len, const struct dio_io *io, int res)
+{
+	struct dio_tpool *p = to_dv(vol)->pool;
+	int ret = 0;
+
+	if (res < 0)
+		return res;
+	pthread_mutex_lock(&p->lock);
+	if (op == DIO_META_FLUSH) {
+		uint64_t id = (uintptr_t)io->priv;
+
+		if (id > p->flush_done)
+			p->flush_done = id;
+		ret = p->readonly ? 0 : tp_commit(p, false);
+	} else if (op == DIO_META_TRIM || op == DIO_META_ZERO) {
+		ret = tpv_unmap(to_dv(vol), pos, len);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+/* The last reference to the volume went: forget it, drop the pool's. */
+static void
+tpv_release(struct dio_volume *vol)
+{
+	struct tp_dvol *dv = to_dv(vol);
+	struct dio_tpool *p = dv->pool;
+
+	pthread_mutex_lock(&p->lock);
+	if (dv->tv && dv->tv->dv == dv)
+		dv->tv->dv = NULL;
+	pthread_mutex_unlock(&p->lock);
+	dio_volume_fini(vol);
+	free(dv);
+	tp_put(p);
+}
+
+static const struct dio_vol_ops tpv_vol_ops = {
+	.prep_meta = tpv_prep_meta,
+	.end_meta = tpv_end_meta,
+	.release = tpv_release,
+};
+
+int
+tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out)
+{
+	struct tp_dvol *dv;
+	int ret;
+
+	if (v->dv && dio_volume_tryget(&v->dv->vol)) {
+		*out = &v->dv->vol;
+		return 0;
+	}
+	dv = calloc(1, sizeof(*dv));
+	if (!dv)
+		return -ENOMEM;
+	dv->pool = p;
+	dv->tv = v;
+	dv->vol.map_ops = &tpv_map_ops;
+	dv->vol.vol_ops = &tpv_vol_ops;
+	dv->vol.fd = p->fd;
+	dv->vol.size = v->size;
+	dv->vol.lbs = p->lbs;
+	dv->vol.pbs = p->lbs;
+	dv->vol.blksize = (uint32_t)p->sub_size;
+	dv->vol.readonly = p->readonly;
+	dv->vol.wcache = true;
+	dv->vol.can_trim = true;
+	dv->vol.can_zero = true;
+	dv->vol.priv = v;
+	ret = dio_volume_init(&dv->vol);
+	if (ret < 0) {
+		free(dv);
+		return ret;
+	}
+	tp_get(p);
+	v->dv = dv;
+	*out = &dv->vol;
+	return 0;
+}

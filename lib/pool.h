@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The thin pool's insides (POOL.md), private to libdio and its tests:
+ *   pool-format.c  crc32c, block headers, superblocks, pool creation
+ *   pool-map.c     in-memory maps, chunk states, the allocator
+ *   pool-journal.c records, commit (group of safe records), replay
+ *   pool-ckpt.c    checkpoints: write copy-on-write, load and verify
+ *   pool-open.c    open/recovery, close, volume operations, info
+ *   pool-check.c   the checker
+ *   pool-vol.c     the dio_volume backend: map_begin/map_end/prep_meta
+ *
+ * On disk, little-endian (stage 1 writes host order and refuses to build
+ * on big-endian hosts), 4 KiB metadata blocks:
+ *
+ *   block 0: superblock slot A, block 1: slot B
+ *   journal ring: journal_blocks blocks from journal_start
+ *   metadata: meta_blocks blocks from meta_start (checkpoints, CoW)
+ *   data: nr_chunks chunks from data_start (chunk-aligned)
+ */
+#ifndef DIO_POOL_H
+#define DIO_POOL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dio/tpool.h"
+#include "dio/volume.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the pool's on-disk format is written in host order: little-endian hosts only"
+#endif
+
+#define TP_BLOCK	4096u
+#define TP_MAGIC	0x4c504944u	/* "DIPL" */
+#define TP_VERSION	1
+
+/* tp_hdr.type */
+enum tp_btype {
+	TP_BT_SUPER = 1,	/* superblock slot */
+	TP_BT_JOURNAL,		/* journal block: records, aux = transaction id */
+	TP_BT_ROOT,		/* checkpoint root: block numbers, aux = next root */
+	TP_BT_CKPT,		/* checkpoint records (volumes, maps) */
+	TP_BT_SPACE,		/* space map: 2 bits per chunk, aux = first chunk */
+};
+
+/* The first 64 bytes of every metadata block (R6: self-describing). */
+struct tp_hdr {
+	uint32_t magic;		/* TP_MAGIC */
+	uint32_t crc;		/* crc32c of the 4 KiB block with this field 0 */
+	uint8_t uuid[16];	/* the pool's */
+	uint16_t type;		/* enum tp_btype */
+	uint16_t version;	/* TP_VERSION */
+	uint32_t owner;		/* volume id, 0 = the pool */
+	uint64_t gen;		/* checkpoint generation, or journal sequence */
+	uint64_t blocknr;	/* this block's own number */
+	uint64_t aux;		/* per type, see enum tp_btype */
+	uint32_t count;		/* records or entries that follow */
+	uint32_t used;		/* payload bytes that follow */
+};
+_Static_assert(sizeof(struct tp_hdr) == 64, "tp_hdr is 64 bytes");
+#define TP_PAYLOAD	(TP_BLOCK - sizeof(struct tp_hdr))
+
+/* Feature bits: none defined yet; unknown incompat refuses, ro_compat opens read-only. */
+#define TP_FEAT_COMPAT_KNOWN	0ull
+#define TP_FEAT_RO_COMPAT_KNOWN	0ull
+#define TP_FEAT_INCOMPAT_KNOWN	0ull
+
+/* A superblock slot: fits in 512 bytes; the rest of the block is zero. */
+struct tp_super {
+	struct tp_hdr h;	/* gen = checkpoint generation */
+	uint64_t feat_compat, feat_ro_compat, feat_incompat;
+	uint64_t dev_size;	/* bytes the pool covers */
+	uint32_t block_size;	/* TP_BLOCK */
+	uint32_t chunk_size;
+	uint32_t sub_size;	/* one written bit per sub_size bytes */
+	uint32_t lbs;		/* logical block size at creation */
+	uint64_t journal_start, journal_blocks;
+	uint64_t meta_start, meta_blocks;
+	uint64_t data_start;	/* bytes, chunk-aligned */
+	uint64_t nr_chunks;
+	uint64_t ckpt_root;	/* first TP_BT_ROOT block of this generation */
+	uint64_t journal_tail;	/* first journal sequence to replay */
+	uint64_t next_vol_id;
+	uint32_t max_volumes;
+	uint32_t pad;
+	uint64_t created;	/* unix time */
+};
+_Static_assert(sizeof(struct tp_super) <= 512, "superblock fits in 512 bytes");
+
+/* Records (journal and checkpoint), 8-byte aligned, never across blocks. */
+enum tp_rtype {
+	TP_R_MAP = 1,		/* vol: lchunk -> pchunk, written bits |= bits */
+	TP_R_UNMAP,		/* vol: lchunk written bits &= ~bits; none left: chunk freed */
+	TP_R_VOL,		/* volume create (journal) / volume (checkpoint) */
+	TP_R_VOLDEL,		/* volume delete: its chunks are freed */
+	TP_R_RESIZE,		/* volume size */
+	TP_R_COMMIT,		/* end of a transaction: a = transaction id */
+};
+
+struct tp_rec {
+	uint8_t type;		/* enum tp_rtype */
+	uint8_t words;		/* length in 8-byte words */
+	uint16_t rsvd;
+	uint32_t vol;		/* volume id */
+	uint64_t a;		/* MAP/UNMAP: lchunk; VOL/RESIZE: size; COMMIT: txn */
+	uint64_t b;		/* MAP: pchunk */
+	uint32_t bits;		/* MAP/UNMAP */
+	uint32_t flags;		/* VOL */
+	uint8_t uuid[16];	/* VOL */
+	char name[DIO_TPOOL_NAME_MAX + 1];	/* VOL */
+};
+_Static_assert(sizeof(struct tp_rec) == 104, "tp_rec is 104 bytes");
+#define TP_REC_MAX 104
+
+/* crc32c (Castagnoli, reflected 0x82F63B78), software: pool-format.c. */
+uint32_t tp_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Bytes a record of type t takes on disk. */
+size_t tp_rec_size(unsigned int t);
+
+/* Fill h and the crc of the block b (4 KiB, header at its start). */
+void tp_seal(void *b, const uint8_t *uuid, unsigned int type, uint32_t owner, uint64_t gen,
+	     uint64_t blocknr, uint64_t aux, uint32_t count, uint32_t used);
+/* Whether block b is sound: magic, crc, uuid, type, own number (gen unchecked). */
+bool tp_verify(const void *b, const uint8_t *uuid, unsigned int type, uint64_t blocknr);
+
+/* Metadata I/O: synchronous, on the pool fd (stage 1). Tests hook it. */
+struct dio_tpool_io {
+	int (*pread)(void *priv, int fd, void *buf, size_t len, uint64_t off);
+	/* fua: durable when it returns (RWF_DSYNC) */
+	int (*pwrite)(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua);
+	int (*flush)(void *priv, int fd);
+	void *priv;
+};
+extern const struct dio_tpool_io tp_sys_io;
+
+/* ---- in memory ---- */
+
+/* One logical chunk of a volume. */
+struct tp_ment {
+	uint32_t p1;		/* physical chunk + 1; 0 = hole */
+	uint32_t bits;		/* written sub-blocks (in memory: the data completed) */
+	uint32_t dbits;		/* of those, the ones whose records are durable */
+};
+
+#define TP_LEAF 1024	/* entries per map leaf */
+
+struct tp_vol {
+	uint32_t id;
+	uint32_t flags;
+	char name[DIO_TPOOL_NAME_MAX + 1];
+	uint8_t uuid[16];
+	uint64_t size;
+	uint64_t nl;		/* logical chunks */
+	struct tp_ment **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
+	uint64_t cursor;	/* allocation cursor (physical chunk) */
+	uint64_t mapped;	/* chunks mapped */
+	struct tp_dvol *dv;	/* the open dio_volume, or NULL */
+};
+
+/* chunk states, tp_pool.cstate */
+enum { TP_C_FREE = 0, TP_C_USED = 1, TP_C_PENDING = 2 /* freed, not durable (R3) */ };
+
+/* A record waiting for its commit. */
+struct tp_prec {
+	uint64_t serial;	/* order of appending */
+	uint64_t needs;		/* flush id that makes its data durable (0: none needed) */
+	struct tp_rec r;
+};
+
+/* A chunk freed by record 'serial': allocatable once that record is durable. */
+struct tp_pfree {
+	uint64_t chunk;
+	uint64_t serial;
+};
+
+/*
+ * The pool. Lock order: lock, then nothing (dio_log only). lock guards
+ * every field below it, the volumes and their maps, and every metadata
+ * I/O (stage 1 does it synchronously under lock).
+ */
+struct dio_tpool {
+	char *path;
+	int fd;
+	bool readonly;
+	uint32_t lbs;
+	const struct dio_tpool_io *io;
+	_Atomic unsigned int refs;	/* opener + each open volume */
+	pthread_mutex_t lock;
+
+	struct tp_super sb;		/* the durable superblock, decoded */
+	uint64_t chunk_size, sub_size;
+	uint32_t nsub;			/* sub-blocks per chunk (<= 32) */
+	uint32_t full_bits;
+
+	struct tp_vol **vols;		/* by index; NULL when deleted */
+	uint32_t nvols;
+	uint64_t next_vol_id;
+
+	uint8_t *cstate;		/* TP_C_* per physical chunk */
+	uint8_t *space;			/* on-disk refcount (0..3) per chunk, kept by records */
+	uint16_t *inflight;		/* writes between map_begin and map_end, per chunk */
+	uint64_t free_chunks;
+
+	/* journal */
+	uint64_t head;			/* next sequence to write */
+	uint64_t serial;		/* records appended so far */
+	struct tp_prec *pend;		/* appended, not yet committed, in order */
+	size_t npend, cappend;
+	struct tp_pfree *pfree;		/* chunks freed, not yet durable */
+	size_t npfree, cappfree;
+	uint64_t flush_issued;		/* ids given to device flushes */
+	uint64_t flush_done;		/* highest id of a completed flush */
+	bool dirty;			/* changed since the last checkpoint */
+
+	/* checkpoints: blocks of the durable one, which the next must not touch */
+	uint8_t *meta_used;		/* per metadata block */
+	uint8_t *buf;			/* TP_BLOCK-aligned scratch for metadata I/O */
+	size_t buflen;
+};
+
+/* ---- pool-format.c ---- */
+
+/* Fill sb for a pool of dev_size bytes (geometry). 0 or -EINVAL. */
+int tp_geometry(struct tp_super *sb, uint64_t dev_size, uint32_t chunk_size,
+		uint32_t journal_blocks, uint32_t max_volumes, uint32_t lbs);
+/* Read and verify superblock slot (0/1) into *sb. 0, -EUCLEAN (bad) or -errno. */
+int tp_super_read(struct dio_tpool *p, int slot, struct tp_super *sb);
+/* Write sb to slot gen & 1 with FUA. 0 or -errno. */
+int tp_super_write(struct dio_tpool *p, const struct tp_super *sb);
+/* Grow the scratch buffer to len bytes. 0 or -ENOMEM. */
+int tp_buf_reserve(struct dio_tpool *p, size_t len);
+
+/* ---- pool-map.c ---- */
+
+/* Entry of lchunk l of v, allocating its leaf when make. NULL: none / -ENOMEM. */
+struct tp_ment *tp_ment(struct tp_vol *v, uint64_t l, bool make);
+/* A volume record in memory (maps empty). NULL on -ENOMEM. */
+struct tp_vol *tp_vol_new(struct dio_tpool *p, uint32_t id, const char *name, uint64_t size,
+			  const uint8_t *uuid);
+/* Free a volume's memory. */
+void tp_vol_free(struct tp_vol *v);
+/* Volume by id or name, NULL when none. */
+struct tp_vol *tp_vol_by_id(struct dio_tpool *p, uint32_t id);
+struct tp_vol *tp_vol_by_name(struct dio_tpool *p, const char *name);
+/* Add v to the table. 0 or -ENOMEM. */
+int tp_vol_add(struct dio_tpool *p, struct tp_vol *v);
+/* A free chunk for v near its cursor, now USED; -ENOSPC when none. */
+int64_t tp_alloc(struct dio_tpool *p, struct tp_vol *v);
+/* Chunk c no longer referenced by v: free now or pending record serial (R3). */
+void tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial);
+/* Records up to serial are durable: their pending chunks become free. */
+void tp_pfree_durable(struct dio_tpool *p, uint64_t serial);
+/* Apply a record to the maps and space map (replay and checkpoint load). 0 or -EUCLEAN. */
+int tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen);
+/* Derived state from maps and space map (R7): chunk states, counts, cursors. */
+void tp_derive(struct dio_tpool *p);
+
+/* ---- pool-journal.c ---- */
+
+/* Append a record to the open transaction (needs: see tp_prec). 0 or -ENOMEM. */
+int tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs);
+/* A device flush now: every record appended so far becomes safe. 0 or -errno. */
+int tp_flush_sync(struct dio_tpool *p);
+/*
+ * Commit the longest prefix of pending records whose data is durable
+ * (needs <= flush_done), or all of them after a device flush when all is
+ * set, with FUA (R1, R2). Falls back to a checkpoint when the journal is
+ * full. 0 or -errno (the records stay pending).
+ */
+int tp_commit(struct dio_tpool *p, bool all);
+/* Replay committed transactions from sb.journal_tail; sets head. 0 or -errno. */
+int tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks);
+
+/* ---- pool-ckpt.c ---- */
+
+/* Flush, write the whole state copy-on-write, flush, superblock FUA. 0 or -errno. */
+int tp_checkpoint(struct dio_tpool *p);
+/* Load the checkpoint sb names into memory (R6 checks). 0, -EUCLEAN or -errno. */
+int tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t errlen);
+
+/* ---- pool-open.c ---- */
+
+/* Open and recover without the lock or the volumes' side (open and check). */
+int tp_load(const char *path, const struct dio_tpool_opts *opts, bool check,
+	    struct dio_tpool **out, char *err, size_t errlen);
+/* Free a pool's memory and close its fd. */
+void tp_free(struct dio_tpool *p);
+/* Take / drop a pool reference; the last one closes it. */
+void tp_get(struct dio_tpool *p);
+void tp_put(struct dio_tpool *p);
+
+/* ---- pool-vol.c ---- */
+
+/* The open dio_volume of v (a new one, or another reference). 0 or -errno. */
+int tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out);
+
+#endif /* DIO_POOL_H */
