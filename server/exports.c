@@ -19,7 +19,74 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dio/tpool.h"
 #include "server.h"
+
+/*
+ * Thin pools that pool volumes are served from ("pool:POOL/VOLUME"), one
+ * each, opened on first use and kept until the table is torn down (the
+ * volumes of a pool need it open). Main thread only: exports are added
+ * there (start, control socket, SIGHUP).
+ */
+struct export_pool {
+	char *path;
+	struct dio_tpool *pool;
+	struct export_pool *next;
+};
+static struct export_pool *export_pools;
+
+/*
+ * Open volume name of the thin pool at pool_path (the pool opened once).
+ * 0 or -errno, with the reason in why.
+ */
+static int
+export_open_pool_volume(const char *pool_path, const char *name, bool readonly, char *why,
+			size_t whylen, struct dio_volume **out)
+{
+	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = why, .errlen = whylen };
+	struct export_pool *p;
+	int ret;
+
+	for (p = export_pools; p; p = p->next)
+		if (!strcmp(p->path, pool_path))
+			break;
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p || !(p->path = strdup(pool_path))) {
+			free(p);
+			return -ENOMEM;
+		}
+		ret = dio_tpool_open(pool_path, &opts, &p->pool);
+		if (ret < 0) {
+			if (!why[0])
+				snprintf(why, whylen, "pool %.300s: %s", pool_path, strerror(-ret));
+			free(p->path);
+			free(p);
+			return ret;
+		}
+		p->next = export_pools;
+		export_pools = p;
+	}
+	ret = dio_tpool_volume_open(p->pool, name, out);
+	if (ret < 0)
+		snprintf(why, whylen, "pool %.300s: volume '%.64s': %s", pool_path, name,
+			 ret == -ENOENT ? "no such volume" : strerror(-ret));
+	return ret;
+}
+
+/* Close the pools once no export uses their volumes any more. */
+static void
+export_close_pools(void)
+{
+	struct export_pool *p;
+
+	while ((p = export_pools)) {
+		export_pools = p->next;
+		dio_tpool_close(p->pool);
+		free(p->path);
+		free(p);
+	}
+}
 
 int
 exports_init(struct export_table *t)
@@ -99,7 +166,24 @@ export_open(const struct export *spec, const struct server_cfg *cfg, char *err, 
 		snprintf(err, errlen, "out of memory for export '%s'", spec->name);
 		return -ENOMEM;
 	}
-	ret = dio_file_open(spec->path, &opts, &e->vol);
+	if (!strncmp(spec->path, EXPORT_POOL_PREFIX, strlen(EXPORT_POOL_PREFIX))) {
+		/* pool:POOL/VOLUME: the volume is the last component */
+		const char *pp = spec->path + strlen(EXPORT_POOL_PREFIX);
+		const char *slash = strrchr(pp, '/');
+		char pool_path[4096];
+
+		if (!slash || slash == pp || !slash[1] || (size_t)(slash - pp) >= sizeof(pool_path)) {
+			snprintf(err, errlen, "'%s': expected pool:POOL/VOLUME", spec->path);
+			export_free(e);
+			return -EINVAL;
+		}
+		memcpy(pool_path, pp, (size_t)(slash - pp));
+		pool_path[slash - pp] = '\0';
+		ret = export_open_pool_volume(pool_path, slash + 1, opts.readonly, why, sizeof(why),
+					      &e->vol);
+	} else {
+		ret = dio_file_open(spec->path, &opts, &e->vol);
+	}
 	if (ret < 0) {
 		if (ret == -EAGAIN && !opts.no_lock)
 			snprintf(err, errlen, "%s: the file is in use (--image-locking off serves "
@@ -260,6 +344,8 @@ exports_fini(struct export_table *t)
 	t->v = NULL;
 	t->n = 0;
 	pthread_rwlock_destroy(&t->lock);
+	/* Connections are gone by now (reactors joined): no volume of a pool is left. */
+	export_close_pools();
 }
 
 int

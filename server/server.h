@@ -220,6 +220,8 @@ struct conn;
 struct tls_ctx;
 
 /* ---- exports.c ---- */
+/* An export path "pool:POOL/VOLUME" serves VOLUME of the thin pool at POOL (dionbd-pool). */
+#define EXPORT_POOL_PREFIX "pool:"
 /* The exports clients can open now; lock guards v and n. */
 struct export_table {
 	pthread_rwlock_t lock;
