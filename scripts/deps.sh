@@ -9,6 +9,9 @@ PKGS=(
 	libnbd-dev libnbd-bin python3-libnbd nbdkit nbdkit-plugin-dev
 	libcriterion-dev qemu-utils fio nbd-server
 	openssl gnutls-bin util-linux procps iproute2 python3
+	# the VM tests (tests/vm): QEMU, and what the guest is made of; the
+	# guest's kernel is downloaded at test time, never installed here
+	qemu-system-x86 busybox-static nbd-client e2fsprogs cpio kmod
 )
 
 missing=()
