@@ -5,8 +5,10 @@
 # the virtio-serial ports of the kernel client reach the server's Unix socket.
 # Env: DIO_VM_FULL=1 (big data; default: quick), DIO_VM_SERVER=dionbd (default)
 # | qemu-nbd | nbdkit-memory (calibration: a known-good server, and a lossy one
-# whose host-side checks must fail), DIO_VM_ACCEL (default tcg,thread=multi:
-# this machine's /dev/kvm, when it has one, cannot run an unmodified guest),
+# whose host-side checks must fail), DIO_VM_ACCEL (default tcg,thread=single:
+# this machine's /dev/kvm, when it has one, cannot run an unmodified guest;
+# on two shared host cores one TCG thread ran a 4-vCPU guest's scenario in
+# 20-24 s where thread=multi took 47-88 s),
 # DIO_VM_CACHE (where the kernel package is kept), DIO_VM_DIONBD_ARGS (more
 # options for dionbd, e.g. -vv).
 source "$(dirname "${BASH_SOURCE[0]}")/lib-server.sh"
@@ -23,7 +25,7 @@ requires_prog vport-bridge
 
 VM_FULL=${DIO_VM_FULL:-0}
 VM_SERVER=${DIO_VM_SERVER:-dionbd}
-VM_ACCEL=${DIO_VM_ACCEL:-tcg,thread=multi}
+VM_ACCEL=${DIO_VM_ACCEL:-tcg,thread=single}
 if [ "$VM_FULL" = 1 ]; then
 	VM_SIZE=$((2 << 30))
 	VM_FIO_SIZE=512m
