@@ -276,3 +276,39 @@ vm_check_scenario()
 	vm_host_checks
 	echo "$NAME: $VM_SERVER, $VM_CLIENT client: passed in $((SECONDS - t0)) s"
 }
+
+# vm_restart_scenario CLIENT SMP RECONNECT: the operator's upgrade under a
+# live user: while fio verify runs in the guest, SIGTERM the server (dionbd
+# must exit cleanly) and start it again on the same socket. The client
+# reconnects (virtio: QEMU's reconnect-delay=RECONNECT; kernel: nbd-client
+# -persist, its chardev reconnecting every RECONNECT s) and the guest sees no
+# I/O or verify error.
+vm_restart_scenario()
+{
+	local t0=$SECONDS down old_log
+	VM_CLIENT=$1
+	VM_CONNS=1
+	VM_MODE=restart
+	mkvol "$VM_FILE" "$VM_SIZE"
+	vm_server_start
+	VM_ARGS=()
+	[ "$VM_CLIENT" = virtio ] && vm_virtio_disk "$3"
+	vm_start "$2" "${VM_ARGS[@]}"
+	if [ "$VM_CLIENT" = kernel ]; then
+		vm_wait READY 180
+		vm_plug_ports 1 "$3"
+	fi
+	vm_wait FIO-START 180
+	sleep 5
+	down=$SECONDS
+	vm_server_stop
+	old_log=$SRV_LOG
+	vm_server_start
+	echo "$NAME: $VM_SERVER restarted in $((SECONDS - down)) s under the guest"
+	vm_end 900
+	grep -a '^fio: ' "$VM_LOG" | tr -d '\r' || true
+	echo "--- the stopped server's log:"
+	tail -n 5 "$old_log"
+	vm_host_checks
+	echo "$NAME: $VM_SERVER, restart under the $VM_CLIENT client: passed in $((SECONDS - t0)) s"
+}

@@ -74,8 +74,19 @@ attach_kernel()
 		tls="-cacertfile /etc/certs/ca-cert.pem -certfile /etc/certs/client-cert.pem
 			-keyfile /etc/certs/client-key.pem -tlshostname localhost"
 	fi
-	nbd-client -N "$VM_EXPORT" -C "$VM_CONNS" -t "$VM_NBD_TIMEOUT" $tls -unix /run/nbd.sock /dev/nbd0 ||
-		vm_fail "nbd-client could not attach"
+	if [ "$VM_MODE" = restart ]; then
+		# nbd-client >= 3.27 (netlink): a dead-connection timeout, and it
+		# stays to reconnect; the host's chardevs reconnect to the new server.
+		nbd-client -N "$VM_EXPORT" -C "$VM_CONNS" -t "$VM_NBD_TIMEOUT" -persist -nofork \
+			-unix /run/nbd.sock /dev/nbd0 &
+		for i in $(seq 300); do
+			[ "$(cat /sys/block/nbd0/size)" != 0 ] && break
+			sleep 0.1
+		done
+	else
+		nbd-client -N "$VM_EXPORT" -C "$VM_CONNS" -t "$VM_NBD_TIMEOUT" $tls \
+			-unix /run/nbd.sock /dev/nbd0 || vm_fail "nbd-client could not attach"
+	fi
 	DEV=/dev/nbd0
 }
 
