@@ -206,7 +206,13 @@ conn_process(struct conn *c)
 	int ret;
 
 	for (;;) {
-		if (c->dead || c->stop_parse)
+		/*
+		 * Stopping: requests not started yet are left unanswered, and
+		 * the connection closes once those in flight are: a client that
+		 * reconnects (QEMU's reconnect-delay) sends them again, where an
+		 * ESHUTDOWN reply would have been a final error.
+		 */
+		if (c->dead || c->stop_parse || (c->closing && c->state >= CONN_TX_HDR))
 			return 0;
 		if (!conn_in_payload(c) && conn_over_budget(c))
 			return 0;
@@ -422,7 +428,7 @@ conn_run(struct conn *c)
 	if (c->ra && (c->eof_in || c->stop_parse || c->closing))
 		ra_stream_reset(c->ra);
 	/* Done: nothing more will come in, everything accepted was answered. */
-	if ((c->eof_in || c->stop_parse || (c->closing && c->state == CONN_TX_HDR)) &&
+	if ((c->eof_in || c->stop_parse || c->closing) &&
 	    c->nreqs == (c->cur ? 1u : 0u) && !conn_output_pending(c))
 		conn_abort(c, NULL);
 	else
@@ -470,7 +476,7 @@ conn_shutdown(struct conn *c)
 		conn_maybe_free(c);
 		return;
 	}
-	/* protocol.c fails requests still buffered with ESHUTDOWN; in-flight ones finish. */
+	/* In-flight requests finish and are answered; nothing more is parsed (conn_process). */
 	conn_run(c);
 }
 
