@@ -187,6 +187,19 @@ run()
 	timeout --kill-after=5 240 "$PROGS/$p" "$@"
 }
 
+# qio_at URI ARGS...: qemu-io ARGS on raw URI, failing the test on an error or
+# a pattern that does not verify.
+qio_at()
+{
+	local uri=$1
+	shift
+	timeout 120 qemu-io -f raw "$@" "$uri" > "$TMP/qio.out" 2>&1 ||
+		fail "qemu-io $uri $*: $(cat "$TMP/qio.out")"
+	if grep -E -q 'Pattern verification failed|error|failed' "$TMP/qio.out"; then
+		fail "qemu-io $uri $*: $(cat "$TMP/qio.out")"
+	fi
+}
+
 # sha FILE: its SHA-256.
 sha()
 {

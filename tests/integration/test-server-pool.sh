@@ -16,26 +16,16 @@ truncate -s 128M "$P"
 "$POOLTOOL" volume create "$P" vm1 64M >/dev/null || fail "volume create vm1"
 "$POOLTOOL" volume create "$P" vm2 64M >/dev/null || fail "volume create vm2"
 
-qio()
-{
-	local uri=$1
-	shift
-	timeout 120 qemu-io -f raw "$@" "$uri" > "$TMP/qio.out" 2>&1 ||
-		fail "qemu-io $*: $(cat "$TMP/qio.out")"
-	if grep -E -q 'Pattern verification failed|error|failed' "$TMP/qio.out"; then
-		fail "qemu-io $*: $(cat "$TMP/qio.out")"
-	fi
-}
 
 for engine in $(test_engines); do
 	start_server_or_fail -v --engine "$engine" -e vm1="pool:$P/vm1" -e vm2="pool:$P/vm2"
 	[ "$(nbdinfo --size "$(uri_of vm1)")" = 67108864 ] || fail "$engine: vm1's size"
-	qio "$(uri_of vm1)" -c "write -P 0x1$((RANDOM % 9)) 0 4k" -c "write -P 0xab 1M 1M" \
+	qio_at "$(uri_of vm1)" -c "write -P 0x1$((RANDOM % 9)) 0 4k" -c "write -P 0xab 1M 1M" \
 		-c "write -P 0xcd 5M 4k" -c "aio_write -P 0x77 8M 64k" -c "aio_flush" \
 		-c "write -P 0xee 30M 4k" -c "discard 30M 64k"
-	qio "$(uri_of vm2)" -c "write -P 0x22 1M 1M" -c "flush"
+	qio_at "$(uri_of vm2)" -c "write -P 0x22 1M 1M" -c "flush"
 	# Unaligned to the pool's sub-blocks: zero-padded, never stale.
-	qio "$(uri_of vm1)" -c "write -P 0x33 40M 512" -c "read -P 0x33 40M 512" \
+	qio_at "$(uri_of vm1)" -c "write -P 0x33 40M 512" -c "read -P 0x33 40M 512" \
 		-c "read -P 0 41942528 512" -c "read -P 0 41943552 3584" -c "read -P 0 41M 4k"
 	nbdinfo --map "$(uri_of vm1)" > "$TMP/map" || fail "nbdinfo --map"
 	grep -E -q '^ +2097152 +[0-9]+ +3 +hole,zero' "$TMP/map" ||
@@ -50,9 +40,9 @@ for engine in $(test_engines); do
 
 	# After a restart: what was written (and flushed at stop) is there, the rest reads as zeros.
 	start_server_or_fail --engine "$engine" -e vm1="pool:$P/vm1" -e vm2="pool:$P/vm2"
-	qio "$(uri_of vm1)" -c "read -P 0xab 1M 1M" -c "read -P 0xcd 5M 4k" -c "read -P 0x77 8M 64k" \
+	qio_at "$(uri_of vm1)" -c "read -P 0xab 1M 1M" -c "read -P 0xcd 5M 4k" -c "read -P 0x77 8M 64k" \
 		-c "read -P 0 30M 64k" -c "read -P 0 2M 3M" -c "read -P 0x33 40M 512"
-	qio "$(uri_of vm2)" -c "read -P 0x22 1M 1M" -c "read -P 0 0 1M" -c "read -P 0 5M 1M"
+	qio_at "$(uri_of vm2)" -c "read -P 0x22 1M 1M" -c "read -P 0 0 1M" -c "read -P 0 5M 1M"
 	finish vm2
 done
 "$POOLTOOL" volume list "$P" | grep -q '^vm1 ' || fail "volume list after serving"
@@ -66,7 +56,7 @@ truncate -s 8M "$S"
 start_server_or_fail -e big="pool:$S/big"
 timeout 120 qemu-io -f raw -c "write -P 0x44 0 32M" "$(uri_of big)" > "$TMP/full.out" 2>&1 || true
 grep -q -i "no space left" "$TMP/full.out" || fail "a full pool did not answer ENOSPC: $(cat "$TMP/full.out")"
-qio "$(uri_of big)" -c "write -P 0x55 0 64k" -c "read -P 0x55 0 64k"
+qio_at "$(uri_of big)" -c "write -P 0x55 0 64k" -c "read -P 0x55 0 64k"
 grep -q "pool .*small.img is full" "$SRV_LOG" || fail "the log does not name the full pool"
 finish big
 "$POOLTOOL" check "$S" > "$TMP/check.out" 2>&1 || fail "check of the full pool: $(cat "$TMP/check.out")"

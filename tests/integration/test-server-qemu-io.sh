@@ -6,13 +6,7 @@ requires qemu-io
 f=$TMP/vol.img
 mkvol "$f" 64M
 start_server_or_fail "$f"
-qio()
-{
-	timeout 120 qemu-io -f raw "$@" "$URI" > "$TMP/qio.out" 2>&1 || fail "qemu-io $*: $(cat "$TMP/qio.out")"
-	if grep -E -q 'Pattern verification failed|error|failed' "$TMP/qio.out"; then
-		fail "qemu-io $*: $(cat "$TMP/qio.out")"
-	fi
-}
+qio() { qio_at "$URI" "$@"; }
 qio -c "write -P 0x11 0 64k" -c "write -P 0x22 64k 1M" -c "write -P 0x33 33M 31M" \
     -c "aio_write -P 0x44 2M 512k" -c "aio_flush" -c "write -z 10M 1M" -c "discard 40M 1M"
 qio -c "read -P 0x11 0 64k" -c "read -P 0x22 64k 1M" -c "read -P 0x33 33M 7M" \
