@@ -420,24 +420,29 @@ proto_read(struct conn *c, struct conn_req *req)
 
 	req->acct = req->count;
 	c->inflight_bytes += req->count;
-	req->dbuf = dio_buf_get(dio_ctx_pool(c->r->ctx), req->count);
-	if (!req->dbuf) {
-		proto_reply_error(c, req, NBDP_ENOMEM);
-		return;
-	}
 	d->op = DIO_REQ_READ;
-	d->buf = req->dbuf->data;
-	d->dbuf = req->dbuf;
+	/* Readahead gives the buffer (a chunk's, when one answers): no copy, no spare. */
+	if (!c->ra) {
+		req->dbuf = dio_buf_get(dio_ctx_pool(c->r->ctx), req->count);
+		if (!req->dbuf) {
+			proto_reply_error(c, req, NBDP_ENOMEM);
+			return;
+		}
+		d->buf = req->dbuf->data;
+		d->dbuf = req->dbuf;
+	}
 	if (req->sr && !(req->flags & NBDP_CMD_FLAG_DF)) {
 		d->flags |= DIO_REQ_REPORT_HOLES;
 		d->segs = req->segs;
 		d->max_segs = CONN_READ_SEGS;
 	}
 	ret = c->ra ? ra_read(c->ra, d) : dio_submit(c->r->ctx, c->exp->vol, d);
-	if (ret == 1)
+	if (ret == 1) {
 		proto_done(d, 0);	/* answered at once from a chunk read ahead */
-	else if (ret < 0)
+	} else if (ret < 0) {
+		req->dbuf = d->dbuf;	/* whoever gave it, it is ours to put */
 		proto_reply_error(c, req, proto_errno_to_nbd(ret));
+	}
 }
 
 /* Hand a checked request to libdio. */

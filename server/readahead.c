@@ -139,17 +139,28 @@ ra_stream_stats(const struct ra_stream *s, uint64_t *issued, uint64_t *hits)
 	*hits = s->hits;
 }
 
-/* Hand a read chunk's data to the client's READ d: buffer swapped, segments copied. */
+/* Hand a read chunk's data to the client's READ d: its buffer, and its segments copied. */
 static void
 ra_hand_over(struct ra_chunk *ch, struct dio_req *d)
 {
-	struct dio_buf *mine = d->dbuf;
-
 	d->dbuf = ch->dreq.dbuf;
 	d->buf = d->dbuf->data;
-	ch->dreq.dbuf = mine;
+	ch->dreq.dbuf = NULL;
 	d->nsegs = ch->dreq.nsegs;
 	memcpy(d->segs, ch->segs, ch->dreq.nsegs * sizeof(ch->segs[0]));
+}
+
+/* Give d a pool buffer of its own to read into, if it has none. 0 or -ENOMEM. */
+static int
+ra_give_buffer(struct ra_stream *s, struct dio_req *d)
+{
+	if (d->dbuf)
+		return 0;
+	d->dbuf = dio_buf_get(dio_ctx_pool(s->ctx), d->len);
+	if (!d->dbuf)
+		return -ENOMEM;
+	d->buf = d->dbuf->data;
+	return 0;
 }
 
 /* libdio finished reading a chunk. */
@@ -168,7 +179,7 @@ ra_chunk_done(struct dio_req *dreq, int ret)
 		ra_chunk_free(ch);
 		if (ret == 0)
 			d->done(d, 0);
-		else if ((ret = dio_submit(s->ctx, s->vol, d)) < 0)
+		else if ((ret = ra_give_buffer(s, d)) < 0 || (ret = dio_submit(s->ctx, s->vol, d)) < 0)
 			d->done(d, ret);	/* not inside dio_submit: a reap runs us */
 	} else if (ch->dropped) {
 		ra_chunk_free(ch);
@@ -198,8 +209,7 @@ ra_claim(struct ra_stream *s, struct dio_req *d)
 	if (!s->n)
 		return -1;
 	ch = s->q[0];
-	if (ch->dreq.pos != d->pos || ch->dreq.len != d->len || ch->dreq.flags != d->flags ||
-	    d->dbuf->size < ch->dreq.len)
+	if (ch->dreq.pos != d->pos || ch->dreq.len != d->len || ch->dreq.flags != d->flags)
 		return -1;
 	if (ch->gen != dio_volume_write_gen(s->vol, &writing) ||
 	    (ch->state == RA_READY && ch->ret < 0)) {
@@ -306,7 +316,9 @@ ra_read(struct ra_stream *s, struct dio_req *d)
 
 	ret = ra_claim(s, d);
 	if (ret < 0) {
-		ret = dio_submit(s->ctx, s->vol, d);
+		ret = ra_give_buffer(s, d);
+		if (ret == 0)
+			ret = dio_submit(s->ctx, s->vol, d);
 		if (ret < 0)
 			return ret;
 	}

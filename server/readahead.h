@@ -24,14 +24,16 @@ void ra_stream_close(struct ra_stream *s);
 void ra_stream_stats(const struct ra_stream *s, uint64_t *issued, uint64_t *hits);
 
 /*
- * READ d through the stream, as dio_submit would read it: d->dbuf is a
- * pool buffer of at least d->len bytes holding d->buf. Returns
+ * READ d through the stream, as dio_submit would read it, except that d
+ * comes without memory (d->dbuf and d->buf NULL): the data arrives in a
+ * pool buffer the layer gives it, the chunk's own when a chunk answers
+ * (no copy). Returns
  *   1  answered now from a chunk; done() does not run,
  *   0  accepted: done() runs once, later, from the ctx's reap,
- *  -errno refused, as dio_submit refuses.
- * When answered from a chunk, the data is in another pool buffer of the
- * same size: d->dbuf and d->buf point at it (in done(), or on return of
- * 1), and the caller owns that buffer in place of its own.
+ *  -errno refused, as dio_submit refuses (-ENOMEM: no buffer).
+ * In done(), or on return of 1, d->dbuf holds the data and d->buf points
+ * into it; the caller owns that buffer from then on (it may be set even
+ * when refused: the caller puts it).
  */
 int ra_read(struct ra_stream *s, struct dio_req *d);
 
