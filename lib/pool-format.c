@@ -295,9 +295,23 @@ create_error(const struct dio_tpool_opts *opts, int err, const char *what, const
 	return -err;
 }
 
+void
+tp_create_free(struct dio_tpool *p)
+{
+	free(p->cstate);
+	free(p->space);
+	free(p->inflight);
+	free(p->meta_used);
+	free(p->buf);
+	free(p->pend);
+	free(p->pfree);
+	if (p->fd >= 0)
+		close(p->fd);
+}
+
 int
-dio_tpool_create(const char *path, const struct dio_tpool_create_opts *copts,
-		 const struct dio_tpool_opts *opts)
+tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
+		 const struct dio_tpool_opts *opts, struct dio_tpool *pp)
 {
 	struct dio_tpool_create_opts co = copts ? *copts : (struct dio_tpool_create_opts){ 0 };
 	struct dio_tpool p = { .io = opts && opts->io ? opts->io : &tp_sys_io };
@@ -372,10 +386,12 @@ dio_tpool_create(const char *path, const struct dio_tpool_create_opts *copts,
 					   p.sb.journal_start * TP_BLOCK, false);
 		}
 	}
-	if (ret == 0)
-		ret = tp_checkpoint(&p);
-	if (ret < 0)
+	if (ret < 0) {
 		create_error(opts, -ret, "writing the pool: ", path);
+		goto out_free;
+	}
+	*pp = p;	/* the first checkpoint (tp_checkpoint) makes it a pool */
+	return 0;
 out_free:
 	free(p.cstate);
 	free(p.space);

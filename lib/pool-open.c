@@ -332,19 +332,6 @@ dio_tpool_volume_delete(struct dio_tpool *pool, const char *name)
 }
 
 int
-dio_tpool_volume_open(struct dio_tpool *pool, const char *name, struct dio_volume **out)
-{
-	struct tp_vol *v;
-	int ret;
-
-	pthread_mutex_lock(&pool->lock);
-	v = tp_vol_by_name(pool, name);
-	ret = v ? tp_dvol_open(pool, v, out) : -ENOENT;
-	pthread_mutex_unlock(&pool->lock);
-	return ret;
-}
-
-int
 dio_tpool_volume_list(struct dio_tpool *pool, struct dio_tpool_vol_info **out, size_t *n)
 {
 	struct dio_tpool_vol_info *a;
@@ -395,4 +382,24 @@ dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info)
 		info->nr_volumes += pool->vols[i] != NULL;
 	info->readonly = pool->readonly;
 	pthread_mutex_unlock(&pool->lock);
+}
+
+int
+dio_tpool_create(const char *path, const struct dio_tpool_create_opts *copts,
+		 const struct dio_tpool_opts *opts)
+{
+	struct dio_tpool p;
+	int ret = tp_create_layout(path, copts, opts, &p);
+
+	if (ret < 0)
+		return ret;
+	ret = tp_checkpoint(&p);	/* the first one: from now on it is a pool */
+	if (ret < 0) {
+		dio_log(DIO_LOG_ERR, "%s: writing the pool: %s", path, strerror(-ret));
+		if (opts && opts->errbuf && opts->errlen)
+			snprintf(opts->errbuf, opts->errlen, "%s: writing the pool: %s", path,
+				 strerror(-ret));
+	}
+	tp_create_free(&p);
+	return ret;
 }

@@ -352,3 +352,16 @@ tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out)
 	*out = &dv->vol;
 	return 0;
 }
+
+int
+dio_tpool_volume_open(struct dio_tpool *pool, const char *name, struct dio_volume **out)
+{
+	struct tp_vol *v;
+	int ret;
+
+	pthread_mutex_lock(&pool->lock);
+	v = tp_vol_by_name(pool, name);
+	ret = v ? tp_dvol_open(pool, v, out) : -ENOENT;
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
+}

@@ -265,19 +265,36 @@ int tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs);
 /* A device flush now: every record appended so far becomes safe. 0 or -errno. */
 int tp_flush_sync(struct dio_tpool *p);
 /*
- * Commit the longest prefix of pending records whose data is durable
+ * Write the longest prefix of pending records whose data is durable
  * (needs <= flush_done), or all of them after a device flush when all is
- * set, with FUA (R1, R2). Falls back to a checkpoint when the journal is
- * full. 0 or -errno (the records stay pending).
+ * set, to the journal with FUA (R1, R2). 0, 1 when the journal has no room
+ * for them (nothing written: a checkpoint must take them), or -errno (the
+ * records stay pending).
  */
-int tp_commit(struct dio_tpool *p, bool all);
+int tp_journal_write(struct dio_tpool *p, bool all);
 /* Replay committed transactions from sb.journal_tail; sets head. 0 or -errno. */
 int tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks);
+
+/*
+ * A new pool at path, laid out and wiped but for its first checkpoint:
+ * *p is ready for tp_checkpoint, then tp_create_free. 0 or -errno
+ * (reported; nothing to free).
+ */
+int tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
+		     const struct dio_tpool_opts *opts, struct dio_tpool *p);
+/* Free what tp_create_layout allocated and close its fd. */
+void tp_create_free(struct dio_tpool *p);
 
 /* ---- pool-ckpt.c ---- */
 
 /* Flush, write the whole state copy-on-write, flush, superblock FUA. 0 or -errno. */
 int tp_checkpoint(struct dio_tpool *p);
+/*
+ * Commit the pending records whose data is durable (all of them, after a
+ * flush, when all is set): to the journal, or by a checkpoint when the
+ * journal is full. 0 or -errno (the records stay pending).
+ */
+int tp_commit(struct dio_tpool *p, bool all);
 /* Load the checkpoint sb names into memory (R6 checks). 0, -EUCLEAN or -errno. */
 int tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t errlen);
 
