@@ -296,7 +296,7 @@ create_error(const struct dio_tpool_opts *opts, int err, const char *what, const
 }
 
 void
-tp_create_free(struct dio_tpool *p)
+tp_state_free(struct dio_tpool *p)
 {
 	free(p->cstate);
 	free(p->space);
@@ -393,13 +393,8 @@ tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
 	*pp = p;	/* the first checkpoint (tp_checkpoint) makes it a pool */
 	return 0;
 out_free:
-	free(p.cstate);
-	free(p.space);
-	free(p.inflight);
-	free(p.meta_used);
-	free(p.buf);
-	free(p.pend);
-	free(p.pfree);
+	tp_state_free(&p);
+	return ret;
 out:
 	close(p.fd);
 	return ret;

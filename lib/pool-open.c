@@ -39,16 +39,8 @@ tp_free(struct dio_tpool *p)
 	for (uint32_t i = 0; i < p->nvols; i++)
 		tp_vol_free(p->vols[i]);
 	free(p->vols);
-	free(p->cstate);
-	free(p->space);
-	free(p->inflight);
-	free(p->meta_used);
-	free(p->buf);
-	free(p->pend);
-	free(p->pfree);
 	free(p->path);
-	if (p->fd >= 0)
-		close(p->fd);
+	tp_state_free(p);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
@@ -400,6 +392,6 @@ dio_tpool_create(const char *path, const struct dio_tpool_create_opts *copts,
 			snprintf(opts->errbuf, opts->errlen, "%s: writing the pool: %s", path,
 				 strerror(-ret));
 	}
-	tp_create_free(&p);
+	tp_state_free(&p);
 	return ret;
 }

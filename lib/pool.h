@@ -277,13 +277,13 @@ int tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nbloc
 
 /*
  * A new pool at path, laid out and wiped but for its first checkpoint:
- * *p is ready for tp_checkpoint, then tp_create_free. 0 or -errno
+ * *p is ready for tp_checkpoint, then tp_state_free. 0 or -errno
  * (reported; nothing to free).
  */
 int tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
 		     const struct dio_tpool_opts *opts, struct dio_tpool *p);
-/* Free what tp_create_layout allocated and close its fd. */
-void tp_create_free(struct dio_tpool *p);
+/* Free a pool's in-memory state (maps, buffers, pending records) and close its fd. */
+void tp_state_free(struct dio_tpool *p);
 
 /* ---- pool-ckpt.c ---- */
 

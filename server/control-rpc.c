@@ -21,10 +21,7 @@
 int64_t
 control_now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (int64_t)(stats_now_ns() / 1000000000u);
 }
 
 /* JSON-RPC 2.0 error codes: the standard ones, then ours (-32000..-32099). */

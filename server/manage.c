@@ -53,14 +53,11 @@ unsigned int
 manage_remove_export(struct control *ctl, const char *name, unsigned int timeout)
 {
 	struct export *e = exports_unlink(&ctl->srv->exports, name);
-	struct timespec ts;
 	unsigned int n;
 
 	if (!e)
 		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	e->drop_at = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec +
-		     (uint64_t)timeout * 1000000000u;
+	e->drop_at = stats_now_ns() + (uint64_t)timeout * 1000000000u;
 	n = manage_export_conns(ctl, e);
 	/* removed (set by exports_unlink) and drop_at are read after the wake-up's lock */
 	for (unsigned int i = 0; i < ctl->nreactors; i++)

@@ -70,8 +70,6 @@ reactor_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static uint64_t reactor_now_ns(void);
-
 /*
  * Connections to removed exports get ESHUTDOWN for every new request
  * (protocol.c), so that their clients disconnect, and are closed at their
@@ -81,7 +79,7 @@ static uint64_t reactor_now_ns(void);
 static void
 reactor_sweep_exports(struct reactor *r)
 {
-	uint64_t now = reactor_now_ns(), next_at = 0;
+	uint64_t now = stats_now_ns(), next_at = 0;
 	struct conn *c, *next;
 
 	for (c = r->conns; c; c = next) {
@@ -258,15 +256,6 @@ reactor_fini(struct reactor *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-static uint64_t
-reactor_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* A loop turn ended: add the time since its first callback that did work. */
 static void
 reactor_busy_end(struct reactor *r)
@@ -308,7 +297,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns)
 		if (win) {
 			bool hit = false;
 
-			start = reactor_now_ns();
+			start = stats_now_ns();
 			do {
 				seen = r->work;
 				event_base_loop(r->base, EVLOOP_NONBLOCK);
@@ -319,16 +308,16 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns)
 					hit = true;
 					break;
 				}
-			} while (reactor_now_ns() - start < win);
+			} while (stats_now_ns() - start < win);
 			if (hit)
 				continue;	/* a fresh window from the last work */
 		}
-		start = reactor_now_ns();
+		start = stats_now_ns();
 		event_base_loop(r->base, EVLOOP_ONCE);
 		reactor_busy_end(r);
 		if (reactor_loop_over(r))
 			return;
-		slept = reactor_now_ns() - start;
+		slept = stats_now_ns() - start;
 		if (slept <= max_ns)
 			win = max_ns;
 		else if ((win /= 2) < REACTOR_POLL_MIN_NS)
