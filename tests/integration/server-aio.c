@@ -221,6 +221,11 @@ main(int argc, char **argv)
 				       off, 0));
 
 	step("random requests, 8 x 64 in flight");
+	if (until_error) {
+		/* for test-server-sigterm: now a stop finds requests in flight */
+		printf("server-aio: requests in flight\n");
+		fflush(stdout);
+	}
 	while (completed < total && !server_gone) {
 		for (int c = 0; c < NCONN; c++)
 			for (int tries = 0; tries < DEPTH && inflight[c] < DEPTH &&

@@ -10,7 +10,14 @@ mkvol "$f" 64M
 start_server_or_fail "$f"
 run server-aio "$URI" "$f" sigterm > "$TMP/aio.out" 2>&1 &
 client=$!
-sleep 1.5
+# Past its initial read of the whole export (slow on a loaded machine): then
+# a stop finds 8 x 64 requests in flight.
+for ((i = 0; i < 600; i++)); do
+	grep -q 'requests in flight' "$TMP/aio.out" 2>/dev/null && break
+	kill -0 "$client" 2>/dev/null || break
+	sleep 0.05
+done
+sleep 0.5
 kill -0 "$client" 2>/dev/null || fail "the client ended early: $(cat "$TMP/aio.out")"
 start=$(date +%s)
 stop_server 10
