@@ -10,11 +10,13 @@
 #define DIONBD_FUZZ_COMMON_H
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -62,27 +64,65 @@ fuzz_setup(void)
 	}
 }
 
+/* Seconds a connection may go without closing before we call it a hang
+ * (below the -timeout=20 of scripts/fuzz.sh, so that our report comes first). */
+#define FUZZ_HANG_SECS 15
+
+/* Fires every second so that a blocking poll returns to the watchdog. */
+static void
+fuzz_tick(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/*
+ * The server has not closed the connection in FUZZ_HANG_SECS: print what
+ * each connection and libdio are waiting for, then abort (libFuzzer keeps
+ * the input). A bare "timeout" with a stack in epoll_wait says nothing.
+ */
+static void
+fuzz_report_hang(void)
+{
+	fprintf(stderr, "fuzz: HANG: the server kept the connection %d s; nconns %u, libdio in flight %u\n",
+		FUZZ_HANG_SECS, fuzz_r.nconns, dio_ctx_inflight(fuzz_r.ctx));
+	for (struct conn *c = fuzz_r.conns; c; c = c->next)
+		fprintf(stderr,
+			"fuzz: conn %s: state %d dead %d eof_in %d stop_parse %d closing %d busy %u "
+			"nreqs %u cur %p in %zu out %zu sendq %p rev_on %d wev_on %d want_write %d "
+			"ra %p inflight_bytes %llu\n",
+			c->peer, (int)c->state, c->dead, c->eof_in, c->stop_parse, c->closing,
+			c->busy, c->nreqs, (void *)c->cur, conn_in_avail(c),
+			c->out.len - c->out.off, (void *)c->sendq, c->rev_on, c->wev_on,
+			c->want_write, (void *)c->ra, (unsigned long long)c->inflight_bytes);
+	abort();
+}
+
 /*
  * Serve one connection whose client sends pre[0..npre) then data[0..n),
  * then half-closes; read everything the server sends; return once the
- * server closed the connection. A server that never closes is a hang the
- * fuzzer's -timeout reports.
+ * server closed the connection and freed it. A server that never closes
+ * is a hang: fuzz_report_hang() says where it stands.
  */
 static void
 fuzz_serve(const uint8_t *pre, size_t npre, const uint8_t *data, size_t n)
 {
+	static struct event *tick;
+	struct timeval sec = { .tv_sec = 1 };
 	uint8_t sink[65536];
 	size_t off = 0, total = npre + n;
-	bool wr_open = true;
+	bool wr_open = true, closed = false;
+	time_t start = time(NULL);
 	int sv[2];
 
+	if (!tick) {
+		tick = event_new(fuzz_r.base, -1, EV_PERSIST, fuzz_tick, NULL);
+		if (!tick || event_add(tick, &sec) < 0)
+			abort();
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
 	if (reactor_serve_fd(&fuzz_r, sv[0]) < 0)
 		abort();
 	for (;;) {
-		ssize_t got;
-
 		while (wr_open && off < total) {
 			const uint8_t *p = off < npre ? pre + off : data + (off - npre);
 			size_t len = off < npre ? npre - off : total - off;
@@ -99,16 +139,27 @@ fuzz_serve(const uint8_t *pre, size_t npre, const uint8_t *data, size_t n)
 			shutdown(sv[1], SHUT_WR);
 			wr_open = false;
 		}
-		while ((got = recv(sv[1], sink, sizeof(sink), 0)) > 0)
-			;
-		if (got == 0 && !fuzz_r.nconns)
+		for (;;) {
+			ssize_t got = recv(sv[1], sink, sizeof(sink), 0);
+
+			if (got > 0)
+				continue;
+			/*
+			 * 0 is the server's close; so is ECONNRESET, which a Unix
+			 * socket reports once when the server closed with input
+			 * it never read (a protocol error mid-stream).
+			 */
+			if (got == 0 || (errno != EAGAIN && errno != EINTR))
+				closed = true;
 			break;
-		if (!reactor_poll(&fuzz_r, true) && got == 0)
+		}
+		/* Closed and freed: nothing of this connection is left to wait for. */
+		if (closed && !fuzz_r.nconns)
 			break;
-	}
-	/* Let completions owed to the closed connection arrive. */
-	while (fuzz_r.nconns)
+		if (time(NULL) - start > FUZZ_HANG_SECS)
+			fuzz_report_hang();
 		reactor_poll(&fuzz_r, true);
+	}
 	close(sv[1]);
 }
 

@@ -38,7 +38,14 @@ for t in fuzz-handshake fuzz-transmission fuzz-tls fuzz-control; do
 			-max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
 			-artifact_prefix="$out/findings/$t-" "$out/corpus/$t" > "$out/$t.log" 2>&1); then
 		echo "fuzz.sh: $t FAILED; log $out/$t.log, inputs in $out/findings/" >&2
-		grep -E -A12 'ERROR|SUMMARY|runtime error' "$out/$t.log" | head -40 >&2 || true
+		grep -E -A12 'HANG|ERROR|SUMMARY|runtime error' "$out/$t.log" | head -40 >&2 || true
+		# The inputs themselves, so that a CI log is enough to replay them
+		# (base64 -d > FILE; fuzz/fuzz-TARGET FILE).
+		for f in "$out/findings/$t-"*; do
+			[ -f "$f" ] || continue
+			echo "fuzz.sh: input $(basename "$f") ($(stat -c %s "$f") bytes), base64:" >&2
+			base64 "$f" | head -100 >&2
+		done
 		rc=1
 	else
 		grep -E 'stat::number_of_executed_units|Done' "$out/$t.log" | tail -1
