@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nbd-load: an NBD load generator that should not be the limit of what it
+ * measures. libnbd's asynchronous API, several connections per thread,
+ * a fixed number of requests in flight on each, and a latency histogram
+ * of every request.
+ *
+ *   nbd-load [-c CONNS] [-T THREADS] [-q DEPTH] [-b BYTES] [-t SECS]
+ *            [-w PERCENT] [-S] [-f] URI
+ *
+ *   -c  connections (default 1), spread over -T threads (default 1)
+ *   -q  requests in flight per connection (default 32)
+ *   -b  request size (default 4096)
+ *   -t  seconds to run (default 5)
+ *   -w  percentage of writes (default 0: all reads)
+ *   -S  sequential (each connection walks its own slice) instead of random
+ *   -f  FUA on writes
+ *
+ * Prints one line of key=value pairs: iops, mbps, lat_p50_us .. lat_p999_us,
+ * cpu_us_per_io (this process's user+system time per request), errors.
+ * Exit 0, 1 on a failure (connection, request error), 2 on usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libnbd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define MAX_CONNS	64
+#define MAX_DEPTH	1024
+/* Latency buckets: 8 per power of two of nanoseconds (12.5 % wide at most). */
+#define HIST_SUB	8
+#define HIST_N		(64 * HIST_SUB)
+
+struct opts {
+	const char *uri;
+	unsigned int conns, threads, depth, write_pct;
+	uint32_t bs;
+	double secs;
+	bool seq, fua;
+};
+
+struct conn;
+
+struct slot {
+	struct conn *c;
+	void *buf;
+	uint64_t start_ns;
+	bool busy;
+	bool done;		/* completed: submit the next one after the poll */
+	int err;
+};
+
+struct conn {
+	struct nbd_handle *h;
+	struct worker *w;
+	struct slot *slots;
+	uint64_t next_off;	/* sequential mode: where the next request goes */
+	uint64_t lo, hi;	/* sequential mode: this connection's slice */
+	unsigned int inflight;
+};
+
+struct worker {
+	const struct opts *o;
+	pthread_t tid;
+	struct conn conns[MAX_CONNS];
+	unsigned int nconns;
+	uint64_t size;
+	uint64_t rng;
+	uint64_t ios, bytes, errors;
+	uint64_t hist[HIST_N];
+	uint64_t stop_ns;
+	int ret;
+};
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* xorshift64*: cheap, and each thread has its own. */
+static uint64_t
+rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static unsigned int
+hist_bucket(uint64_t ns)
+{
+	unsigned int msb, sub;
+
+	if (ns < HIST_SUB)
+		return (unsigned int)ns;
+	msb = 63u - (unsigned int)__builtin_clzll(ns);
+	sub = (unsigned int)(ns >> (msb - 3)) & (HIST_SUB - 1);
+	return msb * HIST_SUB + sub;
+}
+
+/* The lower edge of a bucket, in ns. */
+static uint64_t
+hist_value(unsigned int b)
+{
+	unsigned int msb = b / HIST_SUB, sub = b % HIST_SUB;
+
+	if (msb < 3)
+		return b;
+	return ((uint64_t)(HIST_SUB + sub)) << (msb - 3);
+}
+
+static int
+on_done(void *user_data, int *error)
+{
+	struct slot *s = user_data;
+
+	/* No libnbd call on the handle from inside its callback: just note it. */
+	s->err = *error;
+	s->done = true;
+	return 1;	/* retire the command */
+}
+
+/* Start the next request on slot s. 0, or -1 (libnbd refused it). */
+static int
+submit(struct worker *w, struct slot *s)
+{
+	const struct opts *o = w->o;
+	struct conn *c = s->c;
+	nbd_completion_callback cb = { .callback = on_done, .user_data = s };
+	bool write = o->write_pct && rng_next(&w->rng) % 100 < o->write_pct;
+	uint64_t off;
+	int64_t cookie;
+
+	if (o->seq) {
+		if (c->next_off + o->bs > c->hi)
+			c->next_off = c->lo;
+		off = c->next_off;
+		c->next_off += o->bs;
+	} else {
+		off = rng_next(&w->rng) % (w->size / o->bs) * o->bs;
+	}
+	s->busy = true;
+	s->done = false;
+	s->start_ns = now_ns();
+	if (write)
+		cookie = nbd_aio_pwrite(c->h, s->buf, o->bs, off, cb,
+					o->fua ? LIBNBD_CMD_FLAG_FUA : 0);
+	else
+		cookie = nbd_aio_pread(c->h, s->buf, o->bs, off, cb, 0);
+	if (cookie < 0) {
+		fprintf(stderr, "nbd-load: %s\n", nbd_get_error());
+		s->busy = false;
+		return -1;
+	}
+	c->inflight++;
+	return 0;
+}
+
+/* Account the requests that completed; start their successors while running. */
+static int
+harvest(struct worker *w, struct conn *c, bool running)
+{
+	for (unsigned int i = 0; i < w->o->depth; i++) {
+		struct slot *s = &c->slots[i];
+
+		if (!s->busy || !s->done)
+			continue;
+		s->busy = false;
+		c->inflight--;
+		if (s->err) {
+			w->errors++;
+			fprintf(stderr, "nbd-load: request failed: %s\n", strerror(s->err));
+		} else {
+			w->ios++;
+			w->bytes += w->o->bs;
+			w->hist[hist_bucket(now_ns() - s->start_ns)]++;
+		}
+		if (running && submit(w, s) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct pollfd pfd[MAX_CONNS];
+	bool running = true;
+	unsigned int left;
+
+	for (unsigned int k = 0; k < w->nconns; k++)
+		for (unsigned int i = 0; i < w->o->depth; i++)
+			if (submit(w, &w->conns[k].slots[i]) < 0)
+				goto fail;
+	for (;;) {
+		if (running && now_ns() >= w->stop_ns)
+			running = false;
+		left = 0;
+		for (unsigned int k = 0; k < w->nconns; k++) {
+			struct conn *c = &w->conns[k];
+			unsigned int dir = nbd_aio_get_direction(c->h);
+
+			pfd[k].fd = nbd_aio_get_fd(c->h);
+			pfd[k].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+					(dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+			pfd[k].revents = 0;
+			left += c->inflight;
+		}
+		if (!running && !left)
+			break;
+		if (poll(pfd, w->nconns, 1000) < 0 && errno != EINTR)
+			goto fail;
+		for (unsigned int k = 0; k < w->nconns; k++) {
+			struct conn *c = &w->conns[k];
+
+			if ((pfd[k].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    nbd_aio_notify_read(c->h) < 0)
+				goto nbd_fail;
+			if ((pfd[k].revents & POLLOUT) && nbd_aio_notify_write(c->h) < 0)
+				goto nbd_fail;
+			if (harvest(w, c, running) < 0)
+				goto fail;
+		}
+	}
+	return NULL;
+nbd_fail:
+	fprintf(stderr, "nbd-load: %s\n", nbd_get_error());
+fail:
+	w->ret = -1;
+	return NULL;
+}
+
+static struct nbd_handle *
+connect_one(const char *uri)
+{
+	struct nbd_handle *h = nbd_create();
+
+	if (!h || nbd_connect_uri(h, uri) < 0) {
+		fprintf(stderr, "nbd-load: %s: %s\n", uri, nbd_get_error());
+		if (h)
+			nbd_close(h);
+		return NULL;
+	}
+	return h;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: nbd-load [-c CONNS] [-T THREADS] [-q DEPTH] [-b BYTES] [-t SECS]\n"
+			"                [-w PERCENT] [-S] [-f] URI\n");
+}
+
+static bool
+parse_uint(const char *s, unsigned long max, unsigned int *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max)
+		return false;
+	*out = (unsigned int)v;
+	return true;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = { .conns = 1, .threads = 1, .depth = 32, .bs = 4096, .secs = 5 };
+	static struct worker workers[MAX_CONNS];
+	uint64_t hist[HIST_N] = { 0 }, ios = 0, bytes = 0, errors = 0, seen, size = 0;
+	double pct[] = { 50, 90, 99, 99.9 }, elapsed, cpu_us;
+	const char *pname[] = { "p50", "p90", "p99", "p999" };
+	struct rusage ru0, ru1;
+	uint64_t t0, t1;
+	unsigned int bs, i, p;
+	int opt, ret = 0;
+	char *end;
+
+	while ((opt = getopt(argc, argv, "c:T:q:b:t:w:Sf")) != -1) {
+		switch (opt) {
+		case 'c':
+			if (!parse_uint(optarg, MAX_CONNS, &o.conns) || !o.conns)
+				goto bad;
+			break;
+		case 'T':
+			if (!parse_uint(optarg, MAX_CONNS, &o.threads) || !o.threads)
+				goto bad;
+			break;
+		case 'q':
+			if (!parse_uint(optarg, MAX_DEPTH, &o.depth) || !o.depth)
+				goto bad;
+			break;
+		case 'b':
+			if (!parse_uint(optarg, 32u << 20, &bs) || !bs)
+				goto bad;
+			o.bs = bs;
+			break;
+		case 't':
+			o.secs = strtod(optarg, &end);
+			if (*end || !(o.secs > 0) || o.secs > 3600)
+				goto bad;
+			break;
+		case 'w':
+			if (!parse_uint(optarg, 100, &o.write_pct))
+				goto bad;
+			break;
+		case 'S':
+			o.seq = true;
+			break;
+		case 'f':
+			o.fua = true;
+			break;
+		default:
+			goto bad;
+		}
+	}
+	if (optind + 1 != argc)
+		goto bad;
+	o.uri = argv[optind];
+	if (o.threads > o.conns)
+		o.threads = o.conns;
+
+	for (i = 0; i < o.conns; i++) {
+		struct worker *w = &workers[i % o.threads];
+		struct conn *c = &w->conns[w->nconns++];
+		int64_t sz;
+
+		c->w = w;
+		c->h = connect_one(o.uri);
+		if (!c->h)
+			return 1;
+		sz = nbd_get_size(c->h);
+		if (sz < (int64_t)o.bs) {
+			fprintf(stderr, "nbd-load: the export (%" PRId64 " bytes) is smaller than one request\n", sz);
+			return 1;
+		}
+		size = (uint64_t)sz;
+		/* Sequential: each connection its own slice, so streams do not overlap. */
+		c->lo = size / o.conns * i / o.bs * o.bs;
+		c->hi = size / o.conns * (i + 1) / o.bs * o.bs;
+		if (c->hi - c->lo < o.bs) {
+			c->lo = 0;
+			c->hi = size / o.bs * o.bs;
+		}
+		c->next_off = c->lo;
+		c->slots = calloc(o.depth, sizeof(*c->slots));
+		if (!c->slots)
+			return 1;
+		for (unsigned int k = 0; k < o.depth; k++) {
+			c->slots[k].c = c;
+			if (posix_memalign(&c->slots[k].buf, 4096, o.bs))
+				return 1;
+			memset(c->slots[k].buf, 0x5a ^ (int)k, o.bs);
+		}
+	}
+	getrusage(RUSAGE_SELF, &ru0);
+	t0 = now_ns();
+	for (i = 0; i < o.threads; i++) {
+		workers[i].o = &o;
+		workers[i].size = size;
+		workers[i].rng = 0x9E3779B97F4A7C15ull * (i + 1) ^ t0;
+		workers[i].stop_ns = t0 + (uint64_t)(o.secs * 1e9);
+		if (pthread_create(&workers[i].tid, NULL, worker_run, &workers[i])) {
+			fprintf(stderr, "nbd-load: cannot start a thread\n");
+			return 1;
+		}
+	}
+	for (i = 0; i < o.threads; i++) {
+		pthread_join(workers[i].tid, NULL);
+		if (workers[i].ret)
+			ret = 1;
+		ios += workers[i].ios;
+		bytes += workers[i].bytes;
+		errors += workers[i].errors;
+		for (unsigned int b = 0; b < HIST_N; b++)
+			hist[b] += workers[i].hist[b];
+	}
+	t1 = now_ns();
+	getrusage(RUSAGE_SELF, &ru1);
+	elapsed = (double)(t1 - t0) / 1e9;
+	cpu_us = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e6 +
+		 (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
+		 (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 +
+		 (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+
+	printf("iops=%.0f mbps=%.1f", (double)ios / elapsed, (double)bytes / elapsed / 1e6);
+	for (p = 0, seen = 0, i = 0; p < sizeof(pct) / sizeof(pct[0]); p++) {
+		uint64_t want = (uint64_t)((double)ios * pct[p] / 100.0);
+
+		while (i < HIST_N && seen + hist[i] <= want && seen + hist[i] < ios)
+			seen += hist[i++];
+		printf(" lat_%s_us=%.1f", pname[p], i < HIST_N ? (double)hist_value(i) / 1e3 : 0.0);
+	}
+	printf(" cpu_us_per_io=%.2f errors=%" PRIu64 "\n", ios ? cpu_us / (double)ios : 0.0, errors);
+	for (i = 0; i < o.threads; i++)
+		for (unsigned int k = 0; k < workers[i].nconns; k++) {
+			nbd_shutdown(workers[i].conns[k].h, 0);
+			nbd_close(workers[i].conns[k].h);
+			for (unsigned int s = 0; s < o.depth; s++)
+				free(workers[i].conns[k].slots[s].buf);
+			free(workers[i].conns[k].slots);
+		}
+	return ret || errors ? 1 : 0;
+bad:
+	usage();
+	return 2;
+}
