@@ -26,6 +26,7 @@ config_init(struct server_cfg *cfg)
 	cfg->max_inflight_bytes = 64u << 20;
 	cfg->stop_timeout = 5;
 	cfg->poll_us = CONFIG_POLL_US_DEFAULT;
+	cfg->poll_yield = true;
 	cfg->request_timeout = 120;
 	cfg->readahead = true;
 	cfg->image_locking = true;

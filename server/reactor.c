@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpuload.h"
 #include "server.h"
 
 /* The smallest polling window worth a clock read: below it, just sleep. */
@@ -285,15 +286,21 @@ reactor_loop_over(struct reactor *r)
  * re-opens the full window and a longer one halves it, so an idle reactor,
  * or one whose clients pause for milliseconds, sleeps as before; the cost
  * is CPU while a connection keeps the reactor busy.
+ *
+ * With yield (poll-yield, the default) no window opens while the machine
+ * is short of CPU (cpuload.c): then the spin would take the core from the
+ * very thread, often the client, whose work it waits for.
  */
 static void
-reactor_loop_polling(struct reactor *r, uint64_t max_ns)
+reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield)
 {
 	uint64_t win = 0;
 
 	for (;;) {
 		uint64_t start, slept, seen;
 
+		if (win && yield && cpuload_crowded(stats_now_ns()))
+			win = 0;
 		if (win) {
 			bool hit = false;
 
@@ -341,7 +348,7 @@ reactor_thread(void *arg)
 	if (ret < 0)
 		return NULL;
 	if (srv->cfg && srv->cfg->poll_us)
-		reactor_loop_polling(r, (uint64_t)srv->cfg->poll_us * 1000);
+		reactor_loop_polling(r, (uint64_t)srv->cfg->poll_us * 1000, srv->cfg->poll_yield);
 	else
 		while (!reactor_loop_over(r)) {
 			event_base_loop(r->base, EVLOOP_ONCE);

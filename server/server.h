@@ -120,6 +120,7 @@ struct server_cfg {
 	uint64_t max_inflight_bytes;	/* READ/WRITE payload bytes per connection */
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
+	bool poll_yield;		/* no polling while the machine is short of CPU */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
 	bool image_locking;		/* lock files as QEMU does (libdio's file-lock) */

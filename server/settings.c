@@ -150,6 +150,10 @@ static const struct setting settings[] = {
 	  .off = SET_FIELD(poll_us, unsigned int), .arg = "US",
 	  .help = "after work, poll up to US microseconds before\n"
 		  "sleeping (adaptive; default 500, 0 = off)" },
+	{ .name = "poll-yield", .kind = SET_BOOL, .off = SET_FIELD(poll_yield, bool),
+	  .help = "poll only while the CPUs have room: not while\n"
+		  "runnable threads outnumber them or steal time\n"
+		  "is high (default on)" },
 	{ .name = "tls", .kind = SET_ENUM, .words = settings_tls_words,
 	  .off = SET_FIELD(tls, enum tls_mode), .given = settings_given_tls,
 	  .help = "STARTTLS (default: require if credentials are\ngiven, else off)" },
