@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Several connections against one: bench/nbd-load (libnbd aio) at the same
+# total queue depth spread over 1, 2 and 4 connections, against dionbd with
+# polling as configured (poll-yield on, the default), with poll-yield off
+# (the old always-polling), and with polling off (--poll-us 0); nbdkit's
+# null plugin shows the client's own ceiling, and fio's io_uring on the
+# file the device's. Each cell reports IOPS, p50/p99 latency and the
+# server's CPU time per request (utime+stime of its process, /proc/PID/stat).
+# N alternating repetitions; the table holds medians.
+#
+#   bench/run-conns.sh [--build DIR] [--size 1G] [--runtime 4] [--reps 3]
+#                      [--depth 32] [--conns "1 2 4"] [--rows LIST]
+#                      [--servers LIST] [--taskset-server CPUS --taskset-client CPUS]
+#
+# Rows: randread randwrite qd1-randread (qd1 runs one connection at depth 1)
+# Servers: dionbd dionbd-noyield dionbd-nopoll nbdkit-null fio-uring
+# Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
+# Exit 0, 1 failure, 77 when fio, nbdkit or bench/nbd-load is missing.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${DIO_BUILD:-$top/build}
+size=1G
+runtime=4
+reps=3
+depth=32
+conns_list="1 2 4"
+rows="randread randwrite qd1-randread"
+servers="dionbd dionbd-noyield dionbd-nopoll nbdkit-null fio-uring"
+ts_server=
+ts_client=
+
+die() { echo "run-conns: $*" >&2; exit 1; }
+skip() { echo "run-conns: SKIP: $*" >&2; exit 77; }
+say() { echo "run-conns: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$2; shift ;;
+	--size) size=$2; shift ;;
+	--runtime) runtime=$2; shift ;;
+	--reps) reps=$2; shift ;;
+	--depth) depth=$2; shift ;;
+	--conns) conns_list=$2; shift ;;
+	--rows) rows=$2; shift ;;
+	--servers) servers=$2; shift ;;
+	--taskset-server) ts_server=$2; shift ;;
+	--taskset-client) ts_client=$2; shift ;;
+	*) die "unknown argument $1" ;;
+	esac
+	shift
+done
+
+load=$build/bench/nbd-load
+dionbd=$build/server/dionbd
+[ -x "$load" ] || skip "no $load (libnbd-dev missing at build time?)"
+[ -x "$dionbd" ] || die "no $dionbd: build first"
+command -v fio >/dev/null || skip "fio is not installed"
+command -v nbdkit >/dev/null || skip "nbdkit is not installed"
+
+scratch=${DIO_BENCH_DIR:-$build/tmp}
+mkdir -p "$scratch"
+work=$(mktemp -d "$scratch/run-conns.XXXXXX")
+img=$work/vol.img
+results=$work/results
+srv_pid=
+cleanup() {
+	[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "writing a $size file (fully allocated, so reads hit the device)"
+fio --name=fill --filename="$img" --size="$size" --rw=write --bs=1M --direct=1 \
+	--ioengine=io_uring --iodepth=8 --output=/dev/null
+ts_srv=()
+ts_cli=()
+[ -n "$ts_server" ] && ts_srv=(taskset -c "$ts_server")
+[ -n "$ts_client" ] && ts_cli=(taskset -c "$ts_client")
+
+# start_server NAME: run it on $work/s.sock, set srv_pid and uri.
+start_server() {
+	rm -f "$work/s.sock"
+	case $1 in
+	dionbd) "${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
+	dionbd-noyield)
+		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --poll-yield off -e "v=$img" \
+			>"$work/srv.log" 2>&1 & ;;
+	dionbd-nopoll)
+		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --poll-us 0 -e "v=$img" \
+			>"$work/srv.log" 2>&1 & ;;
+	nbdkit-null)
+		"${ts_srv[@]}" nbdkit -f -U "$work/s.sock" -e v null size="$size" \
+			>"$work/srv.log" 2>&1 & ;;
+	esac
+	srv_pid=$!
+	for _ in $(seq 100); do
+		[ -S "$work/s.sock" ] && return 0
+		sleep 0.05
+	done
+	die "$1 did not start: $(cat "$work/srv.log")"
+}
+
+stop_server() {
+	kill "$srv_pid" 2>/dev/null || true
+	wait "$srv_pid" 2>/dev/null || true
+	srv_pid=
+}
+
+# The server's CPU time so far, in microseconds.
+srv_cpu_us() {
+	local hz
+	hz=$(getconf CLK_TCK)
+	awk -v hz="$hz" '{ sub(/^.*\) /, ""); print ($12 + $13) * 1000000 / hz }' "/proc/$srv_pid/stat"
+}
+
+# cell SERVER ROW CONNS REP: one measurement, appended to $results.
+cell() {
+	local server=$1 row=$2 conns=$3 rep=$4 q w=0 out iops p50 p99 cpu0 cpu1 cpu
+	q=$((depth / conns))
+	[ "$q" -ge 1 ] || q=1
+	case $row in
+	randwrite) w=100 ;;
+	qd1-randread) q=1 ;;
+	esac
+	if [ "$server" = fio-uring ]; then
+		local rw=randread
+		[ "$w" = 100 ] && rw=randwrite
+		out=$("${ts_cli[@]}" fio --name=c --filename="$img" --rw=$rw --bs=4k --direct=1 \
+			--ioengine=io_uring --iodepth=$((q * conns)) --time_based \
+			--runtime="$runtime" --output-format=json 2>/dev/null |
+			python3 -c 'import json,sys
+j=json.load(sys.stdin)["jobs"][0]; d=j["read"] if j["read"]["io_bytes"] else j["write"]
+p=d["clat_ns"]["percentile"]
+print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f" % (d["iops"], p["50.000000"]/1e3, p["99.000000"]/1e3))')
+		echo "$row $server $conns $rep $out srv_cpu_us_per_io=-" >>"$results"
+		return
+	fi
+	start_server "$server"
+	cpu0=$(srv_cpu_us)
+	out=$("${ts_cli[@]}" "$load" -c "$conns" -T "$conns" -q "$q" -w "$w" -t "$runtime" \
+		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
+	cpu1=$(srv_cpu_us)
+	stop_server
+	iops=$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out")
+	cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$iops" -v t="$runtime" \
+		'BEGIN { printf "%.1f", (n > 0 ? (b - a) / (n * t) : 0) }')
+	echo "$row $server $conns $rep $out srv_cpu_us_per_io=$cpu" >>"$results"
+}
+
+: >"$results"
+for rep in $(seq "$reps"); do
+	for row in $rows; do
+		cl=$conns_list
+		[ "$row" = qd1-randread ] && cl=1
+		for conns in $cl; do
+			# peers alternate within each repetition, so drift hits them alike
+			for server in $servers; do
+				say "rep $rep: $row, $conns connection(s), $server"
+				cell "$server" "$row" "$conns" "$rep"
+			done
+		done
+	done
+done
+
+cp "$results" "${DIO_BENCH_KEEP:-/dev/null}" 2>/dev/null || true
+python3 - "$results" "$servers" "$depth" <<'EOF'
+import statistics, sys
+path, servers, depth = sys.argv[1], sys.argv[2].split(), sys.argv[3]
+cells = {}
+for line in open(path):
+    f = line.split()
+    row, server, conns = f[0], f[1], int(f[2])
+    kv = dict(x.split("=", 1) for x in f[4:])
+    cells.setdefault((row, conns, server), []).append(kv)
+
+def med(kvs, key):
+    vals = [float(k[key]) for k in kvs if k.get(key, "-") != "-"]
+    return statistics.median(vals) if vals else None
+
+print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}")
+for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
+    kvs = cells[(row, conns, server)]
+    iops = med(kvs, "iops")
+    one = cells.get((row, 1, server))
+    ratio = f"{iops / med(one, 'iops'):.2f}" if one and med(one, "iops") else "-"
+    cpu = med(kvs, "srv_cpu_us_per_io")
+    print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
+          f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} {ratio:>9}")
+EOF
