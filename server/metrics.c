@@ -235,6 +235,23 @@ metrics_exports(struct evbuffer *b, const struct metrics_export *ex, size_t n)
 	for (i = 0; i < n; i++)
 		metrics_export_sample(b, "dionbd_requests_in_flight", ex[i].name, NULL, NULL,
 				      ex[i].st.inflight);
+	metrics_family(b, "dionbd_request_stage_seconds_total", "counter",
+		       "Time requests spent in each stage, by export: receive (header to "
+		       "libdio, a WRITE's payload included), libdio (to its completion), reply "
+		       "(to the last byte written); over dionbd_requests_staged_total requests.");
+	for (i = 0; i < n; i++)
+		for (unsigned int s = 0; s < STATS_NSTAGES; s++) {
+			evbuffer_add_printf(b, "dionbd_request_stage_seconds_total{export=\"");
+			metrics_label(b, ex[i].name);
+			evbuffer_add_printf(b, "\",stage=\"%s\"} %.9f\n", stats_stage_names[s],
+					    (double)ex[i].st.stage_ns[s] / 1e9);
+		}
+	metrics_family(b, "dionbd_requests_staged_total", "counter",
+		       "Requests answered through libdio whose reply was written whole, by "
+		       "export: the count behind dionbd_request_stage_seconds_total.");
+	for (i = 0; i < n; i++)
+		metrics_export_sample(b, "dionbd_requests_staged_total", ex[i].name, NULL, NULL,
+				      ex[i].st.staged);
 	metrics_family(b, "dionbd_request_duration_seconds", "histogram",
 		       "Time from an NBD request's header to its reply queued, by export and "
 		       "command.");

@@ -456,6 +456,7 @@ proto_submit(struct conn *c, struct conn_req *req)
 	d->len = req->count;
 	d->done = proto_done;
 	d->priv = req;
+	stats_req_submit(req);
 	switch (req->cmd) {
 	case NBDP_CMD_READ:
 		proto_read(c, req);

@@ -31,6 +31,8 @@ req_get(struct conn *c)
 	req->err = 0;
 	req->acct = 0;
 	req->start_ns = 0;
+	req->submit_ns = 0;
+	req->done_ns = 0;
 	req->sr = false;
 	req->dbuf = NULL;
 	req->iov_idx = 0;
@@ -117,6 +119,7 @@ req_consume(struct conn *c, size_t left)
 		c->sendq = req->next;
 		if (!c->sendq)
 			c->sendq_tail = NULL;
+		stats_req_sent(c->exp, req);
 		req_put(c, req);
 		freed++;
 	}

@@ -403,6 +403,8 @@ struct conn_req {
 	int err;			/* NBDP_E* to reply, 0 = success */
 	uint32_t acct;			/* bytes counted in conn->inflight_bytes */
 	uint64_t start_ns;		/* header parsed (CLOCK_MONOTONIC); 0 = not counted */
+	uint64_t submit_ns;		/* handed to libdio; 0 = not (yet) */
+	uint64_t done_ns;		/* libdio done, reply queued; 0 = no stages to count */
 	bool sr;			/* reply in structured form */
 	struct dio_buf *dbuf;		/* READ/WRITE data: one reference, put at recycle */
 	unsigned int iov_idx;		/* first iov not yet fully written */

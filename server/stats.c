@@ -16,6 +16,10 @@ const char *const stats_cmd_names[STATS_NCMDS] = {
 	"READ", "WRITE", "FLUSH", "TRIM", "CACHE", "WRITE_ZEROES", "BLOCK_STATUS", "OTHER",
 };
 
+const char *const stats_stage_names[STATS_NSTAGES] = {
+	"receive", "libdio", "reply",
+};
+
 const char *const stats_err_names[STATS_NERRS] = {
 	"EPERM", "EIO", "ENOMEM", "EINVAL", "ENOSPC", "EOVERFLOW", "ENOTSUP", "ESHUTDOWN",
 };
@@ -103,7 +107,14 @@ stats_req_done(const struct export *e, struct conn_req *req)
 
 	if (!req->start_ns)
 		return;
-	ns = stats_now_ns() - req->start_ns;
+	req->done_ns = stats_now_ns();
+	ns = req->done_ns - req->start_ns;
+	if (req->submit_ns) {
+		stats_add(&st->stage_ns[STATS_STAGE_RECEIVE], req->submit_ns - req->start_ns);
+		stats_add(&st->stage_ns[STATS_STAGE_LIBDIO], req->done_ns - req->submit_ns);
+	} else {
+		req->done_ns = 0;	/* answered without libdio: no stages to count */
+	}
 	req->start_ns = 0;
 	h = &st->latency[stats_cmd(req->cmd)];
 	while (b < STATS_NBUCKETS && ns > stats_bucket_ns[b])
@@ -117,6 +128,24 @@ stats_req_done(const struct export *e, struct conn_req *req)
 		stats_add(&st->read_bytes, req->count);
 	else if (req->cmd == NBDP_CMD_WRITE)
 		stats_add(&st->written_bytes, req->count);
+}
+
+void
+stats_req_submit(struct conn_req *req)
+{
+	req->submit_ns = stats_now_ns();
+}
+
+void
+stats_req_sent(const struct export *e, struct conn_req *req)
+{
+	struct export_stats *st = stats_of(e);
+
+	if (!req->done_ns)
+		return;
+	stats_add(&st->stage_ns[STATS_STAGE_REPLY], stats_now_ns() - req->done_ns);
+	stats_add(&st->staged, 1);
+	req->done_ns = 0;
 }
 
 void

@@ -75,6 +75,17 @@ enum stats_tls {
 	STATS_NTLS
 };
 
+/*
+ * Where a request's time goes, summed over requests answered with their
+ * reply fully written: the label stage=.
+ */
+enum stats_stage {
+	STATS_STAGE_RECEIVE = 0,	/* header parsed -> handed to libdio (WRITE: its payload read) */
+	STATS_STAGE_LIBDIO,		/* handed to libdio -> libdio done (queue, device, map) */
+	STATS_STAGE_REPLY,		/* libdio done -> the reply's last byte written to the socket */
+	STATS_NSTAGES
+};
+
 /* Latency buckets: upper bounds in ns, 10 µs to 10 s; one more for +Inf. */
 #define STATS_NBUCKETS 19
 extern const uint64_t stats_bucket_ns[STATS_NBUCKETS];
@@ -97,6 +108,8 @@ struct export_stats {
 	uint64_t written_bytes;		/* WRITE data acknowledged */
 	uint64_t errors[STATS_NERRS];
 	struct stats_hist latency[STATS_NCMDS];
+	uint64_t stage_ns[STATS_NSTAGES];	/* see enum stats_stage */
+	uint64_t staged;		/* requests counted in stage_ns */
 };
 
 /* The whole server's, in struct server. */
@@ -134,6 +147,10 @@ stats_load(const uint64_t *counter)
 void stats_req_start(const struct export *e, struct conn_req *req);
 /* req's reply (req->err: an NBD error or 0) is queued: latency, bytes, errors. */
 void stats_req_done(const struct export *e, struct conn_req *req);
+/* req was handed to libdio (the end of its receive stage). */
+void stats_req_submit(struct conn_req *req);
+/* req's reply has been written whole: count its stages. */
+void stats_req_sent(const struct export *e, struct conn_req *req);
 /* req started but is recycled unanswered (its connection was dropped). */
 void stats_req_abandon(const struct export *e, struct conn_req *req);
 
@@ -147,6 +164,7 @@ void stats_tls_failed(struct server *srv, enum stats_tls why);
 /* Label values, for the metrics page and logs. */
 extern const char *const stats_cmd_names[STATS_NCMDS];
 extern const char *const stats_err_names[STATS_NERRS];
+extern const char *const stats_stage_names[STATS_NSTAGES];
 extern const char *const stats_refuse_names[STATS_NREFUSE];
 extern const char *const stats_drop_names[STATS_NDROP];
 extern const char *const stats_tls_names[STATS_NTLS];

@@ -88,7 +88,9 @@ TYPES = {
     "dionbd_connections_refused": "counter", "dionbd_connections_dropped": "counter",
     "dionbd_tls_handshake_failures": "counter", "dionbd_reactor_busy_seconds": "counter",
     "dionbd_buffer_pool_used_bytes": "gauge", "dionbd_buffer_pool_size_bytes": "gauge",
+    "dionbd_request_stage_seconds": "counter", "dionbd_requests_staged": "counter",
 }
+STAGES = ["receive", "libdio", "reply"]
 
 def common(fams, vals, exports):
     for name, typ in TYPES.items():
@@ -111,6 +113,15 @@ def common(fams, vals, exports):
             check((s > 0) == (n > 0) and s < n * 10 + 1, "%s %s: sum %s for %s" % (e, c, s, n))
         for err in ERRS:
             v(vals, "dionbd_request_errors_total", export=e, error=err)
+        # Stages: only requests that went through libdio and whose reply was
+        # written whole; never more than were answered, time only with requests.
+        staged = v(vals, "dionbd_requests_staged_total", export=e)
+        answered = sum(v(vals, "dionbd_requests_total", export=e, cmd=c) for c in CMDS)
+        check(staged <= answered, "%s: %s requests staged of %s answered" % (e, staged, answered))
+        for st in STAGES:
+            t = v(vals, "dionbd_request_stage_seconds_total", export=e, stage=st)
+            check(t >= 0 and (t == 0 or staged > 0) and t < staged * 10 + 1,
+                  "%s: stage %s %s s over %s requests" % (e, st, t, staged))
     size = [val for k, val in vals.items() if k[0] == "dionbd_buffer_pool_size_bytes"]
     used = [val for k, val in vals.items() if k[0] == "dionbd_buffer_pool_used_bytes"]
     check(len(size) == len(used) == 2 and all(x > 0 for x in size), "pool sizes %s" % size)
@@ -152,6 +163,11 @@ elif phase == "traffic":
         ge(v(vals, "dionbd_requests_total", export="", cmd=c), 1, c + " requests")
     ge(v(vals, "dionbd_written_bytes_total", export=""), written, "bytes written")
     ge(v(vals, "dionbd_read_bytes_total", export=""), read, "bytes read")
+    # every request of this phase went through libdio; each stage took some time
+    ge(v(vals, "dionbd_requests_staged_total", export=""), 6, "requests staged")
+    for st in STAGES:
+        t = v(vals, "dionbd_request_stage_seconds_total", export="", stage=st)
+        check(t > 0, "stage %s: %s s" % (st, t))
     eq(v(vals, "dionbd_written_bytes_total", export="ro"), 0, "bytes written to ro")
     for e in ["", "ro"]:
         eq(v(vals, "dionbd_requests_in_flight", export=e), 0, "in flight on '%s'" % e)
