@@ -7,7 +7,9 @@
 # (the old always-polling), and with polling off (--poll-us 0); nbdkit's
 # null plugin shows the client's own ceiling, and fio's io_uring on the
 # file the device's. Each cell reports IOPS, p50/p99 latency and the
-# server's CPU time per request (utime+stime of its process, /proc/PID/stat).
+# server's CPU time per request (utime+stime of its process, /proc/PID/stat);
+# dionbd's cells also the average time per request stage from its metrics
+# page (receive / libdio / reply, see docs/dionbd.md).
 # N alternating repetitions; the table holds medians.
 #
 #   bench/run-conns.sh [--build DIR] [--size 1G] [--runtime 4] [--reps 3]
@@ -65,6 +67,7 @@ mkdir -p "$scratch"
 work=$(mktemp -d "$scratch/run-conns.XXXXXX")
 img=$work/vol.img
 results=$work/results
+mport=$((20000 + RANDOM % 20000))
 srv_pid=
 cleanup() {
 	[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
@@ -84,13 +87,12 @@ ts_cli=()
 start_server() {
 	rm -f "$work/s.sock"
 	case $1 in
-	dionbd) "${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
-	dionbd-noyield)
-		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --poll-yield off -e "v=$img" \
-			>"$work/srv.log" 2>&1 & ;;
-	dionbd-nopoll)
-		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --poll-us 0 -e "v=$img" \
-			>"$work/srv.log" 2>&1 & ;;
+	dionbd | dionbd-noyield | dionbd-nopoll)
+		local extra=()
+		[ "$1" = dionbd-noyield ] && extra=(--poll-yield off)
+		[ "$1" = dionbd-nopoll ] && extra=(--poll-us 0)
+		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
+			"${extra[@]}" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
 	nbdkit-null)
 		"${ts_srv[@]}" nbdkit -f -U "$work/s.sock" -e v null size="$size" \
 			>"$work/srv.log" 2>&1 & ;;
@@ -107,6 +109,15 @@ stop_server() {
 	kill "$srv_pid" 2>/dev/null || true
 	wait "$srv_pid" 2>/dev/null || true
 	srv_pid=
+}
+
+# dionbd's stage averages in microseconds, as key=value pairs (metrics page).
+stages() {
+	curl -s "http://127.0.0.1:$mport/metrics" | awk '
+		/^dionbd_request_stage_seconds_total\{export="v"/ {
+			match($0, /stage="[a-z]+"/); st = substr($0, RSTART + 7, RLENGTH - 8); t[st] = $NF }
+		/^dionbd_requests_staged_total\{export="v"/ { n = $NF }
+		END { for (s in t) printf " st_%s_us=%.1f", s, (n > 0 ? t[s] * 1e6 / n : 0) }'
 }
 
 # The server's CPU time so far, in microseconds.
@@ -143,6 +154,7 @@ print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f" % (d["iops"], p["50.000000"]/1
 	out=$("${ts_cli[@]}" "$load" -c "$conns" -T "$conns" -q "$q" -w "$w" -t "$runtime" \
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
+	case $server in dionbd*) out+=$(stages) ;; esac
 	stop_server
 	iops=$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out")
 	cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$iops" -v t="$runtime" \
@@ -181,7 +193,7 @@ def med(kvs, key):
     return statistics.median(vals) if vals else None
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}")
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}  stages us (receive/libdio/reply)")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
     kvs = cells[(row, conns, server)]
     iops = med(kvs, "iops")
@@ -189,5 +201,7 @@ for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.ind
     ratio = f"{iops / med(one, 'iops'):.2f}" if one and med(one, "iops") else "-"
     cpu = med(kvs, "srv_cpu_us_per_io")
     print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
-          f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} {ratio:>9}")
+          f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} {ratio:>9}  "
+          + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
+                     for st in ("receive", "libdio", "reply")))
 EOF
