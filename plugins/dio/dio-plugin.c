@@ -2,7 +2,8 @@
 /*
  * nbdkit-dio-plugin: `nbdkit dio file=PATH` serves a file or block device
  * through libdio, so that nbdkit's filters and TLS sit in front of our
- * direct-I/O engine.
+ * direct-I/O engine; `nbdkit dio thin-pool=PATH volume=NAME` serves a
+ * volume of a thin pool (dio/tpool.h) the same way.
  *
  * nbdkit owns the wire and the threads. All connections share one volume,
  * opened before nbdkit forks. Each nbdkit worker thread owns one dio_ctx
@@ -26,6 +27,7 @@
 #include <nbdkit-plugin.h>
 
 #include "dio/dio.h"
+#include "dio/tpool.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -47,6 +49,8 @@
 
 /* Configuration, set before any connection and read-only afterwards. */
 static char *cfg_file;			/* absolute path (nbdkit changes directory) */
+static char *cfg_tpool;			/* thin-pool=: absolute path, or NULL */
+static char *cfg_volume;		/* volume=: a volume of cfg_tpool */
 static bool cfg_readonly;
 static bool cfg_locking = true;		/* QEMU's image locks (libdio's file-lock) */
 static enum dio_engine_kind cfg_engine = DIO_ENGINE_AUTO;
@@ -124,6 +128,10 @@ dio_plugin_unload(void)
 	vol = NULL;
 	free(cfg_file);
 	cfg_file = NULL;
+	free(cfg_tpool);
+	cfg_tpool = NULL;
+	free(cfg_volume);
+	cfg_volume = NULL;
 }
 
 /* Parse engine=; 0 or -1 with an nbdkit_error. */
@@ -156,6 +164,23 @@ dio_plugin_config(const char *key, const char *value)
 		cfg_file = nbdkit_absolute_path(value);
 		if (!cfg_file)
 			return -1;
+	} else if (strcmp(key, "thin-pool") == 0) {
+		free(cfg_tpool);
+		cfg_tpool = nbdkit_absolute_path(value);
+		if (!cfg_tpool)
+			return -1;
+	} else if (strcmp(key, "volume") == 0) {
+		if (!value[0] || strlen(value) > DIO_TPOOL_NAME_MAX) {
+			nbdkit_error("volume=%s: a volume name has 1 to %d bytes", value,
+				     DIO_TPOOL_NAME_MAX);
+			return -1;
+		}
+		free(cfg_volume);
+		cfg_volume = strdup(value);
+		if (!cfg_volume) {
+			nbdkit_error("strdup: %m");
+			return -1;
+		}
 	} else if (strcmp(key, "readonly") == 0) {
 		r = nbdkit_parse_bool(value);
 		if (r == -1) {
@@ -201,9 +226,22 @@ dio_plugin_config_complete(void)
 {
 	struct stat st;
 
+	if (cfg_tpool || cfg_volume) {
+		if (cfg_file) {
+			nbdkit_error("file= and thin-pool= exclude each other: serve one or the other");
+			return -1;
+		}
+		if (!cfg_tpool || !cfg_volume) {
+			nbdkit_error("thin-pool= and volume= go together: the pool and the name of "
+				     "its volume to serve");
+			return -1;
+		}
+		return 0;	/* the pool itself is checked when it is opened, in .get_ready */
+	}
 	if (!cfg_file) {
 		nbdkit_error("you must supply the file=<FILENAME> parameter "
-			     "(a regular file or a block device) after the plugin name");
+			     "(a regular file or a block device) after the plugin name, "
+			     "or thin-pool=<POOL> volume=<NAME>");
 		return -1;
 	}
 	if (stat(cfg_file, &st) == -1) {
@@ -224,7 +262,10 @@ dio_plugin_config_complete(void)
 }
 
 #define dio_plugin_config_help \
-	"file=<FILENAME>      (required) The regular file or block device to serve.\n" \
+	"file=<FILENAME>      The regular file or block device to serve.\n" \
+	"thin-pool=<POOL> volume=<NAME>\n" \
+	"                     Or: the volume NAME of the thin pool POOL\n" \
+	"                     (made with dionbd-pool).\n" \
 	"readonly=true|false  Open it read-only and refuse writes (default false).\n" \
 	"locking=on|off       Lock it as QEMU locks images (default on).\n" \
 	"engine=uring|psync|auto\n" \
@@ -269,6 +310,34 @@ dio_plugin_probe_engine(enum dio_engine_kind kind, enum dio_engine_kind *got)
 	return 0;
 }
 
+/*
+ * Open volume= of thin-pool= into vol. The volume holds the pool open and
+ * checkpoints it when the last reference goes (.unload). 0 or -errno, with
+ * the reason in errbuf.
+ */
+static int
+dio_plugin_open_tpool_volume(bool readonly, char *errbuf, size_t errlen)
+{
+	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = errbuf, .errlen = errlen };
+	struct dio_tpool *pool;
+	int ret;
+
+	ret = dio_tpool_open(cfg_tpool, &opts, &pool);
+	if (ret < 0) {
+		if (ret == -EAGAIN)
+			snprintf(errbuf, errlen, "thin-pool=%s: in use by another process", cfg_tpool);
+		else if (!errbuf[0])
+			snprintf(errbuf, errlen, "thin-pool=%s: %s", cfg_tpool, strerror(-ret));
+		return ret;
+	}
+	ret = dio_tpool_volume_open(pool, cfg_volume, &vol);
+	if (ret < 0)
+		snprintf(errbuf, errlen, "thin-pool=%s: volume=%s: %s", cfg_tpool, cfg_volume,
+			 ret == -ENOENT ? "no such volume" : strerror(-ret));
+	dio_tpool_close(pool);	/* the opener's reference: the volume keeps its own */
+	return ret;
+}
+
 /* .get_ready: open the volume and check the engine; clear errors, at startup. */
 static int
 dio_plugin_get_ready(void)
@@ -287,7 +356,10 @@ dio_plugin_get_ready(void)
 		nbdkit_error("cannot create the thread key for per-thread engines");
 		return -1;
 	}
-	ret = dio_file_open(cfg_file, &opts, &vol);
+	if (cfg_tpool)
+		ret = dio_plugin_open_tpool_volume(cfg_readonly, errbuf, sizeof(errbuf));
+	else
+		ret = dio_file_open(cfg_file, &opts, &vol);
 	if (ret < 0) {
 		if (errbuf[0])
 			nbdkit_error("%s", errbuf);
@@ -306,7 +378,7 @@ dio_plugin_get_ready(void)
 	cfg_engine = kind;
 	nbdkit_debug("serving %s: %" PRIu64 " bytes, logical block %" PRIu32
 		     ", physical block %" PRIu32 "%s%s, engine %s",
-		     cfg_file, vol->size, vol->lbs, vol->pbs,
+		     cfg_file ? cfg_file : cfg_volume, vol->size, vol->lbs, vol->pbs,
 		     vol->blockdev ? ", block device" : "",
 		     vol->readonly ? ", read-only" : "", dio_plugin_engine_str(kind));
 	return 0;
@@ -381,8 +453,9 @@ err:
 static int
 dio_plugin_fail(const char *what, uint64_t offset, uint64_t count, int ret)
 {
-	nbdkit_error("%s: %s of %" PRIu64 " bytes at offset %" PRIu64 ": %s",
-		     cfg_file, what, count, offset, strerror(-ret));
+	nbdkit_error("%s%s: %s of %" PRIu64 " bytes at offset %" PRIu64 ": %s",
+		     cfg_file ? cfg_file : "volume ", cfg_file ? "" : cfg_volume, what, count,
+		     offset, strerror(-ret));
 	nbdkit_set_error(-ret);
 	return -1;
 }
