@@ -160,10 +160,29 @@ sys_flush(void *priv, int fd)
 	return fdatasync(fd) < 0 ? -errno : 0;
 }
 
+/*
+ * Give a range back: a hole in a file; on a block device the same call
+ * is a zero-out that unmaps (no fallback to writing zeros), and where the
+ * device cannot, BLKDISCARD.
+ */
+static int
+sys_discard(void *priv, int fd, uint64_t off, uint64_t len)
+{
+	uint64_t range[2] = { off, len };
+	struct stat st;
+
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP || fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+		return -errno;
+	return ioctl(fd, BLKDISCARD, range) < 0 ? -errno : 0;
+}
+
 const struct dio_tpool_io tp_sys_io = {
 	.pread = sys_pread,
 	.pwrite = sys_pwrite,
 	.flush = sys_flush,
+	.discard = sys_discard,
 };
 
 int

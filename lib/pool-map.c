@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dio/dio.h"
 #include "pool.h"
 
 struct tp_ment *
@@ -166,19 +167,56 @@ tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial)
 	p->pfree[p->npfree++] = (struct tp_pfree){ .chunk = c, .serial = serial };
 }
 
+/*
+ * Pass chunks [c, c+n) down to the device as discarded: a pool on a file
+ * gives the space back to the filesystem, an SSD learns the blocks are
+ * free. Only for chunks whose freeing is durable (R3). Failures cost
+ * nothing but space; a device that cannot is not asked again.
+ */
+static void
+tp_discard(struct dio_tpool *p, uint64_t c, uint64_t n)
+{
+	int ret;
+
+	if (!n || !p->io->discard || p->no_discard || p->readonly)
+		return;
+	ret = p->io->discard(p->io->priv, p->fd, p->sb.data_start + c * p->chunk_size,
+			     n * p->chunk_size);
+	if (ret == -EOPNOTSUPP || ret == -ENOTTY || ret == -EINVAL) {
+		dio_log(DIO_LOG_INFO, "pool %s: the device does not take discards (%s): "
+			"freed chunks keep their space on it", p->path, strerror(-ret));
+		p->no_discard = true;
+	} else if (ret < 0) {
+		dio_log(DIO_LOG_WARN, "pool %s: discard of %llu chunks at chunk %llu: %s", p->path,
+			(unsigned long long)n, (unsigned long long)c, strerror(-ret));
+	}
+}
+
 void
 tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
 {
+	uint64_t run = 0, run_n = 0;
 	size_t j = 0;
 
 	for (size_t i = 0; i < p->npfree; i++) {
-		if (p->pfree[i].serial <= serial) {
-			p->cstate[p->pfree[i].chunk] = TP_C_FREE;
-			p->free_chunks++;
-		} else {
+		uint64_t c = p->pfree[i].chunk;
+
+		if (p->pfree[i].serial > serial) {
 			p->pfree[j++] = p->pfree[i];
+			continue;
+		}
+		p->cstate[c] = TP_C_FREE;
+		p->free_chunks++;
+		/* neighbours in the order they were freed: one discard per run */
+		if (run_n && c == run + run_n) {
+			run_n++;
+		} else {
+			tp_discard(p, run, run_n);
+			run = c;
+			run_n = 1;
 		}
 	}
+	tp_discard(p, run, run_n);
 	p->npfree = j;
 }
 

@@ -132,6 +132,8 @@ struct dio_tpool_io {
 	/* fua: durable when it returns (RWF_DSYNC) */
 	int (*pwrite)(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua);
 	int (*flush)(void *priv, int fd);
+	/* optional: the device may forget [off, off+len) (freed chunks); NULL = never */
+	int (*discard)(void *priv, int fd, uint64_t off, uint64_t len);
 	void *priv;
 };
 extern const struct dio_tpool_io tp_sys_io;
@@ -214,6 +216,7 @@ struct dio_tpool {
 	uint64_t flush_issued;		/* ids given to device flushes */
 	uint64_t flush_done;		/* highest id of a completed flush */
 	bool dirty;			/* changed since the last checkpoint */
+	bool no_discard;		/* the device refused a discard: do not ask again */
 
 	/* checkpoints: blocks of the durable one, which the next must not touch */
 	uint8_t *meta_used;		/* per metadata block */

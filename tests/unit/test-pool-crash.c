@@ -248,7 +248,9 @@ rec_fsync(void *priv, int fd)
 	return ret;
 }
 
-static const struct dio_tpool_io rec_io_hooks = { rec_pread, rec_pwrite, rec_fsync, NULL };
+static const struct dio_tpool_io rec_io_hooks = {
+	.pread = rec_pread, .pwrite = rec_pwrite, .flush = rec_fsync,
+};
 
 static uint8_t *img;		/* the crash image being checked */
 static uint64_t img_size;
@@ -280,7 +282,9 @@ img_flush(void *priv, int fd)
 	return -EROFS;
 }
 
-static const struct dio_tpool_io img_io_hooks = { img_pread, img_pwrite, img_flush, NULL };
+static const struct dio_tpool_io img_io_hooks = {
+	.pread = img_pread, .pwrite = img_pwrite, .flush = img_flush,
+};
 
 /* ---- payloads: (volume, sector, sequence, crc) in every sector ---- */
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A thin pool hands space back: chunks freed by TRIM are passed down to the
+# device (a hole in a pool file) once the transaction that frees them is
+# durable (after the next FLUSH), never before; a TRIM that frees no whole
+# chunk gives nothing back and keeps the chunk's other data; freed space is
+# allocated again afterwards, and the pool checks clean.
+source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
+requires qemu-io stat
+/usr/bin/python3 -c "import nbd" 2>/dev/null || skip "no python3-libnbd for /usr/bin/python3"
+POOLTOOL=$DIO_BUILD/tools/dionbd-pool
+[ -x "$POOLTOOL" ] || skip "dionbd-pool is not built"
+
+P=$TMP/pool.img
+truncate -s 128M "$P"
+"$POOLTOOL" create "$P" >/dev/null || fail "dionbd-pool create"
+"$POOLTOOL" volume create "$P" vm 64M >/dev/null || fail "volume create"
+# bytes the pool file holds on the filesystem
+held() { echo $(($(stat -c %b "$P") * $(stat -c %B "$P"))); }
+MiB=1048576
+
+start_server_or_fail -e vm="pool:$P/vm"
+U=$(uri_of vm)
+qio_at "$U" -c "write -P 0x5a 0 16M" -c "flush"
+# TRIM without a FLUSH: the freeing is not durable yet, nothing is given
+# back; the FLUSH makes it durable and the chunks go down as holes. (One
+# libnbd connection: qemu-io would flush when it closes.)
+/usr/bin/python3 - "$U" "$P" <<'PY' || fail "TRIM then FLUSH on one connection"
+import os, sys, nbd
+uri, pool = sys.argv[1:3]
+held = lambda: os.stat(pool).st_blocks * 512
+h = nbd.NBD()
+h.connect_uri(uri)
+full = held()
+h.trim(8 << 20, 0)
+if full - held() >= 1 << 20:
+    sys.exit("space given back before the freeing was durable: %d -> %d" % (full, held()))
+h.flush()
+if full - held() < 7 << 20:
+    sys.exit("8 MiB trimmed and flushed, pool file only from %d to %d bytes" % (full, held()))
+h.shutdown()
+PY
+after=$(held)
+# Part of one 64 KiB chunk: its bits clear, the chunk stays, the rest of it reads back.
+qio_at "$U" -c "discard 8256k 8k" -c "flush" -c "read -P 0 8256k 8k" -c "read -P 0x5a 8M 64k" \
+	-c "read -P 0x5a 8264k 56k" -c "read -P 0 0 8M" -c "read -P 0x5a 9M 7M"
+[ $((after - $(held))) -lt $MiB ] || fail "a partial-chunk TRIM gave space back"
+# The freed chunks are allocated again.
+qio_at "$U" -c "write -P 0x77 0 8M" -c "flush" -c "read -P 0x77 0 8M"
+finish vm
+"$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check: $(cat "$TMP/check")"
+start_server_or_fail -e vm="pool:$P/vm"
+qio_at "$(uri_of vm)" -c "read -P 0x77 0 8M" -c "read -P 0 8256k 8k" -c "read -P 0x5a 9M 7M" \
+	-c "read -P 0 16M 48M"
+finish vm
