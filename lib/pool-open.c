@@ -87,6 +87,7 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 	p->fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
 	p->io = opts && opts->io ? opts->io : &tp_sys_io;
+	p->commit_ms = opts ? opts->commit_ms : 0;
 	p->path = strdup(path);
 	p->refs = 1;
 	if (!p->path)
@@ -199,6 +200,7 @@ tp_put(struct dio_tpool *p)
 
 	if (--p->refs)
 		return;
+	tp_committer_stop(p);
 	if (!p->readonly && (p->dirty || p->npend)) {
 		ret = tp_checkpoint(p);
 		if (ret < 0)

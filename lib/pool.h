@@ -218,6 +218,13 @@ struct dio_tpool {
 	bool dirty;			/* changed since the last checkpoint */
 	bool no_discard;		/* the device refused a discard: do not ask again */
 
+	/* background commit (pool-commit.c); fields under lock once the thread runs */
+	unsigned int commit_ms;		/* 0: none */
+	bool committer_on, commit_stop;
+	pthread_t committer;
+	pthread_cond_t commit_cond;	/* a first record waits, or stop */
+	uint64_t bg_commits;		/* commits the thread made */
+
 	/* checkpoints: blocks of the durable one, which the next must not touch */
 	uint8_t *meta_used;		/* per metadata block */
 	uint8_t *buf;			/* TP_BLOCK-aligned scratch for metadata I/O */
@@ -311,6 +318,13 @@ void tp_free(struct dio_tpool *p);
 /* Take / drop a pool reference; the last one closes it. */
 void tp_get(struct dio_tpool *p);
 void tp_put(struct dio_tpool *p);
+
+/* ---- pool-commit.c ---- */
+
+/* A record was appended (lock held): start the thread, or its clock. */
+void tp_committer_kick(struct dio_tpool *p);
+/* Stop and join the thread (lock not held); before the last checkpoint. */
+void tp_committer_stop(struct dio_tpool *p);
 
 /* ---- pool-vol.c ---- */
 

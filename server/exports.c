@@ -28,6 +28,9 @@
  * volumes of a pool need it open). Main thread only: exports are added
  * there (start, control socket, SIGHUP).
  */
+/* Unflushed writes into new space are committed within this long. */
+#define EXPORT_POOL_COMMIT_MS 1000
+
 struct export_pool {
 	char *path;
 	struct dio_tpool *pool;
@@ -43,7 +46,8 @@ static int
 export_open_pool_volume(const char *pool_path, const char *name, bool readonly, char *why,
 			size_t whylen, struct dio_volume **out)
 {
-	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = why, .errlen = whylen };
+	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = why, .errlen = whylen,
+				       .commit_ms = EXPORT_POOL_COMMIT_MS };
 	struct export_pool *p;
 	int ret;
 

@@ -28,6 +28,12 @@ struct dio_tpool_opts {
 	char *errbuf;		/* optional: why open/create failed */
 	size_t errlen;
 	const struct dio_tpool_io *io;	/* NULL: pread/pwrite/fdatasync */
+	/*
+	 * Commit what writes left waiting for a FLUSH within this many ms of
+	 * the first such record, from a thread of the pool (0: only on FLUSH,
+	 * FUA, a quarter of the journal and close). Servers use 1000.
+	 */
+	unsigned int commit_ms;
 };
 
 struct dio_tpool_create_opts {

@@ -318,7 +318,9 @@ dio_plugin_probe_engine(enum dio_engine_kind kind, enum dio_engine_kind *got)
 static int
 dio_plugin_open_tpool_volume(bool readonly, char *errbuf, size_t errlen)
 {
-	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = errbuf, .errlen = errlen };
+	/* commit_ms: unflushed writes into new space are committed within a second */
+	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = errbuf, .errlen = errlen,
+				       .commit_ms = 1000 };
 	struct dio_tpool *pool;
 	int ret;
 
