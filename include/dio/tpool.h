@@ -70,6 +70,16 @@ int dio_tpool_volume_create(struct dio_tpool *pool, const char *name, uint64_t s
 int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
 
 /*
+ * Resize a volume to size bytes (multiple of 4096), durably. A grow of an
+ * open volume is seen by its next opener (the size an open volume reports
+ * grows with it; clients that know the old one keep it). A shrink refuses
+ * an open volume (-EBUSY), forgets what was written past the new end and
+ * frees the chunks that held only that, in the same transaction as the new
+ * size. 0 or -errno (-ENOENT: no such volume, -EROFS: read-only pool).
+ */
+int dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size);
+
+/*
  * The volume 'name' as a dio_volume (its fd is the pool's), holding one
  * reference: the same volume with one more reference when it is open
  * already. -ENOENT when there is no such volume.
