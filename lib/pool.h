@@ -187,6 +187,8 @@ struct dio_tpool {
 	bool readonly;
 	uint32_t lbs;
 	const struct dio_tpool_io *io;
+	dio_tpool_progress_fn progress;	/* dio_tpool_opts', or NULL */
+	void *progress_priv;
 	_Atomic unsigned int refs;	/* opener + each open volume */
 	pthread_mutex_t lock;
 
@@ -220,6 +222,17 @@ struct dio_tpool {
 	uint8_t *buf;			/* TP_BLOCK-aligned scratch for metadata I/O */
 	size_t buflen;
 };
+
+/*
+ * Progress of long work (dio_tpool_progress_fn): every 1024 units and at
+ * the end, or every unit when the total is not known.
+ */
+static inline void
+tp_progress(struct dio_tpool *p, const char *what, uint64_t done, uint64_t total)
+{
+	if (p->progress && (total == 0 || done % 1024 == 0 || done == total))
+		p->progress(p->progress_priv, what, done, total);
+}
 
 /* ---- pool-format.c ---- */
 

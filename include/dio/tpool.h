@@ -22,12 +22,23 @@ struct dio_tpool_io;	/* metadata I/O hooks, for tests (lib/pool.h) */
 
 #define DIO_TPOOL_NAME_MAX 55	/* bytes in a volume name, without the NUL */
 
+/*
+ * Long work under way (loading a checkpoint, recounting references): done
+ * of total units of the step 'what' (total 0: not known ahead). Called
+ * with the pool's lock held, often: it must not call into the pool, and a
+ * display rate-limits itself.
+ */
+typedef void (*dio_tpool_progress_fn)(void *priv, const char *what, uint64_t done,
+				      uint64_t total);
+
 struct dio_tpool_opts {
 	bool readonly;		/* open read-only: no metadata is ever written */
 	bool no_direct;		/* buffered I/O (tmpfs, memfd); tests only */
 	char *errbuf;		/* optional: why open/create failed */
 	size_t errlen;
 	const struct dio_tpool_io *io;	/* NULL: pread/pwrite/fdatasync */
+	dio_tpool_progress_fn progress;	/* optional, NULL: none */
+	void *progress_priv;
 };
 
 struct dio_tpool_create_opts {
