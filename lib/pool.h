@@ -322,6 +322,14 @@ void tp_free(struct dio_tpool *p);
 void tp_get(struct dio_tpool *p);
 void tp_put(struct dio_tpool *p);
 
+/* ---- pool-check.c ---- */
+
+/* Called by tp_recount for a mapping out of bounds or of a chunk mapped already. */
+typedef void (*tp_recount_fn)(void *priv, const struct tp_vol *v, uint64_t lchunk,
+			      uint64_t pchunk);
+/* References to each chunk from the maps, 0 or 1, in a malloc'd array. 0 or -ENOMEM. */
+int tp_recount(struct dio_tpool *p, uint8_t **refs, tp_recount_fn bad, void *priv);
+
 /* ---- pool-vol.c ---- */
 
 /* The open dio_volume of v (a new one, or another reference). 0 or -errno. */

@@ -142,4 +142,15 @@ typedef void (*dio_tpool_report_fn)(void *priv, int severity, const char *msg);
 int dio_tpool_check(const char *path, const struct dio_tpool_opts *opts,
 		    dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res);
 
+/*
+ * Repair the pool at path: take back leaked chunks (counted used, mapped
+ * by no volume) with a checkpoint. Anything worse (a problem check
+ * reports) is refused with nothing written: res->problems says so and
+ * report says why. Needs the pool's lock: -EAGAIN when it is open in
+ * another process. 0 when it could look (see *res), or -errno (the reason
+ * in opts->errbuf).
+ */
+int dio_tpool_repair(const char *path, const struct dio_tpool_opts *opts,
+		     dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res);
+
 #endif /* DIO_TPOOL_H */
