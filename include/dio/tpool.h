@@ -123,6 +123,40 @@ struct dio_tpool_info {
 /* What the pool looks like now. */
 void dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info);
 
+/* Its metadata, beyond dio_tpool_info: what dionbd-pool dump shows. */
+struct dio_tpool_meta {
+	/* the superblock in use */
+	uint32_t version, block_size;
+	uint64_t feat_compat, feat_ro_compat, feat_incompat;
+	uint64_t created;		/* unix time */
+	uint64_t journal_start, meta_start, data_start;	/* blocks, blocks, bytes */
+	uint64_t ckpt_root;		/* first root block of the checkpoint */
+	uint64_t ckpt_blocks;		/* metadata blocks the checkpoint holds */
+	uint64_t next_vol_id;
+	/* the journal: sequences [tail, head) are committed since the checkpoint */
+	uint64_t journal_head, journal_tail;
+	uint64_t pending_records;	/* appended, not committed yet */
+	/* the space map */
+	uint64_t chunks_used, chunks_pending, chunks_free;	/* pending: freed, not durable */
+	uint64_t refcount[4];		/* chunks whose space map entry is 0, 1, 2, 3 */
+	uint64_t leaked;		/* counted used, referenced by no volume */
+};
+
+/* Fill *m (recounts the references for 'leaked'). 0 or -ENOMEM. */
+int dio_tpool_get_meta(struct dio_tpool *pool, struct dio_tpool_meta *m);
+
+/*
+ * Called for each mapped logical chunk of a volume, in order: the physical
+ * chunk that holds it and its written sub-blocks (bit i: sub-block i).
+ * Called with the pool's lock held: it must not call into the pool. A
+ * nonzero return stops the walk and is returned.
+ */
+typedef int (*dio_tpool_map_fn)(void *priv, uint64_t lchunk, uint64_t pchunk, uint32_t written);
+
+/* Walk the map of volume 'name'. 0, fn's nonzero return, or -ENOENT. */
+int dio_tpool_volume_map(struct dio_tpool *pool, const char *name, dio_tpool_map_fn fn,
+			 void *priv);
+
 /* What dio_tpool_check found. */
 struct dio_tpool_check_result {
 	unsigned int problems;	/* damage: the pool cannot be trusted as it is */

@@ -229,3 +229,43 @@ Test(pool_resize, shrink_inside_a_sub_block, .init = setup_big_chunks, .fini = t
 	dio_volume_put(v);
 	check_clean();
 }
+
+static int
+count_entry(void *priv, uint64_t lchunk, uint64_t pchunk, uint32_t written)
+{
+	uint64_t *n = priv;
+
+	cr_assert_lt(lchunk, 17, "a mapping past the end: %llu", (unsigned long long)lchunk);
+	cr_assert_neq(written, 0);
+	(*n)++;
+	return 0;
+}
+
+/* What dump shows after a shrink: the map and the space map agree. */
+Test(pool_resize, map_and_meta_after_shrink, .init = setup, .fini = teardown)
+{
+	struct dio_volume *v = vopen("a");
+	struct dio_tpool_meta m;
+	struct dio_tpool_info i;
+	uint64_t n = 0;
+
+	test_pattern(wbuf, 1 * MiB, 0, 5);
+	for (uint64_t off = 0; off < 4 * MiB; off += 1 * MiB)
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, off, 1 * MiB, wbuf), 0);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	dio_volume_put(v);
+	cr_assert_eq(dio_tpool_volume_resize(pool, "a", 1 * MiB + 4 * KiB), 0);
+	cr_assert_eq(dio_tpool_volume_map(pool, "a", count_entry, &n), 0);
+	cr_assert_eq(n, 17);
+	cr_assert_eq(dio_tpool_volume_map(pool, "nope", count_entry, &n), -ENOENT);
+	crash_reopen();
+	dio_tpool_get_info(pool, &i);
+	cr_assert_eq(dio_tpool_get_meta(pool, &m), 0);
+	cr_assert_eq(m.chunks_used, 17);
+	cr_assert_eq(m.chunks_free, i.free_chunks);
+	cr_assert_eq(m.chunks_used + m.chunks_free + m.chunks_pending, i.nr_chunks);
+	cr_assert_eq(m.refcount[1], 17);
+	cr_assert_eq(m.leaked, 0);
+	cr_assert_eq(m.journal_head - m.journal_tail, i.journal_used);
+	cr_assert_gt(m.ckpt_blocks, 0);
+}
