@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "dio/dio.h"
 #include "dio/tpool.h"
 
@@ -160,22 +162,16 @@ cmd_check(const char *path)
 	return res.problems ? 1 : 0;	/* leaks are reported, not fatal */
 }
 
-/* name as a JSON string. */
-static void
-json_str(const char *s)
+/* Print j on stdout, compact, on one line, and drop it. -ENOMEM when it could not. */
+static int
+json_print(json_t *j)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	int ret = j && json_dumpf(j, stdout, JSON_COMPACT) == 0 ? 0 : -ENOMEM;
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	json_decref(j);
+	if (ret == 0)
+		putchar('\n');
+	return ret;
 }
 
 static int
@@ -210,14 +206,14 @@ cmd_volume(int argc, char **argv)
 		dio_tpool_get_info(p, &info);
 		ret = dio_tpool_volume_list(p, &vi, &n);
 		if (ret == 0 && json) {
-			printf("[");
-			for (size_t i = 0; i < n; i++) {
-				printf("%s{\"name\":", i ? "," : "");
-				json_str(vi[i].name);
-				printf(",\"id\":%u,\"size\":%" PRIu64 ",\"mapped\":%" PRIu64 "}",
-				       vi[i].id, vi[i].size, vi[i].mapped * info.chunk_size);
-			}
-			printf("]\n");
+			json_t *a = json_array();
+
+			for (size_t i = 0; a && i < n; i++)
+				json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}",
+					"name", vi[i].name, "id", (json_int_t)vi[i].id,
+					"size", (json_int_t)vi[i].size,
+					"mapped", (json_int_t)(vi[i].mapped * info.chunk_size)));
+			ret = json_print(a);
 		} else if (ret == 0) {
 			printf("%-24s %6s %16s %16s\n", "NAME", "ID", "SIZE", "MAPPED");
 			for (size_t i = 0; i < n; i++)
