@@ -36,14 +36,112 @@ say(dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res, 
 }
 
 int
+tp_recount(struct dio_tpool *p, uint8_t **out, tp_recount_fn bad, void *priv)
+{
+	uint8_t *refs = calloc(p->sb.nr_chunks ? p->sb.nr_chunks : 1, 1);
+	uint64_t total = 0, done = 0;
+
+	if (!refs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < p->nvols; i++)
+		total += p->vols[i] ? p->vols[i]->nl : 0;
+	for (uint32_t i = 0; i < p->nvols; i++) {
+		struct tp_vol *v = p->vols[i];
+
+		for (uint64_t l = 0; v && l < v->nl; l++) {
+			struct tp_ment *e = tp_ment(v, l, false);
+
+			tp_progress(p, "counting references", ++done, total);
+			if (!e || !e->p1)
+				continue;
+			if (e->p1 - 1 >= p->sb.nr_chunks || refs[e->p1 - 1]) {
+				if (bad)
+					bad(priv, v, l, e->p1 - 1);
+				continue;
+			}
+			refs[e->p1 - 1] = 1;
+		}
+	}
+	*out = refs;
+	return 0;
+}
+
+/* What check and repair share: where they report, what they found. */
+struct tp_finder {
+	dio_tpool_report_fn report;
+	void *priv;
+	struct dio_tpool_check_result *res;
+};
+
+static void
+bad_ref(void *priv, const struct tp_vol *v, uint64_t l, uint64_t c)
+{
+	struct tp_finder *f = priv;
+
+	say(f->report, f->priv, f->res, 2, "volume %s: chunk %" PRIu64 " maps to %" PRIu64
+	    ", out of bounds or shared", v->name, l, c);
+}
+
+/*
+ * Slot s holds a newer superblock than the one open fell back to: its
+ * checkpoint did not verify, and what was committed since is not seen.
+ */
+static void
+newer_slot(struct tp_finder *f, int s, const struct tp_super *sb, uint64_t in_use)
+{
+	say(f->report, f->priv, f->res, 2, "superblock slot %c: generation %" PRIu64 " is newer "
+	    "than the one in use (%" PRIu64 ") but its checkpoint does not verify (the log says "
+	    "why): what was committed after generation %" PRIu64 " is not seen", 'A' + s,
+	    sb->h.gen, in_use, in_use);
+}
+
+/*
+ * Recount p's references against its space map: under-counts are
+ * problems, over-counts leaks (one finding for all). Their chunks get
+ * leaked[c] = 1 when leaked is not NULL. 0 or -ENOMEM.
+ */
+static int
+find(struct dio_tpool *p, struct tp_finder *f, uint8_t **leaked)
+{
+	uint64_t leaks = 0;
+	uint8_t *refs;
+	int ret = tp_recount(p, &refs, bad_ref, f);
+
+	if (ret < 0)
+		return ret;
+	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
+		tp_progress(p, "checking the space map", c + 1, p->sb.nr_chunks);
+		if (p->space[c] < refs[c]) {
+			say(f->report, f->priv, f->res, 2, "chunk %" PRIu64 ": referenced, space "
+			    "map says free (under-count)", c);
+			refs[c] = 0;
+		} else if (p->space[c] > refs[c]) {
+			leaks++;
+			refs[c] = 1;
+		} else {
+			refs[c] = 0;
+		}
+	}
+	if (leaks) {
+		f->res->leaks += (unsigned int)leaks - 1;
+		say(f->report, f->priv, f->res, 1, "%" PRIu64 " chunks counted used that nothing "
+		    "references (leaked; repair takes them back)", leaks);
+	}
+	if (leaked)
+		*leaked = refs;
+	else
+		free(refs);
+	return 0;
+}
+
+int
 dio_tpool_check(const char *path, const struct dio_tpool_opts *opts, dio_tpool_report_fn report,
 		void *priv, struct dio_tpool_check_result *res)
 {
+	struct tp_finder f = { report, priv, res };
 	struct dio_tpool *p;
 	struct tp_super sb;
-	uint8_t *refs;
 	char err[400];
-	uint64_t leaks = 0;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
@@ -62,46 +160,87 @@ dio_tpool_check(const char *path, const struct dio_tpool_opts *opts, dio_tpool_r
 			    r == -EUCLEAN ? "not valid (never written, or torn)" : strerror(-r));
 		else if (memcmp(sb.h.uuid, p->sb.h.uuid, 16))
 			say(report, priv, res, 0, "superblock slot %c: another pool's", 'A' + s);
+		else if (sb.h.gen > p->sb.h.gen)
+			newer_slot(&f, s, &sb, p->sb.h.gen);
 		else
 			say(report, priv, res, 0, "superblock slot %c: generation %" PRIu64 "%s",
 			    'A' + s, sb.h.gen, sb.h.gen == p->sb.h.gen ? " (in use)" : "");
 	}
 	say(report, priv, res, 0, "journal: %" PRIu64 " blocks of committed transactions",
 	    p->head - p->sb.journal_tail);
-	refs = calloc(p->sb.nr_chunks, 1);
-	if (!refs) {
-		tp_free(p);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < p->nvols; i++) {
-		struct tp_vol *v = p->vols[i];
-
-		for (uint64_t l = 0; v && l < v->nl; l++) {
-			struct tp_ment *e = tp_ment(v, l, false);
-
-			if (!e || !e->p1)
-				continue;
-			if (e->p1 - 1 >= p->sb.nr_chunks || refs[e->p1 - 1]) {
-				say(report, priv, res, 2, "volume %s: chunk %" PRIu64
-				    " maps to %u, out of bounds or shared", v->name, l, e->p1 - 1);
-				continue;
-			}
-			refs[e->p1 - 1] = 1;
-		}
-	}
-	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
-		if (p->space[c] < refs[c])
-			say(report, priv, res, 2, "chunk %" PRIu64 ": referenced, space map says "
-			    "free (under-count)", c);
-		else if (p->space[c] > refs[c])
-			leaks++;
-	}
-	if (leaks) {
-		res->leaks += (unsigned int)leaks - 1;
-		say(report, priv, res, 1, "%" PRIu64 " chunks counted used that nothing references "
-		    "(leaked; a checkpoint takes them back)", leaks);
-	}
-	free(refs);
+	ret = find(p, &f, NULL);
 	tp_free(p);
-	return 0;
+	return ret;
+}
+
+int
+dio_tpool_repair(const char *path, const struct dio_tpool_opts *opts,
+		 dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res)
+{
+	struct dio_tpool_opts o = opts ? *opts : (struct dio_tpool_opts){ 0 };
+	struct tp_finder f = { report, priv, res };
+	struct dio_tpool *p;
+	uint8_t *leaked;
+	char err[400];
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	o.readonly = false;
+	/* The lock: not while a daemon (or another tool) has the pool open. */
+	ret = tp_load(path, &o, false, &p, err, sizeof(err));
+	if (ret == -EUCLEAN || ret == -EOPNOTSUPP) {
+		say(report, priv, res, 2, "%s: not repairable here (%s)", err,
+		    ret == -EUCLEAN ? "no superblock with a checkpoint that verifies, or a "
+		    "journal record that contradicts it" : "written by a newer version");
+		return 0;
+	}
+	if (ret < 0) {
+		if (opts && opts->errbuf && opts->errlen)
+			snprintf(opts->errbuf, opts->errlen, "%s", err[0] ? err : strerror(-ret));
+		return ret;
+	}
+	if (p->readonly) {
+		say(report, priv, res, 2, "read-only compatible features %#" PRIx64 " this version "
+		    "does not know: it may not write the pool", p->sb.feat_ro_compat);
+		tp_free(p);
+		return 0;
+	}
+	for (int s = 0; s < 2; s++) {
+		struct tp_super sb;
+
+		/* Writing a checkpoint over an older state would lose the newer one. */
+		if (tp_super_read(p, s, &sb) == 0 && !memcmp(sb.h.uuid, p->sb.h.uuid, 16) &&
+		    sb.h.gen > p->sb.h.gen)
+			newer_slot(&f, s, &sb, p->sb.h.gen);
+	}
+	ret = find(p, &f, &leaked);
+	if (ret < 0 || res->problems) {
+		/* An under-count or a shared chunk: whose is it? Not guessed here. */
+		if (ret == 0)
+			say(report, priv, res, 0, "nothing written: repair takes back leaks only, "
+			    "and refuses a pool with problems");
+		if (ret == 0)
+			free(leaked);
+		tp_free(p);
+		return ret;
+	}
+	if (res->leaks) {
+		/* Nothing maps them: free now, and the checkpoint writes the recount. */
+		for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
+			if (!leaked[c])
+				continue;
+			p->space[c] = 0;
+			if (p->cstate[c] == TP_C_USED) {
+				p->cstate[c] = TP_C_FREE;
+				p->free_chunks++;
+			}
+		}
+		ret = tp_checkpoint(p);
+		if (ret == 0)
+			say(report, priv, res, 0, "%u leaked chunks taken back (checkpoint %" PRIu64
+			    ")", res->leaks, p->sb.h.gen);
+	}
+	free(leaked);
+	tp_free(p);
+	return ret;
 }

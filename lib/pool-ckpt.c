@@ -273,7 +273,7 @@ int
 tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t errlen)
 {
 	uint8_t *root = NULL, *blk = NULL, *space = NULL;
-	uint64_t rb = sb->ckpt_root, nroots = 0;
+	uint64_t rb = sb->ckpt_root, nroots = 0, nread = 0;
 	int ret;
 
 	p->sb = *sb;
@@ -311,6 +311,7 @@ tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t e
 				goto out;
 			}
 			p->meta_used[b - sb->meta_start] = 1;
+			tp_progress(p, "loading the checkpoint", ++nread, 0);
 			if (bh->type == TP_BT_SPACE) {
 				if (bh->aux + bh->count > sb->nr_chunks || bh->used < (bh->count + 3) / 4) {
 					ret = load_err(err, errlen, -EUCLEAN, "space block %llu out of range",

@@ -30,7 +30,11 @@ tp_ment(struct tp_vol *v, uint64_t l, bool make)
 	return &v->leaf[i][l % TP_LEAF];
 }
 
-/* Grow or shrink v's map to size bytes; entries past the end must be holes. 0 or -ENOMEM. */
+/*
+ * Grow or shrink v's map to size bytes; entries past the end must be holes.
+ * A shrink frees the leaves past the new end and clears the rest of the
+ * last one, so a later grow starts from holes. 0 or -ENOMEM.
+ */
 static int
 tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 {
@@ -38,6 +42,15 @@ tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 	uint64_t nleaf = (nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
 	struct tp_ment **leaf;
 
+	if (nleaf < old) {
+		for (uint64_t i = nleaf; i < old; i++) {
+			free(v->leaf[i]);
+			v->leaf[i] = NULL;
+		}
+	}
+	if (nl < v->nl && nl % TP_LEAF && v->leaf[nl / TP_LEAF])
+		memset(&v->leaf[nl / TP_LEAF][nl % TP_LEAF], 0,
+		       (TP_LEAF - nl % TP_LEAF) * sizeof(struct tp_ment));
 	if (nleaf > old) {
 		leaf = realloc(v->leaf, nleaf * sizeof(*leaf));
 		if (!leaf)

@@ -88,6 +88,8 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 	pthread_mutex_init(&p->lock, NULL);
 	p->io = opts && opts->io ? opts->io : &tp_sys_io;
 	p->commit_ms = opts ? opts->commit_ms : 0;
+	p->progress = opts ? opts->progress : NULL;
+	p->progress_priv = opts ? opts->progress_priv : NULL;
 	p->path = strdup(path);
 	p->refs = 1;
 	if (!p->path)

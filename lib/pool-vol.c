@@ -353,6 +353,105 @@ tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out)
 	return 0;
 }
 
+/*
+ * Growing v: the bytes of its last written sub-block past the old end may
+ * hold what a shrink cut off; they read as zeros from now on. Written
+ * before the new size is committed, as they are past the end until then.
+ */
+static int
+tpv_zero_tail(struct dio_tpool *p, struct tp_vol *v)
+{
+	uint64_t cs = p->chunk_size, ss = p->sub_size, o = v->size, len = ss - o % ss;
+	struct tp_ment *e = tp_ment(v, o / cs, false);
+	int ret;
+
+	if (o % ss == 0 || !e || !e->p1 || !((e->bits >> (o % cs / ss)) & 1))
+		return 0;
+	ret = tp_buf_reserve(p, len);
+	if (ret < 0)
+		return ret;
+	memset(p->buf, 0, len);
+	ret = p->io->pwrite(p->io->priv, p->fd, p->buf, len,
+			    p->sb.data_start + (uint64_t)(e->p1 - 1) * cs + o % cs, false);
+	return ret < 0 ? ret : tp_flush_sync(p);
+}
+
+/*
+ * Shrinking v to size: UNMAP records for the sub-blocks wholly past the
+ * new end; chunks left with none are freed, allocatable once the records
+ * are durable (R3). A sub-block the end cuts stays written.
+ */
+static int
+tpv_unmap_tail(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
+{
+	uint64_t cs = p->chunk_size, ss = p->sub_size;
+
+	for (uint64_t l = size / cs; l < v->nl; l++) {
+		struct tp_ment *e = tp_ment(v, l, false);
+		uint64_t from = l * cs < size ? size - l * cs : 0;
+		uint32_t bits = sub_mask((uint32_t)((from + ss - 1) / ss), p->nsub);
+		struct tp_rec r = { .type = TP_R_UNMAP, .vol = v->id, .a = l, .bits = bits };
+		int ret;
+
+		if (!e || !e->p1 || (!(e->bits & bits) && e->bits))
+			continue;
+		ret = tp_append(p, &r, 0);
+		if (ret < 0)
+			return ret;
+		e->bits &= ~bits;
+		e->dbits &= ~bits;
+		if (!e->bits) {
+			tp_chunk_release(p, e->p1 - 1, p->serial);
+			e->p1 = 0;
+			v->mapped--;
+		}
+	}
+	return 0;
+}
+
+int
+dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size)
+{
+	struct tp_rec r = { .type = TP_R_RESIZE, .a = size };
+	char err[200];
+	struct tp_vol *v;
+	int ret;
+
+	if (size == 0 || size % TP_BLOCK ||
+	    size / pool->chunk_size >= UINT32_MAX * (uint64_t)TP_LEAF)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->lock);
+	v = tp_vol_by_name(pool, name);
+	if (pool->readonly)
+		ret = -EROFS;
+	else if (!v)
+		ret = -ENOENT;
+	else if (size == v->size)
+		ret = 0;
+	else if (size < v->size && v->dv)
+		ret = -EBUSY;	/* its clients may be writing past the new end */
+	else {
+		r.vol = v->id;
+		ret = size > v->size ? tpv_zero_tail(pool, v) : tpv_unmap_tail(pool, v, size);
+		if (ret == 0)
+			ret = tp_append(pool, &r, 0);
+		if (ret == 0) {
+			ret = tp_apply(pool, &r, err, sizeof(err));
+			if (ret < 0) {
+				pool->npend--;	/* never happened */
+				dio_log(DIO_LOG_ERR, "%s: resize of %s: %s", pool->path, name, err);
+			}
+		}
+		if (ret == 0 && v->dv)
+			__atomic_store_n(&v->dv->vol.size, size, __ATOMIC_RELAXED);
+		/* The UNMAPs and the size in one transaction: all or nothing. */
+		if (ret == 0)
+			ret = tp_commit(pool, true);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
+}
+
 int
 dio_tpool_volume_open(struct dio_tpool *pool, const char *name, struct dio_volume **out)
 {

@@ -189,6 +189,8 @@ struct dio_tpool {
 	bool readonly;
 	uint32_t lbs;
 	const struct dio_tpool_io *io;
+	dio_tpool_progress_fn progress;	/* dio_tpool_opts', or NULL */
+	void *progress_priv;
 	_Atomic unsigned int refs;	/* opener + each open volume */
 	pthread_mutex_t lock;
 
@@ -230,6 +232,17 @@ struct dio_tpool {
 	uint8_t *buf;			/* TP_BLOCK-aligned scratch for metadata I/O */
 	size_t buflen;
 };
+
+/*
+ * Progress of long work (dio_tpool_progress_fn): every 1024 units and at
+ * the end, or every unit when the total is not known.
+ */
+static inline void
+tp_progress(struct dio_tpool *p, const char *what, uint64_t done, uint64_t total)
+{
+	if (p->progress && (total == 0 || done % 1024 == 0 || done == total))
+		p->progress(p->progress_priv, what, done, total);
+}
 
 /* ---- pool-format.c ---- */
 
@@ -325,6 +338,14 @@ void tp_put(struct dio_tpool *p);
 void tp_committer_kick(struct dio_tpool *p);
 /* Stop and join the thread (lock not held); before the last checkpoint. */
 void tp_committer_stop(struct dio_tpool *p);
+
+/* ---- pool-check.c ---- */
+
+/* Called by tp_recount for a mapping out of bounds or of a chunk mapped already. */
+typedef void (*tp_recount_fn)(void *priv, const struct tp_vol *v, uint64_t lchunk,
+			      uint64_t pchunk);
+/* References to each chunk from the maps, 0 or 1, in a malloc'd array. 0 or -ENOMEM. */
+int tp_recount(struct dio_tpool *p, uint8_t **refs, tp_recount_fn bad, void *priv);
 
 /* ---- pool-vol.c ---- */
 

@@ -22,6 +22,15 @@ struct dio_tpool_io;	/* metadata I/O hooks, for tests (lib/pool.h) */
 
 #define DIO_TPOOL_NAME_MAX 55	/* bytes in a volume name, without the NUL */
 
+/*
+ * Long work under way (loading a checkpoint, recounting references): done
+ * of total units of the step 'what' (total 0: not known ahead). Called
+ * with the pool's lock held, often: it must not call into the pool, and a
+ * display rate-limits itself.
+ */
+typedef void (*dio_tpool_progress_fn)(void *priv, const char *what, uint64_t done,
+				      uint64_t total);
+
 struct dio_tpool_opts {
 	bool readonly;		/* open read-only: no metadata is ever written */
 	bool no_direct;		/* buffered I/O (tmpfs, memfd); tests only */
@@ -34,6 +43,8 @@ struct dio_tpool_opts {
 	 * FUA, a quarter of the journal and close). Servers use 1000.
 	 */
 	unsigned int commit_ms;
+	dio_tpool_progress_fn progress;	/* optional, NULL: none */
+	void *progress_priv;
 };
 
 struct dio_tpool_create_opts {
@@ -76,6 +87,16 @@ int dio_tpool_volume_create(struct dio_tpool *pool, const char *name, uint64_t s
 int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
 
 /*
+ * Resize a volume to size bytes (multiple of 4096), durably. A grow of an
+ * open volume is seen by its next opener (the size an open volume reports
+ * grows with it; clients that know the old one keep it). A shrink refuses
+ * an open volume (-EBUSY), forgets what was written past the new end and
+ * frees the chunks that held only that, in the same transaction as the new
+ * size. 0 or -errno (-ENOENT: no such volume, -EROFS: read-only pool).
+ */
+int dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size);
+
+/*
  * The volume 'name' as a dio_volume (its fd is the pool's), holding one
  * reference: the same volume with one more reference when it is open
  * already. -ENOENT when there is no such volume.
@@ -108,6 +129,40 @@ struct dio_tpool_info {
 /* What the pool looks like now. */
 void dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info);
 
+/* Its metadata, beyond dio_tpool_info: what dionbd-pool dump shows. */
+struct dio_tpool_meta {
+	/* the superblock in use */
+	uint32_t version, block_size;
+	uint64_t feat_compat, feat_ro_compat, feat_incompat;
+	uint64_t created;		/* unix time */
+	uint64_t journal_start, meta_start, data_start;	/* blocks, blocks, bytes */
+	uint64_t ckpt_root;		/* first root block of the checkpoint */
+	uint64_t ckpt_blocks;		/* metadata blocks the checkpoint holds */
+	uint64_t next_vol_id;
+	/* the journal: sequences [tail, head) are committed since the checkpoint */
+	uint64_t journal_head, journal_tail;
+	uint64_t pending_records;	/* appended, not committed yet */
+	/* the space map */
+	uint64_t chunks_used, chunks_pending, chunks_free;	/* pending: freed, not durable */
+	uint64_t refcount[4];		/* chunks whose space map entry is 0, 1, 2, 3 */
+	uint64_t leaked;		/* counted used, referenced by no volume */
+};
+
+/* Fill *m (recounts the references for 'leaked'). 0 or -ENOMEM. */
+int dio_tpool_get_meta(struct dio_tpool *pool, struct dio_tpool_meta *m);
+
+/*
+ * Called for each mapped logical chunk of a volume, in order: the physical
+ * chunk that holds it and its written sub-blocks (bit i: sub-block i).
+ * Called with the pool's lock held: it must not call into the pool. A
+ * nonzero return stops the walk and is returned.
+ */
+typedef int (*dio_tpool_map_fn)(void *priv, uint64_t lchunk, uint64_t pchunk, uint32_t written);
+
+/* Walk the map of volume 'name'. 0, fn's nonzero return, or -ENOENT. */
+int dio_tpool_volume_map(struct dio_tpool *pool, const char *name, dio_tpool_map_fn fn,
+			 void *priv);
+
 /* What dio_tpool_check found. */
 struct dio_tpool_check_result {
 	unsigned int problems;	/* damage: the pool cannot be trusted as it is */
@@ -126,5 +181,16 @@ typedef void (*dio_tpool_report_fn)(void *priv, int severity, const char *msg);
  */
 int dio_tpool_check(const char *path, const struct dio_tpool_opts *opts,
 		    dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res);
+
+/*
+ * Repair the pool at path: take back leaked chunks (counted used, mapped
+ * by no volume) with a checkpoint. Anything worse (a problem check
+ * reports) is refused with nothing written: res->problems says so and
+ * report says why. Needs the pool's lock: -EAGAIN when it is open in
+ * another process. 0 when it could look (see *res), or -errno (the reason
+ * in opts->errbuf).
+ */
+int dio_tpool_repair(const char *path, const struct dio_tpool_opts *opts,
+		     dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res);
 
 #endif /* DIO_TPOOL_H */

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The man pages: dionbd(8), dionbd.conf(5) and dionbdctl(8) (mdoc sources in
-# man/) are clean under mandoc -Tlint, every level down to style, and under
-# groff -ww; nbdkit-dio-plugin(1), which pod2man generates, has no warning.
-# dionbd(8) documents every option of dionbd --help, and dionbd.conf(5)
-# every [server] key (the same names).
+# The man pages: dionbd(8), dionbd.conf(5), dionbdctl(8) and dionbd-pool(8)
+# (mdoc sources in man/) are clean under mandoc -Tlint, every level down to
+# style, and under groff -ww; nbdkit-dio-plugin(1), which pod2man generates,
+# has no warning. dionbd(8) documents every option of dionbd --help,
+# dionbd.conf(5) every [server] key (the same names), and dionbd-pool(8)
+# every command of its usage text.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-common.sh"
 requires mandoc
 
 man=$DIO_SRC/man
-pages=("$man/dionbd.8" "$man/dionbd.conf.5" "$man/dionbdctl.8")
+pages=("$man/dionbd.8" "$man/dionbd.conf.5" "$man/dionbdctl.8" "$man/dionbd-pool.8")
 bad=0
 
 # lint PAGE MANDOC-ARGS...: mandoc's messages on PAGE, less the references
@@ -50,6 +51,18 @@ else
 	echo "$NAME: $plugin not built (no nbdkit-plugin-dev or pod2man): not checked" >&2
 fi
 [ "$bad" = 0 ] || fail "man pages with lint messages (above)"
+
+# Every command of dionbd-pool's usage text in dionbd-pool(8), as Cm name
+# (volume's: Cm volume name).
+pooltool=$DIO_BUILD/tools/dionbd-pool
+if [ -x "$pooltool" ]; then
+	cmds=$({ "$pooltool" 2>&1 || true; } | sed -n 's/^.*dionbd-pool \(volume [a-z]*\|[a-z]*\).*/\1/p')
+	[ -n "$cmds" ] || fail "no commands in dionbd-pool's usage"
+	while read -r cmd; do
+		grep -q -F -e "Cm $cmd" "$man/dionbd-pool.8" ||
+			fail "dionbd-pool(8) does not document $cmd"
+	done <<< "$cmds"
+fi
 
 # Every long option of --help in dionbd(8), as mdoc writes it (Fl \-name);
 # every setting (the options from --unix to --verbose) a key in dionbd.conf(5).
