@@ -7,7 +7,8 @@
  * always legal (it flushes the device before the journal write, R1), so
  * it may come at any point between requests.
  *
- * The thread starts with the first record appended, not at open: nbdkit
+ * Writers kick it when they leave records waiting (pool-vol.c); it
+ * starts with the first such kick, not at open: nbdkit
  * opens the pool before it forks, and a thread does not survive a fork.
  * It takes the pool lock like any other writer of metadata.
  */
@@ -30,7 +31,9 @@ tp_committer(void *arg)
 		int ret;
 
 		if (!p->npend) {
+			p->committer_idle = true;
 			pthread_cond_wait(&p->commit_cond, &p->lock);
+			p->committer_idle = false;
 			continue;
 		}
 		/* commit_ms after the first record waits (or its wake-up) */
@@ -77,8 +80,8 @@ tp_committer_kick(struct dio_tpool *p)
 		}
 		p->committer_on = true;
 	}
-	/* The first record waiting starts the thread's clock. */
-	if (p->npend == 1)
+	/* Asleep with nothing waiting: records now do, start its clock. */
+	if (p->committer_idle)
 		pthread_cond_signal(&p->commit_cond);
 }
 

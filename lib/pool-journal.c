@@ -34,7 +34,6 @@ tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs)
 	p->pend[p->npend++] = (struct tp_prec){ .serial = ++p->serial, .needs = needs, .r = *r };
 	p->pend[p->npend - 1].r.words = (uint8_t)(tp_rec_size(r->type) / 8);
 	p->dirty = true;
-	tp_committer_kick(p);
 	return 0;
 }
 

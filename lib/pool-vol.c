@@ -172,6 +172,8 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 		ret = tp_commit(p, true);
 	else if (ret == 0 && p->npend * 32 > p->sb.journal_blocks * TP_BLOCK / 4)
 		ret = tp_commit(p, true);	/* a quarter of the journal is waiting */
+	else if (p->npend)
+		tp_committer_kick(p);	/* the rest: within commit_ms */
 	pthread_mutex_unlock(&p->lock);
 	return ret;
 }
@@ -267,6 +269,8 @@ tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
 		}
 		a = end;
 	}
+	if (p->npend)
+		tp_committer_kick(p);	/* committed by FLUSH, FUA, or within commit_ms */
 	return ret;
 }
 

@@ -223,6 +223,7 @@ struct dio_tpool {
 	/* background commit (pool-commit.c); fields under lock once the thread runs */
 	unsigned int commit_ms;		/* 0: none */
 	bool committer_on, commit_stop;
+	bool committer_idle;		/* waiting for records, not for its clock */
 	pthread_t committer;
 	pthread_cond_t commit_cond;	/* a first record waits, or stop */
 	uint64_t bg_commits;		/* commits the thread made */
@@ -334,7 +335,7 @@ void tp_put(struct dio_tpool *p);
 
 /* ---- pool-commit.c ---- */
 
-/* A record was appended (lock held): start the thread, or its clock. */
+/* Records wait to be committed (lock held): start the thread, or its clock. */
 void tp_committer_kick(struct dio_tpool *p);
 /* Stop and join the thread (lock not held); before the last checkpoint. */
 void tp_committer_stop(struct dio_tpool *p);
