@@ -53,6 +53,15 @@ dio_start_vol(struct dio *dio)
 	dio_stage(dio, dio_finish);
 	if (dio->op == DIO_REQ_CACHE)
 		goto out;	/* a hint; the volume's own cache decides */
+	if (dio->op == DIO_REQ_READ && (dio->flags & DIO_REQ_REPORT_HOLES)) {
+		/*
+		 * All of it is data: asking the volume's map on every read would
+		 * cost more than it saves (block status still reports holes).
+		 */
+		dio->req->segs[0] = (struct dio_seg){ .pos = dio->req->pos, .len = dio->req->len,
+						      .type = DIO_SEG_DATA };
+		dio->req->nsegs = 1;
+	}
 	dio->vio = (struct dio_vol_io){ .req = dio->req, .ctx = dio->ctx };
 	ret = dio_ctx_source_get(dio->ctx, vol);
 	if (ret < 0) {
