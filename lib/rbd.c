@@ -364,7 +364,8 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 			       "(%s): %s%s", spec, id, opts->conf ? opts->conf : "default conf",
 			       strerror(-ret),
 			       ret == -ETIMEDOUT ? " (are the monitors up and reachable?)" :
-			       ret == -EACCES || ret == -EPERM ? " (check the id and keyring)" :
+			       ret == -EACCES || ret == -EPERM || ret == -EIO ?
+			       " (check the id and keyring)" :
 			       ret == -ENOENT ? " (no keyring found for this id?)" : "");
 		goto err_shutdown;
 	}
