@@ -122,7 +122,12 @@ rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
 			ret = rbd_aio_write(rv->image, req->pos, req->len, req->buf, c);
 			break;
 		case DIO_REQ_ZERO:
-			/* NO_HOLE: keep it allocated, as the client asked */
+			/* NO_HOLE: keep it allocated, which means writing the zeros: not fast */
+			if ((req->flags & (DIO_REQ_NO_HOLE | DIO_REQ_FAST_ZERO)) ==
+			    (DIO_REQ_NO_HOLE | DIO_REQ_FAST_ZERO)) {
+				ret = -EOPNOTSUPP;
+				break;
+			}
 			ret = rbd_aio_write_zeroes(rv->image, req->pos, req->len, c,
 						   (req->flags & DIO_REQ_NO_HOLE) ?
 						   RBD_WRITE_ZEROES_FLAG_THICK_PROVISION : 0, 0);
