@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad rbd settings stop the daemon at start with a message that says what is
 # wrong (wrong pool, image, snapshot, client id, key, conf, an unreachable
-# monitor within rbd-timeout), and the config file takes the same settings.
+# monitor within rbd-timeout), and the config file takes the same settings;
+# two exports of one image share its one volume.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
@@ -55,9 +56,20 @@ rbd-id = admin
 rbd-keyring = $CEPH_KEYRING
 rbd-cache = off
 rbd-timeout = 20
+
+[export again]
+path = rbd:tp/img
+rbd-conf = $CEPH_CONF
+rbd-id = admin
+rbd-keyring = $CEPH_KEYRING
 CONF
-start_server_or_fail --config "$TMP/dionbd.conf"
+start_server_or_fail -v --config "$TMP/dionbd.conf"
 [ "$(nbdinfo --size "$(uri_of img)")" = 16777216 ] || fail "the export from the config file"
+# Two exports of one image share one volume (one librbd handle, one flush for all).
+[ "$(grep -c 'libdio: rbd:tp/img: ' "$SRV_LOG")" = 1 ] ||
+	fail "the image was opened more than once: $(cat "$SRV_LOG")"
+qio_at "$(uri_of img)" -c "write -P 0x5e 0 4k"
+qio_at "$(uri_of again)" -r -c "read -P 0x5e 0 4k"
 finish img
 echo "[export y]
 path = rbd:tp/img
