@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ dio_ctx_create_engine(struct dio_engine *e, const struct dio_ctx_opts *opts,
 	}
 	ctx->engine = e;
 	ctx->efd = -1;	/* asked of the engine when somebody needs to poll */
+	ctx->pollfd = -1;
 	ctx->defer_tail = &ctx->defer_head;
 	ctx->remote_tail = &ctx->remote_head;
 	pthread_mutex_init(&ctx->remote_lock, NULL);
@@ -76,6 +78,9 @@ dio_ctx_destroy(struct dio_ctx *ctx)
 	}
 	dio_pool_destroy(ctx->pool);
 	dio_engine_destroy(ctx->engine);
+	if (ctx->pollfd >= 0)
+		close(ctx->pollfd);
+	free(ctx->srcs);
 	free(ctx->zero_buf);
 	pthread_mutex_destroy(&ctx->remote_lock);
 	free(ctx);
@@ -99,16 +104,106 @@ dio_ctx_inflight(const struct dio_ctx *ctx)
 	return ctx->inflight;
 }
 
+/* Watch fd in the ctx's epoll (level-triggered, as the engine's eventfd is). */
+static int
+dio_ctx_watch(struct dio_ctx *ctx, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	if (epoll_ctl(ctx->pollfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The ctx's thread only. One fd for the host to poll: an epoll of the
+ * engine's eventfd and of the event fds of the volumes with requests in
+ * flight here (sources). Without sources it is the engine's fd plus one
+ * level of epoll, which costs a wake-up nothing measurable.
+ */
 int
 dio_ctx_event_fd(struct dio_ctx *ctx)
 {
-	int fd = __atomic_load_n(&ctx->efd, __ATOMIC_SEQ_CST);
+	int fd;
 
+	if (ctx->pollfd >= 0)
+		return ctx->pollfd;
+	fd = __atomic_load_n(&ctx->efd, __ATOMIC_SEQ_CST);
 	if (fd < 0) {
 		fd = ctx->engine->ops->event_fd(ctx->engine);
+		if (fd < 0)
+			return fd;
 		__atomic_store_n(&ctx->efd, fd, __ATOMIC_SEQ_CST);
 	}
+	ctx->pollfd = epoll_create1(EPOLL_CLOEXEC);
+	if (ctx->pollfd < 0)
+		return -errno;
+	if (dio_ctx_watch(ctx, fd) < 0)
+		goto err_close;
+	for (unsigned int i = 0; i < ctx->nsrcs; i++)
+		if (dio_ctx_watch(ctx, ctx->srcs[i].vol->vol_ops->event_fd(ctx->srcs[i].vol)) < 0)
+			goto err_close;
+	return ctx->pollfd;
+
+err_close:
+	fd = -errno;
+	close(ctx->pollfd);
+	ctx->pollfd = -1;
 	return fd;
+}
+
+int
+dio_ctx_source_get(struct dio_ctx *ctx, struct dio_volume *vol)
+{
+	struct dio_ctx_src *s;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < ctx->nsrcs; i++)
+		if (ctx->srcs[i].vol == vol) {
+			ctx->srcs[i].inflight++;
+			return 0;
+		}
+	if (ctx->nsrcs == ctx->srcs_cap) {
+		unsigned int cap = ctx->srcs_cap ? 2 * ctx->srcs_cap : 4;
+
+		s = realloc(ctx->srcs, cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		ctx->srcs = s;
+		ctx->srcs_cap = cap;
+	}
+	if (ctx->pollfd >= 0) {
+		ret = dio_ctx_watch(ctx, vol->vol_ops->event_fd(vol));
+		if (ret < 0)
+			return ret;
+	}
+	ctx->srcs[ctx->nsrcs++] = (struct dio_ctx_src){ .vol = vol, .inflight = 1 };
+	return 0;
+}
+
+void
+dio_ctx_source_put(struct dio_ctx *ctx, struct dio_volume *vol)
+{
+	for (unsigned int i = 0; i < ctx->nsrcs; i++) {
+		if (ctx->srcs[i].vol != vol || --ctx->srcs[i].inflight > 0)
+			continue;
+		if (ctx->pollfd >= 0)
+			(void)epoll_ctl(ctx->pollfd, EPOLL_CTL_DEL, vol->vol_ops->event_fd(vol), NULL);
+		ctx->srcs[i] = ctx->srcs[--ctx->nsrcs];
+		return;
+	}
+}
+
+/*
+ * Let every source deliver its completions. They arrive as deferred work
+ * (dio_vol_io_done), so the list does not change under this loop.
+ */
+static void
+dio_ctx_poll_sources(struct dio_ctx *ctx)
+{
+	for (unsigned int i = 0; i < ctx->nsrcs; i++)
+		ctx->srcs[i].vol->vol_ops->poll(ctx->srcs[i].vol, ctx);
 }
 
 void *
@@ -253,6 +348,7 @@ dio_ctx_reap(struct dio_ctx *ctx, bool wait)
 		ret = dio_engine_reap(ctx->engine, false);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
 			return ret;
+		dio_ctx_poll_sources(ctx);
 		dio_ctx_run_deferred(ctx);
 		if (ctx->completed != start || !wait || ctx->inflight == 0)
 			break;
@@ -262,14 +358,14 @@ dio_ctx_reap(struct dio_ctx *ctx, bool wait)
 				return ret;
 			continue;
 		}
-		/* Nothing on the device: we wait for another thread's hand-over.
-		 * A new eventfd was not there for earlier posts: look again first. */
-		if (ctx->efd < 0) {
+		/* Nothing on the device: we wait for another thread's hand-over
+		 * or a source's completion. A new eventfd was not there for earlier posts: look again first. */
+		if (ctx->pollfd < 0) {
 			if (dio_ctx_event_fd(ctx) < 0)
 				return -EIO;
 			continue;
 		}
-		pfd.fd = ctx->efd;
+		pfd.fd = ctx->pollfd;
 		pfd.events = POLLIN;
 		if (poll(&pfd, 1, -1) > 0) {
 			eventfd_t v;

@@ -40,6 +40,7 @@ struct dio_ctx {
 	struct dio_engine *engine;	/* owned */
 	struct dio_pool *pool;		/* owned */
 	int efd;			/* the engine's eventfd, once asked for */
+	int pollfd;			/* epoll of efd + sources: dio_ctx_event_fd */
 	unsigned int inflight;		/* accepted requests not yet done() */
 	unsigned int in_submit;		/* > 0 while inside dio_submit: defer done() */
 	uint64_t completed;		/* done() calls so far */
@@ -64,6 +65,18 @@ struct dio_ctx {
 		int slot;		/* the engine's fixed-file slot */
 	} files[DIO_CTX_FILES];
 	unsigned int files_next;	/* next slot to recycle when all are taken */
+
+	/*
+	 * Sources: volumes that do their own I/O (vol_ops->submit), each with
+	 * the number of this ctx's requests in flight on it. A volume is here,
+	 * and its event fd in pollfd, only while that number is above zero,
+	 * so a volume never outlives its entry.
+	 */
+	struct dio_ctx_src {
+		struct dio_volume *vol;
+		unsigned int inflight;
+	} *srcs;
+	unsigned int nsrcs, srcs_cap;
 };
 
 /* Queue w to run at the next reap of ctx; this thread only. */
@@ -84,5 +97,10 @@ void dio_ctx_cache_put(struct dio_ctx *ctx, unsigned int kind, void *obj);
  * Best effort: an unregistered fd only costs a little speed.
  */
 int dio_ctx_file(struct dio_ctx *ctx, uint64_t vol_id, int fd);
+
+/* One more request of this ctx in flight on vol (a source): poll it. 0 or -errno. */
+int dio_ctx_source_get(struct dio_ctx *ctx, struct dio_volume *vol);
+/* One fewer: the last one stops polling vol. */
+void dio_ctx_source_put(struct dio_ctx *ctx, struct dio_volume *vol);
 
 #endif /* DIO_CTX_H */

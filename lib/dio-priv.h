@@ -6,6 +6,8 @@
  *   dio-rmw.c    writes: aligned ones go straight on, unaligned ones by
  *                read-modify-write under the volume's range lock
  *   dio-rw.c     reads, and writes of whole blocks (the iomap_dio_iter part)
+ *   dio-vol.c    whole requests on volumes that do their own I/O
+ *                (vol_ops->submit: RBD), beside the iterator and engine
  *   dio-core.c   a struct dio's life: stages, references, device I/O,
  *                the volume's own methods, completion
  * Each file calls only the ones below it in this list.
@@ -86,6 +88,7 @@ struct dio {
 	uint64_t meta_pos, meta_len;
 	struct dio_io meta_io;
 	struct dio_req own_req;	/* a child's request */
+	struct dio_vol_io vio;	/* the request on a volume with vol_ops->submit */
 	struct dio_ext_rec inline_exts[DIO_INLINE_EXTS];
 };
 
@@ -162,6 +165,11 @@ void dio_write_done(struct dio *dio);
 
 /* WRITE (or a zero-write child): aligned straight on, unaligned by read-modify-write. */
 void dio_start_write(struct dio *dio);
+
+/* ---- dio-vol.c ---- */
+
+/* Any request but EXTENTS on a volume with vol_ops->submit: the volume does it. */
+void dio_start_vol(struct dio *dio);
 
 /* ---- dio-meta.c ---- */
 

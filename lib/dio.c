@@ -97,7 +97,8 @@ dio_submit(struct dio_ctx *ctx, struct dio_volume *vol, struct dio_req *req)
 	dio->req = req;
 	dio->op = req->op;
 	dio->flags = req->flags;
-	dio->fixed_file = dio_ctx_file(ctx, dio_volume_id(vol), vol->fd);
+	if (!vol->vol_ops->submit)
+		dio->fixed_file = dio_ctx_file(ctx, dio_volume_id(vol), vol->fd);
 	req->dio = dio;
 	req->nsegs = 0;
 	req->fast = false;
@@ -112,6 +113,10 @@ dio_submit(struct dio_ctx *ctx, struct dio_volume *vol, struct dio_req *req)
 	if (req->len == 0 && req->op != DIO_REQ_FLUSH) {
 		dio_stage(dio, dio_finish);
 		dio_put(dio);
+		goto out;
+	}
+	if (vol->vol_ops->submit && req->op != DIO_REQ_EXTENTS) {
+		dio_start_vol(dio);
 		goto out;
 	}
 	switch (req->op) {

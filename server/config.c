@@ -3,6 +3,7 @@
  * Exports (-e specs, [export NAME] sections) and the INI config file
  * (libinih); its [server] keys are settings.c's.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <ini.h>
@@ -159,6 +160,8 @@ int
 config_add_export_spec(struct server_cfg *cfg, const char *spec)
 {
 	char *copy, *eq, *path, *opt, *next, *desc = NULL, *allow = NULL;
+	char *rbd_opts[8];
+	unsigned int nrbd_opts = 0;
 	bool readonly = false;
 	int ret = -1;
 
@@ -167,7 +170,8 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 		return -1;
 	eq = strchr(copy, '=');
 	if (!eq) {
-		log_err("--export '%s': expected NAME=PATH[,readonly][,allow=ID:ID...][,description=TEXT]", spec);
+		log_err("--export '%s': expected NAME=PATH[,readonly][,allow=ID:ID...][,rbd-KEY=VALUE...]"
+			"[,description=TEXT]", spec);
 		goto out_free;
 	}
 	*eq = '\0';
@@ -188,6 +192,9 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 			readonly = true;
 		} else if (!strncmp(opt, "allow=", 6)) {
 			allow = opt + 6;
+		} else if (!strncmp(opt, "rbd-", 4) && strchr(opt, '=') && nrbd_opts < 8) {
+			/* kept for after the export exists */
+			rbd_opts[nrbd_opts++] = opt;
 		} else {
 			log_err("--export '%s': unknown option '%s'", spec, opt);
 			goto out_free;
@@ -207,6 +214,20 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 			*colon++ = '\0';
 		ret = config_export_allow(&cfg->exports[cfg->nexports - 1], allow);
 		allow = colon;
+	}
+	/* rbd-conf=FILE, rbd-id=ID, rbd-keyring=FILE, rbd-cache=on|off, rbd-timeout=S */
+	for (unsigned int i = 0; !ret && i < nrbd_opts; i++) {
+		char *v = strchr(rbd_opts[i], '='), why[256] = "";
+		int r;
+
+		*v++ = '\0';
+		r = config_export_rbd_key(&cfg->exports[cfg->nexports - 1], rbd_opts[i], v, why,
+					  sizeof(why));
+		if (r <= 0) {
+			log_err("--export '%s': %s%s", spec, r < 0 ? why : "unknown option ",
+				r < 0 ? "" : rbd_opts[i]);
+			ret = -1;
+		}
 	}
 out_free:
 	free(copy);
@@ -247,6 +268,47 @@ config_set_str(char **dst, const char *v)
 		return -1;
 	free(*dst);
 	*dst = s;
+	return 0;
+}
+
+int
+config_export_rbd_key(struct export *e, const char *key, const char *v, char *err, size_t errlen)
+{
+	char **str = !strcmp(key, "rbd-conf") ? &e->rbd.conf :
+		     !strcmp(key, "rbd-id") ? &e->rbd.id :
+		     !strcmp(key, "rbd-keyring") ? &e->rbd.keyring : NULL;
+	char *end;
+	unsigned long n;
+
+	if (str) {
+		if (!*v) {
+			snprintf(err, errlen, "empty value for '%s'", key);
+			return -1;
+		}
+		if (config_set_str(str, v) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 1;
+	}
+	if (!strcmp(key, "rbd-cache")) {
+		if (settings_parse_bool(v, &e->rbd.cache) < 0) {
+			snprintf(err, errlen, "bad value '%.64s' for 'rbd-cache' (on or off)", v);
+			return -1;
+		}
+		return 1;
+	}
+	if (!strcmp(key, "rbd-timeout")) {
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || errno || *end || n < 1 || n > 3600) {
+			snprintf(err, errlen, "bad value '%.64s' for 'rbd-timeout' (1 to 3600 "
+				 "seconds)", v);
+			return -1;
+		}
+		e->rbd.timeout = (unsigned int)n;
+		return 1;
+	}
 	return 0;
 }
 
@@ -383,9 +445,17 @@ config_ini_handler(void *user, const char *section, const char *key, const char 
 				return 0;
 			}
 		} else {
-			config_error(p, "unknown key '%.64s' in [%.200s]", key,
-				 section);
-			return 0;
+			char why[256] = "";
+			int r = config_export_rbd_key(e, key, v, why, sizeof(why));
+
+			if (r < 0) {
+				config_error(p, "%s", why);
+				return 0;
+			}
+			if (r == 0) {
+				config_error(p, "unknown key '%.64s' in [%.200s]", key, section);
+				return 0;
+			}
 		}
 		return 1;
 	}
@@ -443,6 +513,10 @@ config_export_clear(struct export *e)
 	for (size_t j = 0; j < e->nallow; j++)
 		free(e->allow[j]);
 	free(e->allow);
+	free(e->rbd.conf);
+	free(e->rbd.id);
+	free(e->rbd.keyring);
+	memset(&e->rbd, 0, sizeof(e->rbd));
 	e->name = e->path = e->description = NULL;
 	e->allow = NULL;
 	e->nallow = 0;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dio/rbd.h"
 #include "dio/tpool.h"
 #include "server.h"
 
@@ -135,6 +136,11 @@ export_copy(const struct export *spec)
 	e->name = strdup(spec->name);
 	e->path = strdup(spec->path);
 	e->description = spec->description ? strdup(spec->description) : NULL;
+	e->rbd = (struct export_rbd){ .cache = spec->rbd.cache, .timeout = spec->rbd.timeout };
+	if ((spec->rbd.conf && !(e->rbd.conf = strdup(spec->rbd.conf))) ||
+	    (spec->rbd.id && !(e->rbd.id = strdup(spec->rbd.id))) ||
+	    (spec->rbd.keyring && !(e->rbd.keyring = strdup(spec->rbd.keyring))))
+		goto err;
 	e->allow = spec->nallow ? calloc(spec->nallow, sizeof(*e->allow)) : NULL;
 	if (!e->name || !e->path || (spec->description && !e->description) ||
 	    (spec->nallow && !e->allow))
@@ -148,6 +154,60 @@ err:
 	return NULL;
 }
 
+int
+exports_open_volume(const struct export *spec, bool readonly, const struct server_cfg *cfg,
+		    char *why, size_t whylen, struct dio_volume **out)
+{
+	int ret;
+
+	why[0] = '\0';
+	if (!strncmp(spec->path, EXPORT_POOL_PREFIX, strlen(EXPORT_POOL_PREFIX))) {
+		/* pool:POOL/VOLUME: the volume is the last component */
+		const char *pp = spec->path + strlen(EXPORT_POOL_PREFIX);
+		const char *slash = strrchr(pp, '/');
+		char pool_path[4096];
+
+		if (!slash || slash == pp || !slash[1] || (size_t)(slash - pp) >= sizeof(pool_path)) {
+			snprintf(why, whylen, "'%s': expected pool:POOL/VOLUME", spec->path);
+			return -EINVAL;
+		}
+		memcpy(pool_path, pp, (size_t)(slash - pp));
+		pool_path[slash - pp] = '\0';
+		return export_open_pool_volume(pool_path, slash + 1, readonly, why, whylen, out);
+	}
+	if (!strncmp(spec->path, EXPORT_RBD_PREFIX, strlen(EXPORT_RBD_PREFIX))) {
+		struct dio_rbd_opts ro = {
+			.conf = spec->rbd.conf,
+			.id = spec->rbd.id,
+			.keyring = spec->rbd.keyring,
+			.readonly = readonly,
+			.cache = spec->rbd.cache,
+			.timeout = spec->rbd.timeout,
+			.errbuf = why,
+			.errlen = whylen,
+		};
+
+		ret = dio_rbd_open(spec->path + strlen(EXPORT_RBD_PREFIX), &ro, out);
+		if (ret < 0 && !why[0])
+			snprintf(why, whylen, "%s: %s", spec->path, strerror(-ret));
+		return ret;
+	}
+	struct dio_file_opts opts = {
+		.readonly = readonly,
+		.no_lock = !cfg->image_locking,
+		.errbuf = why,
+		.errlen = whylen,
+	};
+	ret = dio_file_open(spec->path, &opts, out);
+	if (ret == -EAGAIN && !opts.no_lock) {
+		size_t n = strlen(why);
+
+		snprintf(why + n, whylen - n, ": the file is in use (--image-locking off serves "
+			 "it anyway)");
+	}
+	return ret;
+}
+
 /*
  * A live export of spec with its volume open (cfg gives read-only and image
  * locking), not yet in any table. 0, or -errno with the reason in err.
@@ -156,13 +216,8 @@ static int
 export_open(const struct export *spec, const struct server_cfg *cfg, char *err, size_t errlen,
 	    struct export **out)
 {
-	char why[512] = "";
-	struct dio_file_opts opts = {
-		.readonly = spec->readonly || cfg->readonly,
-		.no_lock = !cfg->image_locking,
-		.errbuf = why,
-		.errlen = sizeof(why),
-	};
+	bool readonly = spec->readonly || cfg->readonly;
+	char why[768];
 	struct export *e = export_copy(spec);
 	int ret;
 
@@ -170,34 +225,13 @@ export_open(const struct export *spec, const struct server_cfg *cfg, char *err, 
 		snprintf(err, errlen, "out of memory for export '%s'", spec->name);
 		return -ENOMEM;
 	}
-	if (!strncmp(spec->path, EXPORT_POOL_PREFIX, strlen(EXPORT_POOL_PREFIX))) {
-		/* pool:POOL/VOLUME: the volume is the last component */
-		const char *pp = spec->path + strlen(EXPORT_POOL_PREFIX);
-		const char *slash = strrchr(pp, '/');
-		char pool_path[4096];
-
-		if (!slash || slash == pp || !slash[1] || (size_t)(slash - pp) >= sizeof(pool_path)) {
-			snprintf(err, errlen, "'%s': expected pool:POOL/VOLUME", spec->path);
-			export_free(e);
-			return -EINVAL;
-		}
-		memcpy(pool_path, pp, (size_t)(slash - pp));
-		pool_path[slash - pp] = '\0';
-		ret = export_open_pool_volume(pool_path, slash + 1, opts.readonly, why, sizeof(why),
-					      &e->vol);
-	} else {
-		ret = dio_file_open(spec->path, &opts, &e->vol);
-	}
+	ret = exports_open_volume(spec, readonly, cfg, why, sizeof(why), &e->vol);
 	if (ret < 0) {
-		if (ret == -EAGAIN && !opts.no_lock)
-			snprintf(err, errlen, "%s: the file is in use (--image-locking off serves "
-				 "it anyway)", why);
-		else
-			snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
+		snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
 		export_free(e);
 		return ret;
 	}
-	e->readonly = opts.readonly || e->vol->readonly;
+	e->readonly = readonly || e->vol->readonly;
 	*out = e;
 	return 0;
 }

@@ -54,7 +54,9 @@ usage(FILE *f)
 		"  -e, --export NAME=PATH[,readonly][,allow=ID:ID...][,description=TEXT]\n"
 		"                               a named export (repeatable); allow= lists the\n"
 		"                               TLS identities (certificate CN or DN, PSK\n"
-		"                               identity) that may open it\n"
+		"                               identity) that may open it; PATH rbd:POOL/IMAGE\n"
+		"                               [@SNAP] serves a Ceph RBD image, with rbd-conf=,\n"
+		"                               rbd-id=, rbd-keyring=, rbd-cache=, rbd-timeout=\n"
 		"  -c, --config FILE            exports and settings from a config file\n");
 	settings_usage(f);
 	fprintf(f,

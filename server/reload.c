@@ -82,18 +82,12 @@ reload_probe(struct control *ctl, const struct server_cfg *new, struct dio_volum
 		struct export *cur = exports_find(&ctl->srv->exports, spec->name,
 						  strlen(spec->name));
 		bool same = cur && !strcmp(cur->path, spec->path);
-		struct dio_file_opts opts = {
-			.readonly = spec->readonly || cfg->readonly,
-			.no_lock = !cfg->image_locking,
-			.errbuf = why,
-			.errlen = sizeof(why),
-		};
 
 		export_put(cur);
 		if (same)
 			continue;
-		why[0] = '\0';
-		if (dio_file_open(spec->path, &opts, &vols[i]) < 0) {
+		if (exports_open_volume(spec, spec->readonly || cfg->readonly, cfg, why, sizeof(why),
+					&vols[i]) < 0) {
 			log_err("SIGHUP: %s: export '%s': %s; nothing was changed", cfg->config_path,
 				spec->name, why);
 			return -1;

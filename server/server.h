@@ -88,6 +88,14 @@ struct export {
 	 */
 	char **allow;
 	size_t nallow;
+	/* rbd: exports only (EXPORT_RBD_PREFIX): how to reach the cluster */
+	struct export_rbd {
+		char *conf;		/* ceph.conf; NULL: librados' search path */
+		char *id;		/* client id; NULL: admin */
+		char *keyring;		/* NULL: as conf says */
+		bool cache;		/* librbd's writeback cache (rbd-cache) */
+		unsigned int timeout;	/* s; 0: DIO_RBD_TIMEOUT_DEFAULT */
+	} rbd;
 	struct export_stats stats;	/* written by reactors while serving (stats.h) */
 };
 
@@ -145,6 +153,13 @@ int config_add_export(struct server_cfg *cfg, const char *name, const char *path
 		      const char *description, bool readonly);
 /* Append id to e's allow-list. 0 or -1 (logged). */
 int config_export_allow(struct export *e, const char *id);
+/*
+ * An rbd export setting (rbd-conf, rbd-id, rbd-keyring, rbd-cache,
+ * rbd-timeout) for e: 1 when key is one and v is good, 0 when key is not
+ * one, -1 when v is bad (the reason in err).
+ */
+int config_export_rbd_key(struct export *e, const char *key, const char *v, char *err,
+			  size_t errlen);
 /* Settle the TLS settings after all sources were read. 0 or -1 (logged). */
 int config_check_tls(struct server_cfg *cfg);
 /* Read a config file ([server] and [export NAME] sections). 0 or -1 (logged). */
@@ -223,6 +238,8 @@ struct tls_ctx;
 /* ---- exports.c ---- */
 /* An export path "pool:POOL/VOLUME" serves VOLUME of the thin pool at POOL (dionbd-pool). */
 #define EXPORT_POOL_PREFIX "pool:"
+/* An export path "rbd:POOL/IMAGE[@SNAP]" serves a Ceph RBD image (its settings: struct export_rbd). */
+#define EXPORT_RBD_PREFIX "rbd:"
 /* The exports clients can open now; lock guards v and n. */
 struct export_table {
 	pthread_rwlock_t lock;
@@ -256,6 +273,13 @@ struct export *exports_unlink(struct export_table *t, const char *name);
 /* Every export now, each with a reference; free with exports_snapshot_free. */
 size_t exports_snapshot(struct export_table *t, struct export ***out);
 void exports_snapshot_free(struct export **v, size_t n);
+/*
+ * Open the volume spec names (a file, pool:POOL/VOLUME or rbd:POOL/IMAGE),
+ * read-only when asked; cfg gives image locking. 0 or -errno with the
+ * reason, naming the path, in why.
+ */
+int exports_open_volume(const struct export *spec, bool readonly, const struct server_cfg *cfg,
+			char *why, size_t whylen, struct dio_volume **out);
 /* Drop the table's references. */
 void exports_fini(struct export_table *t);
 /* Another reference / drop one (the last frees it and puts its volume). */

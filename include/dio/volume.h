@@ -15,6 +15,27 @@
 #include "dio/extent.h"
 
 struct dio_io;
+struct dio_ctx;
+struct dio_req;
+
+/*
+ * A whole request handed to a volume that does its own I/O (vol_ops->submit):
+ * libdio checked it and counts it in flight; the volume does it and reports
+ * back once with dio_vol_io_done(). Lives from submit to that call.
+ */
+struct dio_vol_io {
+	const struct dio_req *req;	/* op, flags, pos, len, buf: the caller's */
+	struct dio_ctx *ctx;		/* the ctx it was submitted on */
+	unsigned int stage;		/* the volume's: 0 at submit */
+	void *priv;			/* the volume's */
+};
+
+/*
+ * The volume finished vio with res (0 or -errno). 'here' is the ctx whose
+ * thread this runs on (in vol_ops->poll), or NULL on any other thread: the
+ * completion then moves to vio->ctx's thread, where done() always runs.
+ */
+void dio_vol_io_done(struct dio_ctx *here, struct dio_vol_io *vio, int res);
 
 /* Operations a volume prepares device I/O for (prep_meta/end_meta). */
 enum dio_meta_op {
@@ -52,6 +73,30 @@ struct dio_vol_ops {
 	 * allocated it. Without it dio_volume_put only calls dio_volume_fini.
 	 */
 	void (*release)(struct dio_volume *vol);
+
+	/*
+	 * Optional - may be NULL. Set by a volume that has no fd for the
+	 * engine (an RBD image, done through librbd): READ, WRITE, ZERO, TRIM,
+	 * FLUSH and CACHE requests come here whole, already checked (in
+	 * bounds, flags valid, len > 0 except FLUSH), instead of going through
+	 * the extent iterator and the engine; EXTENTS still asks map_begin.
+	 * Start the work on the caller's thread and return 0: the volume then
+	 * calls dio_vol_io_done(vio) exactly once, from poll() or any thread
+	 * (never from inside submit, which may only fail with -errno, and then
+	 * owes no call). READ fills req->buf whole; FUA is the volume's to honour.
+	 */
+	int (*submit)(struct dio_volume *vol, struct dio_vol_io *vio);
+	/*
+	 * Required with submit. A file descriptor that is readable (POLLIN)
+	 * while completions wait for poll(); the same for the volume's life.
+	 */
+	int (*event_fd)(struct dio_volume *vol);
+	/*
+	 * Required with submit. Called on ctx's thread (from dio_ctx_reap) while
+	 * ctx has requests in flight on vol: deliver every completion that waits,
+	 * with dio_vol_io_done(ctx, ...), whichever ctx it belongs to.
+	 */
+	void (*poll)(struct dio_volume *vol, struct dio_ctx *ctx);
 };
 
 struct dio_vol_state;

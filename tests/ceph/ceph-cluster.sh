@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# A one-node Ceph cluster for the rbd tests: one monitor and one bluestore
+# OSD (no ceph-mgr), cephx on, everything under DIR, listening on 127.0.0.1.
+#
+#   ceph-cluster.sh start DIR   -> DIR/ceph.conf, DIR/keyring (client.admin)
+#   ceph-cluster.sh stop DIR    -> stops what start started, by PID
+#
+# The OSD's block device is a sparse file of 8 GiB: smaller ones (1 GiB)
+# make bluestore abort under random writes. Every wait is bounded. Exit 77
+# from start when the machine cannot run Ceph (packages missing).
+set -euo pipefail
+
+cmd=${1:-}
+DIR=${2:-}
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+DIR=$(realpath -m "$DIR")
+CONF=$DIR/ceph.conf
+WAIT=${CEPH_WAIT:-90}	# seconds for each step that waits on the cluster
+
+log() { echo "ceph-cluster: $*" >&2; }
+
+# Stop the daemon whose pid file is $1: TERM, then KILL after 20 s.
+stop_pid() {
+	local f=$1 pid i
+	[ -s "$f" ] || return 0
+	pid=$(cat "$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 200; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "pid $pid ($f) did not stop: KILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	rm -f "$f"
+}
+
+if [ "$cmd" = stop ]; then
+	stop_pid "$DIR/run/osd.0.pid"
+	stop_pid "$DIR/run/mon.a.pid"
+	exit 0
+fi
+[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+
+for p in ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd uuidgen; do
+	command -v "$p" >/dev/null || { log "$p is missing (scripts/deps.sh installs Ceph)"; exit 77; }
+done
+
+mkdir -p "$DIR"/{mon,osd,run,log}
+# A free port for the monitor (msgr2 only).
+port=
+for ((i = 0; i < 50; i++)); do
+	p=$((20000 + RANDOM % 20000))
+	if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+		port=$p
+		break
+	fi
+done
+[ -n "$port" ] || { log "no free port"; exit 1; }
+fsid=$(uuidgen)
+
+cat > "$CONF" <<CONF
+[global]
+fsid = $fsid
+mon_host = v2:127.0.0.1:$port
+public_addr = 127.0.0.1
+ms_bind_msgr1 = false
+auth_cluster_required = cephx
+auth_service_required = cephx
+auth_client_required = cephx
+keyring = $DIR/keyring
+run_dir = $DIR/run
+pid_file = $DIR/run/\$name.pid
+admin_socket = $DIR/run/\$name.asok
+log_file = $DIR/log/\$name.log
+log_to_stderr = false
+err_to_stderr = false
+mon_cluster_log_file = $DIR/log/cluster.log
+osd_pool_default_size = 1
+osd_pool_default_min_size = 1
+osd_pool_default_pg_autoscale_mode = off
+mon_allow_pool_size_one = true
+mon_allow_pool_delete = true
+mon_warn_on_pool_no_redundancy = false
+osd_crush_chooseleaf_type = 0
+[mon]
+mon_data = $DIR/mon
+[osd]
+osd_data = $DIR/osd
+keyring = $DIR/osd/keyring
+osd_objectstore = bluestore
+bluestore_block_path = $DIR/osd-block
+bluestore_block_create = true
+bluestore_block_size = 8589934592
+bluestore_block_db_create = false
+bluestore_block_wal_create = false
+osd_memory_target = 1073741824
+bluestore_cache_autotune = false
+bluestore_cache_size = 268435456
+osd_op_num_shards = 1
+osd_op_num_threads_per_shard = 2
+CONF
+
+ceph-authtool -C "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+ceph-authtool -C "$DIR/keyring" --gen-key -n client.admin --cap mon 'allow *' \
+	--cap osd 'allow *' --cap mgr 'allow *' >/dev/null
+ceph-authtool "$DIR/mon.keyring" --import-keyring "$DIR/keyring" >/dev/null
+monmaptool --create --addv a "[v2:127.0.0.1:$port]" --fsid "$fsid" "$DIR/monmap" >/dev/null
+ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring"
+ceph-mon -c "$CONF" -i a
+c() { timeout "$WAIT" ceph -c "$CONF" --connect-timeout "$WAIT" "$@"; }
+c mon stat >/dev/null || { log "the monitor does not answer: see $DIR/log"; exit 1; }
+
+uuid=$(uuidgen)
+secret=$(ceph-authtool --gen-print-key)
+id=$(echo "{\"cephx_secret\": \"$secret\"}" | c osd new "$uuid" -i -)
+[ "$id" = 0 ] || { log "osd new gave id '$id'"; exit 1; }
+ceph-authtool -C "$DIR/osd/keyring" --name osd.0 --add-key "$secret" >/dev/null
+timeout "$WAIT" ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$uuid" >"$DIR/log/osd-mkfs.out" 2>&1 ||
+	{ log "ceph-osd --mkfs failed: $(grep -h ERROR "$DIR/log/osd-mkfs.out" "$DIR/log/osd.0.log" | tail -3)"; exit 1; }
+ceph-osd -c "$CONF" -i 0
+for ((i = 0; i < WAIT * 2; i++)); do
+	if c osd dump 2>/dev/null | grep -q '^osd.0 up'; then
+		break
+	fi
+	sleep 0.5
+done
+c osd dump | grep -q '^osd.0 up' || { log "osd.0 did not come up: see $DIR/log"; exit 1; }
+log "up: mon v2:127.0.0.1:$port, osd.0, conf $CONF"

@@ -1,0 +1,50 @@
+# Sourced by tests/integration/test-server-rbd-*.sh after lib-server.sh:
+# a one-node Ceph cluster (tests/ceph/ceph-cluster.sh) under $TMP for the
+# test, stopped by its PIDs when the test ends, and the rbd export options
+# that reach it. Skips (77) when this build has no rbd support or the
+# machine cannot run Ceph.
+
+CEPH_DIR=$TMP/ceph
+CEPH_CONF=$CEPH_DIR/ceph.conf
+CEPH_KEYRING=$CEPH_DIR/keyring
+
+# The daemon must have been built with librbd.
+rm -f "$TMP/probe.sock"
+if timeout 20 "$DIONBD" -f -U "$TMP/probe.sock" -e "x=rbd:p/i,rbd-conf=/nonexistent" \
+	> "$TMP/probe.log" 2>&1; then
+	fail "an rbd export of a missing conf was served"
+fi
+if grep -q "no Ceph RBD support" "$TMP/probe.log"; then
+	skip "dionbd was built without librbd (librbd-dev missing at build time)"
+fi
+
+lib_rbd_cleanup()
+{
+	local rc=$?
+	bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" stop "$CEPH_DIR" || true
+	(exit "$rc")
+	lib_server_cleanup
+}
+trap lib_rbd_cleanup EXIT
+
+ceph_rc=0
+timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" \
+	2> "$TMP/ceph-start.log" || ceph_rc=$?
+if [ "$ceph_rc" = 77 ]; then
+	skip "cannot run Ceph here: $(tail -n 1 "$TMP/ceph-start.log")"
+fi
+[ "$ceph_rc" = 0 ] || fail "the test cluster did not start: $(tail -n 5 "$TMP/ceph-start.log")"
+
+# ceph / rbd against the test cluster, bounded.
+ceph_c() { timeout 120 ceph -c "$CEPH_CONF" "$@"; }
+rbd_c() { timeout 120 rbd -c "$CEPH_CONF" "$@"; }
+
+# The options of an -e spec for the test cluster.
+RBD_OPTS="rbd-conf=$CEPH_CONF,rbd-keyring=$CEPH_KEYRING"
+
+# mkpool NAME: a replicated pool for RBD images.
+mkpool()
+{
+	ceph_c osd pool create "$1" 8 > /dev/null 2>&1 || fail "pool create $1"
+	rbd_c pool init "$1" || fail "rbd pool init $1"
+}

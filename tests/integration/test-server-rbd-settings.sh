@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Bad rbd settings stop the daemon at start with a message that says what is
+# wrong (wrong pool, image, snapshot, client id, key, conf, an unreachable
+# monitor within rbd-timeout), and the config file takes the same settings;
+# two exports of one image share its one volume.
+source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
+source "$DIO_SRC/tests/integration/lib-rbd.sh"
+
+mkpool tp
+rbd_c create --size 16M tp/img || fail "rbd create tp/img"
+
+# refused WHAT PATTERN SPEC...: dionbd exits non-zero at start, its message matching PATTERN.
+refused()
+{
+	local what=$1 pattern=$2 rc=0
+	shift 2
+	rm -f "$TMP/bad.sock"
+	timeout 60 "$DIONBD" -f -U "$TMP/bad.sock" "$@" > "$TMP/bad.log" 2>&1 || rc=$?
+	[ "$rc" != 0 ] || fail "$what: the daemon served"
+	[ "$rc" != 124 ] || fail "$what: the daemon hung"
+	grep -E -q "$pattern" "$TMP/bad.log" || fail "$what: unclear message: $(cat "$TMP/bad.log")"
+}
+
+refused "wrong pool" "pool 'nopool': no such pool" -e "x=rbd:nopool/img,$RBD_OPTS"
+refused "wrong image" "image 'noimg' in pool 'tp': no such image" -e "x=rbd:tp/noimg,$RBD_OPTS"
+refused "wrong snapshot" "snapshot nosnap in pool 'tp': no such image or snapshot" \
+	-e "x=rbd:tp/img@nosnap,$RBD_OPTS"
+refused "bad spec" "expected rbd:POOL/IMAGE\[@SNAP\]" -e "x=rbd:img,$RBD_OPTS"
+refused "wrong id" "client.nobody .*check the id and keyring" -e "x=rbd:tp/img,$RBD_OPTS,rbd-id=nobody"
+# A well-formed key that is not client.admin's.
+{
+	echo "[client.admin]"
+	echo "	key = $(ceph-authtool --gen-print-key)"
+} > "$TMP/wrong.keyring"
+refused "wrong key" "cannot connect to the Ceph cluster as client.admin.*check the id and keyring" \
+	-e "x=rbd:tp/img,rbd-conf=$CEPH_CONF,rbd-keyring=$TMP/wrong.keyring"
+refused "missing conf" "cannot read the Ceph configuration $TMP/none.conf" \
+	-e "x=rbd:tp/img,rbd-conf=$TMP/none.conf"
+refused "bad timeout" "bad value 'soon' for 'rbd-timeout'" -e "x=rbd:tp/img,$RBD_OPTS,rbd-timeout=soon"
+refused "bad cache" "bad value 'maybe' for 'rbd-cache'" -e "x=rbd:tp/img,$RBD_OPTS,rbd-cache=maybe"
+# A monitor nobody answers on: refused within rbd-timeout, not hung.
+sed 's/^mon_host = .*/mon_host = v2:127.0.0.1:9/' "$CEPH_CONF" > "$TMP/dead.conf"
+start=$SECONDS
+refused "unreachable monitor" "Connection timed out \(are the monitors up and reachable\?\)" \
+	-e "x=rbd:tp/img,rbd-conf=$TMP/dead.conf,rbd-keyring=$CEPH_KEYRING,rbd-timeout=3"
+[ $((SECONDS - start)) -le 20 ] || fail "the unreachable monitor took $((SECONDS - start)) s"
+# One bad export of two: nothing is served.
+refused "one bad of two" "no such image" -e "good=rbd:tp/img,$RBD_OPTS" -e "x=rbd:tp/noimg,$RBD_OPTS"
+
+# The config file takes the same settings.
+cat > "$TMP/dionbd.conf" <<CONF
+[export img]
+path = rbd:tp/img
+rbd-conf = $CEPH_CONF
+rbd-id = admin
+rbd-keyring = $CEPH_KEYRING
+rbd-cache = off
+rbd-timeout = 20
+
+[export again]
+path = rbd:tp/img
+rbd-conf = $CEPH_CONF
+rbd-id = admin
+rbd-keyring = $CEPH_KEYRING
+CONF
+start_server_or_fail -v --config "$TMP/dionbd.conf"
+[ "$(nbdinfo --size "$(uri_of img)")" = 16777216 ] || fail "the export from the config file"
+# Two exports of one image share one volume (one librbd handle, one flush for all).
+[ "$(grep -c 'libdio: rbd:tp/img: ' "$SRV_LOG")" = 1 ] ||
+	fail "the image was opened more than once: $(cat "$SRV_LOG")"
+qio_at "$(uri_of img)" -c "write -P 0x5e 0 4k"
+qio_at "$(uri_of again)" -r -c "read -P 0x5e 0 4k"
+finish img
+echo "[export y]
+path = rbd:tp/img
+rbd-timeout = 0" > "$TMP/bad.conf"
+refused "bad timeout in the config file" "rbd-timeout" --config "$TMP/bad.conf"
