@@ -249,7 +249,7 @@ dio_end_extents(struct dio *dio)
 	unsigned int mflags = DIO_MAP_WRITE | (dio->zeroes ? DIO_MAP_ZERO : 0);
 	int ret;
 
-	if (dio->need_sync && !dio->error)
+	if ((dio->need_sync || dio->map_fua) && !dio->error)
 		mflags |= DIO_MAP_FUA;
 	for (uint32_t i = 0; i < dio->nexts; i++) {
 		struct dio_ext_rec *r = &dio->exts[i];

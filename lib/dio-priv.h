@@ -66,6 +66,7 @@ struct dio {
 	uint32_t flags;
 	bool zeroes;		/* WRITE source is zeros, not buf */
 	bool need_sync;		/* FUA on an allocating write: sync before done */
+	bool map_fua;		/* FUA written through into new space: map_end commits */
 	bool writing;		/* counted in the volume's writers */
 	bool range_held;	/* rmw is on the volume's range lock */
 	bool fast;

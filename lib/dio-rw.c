@@ -122,7 +122,7 @@ out:
  * later read of them can never return stale bytes.
  */
 static int
-dio_zero_padding(struct dio *dio, const struct dio_extent *ext, uint32_t rec)
+dio_zero_padding(struct dio *dio, const struct dio_extent *ext, int rw_flags, uint32_t rec)
 {
 	uint32_t bs = dio->vol->blksize;
 	uint64_t head = ext->pos - dio_round_down(ext->pos, bs);
@@ -131,9 +131,9 @@ dio_zero_padding(struct dio *dio, const struct dio_extent *ext, uint32_t rec)
 	int ret = 0;
 
 	if (head)
-		ret = dio_queue_zeroes(dio, ext->addr - head, head, 0, rec);
+		ret = dio_queue_zeroes(dio, ext->addr - head, head, rw_flags, rec);
 	if (tail && ret == 0)
-		ret = dio_queue_zeroes(dio, ext->addr + ext->length, tail, 0, rec);
+		ret = dio_queue_zeroes(dio, ext->addr + ext->length, tail, rw_flags, rec);
 	return ret;
 }
 
@@ -168,14 +168,19 @@ dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int b
 			it.status = -EIO;
 			continue;
 		}
-		if (overwrite && fua && !dirty)
+		if (overwrite && fua && !dirty) {
 			rw_flags = RWF_DSYNC;	/* write-through: FUA or write+flush */
-		else if (fua)
+		} else if (fua && !dirty && dio->vol->map_commits_fua) {
+			/* new space: data and padding through, then map_end commits */
+			rw_flags = RWF_DSYNC;
+			dio->map_fua = true;
+		} else if (fua) {
 			dio->need_sync = true;	/* allocation, conversion or mapping to commit */
+		}
 
 		ret = 0;
 		if (!overwrite && dio->vol->blksize > dio->vol->lbs)
-			ret = dio_zero_padding(dio, ext, rec);
+			ret = dio_zero_padding(dio, ext, rw_flags, rec);
 		if (ret == 0 && dio->zeroes)
 			ret = dio_queue_zeroes(dio, ext->addr, ext->length, rw_flags, rec);
 		else if (ret == 0)

@@ -345,6 +345,7 @@ tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out)
 	dv->vol.wcache = true;
 	dv->vol.can_trim = true;
 	dv->vol.can_zero = true;
+	dv->vol.map_commits_fua = true;	/* tpv_map_end commits a FUA write's records */
 	dv->vol.priv = v;
 	ret = dio_volume_init(&dv->vol);
 	if (ret < 0) {

@@ -121,6 +121,13 @@ struct dio_volume {
 	bool blockdev;
 	bool can_trim;		/* some trim method may work */
 	bool can_zero;		/* some fast zero method may work */
+	/*
+	 * map_end with DIO_MAP_FUA makes what it maps durable by itself (a
+	 * journal commit): a FUA write into new space is then written through
+	 * (RWF_DSYNC) and needs no flush of the device before map_end. Without
+	 * it (files: the filesystem's allocation), a flush runs first.
+	 */
+	bool map_commits_fua;
 	void *priv;		/* backend's */
 	struct dio_vol_state *state;	/* libdio's, from dio_volume_init */
 };

@@ -171,10 +171,18 @@ Test(pool_map, flush_commits_and_survives_crash, .init = setup, .fini = teardown
 Test(pool_map, fua_write_into_hole_is_durable_at_reply, .init = setup, .fini = teardown)
 {
 	struct dio_volume *v = vopen("a"), *w;
+	struct dio_fault_stats st0, st1;
 
 	test_pattern(wbuf, 8 * KiB, 256 * KiB, 4);
+	st0 = stats();
 	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, DIO_REQ_FUA, 256 * KiB, 8 * KiB, wbuf), 0);
+	st1 = stats();
 	cr_assert_eq(pool->npend, 0);
+	/* Two device round trips (POOL.md): the data written through, then the
+	 * journal with FUA; no flush of the whole device in between. */
+	cr_assert_eq(st1.dsync_writes - st0.dsync_writes, 1, "the data was not written through");
+	cr_assert_eq(st1.ops[DIO_IO_FSYNC], st0.ops[DIO_IO_FSYNC],
+		     "a device flush between the data and the commit");
 	crash_reopen(&v, 1);
 	w = vopen("a");
 	cr_assert_eq(test_io(ctx, w, DIO_REQ_READ, 0, 256 * KiB, 8 * KiB, rbuf), 0);
