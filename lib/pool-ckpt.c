@@ -229,6 +229,7 @@ tp_checkpoint(struct dio_tpool *p)
 	tp_pfree_durable(p, p->serial);
 	p->npend = 0;
 	p->dirty = false;
+	p->journal_gap = false;	/* the tail is past every stale sequence */
 out:
 	free(where);
 	free(newused);

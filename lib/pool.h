@@ -213,6 +213,13 @@ struct dio_tpool {
 	size_t npfree, cappfree;
 	uint64_t flush_issued;		/* ids given to device flushes */
 	uint64_t flush_done;		/* highest id of a completed flush */
+	/*
+	 * Replay stopped before blocks that verify (a damaged block, or a
+	 * commit torn in the middle): the next commit is a checkpoint, which
+	 * moves the tail past their sequences before any block follows the
+	 * replayed end, so a later replay can never take them.
+	 */
+	bool journal_gap;
 	bool dirty;			/* changed since the last checkpoint */
 
 	/* checkpoints: blocks of the durable one, which the next must not touch */
