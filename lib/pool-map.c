@@ -29,14 +29,19 @@ tp_ment(struct tp_vol *v, uint64_t l, bool make)
 	return &v->leaf[i][l % TP_LEAF];
 }
 
-/* Grow or shrink v's map to size bytes; entries past the end must be holes. 0 or -ENOMEM. */
+/*
+ * Grow or shrink v's map to size bytes; entries past the end must be holes.
+ * 0, -EFBIG past TP_VOL_CHUNKS_MAX, or -ENOMEM.
+ */
 static int
 tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 {
-	uint64_t nl = (size + p->chunk_size - 1) / p->chunk_size;
+	uint64_t nl = size / p->chunk_size + (size % p->chunk_size != 0);
 	uint64_t nleaf = (nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
 	struct tp_ment **leaf;
 
+	if (nl > TP_VOL_CHUNKS_MAX)
+		return -EFBIG;
 	if (nleaf > old) {
 		leaf = realloc(v->leaf, nleaf * sizeof(*leaf));
 		if (!leaf)
@@ -211,7 +216,7 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 	case TP_R_VOL:
 		if (v || r->vol == 0)
 			return apply_err(err, errlen, "volume exists already", r);
-		if (r->a % TP_BLOCK)
+		if (r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
 			return apply_err(err, errlen, "bad volume size", r);
 		v = tp_vol_new(p, r->vol, r->name, r->a, r->uuid);
 		if (!v)
@@ -223,8 +228,8 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 		}
 		return 0;
 	case TP_R_RESIZE:
-		if (!v || r->a % TP_BLOCK)
-			return apply_err(err, errlen, "resize of no volume", r);
+		if (!v || r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
+			return apply_err(err, errlen, "resize of no volume, or to a bad size", r);
 		for (uint64_t l = (r->a + p->chunk_size - 1) / p->chunk_size; l < v->nl; l++) {
 			e = tp_ment(v, l, false);
 			if (e && e->p1)

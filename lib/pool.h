@@ -146,6 +146,12 @@ struct tp_ment {
 };
 
 #define TP_LEAF 1024	/* entries per map leaf */
+/*
+ * Logical chunks of a volume at most (16 TiB of 64 KiB chunks): its leaf
+ * table stays within 2 MiB and a walk of its map (checkpoint, check,
+ * delete) within 2^28 entries.
+ */
+#define TP_VOL_CHUNKS_MAX (1ull << 28)
 
 struct tp_vol {
 	uint32_t id;

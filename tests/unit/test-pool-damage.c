@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Damaged pools (what fuzz/fuzz-pool.c found): a record, superblock or
+ * checkpoint block that is sound by its crc but says something no pool
+ * can hold is refused at open with a message naming it, never an
+ * allocation of what it claims, a crash or a pool that cannot open again.
+ * Records are put in the journal through the pool's own commit, as a
+ * damaged or hostile writer would, then the pool is dropped (a crash).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "dio/tpool.h"
+#include "helper.h"
+#include "pool.h"
+
+#define MiB (1024u * 1024u)
+#define CS (64u * 1024u)
+
+static char *path;
+static char errbuf[512];
+static struct dio_tpool_opts opts = { .errbuf = errbuf, .errlen = sizeof(errbuf) };
+
+static void
+setup(void)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = CS, .journal_blocks = 16 };
+	struct dio_tpool *p;
+
+	path = test_file_create(32 * MiB);
+	cr_assert_eq(dio_tpool_create(path, &co, &opts), 0, "%s", errbuf);
+	cr_assert_eq(dio_tpool_open(path, &opts, &p), 0, "%s", errbuf);
+	cr_assert_eq(dio_tpool_volume_create(p, "v", 4 * MiB), 0);
+	dio_tpool_close(p);
+}
+
+static void
+teardown(void)
+{
+	unlink(path);
+	free(path);
+}
+
+static struct dio_tpool *
+open_pool(void)
+{
+	struct dio_tpool *p;
+
+	cr_assert_eq(dio_tpool_open(path, &opts, &p), 0, "open: %s", errbuf);
+	return p;
+}
+
+/* Commit r to the journal as it is (nothing applied in memory), then crash. */
+static void
+commit_raw(const struct tp_rec *r)
+{
+	struct dio_tpool *p = open_pool();
+
+	cr_assert_eq(tp_append(p, r, 0), 0);
+	cr_assert_eq(tp_commit(p, true), 0);
+	tp_free(p);
+}
+
+/* The pool is refused as damaged, with a message that contains what. */
+static void
+refused(const char *what)
+{
+	struct dio_tpool *p;
+	int ret;
+
+	errbuf[0] = 0;
+	ret = dio_tpool_open(path, &opts, &p);
+	cr_assert_eq(ret, -EUCLEAN, "open: %d (%s)", ret, errbuf);
+	cr_assert(strstr(errbuf, what), "the message: %s", errbuf);
+}
+
+Test(pool_damage, volume_size_past_the_map_limit, .init = setup, .fini = teardown)
+{
+	struct tp_rec r = { .type = TP_R_VOL, .vol = 9, .a = 1ull << 62, .name = "huge" };
+	struct dio_tpool *p = open_pool();
+
+	cr_assert_eq(dio_tpool_volume_create(p, "big", TP_VOL_CHUNKS_MAX * CS), -EINVAL);
+	dio_tpool_close(p);
+	commit_raw(&r);
+	refused("bad volume size");
+}
+
+Test(pool_damage, resize_past_the_map_limit, .init = setup, .fini = teardown)
+{
+	struct tp_rec r = { .type = TP_R_RESIZE, .vol = 1, .a = TP_VOL_CHUNKS_MAX * CS };
+
+	commit_raw(&r);
+	refused("bad size");
+}
