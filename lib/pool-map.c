@@ -218,6 +218,10 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 			return apply_err(err, errlen, "volume exists already", r);
 		if (r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
 			return apply_err(err, errlen, "bad volume size", r);
+		/* The name field holds DIO_TPOOL_NAME_MAX bytes and a NUL. */
+		if (!r->name[0] || !memchr(r->name, 0, sizeof(r->name)) ||
+		    tp_vol_by_name(p, r->name))
+			return apply_err(err, errlen, "bad or duplicate volume name", r);
 		v = tp_vol_new(p, r->vol, r->name, r->a, r->uuid);
 		if (!v)
 			return -ENOMEM;

@@ -98,3 +98,20 @@ Test(pool_damage, resize_past_the_map_limit, .init = setup, .fini = teardown)
 	commit_raw(&r);
 	refused("bad size");
 }
+
+Test(pool_damage, volume_name_without_its_nul, .init = setup, .fini = teardown)
+{
+	struct tp_rec r = { .type = TP_R_VOL, .vol = 9, .a = MiB };
+
+	memset(r.name, 'n', sizeof(r.name));
+	commit_raw(&r);
+	refused("bad or duplicate volume name");
+}
+
+Test(pool_damage, volume_name_twice, .init = setup, .fini = teardown)
+{
+	struct tp_rec r = { .type = TP_R_VOL, .vol = 9, .a = MiB, .name = "v" };
+
+	commit_raw(&r);
+	refused("bad or duplicate volume name");
+}
