@@ -115,3 +115,73 @@ Test(pool_damage, volume_name_twice, .init = setup, .fini = teardown)
 	commit_raw(&r);
 	refused("bad or duplicate volume name");
 }
+
+/* The two superblock slots as they were, to put back. */
+static void
+slots_io(uint8_t *slots, bool write)
+{
+	int fd = open(path, O_RDWR);
+
+	cr_assert(fd >= 0);
+	if (write)
+		cr_assert_eq(pwrite(fd, slots, 2 * TP_BLOCK, 0), 2 * TP_BLOCK);
+	else
+		cr_assert_eq(pread(fd, slots, 2 * TP_BLOCK, 0), 2 * TP_BLOCK);
+	close(fd);
+}
+
+/* Both superblock slots rewritten (sound crc) with what change() makes of them. */
+static void
+both_slots(void (*change)(struct tp_super *))
+{
+	struct dio_tpool *p = open_pool();
+	struct tp_super sb = p->sb;
+
+	change(&sb);
+	for (int k = 1; k <= 2; k++) {
+		sb.h.gen = p->sb.h.gen + (uint64_t)k;
+		cr_assert_eq(tp_super_write(p, &sb), 0);
+	}
+	tp_free(p);
+}
+
+static void
+chunks_wrap(struct tp_super *sb)
+{
+	sb->nr_chunks = 1ull << 48;	/* nr_chunks * chunk_size is 2^64: 0 */
+}
+
+static void
+no_block_size(struct tp_super *sb)
+{
+	sb->lbs = 0;
+}
+
+static void
+past_the_device(struct tp_super *sb)
+{
+	sb->dev_size *= 4;
+	sb->nr_chunks = (sb->dev_size - sb->data_start) / sb->chunk_size;
+}
+
+static void
+journal_wraps(struct tp_super *sb)
+{
+	sb->journal_blocks = UINT64_MAX - 1;	/* journal_start + it wraps to 0 */
+}
+
+Test(pool_damage, superblock_geometry, .init = setup, .fini = teardown)
+{
+	void (*changes[])(struct tp_super *) = { chunks_wrap, no_block_size, past_the_device,
+						 journal_wraps };
+
+	static uint8_t slots[2 * TP_BLOCK];
+
+	slots_io(slots, false);
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		both_slots(changes[i]);
+		refused("no valid superblock");
+		slots_io(slots, true);
+		dio_tpool_close(open_pool());
+	}
+}
