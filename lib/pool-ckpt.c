@@ -254,7 +254,7 @@ ckpt_read(struct dio_tpool *p, uint64_t b, unsigned int type, uint64_t gen, uint
 	return 0;
 }
 
-static int
+__attribute__((format(printf, 4, 5))) static int
 load_err(char *err, size_t errlen, int ret, const char *fmt, ...)
 {
 	va_list ap;
