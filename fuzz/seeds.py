@@ -6,12 +6,15 @@ payloads, a sequential READ stream for readahead), which libFuzzer then
 mutates. Generated rather than stored, so the repository holds no blobs.
 
     fuzz/seeds.py DIR      writes DIR/fuzz-handshake/, DIR/fuzz-transmission/,
-                           DIR/fuzz-tls/ (existing files are kept)
+                           DIR/fuzz-tls/, DIR/fuzz-control/, DIR/fuzz-pool/
+                           (existing files are kept)
 
 The input formats are the targets' own (see their head comments):
 fuzz-handshake takes the client's bytes after the greeting; fuzz-transmission
 a variant byte (the handshake the harness does) then transmission bytes;
-fuzz-tls a record-size byte then the plaintext inside TLS after STARTTLS.
+fuzz-tls a record-size byte then the plaintext inside TLS after STARTTLS;
+fuzz-pool patches over its pristine pool's metadata blocks (block 0 and 1
+the superblock slots, 2-9 the journal ring, 10 on the checkpoints).
 The fuzz volume is 1 MiB.
 """
 import json
@@ -118,11 +121,40 @@ def write(path, data):
             f.write(data)
 
 
+def patch(block, off, data, keep_crc=False, xor=False):
+    """One fuzz-pool patch (up to 64 bytes)."""
+    return struct.pack("<BHB", block, off, (len(data) - 1) | (keep_crc << 6) |
+                       (xor << 7)) + data
+
+
+# tp_hdr: magic 0, crc 4, uuid 8, type 24, version 26, owner 28, gen 32,
+# blocknr 40, aux 48, count 56, used 60; payload (records) from 64.
+POOL = {
+    "pristine": b"",
+    "slot-a-torn": patch(0, 100, b"\xff", keep_crc=True),
+    "slot-b-torn": patch(1, 100, b"\xff", keep_crc=True),
+    "slot-a-newer": patch(0, 32, struct.pack("<Q", 99)),
+    "features": patch(1, 64, struct.pack("<QQQ", 0, 1, 0)),
+    "geometry": patch(1, 96, struct.pack("<IIII", 4096, 16384, 1024, 512)),
+    "journal-tail": patch(1, 168, struct.pack("<Q", 1)),
+    "next-vol-id": patch(1, 176, struct.pack("<Q", 1)),
+}
+for j in range(2, 10):
+    POOL["journal-%d-count" % j] = patch(j, 56, struct.pack("<I", 1))
+    POOL["journal-%d-rec" % j] = patch(j, 64, bytes([1, 4]), xor=True)
+    POOL["journal-%d-torn" % j] = patch(j, 200, b"\x55", keep_crc=True)
+for m in range(10, 24):
+    POOL["meta-%d-aux" % m] = patch(m, 48, struct.pack("<Q", 1 << 40))
+    POOL["meta-%d-rec" % m] = patch(m, 64 + 8, struct.pack("<Q", 1 << 62))
+    POOL["meta-%d-name" % m] = patch(m, 64 + 48, b"x" * 56)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     top = sys.argv[1]
-    for t in ("fuzz-handshake", "fuzz-transmission", "fuzz-tls", "fuzz-control"):
+    for t in ("fuzz-handshake", "fuzz-transmission", "fuzz-tls", "fuzz-control",
+              "fuzz-pool"):
         os.makedirs(os.path.join(top, t), exist_ok=True)
     for name, call in CONTROL.items():
         call = dict(call, jsonrpc="2.0", id=1)
@@ -140,6 +172,9 @@ def main():
         write(os.path.join(top, "fuzz-tls", "seed-list-info-%d" % rec),
               bytes([rec]) + opt(OPT["LIST"]) + opt(OPT["INFO"], name_info("")) +
               opt(OPT["STARTTLS"]) + opt(OPT["GO"], name_info("ro")) + req("DISC"))
+
+    for name, data in POOL.items():
+        write(os.path.join(top, "fuzz-pool", "seed-" + name), data)
 
 
 if __name__ == "__main__":

@@ -229,6 +229,7 @@ tp_checkpoint(struct dio_tpool *p)
 	tp_pfree_durable(p, p->serial);
 	p->npend = 0;
 	p->dirty = false;
+	p->journal_gap = false;	/* the tail is past every stale sequence */
 out:
 	free(where);
 	free(newused);
@@ -313,7 +314,9 @@ tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t e
 			p->meta_used[b - sb->meta_start] = 1;
 			tp_progress(p, "loading the checkpoint", ++nread, 0);
 			if (bh->type == TP_BT_SPACE) {
-				if (bh->aux + bh->count > sb->nr_chunks || bh->used < (bh->count + 3) / 4) {
+				/* In 64 bits: aux + count and count + 3 must not wrap. */
+				if (bh->aux > sb->nr_chunks || bh->count > sb->nr_chunks - bh->aux ||
+				    bh->used < (bh->count + 3ull) / 4) {
 					ret = load_err(err, errlen, -EUCLEAN, "space block %llu out of range",
 						       (unsigned long long)b);
 					goto out;

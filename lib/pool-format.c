@@ -263,6 +263,47 @@ tp_geometry(struct tp_super *sb, uint64_t dev_size, uint32_t chunk_size,
 	return 0;
 }
 
+static bool
+pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/*
+ * Whether sb's geometry is one tp_geometry could have made, on a device
+ * as large as p's: every region in order and inside the device, with no
+ * sum or product that wraps. The sizes are trusted from here on.
+ */
+static bool
+tp_super_sane(struct dio_tpool *p, const struct tp_super *sb)
+{
+	uint64_t dev = UINT64_MAX, data_blocks = sb->data_start / TP_BLOCK;
+	struct stat st;
+
+	if (fstat(p->fd, &st) == 0 && S_ISREG(st.st_mode))
+		dev = (uint64_t)st.st_size;
+	else if (fstat(p->fd, &st) == 0 && S_ISBLK(st.st_mode) &&
+		 ioctl(p->fd, BLKGETSIZE64, &dev) < 0)
+		dev = UINT64_MAX;	/* unknown: the other checks still hold */
+	if (sb->block_size != TP_BLOCK || sb->dev_size > dev)
+		return false;
+	if (!pow2(sb->chunk_size) || sb->chunk_size < 4096 || sb->chunk_size > (1u << 20) ||
+	    !pow2(sb->lbs) || sb->lbs < 512 || !pow2(sb->sub_size) || sb->sub_size < sb->lbs ||
+	    sb->sub_size > sb->chunk_size || sb->chunk_size / sb->sub_size > 32)
+		return false;
+	if (sb->journal_start < 2 || sb->journal_blocks == 0 || sb->meta_start < sb->journal_start ||
+	    sb->journal_blocks > sb->meta_start - sb->journal_start)
+		return false;
+	if (sb->meta_start > data_blocks || sb->meta_blocks > data_blocks - sb->meta_start ||
+	    sb->ckpt_root < sb->meta_start || sb->ckpt_root - sb->meta_start >= sb->meta_blocks)
+		return false;
+	if (sb->data_start % sb->chunk_size || sb->data_start > sb->dev_size ||
+	    sb->nr_chunks == 0 || sb->nr_chunks >= UINT32_MAX ||
+	    sb->nr_chunks > (sb->dev_size - sb->data_start) / sb->chunk_size)
+		return false;
+	return true;
+}
+
 int
 tp_super_read(struct dio_tpool *p, int slot, struct tp_super *sb)
 {
@@ -276,14 +317,7 @@ tp_super_read(struct dio_tpool *p, int slot, struct tp_super *sb)
 	if (!tp_verify(p->buf, NULL, TP_BT_SUPER, (uint64_t)slot))
 		return -EUCLEAN;
 	memcpy(sb, p->buf, sizeof(*sb));
-	if (sb->block_size != TP_BLOCK || !sb->chunk_size || !sb->sub_size ||
-	    sb->chunk_size / sb->sub_size > 32 || sb->journal_blocks == 0 ||
-	    sb->data_start + sb->nr_chunks * sb->chunk_size > sb->dev_size ||
-	    sb->meta_start + sb->meta_blocks > sb->data_start / TP_BLOCK ||
-	    sb->journal_start + sb->journal_blocks > sb->meta_start || sb->journal_start < 2 ||
-	    sb->ckpt_root < sb->meta_start || sb->ckpt_root >= sb->meta_start + sb->meta_blocks)
-		return -EUCLEAN;
-	return 0;
+	return tp_super_sane(p, sb) ? 0 : -EUCLEAN;
 }
 
 int

@@ -11,6 +11,8 @@
  * superblock's journal_tail stops at the first block that does not verify,
  * has another sequence (a stale lap), or continues a transaction that is
  * not the open one; it applies only transactions that reached COMMIT.
+ * Blocks past that end that do verify are never replayed later: the first
+ * commit after such a replay is a checkpoint (dio_tpool.journal_gap).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -135,7 +137,7 @@ tp_journal_write(struct dio_tpool *p, bool all)
 	if (n == 0)
 		return 0;
 	nb = tp_pack(p, n, false);
-	if (p->head + nb - p->sb.journal_tail > J)
+	if (p->journal_gap || p->head + nb - p->sb.journal_tail > J)
 		return 1;	/* no room: a checkpoint must absorb them (tp_commit) */
 	ret = tp_buf_reserve(p, nb * TP_BLOCK);
 	if (ret < 0)
@@ -248,6 +250,20 @@ tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks)
 		open = false;
 		p->head = seq + 1;
 		(*nblocks) = (unsigned int)(p->head - p->sb.journal_tail);
+	}
+	/*
+	 * Blocks past the replayed end that verify must stay unreachable:
+	 * the next commit would go to p->head and a later replay would run on
+	 * into them. New blocks start after the highest of their sequences.
+	 */
+	for (uint64_t i = 0; i < J; i++) {
+		const struct tp_hdr *h = (const void *)(p->buf + i * TP_BLOCK);
+
+		if (tp_verify(h, p->sb.h.uuid, TP_BT_JOURNAL, p->sb.journal_start + i) &&
+		    h->gen >= p->head && h->gen < UINT64_MAX) {
+			p->head = h->gen + 1;
+			p->journal_gap = true;
+		}
 	}
 	ret = 0;
 out:

@@ -33,15 +33,18 @@ tp_ment(struct tp_vol *v, uint64_t l, bool make)
 /*
  * Grow or shrink v's map to size bytes; entries past the end must be holes.
  * A shrink frees the leaves past the new end and clears the rest of the
- * last one, so a later grow starts from holes. 0 or -ENOMEM.
+ * last one, so a later grow starts from holes. 0, -EFBIG past
+ * TP_VOL_CHUNKS_MAX, or -ENOMEM.
  */
 static int
 tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 {
-	uint64_t nl = (size + p->chunk_size - 1) / p->chunk_size;
+	uint64_t nl = size / p->chunk_size + (size % p->chunk_size != 0);
 	uint64_t nleaf = (nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
 	struct tp_ment **leaf;
 
+	if (nl > TP_VOL_CHUNKS_MAX)
+		return -EFBIG;
 	if (nleaf < old) {
 		for (uint64_t i = nleaf; i < old; i++) {
 			free(v->leaf[i]);
@@ -262,8 +265,12 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 	case TP_R_VOL:
 		if (v || r->vol == 0)
 			return apply_err(err, errlen, "volume exists already", r);
-		if (r->a % TP_BLOCK)
+		if (r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
 			return apply_err(err, errlen, "bad volume size", r);
+		/* The name field holds DIO_TPOOL_NAME_MAX bytes and a NUL. */
+		if (!r->name[0] || !memchr(r->name, 0, sizeof(r->name)) ||
+		    tp_vol_by_name(p, r->name))
+			return apply_err(err, errlen, "bad or duplicate volume name", r);
 		v = tp_vol_new(p, r->vol, r->name, r->a, r->uuid);
 		if (!v)
 			return -ENOMEM;
@@ -274,8 +281,8 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 		}
 		return 0;
 	case TP_R_RESIZE:
-		if (!v || r->a % TP_BLOCK)
-			return apply_err(err, errlen, "resize of no volume", r);
+		if (!v || r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
+			return apply_err(err, errlen, "resize of no volume, or to a bad size", r);
 		for (uint64_t l = (r->a + p->chunk_size - 1) / p->chunk_size; l < v->nl; l++) {
 			e = tp_ment(v, l, false);
 			if (e && e->p1)

@@ -265,7 +265,7 @@ dio_tpool_volume_create(struct dio_tpool *pool, const char *name, uint64_t size)
 	int ret;
 
 	if (!name[0] || strlen(name) > DIO_TPOOL_NAME_MAX || size == 0 || size % TP_BLOCK ||
-	    size / pool->chunk_size >= UINT32_MAX * (uint64_t)TP_LEAF)
+	    size / pool->chunk_size >= TP_VOL_CHUNKS_MAX)
 		return -EINVAL;
 	if (getrandom(r.uuid, 16, 0) != 16)
 		return -EIO;

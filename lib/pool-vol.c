@@ -423,7 +423,7 @@ dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size)
 	int ret;
 
 	if (size == 0 || size % TP_BLOCK ||
-	    size / pool->chunk_size >= UINT32_MAX * (uint64_t)TP_LEAF)
+	    size / pool->chunk_size >= TP_VOL_CHUNKS_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&pool->lock);
 	v = tp_vol_by_name(pool, name);

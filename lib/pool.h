@@ -148,6 +148,12 @@ struct tp_ment {
 };
 
 #define TP_LEAF 1024	/* entries per map leaf */
+/*
+ * Logical chunks of a volume at most (16 TiB of 64 KiB chunks): its leaf
+ * table stays within 2 MiB and a walk of its map (checkpoint, check,
+ * delete) within 2^28 entries.
+ */
+#define TP_VOL_CHUNKS_MAX (1ull << 28)
 
 struct tp_vol {
 	uint32_t id;
@@ -217,6 +223,13 @@ struct dio_tpool {
 	size_t npfree, cappfree;
 	uint64_t flush_issued;		/* ids given to device flushes */
 	uint64_t flush_done;		/* highest id of a completed flush */
+	/*
+	 * Replay stopped before blocks that verify (a damaged block, or a
+	 * commit torn in the middle): the next commit is a checkpoint, which
+	 * moves the tail past their sequences before any block follows the
+	 * replayed end, so a later replay can never take them.
+	 */
+	bool journal_gap;
 	bool dirty;			/* changed since the last checkpoint */
 	bool no_discard;		/* the device refused a discard: do not ask again */
 

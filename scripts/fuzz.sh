@@ -19,7 +19,9 @@ if ! grep -q 'add_subdirectory(fuzz)' "$top/CMakeLists.txt"; then
 fi
 CC=clang cmake -S "$top" -B "$out" -DDIO_FUZZ=ON -DDIO_SANITIZE=ON -DDIO_TESTS=OFF \
 	-DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$out" --target fuzz-handshake fuzz-transmission fuzz-tls fuzz-control -j"${DIO_TEST_JOBS:-2}"
+targets="fuzz-handshake fuzz-transmission fuzz-tls fuzz-control fuzz-pool"
+# shellcheck disable=SC2086
+cmake --build "$out" --target $targets -j"${DIO_TEST_JOBS:-2}"
 
 mkdir -p "$out/findings" "$out/tmp"
 # Well-formed conversations to start from (kept files are not overwritten).
@@ -27,7 +29,7 @@ if command -v python3 >/dev/null 2>&1; then
 	python3 "$top/fuzz/seeds.py" "$out/corpus"
 fi
 rc=0
-for t in fuzz-handshake fuzz-transmission fuzz-tls fuzz-control; do
+for t in $targets; do
 	mkdir -p "$out/corpus/$t"
 	echo "=== $t for $secs s"
 	# The volume needs O_DIRECT: keep it in the build tree, not on tmpfs.

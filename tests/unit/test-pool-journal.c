@@ -227,3 +227,40 @@ Test(pool_journal, multi_block_transaction_needs_its_commit, .init = setup, .fin
 		cr_assert_eq(bits_of(p, (uint64_t)i), 0u);
 	crash(p);
 }
+
+/*
+ * A damaged journal block hides the transactions after it, and they stay
+ * hidden: a commit after that recovery must not let a later replay run on
+ * from the new block into them (here: a delete of the volume whose
+ * creation was lost, which would delete the new one or refuse the pool).
+ */
+Test(pool_journal, blocks_past_a_damaged_one_stay_hidden, .init = setup, .fini = teardown)
+{
+	static uint8_t blk[TP_BLOCK];
+	struct dio_tpool *p = open_pool();
+	uint64_t b;
+	int fd;
+
+	cr_assert_eq(dio_tpool_volume_create(p, "x", MiB), 0);
+	b = p->sb.journal_start + (p->head - 1) % p->sb.journal_blocks;
+	cr_assert_eq(dio_tpool_volume_delete(p, "x"), 0);
+	crash(p);
+	fd = open(path, O_RDWR);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pread(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+	blk[100] ^= 0x40;
+	cr_assert_eq(pwrite(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+	close(fd);
+
+	p = open_pool();
+	cr_assert_null(tp_vol_by_name(p, "x"), "replay went past the damaged block");
+	cr_assert_eq(dio_tpool_volume_create(p, "z", MiB), 0);
+	crash(p);
+	p = open_pool();
+	cr_assert_not_null(tp_vol_by_name(p, "z"), "the volume created after recovery is gone");
+	cr_assert_not_null(tp_vol_by_name(p, "v"));
+	crash(p);
+	p = open_pool();
+	cr_assert_not_null(tp_vol_by_name(p, "z"));
+	dio_tpool_close(p);
+}
