@@ -202,28 +202,50 @@ tp_parse(const uint8_t *blk, struct tp_rec **staged, size_t *nst, size_t *cap, b
 	return true;
 }
 
+/*
+ * Journal blocks replay reads at once. Replay stops at the first block
+ * that does not continue the chain, so it reads the ring from the tail a
+ * window at a time: a clean pool reads one window, not the whole ring
+ * (tens of MiB on a large pool, every open).
+ */
+#define TP_REPLAY_WINDOW 64u
+
 int
 tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks)
 {
 	uint64_t J = p->sb.journal_blocks, seq = p->sb.journal_tail, open_txn = 0;
+	uint64_t win = seq, win_end = seq;	/* sequences [win, win_end) are in p->buf */
 	struct tp_rec *staged = NULL;
 	size_t nst = 0, cap = 0;
 	bool open = false;
 	int ret;
 
 	*nblocks = 0;
-	ret = tp_buf_reserve(p, J * TP_BLOCK);
-	if (ret < 0)
-		return ret;
-	ret = p->io->pread(p->io->priv, p->fd, p->buf, J * TP_BLOCK,
-			   p->sb.journal_start * TP_BLOCK);
+	ret = tp_buf_reserve(p, TP_REPLAY_WINDOW * TP_BLOCK);
 	if (ret < 0)
 		return ret;
 	p->head = seq;
 	for (uint64_t i = 0; i < J; i++, seq++) {
-		const uint8_t *blk = p->buf + (seq % J) * TP_BLOCK;
-		const struct tp_hdr *h = (const void *)blk;
+		const uint8_t *blk;
+		const struct tp_hdr *h;
 		bool commit;
+
+		if (seq == win_end) {
+			uint64_t pos = seq % J, n = TP_REPLAY_WINDOW;
+
+			if (n > J - i)
+				n = J - i;
+			if (n > J - pos)
+				n = J - pos;	/* one pread never wraps the ring */
+			ret = p->io->pread(p->io->priv, p->fd, p->buf, n * TP_BLOCK,
+					   (p->sb.journal_start + pos) * TP_BLOCK);
+			if (ret < 0)
+				goto out;
+			win = seq;
+			win_end = seq + n;
+		}
+		blk = p->buf + (seq - win) * TP_BLOCK;
+		h = (const void *)blk;
 
 		if (!tp_verify(blk, p->sb.h.uuid, TP_BT_JOURNAL, p->sb.journal_start + seq % J) ||
 		    h->gen != seq)
