@@ -373,6 +373,8 @@ dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info)
 	info->journal_blocks = pool->sb.journal_blocks;
 	info->journal_used = pool->head - pool->sb.journal_tail;
 	info->meta_blocks = pool->sb.meta_blocks;
+	for (uint64_t b = 0; b < pool->sb.meta_blocks; b++)
+		info->ckpt_blocks += pool->meta_used[b];
 	info->max_volumes = pool->sb.max_volumes;
 	for (uint32_t i = 0; i < pool->nvols; i++)
 		info->nr_volumes += pool->vols[i] != NULL;

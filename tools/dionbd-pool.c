@@ -224,6 +224,7 @@ cmd_info(const char *path)
 	printf("journal:       %" PRIu64 " of %" PRIu64 " blocks in use\n", i.journal_used,
 	       i.journal_blocks);
 	printf("metadata:      %" PRIu64 " blocks\n", i.meta_blocks);
+	printf("checkpoint:    %" PRIu64 " blocks in use\n", i.ckpt_blocks);
 	dio_tpool_close(p);
 	return 0;
 }

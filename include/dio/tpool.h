@@ -121,7 +121,8 @@ struct dio_tpool_info {
 	uint64_t nr_chunks, free_chunks;
 	uint64_t gen;		/* checkpoint generation */
 	uint64_t journal_blocks, journal_used;
-	uint64_t meta_blocks;
+	uint64_t meta_blocks;	/* the metadata area */
+	uint64_t ckpt_blocks;	/* of those, the durable checkpoint's */
 	uint32_t nr_volumes, max_volumes;
 	bool readonly;
 };

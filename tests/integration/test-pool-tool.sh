@@ -15,6 +15,9 @@ trap 'rm -f "$pool" "$pool.copy"' EXIT
 
 "$tool" create --size 64M --chunk-size 64K "$pool" || fail "create"
 "$tool" info "$pool" | grep -q '^chunk size: *65536' || fail "info: chunk size"
+# An empty pool's checkpoint: at least a root and a space map block.
+"$tool" info "$pool" | grep -Eq '^checkpoint: *([2-9]|[1-9][0-9]+) blocks in use' ||
+	fail "info: checkpoint blocks: $("$tool" info "$pool")"
 "$tool" volume create "$pool" alpha 1G || fail "volume create"
 "$tool" volume create "$pool" beta 16M || fail "volume create beta"
 if "$tool" volume create "$pool" alpha 1G 2>/dev/null; then fail "duplicate name accepted"; fi

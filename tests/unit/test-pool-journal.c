@@ -264,3 +264,37 @@ Test(pool_journal, blocks_past_a_damaged_one_stay_hidden, .init = setup, .fini =
 	cr_assert_not_null(tp_vol_by_name(p, "z"));
 	dio_tpool_close(p);
 }
+
+/*
+ * Replay reads the ring a window (64 blocks) at a time: a replay longer
+ * than a window, running over the ring's end, still takes every block.
+ */
+Test(pool_journal, replay_across_read_windows_and_the_ring_end, .fini = teardown)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = 64 * 1024, .journal_blocks = 200 };
+	struct dio_tpool *p;
+	int i;
+
+	path = test_file_create(32 * MiB);
+	cr_assert_eq(dio_tpool_create(path, &co, &opts), 0, "%s", errbuf);
+	p = open_pool();
+	cr_assert_eq(dio_tpool_volume_create(p, "v", 300 * 64 * 1024), 0);
+	for (i = 0; i < 150; i++) {
+		map_rec(p, (uint64_t)i, 20 + (uint64_t)i, 1);
+		cr_assert_eq(tp_commit(p, false), 0);
+	}
+	cr_assert_eq(dio_tpool_checkpoint(p), 0);	/* the tail moves to ~150 */
+	for (; i < 280; i++) {
+		map_rec(p, (uint64_t)i, 20 + (uint64_t)i, 1);
+		cr_assert_eq(tp_commit(p, false), 0);
+	}
+	cr_assert_gt(p->head - p->sb.journal_tail, 64, "not longer than a window");
+	cr_assert_gt(p->sb.journal_tail % 200 + (p->head - p->sb.journal_tail), 200,
+		     "does not run over the ring's end");
+	crash(p);
+	p = open_pool();
+	for (i = 0; i < 280; i++)
+		cr_assert_eq(bits_of(p, (uint64_t)i), 1u, "transaction %d", i);
+	cr_assert_eq(bits_of(p, 280), 0u);
+	crash(p);
+}

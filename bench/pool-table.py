@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+#
+# The table of bench/run-pool.sh from its raw results, so a run can be
+# summarised again later:  bench/pool-table.py OUT REPS STRICT(0|1) "PEERS" ROW...
+import json, os, statistics, sys
+
+out, reps, strict, peers, rows = (sys.argv[1], int(sys.argv[2]),
+                                  sys.argv[3] == "1", sys.argv[4].split(), sys.argv[5:])
+
+# row: (what is compared, dionbd / raw target, higher is better)
+targets = {
+    "ow-4k-qd32": ("IOPS", 0.97, True),
+    "fw-4k-qd32": ("IOPS", 0.90, True),
+    "seq-1m-qd8": ("MiB/s", 0.95, True),
+    "fua-4k-qd1": ("p50", 2.00, False),
+}
+
+
+def cell(row, peer, rep):
+    base = "%s/%s.%s.%d" % (out, row, peer, rep)
+    with open(base + ".json") as f:
+        j = json.load(f)
+    with open(base + ".srv") as f:
+        ticks, hz, t0, t1, wbytes = f.read().split()
+    if "jobs" in j:
+        w = j["jobs"][0]["write"]
+        pct = w["lat_ns"]["percentile"]
+        iops, mibs = w["iops"], w["bw_bytes"] / 1048576.0
+        p50, p99 = pct["50.000000"] / 1e3, pct["99.000000"] / 1e3
+        client = w["io_bytes"]
+        ios = w["total_ios"]
+    else:  # the FUA probe
+        iops, p50, p99 = j["iops"], j["p50_us"], j["p99_us"]
+        mibs = iops * 4096 / 1048576.0
+        ios = j["ios"]
+        client = ios * 4096
+    cpu = int(ticks) / float(hz) * 1e6 / ios if ios and peer != "raw" else 0.0
+    dev = int(wbytes) / client if client and peer != "raw" else 0.0
+    return [iops, mibs, p50, p99, cpu, dev]
+
+
+med = {}
+for row in rows:
+    for p in peers:
+        res = [cell(row, p, i) for i in range(1, reps + 1)]
+        med[row, p] = [statistics.median(c) for c in zip(*res)]
+
+
+def figure(row, p):
+    """The row's compared figure of peer p (IOPS, MiB/s or p50 latency)."""
+    what = targets[row][0]
+    m = med[row, p]
+    return m[0] if what == "IOPS" else m[1] if what == "MiB/s" else m[2]
+
+
+def ratio(row, a, b):
+    if a not in peers or b not in peers or not figure(row, b):
+        return None
+    return figure(row, a) / figure(row, b)
+
+
+w = max(len(p) for p in peers) + 1
+print("%-11s %-*s %9s %8s %8s %8s %8s %7s %7s %7s"
+      % ("row", w, "peer", "IOPS", "MiB/s", "p50 us", "p99 us", "cpu/IO", "dev/cli",
+         "/raw", "/qcow2"))
+short = []
+for row in rows:
+    for p in peers:
+        iops, mibs, p50, p99, cpu, dev = med[row, p]
+        r1, r2 = ratio(row, p, "raw"), ratio(row, p, "qcow2")
+        print("%-11s %-*s %9.0f %8.1f %8.0f %8.0f %8s %7s %7s %7s%s"
+              % (row, w, p, iops, mibs, p50, p99, "%.1fus" % cpu if cpu else "-",
+                 "%.3f" % dev if dev and row != "ow-4k-qd32" else "-",
+                 "%.2f" % r1 if r1 is not None and p != "raw" else "",
+                 "%.2f" % r2 if r2 is not None and p != "qcow2" else "",
+                 " (ceiling)" if p == "raw" else ""))
+    what, want, higher = targets[row]
+    r = ratio(row, "dionbd", "raw")
+    if r is not None:
+        ok = r >= want if higher else r <= want
+        if not ok:
+            short.append(row)
+        print("%-11s %-*s  dionbd / raw %s = %.2f  target %s %.2f  %s"
+              % (row, w, "target", what, r, ">=" if higher else "<=", want,
+                 "ok" if ok else "SHORT"))
+        rd = ratio(row, "dionbd", "dionbd-raw")
+        if rd is not None:
+            print("%-11s %-*s  dionbd / dionbd-raw %s = %.2f  (the pool's cost alone)"
+                  % (row, w, "", what, rd))
+    print()
+
+meta = {}
+if os.path.exists(out + "/meta.txt"):
+    with open(out + "/meta.txt") as f:
+        for line in f:
+            k, *v = line.split()
+            meta.setdefault(k, []).append([float(x) for x in v])
+if meta:
+    one = lambda k: meta[k][0][0]
+    print("metadata (the pool's durable checkpoint after a clean close, 4 KiB blocks):")
+    if "empty_ckpt_blocks" in meta:
+        print("  empty pool: %.0f blocks (space map and root; grows with the pool, not the mapping)"
+              % one("empty_ckpt_blocks"))
+    for kind, blocks, mapped, want in (
+            ("sequential 1 MiB fill", "seq_ckpt_blocks", "seq_mapped", 4.0),
+            ("random 4 KiB fill (each block once)", "rnd_ckpt_delta", "rnd_mapped", 512.0)):
+        if blocks not in meta or not one(mapped):
+            continue
+        b = one(blocks) - (one("empty_ckpt_blocks") if kind.startswith("seq") else 0)
+        per = b * 4096 / 1024.0 / (one(mapped) / 2 ** 30)
+        ok = per <= want
+        if not ok:
+            short.append("meta-" + kind.split()[0])
+        print("  %-36s %6.0f blocks for %.0f MiB mapped = %7.1f KiB/GiB  target <= %.0f  %s"
+              % (kind, b, one(mapped) / 2 ** 20, per, want, "ok" if ok else "SHORT"))
+    if "journal_blocks_clean" in meta:
+        print("  journal in use after a clean close: %.0f blocks" % one("journal_blocks_clean"))
+    for p in peers:
+        k = p + "_meta_bytes"
+        if k in meta:
+            mb, data = meta[k][0]
+            print("  %-36s %7.1f KiB/GiB (allocated bytes of the image less its data)"
+                  % (p + ", converted from the raw file", mb / 1024.0 / (data / 2 ** 30)))
+    opens = [("dionbd-pool info (open, read-only)", "open_tool"),
+             ("dionbd start until nbdinfo answers", "open_dionbd")]
+    opens += [("qemu-nbd %s start until nbdinfo answers" % p, p + "_open") for p in peers]
+    print("open time of the clean pool (medians):")
+    for label, k in opens:
+        if k in meta:
+            print("  %-42s %7.1f ms (%d runs)"
+                  % (label, statistics.median(v[0] for v in meta[k]) * 1e3, len(meta[k])))
+    print()
+
+print("medians of %d repetitions; peers alternate within each row (reverse order in even reps);"
+      "\nIOPS/MiB/s/latency: fio's write side, lat = submission to completion (fua-4k-qd1:"
+      " Python loop, call to return);"
+      "\n/raw, /qcow2: the row's figure (IOPS; seq: MiB/s; fua: p50 latency, lower is better)"
+      " over raw's and qcow2's;"
+      "\ncpu/IO: the server's user + system CPU per I/O; dev/cli: bytes the server sent to"
+      " the block layer\n(/proc/PID/io write_bytes, after a FLUSH) over bytes the client"
+      " wrote; raw JSON in %s" % (reps, out))
+sys.exit(1 if strict and short else 0)

@@ -1,0 +1,550 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# The thin pool measured (issue 10): dionbd serving a pool volume beside
+# the raw file on the same filesystem (fio io_uring, O_DIRECT: the ceiling)
+# and qemu-nbd serving qcow2 (plain, and with extended_l2=on), through the
+# same client (fio's nbd engine, Unix socket), N repetitions with the peers
+# alternating within each row, then a table of medians with the ratios to
+# raw and to qcow2, and the pool's metadata size and open time.
+#
+#   bench/run-pool.sh [--build DIR] [--size 1G] [--runtime 5] [--ramp 0.5]
+#                     [--reps 3] [--rows LIST] [--peers LIST] [--fua-ios 400]
+#                     [--meta-size 256M] [--limit 900] [--out DIR] [--strict]
+#
+# Env (the flags win): DIO_BUILD (build dir, default ./build-rel, then
+# ./build-bench2, ./build), DIO_BENCH_DIR (scratch, default BUILD/tmp; must
+# take O_DIRECT), DIO_BENCH_SIZE (volume, image and raw file size),
+# DIO_BENCH_RUNTIME, DIO_BENCH_RAMP, DIO_BENCH_REPS, DIO_BENCH_ROWS,
+# DIO_BENCH_PEERS, DIO_BENCH_FUA_IOS (FUA writes per cell),
+# DIO_BENCH_META_SIZE (the volume filled with random 4 KiB writes for the
+# metadata figure), DIO_BENCH_LIMIT (seconds; no repetition starts that
+# would end past it), DIO_BENCH_CHUNK (the pool's chunk size, default 64K).
+# Rows: ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1
+# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 (dionbd-raw: dionbd serving the raw
+# file, so what the pool costs shows apart from what NBD costs)
+# Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
+# machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
+set -euo pipefail
+
+all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1"
+all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2"
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${DIO_BUILD:-}
+size=${DIO_BENCH_SIZE:-1G}
+runtime=${DIO_BENCH_RUNTIME:-5}
+ramp=${DIO_BENCH_RAMP:-0.5}
+reps=${DIO_BENCH_REPS:-3}
+rows=${DIO_BENCH_ROWS:-$all_rows}
+peers=${DIO_BENCH_PEERS:-$all_peers}
+fua_ios=${DIO_BENCH_FUA_IOS:-400}
+meta_size=${DIO_BENCH_META_SIZE:-256M}
+limit=${DIO_BENCH_LIMIT:-900}
+chunk=${DIO_BENCH_CHUNK:-64K}
+out=
+strict=0
+
+die() { echo "run-pool: $*" >&2; exit 1; }
+skip() { echo "run-pool: SKIP: $*" >&2; exit 77; }
+say() { echo "run-pool: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$2; shift ;;
+	--size) size=$2; shift ;;
+	--runtime) runtime=$2; shift ;;
+	--ramp) ramp=$2; shift ;;
+	--reps) reps=$2; shift ;;
+	--rows) rows=$2; shift ;;
+	--peers) peers=$2; shift ;;
+	--fua-ios) fua_ios=$2; shift ;;
+	--meta-size) meta_size=$2; shift ;;
+	--limit) limit=$2; shift ;;
+	--out) out=$2; shift ;;
+	--strict) strict=1 ;;
+	-h|--help) sed -n '4,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) die "unknown argument: $1 (see --help)" ;;
+	esac
+	shift
+done
+
+num='^[0-9]+([.][0-9]+)?$'
+[[ $runtime =~ $num && $ramp =~ $num ]] || die "--runtime and --ramp take seconds"
+[[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps takes a count >= 1"
+[[ $limit =~ ^[1-9][0-9]*$ ]] || die "--limit takes whole seconds"
+[[ $fua_ios =~ ^[1-9][0-9]*$ ]] || die "--fua-ios takes a count >= 1"
+for r in $rows; do
+	case " $all_rows " in *" $r "*) ;; *) die "unknown row: $r (rows: $all_rows)" ;; esac
+done
+for p in $peers; do
+	case " $all_peers " in *" $p "*) ;; *) die "unknown peer: $p (peers: $all_peers)" ;; esac
+done
+
+# ---------------------------------------------------------------- tools
+command -v fio >/dev/null || skip "fio is not installed"
+fio --enghelp=nbd >/dev/null 2>&1 || skip "this fio has no nbd engine"
+command -v nbdinfo >/dev/null || skip "nbdinfo is not installed (apt-get install libnbd-bin)"
+python=/usr/bin/python3
+[ -x $python ] || python=python3
+command -v $python >/dev/null || skip "python3 is not installed"
+$python -c 'import nbd' 2>/dev/null || skip "python3-libnbd is missing (the FUA row drives it)"
+case " $peers " in
+*" qcow2"*) command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null ||
+	skip "qemu-nbd or qemu-img is not installed (apt-get install qemu-utils, or drop the qcow2 peers)" ;;
+esac
+
+if [ -z "$build" ]; then
+	for b in ./build-rel ./build-bench2 ./build "$top/build-rel" "$top/build-bench2" "$top/build"; do
+		if [ -x "$b/server/dionbd" ] && [ -x "$b/tools/dionbd-pool" ]; then build=$b; break; fi
+	done
+fi
+[ -n "$build" ] || die "no build dir with server/dionbd and tools/dionbd-pool; pass --build DIR (or DIO_BUILD)"
+build=$(cd "$build" && pwd)
+dionbd=$build/server/dionbd
+pooltool=$build/tools/dionbd-pool
+[ -x "$dionbd" ] || die "$dionbd is missing: cmake --build $build --target dionbd"
+[ -x "$pooltool" ] || die "$pooltool is missing: cmake --build $build --target dionbd-pool"
+
+# ---------------------------------------------------------------- files
+dir=${DIO_BENCH_DIR:-$build/tmp}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+probe=$dir/.odirect-probe.$$
+if ! dd if=/dev/zero of="$probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+	rm -f "$probe"
+	skip "$dir does not take O_DIRECT; set DIO_BENCH_DIR to an ext4/xfs directory"
+fi
+rm -f "$probe"
+
+to_bytes() { numfmt --from=iec "${1%[bB]}" 2>/dev/null || die "bad size: $1"; }
+bytes=$(to_bytes "$size")
+meta_bytes=$(to_bytes "$meta_size")
+chunk_bytes=$(to_bytes "$chunk")
+[ "$bytes" -ge $(( 64 << 20 )) ] || die "--size must be at least 64M"
+[ $(( bytes % (1 << 20) )) -eq 0 ] && [ $(( meta_bytes % (1 << 20) )) -eq 0 ] ||
+	die "--size and --meta-size must be whole MiB"
+# FUA writes go one per stride, so each lands in a chunk (and a qcow2
+# cluster, 64 KiB) nothing was written to yet.
+stride=$(( chunk_bytes > 65536 ? chunk_bytes : 65536 ))
+[ $(( fua_ios * stride )) -le "$bytes" ] || die "--fua-ios $fua_ios x $stride bytes does not fit in --size"
+raw=$dir/pool-bench-raw-$size.img
+# Three volumes of --size (overwrite, first write, sequential) and the
+# metadata one, plus room for the pool's own blocks.
+pool_bytes=$(( 3 * bytes + meta_bytes + bytes / 4 + (64 << 20) ))
+pool=$dir/pool-bench-pool-$pool_bytes.img
+out=${out:-$dir/pool-results-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+work=$(mktemp -d "$dir/pool-run.XXXXXX")
+sock=$work/sock
+case $raw$pool$work$build$out in *[[:space:]]*) die "paths must not contain spaces: $dir, $build, $out" ;; esac
+
+srv_pid=
+cleanup() {
+	if [ -n "$srv_pid" ]; then
+		kill "$srv_pid" 2>/dev/null || true
+		wait "$srv_pid" 2>/dev/null || true
+		srv_pid=
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A file of n bytes with every block written, reused when it already is
+# one. The raw file so that raw rows overwrite allocated blocks (the
+# ceiling); the pool's file so that the pool's data writes are overwrites
+# to the filesystem, as on the block device a pool is meant for, not
+# ext4's unwritten-extent conversions.
+make_full() {
+	local f=$1 n=$2 have blocks
+	if [ -f "$f" ]; then
+		read -r have blocks < <(stat -c '%s %b' "$f")
+		if [ "$have" -eq "$n" ] && [ $(( blocks * 512 )) -ge "$n" ] &&
+		   ! filefrag -v "$f" 2>/dev/null | grep -q unwritten; then
+			say "reusing $f (fully written)"
+			return 0
+		fi
+		rm -f "$f"
+	fi
+	say "writing $f ($n bytes)"
+	timeout 600 fio --name=fill --filename="$f" --size="$n" --rw=write --bs=1m \
+	    --iodepth=16 --ioengine=io_uring --direct=1 --end_fsync=1 \
+	    --refill_buffers --output=/dev/null || die "could not write $f"
+	read -r have blocks < <(stat -c '%s %b' "$f")
+	[ "$have" -eq "$n" ] && [ $(( blocks * 512 )) -ge "$n" ] ||
+		die "$f came out sparse or short ($have bytes, $blocks blocks)"
+}
+
+settle() {
+	timeout 120 sync -d "$1" || die "fdatasync $1 timed out"
+	dd if="$1" iflag=nocache count=0 status=none 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- servers
+# uri of the export a cell's server is serving
+uri_of() {
+	case $1 in
+	dionbd) echo "nbd+unix:///$2?socket=$sock" ;;
+	dionbd-raw) echo "nbd+unix:///raw?socket=$sock" ;;
+	*) echo "nbd+unix:///?socket=$sock" ;;
+	esac
+}
+
+# Start peer $1 on $2 (dionbd: a volume name; qcow2: an image) and wait
+# until nbdinfo reads its size ($3 bytes); the seconds that took go to
+# open_s, the command to srv_cmd (not printed: this must not run in a
+# subshell, or srv_pid is lost).
+srv_cmd="" open_s=""
+start_server() {
+	local p=$1 what=$2 want=$3 log=$out/server-$1.log cmd t0 got=
+	rm -f "$sock"
+	case $p in
+	dionbd) cmd=("$dionbd" -f -U "$sock" -e "$what=pool:$pool/$what") ;;
+	dionbd-raw) cmd=("$dionbd" -f -U "$sock" -e "raw=$what") ;;
+	qcow2*) cmd=(qemu-nbd -k "$sock" -f qcow2 --cache=none --aio=io_uring --shared=8
+		     --persistent "$what") ;;
+	esac
+	srv_cmd=${cmd[*]}
+	echo "== $(date +%T) $srv_cmd" >>"$log"
+	t0=$(date +%s.%N)
+	"${cmd[@]}" >>"$log" 2>&1 &
+	srv_pid=$!
+	for _ in $(seq 1 200); do
+		if [ -S "$sock" ]; then
+			got=$(timeout 10 nbdinfo --size "$(uri_of "$p" "$what")" 2>>"$log") && break
+		fi
+		if ! kill -0 "$srv_pid" 2>/dev/null; then
+			local rc=0
+			wait "$srv_pid" || rc=$?
+			srv_pid=
+			tail -n 5 "$log" >&2
+			die "$p exited (status $rc) before serving $what; log: $log"
+		fi
+		sleep 0.05
+	done
+	[ "$got" = "$want" ] || die "$p: serving $what with size '$got', want $want; see $log"
+	open_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+}
+
+stop_server() {
+	[ -n "$srv_pid" ] || return 0
+	kill "$srv_pid" 2>/dev/null || true
+	for _ in $(seq 1 300); do
+		kill -0 "$srv_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$srv_pid" 2>/dev/null || true
+	wait "$srv_pid" 2>/dev/null || true
+	srv_pid=
+	rm -f "$sock"
+}
+
+# utime + stime of the server and all its threads, in clock ticks
+cpu_ticks() {
+	[ -n "$srv_pid" ] || { echo 0; return; }
+	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$srv_pid/stat" 2>/dev/null || echo 0
+}
+
+# Bytes the server (all its threads, io_uring's io-wq workers included)
+# sent to the block layer: /proc/PID/io write_bytes counts each O_DIRECT
+# write at submission to the block layer, its own and no other process's
+# (a shared machine's /sys/block stats count everyone's). Not in it: what
+# the filesystem's journal thread writes for it.
+dev_wbytes() {
+	awk '/^write_bytes:/ { print $2 }' "/proc/$srv_pid/io" 2>/dev/null || echo 0
+}
+
+nbd_flush() {
+	timeout 60 $python -c 'import nbd, sys; h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.flush(); h.shutdown()' "$1"
+}
+
+pool_new_volume() {
+	"$pooltool" volume delete "$pool" "$1" 2>/dev/null || true
+	"$pooltool" volume create "$pool" "$1" "$2" >/dev/null || die "volume create $1"
+}
+
+# qcow2_new PEER IMAGE SIZE: an empty image
+qcow2_new() {
+	local p=$1 img=$2 n=$3 o=
+	rm -f "$img"
+	[ "$p" = qcow2-xl2 ] && o="-o extended_l2=on"
+	# shellcheck disable=SC2086
+	qemu-img create -q -f qcow2 $o "$img" "$n" || die "qemu-img create $img"
+}
+
+# qcow2_full PEER IMAGE: an image of the raw file, every cluster data
+qcow2_full() {
+	local p=$1 img=$2 o=
+	rm -f "$img"
+	[ "$p" = qcow2-xl2 ] && o="-o extended_l2=on"
+	# shellcheck disable=SC2086
+	timeout 600 qemu-img convert -f raw -O qcow2 $o -W "$raw" "$img" || die "qemu-img convert to $img"
+}
+
+# ---------------------------------------------------------------- FUA probe
+# QD1 4 KiB writes, one per stride in a shuffled order, each with FUA
+# (NBD: NBD_CMD_FLAG_FUA through libnbd; fio's nbd engine sends no FUA) or
+# through O_DIRECT|O_DSYNC (raw: ext4 overwrites an allocated block with a
+# FUA write). Latency from the call to its return, in one Python loop for
+# every peer so the client's cost is the same.
+fua_probe() {
+	timeout $(( 60 + fua_ios / 5 )) $python - "$@" <<'EOF'
+import json, mmap, os, random, statistics, sys, time
+kind, target, n, stride, seed, outp = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
+    int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+slots = list(range(n))
+random.Random(seed).shuffle(slots)
+buf = mmap.mmap(-1, 4096)
+buf.write(os.urandom(4096))
+lat = []
+if kind == "nbd":
+    import nbd
+    h = nbd.NBD()
+    h.connect_uri(target)
+    if not h.can_fua():
+        sys.exit("the server does not offer FUA")
+    data = bytes(buf)
+    for s in slots:
+        t0 = time.perf_counter_ns()
+        h.pwrite(data, s * stride, nbd.CMD_FLAG_FUA)
+        lat.append(time.perf_counter_ns() - t0)
+    h.shutdown()
+else:
+    fd = os.open(target, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+    for s in slots:
+        t0 = time.perf_counter_ns()
+        if os.pwrite(fd, buf, s * stride) != 4096:
+            sys.exit("short write")
+        lat.append(time.perf_counter_ns() - t0)
+    os.close(fd)
+lat.sort()
+us = [x / 1e3 for x in lat]
+with open(outp, "w") as f:
+    json.dump({"ios": n, "p50_us": us[len(us) // 2], "p99_us": us[min(len(us) - 1, len(us) * 99 // 100)],
+               "mean_us": statistics.mean(us), "iops": 1e6 / statistics.mean(us)}, f)
+EOF
+}
+
+# ---------------------------------------------------------------- cells
+ms() { awk -v s="$1" 'BEGIN { printf "%d", s * 1000 + 0.5 }'; }
+cell_limit=$(( ${runtime%.*} + ${ramp%.*} + 60 ))
+: >"$out/commands.txt"
+
+# rw bs qd length ramp(yes/no) randommap(yes/no) of a fio row. The first
+# write row keeps fio's random map: each 4 KiB block is written once (while
+# the run lasts less than a full pass), so every write is a first write.
+# The sequential row ends after one pass of --size or --runtime, whichever
+# comes first: it never wraps onto chunks it has written.
+row_params() {
+	case $1 in
+	ow-4k-qd32) echo "randwrite 4k 32 timed yes no" ;;
+	fw-4k-qd32) echo "randwrite 4k 32 timed no yes" ;;
+	seq-1m-qd8) echo "write 1m 8 once no no" ;;
+	esac
+}
+
+# run_fio PEER ROW REP TARGET: one fio run, JSON to $out/ROW.PEER.REP.json
+run_fio() {
+	local p=$1 row=$2 rep=$3 target=$4 rw bs qd len rmp rmap
+	read -r rw bs qd len rmp rmap < <(row_params "$row")
+	local cmd=(fio --name="$row" --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$bytes"
+		   --randrepeat=0 --lat_percentiles=1 --output-format=json
+		   --output="$out/$row.$p.$rep.json")
+	[ "$rmp" = yes ] && cmd+=(--ramp_time="$(ms "$ramp")ms")
+	[ "$rmap" = yes ] || cmd+=(--norandommap)
+	if [ "$len" = once ]; then
+		cmd+=(--runtime="$(ms "$runtime")ms")
+	else
+		cmd+=(--time_based --runtime="$(ms "$runtime")ms")
+	fi
+	if [ "$p" = raw ]; then
+		cmd+=(--filename="$target" --ioengine=io_uring --direct=1 --fixedbufs
+		      --registerfiles --sqthread_poll=0 --hipri=0)
+	else
+		cmd+=(--ioengine=nbd --uri="$target")
+	fi
+	[ "$rep" -gt 1 ] || echo "  $row/$p: ${cmd[*]}" >>"$out/commands.txt"
+	timeout "$cell_limit" "${cmd[@]}" >"$out/$row.$p.$rep.fio.log" 2>&1 ||
+		die "$row on $p failed; see $out/$row.$p.$rep.fio.log and $out/server-$p.log"
+}
+
+# run_cell PEER ROW REP: start the peer on what the row needs (fresh for
+# first writes), run it, record the server's CPU ticks, device bytes
+# written (after a FLUSH, so the journal commit is in) and wall time in
+# $out/ROW.PEER.REP.srv, stop the peer.
+run_cell() {
+	local p=$1 row=$2 rep=$3 what target c0 c1 w0=0 w1=0 t0 t1
+	case $p/$row in
+	raw/*|dionbd-raw/*) what=$raw ;;
+	dionbd/ow-*) what=ow ;;
+	dionbd/fw-*) what=fw; pool_new_volume fw "$bytes" ;;
+	dionbd/seq-*) what=seq; pool_new_volume seq "$bytes" ;;
+	dionbd/fua-*) what=fua; pool_new_volume fua "$bytes" ;;
+	qcow2*/ow-*) what=$work/$p-ow.qcow2 ;;
+	qcow2*/*) what=$work/$p-new.qcow2; qcow2_new "$p" "$what" "$bytes" ;;
+	esac
+	case $p in raw|dionbd-raw) settle "$raw" ;; esac
+	if [ "$p" = raw ]; then
+		target=$raw
+	else
+		start_server "$p" "$what" "$bytes"
+		target=$(uri_of "$p" "$what")
+		if [ "$rep" -eq 1 ]; then echo "  server: $srv_cmd" >>"$out/commands.txt"; fi
+	fi
+	t0=$(date +%s.%N) c0=$(cpu_ticks) w0=$(dev_wbytes)
+	if [ "$row" = fua-4k-qd1 ]; then
+		local kind=nbd
+		[ "$p" = raw ] && kind="file"
+		[ "$rep" -gt 1 ] || echo "  $row/$p: fua_probe $kind $target $fua_ios $stride" >>"$out/commands.txt"
+		fua_probe "$kind" "$target" "$fua_ios" "$stride" "$rep" "$out/$row.$p.$rep.json" \
+			>"$out/$row.$p.$rep.fio.log" 2>&1 ||
+			die "$row on $p failed; see $out/$row.$p.$rep.fio.log and $out/server-$p.log"
+	else
+		run_fio "$p" "$row" "$rep" "$target"
+	fi
+	[ "$p" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
+	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
+	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
+	stop_server
+	# Removed after the repetition, not here: unlinking a qcow2 image
+	# that grew by random clusters took 39 s on this machine, between
+	# two peers' cells.
+	case $p/$row in qcow2*/ow-*) ;; qcow2*/*) mv "$what" "$work/used.$p.$row.qcow2" ;; esac
+}
+
+# ---------------------------------------------------------------- setup
+# raw and dionbd-raw serve it; the qcow2 images to overwrite are made of it
+case " $peers " in *" raw"*|*" qcow2"*) make_full "$raw" "$bytes" ;; esac
+make_full "$pool" "$pool_bytes"
+settle "$pool"
+t0=$(date +%s.%N)
+"$pooltool" create --chunk-size "$chunk" "$pool" >"$out/pool-create.log" 2>&1 ||
+	die "dionbd-pool create failed; see $out/pool-create.log"
+say "pool created in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s: $pool"
+"$pooltool" info "$pool" >"$out/info-empty.txt"
+
+# Volumes and images the overwrite row overwrites, written in full once:
+# the pool volume with 1 MiB sequential writes through dionbd; the qcow2
+# images by qemu-img convert of the raw file (every cluster allocated
+# with data, in half the time qemu-nbd takes to fill a growing image;
+# preallocation=full would leave the clusters flagged zero, so the
+# first write to each would still update its L2 entry).
+fill_through() {
+	local p=$1 what=$2
+	start_server "$p" "$what" "$bytes"
+	timeout 600 fio --name=fill --rw=write --bs=1m --iodepth=8 --size="$bytes" \
+		--ioengine=nbd --uri="$(uri_of "$p" "$what")" --output=/dev/null >/dev/null ||
+		die "filling $what through $p failed"
+	stop_server
+}
+if case " $rows " in *" ow-4k-qd32 "*) true ;; *) false ;; esac; then
+	for p in $peers; do
+		case $p in
+		dionbd) pool_new_volume ow "$bytes"; say "filling volume ow"; fill_through dionbd ow ;;
+		qcow2*) say "writing $p-ow.qcow2"; qcow2_full "$p" "$work/$p-ow.qcow2" ;;
+		esac
+	done
+fi
+
+nrows=$(wc -w <<<"$rows")
+npeers=$(wc -w <<<"$peers")
+# per cell: ramp + runtime (the FUA row: <= 5 ms a write) + about 1 s to
+# start, check, flush and stop
+rep_est=$(awk -v r="$runtime" -v p="$ramp" -v n="$npeers" -v rows="$rows" -v b="$bytes" -v f="$fua_ios" '
+	BEGIN { t = 0; k = split(rows, a, " ")
+		for (i = 1; i <= k; i++) {
+			if (a[i] ~ /^fua/) t += f * 0.005
+			else t += r + p
+			t += 1 }
+		printf "%d", t * n + 1 }')
+say "$nrows rows x $npeers peers x $reps reps: about $(( rep_est * reps ))s (limit ${limit}s)"
+[ "$rep_est" -le "$limit" ] ||
+	die "one repetition takes about ${rep_est}s, over the ${limit}s limit: lower --runtime or raise --limit"
+
+# ---------------------------------------------------------------- reps
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+start=$SECONDS
+done_reps=0
+for rep in $(seq 1 "$reps"); do
+	if [ "$rep" -gt 1 ] && [ $(( SECONDS - start + rep_est )) -gt "$limit" ]; then
+		say "stopping after $done_reps repetitions: another would pass the ${limit}s limit"
+		break
+	fi
+	# peers alternate within each row, in reverse order in even
+	# repetitions, so drift of the device does not always favour one
+	order=$peers
+	[ $(( rep % 2 )) -eq 0 ] && order=$(tr ' ' '\n' <<<"$peers" | tac | tr '\n' ' ')
+	for row in $rows; do
+		for p in $order; do
+			run_cell "$p" "$row" "$rep"
+		done
+	done
+	done_reps=$rep
+	say "rep $rep/$reps done ($(( SECONDS - start ))s)"
+	rm -f "$work"/used.*
+done
+measured=$(( SECONDS - start ))
+
+# ---------------------------------------------------------------- metadata
+# The pool's checkpoint in blocks, from dionbd-pool info (daemon stopped:
+# closing checkpointed it and moved the journal tail).
+ckpt_blocks() { "$pooltool" info "$pool" | awk '/^checkpoint:/ { print $2 }'; }
+journal_blocks() { "$pooltool" info "$pool" | awk '/^journal:/ { print $2 }'; }
+mapped_of() {
+	"$pooltool" volume list --json "$pool" |
+		$python -c 'import json, sys; print(sum(v["mapped"] for v in json.load(sys.stdin) if v["name"] == sys.argv[1]))' "$1"
+}
+meta=$out/meta.txt
+: >"$meta"
+if case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
+	say "metadata: the pool with fw, seq, fua deleted, then a volume filled by random 4 KiB writes"
+	for v in fw seq fua rnd; do "$pooltool" volume delete "$pool" "$v" 2>/dev/null || true; done
+	echo "empty_ckpt_blocks $(awk '/^checkpoint:/ { print $2 }' "$out/info-empty.txt")" >>"$meta"
+	if "$pooltool" volume list "$pool" | grep -q '^ow '; then
+		echo "seq_ckpt_blocks $(ckpt_blocks)" >>"$meta"
+		echo "seq_mapped $(mapped_of ow)" >>"$meta"
+	fi
+	c1=$(ckpt_blocks)
+	pool_new_volume rnd "$meta_bytes"
+	start_server dionbd rnd "$meta_bytes"
+	# every 4 KiB block once, in random order (fio's random map)
+	timeout 900 fio --name=rndfill --rw=randwrite --bs=4k --iodepth=32 --size="$meta_bytes" \
+		--randrepeat=0 --ioengine=nbd --uri="$(uri_of dionbd rnd)" --output=/dev/null >/dev/null ||
+		die "the random fill failed"
+	stop_server
+	echo "rnd_ckpt_delta $(( $(ckpt_blocks) - c1 ))" >>"$meta"
+	echo "rnd_mapped $(mapped_of rnd)" >>"$meta"
+	echo "journal_blocks_clean $(journal_blocks)" >>"$meta"
+	"$pooltool" info "$pool" >"$out/info-end.txt"
+	# open time of the clean pool, 5 times: the tool (load the checkpoint,
+	# replay an empty journal), and the daemon until nbdinfo has its size
+	for _ in 1 2 3 4 5; do
+		t0=$(date +%s.%N)
+		"$pooltool" info "$pool" >/dev/null
+		echo "open_tool $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.4f", b - a }')" >>"$meta"
+		start_server dionbd rnd "$meta_bytes"
+		echo "open_dionbd $open_s" >>"$meta"
+		stop_server
+	done
+	"$pooltool" check "$pool" >"$out/check-end.txt" 2>&1 || die "the pool does not check clean; see $out/check-end.txt"
+fi
+# qcow2 beside it: allocated bytes of the filled image less its data
+for p in $peers; do
+	img=$work/$p-ow.qcow2
+	case $p in qcow2*) [ -f "$img" ] || continue ;; *) continue ;; esac
+	data=$(qemu-img map --output=json "$img" | $python -c 'import json, sys; print(sum(e["length"] for e in json.load(sys.stdin) if e["data"]))')
+	echo "${p}_meta_bytes $(( $(stat -c %b "$img") * 512 - data )) $data" >>"$meta"
+	for _ in 1 2 3; do
+		start_server "$p" "$img" "$bytes"
+		echo "${p}_open $open_s" >>"$meta"
+		stop_server
+	done
+done
+
+echo "Load average (1/5/15 min) at start: $load0, at end: $(cut -d' ' -f1-3 /proc/loadavg);" \
+	"$(nproc) CPUs; ${measured}s of measuring; --size $size, pool chunk $chunk"
+echo "Commands (rep 1):"
+cat "$out/commands.txt"
+echo
+$python "$top/bench/pool-table.py" "$out" "$done_reps" "$strict" "$peers" $rows | tee "$out/table.txt"
+exit "${PIPESTATUS[0]}"
