@@ -38,6 +38,22 @@ bool test_all_zero(const void *p, size_t len);
 int test_io(struct dio_ctx *ctx, struct dio_volume *vol, uint8_t op, uint32_t flags,
 	    uint64_t pos, uint64_t len, void *buf);
 
+/*
+ * A thin pool for a test: a scratch file of file_size made a pool with co,
+ * opened with opts, with a volume "a" of vol_size bytes unless 0. *path
+ * gets the file's name.
+ */
+struct dio_tpool;
+struct dio_tpool_create_opts;
+struct dio_tpool_opts;
+struct dio_tpool *test_pool_make(char **path, uint64_t file_size,
+				 const struct dio_tpool_create_opts *co,
+				 const struct dio_tpool_opts *opts, uint64_t vol_size);
+/* Open the pool at path with opts, or fail the test. */
+struct dio_tpool *test_pool_open(const char *path, const struct dio_tpool_opts *opts);
+/* Close pool (when not NULL), then remove and free path. */
+void test_pool_remove(struct dio_tpool *pool, char *path);
+
 #endif
 
 /*

@@ -37,10 +37,7 @@ setup_ms(unsigned int ms)
 	struct dio_fault_opts fo = { 0 };
 
 	opts.commit_ms = ms;
-	path = test_file_create(16 * MiB);
-	cr_assert_eq(dio_tpool_create(path, &co, &opts), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_volume_create(pool, "a", 4 * MiB), 0);
+	pool = test_pool_make(&path, 16 * MiB, &co, &opts, 4 * MiB);
 	ctx = test_ctx_create(&fo, &fault);
 	wbuf = test_alloc(1 * MiB);
 	rbuf = test_alloc(1 * MiB);
@@ -62,12 +59,9 @@ static void
 teardown(void)
 {
 	dio_ctx_destroy(ctx);
-	if (pool)
-		dio_tpool_close(pool);
+	test_pool_remove(pool, path);
 	free(wbuf);
 	free(rbuf);
-	unlink(path);
-	free(path);
 }
 
 static uint64_t

@@ -43,17 +43,13 @@ setup(void)
 static void
 teardown(void)
 {
-	unlink(path);
-	free(path);
+	test_pool_remove(NULL, path);
 }
 
 static struct dio_tpool *
 open_pool(void)
 {
-	struct dio_tpool *p;
-
-	cr_assert_eq(dio_tpool_open(path, &opts, &p), 0, "open: %s", errbuf);
-	return p;
+	return test_pool_open(path, &opts);
 }
 
 /* Commit r to the journal as it is (nothing applied in memory), then crash. */

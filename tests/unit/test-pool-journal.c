@@ -42,17 +42,13 @@ setup(void)
 static void
 teardown(void)
 {
-	unlink(path);
-	free(path);
+	test_pool_remove(NULL, path);
 }
 
 static struct dio_tpool *
 open_pool(void)
 {
-	struct dio_tpool *p;
-
-	cr_assert_eq(dio_tpool_open(path, &opts, &p), 0, "open: %s", errbuf);
-	return p;
+	return test_pool_open(path, &opts);
 }
 
 /* Map lchunk l of v to chunk c with bits as the request path does (data durable). */

@@ -38,10 +38,7 @@ setup_size(uint64_t size)
 	struct dio_tpool_create_opts co = { .chunk_size = CS, .journal_blocks = 32 };
 	struct dio_fault_opts fo = { 0 };
 
-	path = test_file_create(size);
-	cr_assert_eq(dio_tpool_create(path, &co, &opts), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_volume_create(pool, "a", 4 * MiB), 0);
+	pool = test_pool_make(&path, size, &co, &opts, 4 * MiB);
 	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
 	ctx = test_ctx_create(&fo, &fault);
 	wbuf = test_alloc(1 * MiB);
@@ -64,12 +61,9 @@ static void
 teardown(void)
 {
 	dio_ctx_destroy(ctx);
-	if (pool)
-		dio_tpool_close(pool);
+	test_pool_remove(pool, path);
 	free(wbuf);
 	free(rbuf);
-	unlink(path);
-	free(path);
 }
 
 static struct dio_volume *

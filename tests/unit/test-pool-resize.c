@@ -33,10 +33,7 @@ setup_chunk(uint32_t cs)
 {
 	struct dio_tpool_create_opts co = { .chunk_size = cs, .journal_blocks = 32 };
 
-	path = test_file_create(32 * MiB);
-	cr_assert_eq(dio_tpool_create(path, &co, &opts), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_volume_create(pool, "a", 4 * MiB), 0);
+	pool = test_pool_make(&path, 32 * MiB, &co, &opts, 4 * MiB);
 	ctx = test_ctx_create(NULL, NULL);
 	wbuf = test_alloc(1 * MiB);
 	rbuf = test_alloc(1 * MiB);
@@ -59,12 +56,9 @@ static void
 teardown(void)
 {
 	dio_ctx_destroy(ctx);
-	if (pool)
-		dio_tpool_close(pool);
+	test_pool_remove(pool, path);
 	free(wbuf);
 	free(rbuf);
-	unlink(path);
-	free(path);
 }
 
 static struct dio_volume *

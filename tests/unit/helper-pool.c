@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* Thin pools for the pool unit tests: made, opened and removed. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dio/tpool.h"
+#include "helper.h"
+
+struct dio_tpool *
+test_pool_make(char **path, uint64_t file_size, const struct dio_tpool_create_opts *co,
+	       const struct dio_tpool_opts *opts, uint64_t vol_size)
+{
+	struct dio_tpool *pool;
+
+	*path = test_file_create(file_size);
+	cr_assert_eq(dio_tpool_create(*path, co, opts), 0, "create: %s",
+		     opts->errbuf ? opts->errbuf : "");
+	pool = test_pool_open(*path, opts);
+	if (vol_size)
+		cr_assert_eq(dio_tpool_volume_create(pool, "a", vol_size), 0);
+	return pool;
+}
+
+struct dio_tpool *
+test_pool_open(const char *path, const struct dio_tpool_opts *opts)
+{
+	struct dio_tpool *pool;
+
+	cr_assert_eq(dio_tpool_open(path, opts, &pool), 0, "open: %s",
+		     opts->errbuf ? opts->errbuf : "");
+	return pool;
+}
+
+void
+test_pool_remove(struct dio_tpool *pool, char *path)
+{
+	if (pool)
+		dio_tpool_close(pool);
+	unlink(path);
+	free(path);
+}
