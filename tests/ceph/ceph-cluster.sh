@@ -50,11 +50,14 @@ for p in ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd uuidgen; do
 done
 
 mkdir -p "$DIR"/{mon,osd,run,log}
-# A free port for the monitor (msgr2 only).
+# A free port for the monitor (msgr2 only), below the ephemeral range so
+# that no outgoing connection takes it (the tests pick theirs there too).
 port=
+lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+[ "${lo:-0}" -gt 11000 ] || lo=32768
 for ((i = 0; i < 50; i++)); do
-	p=$((20000 + RANDOM % 20000))
-	if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+	p=$((10000 + RANDOM % (lo - 10000)))
+	if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
 		port=$p
 		break
 	fi

@@ -40,3 +40,22 @@ mkfile()
 	rm -f "$1"
 	truncate -s "$2" "$1"
 }
+
+# free_port: a TCP port on this machine that no socket uses just now, below
+# the kernel's ephemeral range, so that no outgoing connection (a Ceph
+# client's, say, in a test running beside this one) can take it while a
+# test keeps restarting a daemon on it. 0 when none was found.
+free_port()
+{
+	local lo p i
+	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	[ "${lo:-0}" -gt 11000 ] || lo=32768
+	for ((i = 0; i < 50; i++)); do
+		p=$((10000 + RANDOM % (lo - 10000)))
+		if ! ss -Htan "sport = :$p" | grep . >/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo 0
+}

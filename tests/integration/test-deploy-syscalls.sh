@@ -46,7 +46,7 @@ dpid=
 trap '[ -z "$dpid" ] || kill -KILL "$dpid" 2>/dev/null || true; lib_server_cleanup' EXIT
 
 head -c 4M /dev/urandom >"$TMP/data"
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 for engine in $(test_engines); do
 	mkvol "$TMP/vol.img" 16M
 	sock=$TMP/$engine.sock

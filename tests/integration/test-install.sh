@@ -45,7 +45,7 @@ got=$("$DIONBD" --version) || fail "the installed dionbd --version failed"
 # The installed example config, its paths moved into the scratch directory
 # (and its TCP port to a free one): dionbd accepts it and serves its export.
 conf=$TMP/dionbd.conf
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 sed -e "s|/var/lib/dionbd/|$TMP/|g" -e "s|/run/dionbd/|$TMP/|g" \
 	-e "s|^port = 10809|port = $port|" "$root/etc/dionbd/dionbd.conf" >"$conf"
 grep -q "^path = $TMP/example.img" "$conf" || fail "the example config has no example export"

@@ -379,18 +379,6 @@ finish
 
 # A TCP port from the config replaced by -p (127.0.0.1 only).
 if command -v nbdinfo >/dev/null && command -v ss >/dev/null; then
-	free_port()
-	{
-		local p i
-		for ((i = 0; i < 50; i++)); do
-			p=$((20000 + RANDOM % 30000))
-			if ! ss -Htln "sport = :$p" | grep . >/dev/null; then
-				echo "$p"
-				return
-			fi
-		done
-		echo 0
-	}
 	p1=$(free_port)
 	p2=$(free_port)
 	if [ "$p1" != 0 ] && [ "$p2" != 0 ] && [ "$p1" != "$p2" ]; then

@@ -23,12 +23,6 @@ for p in python3 /usr/bin/python3; do
 done
 [ -n "$PY" ] || skip "no python3 with prometheus_client (python3-prometheus-client)"
 
-# free_port: a TCP port on 127.0.0.1 that nobody listens on just now.
-free_port()
-{
-	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # start_metrics ARGS...: start_server_or_fail with --metrics on a free port
 # (a few tries: another program may take the port between the two). Sets MURL.
 start_metrics()

@@ -185,18 +185,6 @@ bad_value()
 	refused "$c:2: bad value '$2' for '$1' ($3)" -- -c "$c"
 }
 
-free_port()
-{
-	local p i
-	for ((i = 0; i < 50; i++)); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Htln "sport = :$p" | grep . >/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo 0
-}
 
 # ---- the table, as the daemon reports it ----
 start_at "$TMP/s.sock" -f -vv -U "$TMP/s.sock" || fail "cannot start with defaults"

@@ -21,7 +21,7 @@ start_tcp()
 	for ((try = 0; try < 10; try++)); do
 		SRV_N=$((SRV_N + 1))
 		SRV_LOG=$TMP/server-$SRV_N.log
-		PORT=$((20000 + RANDOM % 40000))
+		PORT=$(free_port)
 		"$DIONBD" -f -v -b 127.0.0.1 -p "$PORT" "$@" 2>"$SRV_LOG" >&2 &
 		SRV_PID=$!
 		for ((i = 0; i < 200; i++)); do
