@@ -34,9 +34,8 @@ servers="dionbd dionbd-noyield dionbd-nopoll nbdkit-null fio-uring"
 ts_server=
 ts_client=
 
-die() { echo "run-conns: $*" >&2; exit 1; }
-skip() { echo "run-conns: SKIP: $*" >&2; exit 77; }
-say() { echo "run-conns: $*" >&2; }
+bench_name=run-conns
+source "$top/bench/lib-bench.sh"
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -68,16 +67,8 @@ work=$(mktemp -d "$scratch/run-conns.XXXXXX")
 img=$work/vol.img
 results=$work/results
 mport=$((20000 + RANDOM % 20000))
-srv_pid=
-cleanup() {
-	[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
 
-say "writing a $size file (fully allocated, so reads hit the device)"
-fio --name=fill --filename="$img" --size="$size" --rw=write --bs=1M --direct=1 \
-	--ioengine=io_uring --iodepth=8 --output=/dev/null
+make_full "$img" "$(to_bytes "$size")"	# fully written: reads hit the device
 ts_srv=()
 ts_cli=()
 [ -n "$ts_server" ] && ts_srv=(taskset -c "$ts_server")
@@ -103,12 +94,6 @@ start_server() {
 		sleep 0.05
 	done
 	die "$1 did not start: $(cat "$work/srv.log")"
-}
-
-stop_server() {
-	kill "$srv_pid" 2>/dev/null || true
-	wait "$srv_pid" 2>/dev/null || true
-	srv_pid=
 }
 
 # dionbd's stage averages in microseconds, as key=value pairs (metrics page).
@@ -155,7 +140,7 @@ print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f" % (d["iops"], p["50.000000"]/1
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
 	case $server in dionbd*) out+=$(stages) ;; esac
-	stop_server
+	stop_server "$work/s.sock"
 	iops=$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out")
 	cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$iops" -v t="$runtime" \
 		'BEGIN { printf "%.1f", (n > 0 ? (b - a) / (n * t) : 0) }')

@@ -46,9 +46,8 @@ plugin_args=${DIO_BENCH_PLUGIN_ARGS:-}
 out=
 strict=0
 
-die() { echo "run-nbd: $*" >&2; exit 1; }
-skip() { echo "run-nbd: SKIP: $*" >&2; exit 77; }
-say() { echo "run-nbd: $*" >&2; }
+bench_name=run-nbd
+source "$top/bench/lib-bench.sh"
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -138,7 +137,6 @@ if ! dd if=/dev/zero of="$probe" bs=4096 count=1 oflag=direct status=none 2>/dev
 fi
 rm -f "$probe"
 
-to_bytes() { numfmt --from=iec "${1%[bB]}" 2>/dev/null || die "bad size: $1"; }
 bytes=$(to_bytes "$size")
 [ "$bytes" -ge $(( 64 << 20 )) ] || die "--size must be at least 64M"
 data=$dir/nbd-bench-$size.img
@@ -149,39 +147,7 @@ work=$(mktemp -d "$dir/nbd-run.XXXXXX")
 sock=$work/sock
 uri="nbd+unix:///?socket=$sock"
 
-srv_pid=
-cleanup() {
-	if [ -n "$srv_pid" ]; then
-		kill "$srv_pid" 2>/dev/null || true
-		wait "$srv_pid" 2>/dev/null || true
-		srv_pid=
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-# A file of $bytes with every block written: holes or unwritten extents
-# read without device I/O, and whoever met them would look faster.
-make_data() {
-	local f=$1 have blocks
-	if [ -f "$f" ]; then
-		read -r have blocks < <(stat -c '%s %b' "$f")
-		if [ "$have" -eq "$bytes" ] && [ $(( blocks * 512 )) -ge "$bytes" ] &&
-		   ! filefrag -v "$f" 2>/dev/null | grep -q unwritten; then
-			say "reusing $f (fully written)"
-			return 0
-		fi
-		rm -f "$f"
-	fi
-	say "writing $f ($bytes bytes)"
-	fio --name=fill --filename="$f" --size="$bytes" --rw=write --bs=1m \
-	    --iodepth=16 --ioengine=io_uring --direct=1 --end_fsync=1 \
-	    --refill_buffers --output=/dev/null || die "could not write $f"
-	read -r have blocks < <(stat -c '%s %b' "$f")
-	[ "$have" -eq "$bytes" ] && [ $(( blocks * 512 )) -ge "$bytes" ] ||
-		die "$f came out sparse or short ($have bytes, $blocks blocks)"
-}
 
 # The sparse row's volume: the same size, no block allocated. Remade each
 # run so nothing written to it by accident lingers.
@@ -198,15 +164,9 @@ for r in $rows; do
 	*) need_data=1 ;;
 	esac
 done
-[ $need_data = 0 ] || make_data "$data"
+[ $need_data = 0 ] || make_full "$data" "$bytes"
 [ $need_sparse = 0 ] || make_sparse
 
-# Forget the file's cached pages (and write back what a buffered server
-# left dirty) so no cell inherits another's page cache or writeback.
-settle() {
-	timeout 120 sync -d "$1" || die "fdatasync $1 timed out"
-	dd if="$1" iflag=nocache count=0 status=none 2>/dev/null || true
-}
 
 # ---------------------------------------------------------------- servers
 server_cmd() {
@@ -259,29 +219,10 @@ h.shutdown()
 EOF
 }
 
-stop_server() {
-	[ -n "$srv_pid" ] || return 0
-	kill "$srv_pid" 2>/dev/null || true
-	local _
-	for _ in $(seq 1 50); do
-		kill -0 "$srv_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$srv_pid" 2>/dev/null || true
-	wait "$srv_pid" 2>/dev/null || true
-	srv_pid=
-	rm -f "$sock"
-}
 
-# utime + stime of a process and all its threads, in clock ticks
-cpu_ticks() {
-	[ -n "$srv_pid" ] || { echo 0; return; }
-	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$srv_pid/stat" 2>/dev/null || echo 0
-}
 
 # ---------------------------------------------------------------- cells
 case $data$sparse$work$build in *[[:space:]]*) die "paths must not contain spaces: $dir, $build" ;; esac
-ms() { awk -v s="$1" 'BEGIN { printf "%d", s * 1000 + 0.5 }'; }
 cell_limit=$(( ${runtime%.*} + ${ramp%.*} + 60 ))
 : >"$out/commands.txt"
 
@@ -337,7 +278,7 @@ run_server() {
 		for row in "${todo[@]}"; do
 			run_cell "$s" "$row" "$rep"
 		done
-		stop_server
+		stop_server "$sock"
 	done
 }
 

@@ -44,9 +44,8 @@ chunk=${DIO_BENCH_CHUNK:-64K}
 out=
 strict=0
 
-die() { echo "run-pool: $*" >&2; exit 1; }
-skip() { echo "run-pool: SKIP: $*" >&2; exit 77; }
-say() { echo "run-pool: $*" >&2; }
+bench_name=run-pool
+source "$top/bench/lib-bench.sh"
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -116,7 +115,6 @@ if ! dd if=/dev/zero of="$probe" bs=4096 count=1 oflag=direct status=none 2>/dev
 fi
 rm -f "$probe"
 
-to_bytes() { numfmt --from=iec "${1%[bB]}" 2>/dev/null || die "bad size: $1"; }
 bytes=$(to_bytes "$size")
 meta_bytes=$(to_bytes "$meta_size")
 chunk_bytes=$(to_bytes "$chunk")
@@ -138,47 +136,8 @@ work=$(mktemp -d "$dir/pool-run.XXXXXX")
 sock=$work/sock
 case $raw$pool$work$build$out in *[[:space:]]*) die "paths must not contain spaces: $dir, $build, $out" ;; esac
 
-srv_pid=
-cleanup() {
-	if [ -n "$srv_pid" ]; then
-		kill "$srv_pid" 2>/dev/null || true
-		wait "$srv_pid" 2>/dev/null || true
-		srv_pid=
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-# A file of n bytes with every block written, reused when it already is
-# one. The raw file so that raw rows overwrite allocated blocks (the
-# ceiling); the pool's file so that the pool's data writes are overwrites
-# to the filesystem, as on the block device a pool is meant for, not
-# ext4's unwritten-extent conversions.
-make_full() {
-	local f=$1 n=$2 have blocks
-	if [ -f "$f" ]; then
-		read -r have blocks < <(stat -c '%s %b' "$f")
-		if [ "$have" -eq "$n" ] && [ $(( blocks * 512 )) -ge "$n" ] &&
-		   ! filefrag -v "$f" 2>/dev/null | grep -q unwritten; then
-			say "reusing $f (fully written)"
-			return 0
-		fi
-		rm -f "$f"
-	fi
-	say "writing $f ($n bytes)"
-	timeout 600 fio --name=fill --filename="$f" --size="$n" --rw=write --bs=1m \
-	    --iodepth=16 --ioengine=io_uring --direct=1 --end_fsync=1 \
-	    --refill_buffers --output=/dev/null || die "could not write $f"
-	read -r have blocks < <(stat -c '%s %b' "$f")
-	[ "$have" -eq "$n" ] && [ $(( blocks * 512 )) -ge "$n" ] ||
-		die "$f came out sparse or short ($have bytes, $blocks blocks)"
-}
 
-settle() {
-	timeout 120 sync -d "$1" || die "fdatasync $1 timed out"
-	dd if="$1" iflag=nocache count=0 status=none 2>/dev/null || true
-}
 
 # ---------------------------------------------------------------- servers
 # uri of the export a cell's server is serving
@@ -226,24 +185,7 @@ start_server() {
 	open_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 }
 
-stop_server() {
-	[ -n "$srv_pid" ] || return 0
-	kill "$srv_pid" 2>/dev/null || true
-	for _ in $(seq 1 300); do
-		kill -0 "$srv_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$srv_pid" 2>/dev/null || true
-	wait "$srv_pid" 2>/dev/null || true
-	srv_pid=
-	rm -f "$sock"
-}
 
-# utime + stime of the server and all its threads, in clock ticks
-cpu_ticks() {
-	[ -n "$srv_pid" ] || { echo 0; return; }
-	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$srv_pid/stat" 2>/dev/null || echo 0
-}
 
 # Bytes the server (all its threads, io_uring's io-wq workers included)
 # sent to the block layer: /proc/PID/io write_bytes counts each O_DIRECT
@@ -326,7 +268,6 @@ EOF
 }
 
 # ---------------------------------------------------------------- cells
-ms() { awk -v s="$1" 'BEGIN { printf "%d", s * 1000 + 0.5 }'; }
 cell_limit=$(( ${runtime%.*} + ${ramp%.*} + 60 ))
 : >"$out/commands.txt"
 
@@ -405,7 +346,7 @@ run_cell() {
 	[ "$p" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
 	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
 	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
-	stop_server
+	stop_server "$sock"
 	# Removed after the repetition, not here: unlinking a qcow2 image
 	# that grew by random clusters took 39 s on this machine, between
 	# two peers' cells.
@@ -435,7 +376,7 @@ fill_through() {
 	timeout 600 fio --name=fill --rw=write --bs=1m --iodepth=8 --size="$bytes" \
 		--ioengine=nbd --uri="$(uri_of "$p" "$what")" --output=/dev/null >/dev/null ||
 		die "filling $what through $p failed"
-	stop_server
+	stop_server "$sock"
 }
 if case " $rows " in *" ow-4k-qd32 "*) true ;; *) false ;; esac; then
 	for p in $peers; do
@@ -511,7 +452,7 @@ if case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
 	timeout 900 fio --name=rndfill --rw=randwrite --bs=4k --iodepth=32 --size="$meta_bytes" \
 		--randrepeat=0 --ioengine=nbd --uri="$(uri_of dionbd rnd)" --output=/dev/null >/dev/null ||
 		die "the random fill failed"
-	stop_server
+	stop_server "$sock"
 	echo "rnd_ckpt_delta $(( $(ckpt_blocks) - c1 ))" >>"$meta"
 	echo "rnd_mapped $(mapped_of rnd)" >>"$meta"
 	echo "journal_blocks_clean $(journal_blocks)" >>"$meta"
@@ -524,7 +465,7 @@ if case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
 		echo "open_tool $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.4f", b - a }')" >>"$meta"
 		start_server dionbd rnd "$meta_bytes"
 		echo "open_dionbd $open_s" >>"$meta"
-		stop_server
+		stop_server "$sock"
 	done
 	"$pooltool" check "$pool" >"$out/check-end.txt" 2>&1 || die "the pool does not check clean; see $out/check-end.txt"
 fi
@@ -537,7 +478,7 @@ for p in $peers; do
 	for _ in 1 2 3; do
 		start_server "$p" "$img" "$bytes"
 		echo "${p}_open $open_s" >>"$meta"
-		stop_server
+		stop_server "$sock"
 	done
 done
 
