@@ -167,3 +167,25 @@ nbdsh_run()
 {
 	echo "nbdsh -u \"\$uri\" -c \"exec(open('$TMP/prelude.py').read()); exec(open('$1').read())\""
 }
+
+# nbdkit_refuses EXPECTED-REGEX PARAMS...: nbdkit dio must fail at startup,
+# before running the client, and say EXPECTED-REGEX on stderr. Under the
+# ASan preload, Debian 12's nbdkit hangs in exit() when startup fails after
+# config (p11-kit's destructor waits on the locale lock); it has printed its
+# error by then, so a short bound keeps the check about the message.
+nbdkit_refuses()
+{
+	local want=$1 DIO_NBDKIT_TIMEOUT=${DIO_NBDKIT_TIMEOUT:-300}
+	shift
+	[ "${#NBDKIT_ENV[@]}" -eq 0 ] || DIO_NBDKIT_TIMEOUT=10
+	rm -f "$TMP/ran"
+	if dio_nbdkit "$PLUGIN" "$@" --run 'touch "'"$TMP"'/ran"' 2> "$TMP/err"; then
+		fail "nbdkit started with: $*"
+	fi
+	[ ! -e "$TMP/ran" ] || fail "the client ran with: $*"
+	grep -Eq "$want" "$TMP/err" || {
+		cat "$TMP/err" >&2
+		fail "no message matching '$want' for: $*"
+	}
+	echo "$NAME: $* -> $(grep -E "$want" "$TMP/err" | head -1)"
+}
