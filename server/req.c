@@ -102,6 +102,7 @@ int
 req_consume(struct conn *c, size_t left)
 {
 	struct conn_req *req;
+	uint64_t now = 0;	/* when these bytes were written: one clock read */
 	int freed = 0;
 
 	while ((req = c->sendq)) {
@@ -119,7 +120,7 @@ req_consume(struct conn *c, size_t left)
 		c->sendq = req->next;
 		if (!c->sendq)
 			c->sendq_tail = NULL;
-		stats_req_sent(c->exp, req);
+		stats_req_sent(c->exp, req, &now);
 		req_put(c, req);
 		freed++;
 	}

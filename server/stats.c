@@ -137,13 +137,15 @@ stats_req_submit(struct conn_req *req)
 }
 
 void
-stats_req_sent(const struct export *e, struct conn_req *req)
+stats_req_sent(const struct export *e, struct conn_req *req, uint64_t *now)
 {
 	struct export_stats *st = stats_of(e);
 
 	if (!req->done_ns)
 		return;
-	stats_add(&st->stage_ns[STATS_STAGE_REPLY], stats_now_ns() - req->done_ns);
+	if (!*now)
+		*now = stats_now_ns();
+	stats_add(&st->stage_ns[STATS_STAGE_REPLY], *now - req->done_ns);
 	stats_add(&st->staged, 1);
 	req->done_ns = 0;
 }

@@ -149,8 +149,12 @@ void stats_req_start(const struct export *e, struct conn_req *req);
 void stats_req_done(const struct export *e, struct conn_req *req);
 /* req was handed to libdio (the end of its receive stage). */
 void stats_req_submit(struct conn_req *req);
-/* req's reply has been written whole: count its stages. */
-void stats_req_sent(const struct export *e, struct conn_req *req);
+/*
+ * req's reply has been written whole: count its stages. *now is the time
+ * it was written, read on first use (0: not yet), so that the replies one
+ * sendmsg wrote share one clock read.
+ */
+void stats_req_sent(const struct export *e, struct conn_req *req, uint64_t *now);
 /* req started but is recycled unanswered (its connection was dropped). */
 void stats_req_abandon(const struct export *e, struct conn_req *req);
 
