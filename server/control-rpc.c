@@ -172,7 +172,7 @@ ctl_server_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 
 	if (ctl_params_only(params, keys, r) < 0)
 		return;
-	r->result = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:s?, s:s?, s:b, s:I, s:b}",
+	r->result = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:s?, s:s?, s:b, s:I, s:b, s:b, s:b}",
 			      "version", DIONBD_VERSION,
 			      "pid", (json_int_t)getpid(),
 			      "uptime_seconds", (json_int_t)(control_now_s() - ctl->started),
@@ -185,6 +185,7 @@ ctl_server_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 			      "config_file", cfg->config_path,
 			      "readahead", cfg->readahead,
 			      "poll_us", (json_int_t)cfg->poll_us,
+			      "poll_yield", cfg->poll_yield, "poll_check", cfg->poll_check,
 			      "image_locking", cfg->image_locking);
 	if (!r->result)
 		ctl_error(r, CTL_INTERNAL, "out of memory");

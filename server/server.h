@@ -38,6 +38,7 @@
 
 #include "dio/dio.h"
 #include "nbd-protocol.h"
+#include "pollcheck.h"
 #include "stats.h"
 
 struct event;
@@ -129,6 +130,7 @@ struct server_cfg {
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
 	bool poll_yield;		/* no polling while the machine is short of CPU */
+	bool poll_check;		/* poll only while polling is measured to pay (pollcheck.c) */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
 	bool image_locking;		/* lock files as QEMU does (libdio's file-lock) */
@@ -299,6 +301,7 @@ struct server {
 	struct conn *conns;	/* every connection of every reactor (conn.c), for listing */
 	uint64_t next_conn_id;	/* under conns_lock */
 	struct server_stats stats;	/* stats.h */
+	struct pollcheck pollcheck;	/* whether polling pays, server-wide */
 };
 
 /*
