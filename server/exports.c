@@ -39,13 +39,9 @@ struct export_pool {
 };
 static struct export_pool *export_pools;
 
-/*
- * Open volume name of the thin pool at pool_path (the pool opened once).
- * 0 or -errno, with the reason in why.
- */
-static int
-export_open_pool_volume(const char *pool_path, const char *name, bool readonly, char *why,
-			size_t whylen, struct dio_volume **out)
+int
+exports_pool(const char *pool_path, bool readonly, char *why, size_t whylen,
+	     struct dio_tpool **out)
 {
 	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = why, .errlen = whylen,
 				       .commit_ms = EXPORT_POOL_COMMIT_MS };
@@ -72,7 +68,24 @@ export_open_pool_volume(const char *pool_path, const char *name, bool readonly, 
 		p->next = export_pools;
 		export_pools = p;
 	}
-	ret = dio_tpool_volume_open(p->pool, name, out);
+	*out = p->pool;
+	return 0;
+}
+
+/*
+ * Open volume name of the thin pool at pool_path (the pool opened once).
+ * 0 or -errno, with the reason in why.
+ */
+static int
+export_open_pool_volume(const char *pool_path, const char *name, bool readonly, char *why,
+			size_t whylen, struct dio_volume **out)
+{
+	struct dio_tpool *pool;
+	int ret = exports_pool(pool_path, readonly, why, whylen, &pool);
+
+	if (ret < 0)
+		return ret;
+	ret = dio_tpool_volume_open(pool, name, out);
 	if (ret < 0)
 		snprintf(why, whylen, "pool %.300s: volume '%.64s': %s", pool_path, name,
 			 ret == -ENOENT ? "no such volume" : strerror(-ret));

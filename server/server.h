@@ -238,6 +238,15 @@ struct conn;
 struct tls_ctx;
 
 /* ---- exports.c ---- */
+/*
+ * The thin pool at pool_path as the exports share it: opened (read-only if
+ * readonly) on first use, kept until the export table is torn down. Main
+ * thread only. 0 or -errno, with the reason in why.
+ */
+struct dio_tpool;
+int exports_pool(const char *pool_path, bool readonly, char *why, size_t whylen,
+		 struct dio_tpool **out);
+
 /* An export path "pool:POOL/VOLUME" serves VOLUME of the thin pool at POOL (dionbd-pool). */
 #define EXPORT_POOL_PREFIX "pool:"
 /* An export path "rbd:POOL/IMAGE[@SNAP]" serves a Ceph RBD image (its settings: struct export_rbd). */
