@@ -434,7 +434,7 @@ ctl_export_resize(struct control *ctl, const json_t *params, struct ctl_reply *r
 
 /* The pool named by params' "pool" (an absolute path), opened if need be; NULL: r says why. */
 static struct dio_tpool *
-ctl_pool(const json_t *params, struct ctl_reply *r)
+ctl_pool(struct control *ctl, const json_t *params, struct ctl_reply *r)
 {
 	struct dio_tpool *pool;
 	const char *path;
@@ -447,7 +447,7 @@ ctl_pool(const json_t *params, struct ctl_reply *r)
 		ctl_error(r, CTL_INVALID_PARAMS, "pool '%.200s' is not an absolute path", path);
 		return NULL;
 	}
-	ret = exports_pool(path, false, why, sizeof(why), &pool);
+	ret = exports_pool(ctl->srv->cfg, path, false, why, sizeof(why), &pool);
 	if (ret < 0) {
 		ctl_error(r, CTL_FAILED, "%s", why[0] ? why : strerror(-ret));
 		return NULL;
@@ -478,8 +478,7 @@ ctl_pool_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 	struct dio_tpool_info in;
 	struct dio_tpool *pool;
 
-	(void)ctl;
-	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(params, r)))
+	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
 		return;
 	dio_tpool_get_info(pool, &in);
 	r->result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
@@ -505,8 +504,7 @@ ctl_pool_volume_list(struct control *ctl, const json_t *params, struct ctl_reply
 	json_t *a;
 	int ret;
 
-	(void)ctl;
-	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(params, r)))
+	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
 		return;
 	ret = dio_tpool_volume_list(pool, &v, &n);
 	if (ret < 0) {
@@ -538,11 +536,10 @@ ctl_pool_volume_sized(struct control *ctl, const json_t *params, struct ctl_repl
 	json_int_t size;
 	int ret;
 
-	(void)ctl;
 	if (ctl_params_only(params, keys, r) < 0 ||
 	    ctl_param_str(params, "name", true, &name, r) < 0 ||
 	    ctl_param_int(params, "size", true, 0, 1, INT64_MAX, &size, r) < 0 ||
-	    !(pool = ctl_pool(params, r)))
+	    !(pool = ctl_pool(ctl, params, r)))
 		return;
 	ret = create ? dio_tpool_volume_create(pool, name, (uint64_t)size)
 		     : dio_tpool_volume_resize(pool, name, (uint64_t)size);
@@ -576,9 +573,8 @@ ctl_pool_volume_delete(struct control *ctl, const json_t *params, struct ctl_rep
 	const char *name;
 	int ret;
 
-	(void)ctl;
 	if (ctl_params_only(params, keys, r) < 0 ||
-	    ctl_param_str(params, "name", true, &name, r) < 0 || !(pool = ctl_pool(params, r)))
+	    ctl_param_str(params, "name", true, &name, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
 		return;
 	ret = dio_tpool_volume_delete(pool, name);
 	if (ret < 0) {

@@ -40,11 +40,12 @@ struct export_pool {
 static struct export_pool *export_pools;
 
 int
-exports_pool(const char *pool_path, bool readonly, char *why, size_t whylen,
-	     struct dio_tpool **out)
+exports_pool(const struct server_cfg *cfg, const char *pool_path, bool readonly, char *why,
+	     size_t whylen, struct dio_tpool **out)
 {
 	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = why, .errlen = whylen,
-				       .commit_ms = EXPORT_POOL_COMMIT_MS };
+				       .commit_ms = EXPORT_POOL_COMMIT_MS,
+				       .no_discard = !cfg->pool_discard };
 	struct export_pool *p;
 	int ret;
 
@@ -77,11 +78,11 @@ exports_pool(const char *pool_path, bool readonly, char *why, size_t whylen,
  * 0 or -errno, with the reason in why.
  */
 static int
-export_open_pool_volume(const char *pool_path, const char *name, bool readonly, char *why,
-			size_t whylen, struct dio_volume **out)
+export_open_pool_volume(const struct server_cfg *cfg, const char *pool_path, const char *name,
+			bool readonly, char *why, size_t whylen, struct dio_volume **out)
 {
 	struct dio_tpool *pool;
-	int ret = exports_pool(pool_path, readonly, why, whylen, &pool);
+	int ret = exports_pool(cfg, pool_path, readonly, why, whylen, &pool);
 
 	if (ret < 0)
 		return ret;
@@ -186,7 +187,8 @@ exports_open_volume(const struct export *spec, bool readonly, const struct serve
 		}
 		memcpy(pool_path, pp, (size_t)(slash - pp));
 		pool_path[slash - pp] = '\0';
-		return export_open_pool_volume(pool_path, slash + 1, readonly, why, whylen, out);
+		return export_open_pool_volume(cfg, pool_path, slash + 1, readonly, why, whylen,
+					       out);
 	}
 	if (!strncmp(spec->path, EXPORT_RBD_PREFIX, strlen(EXPORT_RBD_PREFIX))) {
 		struct dio_rbd_opts ro = {
