@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rados/librados.h>
@@ -76,6 +77,8 @@ struct rbd_vol {
 	uint64_t obj_size;
 	bool fast_diff;		/* the image has the feature (validity is checked per call) */
 	bool fenced;		/* another client broke our lock (atomic): all fails */
+	unsigned int timeout;	/* s: rados_osd_op_timeout, for messages */
+	int64_t timeout_logged;	/* s (monotonic) of the last timeout message (atomic) */
 	struct rbd_vol *next;	/* under rbd_open_lock */
 };
 
@@ -141,6 +144,26 @@ rbd_check_fenced(struct rbd_vol *rv, const struct dio_req *req, ssize_t r)
 }
 
 /* ---- requests ---------------------------------------------------------- */
+
+/* A request timed out (the cluster did not answer): say so, once a second at most. */
+static void
+rbd_log_timeout(struct rbd_vol *rv, const struct dio_req *req)
+{
+	static const char *const names[] = { "read", "write", "write-zeroes", "trim", "flush" };
+	struct timespec ts;
+	int64_t last;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	last = __atomic_load_n(&rv->timeout_logged, __ATOMIC_RELAXED);
+	if (ts.tv_sec == last || !__atomic_compare_exchange_n(&rv->timeout_logged, &last,
+							      (int64_t)ts.tv_sec, false,
+							      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	dio_log(DIO_LOG_WARN, "rbd:%s: a %s at %" PRIu64 " timed out after rbd-timeout=%u s: "
+		"the cluster does not answer; the client gets EIO", rbd_spec(rv),
+		req->op < sizeof(names) / sizeof(names[0]) ? names[req->op] : "request", req->pos,
+		rv->timeout);
+}
 
 static int
 rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
@@ -212,6 +235,8 @@ rbd_complete(struct rbd_vol *rv, struct dio_ctx *ctx, struct dio_vol_io *vio, ss
 
 	if (r >= 0 && vio->stage == 0 && req->op == DIO_REQ_READ && (uint64_t)r != req->len)
 		r = -EIO;	/* inside the image a read is whole; never pass a short one */
+	if (r == -ETIMEDOUT)
+		rbd_log_timeout(rv, req);
 	if (r < 0) {
 		rbd_check_fenced(rv, req, r);
 		if (__atomic_load_n(&rv->fenced, __ATOMIC_RELAXED))
@@ -400,6 +425,7 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 			       strerror(-ret));
 		goto err_shutdown;
 	}
+	rv->timeout = t;
 	snprintf(tbuf, sizeof(tbuf), "%u", t);
 	/* A dead cluster must turn into EIO, not a hang: bound every wait. */
 	if ((ret = rbd_conf_set(rv->cluster, opts, spec, "client_mount_timeout", tbuf)) < 0 ||
