@@ -1,8 +1,8 @@
 # Sourced by tests/integration/test-server-rbd-*.sh after lib-server.sh:
-# a one-node Ceph cluster (tests/ceph/ceph-cluster.sh) under $TMP for the
-# test, stopped by its PIDs when the test ends, and the rbd export options
-# that reach it. Skips (77) when this build has no rbd support or the
-# machine cannot run Ceph.
+# a one-node Ceph cluster (tests/ceph/ceph-cluster.sh, CEPH_OSDS OSDs,
+# default 1) under $TMP for the test, stopped by its PIDs when the test
+# ends, and the rbd export options that reach it. Skips (77) when this
+# build has no rbd support or the machine cannot run Ceph.
 
 CEPH_DIR=$TMP/ceph
 CEPH_CONF=$CEPH_DIR/ceph.conf
@@ -28,7 +28,7 @@ lib_rbd_cleanup()
 trap lib_rbd_cleanup EXIT
 
 ceph_rc=0
-timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" \
+timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" "${CEPH_OSDS:-1}" \
 	2> "$TMP/ceph-start.log" || ceph_rc=$?
 if [ "$ceph_rc" = 77 ]; then
 	skip "cannot run Ceph here: $(tail -n 1 "$TMP/ceph-start.log")"
