@@ -55,11 +55,7 @@ test_engines()
 # a python3 earlier in PATH than /usr/bin may lack the nbd module).
 requires_nbdsh()
 {
-	requires nbdsh
-	if ! nbdsh -c pass >/dev/null 2>&1; then
-		export PATH=/usr/bin:$PATH
-		nbdsh -c pass >/dev/null 2>&1 || skip "nbdsh does not run (python3-libnbd)"
-	fi
+	nbdsh_check
 	# Helpers for the scripts the tests run in nbdsh and python3.
 	cat > "$TMP/prelude.py" <<'PY'
 import array, errno, os, struct, sys

@@ -34,9 +34,10 @@ requires()
 	done
 }
 
-# requires_nbdsh: skip unless nbdsh runs; it runs "python3", and only the
+# nbdsh_check: skip unless nbdsh runs; it runs "python3", and only the
 # system one has libnbd's bindings, so /usr/bin goes first when needed.
-requires_nbdsh()
+# (plugins/dio/test-functions.sh's requires_nbdsh adds its python helpers.)
+nbdsh_check()
 {
 	requires nbdsh
 	if ! nbdsh -c pass >/dev/null 2>&1; then

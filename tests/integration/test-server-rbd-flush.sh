@@ -6,7 +6,7 @@
 # the daemon; so does a FUA write. Both connections see each other's writes.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-io
-requires_nbdsh
+nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
 mkpool tp

@@ -28,8 +28,7 @@ kill_cleanup()
 		kill -TERM "$LOAD_PID" 2>/dev/null || true
 		wait "$LOAD_PID" 2>/dev/null || true
 	fi
-	(exit "$rc")
-	lib_rbd_cleanup
+	lib_rbd_cleanup "$rc"
 }
 trap kill_cleanup EXIT
 

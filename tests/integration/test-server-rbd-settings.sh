@@ -5,7 +5,7 @@
 # two exports of one image share its one volume. A cluster that hangs while
 # serving (its OSD stopped) gives EIO within rbd-timeout, not a hang.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
-requires_nbdsh
+nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
 mkpool tp
@@ -88,8 +88,7 @@ hang_cleanup()
 {
 	local rc=$?
 	kill -CONT "$OSD_PID" 2>/dev/null || true
-	(exit "$rc")
-	lib_rbd_cleanup
+	lib_rbd_cleanup "$rc"
 }
 trap hang_cleanup EXIT
 start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-timeout=3"

@@ -8,7 +8,7 @@
 # write lands, and what is written through B verifies. Never two writers.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires fio qemu-io
-requires_nbdsh
+nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
 A_PID=
@@ -22,8 +22,7 @@ takeover_cleanup()
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
-	(exit "$rc")
-	lib_rbd_cleanup
+	lib_rbd_cleanup "$rc"
 }
 trap takeover_cleanup EXIT
 
