@@ -34,8 +34,8 @@ trap kill_cleanup EXIT
 
 # Writes, then reads every block back checking its crc32c.
 timeout 400 fio --name=verify --ioengine=nbd --uri="$U" --rw=randwrite --bs=4k \
-	--size=48M --iodepth=16 --verify=crc32c --verify_fatal=1 --randrepeat=0 \
-	--output="$TMP/fio.out" 2> "$TMP/fio.err" &
+	--size=48M --iodepth=16 --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
+	--randrepeat=0 --output="$TMP/fio.out" 2> "$TMP/fio.err" &
 LOAD_PID=$!
 sleep 5
 kill -0 "$LOAD_PID" 2>/dev/null || fail "fio ended before the kill: $(cat "$TMP/fio.out" "$TMP/fio.err")"

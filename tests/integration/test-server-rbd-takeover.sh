@@ -37,7 +37,8 @@ qio_at "$A_URI" -c "write -P 0xa1 0 1M"
 
 # A write load on A (4k random writes, bounded): fenced off, it must fail.
 timeout 120 fio --name=load --ioengine=nbd --uri="$A_URI" --rw=randwrite --bs=4k \
-	--size=32M --iodepth=8 --time_based --runtime=60 --output="$TMP/load.out" 2> "$TMP/load.err" &
+	--size=32M --iodepth=8 --time_based --runtime=60 --verify_state_save=0 \
+	--output="$TMP/load.out" 2> "$TMP/load.err" &
 LOAD_PID=$!
 sleep 3
 kill -0 "$LOAD_PID" 2>/dev/null || fail "the load on A ended early: $(cat "$TMP/load.out")"
@@ -103,7 +104,7 @@ grep -q "rbd:tp/img: fenced: another client took the image's exclusive lock over
 # B serves: its writes verify, and none of A's late writes landed.
 qio_at "$B_URI" -c "write -P 0xb1 4M 1M" -c "read -P 0xb1 4M 1M"
 timeout 180 fio --name=verify --ioengine=nbd --uri="$B_URI" --rw=randwrite --bs=4k \
-	--offset=64M --size=16M --iodepth=16 --verify=crc32c --verify_fatal=1 \
+	--offset=64M --size=16M --iodepth=16 --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
 	--randrepeat=0 --output="$TMP/fio.out" || fail "fio on B: $(cat "$TMP/fio.out")"
 grep -q 'err= 0' "$TMP/fio.out" || fail "fio on B reported errors: $(cat "$TMP/fio.out")"
 timeout 60 nbdsh -u "$B_URI" -c - > "$TMP/b.out" 2>&1 <<PY || fail "A's late writes: $(cat "$TMP/b.out")"
