@@ -25,10 +25,23 @@ else
 	fi
 fi
 
+# Processes of the test (clients, a second gateway) that the cleanup
+# stops by PID before the cluster: TERM (timeout passes it on), KILL 2 s later.
+RBD_PIDS=()
+
 # lib_rbd_cleanup [RC]: the EXIT trap (RC as for lib_server_cleanup).
 lib_rbd_cleanup()
 {
-	local rc=${1:-$?}
+	local rc=${1:-$?} p i
+	for p in "${RBD_PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || continue
+		for ((i = 0; i < 20; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" stop "$CEPH_DIR" || true
 	if declare -F lib_server_cleanup >/dev/null; then
 		lib_server_cleanup "$rc"

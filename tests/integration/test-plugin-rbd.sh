@@ -25,20 +25,10 @@ dio_nbdkit "$PLUGIN" rbd:tp/img "${OPTS[@]}" --run "
 " || fail "serving tp/img: $(cat "$TMP/reads" 2>/dev/null)"
 
 # A second gateway while the first serves: refused, naming the holder.
-A_PID=
-plugin_rbd_cleanup()
-{
-	local rc=$?
-	if [ -n "$A_PID" ]; then
-		kill -KILL "$A_PID" 2>/dev/null || true
-		wait "$A_PID" 2>/dev/null || true
-	fi
-	lib_rbd_cleanup "$rc"
-}
-trap plugin_rbd_cleanup EXIT
 env "${NBDKIT_ENV[@]}" nbdkit -f -U "$TMP/a.sock" "$PLUGIN" rbd:tp/img "${OPTS[@]}" \
 	2> "$TMP/a.log" &
 A_PID=$!
+RBD_PIDS=("$A_PID")
 for ((i = 0; i < 300; i++)); do
 	# Served (so past .after_fork, which took the lock), not only listening.
 	[ -S "$TMP/a.sock" ] && timeout 10 nbdinfo --size "nbd+unix:///?socket=$TMP/a.sock" \
@@ -49,7 +39,7 @@ done
 nbdkit_refuses "exclusive lock is held by .*rbd-takeover=on" rbd:tp/img "${OPTS[@]}"
 kill -TERM "$A_PID"
 wait "$A_PID" || fail "the first nbdkit did not exit cleanly: $(cat "$TMP/a.log")"
-A_PID=
+RBD_PIDS=()
 
 # A snapshot, read-only, with the data of its time; no lock taken.
 rbd_c snap create tp/img@s1 || fail "snap create"

@@ -20,23 +20,12 @@ start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-timeout=90"
 U=$(uri_of img)
 qio_at "$U" -c "write -P 0x4b 100M 1M"
 
-LOAD_PID=
-kill_cleanup()
-{
-	local rc=$?
-	if [ -n "$LOAD_PID" ]; then
-		kill -TERM "$LOAD_PID" 2>/dev/null || true
-		wait "$LOAD_PID" 2>/dev/null || true
-	fi
-	lib_rbd_cleanup "$rc"
-}
-trap kill_cleanup EXIT
-
 # Writes, then reads every block back checking its crc32c.
 timeout 400 fio --name=verify --ioengine=nbd --uri="$U" --rw=randwrite --bs=4k \
 	--size=48M --iodepth=16 --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
 	--randrepeat=0 --output="$TMP/fio.out" 2> "$TMP/fio.err" &
 LOAD_PID=$!
+RBD_PIDS=("$LOAD_PID")
 sleep 5
 kill -0 "$LOAD_PID" 2>/dev/null || fail "fio ended before the kill: $(cat "$TMP/fio.out" "$TMP/fio.err")"
 victim=$(cat "$CEPH_DIR/run/osd.1.pid")
@@ -44,7 +33,7 @@ kill -KILL "$victim"
 echo "killed osd.1 (pid $victim) at $SECONDS s"
 rc=0
 wait "$LOAD_PID" || rc=$?
-LOAD_PID=
+RBD_PIDS=()
 echo "fio ended at $SECONDS s"
 [ "$rc" = 0 ] || fail "fio failed ($rc): $(cat "$TMP/fio.out" "$TMP/fio.err")"
 grep -q 'err= 0' "$TMP/fio.out" || fail "fio reported errors: $(cat "$TMP/fio.out")"

@@ -11,21 +11,6 @@ requires fio qemu-io
 nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-A_PID=
-LOAD_PID=
-takeover_cleanup()
-{
-	local rc=$?
-	for p in $LOAD_PID $A_PID; do
-		kill -TERM "$p" 2>/dev/null || true	# timeout passes it on to fio
-		sleep 1
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	lib_rbd_cleanup "$rc"
-}
-trap takeover_cleanup EXIT
-
 mkpool tp
 rbd_c create --size 128M tp/img || fail "rbd create tp/img"
 
@@ -33,6 +18,7 @@ rbd_c create --size 128M tp/img || fail "rbd create tp/img"
 start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS"
 A_PID=$SRV_PID A_LOG=$SRV_LOG A_URI=$(uri_of img)
 SRV_PID=
+RBD_PIDS=("$A_PID")
 qio_at "$A_URI" -c "write -P 0xa1 0 1M"
 
 # A write load on A (4k random writes, bounded): fenced off, it must fail.
@@ -40,6 +26,7 @@ timeout 120 fio --name=load --ioengine=nbd --uri="$A_URI" --rw=randwrite --bs=4k
 	--size=32M --iodepth=8 --time_based --runtime=60 --verify_state_save=0 \
 	--output="$TMP/load.out" 2> "$TMP/load.err" &
 LOAD_PID=$!
+RBD_PIDS=("$LOAD_PID" "$A_PID")
 sleep 3
 kill -0 "$LOAD_PID" 2>/dev/null || fail "the load on A ended early: $(cat "$TMP/load.out")"
 
@@ -73,7 +60,7 @@ echo "takeover took $((SECONDS - start)) s"
 # A's load fails: fio stops with an error.
 rc=0
 wait "$LOAD_PID" || rc=$?
-LOAD_PID=
+RBD_PIDS=("$A_PID")
 [ "$rc" != 0 ] || fail "the write load on A went on after the takeover: $(cat "$TMP/load.out")"
 [ "$rc" != 124 ] || fail "the write load on A hung after the takeover"
 grep -q "Cannot send after transport endpoint shutdown" "$TMP/load.err" ||
@@ -116,7 +103,7 @@ PY
 # A still stops cleanly (its handle is blocklisted), by PID.
 SRV_PID_B=$SRV_PID SRV_LOG_B=$SRV_LOG SOCK_B=$SOCK
 SRV_PID=$A_PID SRV_LOG=$A_LOG SOCK=${A_URI#*socket=}
-A_PID=
+RBD_PIDS=()
 stop_server 60
 SRV_PID=$SRV_PID_B SRV_LOG=$SRV_LOG_B SOCK=$SOCK_B
 finish img
