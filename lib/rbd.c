@@ -22,6 +22,19 @@
  * through it, which is what lets the server advertise multi-conn. Two
  * handles would also fight over the image's exclusive lock.
  *
+ * Fencing. A read-write open takes the image's exclusive lock with
+ * rbd_lock_acquire, which also switches librbd to the policy that never
+ * hands the lock over when another client asks for it: so a second gateway
+ * cannot write the image behind this one's back. That second gateway
+ * either refuses to start (naming the lock's owner) or, told to take over,
+ * breaks the lock with rbd_lock_break, which has the monitors blocklist
+ * the old owner before the lock is freed: from then on the OSDs refuse
+ * every request of the old gateway (EBLOCKLISTED, which is ESHUTDOWN), so
+ * there are never two writers. The old gateway sees that on its next
+ * completion, says once in its log that it was fenced, and fails every
+ * request from then on with ESHUTDOWN without asking the cluster.
+ * Read-only opens (snapshots too) take no lock.
+ *
  * librbd's cache (rbd_cache) is off unless asked for: with it, librbd
  * acknowledges writes that are only in this process's memory. FLUSH and
  * FUA still make them durable, so it is correct, but a client that never
@@ -38,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rados/librados.h>
@@ -62,6 +76,9 @@ struct rbd_vol {
 	int efd;		/* the image's notification */
 	uint64_t obj_size;
 	bool fast_diff;		/* the image has the feature (validity is checked per call) */
+	bool fenced;		/* another client broke our lock (atomic): all fails */
+	unsigned int timeout;	/* s: rados_osd_op_timeout, for messages */
+	int64_t timeout_logged;	/* s (monotonic) of the last timeout message (atomic) */
 	struct rbd_vol *next;	/* under rbd_open_lock */
 };
 
@@ -99,7 +116,54 @@ to_rbd(struct dio_volume *vol)
 	return (struct rbd_vol *)vol;
 }
 
+/* The POOL/IMAGE[@SNAP] the volume was opened with: the key's first part. */
+static const char *
+rbd_spec(const struct rbd_vol *rv)
+{
+	return rv->key;
+}
+
+/*
+ * A request came back with r: when it says that this client was fenced off
+ * the image (blocklisted after another gateway broke our lock, or the lock
+ * lost to another owner), remember it and say it once. Any thread.
+ */
+static void
+rbd_check_fenced(struct rbd_vol *rv, const struct dio_req *req, ssize_t r)
+{
+	bool was = false;
+
+	if (r != -ESHUTDOWN && !(r == -EROFS && req->op != DIO_REQ_READ))
+		return;
+	if (!__atomic_compare_exchange_n(&rv->fenced, &was, true, false, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED))
+		return;
+	dio_log(DIO_LOG_ERR, "rbd:%s: fenced: another client took the image's exclusive lock "
+		"over (this gateway is blocklisted: %s); every request now fails with ESHUTDOWN",
+		rbd_spec(rv), strerror((int)-r));
+}
+
 /* ---- requests ---------------------------------------------------------- */
+
+/* A request timed out (the cluster did not answer): say so, once a second at most. */
+static void
+rbd_log_timeout(struct rbd_vol *rv, const struct dio_req *req)
+{
+	static const char *const names[] = { "read", "write", "write-zeroes", "trim", "flush" };
+	struct timespec ts;
+	int64_t last;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	last = __atomic_load_n(&rv->timeout_logged, __ATOMIC_RELAXED);
+	if (ts.tv_sec == last || !__atomic_compare_exchange_n(&rv->timeout_logged, &last,
+							      (int64_t)ts.tv_sec, false,
+							      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	dio_log(DIO_LOG_WARN, "rbd:%s: a %s at %" PRIu64 " timed out after rbd-timeout=%u s: "
+		"the cluster does not answer; the client gets EIO", rbd_spec(rv),
+		req->op < sizeof(names) / sizeof(names[0]) ? names[req->op] : "request", req->pos,
+		rv->timeout);
+}
 
 static int
 rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
@@ -108,6 +172,8 @@ rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
 	rbd_completion_t c;
 	int ret;
 
+	if (__atomic_load_n(&rv->fenced, __ATOMIC_RELAXED))
+		return -ESHUTDOWN;	/* the image has another writer now: not even reads */
 	ret = rbd_aio_create_completion(vio, NULL, &c);
 	if (ret < 0)
 		return ret;
@@ -169,6 +235,13 @@ rbd_complete(struct rbd_vol *rv, struct dio_ctx *ctx, struct dio_vol_io *vio, ss
 
 	if (r >= 0 && vio->stage == 0 && req->op == DIO_REQ_READ && (uint64_t)r != req->len)
 		r = -EIO;	/* inside the image a read is whole; never pass a short one */
+	if (r == -ETIMEDOUT)
+		rbd_log_timeout(rv, req);
+	if (r < 0) {
+		rbd_check_fenced(rv, req, r);
+		if (__atomic_load_n(&rv->fenced, __ATOMIC_RELAXED))
+			r = -ESHUTDOWN;
+	}
 	if (r >= 0 && vio->stage == 0 && (req->flags & DIO_REQ_FUA) &&
 	    req->op != DIO_REQ_READ && req->op != DIO_REQ_FLUSH) {
 		vio->stage = 1;
@@ -352,6 +425,7 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 			       strerror(-ret));
 		goto err_shutdown;
 	}
+	rv->timeout = t;
 	snprintf(tbuf, sizeof(tbuf), "%u", t);
 	/* A dead cluster must turn into EIO, not a hang: bound every wait. */
 	if ((ret = rbd_conf_set(rv->cluster, opts, spec, "client_mount_timeout", tbuf)) < 0 ||
@@ -379,6 +453,59 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 err_shutdown:
 	rados_shutdown(rv->cluster);
 	return ret;
+}
+
+/*
+ * Take the image's exclusive lock for good (see the top of the file). When
+ * another client holds it: refuse, naming it, or with opts->takeover break
+ * its lock (blocklisting it) and take the lock. 0 or -errno (reported).
+ */
+static int
+rbd_take_lock(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opts)
+{
+	char *owners[8];
+	size_t nowners = 8;
+	rbd_lock_mode_t mode;
+	int ret, ret2;
+
+	ret = rbd_lock_acquire(rv->image, RBD_LOCK_MODE_EXCLUSIVE);
+	if (ret == 0)
+		return 0;
+	if (ret == -EINVAL)
+		return rbd_open_error(opts, EINVAL, "rbd:%s: the image has no exclusive-lock feature, "
+				      "which a read-write export needs to fence other gateways off "
+				      "(rbd feature enable %s exclusive-lock), or export it readonly",
+				      spec, spec);
+	ret2 = rbd_lock_get_owners(rv->image, &mode, owners, &nowners);
+	if (ret2 < 0 || nowners == 0)
+		return rbd_open_error(opts, -ret, "rbd:%s: cannot take the image's exclusive lock: "
+				      "%s", spec, strerror(-ret));
+	if (!opts->takeover) {
+		rbd_open_error(opts, EBUSY, "rbd:%s: the image's exclusive lock is held by %s "
+			       "(another gateway or client is writing it): not serving it; "
+			       "rbd-takeover=on breaks that lock and fences the holder off "
+			       "(it is blocklisted)", spec, owners[0]);
+		rbd_lock_get_owners_cleanup(owners, nowners);
+		return -EBUSY;
+	}
+	for (size_t i = 0; i < nowners; i++) {
+		dio_log(DIO_LOG_WARN, "rbd:%s: taking over: breaking the exclusive lock of %s "
+			"and blocklisting it", spec, owners[i]);
+		ret = rbd_lock_break(rv->image, mode, owners[i]);
+		if (ret < 0 && ret != -ENOENT) {
+			rbd_open_error(opts, -ret, "rbd:%s: cannot break the exclusive lock of %s: %s",
+				       spec, owners[i], strerror(-ret));
+			rbd_lock_get_owners_cleanup(owners, nowners);
+			return ret;
+		}
+	}
+	rbd_lock_get_owners_cleanup(owners, nowners);
+	ret = rbd_lock_acquire(rv->image, RBD_LOCK_MODE_EXCLUSIVE);
+	if (ret < 0)
+		return rbd_open_error(opts, -ret, "rbd:%s: broke the exclusive lock but cannot take "
+				      "it: %s", spec, strerror(-ret));
+	dio_log(DIO_LOG_WARN, "rbd:%s: took the image over: the old holder is fenced off", spec);
+	return 0;
 }
 
 /* The image open already under key (with a new reference), or NULL. Under rbd_open_lock. */
@@ -475,6 +602,11 @@ dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volum
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: cannot stat the image: %s", spec, strerror(-ret));
 		goto err_image;
+	}
+	if (!opts->readonly && !snap) {
+		ret = rbd_take_lock(rv, spec, opts);
+		if (ret < 0)
+			goto err_image;
 	}
 	rv->obj_size = info.obj_size ? info.obj_size : (1u << 22);
 	rv->fast_diff = (features & RBD_FEATURE_FAST_DIFF) != 0;

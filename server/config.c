@@ -217,7 +217,7 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 		ret = config_export_allow(&cfg->exports[cfg->nexports - 1], allow);
 		allow = colon;
 	}
-	/* rbd-conf=FILE, rbd-id=ID, rbd-keyring=FILE, rbd-cache=on|off, rbd-timeout=S */
+	/* rbd-conf=FILE, rbd-id=ID, rbd-keyring=FILE, rbd-cache= and rbd-takeover=on|off, rbd-timeout=S */
 	for (unsigned int i = 0; !ret && i < nrbd_opts; i++) {
 		char *v = strchr(rbd_opts[i], '='), why[256] = "";
 		int r;
@@ -293,9 +293,9 @@ config_export_rbd_key(struct export *e, const char *key, const char *v, char *er
 		}
 		return 1;
 	}
-	if (!strcmp(key, "rbd-cache")) {
-		if (settings_parse_bool(v, &e->rbd.cache) < 0) {
-			snprintf(err, errlen, "bad value '%.64s' for 'rbd-cache' (on or off)", v);
+	if (!strcmp(key, "rbd-cache") || !strcmp(key, "rbd-takeover")) {
+		if (settings_parse_bool(v, key[4] == 'c' ? &e->rbd.cache : &e->rbd.takeover) < 0) {
+			snprintf(err, errlen, "bad value '%.64s' for '%s' (on or off)", v, key);
 			return -1;
 		}
 		return 1;

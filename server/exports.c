@@ -150,7 +150,8 @@ export_copy(const struct export *spec)
 	e->name = strdup(spec->name);
 	e->path = strdup(spec->path);
 	e->description = spec->description ? strdup(spec->description) : NULL;
-	e->rbd = (struct export_rbd){ .cache = spec->rbd.cache, .timeout = spec->rbd.timeout };
+	e->rbd = (struct export_rbd){ .cache = spec->rbd.cache, .takeover = spec->rbd.takeover,
+				     .timeout = spec->rbd.timeout };
 	if ((spec->rbd.conf && !(e->rbd.conf = strdup(spec->rbd.conf))) ||
 	    (spec->rbd.id && !(e->rbd.id = strdup(spec->rbd.id))) ||
 	    (spec->rbd.keyring && !(e->rbd.keyring = strdup(spec->rbd.keyring))))
@@ -197,6 +198,7 @@ exports_open_volume(const struct export *spec, bool readonly, const struct serve
 			.keyring = spec->rbd.keyring,
 			.readonly = readonly,
 			.cache = spec->rbd.cache,
+			.takeover = spec->rbd.takeover,
 			.timeout = spec->rbd.timeout,
 			.errbuf = why,
 			.errlen = whylen,

@@ -95,6 +95,7 @@ struct export {
 		char *id;		/* client id; NULL: admin */
 		char *keyring;		/* NULL: as conf says */
 		bool cache;		/* librbd's writeback cache (rbd-cache) */
+		bool takeover;		/* break another holder's lock (rbd-takeover) */
 		unsigned int timeout;	/* s; 0: DIO_RBD_TIMEOUT_DEFAULT */
 	} rbd;
 	struct export_stats stats;	/* written by reactors while serving (stats.h) */
@@ -158,7 +159,7 @@ int config_add_export(struct server_cfg *cfg, const char *name, const char *path
 int config_export_allow(struct export *e, const char *id);
 /*
  * An rbd export setting (rbd-conf, rbd-id, rbd-keyring, rbd-cache,
- * rbd-timeout) for e: 1 when key is one and v is good, 0 when key is not
+ * rbd-takeover, rbd-timeout) for e: 1 when key is one and v is good, 0 when key is not
  * one, -1 when v is bad (the reason in err).
  */
 int config_export_rbd_key(struct export *e, const char *key, const char *v, char *err,

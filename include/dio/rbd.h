@@ -21,6 +21,7 @@ struct dio_rbd_opts {
 	const char *keyring;	/* NULL: what conf says */
 	bool readonly;		/* open read-only even if writable (a snapshot always is) */
 	bool cache;		/* librbd's writeback cache */
+	bool takeover;		/* break another client's exclusive lock (fencing it off) */
 	unsigned int timeout;	/* s for monitor and OSD operations: then EIO; 0: default */
 	char *errbuf;		/* optional: a message naming the image and the reason */
 	size_t errlen;
@@ -36,7 +37,12 @@ bool dio_rbd_supported(void);
  * image open already gives the same volume with one more reference, so
  * all of its exports and connections share one librbd handle, whose
  * flush covers every write. Asking for writing when it is open read-only
- * fails with -EBUSY. 0 or -errno (the reason also in opts->errbuf):
+ * fails with -EBUSY. Read-write, the image's exclusive lock is taken and
+ * kept (never handed over on request): when another client holds it, the
+ * open fails with -EBUSY naming that client, unless opts->takeover, which
+ * breaks its lock and blocklists it (fencing it off the image) first. A
+ * handle fenced off the image later by another's takeover fails every
+ * request with -ESHUTDOWN. 0 or -errno (the reason also in opts->errbuf):
  * -ENOTSUP when built without librbd.
  */
 int dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volume **out);

@@ -3,7 +3,8 @@
  * nbdkit-dio-plugin: `nbdkit dio file=PATH` serves a file or block device
  * through libdio, so that nbdkit's filters and TLS sit in front of our
  * direct-I/O engine; `nbdkit dio thin-pool=PATH volume=NAME` serves a
- * volume of a thin pool (dio/tpool.h) the same way.
+ * volume of a thin pool (dio/tpool.h) the same way, and `nbdkit dio
+ * rbd:POOL/IMAGE[@SNAP]` (file=rbd:...) a Ceph RBD image (dio/rbd.h).
  *
  * nbdkit owns the wire and the threads. All connections share one volume,
  * opened before nbdkit forks. Each nbdkit worker thread owns one dio_ctx
@@ -12,6 +13,11 @@
  * after nbdkit has forked into the background, and belongs to one thread.
  * The ctx is freed by the thread-key destructor when nbdkit ends the
  * thread. Every request is submitted and waited for with dio_submit_sync.
+ *
+ * An rbd image is served from .after_fork on, not .get_ready: librados
+ * starts threads, which a fork (nbdkit going into the background, or its
+ * --run) does not carry over into the child. .get_ready opens and closes
+ * it once, so that a wrong image or a held lock fails nbdkit at startup.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,6 +33,7 @@
 #include <nbdkit-plugin.h>
 
 #include "dio/dio.h"
+#include "dio/rbd.h"
 #include "dio/tpool.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -51,6 +58,8 @@
 static char *cfg_file;			/* absolute path (nbdkit changes directory) */
 static char *cfg_tpool;			/* thin-pool=: absolute path, or NULL */
 static char *cfg_volume;		/* volume=: a volume of cfg_tpool */
+static char *cfg_rbd;			/* file=rbd:SPEC: SPEC (POOL/IMAGE[@SNAP]), or NULL */
+static struct dio_rbd_opts cfg_rbd_opts;	/* rbd-conf= etc.; strings are ours */
 static bool cfg_readonly;
 static bool cfg_locking = true;		/* QEMU's image locks (libdio's file-lock) */
 static bool cfg_tpool_discard = true;		/* thin-pool-discard=: freed chunks to the device */
@@ -133,6 +142,77 @@ dio_plugin_unload(void)
 	cfg_tpool = NULL;
 	free(cfg_volume);
 	cfg_volume = NULL;
+	free(cfg_rbd);
+	cfg_rbd = NULL;
+	free((char *)cfg_rbd_opts.conf);
+	free((char *)cfg_rbd_opts.id);
+	free((char *)cfg_rbd_opts.keyring);
+	memset(&cfg_rbd_opts, 0, sizeof(cfg_rbd_opts));
+}
+
+/* What is served, for messages: the file, the pool's volume or the rbd image. */
+static const char *
+dio_plugin_what(void)
+{
+	return cfg_file ? cfg_file : cfg_rbd ? cfg_rbd : cfg_volume;
+}
+
+/* rbd-conf=, rbd-id=, rbd-keyring=: keep a copy in *dst. 0 or -1 (reported). */
+static int
+dio_plugin_rbd_str(const char *key, const char *value, const char **dst)
+{
+	char *copy;
+
+	if (!value[0]) {
+		nbdkit_error("%s=: empty value", key);
+		return -1;
+	}
+	copy = strdup(value);
+	if (!copy) {
+		nbdkit_error("strdup: %m");
+		return -1;
+	}
+	free((char *)*dst);
+	*dst = copy;
+	return 0;
+}
+
+/* An rbd-KEY=VALUE parameter: 1 done, 0 not one of them, -1 bad (reported). */
+static int
+dio_plugin_rbd_config(const char *key, const char *value)
+{
+	unsigned int t;
+	int r;
+
+	if (strcmp(key, "rbd-conf") == 0)
+		return dio_plugin_rbd_str(key, value, &cfg_rbd_opts.conf) ? -1 : 1;
+	if (strcmp(key, "rbd-id") == 0)
+		return dio_plugin_rbd_str(key, value, &cfg_rbd_opts.id) ? -1 : 1;
+	if (strcmp(key, "rbd-keyring") == 0)
+		return dio_plugin_rbd_str(key, value, &cfg_rbd_opts.keyring) ? -1 : 1;
+	if (strcmp(key, "rbd-cache") == 0 || strcmp(key, "rbd-takeover") == 0) {
+		r = nbdkit_parse_bool(value);
+		if (r == -1) {
+			nbdkit_error("%s=%s: expected on or off", key, value);
+			return -1;
+		}
+		if (key[4] == 'c')
+			cfg_rbd_opts.cache = r;
+		else
+			cfg_rbd_opts.takeover = r;
+		return 1;
+	}
+	if (strcmp(key, "rbd-timeout") == 0) {
+		if (nbdkit_parse_unsigned("rbd-timeout", value, &t) == -1)
+			return -1;
+		if (t < 1 || t > 3600) {
+			nbdkit_error("rbd-timeout=%s: must be between 1 and 3600 seconds", value);
+			return -1;
+		}
+		cfg_rbd_opts.timeout = t;
+		return 1;
+	}
+	return 0;
 }
 
 /* Parse engine=; 0 or -1 with an nbdkit_error. */
@@ -160,11 +240,20 @@ dio_plugin_config(const char *key, const char *value)
 	int64_t size;
 	int r;
 
-	if (strcmp(key, "file") == 0) {
+	if (strcmp(key, "file") == 0 && strncmp(value, "rbd:", 4) == 0) {
+		free(cfg_rbd);
+		cfg_rbd = strdup(value + 4);
+		if (!cfg_rbd) {
+			nbdkit_error("strdup: %m");
+			return -1;
+		}
+	} else if (strcmp(key, "file") == 0) {
 		free(cfg_file);
 		cfg_file = nbdkit_absolute_path(value);
 		if (!cfg_file)
 			return -1;
+	} else if (strncmp(key, "rbd-", 4) == 0 && (r = dio_plugin_rbd_config(key, value)) != 0) {
+		return r < 0 ? -1 : 0;
 	} else if (strcmp(key, "thin-pool") == 0) {
 		free(cfg_tpool);
 		cfg_tpool = nbdkit_absolute_path(value);
@@ -234,6 +323,24 @@ dio_plugin_config_complete(void)
 {
 	struct stat st;
 
+	if (cfg_rbd) {
+		if (cfg_file || cfg_tpool || cfg_volume) {
+			nbdkit_error("rbd: excludes file= and thin-pool=: serve one of them");
+			return -1;
+		}
+		if (!dio_rbd_supported()) {
+			nbdkit_error("rbd:%s: this build has no Ceph RBD support (librbd-dev was "
+				     "missing when it was built)", cfg_rbd);
+			return -1;
+		}
+		return 0;	/* checked when it is opened, in .after_fork */
+	}
+	if (cfg_rbd_opts.conf || cfg_rbd_opts.id || cfg_rbd_opts.keyring ||
+	    cfg_rbd_opts.timeout) {
+		nbdkit_error("rbd-conf=, rbd-id=, rbd-keyring= and rbd-timeout= go with "
+			     "rbd:POOL/IMAGE");
+		return -1;
+	}
 	if (cfg_tpool || cfg_volume) {
 		if (cfg_file) {
 			nbdkit_error("file= and thin-pool= exclude each other: serve one or the other");
@@ -276,6 +383,10 @@ dio_plugin_config_complete(void)
 	"                     (made with dionbd-pool).\n" \
 	"thin-pool-discard=on|off\n" \
 	"                     Hand freed chunks back to the device (default on).\n" \
+	"rbd:POOL/IMAGE[@SNAP] Or: a Ceph RBD image (a snapshot read-only), with\n" \
+	"                     rbd-conf=FILE, rbd-id=ID, rbd-keyring=FILE,\n" \
+	"                     rbd-cache=on|off, rbd-timeout=SECONDS and\n" \
+	"                     rbd-takeover=on|off as dionbd's exports take them.\n" \
 	"readonly=true|false  Open it read-only and refuse writes (default false).\n" \
 	"locking=on|off       Lock it as QEMU locks images (default on).\n" \
 	"engine=uring|psync|auto\n" \
@@ -350,6 +461,29 @@ dio_plugin_open_tpool_volume(bool readonly, char *errbuf, size_t errlen)
 	return ret;
 }
 
+/* .after_fork: open an rbd image, now that librados' threads will stay ours. */
+static int
+dio_plugin_after_fork(void)
+{
+	char errbuf[512] = "";
+	struct dio_rbd_opts opts = cfg_rbd_opts;
+	int ret;
+
+	if (!cfg_rbd)
+		return 0;
+	opts.readonly = cfg_readonly;
+	opts.errbuf = errbuf;
+	opts.errlen = sizeof(errbuf);
+	ret = dio_rbd_open(cfg_rbd, &opts, &vol);
+	if (ret < 0) {
+		nbdkit_error("%s", errbuf[0] ? errbuf : strerror(-ret));
+		return -1;
+	}
+	nbdkit_debug("serving rbd:%s: %" PRIu64 " bytes%s", cfg_rbd, vol->size,
+		     vol->readonly ? ", read-only" : "");
+	return 0;
+}
+
 /* .get_ready: open the volume and check the engine; clear errors, at startup. */
 static int
 dio_plugin_get_ready(void)
@@ -368,6 +502,19 @@ dio_plugin_get_ready(void)
 		nbdkit_error("cannot create the thread key for per-thread engines");
 		return -1;
 	}
+	if (cfg_rbd) {
+		/*
+		 * Open it once now only to check it (cluster, image, key, lock),
+		 * so that nbdkit fails at startup with the reason; then close it
+		 * and let .after_fork open it for good.
+		 */
+		ret = dio_plugin_after_fork();
+		if (ret < 0)
+			return -1;
+		dio_volume_put(vol);
+		vol = NULL;
+		goto engine;
+	}
 	if (cfg_tpool)
 		ret = dio_plugin_open_tpool_volume(cfg_readonly, errbuf, sizeof(errbuf));
 	else
@@ -379,6 +526,7 @@ dio_plugin_get_ready(void)
 			nbdkit_error("file=%s: %s", cfg_file, strerror(-ret));
 		return -1;
 	}
+engine:
 	ret = dio_plugin_probe_engine(cfg_engine, &kind);
 	if (ret < 0) {
 		nbdkit_error("engine=%s: cannot create the I/O engine: %s%s",
@@ -388,13 +536,15 @@ dio_plugin_get_ready(void)
 		return -1;
 	}
 	cfg_engine = kind;
-	nbdkit_debug("serving %s: %" PRIu64 " bytes, logical block %" PRIu32
-		     ", physical block %" PRIu32 "%s%s, engine %s",
-		     cfg_file ? cfg_file : cfg_volume, vol->size, vol->lbs, vol->pbs,
-		     vol->blockdev ? ", block device" : "",
-		     vol->readonly ? ", read-only" : "", dio_plugin_engine_str(kind));
+	if (vol)
+		nbdkit_debug("serving %s: %" PRIu64 " bytes, logical block %" PRIu32
+			     ", physical block %" PRIu32 "%s%s, engine %s",
+			     dio_plugin_what(), vol->size, vol->lbs, vol->pbs,
+			     vol->blockdev ? ", block device" : "",
+			     vol->readonly ? ", read-only" : "", dio_plugin_engine_str(kind));
 	return 0;
 }
+
 
 /* .dump_plugin: what `nbdkit dio --dump-plugin` adds to nbdkit's keys. */
 static void
@@ -415,6 +565,7 @@ dio_plugin_dump_plugin(void)
 	printf("dio_o_direct=yes\n");
 	printf("dio_pool_size=%" PRIu64 "\n", cfg_pool_size);
 	printf("dio_max_request=%u\n", DIO_PLUGIN_MAX_REQ);
+	printf("dio_rbd=%s\n", dio_rbd_supported() ? "yes" : "no");
 }
 
 /* .open: connections share the volume and need no state of their own. */
@@ -466,7 +617,7 @@ static int
 dio_plugin_fail(const char *what, uint64_t offset, uint64_t count, int ret)
 {
 	nbdkit_error("%s%s: %s of %" PRIu64 " bytes at offset %" PRIu64 ": %s",
-		     cfg_file ? cfg_file : "volume ", cfg_file ? "" : cfg_volume, what, count,
+		     cfg_file ? "" : cfg_rbd ? "rbd:" : "volume ", dio_plugin_what(), what, count,
 		     offset, strerror(-ret));
 	nbdkit_set_error(-ret);
 	return -1;
@@ -560,7 +711,8 @@ dio_plugin_can_cache(void *handle)
 
 /*
  * No caching in the plugin: every connection writes the same O_DIRECT fd,
- * and a flush (fdatasync) covers every write completed on it.
+ * and a flush (fdatasync) covers every write completed on it; an rbd image
+ * is one librbd handle in the process, whose flush covers every write too.
  */
 static int
 dio_plugin_can_multi_conn(void *handle)
@@ -745,6 +897,7 @@ static struct nbdkit_plugin plugin = {
 	.config_help = dio_plugin_config_help,
 	.magic_config_key = "file",
 	.get_ready = dio_plugin_get_ready,
+	.after_fork = dio_plugin_after_fork,
 	.dump_plugin = dio_plugin_dump_plugin,
 	.open = dio_plugin_open,
 	.get_size = dio_plugin_get_size,

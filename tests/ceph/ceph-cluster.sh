@@ -2,16 +2,20 @@
 # A one-node Ceph cluster for the rbd tests: one monitor and one bluestore
 # OSD (no ceph-mgr), cephx on, everything under DIR, listening on 127.0.0.1.
 #
-#   ceph-cluster.sh start DIR   -> DIR/ceph.conf, DIR/keyring (client.admin)
-#   ceph-cluster.sh stop DIR    -> stops what start started, by PID
+#   ceph-cluster.sh start DIR [N] -> DIR/ceph.conf, DIR/keyring (client.admin)
+#   ceph-cluster.sh stop DIR      -> stops what start started, by PID
 #
-# The OSD's block device is a sparse file of 8 GiB: smaller ones (1 GiB)
-# make bluestore abort under random writes. Every wait is bounded. Exit 77
-# from start when the machine cannot run Ceph (packages missing).
+# N OSDs (default 1; osd.0 .. osd.N-1, pid files DIR/run/osd.I.pid): pools
+# get N replicas (at most 3), of which N-1 (at least 1) must be up for I/O,
+# so with 3 one may die. Each OSD's block device is a sparse file of 8 GiB:
+# smaller ones (1 GiB) make bluestore abort under random writes. Every wait
+# is bounded. Exit 77 from start when the machine cannot run Ceph
+# (packages missing).
 set -euo pipefail
 
 cmd=${1:-}
 DIR=${2:-}
+NOSD=${3:-1}
 [ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 DIR=$(realpath -m "$DIR")
 CONF=$DIR/ceph.conf
@@ -39,17 +43,22 @@ stop_pid() {
 }
 
 if [ "$cmd" = stop ]; then
-	stop_pid "$DIR/run/osd.0.pid"
+	for f in "$DIR"/run/osd.*.pid; do
+		stop_pid "$f"
+	done
 	stop_pid "$DIR/run/mon.a.pid"
 	exit 0
 fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+[[ "$NOSD" =~ ^[1-9]$ ]] || { echo "$0: N must be 1 to 9 OSDs" >&2; exit 2; }
+size=$((NOSD < 3 ? NOSD : 3))
+min_size=$((size > 1 ? size - 1 : 1))
 
 for p in ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd uuidgen; do
 	command -v "$p" >/dev/null || { log "$p is missing (scripts/deps.sh installs Ceph)"; exit 77; }
 done
 
-mkdir -p "$DIR"/{mon,osd,run,log}
+mkdir -p "$DIR"/{mon,run,log}
 # A free port for the monitor (msgr2 only), below the ephemeral range so
 # that no outgoing connection takes it (the tests pick theirs there too).
 port=
@@ -82,8 +91,8 @@ log_file = $DIR/log/\$name.log
 log_to_stderr = false
 err_to_stderr = false
 mon_cluster_log_file = $DIR/log/cluster.log
-osd_pool_default_size = 1
-osd_pool_default_min_size = 1
+osd_pool_default_size = $size
+osd_pool_default_min_size = $min_size
 osd_pool_default_pg_autoscale_mode = off
 mon_allow_pool_size_one = true
 mon_allow_pool_delete = true
@@ -92,10 +101,10 @@ osd_crush_chooseleaf_type = 0
 [mon]
 mon_data = $DIR/mon
 [osd]
-osd_data = $DIR/osd
-keyring = $DIR/osd/keyring
+osd_data = $DIR/\$name
+keyring = $DIR/\$name/keyring
 osd_objectstore = bluestore
-bluestore_block_path = $DIR/osd-block
+bluestore_block_path = $DIR/\$name-block
 bluestore_block_create = true
 bluestore_block_size = 8589934592
 bluestore_block_db_create = false
@@ -117,19 +126,24 @@ ceph-mon -c "$CONF" -i a
 c() { timeout "$WAIT" ceph -c "$CONF" --connect-timeout "$WAIT" "$@"; }
 c mon stat >/dev/null || { log "the monitor does not answer: see $DIR/log"; exit 1; }
 
-uuid=$(uuidgen)
-secret=$(ceph-authtool --gen-print-key)
-id=$(echo "{\"cephx_secret\": \"$secret\"}" | c osd new "$uuid" -i -)
-[ "$id" = 0 ] || { log "osd new gave id '$id'"; exit 1; }
-ceph-authtool -C "$DIR/osd/keyring" --name osd.0 --add-key "$secret" >/dev/null
-timeout "$WAIT" ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$uuid" >"$DIR/log/osd-mkfs.out" 2>&1 ||
-	{ log "ceph-osd --mkfs failed: $(grep -h ERROR "$DIR/log/osd-mkfs.out" "$DIR/log/osd.0.log" | tail -3)"; exit 1; }
-ceph-osd -c "$CONF" -i 0
+for ((n = 0; n < NOSD; n++)); do
+	uuid=$(uuidgen)
+	secret=$(ceph-authtool --gen-print-key)
+	id=$(echo "{\"cephx_secret\": \"$secret\"}" | c osd new "$uuid" -i -)
+	[ "$id" = "$n" ] || { log "osd new gave id '$id', not $n"; exit 1; }
+	mkdir -p "$DIR/osd.$n"
+	ceph-authtool -C "$DIR/osd.$n/keyring" --name "osd.$n" --add-key "$secret" >/dev/null
+	timeout "$WAIT" ceph-osd -c "$CONF" -i "$n" --mkfs --osd-uuid "$uuid" \
+		>"$DIR/log/osd.$n-mkfs.out" 2>&1 ||
+		{ log "ceph-osd --mkfs failed: $(grep -h ERROR "$DIR/log/osd.$n-mkfs.out" "$DIR/log/osd.$n.log" | tail -3)"; exit 1; }
+	ceph-osd -c "$CONF" -i "$n"
+done
 for ((i = 0; i < WAIT * 2; i++)); do
-	if c osd dump 2>/dev/null | grep -q '^osd.0 up'; then
+	if [ "$(c osd dump 2>/dev/null | grep -c '^osd\.[0-9]* up')" = "$NOSD" ]; then
 		break
 	fi
 	sleep 0.5
 done
-c osd dump | grep -q '^osd.0 up' || { log "osd.0 did not come up: see $DIR/log"; exit 1; }
-log "up: mon v2:127.0.0.1:$port, osd.0, conf $CONF"
+[ "$(c osd dump | grep -c '^osd\.[0-9]* up')" = "$NOSD" ] ||
+	{ log "not all $NOSD OSDs came up: see $DIR/log"; exit 1; }
+log "up: mon v2:127.0.0.1:$port, $NOSD OSD(s) (pools: size $size, min_size $min_size), conf $CONF"

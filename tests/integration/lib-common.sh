@@ -34,6 +34,18 @@ requires()
 	done
 }
 
+# nbdsh_check: skip unless nbdsh runs; it runs "python3", and only the
+# system one has libnbd's bindings, so /usr/bin goes first when needed.
+# (plugins/dio/test-functions.sh's requires_nbdsh adds its python helpers.)
+nbdsh_check()
+{
+	requires nbdsh
+	if ! nbdsh -c pass >/dev/null 2>&1; then
+		export PATH=/usr/bin:$PATH
+		nbdsh -c pass >/dev/null 2>&1 || skip "nbdsh does not run (python3-libnbd)"
+	fi
+}
+
 # mkfile PATH SIZE: a fresh sparse file of SIZE bytes (truncate's suffixes).
 mkfile()
 {

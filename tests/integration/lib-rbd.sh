@@ -1,34 +1,60 @@
-# Sourced by tests/integration/test-server-rbd-*.sh after lib-server.sh:
-# a one-node Ceph cluster (tests/ceph/ceph-cluster.sh) under $TMP for the
-# test, stopped by its PIDs when the test ends, and the rbd export options
-# that reach it. Skips (77) when this build has no rbd support or the
-# machine cannot run Ceph.
+# Sourced by tests/integration/test-*-rbd*.sh after lib-server.sh (or
+# plugins/dio/test-functions.sh):
+# a one-node Ceph cluster (tests/ceph/ceph-cluster.sh, CEPH_OSDS OSDs,
+# default 1) under $TMP for the test, stopped by its PIDs when the test
+# ends, and the rbd export options that reach it. Skips (77) when this
+# build has no rbd support or the machine cannot run Ceph.
 
 CEPH_DIR=$TMP/ceph
 CEPH_CONF=$CEPH_DIR/ceph.conf
 CEPH_KEYRING=$CEPH_DIR/keyring
 
-# The daemon must have been built with librbd.
-rm -f "$TMP/probe.sock"
-if timeout 20 "$DIONBD" -f -U "$TMP/probe.sock" -e "x=rbd:p/i,rbd-conf=/nonexistent" \
-	> "$TMP/probe.log" 2>&1; then
-	fail "an rbd export of a missing conf was served"
-fi
-if grep -q "no Ceph RBD support" "$TMP/probe.log"; then
-	skip "dionbd was built without librbd (librbd-dev missing at build time)"
+# The daemon (or, sourced after plugins/dio/test-functions.sh, the plugin)
+# must have been built with librbd.
+if [ -n "${PLUGIN:-}" ]; then
+	env "${NBDKIT_ENV[@]}" nbdkit "$PLUGIN" --dump-plugin | grep -x dio_rbd=yes >/dev/null ||
+		skip "the plugin was built without librbd (librbd-dev missing at build time)"
+else
+	rm -f "$TMP/probe.sock"
+	if timeout 20 "$DIONBD" -f -U "$TMP/probe.sock" -e "x=rbd:p/i,rbd-conf=/nonexistent" \
+		> "$TMP/probe.log" 2>&1; then
+		fail "an rbd export of a missing conf was served"
+	fi
+	if grep -q "no Ceph RBD support" "$TMP/probe.log"; then
+		skip "dionbd was built without librbd (librbd-dev missing at build time)"
+	fi
 fi
 
+# Processes of the test (clients, a second gateway) that the cleanup
+# stops by PID before the cluster: TERM (timeout passes it on), KILL 2 s later.
+RBD_PIDS=()
+
+# lib_rbd_cleanup [RC]: the EXIT trap (RC as for lib_server_cleanup).
 lib_rbd_cleanup()
 {
-	local rc=$?
+	local rc=${1:-$?} p i
+	for p in "${RBD_PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || continue
+		for ((i = 0; i < 20; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" stop "$CEPH_DIR" || true
-	(exit "$rc")
-	lib_server_cleanup
+	if declare -F lib_server_cleanup >/dev/null; then
+		lib_server_cleanup "$rc"
+	elif [ "$rc" = 0 ] || [ "$rc" = 77 ]; then
+		rm -rf "$TMP"
+	else
+		echo "$NAME: scratch files kept in $TMP" >&2
+	fi
 }
 trap lib_rbd_cleanup EXIT
 
 ceph_rc=0
-timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" \
+timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" "${CEPH_OSDS:-1}" \
 	2> "$TMP/ceph-start.log" || ceph_rc=$?
 if [ "$ceph_rc" = 77 ]; then
 	skip "cannot run Ceph here: $(tail -n 1 "$TMP/ceph-start.log")"

@@ -33,9 +33,11 @@ SOCK=
 URI=
 SRV_N=0
 
+# lib_server_cleanup [RC]: the EXIT trap (RC: the test's status, when
+# another trap calls it; no "(exit RC)" before it, which set -e would end).
 lib_server_cleanup()
 {
-	local rc=$?
+	local rc=${1:-$?}
 	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
 		kill -KILL "$SRV_PID" 2>/dev/null || true
 		wait "$SRV_PID" 2>/dev/null || true

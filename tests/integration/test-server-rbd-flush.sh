@@ -5,12 +5,8 @@
 # written on connection A and flushed on connection B survives a kill -9 of
 # the daemon; so does a FUA write. Both connections see each other's writes.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
-requires nbdsh qemu-io
-# nbdsh runs "python3": the system one has libnbd's bindings.
-if ! nbdsh -c pass >/dev/null 2>&1; then
-	export PATH=/usr/bin:$PATH
-	nbdsh -c pass >/dev/null 2>&1 || skip "nbdsh does not run (python3-libnbd)"
-fi
+requires qemu-io
+nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
 mkpool tp

@@ -2,8 +2,10 @@
 # Bad rbd settings stop the daemon at start with a message that says what is
 # wrong (wrong pool, image, snapshot, client id, key, conf, an unreachable
 # monitor within rbd-timeout), and the config file takes the same settings;
-# two exports of one image share its one volume.
+# two exports of one image share its one volume. A cluster that hangs while
+# serving (its OSD stopped) gives EIO within rbd-timeout, not a hang.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
+nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
 mkpool tp
@@ -38,6 +40,8 @@ refused "missing conf" "cannot read the Ceph configuration $TMP/none.conf" \
 	-e "x=rbd:tp/img,rbd-conf=$TMP/none.conf"
 refused "bad timeout" "bad value 'soon' for 'rbd-timeout'" -e "x=rbd:tp/img,$RBD_OPTS,rbd-timeout=soon"
 refused "bad cache" "bad value 'maybe' for 'rbd-cache'" -e "x=rbd:tp/img,$RBD_OPTS,rbd-cache=maybe"
+refused "bad takeover" "bad value 'yes please' for 'rbd-takeover'" \
+	-e "x=rbd:tp/img,$RBD_OPTS,rbd-takeover=yes please"
 # A monitor nobody answers on: refused within rbd-timeout, not hung.
 sed 's/^mon_host = .*/mon_host = v2:127.0.0.1:9/' "$CEPH_CONF" > "$TMP/dead.conf"
 start=$SECONDS
@@ -75,3 +79,40 @@ echo "[export y]
 path = rbd:tp/img
 rbd-timeout = 0" > "$TMP/bad.conf"
 refused "bad timeout in the config file" "rbd-timeout" --config "$TMP/bad.conf"
+
+# A hung cluster during serving: with the OSD stopped (SIGSTOP), a read gets
+# EIO within rbd-timeout instead of hanging; the connection and the daemon
+# survive, and once the OSD runs again (SIGCONT) the same connection reads.
+OSD_PID=$(cat "$CEPH_DIR/run/osd.0.pid")
+hang_cleanup()
+{
+	local rc=$?
+	kill -CONT "$OSD_PID" 2>/dev/null || true
+	lib_rbd_cleanup "$rc"
+}
+trap hang_cleanup EXIT
+start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-timeout=3"
+timeout 40 nbdsh -u "$(uri_of img)" -c - > "$TMP/hang.out" 2>&1 <<PY || fail "hung OSD: $(cat "$TMP/hang.out")"
+import errno, os, signal, time
+h.pwrite(bytearray([0x3c]) * 65536, 1 << 20)
+os.kill($OSD_PID, signal.SIGSTOP)
+try:
+    t = time.monotonic()
+    try:
+        h.pread(65536, 1 << 20)
+    except nbd.Error as e:
+        assert e.errnum == errno.EIO, "error %s, not EIO" % e
+    else:
+        raise AssertionError("a read with the OSD stopped succeeded")
+    took = time.monotonic() - t
+    print("the read failed after %.1f s" % took)
+    assert 2 <= took <= 15, "EIO after %.1f s, with rbd-timeout=3" % took
+finally:
+    os.kill($OSD_PID, signal.SIGCONT)
+assert h.pread(65536, 1 << 20) == bytearray([0x3c]) * 65536, "the read after SIGCONT"
+h.pwrite(bytearray([0x3d]) * 4096, 0, nbd.CMD_FLAG_FUA)
+assert h.pread(4096, 0) == bytearray([0x3d]) * 4096, "the write after SIGCONT"
+PY
+cat "$TMP/hang.out"
+grep -q "timed out" "$SRV_LOG" || fail "no log line about the timeout: $(cat "$SRV_LOG")"
+finish img
