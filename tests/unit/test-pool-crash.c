@@ -833,8 +833,12 @@ oracle_sector(int vol, uint32_t sec, int64_t x, int k)
 
 		if (r->sub >= k || !covers(r, vol, sec))
 			continue;
-		/* A trim may leave what was before it. */
-		if (i >= req || rq.r[req].s.op == OP_TRIM)
+		/*
+		 * A trim may leave what was before it; a write still in flight
+		 * when the required one was submitted may land after it.
+		 */
+		if (i >= req || rq.r[req].s.op == OP_TRIM || r->done < 0 ||
+		    r->done > rq.r[req].sub)
 			ok = (r->s.op == OP_WRITE ? (int64_t)r->seq : 0) == x;
 	}
 	if (req < 0 || rq.r[req].s.op == OP_TRIM)
@@ -1203,6 +1207,9 @@ crash_states(const char *name)
 
 	run.saved = 0;
 	for (int k = 0; k <= dl.ev; k++) {
+		/* The long mode: about 24 crash points a workload, for more workloads. */
+		if (run.lng && dl.ev > 24 && rng_next(&run.rng) % (uint64_t)dl.ev >= 24)
+			continue;
 		cs = (struct cstate){ .k = k, .tw = -1, .rk = -1 };
 		for_subsets(&dl, k, cs.sel, &cs.nsel, &cs, data_state, (void *)name);
 	}
@@ -1781,14 +1788,14 @@ standalone(int argc, char **argv)
 	} else {
 		run.lng = true;
 		run.rng = seed | 1;
-		run.recov_every = 8;
+		run.recov_every = 16;
 		fprintf(stderr, "crash simulator: seed %llu, %llu states, saving to %s\n",
 			(unsigned long long)seed, (unsigned long long)want,
 			run.save_dir ? run.save_dir : "(nowhere: --save DIR)");
 		for (uint64_t s = seed; states < want; s++) {
 			char name[48];
 
-			gen_workload(s, 6 + (int)(s % 19), s % 2, &wl);
+			gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
 			run_workload(&wl);
 			snprintf(name, sizeof(name), "seed %llu", (unsigned long long)s);
 			if (crash_states(name))
