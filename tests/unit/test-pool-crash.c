@@ -173,12 +173,13 @@ volatile_set(const struct dlog *L, int k, int *vol)
 /*
  * A crash state: point k, the volatile writes present (sel), one torn
  * write tw keeping sectors [ta, tb) of it; then, when rk >= 0, a crash of
- * the recovery run on that image at rk with rsel present.
+ * the recovery run on that image at rk with rsel present and rtw torn.
  */
 struct cstate {
 	int k, nsel, tw;
 	uint32_t ta, tb;
-	int rk, nrsel;
+	int rk, nrsel, rtw;
+	uint32_t rta, rtb;
 	int sel[MAXW], rsel[MAXW];
 };
 
@@ -1022,7 +1023,7 @@ check_state(const struct cstate *cs)
 	if (!rl_current && !run_recovery(img))
 		return false;
 	memcpy(rbase, img, img_size);
-	build(rimg, rbase, img_size, &rl, cs->rk, cs->rsel, cs->nrsel, -1, 0, 0);
+	build(rimg, rbase, img_size, &rl, cs->rk, cs->rsel, cs->nrsel, cs->rtw, cs->rta, cs->rtb);
 	if (!read_image(rimg, &rvs)) {
 		char why[sizeof(failmsg)];
 
@@ -1070,7 +1071,8 @@ save_case(const struct workload *wl, const struct cstate *cs)
 	for (int i = 0; i < wl->n; i++)
 		fprintf(f, "step %c %d %u %u %d %d\n", opchar[wl->s[i].op], wl->s[i].vol,
 			wl->s[i].sec, wl->s[i].nsec, wl->s[i].fua, wl->s[i].par);
-	fprintf(f, "state %d %d %u %u %d\nsel", cs->k, cs->tw, cs->ta, cs->tb, cs->rk);
+	fprintf(f, "state %d %d %u %u %d\nrtorn %d %u %u\nsel", cs->k, cs->tw, cs->ta, cs->tb,
+		cs->rk, cs->rtw, cs->rta, cs->rtb);
 	for (int i = 0; i < cs->nsel; i++)
 		fprintf(f, " %d", cs->sel[i]);
 	fprintf(f, "\nrsel");
@@ -1112,8 +1114,8 @@ typedef void (*subset_fn)(struct cstate *cs, void *arg);
 
 /* The volatile subsets (and torn writes) at crash point k of L, each into cs. */
 static void
-for_subsets(const struct dlog *L, int k, int *sel, int *nsel, struct cstate *cs, subset_fn fn,
-	    void *arg)
+for_subsets(const struct dlog *L, int k, int *sel, int *nsel, int *tw, uint32_t *ta,
+	    uint32_t *tb, struct cstate *cs, subset_fn fn, void *arg)
 {
 	int vol[MAXW];
 	int nv = volatile_set(L, k, vol);
@@ -1139,8 +1141,6 @@ for_subsets(const struct dlog *L, int k, int *sel, int *nsel, struct cstate *cs,
 		fn(cs, arg);
 	}
 	/* Torn: the first half, the second half, and in the long mode a random range. */
-	if (L != &dl)
-		return;	/* (recovery's writes: whole or not at all) */
 	*nsel = 0;
 	for (int j = 0; j < nv; j++) {
 		uint32_t n = (uint32_t)(L->w[vol[j]].len / SEC);
@@ -1154,13 +1154,13 @@ for_subsets(const struct dlog *L, int k, int *sel, int *nsel, struct cstate *cs,
 				a = (uint32_t)(rng_next(&run.rng) % n);
 				b = a + 1 + (uint32_t)(rng_next(&run.rng) % (n - a));
 			}
-			cs->tw = vol[j];
-			cs->ta = a;
-			cs->tb = b;
+			*tw = vol[j];
+			*ta = a;
+			*tb = b;
 			fn(cs, arg);
 		}
 	}
-	cs->tw = -1;
+	*tw = -1;
 }
 
 static void
@@ -1182,7 +1182,8 @@ recov_point(struct cstate *cs, void *arg)
 	rl_current = true;
 	for (int rk = 0; rk <= rl.ev; rk++) {
 		cs->rk = rk;
-		for_subsets(&rl, rk, cs->rsel, &cs->nrsel, cs, recov_state, arg);
+		for_subsets(&rl, rk, cs->rsel, &cs->nrsel, &cs->rtw, &cs->rta, &cs->rtb, cs,
+			    recov_state, arg);
 	}
 	rl_current = false;
 	cs->rk = -1;
@@ -1210,8 +1211,9 @@ crash_states(const char *name)
 		/* The long mode: about 24 crash points a workload, for more workloads. */
 		if (run.lng && dl.ev > 24 && rng_next(&run.rng) % (uint64_t)dl.ev >= 24)
 			continue;
-		cs = (struct cstate){ .k = k, .tw = -1, .rk = -1 };
-		for_subsets(&dl, k, cs.sel, &cs.nsel, &cs, data_state, (void *)name);
+		cs = (struct cstate){ .k = k, .tw = -1, .rk = -1, .rtw = -1 };
+		for_subsets(&dl, k, cs.sel, &cs.nsel, &cs.tw, &cs.ta, &cs.tb, &cs, data_state,
+			    (void *)name);
 	}
 	return run.failures - f0;
 }
@@ -1270,6 +1272,7 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 	memset(cs, 0, sizeof(*cs));
 	wl->fail_step = -1;
 	cs->k = -1;
+	cs->rtw = -1;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long a, b;
 		char c;
@@ -1291,6 +1294,8 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 				goto bad;
 			wl->s[wl->n++] = (struct step){ (int)(o - opchar), v, sec, nsec, fua != 0,
 							par != 0 };
+		} else if (sscanf(line, "rtorn %d %u %u", &cs->rtw, &cs->rta, &cs->rtb) == 3) {
+			continue;
 		} else if (sscanf(line, "state %d %d %u %u %d", &cs->k, &cs->tw, &cs->ta, &cs->tb,
 				  &cs->rk) == 5) {
 			continue;
@@ -1323,7 +1328,9 @@ crash_point(struct cstate *cs, const char *name)
 	run.recov_every = cs->rk >= 0;
 	cs->tw = -1;
 	cs->rk = -1;
-	for_subsets(&dl, cs->k, cs->sel, &cs->nsel, cs, data_state, (void *)name);
+	cs->rtw = -1;
+	for_subsets(&dl, cs->k, cs->sel, &cs->nsel, &cs->tw, &cs->ta, &cs->tb, cs, data_state,
+		    (void *)name);
 	run.recov_every = 0;
 	return run.failures - f0;
 }
