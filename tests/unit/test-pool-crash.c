@@ -1181,6 +1181,9 @@ recov_point(struct cstate *cs, void *arg)
 	}
 	rl_current = true;
 	for (int rk = 0; rk <= rl.ev; rk++) {
+		/* The long mode: about 6 points of each recovery. */
+		if (run.lng && rl.ev > 6 && rng_next(&run.rng) % (uint64_t)rl.ev >= 6)
+			continue;
 		cs->rk = rk;
 		for_subsets(&rl, rk, cs->rsel, &cs->nrsel, &cs->rtw, &cs->rta, &cs->rtb, cs,
 			    recov_state, arg);
@@ -1795,7 +1798,7 @@ standalone(int argc, char **argv)
 	} else {
 		run.lng = true;
 		run.rng = seed | 1;
-		run.recov_every = 16;
+		run.recov_every = 64;
 		fprintf(stderr, "crash simulator: seed %llu, %llu states, saving to %s\n",
 			(unsigned long long)seed, (unsigned long long)want,
 			run.save_dir ? run.save_dir : "(nowhere: --save DIR)");
