@@ -1,31 +1,59 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The crash simulator (POOL.md "Crash simulation"), stage 1.
+ * The crash simulator (POOL.md "Crash simulation").
  *
  * A recording engine sits under the dio engine and wraps the engine under
  * test; the pool's metadata I/O goes through recording hooks. Both log
  * every device write (with its bytes and FUA), and every flush, with
  * submit and completion in one event order, beside the client requests'
- * submissions and replies. Device model, a volatile write cache: at crash
- * point k a write is durable if it completed with FUA, or completed before
- * a flush was submitted that completed, all before k; any other write
- * submitted before k may be absent, present or torn (sector granularity).
+ * submissions and replies. The recording engine holds completions and
+ * hands them to libdio one per reap: in submission order, or (a workload's
+ * order seed) in a random order, so writes and FLUSHes of one batch are in
+ * flight together and complete out of order. Device model, a volatile
+ * write cache: at crash point k a write is durable if it completed with
+ * FUA, or completed before a flush was submitted that completed, all
+ * before k; any other write submitted before k may be absent, present or
+ * torn (sector granularity). A write that failed is one that never
+ * completed.
  *
  * For each crash point: none / all / each alone / all but one of the
- * volatile writes (every subset when there are at most 8), and torn halves
- * of each. Each image is base + overlay in memory; the pool is opened on
- * it (its metadata reads come from the image; recovery must write
- * nothing, R7), checked (no problems, R4), and read through the volumes'
- * map_begin against the oracle: what was acknowledged with FUA, or before
- * an acknowledged FLUSH, reads back (or a later write's bytes); no sector
- * ever holds bytes not written to that volume at that offset. Every
- * sector payload names its volume, offset and sequence, with a crc.
+ * volatile writes (every subset when there are at most 8; random ones
+ * beyond in the long mode), and torn variants. Each image is base +
+ * overlay in memory; the free data chunks of the base hold garbage, as a
+ * used device does. The pool is opened on the image read-only (recovery
+ * must write nothing before it is done, R7), checked (no problems, R4),
+ * and read through the volumes' map_begin against the oracle: what was
+ * acknowledged with FUA, or before an acknowledged FLUSH, reads back (or a
+ * later write's bytes); no sector ever holds bytes not written to that
+ * volume at that offset; volume operations are all-or-nothing and present
+ * once replied. Every sector payload names its volume, offset and
+ * sequence, with a crc.
+ *
+ * Crashes during recovery (R7): recovery (open, close) runs on a crash
+ * image with its writes logged, is crashed at each of them with the same
+ * subsets, and must recover to what the first recovery read.
+ *
+ * Fail from the Nth: every device op from the Nth on fails with EIO, for
+ * pool create, volume create/delete/resize and a commit; N grows until the
+ * operation succeeds, and each failed run's crash states are checked.
+ *
+ * The program also runs standalone, outside Criterion:
+ *   test-pool-crash --states N [--seed S] [--save DIR]   random workloads
+ *   test-pool-crash --replay FILE|DIR                    saved cases
+ * Every failing state is saved to DIR (--save or $DIO_CRASH_SAVE) as a
+ * case file: the workload, its completion order seed, the crash point, the
+ * chosen volatile writes, the torn write and the recovery crash. The cases
+ * in tests/unit/pool-crash-cases/ are replayed by the Criterion test
+ * saved_cases.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,10 +73,22 @@
 #define NCHUNKS 6
 #define VOLSZ (4 * CHUNK)
 #define VSECS (VOLSZ / SEC)
-#define MAXW 512
+#define MAXW 2048
 #define MAXR 128
+#define MAXSAVE 20	/* failing states saved per workload */
 
-/* ---- the log ---- */
+/* Stop the program: the simulator itself cannot go on (not a pool finding). */
+#define need(c, ...)                                                                           \
+	do {                                                                                   \
+		if (!(c)) {                                                                    \
+			fprintf(stderr, "test-pool-crash:%d: ", __LINE__);                     \
+			fprintf(stderr, __VA_ARGS__);                                          \
+			fputc('\n', stderr);                                                   \
+			abort();                                                               \
+		}                                                                              \
+	} while (0)
+
+/* ---- device logs ---- */
 
 struct wrec {			/* one device write */
 	uint64_t off, len;
@@ -61,50 +101,137 @@ struct frec {			/* one device flush */
 	int sub, done;
 };
 
-enum { OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO };
-
-struct rreq {			/* one client request */
-	int op, vol;
-	uint32_t sec, nsec;	/* range in sectors */
-	bool fua;
-	uint64_t seq;		/* WRITE payload sequence */
-	int sub, done, ret;
+struct dlog {
+	int ev, nw, nf;
+	struct wrec w[MAXW];
+	struct frec f[MAXW];
 };
 
-static struct {
-	int ev;
-	struct wrec w[MAXW];
-	int nw;
-	struct frec f[MAXW];
-	int nf;
-	struct rreq r[MAXR];
-	int nr;
-	bool on;
-} lg;
+static struct dlog dl;		/* the workload's device */
+static struct dlog rl;		/* a recovery's device */
+
+static void
+dlog_reset(struct dlog *L)
+{
+	for (int i = 0; i < L->nw; i++)
+		free(L->w[i].data);
+	L->ev = L->nw = L->nf = 0;
+}
 
 static int
-log_write(uint64_t off, uint64_t len, const void *buf, bool fua)
+log_write(struct dlog *L, uint64_t off, uint64_t len, const void *buf, bool fua)
 {
-	struct wrec *w = &lg.w[lg.nw];
+	struct wrec *w = &L->w[L->nw];
 
-	cr_assert_lt(lg.nw, MAXW);
+	need(L->nw < MAXW, "device log full");
 	w->off = off;
 	w->len = len;
 	w->data = malloc(len);
 	memcpy(w->data, buf, len);
 	w->fua = fua;
-	w->sub = lg.ev++;
+	w->sub = L->ev++;
 	w->done = -1;
-	return lg.nw++;
+	return L->nw++;
 }
 
 static int
-log_flush(void)
+log_flush(struct dlog *L)
 {
-	cr_assert_lt(lg.nf, MAXW);
-	lg.f[lg.nf] = (struct frec){ .sub = lg.ev++, .done = -1 };
-	return lg.nf++;
+	need(L->nf < MAXW, "device log full");
+	L->f[L->nf] = (struct frec){ .sub = L->ev++, .done = -1 };
+	return L->nf++;
 }
+
+/* Whether write i of L is durable at crash point k. */
+static bool
+durable(const struct dlog *L, int i, int k)
+{
+	const struct wrec *w = &L->w[i];
+
+	if (w->done < 0 || w->done >= k)
+		return false;
+	if (w->fua)
+		return true;
+	for (int f = 0; f < L->nf; f++)
+		if (L->f[f].sub > w->done && L->f[f].done >= 0 && L->f[f].done < k)
+			return true;
+	return false;
+}
+
+/* The writes of L submitted before k that are not durable: vol[], their number. */
+static int
+volatile_set(const struct dlog *L, int k, int *vol)
+{
+	int nv = 0;
+
+	for (int i = 0; i < L->nw; i++)
+		if (L->w[i].sub < k && !durable(L, i, k))
+			vol[nv++] = i;
+	return nv;
+}
+
+/*
+ * A crash state: point k, the volatile writes present (sel), one torn
+ * write tw keeping sectors [ta, tb) of it; then, when rk >= 0, a crash of
+ * the recovery run on that image at rk with rsel present and rtw torn.
+ */
+struct cstate {
+	int k, nsel, tw;
+	uint32_t ta, tb;
+	int rk, nrsel, rtw;
+	uint32_t rta, rtb;
+	int sel[MAXW], rsel[MAXW];
+};
+
+/* dst = src + the writes of L durable at k, those in sel, and the torn one. */
+static void
+build(uint8_t *dst, const uint8_t *src, uint64_t size, const struct dlog *L, int k,
+      const int *sel, int nsel, int tw, uint32_t ta, uint32_t tb)
+{
+	memcpy(dst, src, size);
+	for (int i = 0; i < L->nw; i++) {
+		const struct wrec *w = &L->w[i];
+		bool chosen = durable(L, i, k);
+		uint64_t a = 0, b = w->len;
+
+		if (w->sub >= k)
+			continue;
+		for (int j = 0; j < nsel && !chosen; j++)
+			chosen = sel[j] == i;
+		if (!chosen && i == tw) {
+			chosen = true;
+			a = (uint64_t)ta * SEC;
+			b = (uint64_t)tb * SEC;
+		}
+		if (chosen && w->off + b <= size)
+			memcpy(dst + w->off + a, w->data + a, b - a);
+	}
+}
+
+/* ---- client requests ---- */
+
+enum { OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_VCREATE, OP_VDELETE, OP_VRESIZE, OP_NR };
+static const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R' };
+
+struct step {
+	int op, vol;
+	uint32_t sec, nsec;	/* data: sectors; VCREATE/VRESIZE: nsec = size in chunks */
+	bool fua;
+	bool par;		/* in flight together with the step before */
+};
+
+struct rreq {			/* one client request */
+	struct step s;
+	uint64_t seq;		/* WRITE payload sequence */
+	int sub, done, ret;
+	struct dio_req req;
+	uint8_t *buf;
+};
+
+static struct {
+	struct rreq r[MAXR];
+	int nr;
+} rq;
 
 /* ---- the recording engine ---- */
 
@@ -112,24 +239,83 @@ struct rec_io {
 	struct dio_io shadow;
 	struct dio_io *orig;
 	int w, f;		/* log index or -1 */
+	int64_t res;
+	uint64_t qseq;		/* order of queueing */
 };
 
 struct rec_engine {
 	struct dio_engine e;
 	struct dio_engine *inner;
+	struct rec_io *held[256];	/* completed, not yet handed to libdio */
+	int nheld;
 };
+
+static struct {
+	bool on;		/* log device ops into dl */
+	uint64_t fail_from;	/* fail every device op from this one on (0: never) */
+	uint64_t nops;		/* device ops counted since fail_from was set */
+	uint64_t order;		/* completion order rng; 0: submission order */
+	uint64_t qseq;
+} rec;
+
+static bool
+rec_fails(void)
+{
+	return rec.fail_from && ++rec.nops >= rec.fail_from;
+}
+
+static uint64_t
+rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/*
+ * Hold r, in queueing order: the inner engine's threads complete in any
+ * order, and a replay must hand completions up in the same one.
+ */
+static void
+rec_hold(struct rec_engine *re, struct rec_io *r)
+{
+	int i = re->nheld;
+
+	need(re->nheld < 256, "too many completions held");
+	while (i > 0 && re->held[i - 1]->qseq > r->qseq) {
+		re->held[i] = re->held[i - 1];
+		i--;
+	}
+	re->held[i] = r;
+	re->nheld++;
+}
 
 static void
 rec_inner_done(struct dio_io *io, int64_t res)
 {
 	struct rec_io *r = io->priv;
-	struct dio_io *orig = r->orig;
-	struct rec_engine *re = (struct rec_engine *)orig->next;
+	struct rec_engine *re = (struct rec_engine *)r->orig->next;
 
+	r->res = res;
+	rec_hold(re, r);
+}
+
+/* Hand one held completion to libdio: the first, or a random one. */
+static void
+rec_deliver(struct rec_engine *re)
+{
+	int i = rec.order ? (int)(rng_next(&rec.order) % (uint64_t)re->nheld) : 0;
+	struct rec_io *r = re->held[i];
+	struct dio_io *orig = r->orig;
+	int64_t res = r->res;
+
+	memmove(re->held + i, re->held + i + 1, (size_t)(re->nheld - i - 1) * sizeof(*re->held));
+	re->nheld--;
 	if (res >= 0 && r->w >= 0)
-		lg.w[r->w].done = lg.ev++;
+		dl.w[r->w].done = dl.ev++;
 	if (res >= 0 && r->f >= 0)
-		lg.f[r->f].done = lg.ev++;
+		dl.f[r->f].done = dl.ev++;
 	re->e.inflight--;
 	free(r);
 	orig->res = res;
@@ -141,24 +327,32 @@ rec_queue(struct dio_engine *e, struct dio_io *io)
 {
 	struct rec_engine *re = (struct rec_engine *)e;
 	struct rec_io *r = calloc(1, sizeof(*r));
-	int ret;
+	bool fail = rec_fails();
+	int ret = 0;
 
+	need(r, "out of memory");
 	r->orig = io;
+	r->qseq = rec.qseq++;
 	r->w = r->f = -1;
 	r->shadow = *io;
 	r->shadow.end_io = rec_inner_done;
 	r->shadow.priv = r;
 	r->shadow.next = NULL;
-	if (io->op == DIO_IO_WRITE)
-		r->w = log_write(io->offset, io->len, io->buf, io->rw_flags & RWF_DSYNC);
-	else if (io->op == DIO_IO_FSYNC)
-		r->f = log_flush();
-	ret = re->inner->ops->queue(re->inner, &r->shadow);
-	if (ret < 0) {
-		free(r);
-		return ret;
-	}
+	if (rec.on && io->op == DIO_IO_WRITE)
+		r->w = log_write(&dl, io->offset, io->len, io->buf, io->rw_flags & RWF_DSYNC);
+	else if (rec.on && io->op == DIO_IO_FSYNC)
+		r->f = log_flush(&dl);
 	io->next = (struct dio_io *)re;	/* the engine's field: ours until end_io */
+	if (fail) {
+		r->res = -EIO;
+		rec_hold(re, r);
+	} else {
+		ret = re->inner->ops->queue(re->inner, &r->shadow);
+		if (ret < 0) {
+			free(r);
+			return ret;
+		}
+	}
 	e->inflight++;
 	return 0;
 }
@@ -171,12 +365,25 @@ rec_submit(struct dio_engine *e)
 	return re->inner->ops->submit(re->inner);
 }
 
+/* Everything on the device completes; then one completion goes up. */
 static int
 rec_reap(struct dio_engine *e, bool wait)
 {
 	struct rec_engine *re = (struct rec_engine *)e;
+	int ret;
 
-	return re->inner->ops->reap(re->inner, wait);
+	ret = re->inner->ops->submit(re->inner);
+	if (ret < 0)
+		return ret;
+	ret = re->inner->ops->reap(re->inner, false);
+	while (ret >= 0 && re->inner->inflight > 0)
+		ret = re->inner->ops->reap(re->inner, true);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -ETIME)
+		return ret;
+	if (!re->nheld)
+		return 0;
+	rec_deliver(re);
+	return 1;
 }
 
 static int
@@ -208,43 +415,56 @@ static const struct dio_engine_ops rec_ops = {
 static struct dio_ctx *
 rec_ctx(void)
 {
+	struct dio_engine_opts eo = { .kind = test_engine_kind(), .depth = 64, .threads = 4 };
 	struct rec_engine *re = calloc(1, sizeof(*re));
 	struct dio_ctx *ctx;
+	int ret;
 
-	re->inner = test_engine_create();
+	need(re, "out of memory");
+	ret = dio_engine_create(&eo, &re->inner);
+	need(ret == 0, "engine: %s", strerror(-ret));
 	re->e.ops = &rec_ops;
 	re->e.depth = re->inner->depth;
-	cr_assert_eq(dio_ctx_create_engine(&re->e, NULL, &ctx), 0);
+	ret = dio_ctx_create_engine(&re->e, NULL, &ctx);
+	need(ret == 0, "ctx: %s", strerror(-ret));
 	return ctx;
 }
 
-/* ---- metadata hooks: recording (workload) and from the image (states) ---- */
+/* ---- metadata hooks: recording (workload) and in memory (images) ---- */
 
 static int
 rec_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
 {
+	if (rec_fails())
+		return -EIO;
 	return tp_sys_io.pread(NULL, fd, buf, len, off);
 }
 
 static int
 rec_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
 {
-	int w = lg.on ? log_write(off, len, buf, fua) : -1;
-	int ret = tp_sys_io.pwrite(NULL, fd, buf, len, off, fua);
+	int w = rec.on ? log_write(&dl, off, len, buf, fua) : -1;
+	int ret;
 
+	if (rec_fails())
+		return -EIO;	/* it never completed: it may be on the device or not */
+	ret = tp_sys_io.pwrite(NULL, fd, buf, len, off, fua);
 	if (ret == 0 && w >= 0)
-		lg.w[w].done = lg.ev++;
+		dl.w[w].done = dl.ev++;
 	return ret;
 }
 
 static int
 rec_fsync(void *priv, int fd)
 {
-	int f = lg.on ? log_flush() : -1;
-	int ret = tp_sys_io.flush(NULL, fd);
+	int f = rec.on ? log_flush(&dl) : -1;
+	int ret;
 
+	if (rec_fails())
+		return -EIO;
+	ret = tp_sys_io.flush(NULL, fd);
 	if (ret == 0 && f >= 0)
-		lg.f[f].done = lg.ev++;
+		dl.f[f].done = dl.ev++;
 	return ret;
 }
 
@@ -252,39 +472,57 @@ static const struct dio_tpool_io rec_io_hooks = {
 	.pread = rec_pread, .pwrite = rec_pwrite, .flush = rec_fsync,
 };
 
-static uint8_t *img;		/* the crash image being checked */
-static uint64_t img_size;
-static unsigned int img_writes;	/* writes attempted while recovering: must stay 0 */
+/* A device in memory: read-only (writes counted and refused) or logged into log. */
+struct memdev {
+	uint8_t *img;
+	uint64_t size;
+	struct dlog *log;
+	unsigned int writes;
+};
 
 static int
-img_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
+md_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
 {
-	uint64_t n = off < img_size ? img_size - off : 0;
+	struct memdev *m = priv;
+	uint64_t n = off < m->size ? m->size - off : 0;
 
 	if (n > len)
 		n = len;
-	memcpy(buf, img + off, n);
+	memcpy(buf, m->img + off, n);
 	memset((uint8_t *)buf + n, 0, len - n);
 	return 0;
 }
 
 static int
-img_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
+md_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
 {
-	img_writes++;
-	return -EROFS;
+	struct memdev *m = priv;
+	int w;
+
+	m->writes++;
+	if (!m->log)
+		return -EROFS;
+	if (off + len > m->size)
+		return -EIO;
+	w = log_write(m->log, off, len, buf, fua);
+	memcpy(m->img + off, buf, len);
+	m->log->w[w].done = m->log->ev++;
+	return 0;
 }
 
 static int
-img_flush(void *priv, int fd)
+md_flush(void *priv, int fd)
 {
-	img_writes++;
-	return -EROFS;
-}
+	struct memdev *m = priv;
+	int f;
 
-static const struct dio_tpool_io img_io_hooks = {
-	.pread = img_pread, .pwrite = img_pwrite, .flush = img_flush,
-};
+	m->writes++;
+	if (!m->log)
+		return -EROFS;
+	f = log_flush(m->log);
+	m->log->f[f].done = m->log->ev++;
+	return 0;
+}
 
 /* ---- payloads: (volume, sector, sequence, crc) in every sector ---- */
 
@@ -321,20 +559,57 @@ payload_seq(const uint8_t *s, int vol, uint32_t sec)
 	return (int64_t)seq;
 }
 
-/* ---- workloads ---- */
-
-struct step {
-	int op, vol;
-	uint32_t sec, nsec;
-	bool fua;
-};
+/* ---- the pool images ---- */
 
 static char *path;
-static uint8_t *base;
+static uint8_t *base, *img, *rimg, *rbase;
+static uint64_t img_size;
 static uint64_t states, workloads;
 static char errbuf[512];
+static char failmsg[600];
 
-/* A fresh tiny pool with volumes 0 and 1; its bytes become the base image. */
+static bool
+failf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(failmsg, sizeof(failmsg), fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static void
+file_put(const uint8_t *b)
+{
+	int fd = open(path, O_WRONLY);
+
+	need(fd >= 0 && pwrite(fd, b, img_size, 0) == (ssize_t)img_size, "%s: %s", path,
+	     strerror(errno));
+	close(fd);
+}
+
+static void
+file_get(uint8_t *b)
+{
+	int fd = open(path, O_RDONLY);
+
+	need(fd >= 0 && pread(fd, b, img_size, 0) == (ssize_t)img_size, "%s: %s", path,
+	     strerror(errno));
+	close(fd);
+}
+
+/* Garbage over [a, b) of buf: what a used device holds in its free space. */
+static void
+garbage(uint8_t *buf, uint64_t a, uint64_t b)
+{
+	for (uint64_t o = a; o < b; o += SEC) {
+		memset(buf + o, 0xa5 ^ (int)(o / SEC), SEC);
+		memcpy(buf + o, "GARBAGE", 7);
+	}
+}
+
+/* A fresh tiny pool with volumes v0 and v1 on garbage; its bytes become base. */
 static void
 make_base(void)
 {
@@ -344,260 +619,900 @@ make_base(void)
 	struct tp_super sb;
 	struct dio_tpool *p;
 	uint64_t size = 16 * CHUNK;
-	int fd;
+	int fd, ret;
 
 	/* The smallest pool with NCHUNKS data chunks. */
 	while (tp_geometry(&sb, size, CHUNK, 8, 4, 512) < 0 || sb.nr_chunks < NCHUNKS)
 		size += CHUNK;
 	co.size = size;
 	img_size = size;
-	path = test_file_create(0);
-	cr_assert_eq(dio_tpool_create(path, &co, &o), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_open(path, &o, &p), 0, "%s", errbuf);
-	cr_assert_eq(dio_tpool_volume_create(p, "v0", VOLSZ), 0);
-	cr_assert_eq(dio_tpool_volume_create(p, "v1", VOLSZ), 0);
-	dio_tpool_close(p);
+	need(asprintf(&path, "%s/crash-XXXXXX", test_dir()) > 0, "asprintf");
+	fd = mkstemp(path);
+	need(fd >= 0, "mkstemp %s: %s", path, strerror(errno));
 	base = malloc(size);
 	img = malloc(size);
-	fd = open(path, O_RDONLY);
-	cr_assert_eq(pread(fd, base, size, 0), (ssize_t)size);
+	rimg = malloc(size);
+	rbase = malloc(size);
+	need(base && img && rimg && rbase, "out of memory");
+	garbage(base, 0, size);
+	need(pwrite(fd, base, size, 0) == (ssize_t)size, "write %s", path);
 	close(fd);
+	ret = dio_tpool_create(path, &co, &o);
+	need(ret == 0, "create: %s", errbuf);
+	ret = dio_tpool_open(path, &o, &p);
+	need(ret == 0, "open: %s", errbuf);
+	need(dio_tpool_volume_create(p, "v0", VOLSZ) == 0, "volume v0");
+	need(dio_tpool_volume_create(p, "v1", VOLSZ) == 0, "volume v1");
+	dio_tpool_close(p);
+	file_get(base);
 }
 
-/* Run steps on a pool opened from base with every device op logged. */
 static void
-run_workload(const struct step *steps, int n)
+free_base(void)
+{
+	dlog_reset(&dl);
+	dlog_reset(&rl);
+	unlink(path);
+	free(path);
+	free(base);
+	free(img);
+	free(rimg);
+	free(rbase);
+	path = NULL;
+}
+
+/* ---- workloads ---- */
+
+struct workload {
+	uint64_t seed;		/* what generated it (0: written by hand) */
+	uint64_t order;		/* completion order seed; 0: submission order */
+	int fail_step;		/* device ops fail from the fail_from-th after this step starts */
+	uint64_t fail_from;
+	int n;
+	struct step s[MAXR];
+};
+
+static const struct workload *cur;	/* the one whose log is in dl and rq */
+
+static void
+req_done(struct dio_req *req, int ret)
+{
+	struct rreq *r = req->priv;
+
+	r->ret = ret;
+	r->done = dl.ev++;
+}
+
+static const char *
+vname(int v)
+{
+	static const char *n[] = { "v0", "v1", "v2" };
+
+	return n[v];
+}
+
+/* Run the workload on a pool opened from base, every device op logged. */
+static void
+run_workload(const struct workload *wl)
 {
 	struct dio_tpool_opts o = { .no_direct = true, .io = &rec_io_hooks };
 	struct dio_volume *vols[2];
 	struct dio_tpool *p;
-	struct dio_ctx *ctx = rec_ctx();
-	uint8_t *buf = test_alloc(VOLSZ);
-	int fd = open(path, O_WRONLY);
+	struct dio_ctx *ctx;
+	int ret;
 
-	cr_assert_eq(pwrite(fd, base, img_size, 0), (ssize_t)img_size);
-	close(fd);
-	for (int i = 0; i < lg.nw; i++)
-		free(lg.w[i].data);
-	memset(&lg, 0, sizeof(lg));
-	cr_assert_eq(dio_tpool_open(path, &o, &p), 0);
-	cr_assert_eq(dio_tpool_volume_open(p, "v0", &vols[0]), 0);
-	cr_assert_eq(dio_tpool_volume_open(p, "v1", &vols[1]), 0);
-	lg.on = true;
-	for (int i = 0; i < n; i++) {
-		const struct step *s = &steps[i];
-		struct rreq *r = &lg.r[lg.nr++];
-		uint8_t reqop[] = { DIO_REQ_WRITE, DIO_REQ_FLUSH, DIO_REQ_TRIM, DIO_REQ_ZERO };
+	file_put(base);
+	dlog_reset(&dl);
+	for (int i = 0; i < rq.nr; i++)
+		free(rq.r[i].buf);
+	memset(&rq, 0, sizeof(rq));
+	memset(&rec, 0, sizeof(rec));
+	ctx = rec_ctx();
+	ret = dio_tpool_open(path, &o, &p);
+	need(ret == 0, "open: %s", strerror(-ret));
+	need(dio_tpool_volume_open(p, "v0", &vols[0]) == 0, "v0");
+	need(dio_tpool_volume_open(p, "v1", &vols[1]) == 0, "v1");
+	rec.on = true;
+	rec.order = wl->order;
+	for (int i = 0; i < wl->n;) {
+		int j = i, pending = 0;
 
-		*r = (struct rreq){ .op = s->op, .vol = s->vol, .sec = s->sec, .nsec = s->nsec,
-				    .fua = s->fua, .seq = (uint64_t)i + 1 };
-		for (uint32_t k = 0; k < s->nsec; k++)
-			payload(buf + k * SEC, s->vol, s->sec + k, r->seq);
-		r->sub = lg.ev++;
-		r->ret = test_io(ctx, vols[s->vol], reqop[s->op], s->fua ? DIO_REQ_FUA : 0,
-				 (uint64_t)s->sec * SEC, (uint64_t)s->nsec * SEC,
-				 s->op == OP_WRITE ? buf : NULL);
-		r->done = lg.ev++;
+		/* A batch: step i and the steps after it marked par, in flight together. */
+		do {
+			const struct step *s = &wl->s[j];
+			struct rreq *r = &rq.r[rq.nr++];
+			static const uint8_t reqop[] = { DIO_REQ_WRITE, DIO_REQ_FLUSH, DIO_REQ_TRIM,
+							 DIO_REQ_ZERO };
+
+			*r = (struct rreq){ .s = *s, .seq = (uint64_t)j + 1 };
+			if (j == wl->fail_step && wl->fail_from) {
+				rec.fail_from = wl->fail_from;
+				rec.nops = 0;
+			}
+			r->sub = dl.ev++;
+			if (s->op >= OP_VCREATE) {
+				uint64_t sz = (uint64_t)s->nsec * CHUNK;
+
+				r->ret = s->op == OP_VCREATE ? dio_tpool_volume_create(p, "v2", sz) :
+					 s->op == OP_VDELETE ? dio_tpool_volume_delete(p, "v2") :
+					 dio_tpool_volume_resize(p, "v2", sz);
+				r->done = dl.ev++;
+				j++;
+				break;
+			}
+			r->buf = test_alloc((size_t)s->nsec * SEC);
+			for (uint32_t k = 0; k < s->nsec; k++)
+				payload(r->buf + k * SEC, s->vol, s->sec + k, r->seq);
+			r->req = (struct dio_req){ .op = reqop[s->op],
+						   .flags = s->fua ? DIO_REQ_FUA : 0,
+						   .pos = (uint64_t)s->sec * SEC,
+						   .len = (uint64_t)s->nsec * SEC,
+						   .buf = s->op == OP_WRITE ? r->buf : NULL,
+						   .done = req_done, .priv = r };
+			if (s->op == OP_FLUSH)
+				r->req.pos = r->req.len = 0;
+			r->done = -1;
+			ret = dio_submit(ctx, vols[s->vol], &r->req);
+			if (ret < 0) {
+				r->ret = ret;
+				r->done = dl.ev++;
+			} else {
+				pending++;
+			}
+			j++;
+		} while (j < wl->n && wl->s[j].par && wl->s[j].op < OP_VCREATE);
+		while (pending) {
+			int n = dio_ctx_reap(ctx, true);
+
+			need(n >= 0, "reap: %s", strerror(-n));
+			pending = 0;
+			for (int r = 0; r < rq.nr; r++)
+				pending += rq.r[r].done < 0;
+		}
+		i = j;
 	}
-	lg.on = false;
+	rec.on = false;
+	rec.fail_from = 0;
 	p->readonly = true;	/* a crash: nothing more is written */
 	dio_volume_put(vols[0]);
 	dio_volume_put(vols[1]);
 	dio_ctx_destroy(ctx);
 	dio_tpool_close(p);
-	free(buf);
+	cur = wl;
 	workloads++;
 }
+
+/* ---- the oracle ---- */
+
+/* What a recovered image holds: v0 and v1 sector by sector, and v2. */
+struct vstate {
+	int64_t seq[2][VSECS];
+	bool v2;
+	uint64_t v2size;
+};
 
 /* Whether request r is required durable at crash point k (R2). */
 static bool
 required(const struct rreq *r, int k)
 {
-	if (r->op == OP_FLUSH || r->ret != 0 || r->done >= k)
+	if (r->s.op == OP_FLUSH || r->ret != 0 || r->done < 0 || r->done >= k)
 		return false;
-	if (r->fua)
+	if (r->s.fua || r->s.op >= OP_VCREATE)
 		return true;
-	for (int i = 0; i < lg.nr; i++) {
-		const struct rreq *f = &lg.r[i];
+	for (int i = 0; i < rq.nr; i++) {
+		const struct rreq *f = &rq.r[i];
 
-		if (f->op == OP_FLUSH && f->ret == 0 && f->sub > r->done && f->done < k)
+		if (f->s.op == OP_FLUSH && f->ret == 0 && f->sub > r->done && f->done >= 0 &&
+		    f->done < k)
 			return true;
 	}
 	return false;
 }
 
-/* Check sector (vol, sec) holding seq x (0 zeros) against the history before k. */
-static void
-oracle(int vol, uint32_t sec, int64_t x, int k, const char *what)
+static bool
+covers(const struct rreq *r, int vol, uint32_t sec)
+{
+	return r->s.op != OP_FLUSH && r->s.op < OP_VCREATE && r->s.vol == vol &&
+	       sec >= r->s.sec && sec < r->s.sec + r->s.nsec;
+}
+
+/* Sector (vol, sec) holding seq x (0 zeros) against the history before k. */
+static bool
+oracle_sector(int vol, uint32_t sec, int64_t x, int k)
 {
 	int req = -1;
 	bool ok = false;
 
-	cr_assert_geq(x, 0, "%s: v%d sector %u holds foreign or stale bytes", what, vol, sec);
-	for (int i = 0; i < lg.nr; i++) {
-		const struct rreq *r = &lg.r[i];
-
-		if (r->sub < k && r->vol == vol && r->op != OP_FLUSH && sec >= r->sec &&
-		    sec < r->sec + r->nsec && required(r, k))
+	if (x < 0)
+		return failf("v%d sector %u holds foreign or stale bytes", vol, sec);
+	/* The last request required durable; it, or any request after it, may show. */
+	for (int i = 0; i < rq.nr; i++)
+		if (rq.r[i].sub < k && covers(&rq.r[i], vol, sec) && required(&rq.r[i], k))
 			req = i;
-	}
-	for (int i = 0; i < lg.nr && !ok; i++) {
-		const struct rreq *r = &lg.r[i];
-		int64_t val;
+	for (int i = 0; i < rq.nr && !ok; i++) {
+		const struct rreq *r = &rq.r[i];
 
-		if (r->sub >= k || r->vol != vol || r->op == OP_FLUSH || sec < r->sec ||
-		    sec >= r->sec + r->nsec)
+		if (r->sub >= k || !covers(r, vol, sec))
 			continue;
-		val = r->op == OP_WRITE ? (int64_t)r->seq : 0;
-		/* the required one or anything later; a trim may leave what was before */
-		if (i >= req || (req >= 0 && lg.r[req].op == OP_TRIM))
-			ok = val == x;
+		/*
+		 * A trim may leave what was before it; a write still in flight
+		 * when the required one was submitted may land after it.
+		 */
+		if (i >= req || rq.r[req].s.op == OP_TRIM || r->done < 0 ||
+		    r->done > rq.r[req].sub)
+			ok = (r->s.op == OP_WRITE ? (int64_t)r->seq : 0) == x;
 	}
-	if (req < 0 || lg.r[req].op == OP_TRIM)
+	if (req < 0 || rq.r[req].s.op == OP_TRIM)
 		ok = ok || x == 0;
-	cr_assert(ok, "%s: v%d sector %u reads seq %lld; required request %d", what, vol, sec,
-		  (long long)x, req);
+	if (!ok)
+		return failf("v%d sector %u reads seq %lld; required request %d", vol, sec,
+			     (long long)x, req);
+	return true;
 }
 
-/* Open the pool on img, check it, and read every sector against the oracle. */
+/* v2 after the volume operations before it in rq, up to request last. */
 static void
-verify_image(int k, const char *what)
+v2_after(int last, bool *exists, uint64_t *size)
 {
-	struct dio_tpool_opts o = { .readonly = true, .no_direct = true, .io = &img_io_hooks,
+	*exists = false;
+	*size = 0;
+	for (int i = 0; i <= last; i++) {
+		const struct step *s = &rq.r[i].s;
+
+		if (s->op == OP_VCREATE && !*exists) {
+			*exists = true;
+			*size = (uint64_t)s->nsec * CHUNK;
+		} else if (s->op == OP_VDELETE && *exists) {
+			*exists = false;
+			*size = 0;
+		} else if (s->op == OP_VRESIZE && *exists) {
+			*size = (uint64_t)s->nsec * CHUNK;
+		}
+	}
+}
+
+/* Volume operations: all or nothing, present once replied (point 4). */
+static bool
+oracle_v2(const struct vstate *vs, int k)
+{
+	int req = -1;
+
+	for (int i = 0; i < rq.nr; i++)
+		if (rq.r[i].s.op >= OP_VCREATE && rq.r[i].sub < k && required(&rq.r[i], k))
+			req = i;
+	for (int j = req; j < rq.nr; j++) {
+		bool e;
+		uint64_t sz;
+
+		if (j >= 0 && (rq.r[j].sub >= k || (j > req && rq.r[j].s.op < OP_VCREATE)))
+			continue;
+		v2_after(j, &e, &sz);
+		if (e == vs->v2 && sz == vs->v2size)
+			return true;
+	}
+	return failf("v2 %s, %llu bytes: not what a prefix of its operations since request %d "
+		     "makes", vs->v2 ? "exists" : "absent", (unsigned long long)vs->v2size, req);
+}
+
+static bool
+oracle(const struct vstate *vs, int k)
+{
+	for (int v = 0; v < 2; v++)
+		for (uint32_t s = 0; s < VSECS; s++)
+			if (!oracle_sector(v, s, vs->seq[v][s], k))
+				return false;
+	return oracle_v2(vs, k);
+}
+
+/* Sector s of vol as it reads on image im: its data, or NULL for zeros. */
+static const uint8_t *
+read_sector(struct dio_volume *vol, const uint8_t *im, uint32_t s)
+{
+	struct dio_extent ext;
+	const uint8_t *d = NULL;
+
+	if (vol->map_ops->map_begin(vol, (uint64_t)s * SEC, SEC, 0, &ext) < 0)
+		return (const uint8_t *)"";
+	if (ext.type == DIO_EXT_MAPPED)
+		d = im + ext.addr;
+	vol->map_ops->map_end(vol, &ext, SEC, 0);
+	return d;
+}
+
+/* Open the pool on image im read-only, check it and read it into *vs. */
+static bool
+read_image(uint8_t *im, struct vstate *vs)
+{
+	struct memdev m = { .img = im, .size = img_size };
+	struct dio_tpool_io hooks = { .pread = md_pread, .pwrite = md_pwrite, .flush = md_flush,
+				      .priv = &m };
+	struct dio_tpool_opts o = { .readonly = true, .no_direct = true, .io = &hooks,
 				    .errbuf = errbuf, .errlen = sizeof(errbuf) };
 	struct dio_tpool_check_result res;
+	struct dio_volume *vol;
 	struct dio_tpool *p;
+	bool ok = true;
 	int ret;
 
-	img_writes = 0;
-	cr_assert_eq(dio_tpool_check(path, &o, NULL, NULL, &res), 0);
-	cr_assert_eq(res.problems, 0, "%s: check finds problems", what);
+	memset(vs, 0, sizeof(*vs));
+	errbuf[0] = 0;
+	ret = dio_tpool_check(path, &o, NULL, NULL, &res);
+	if (ret < 0)
+		return failf("check: %s", errbuf);
+	if (res.problems)
+		return failf("check finds %u problems", res.problems);
 	ret = dio_tpool_open(path, &o, &p);
-	cr_assert_eq(ret, 0, "%s: open: %s", what, errbuf);
-	for (int v = 0; v < 2; v++) {
-		struct dio_volume *vol;
-		char name[4] = { 'v', (char)('0' + v), 0 };
-
-		cr_assert_eq(dio_tpool_volume_open(p, name, &vol), 0);
+	if (ret < 0)
+		return failf("open: %s", errbuf);
+	for (int v = 0; v < 2 && ok; v++) {
+		if (dio_tpool_volume_open(p, vname(v), &vol) < 0) {
+			ok = failf("volume %s is gone", vname(v));
+			break;
+		}
 		for (uint32_t s = 0; s < VSECS; s++) {
-			struct dio_extent ext;
-			static uint8_t zero[SEC];
-			const uint8_t *d = zero;
+			const uint8_t *d = read_sector(vol, im, s);
 
-			cr_assert_eq(vol->map_ops->map_begin(vol, s * SEC, SEC, 0, &ext), 0);
-			if (ext.type == DIO_EXT_MAPPED)
-				d = img + ext.addr;
-			vol->map_ops->map_end(vol, &ext, SEC, 0);
-			oracle(v, s, payload_seq(d, v, s), k, what);
+			vs->seq[v][s] = d ? payload_seq(d, v, s) : 0;
+		}
+		dio_volume_put(vol);
+	}
+	if (ok && dio_tpool_volume_open(p, "v2", &vol) == 0) {
+		vs->v2 = true;
+		vs->v2size = vol->size;
+		for (uint32_t s = 0; s < vol->size / SEC && ok; s++) {
+			const uint8_t *d = read_sector(vol, im, s);
+
+			if (d && !test_all_zero(d, SEC))
+				ok = failf("v2 sector %u: never written, not zeros", s);
 		}
 		dio_volume_put(vol);
 	}
 	dio_tpool_close(p);
-	cr_assert_eq(img_writes, 0, "R7: recovery wrote");
+	if (ok && m.writes)
+		ok = failf("R7: recovery wrote before it was done");
 	states++;
+	return ok;
 }
 
-/* Build img at crash point k: durable writes, the chosen volatile ones, torn tw. */
-static void
-build(int k, const int *vol, int nv, uint64_t mask, int tw, int half)
+/* Recover a copy of src for real (open, close) into rimg, its writes logged in rl. */
+static bool
+run_recovery(const uint8_t *src)
 {
-	memcpy(img, base, img_size);
-	for (int i = 0; i < lg.nw; i++) {
-		const struct wrec *w = &lg.w[i];
-		bool durable = false, chosen = false;
-		uint64_t a = 0, b = w->len;
+	struct memdev m = { .img = rimg, .size = img_size, .log = &rl };
+	struct dio_tpool_io hooks = { .pread = md_pread, .pwrite = md_pwrite, .flush = md_flush,
+				      .priv = &m };
+	struct dio_tpool_opts o = { .no_direct = true, .io = &hooks, .errbuf = errbuf,
+				    .errlen = sizeof(errbuf) };
+	struct dio_tpool *p;
 
-		if (w->sub >= k)
-			continue;
-		if (w->done >= 0 && w->done < k) {
-			durable = w->fua;
-			for (int f = 0; f < lg.nf && !durable; f++)
-				durable = lg.f[f].sub > w->done && lg.f[f].done >= 0 &&
-					  lg.f[f].done < k;
-		}
-		for (int j = 0; j < nv && !durable; j++)
-			if (vol[j] == i)
-				chosen = (mask >> j) & 1;
-		if (i == tw && !durable) {
-			uint64_t mid = w->len / SEC / 2 * SEC;
-
-			chosen = true;
-			if (half)
-				a = mid;
-			else
-				b = mid;
-		}
-		if (durable || chosen)
-			memcpy(img + w->off + a, w->data + a, b - a);
-	}
+	memcpy(rimg, src, img_size);
+	dlog_reset(&rl);
+	if (dio_tpool_open(path, &o, &p) < 0)
+		return failf("recovery open: %s", errbuf);
+	dio_tpool_close(p);
+	return true;
 }
 
-/* Every crash point of the logged workload, with the volatile subsets. */
+static bool
+same_state(const struct vstate *a, const struct vstate *b)
+{
+	for (int v = 0; v < 2; v++)
+		for (uint32_t s = 0; s < VSECS; s++)
+			if (a->seq[v][s] != b->seq[v][s])
+				return failf("R7: after a crash in recovery v%d sector %u reads %lld, "
+					     "not %lld", v, s, (long long)b->seq[v][s],
+					     (long long)a->seq[v][s]);
+	if (a->v2 != b->v2 || a->v2size != b->v2size)
+		return failf("R7: after a crash in recovery v2 differs");
+	return true;
+}
+
+static bool rl_current;	/* rl already holds the recovery of the state's image */
+
+/* Check one crash state of the logged workload. */
+static bool
+check_state(const struct cstate *cs)
+{
+	struct vstate vs, rvs;
+
+	build(img, base, img_size, &dl, cs->k, cs->sel, cs->nsel, cs->tw, cs->ta, cs->tb);
+	if (!read_image(img, &vs) || !oracle(&vs, cs->k))
+		return false;
+	if (cs->rk < 0)
+		return true;
+	if (!rl_current && !run_recovery(img))
+		return false;
+	memcpy(rbase, img, img_size);
+	build(rimg, rbase, img_size, &rl, cs->rk, cs->rsel, cs->nrsel, cs->rtw, cs->rta, cs->rtb);
+	if (!read_image(rimg, &rvs)) {
+		char why[sizeof(failmsg)];
+
+		memcpy(why, failmsg, sizeof(why));
+		return failf("after a crash in recovery at %d: %s", cs->rk, why);
+	}
+	return same_state(&vs, &rvs);
+}
+
+/* ---- enumeration ---- */
+
+static struct {
+	bool lng;		/* long mode: more subsets, random ones */
+	uint64_t rng;		/* for the random choices of the long mode */
+	int recov_every;	/* crash recovery of every this-many-th state (0: never) */
+	const char *save_dir;
+	uint64_t failures;	/* failing states, in total */
+	int saved;		/* of the current workload */
+	char first[700];	/* the first failure's message */
+	uint64_t counter;
+} run;
+
 static void
+save_case(const struct workload *wl, const struct cstate *cs)
+{
+	char name[600];
+	FILE *f;
+
+	if (!run.save_dir || run.saved >= MAXSAVE)
+		return;
+	run.saved++;
+	mkdir(run.save_dir, 0755);
+	snprintf(name, sizeof(name), "%s/crash-%d-w%llu-%llu-%llu-k%d-%d.case", run.save_dir,
+		 (int)getpid(), (unsigned long long)workloads, (unsigned long long)wl->seed,
+		 (unsigned long long)wl->order, cs->k, run.saved);
+	f = fopen(name, "w");
+	if (!f) {
+		fprintf(stderr, "crash simulator: cannot save %s: %s\n", name, strerror(errno));
+		return;
+	}
+	fprintf(f, "# dionbd pool crash case: %s\n", failmsg);
+	fprintf(f, "# replay: test-pool-crash --replay FILE\n");
+	fprintf(f, "seed %llu\norder %llu\nfail %d %llu\n", (unsigned long long)wl->seed,
+		(unsigned long long)wl->order, wl->fail_step, (unsigned long long)wl->fail_from);
+	for (int i = 0; i < wl->n; i++)
+		fprintf(f, "step %c %d %u %u %d %d\n", opchar[wl->s[i].op], wl->s[i].vol,
+			wl->s[i].sec, wl->s[i].nsec, wl->s[i].fua, wl->s[i].par);
+	fprintf(f, "state %d %d %u %u %d\nrtorn %d %u %u\nsel", cs->k, cs->tw, cs->ta, cs->tb,
+		cs->rk, cs->rtw, cs->rta, cs->rtb);
+	for (int i = 0; i < cs->nsel; i++)
+		fprintf(f, " %d", cs->sel[i]);
+	fprintf(f, "\nrsel");
+	for (int i = 0; i < cs->nrsel; i++)
+		fprintf(f, " %d", cs->rsel[i]);
+	fprintf(f, "\n# device log (event: write off+len fua submit..done / flush)\n");
+	for (int e = 0; e < dl.ev; e++) {
+		for (int i = 0; i < dl.nw; i++)
+			if (dl.w[i].sub == e)
+				fprintf(f, "# %d: write %d %llu+%llu%s done %d\n", e, i,
+					(unsigned long long)dl.w[i].off,
+					(unsigned long long)dl.w[i].len, dl.w[i].fua ? " fua" : "",
+					dl.w[i].done);
+		for (int i = 0; i < dl.nf; i++)
+			if (dl.f[i].sub == e)
+				fprintf(f, "# %d: flush done %d\n", e, dl.f[i].done);
+		for (int i = 0; i < rq.nr; i++)
+			if (rq.r[i].sub == e)
+				fprintf(f, "# %d: request %d %c v%d %u+%u%s done %d ret %d\n", e, i,
+					opchar[rq.r[i].s.op], rq.r[i].s.vol, rq.r[i].s.sec,
+					rq.r[i].s.nsec, rq.r[i].s.fua ? " fua" : "", rq.r[i].done,
+					rq.r[i].ret);
+	}
+	fclose(f);
+	fprintf(stderr, "crash simulator: saved %s\n", name);
+}
+
+static void
+try_state(struct cstate *cs, const char *name)
+{
+	if (check_state(cs))
+		return;
+	if (!run.failures++)
+		snprintf(run.first, sizeof(run.first), "%s k=%d: %s", name, cs->k, failmsg);
+	save_case(cur, cs);
+}
+
+typedef void (*subset_fn)(struct cstate *cs, void *arg);
+
+/* The volatile subsets (and torn writes) at crash point k of L, each into cs. */
+static void
+for_subsets(const struct dlog *L, int k, int *sel, int *nsel, int *tw, uint32_t *ta,
+	    uint32_t *tb, struct cstate *cs, subset_fn fn, void *arg)
+{
+	int vol[MAXW];
+	int nv = volatile_set(L, k, vol);
+	int lim = run.lng ? 10 : 8;
+	uint64_t nm = nv <= lim ? 1ull << nv : 2 + 2 * (uint64_t)nv + (run.lng ? 16 : 0);
+
+	for (uint64_t m = 0; m < nm; m++) {
+		*nsel = 0;
+		for (int j = 0; j < nv; j++) {
+			bool in;
+
+			if (nv <= lim)
+				in = (m >> j) & 1;
+			else if (m < 2)
+				in = m == 1;
+			else if (m < 2 + 2 * (uint64_t)nv)
+				in = ((m - 2) / 2 == (uint64_t)j) == ((m & 1) == 0);
+			else
+				in = rng_next(&run.rng) & 1;
+			if (in)
+				sel[(*nsel)++] = vol[j];
+		}
+		fn(cs, arg);
+	}
+	/* Torn: the first half, the second half, and in the long mode a random range. */
+	*nsel = 0;
+	for (int j = 0; j < nv; j++) {
+		uint32_t n = (uint32_t)(L->w[vol[j]].len / SEC);
+
+		if (n < 2)
+			continue;
+		for (int t = 0; t < (run.lng ? 3 : 2); t++) {
+			uint32_t a = t == 0 ? 0 : n / 2, b = t == 0 ? n / 2 : n;
+
+			if (t == 2) {
+				a = (uint32_t)(rng_next(&run.rng) % n);
+				b = a + 1 + (uint32_t)(rng_next(&run.rng) % (n - a));
+			}
+			*tw = vol[j];
+			*ta = a;
+			*tb = b;
+			fn(cs, arg);
+		}
+	}
+	*tw = -1;
+}
+
+static void
+recov_state(struct cstate *cs, void *arg)
+{
+	try_state(cs, arg);
+}
+
+static void
+recov_point(struct cstate *cs, void *arg)
+{
+	build(img, base, img_size, &dl, cs->k, cs->sel, cs->nsel, cs->tw, cs->ta, cs->tb);
+	if (!run_recovery(img)) {
+		cs->rk = 0;
+		try_state(cs, arg);	/* fails the same way, and is saved */
+		cs->rk = -1;
+		return;
+	}
+	rl_current = true;
+	for (int rk = 0; rk <= rl.ev; rk++) {
+		/* The long mode: about 6 points of each recovery. */
+		if (run.lng && rl.ev > 6 && rng_next(&run.rng) % (uint64_t)rl.ev >= 6)
+			continue;
+		cs->rk = rk;
+		for_subsets(&rl, rk, cs->rsel, &cs->nrsel, &cs->rtw, &cs->rta, &cs->rtb, cs,
+			    recov_state, arg);
+	}
+	rl_current = false;
+	cs->rk = -1;
+	cs->nrsel = 0;
+}
+
+static void
+data_state(struct cstate *cs, void *arg)
+{
+	cs->rk = -1;
+	try_state(cs, arg);
+	if (run.recov_every && ++run.counter % (uint64_t)run.recov_every == 0)
+		recov_point(cs, arg);
+}
+
+/* Every crash point of the logged workload, with its volatile subsets. */
+static uint64_t
 crash_states(const char *name)
 {
-	char what[160];
+	static struct cstate cs;
+	uint64_t f0 = run.failures;
 
-	for (int k = 0; k <= lg.ev; k++) {
-		int vol[MAXW], nv = 0;
+	run.saved = 0;
+	for (int k = 0; k <= dl.ev; k++) {
+		/* The long mode: about 24 crash points a workload, for more workloads. */
+		if (run.lng && dl.ev > 24 && rng_next(&run.rng) % (uint64_t)dl.ev >= 24)
+			continue;
+		cs = (struct cstate){ .k = k, .tw = -1, .rk = -1, .rtw = -1 };
+		for_subsets(&dl, k, cs.sel, &cs.nsel, &cs.tw, &cs.ta, &cs.tb, &cs, data_state,
+			    (void *)name);
+	}
+	return run.failures - f0;
+}
 
-		for (int i = 0; i < lg.nw; i++) {
-			const struct wrec *w = &lg.w[i];
-			bool durable = false;
+/* ---- workloads by seed ---- */
 
-			if (w->sub >= k)
-				continue;
-			if (w->done >= 0 && w->done < k) {
-				durable = w->fua;
-				for (int f = 0; f < lg.nf && !durable; f++)
-					durable = lg.f[f].sub > w->done && lg.f[f].done >= 0 &&
-						  lg.f[f].done < k;
-			}
-			if (!durable)
-				vol[nv++] = i;
+static void
+gen_workload(uint64_t seed, int n, bool conc, struct workload *wl)
+{
+	uint64_t r = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	memset(wl, 0, sizeof(*wl));
+	wl->seed = seed;
+	wl->order = conc ? seed * 2654435761u + 7 : 0;
+	wl->fail_step = -1;
+	wl->n = n;
+	for (int i = 0; i < n; i++) {
+		int x = (int)(rng_next(&r) % 100);
+		uint32_t sec = (uint32_t)(rng_next(&r) % VSECS);
+		uint32_t len = 1 + (uint32_t)(rng_next(&r) % 12);
+		struct step *s = &wl->s[i];
+
+		if (sec + len > VSECS)
+			len = VSECS - sec;
+		s->op = x < 55 ? OP_WRITE : x < 68 ? OP_FLUSH : x < 80 ? OP_TRIM : x < 90 ? OP_ZERO :
+			x < 94 ? OP_VCREATE : x < 97 ? OP_VRESIZE : OP_VDELETE;
+		s->vol = (int)(rng_next(&r) % 2);
+		s->sec = sec;
+		s->nsec = len;
+		s->fua = rng_next(&r) % 3 == 0;
+		if (s->op >= OP_VCREATE) {
+			s->vol = s->sec = 0;
+			s->nsec = 1 + (uint32_t)(rng_next(&r) % 4);
+			s->fua = false;
+		} else if (s->op == OP_FLUSH) {
+			s->vol = s->sec = s->nsec = 0;
+			s->fua = false;
 		}
-		if (nv <= 8) {
-			for (uint64_t m = 0; m < (1ull << nv); m++) {
-				snprintf(what, sizeof(what), "%s k=%d subset %#llx", name, k,
-					 (unsigned long long)m);
-				build(k, vol, nv, m, -1, 0);
-				verify_image(k, what);
-			}
-		} else {
-			uint64_t all = (nv >= 64) ? UINT64_MAX : (1ull << nv) - 1;
-			uint64_t masks[2 + 2 * 64];
-			int nm = 0;
+		s->par = conc && i > 0 && s->op < OP_VCREATE && rng_next(&r) % 4 != 0;
+	}
+}
 
-			masks[nm++] = 0;
-			masks[nm++] = all;
-			for (int j = 0; j < nv && j < 64; j++) {
-				masks[nm++] = 1ull << j;
-				masks[nm++] = all & ~(1ull << j);
-			}
-			for (int m = 0; m < nm; m++) {
-				snprintf(what, sizeof(what), "%s k=%d mask %#llx", name, k,
-					 (unsigned long long)masks[m]);
-				build(k, vol, nv, masks[m], -1, 0);
-				verify_image(k, what);
-			}
-		}
-		/* Torn halves of each volatile write longer than a sector. */
-		for (int j = 0; j < nv; j++) {
-			if (lg.w[vol[j]].len < 2 * SEC)
-				continue;
-			for (int half = 0; half < 2; half++) {
-				snprintf(what, sizeof(what), "%s k=%d torn write %d half %d", name, k,
-					 vol[j], half);
-				build(k, vol, nv, 0, vol[j], half);
-				verify_image(k, what);
+/* ---- saved cases ---- */
+
+static bool
+load_case(const char *file, struct workload *wl, struct cstate *cs)
+{
+	FILE *f = fopen(file, "r");
+	char line[512];
+
+	if (!f) {
+		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		return false;
+	}
+	memset(wl, 0, sizeof(*wl));
+	memset(cs, 0, sizeof(*cs));
+	wl->fail_step = -1;
+	cs->k = -1;
+	cs->rtw = -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long a, b;
+		char c;
+		int v, fua, par, n;
+		unsigned int sec, nsec;
+
+		if (sscanf(line, "seed %llu", &a) == 1)
+			wl->seed = a;
+		else if (sscanf(line, "order %llu", &a) == 1)
+			wl->order = a;
+		else if (sscanf(line, "fail %d %llu", &v, &b) == 2) {
+			wl->fail_step = v;
+			wl->fail_from = b;
+		} else if (sscanf(line, "step %c %d %u %u %d %d", &c, &v, &sec, &nsec, &fua,
+				  &par) == 6 && wl->n < MAXR) {
+			const char *o = memchr(opchar, c, OP_NR);
+
+			if (!o || v < 0 || v > 1 || sec + nsec > VSECS)
+				goto bad;
+			wl->s[wl->n++] = (struct step){ (int)(o - opchar), v, sec, nsec, fua != 0,
+							par != 0 };
+		} else if (sscanf(line, "rtorn %d %u %u", &cs->rtw, &cs->rta, &cs->rtb) == 3) {
+			continue;
+		} else if (sscanf(line, "state %d %d %u %u %d", &cs->k, &cs->tw, &cs->ta, &cs->tb,
+				  &cs->rk) == 5) {
+			continue;
+		} else if (!strncmp(line, "sel", 3) || !strncmp(line, "rsel", 4)) {
+			bool r = line[0] == 'r';
+			char *p = line + (r ? 4 : 3);
+			int *arr = r ? cs->rsel : cs->sel, *cnt = r ? &cs->nrsel : &cs->nsel;
+
+			while (sscanf(p, "%d%n", &v, &n) == 1 && *cnt < MAXW) {
+				arr[(*cnt)++] = v;
+				p += n;
 			}
 		}
 	}
+	fclose(f);
+	if (wl->n && cs->k >= 0)
+		return true;
+bad:
+	fprintf(stderr, "%s: not a crash case\n", file);
+	return false;
 }
+
+/* Every subset at crash point cs->k of the logged workload (and, with rk, of its recovery). */
+static uint64_t
+crash_point(struct cstate *cs, const char *name)
+{
+	uint64_t f0 = run.failures;
+
+	run.saved = 0;
+	run.recov_every = cs->rk >= 0;
+	cs->tw = -1;
+	cs->rk = -1;
+	cs->rtw = -1;
+	for_subsets(&dl, cs->k, cs->sel, &cs->nsel, &cs->tw, &cs->ta, &cs->tb, cs, data_state,
+		    (void *)name);
+	run.recov_every = 0;
+	return run.failures - f0;
+}
+
+/* Replay one case: its own state, then every state at its crash point. */
+static bool
+replay_case(const char *file)
+{
+	static struct workload wl;
+	static struct cstate cs;
+	uint64_t f0 = run.failures;
+	bool ok;
+
+	if (!load_case(file, &wl, &cs))
+		return false;
+	run_workload(&wl);
+	if (cs.k > dl.ev)
+		cs.k = dl.ev;	/* the code changed since: its log is shorter */
+	ok = check_state(&cs);
+	if (!ok) {
+		fprintf(stderr, "%s: the saved state fails: %s\n", file, failmsg);
+		snprintf(run.first, sizeof(run.first), "%s: %s", file, failmsg);
+	}
+	if (crash_point(&cs, file) > 0) {
+		fprintf(stderr, "%s: %llu states at its crash point fail, the first: %s\n", file,
+			(unsigned long long)(run.failures - f0), run.first);
+		ok = false;
+	}
+	return ok;
+}
+
+/* Replay a case file, or every *.case in a directory: the number that fail. */
+static int
+replay_path(const char *p)
+{
+	struct stat st;
+	struct dirent **ents;
+	int n, bad = 0;
+
+	if (stat(p, &st) < 0) {
+		fprintf(stderr, "%s: %s\n", p, strerror(errno));
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return !replay_case(p);
+	n = scandir(p, &ents, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(ents[i]->d_name);
+
+		if (l > 5 && !strcmp(ents[i]->d_name + l - 5, ".case")) {
+			char *f;
+
+			need(asprintf(&f, "%s/%s", p, ents[i]->d_name) > 0, "asprintf");
+			bad += !replay_case(f);
+			fprintf(stderr, "crash simulator: replayed %s\n", f);
+			free(f);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+	return bad;
+}
+
+/* ---- fail every device op from the Nth on ---- */
+
+/*
+ * Run wl with every device op from the Nth after step wl->fail_step starts
+ * failing, N = 1, 2, ... until that step succeeds; check every crash state
+ * of each run. The N that first succeeded, or 0.
+ */
+static uint64_t
+fail_from_nth(struct workload *wl, const char *name)
+{
+	for (uint64_t n = 1; n < 200; n++) {
+		wl->fail_from = n;
+		run_workload(wl);
+		if (crash_states(name))
+			return 0;
+		if (rq.r[wl->fail_step].ret == 0)
+			return n;
+	}
+	return 0;
+}
+
+/*
+ * Pool create with every device op from the Nth on failing, over garbage:
+ * a failed create leaves nothing that opens as a pool; a crash state that
+ * opens is an empty pool that checks clean.
+ */
+static uint64_t
+fail_create_nth(void)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = CHUNK, .journal_blocks = 8,
+					    .max_volumes = 4, .size = img_size };
+	struct dio_tpool_opts o = { .no_direct = true, .io = &rec_io_hooks, .errbuf = errbuf,
+				    .errlen = sizeof(errbuf) };
+	struct dio_tpool_opts so = { .no_direct = true, .errbuf = errbuf, .errlen = sizeof(errbuf) };
+	uint8_t *junk = malloc(img_size);
+	uint64_t done = 0;
+
+	need(junk, "out of memory");
+	garbage(junk, 0, img_size);
+	for (uint64_t n = 1; n < 200 && !done; n++) {
+		struct dio_tpool *p;
+		int ret, vol[MAXW];
+
+		file_put(junk);
+		dlog_reset(&dl);
+		memset(&rec, 0, sizeof(rec));
+		rec.on = true;
+		rec.fail_from = n;
+		ret = dio_tpool_create(path, &co, &o);
+		rec.on = false;
+		rec.fail_from = 0;
+		if (ret == 0) {
+			done = n;
+			if (dio_tpool_open(path, &so, &p) < 0) {
+				run.failures++;
+				snprintf(run.first, sizeof(run.first),
+					 "create succeeded (ops failing from %llu) but the pool does "
+					 "not open: %s", (unsigned long long)n, errbuf);
+				break;
+			}
+			dio_tpool_close(p);
+		} else if (dio_tpool_open(path, &so, &p) == 0) {
+			dio_tpool_close(p);
+			run.failures++;
+			snprintf(run.first, sizeof(run.first),
+				 "create failing from op %llu left a pool that opens",
+				 (unsigned long long)n);
+			break;
+		}
+		/* Every crash state of this run: not a pool, or an empty clean one. */
+		for (int k = 0; k <= dl.ev; k++) {
+			int nv = volatile_set(&dl, k, vol);
+
+			for (int m = 0; m < 2 + 2 * nv; m++) {
+				int sel[MAXW], ns = 0;
+				struct memdev md = { .img = img, .size = img_size };
+				struct dio_tpool_io h = { .pread = md_pread, .pwrite = md_pwrite,
+							  .flush = md_flush, .priv = &md };
+				struct dio_tpool_opts ro = { .readonly = true, .no_direct = true,
+							     .io = &h };
+				struct dio_tpool_check_result res;
+				struct dio_tpool_vol_info *vi;
+				size_t nvi = 0;
+
+				for (int j = 0; j < nv; j++)
+					if (m < 2 ? m == 1 : ((m - 2) / 2 == j) == (m % 2 == 0))
+						sel[ns++] = vol[j];
+				build(img, junk, img_size, &dl, k, sel, ns, -1, 0, 0);
+				states++;
+				if (dio_tpool_open(path, &ro, &p) < 0)
+					continue;
+				ret = dio_tpool_volume_list(p, &vi, &nvi);
+				free(ret == 0 ? vi : NULL);
+				dio_tpool_close(p);
+				if (ret == 0 && nvi == 0 && dio_tpool_check(path, &ro, NULL, NULL, &res) == 0 &&
+				    !res.problems && !md.writes)
+					continue;
+				if (!run.failures++)
+					snprintf(run.first, sizeof(run.first),
+						 "create failing from op %llu, crash at %d: a pool that "
+						 "is not empty and clean", (unsigned long long)n, k);
+			}
+		}
+	}
+	free(junk);
+	return run.failures ? 0 : done;
+}
+
+/* ---- Criterion tests ---- */
 
 static void
 setup(void)
 {
+	memset(&run, 0, sizeof(run));
+	run.save_dir = getenv("DIO_CRASH_SAVE");
+	run.rng = 1;
 	make_base();
 }
 
@@ -605,27 +1520,49 @@ static void
 teardown(void)
 {
 	fprintf(stderr, "crash simulator: %llu states checked\n", (unsigned long long)states);
-	for (int i = 0; i < lg.nw; i++)
-		free(lg.w[i].data);
-	memset(&lg, 0, sizeof(lg));
-	unlink(path);
-	free(path);
-	free(base);
-	free(img);
+	for (int i = 0; i < rq.nr; i++)
+		free(rq.r[i].buf);
+	memset(&rq, 0, sizeof(rq));
+	free_base();
 }
 
-#define W(v, s, n, f) { OP_WRITE, v, s, n, f }
-#define FL { OP_FLUSH, 0, 0, 0, false }
-#define TR(v, s, n, f) { OP_TRIM, v, s, n, f }
-#define ZE(v, s, n, f) { OP_ZERO, v, s, n, f }
+#define W(v, s, n, f) { OP_WRITE, v, s, n, f, false }
+#define WP(v, s, n, f) { OP_WRITE, v, s, n, f, true }
+#define FL { OP_FLUSH, 0, 0, 0, false, false }
+#define FLP { OP_FLUSH, 0, 0, 0, false, true }
+#define TR(v, s, n, f) { OP_TRIM, v, s, n, f, false }
+#define ZE(v, s, n, f) { OP_ZERO, v, s, n, f, false }
+#define VC(chunks) { OP_VCREATE, 0, 0, chunks, false, false }
+#define VD { OP_VDELETE, 0, 0, 0, false, false }
+#define VR(chunks) { OP_VRESIZE, 0, 0, chunks, false, false }
+
+/* A hand-written workload: its steps, in submission order unless order. */
+static void
+hand(struct workload *wl, const struct step *s, int n, uint64_t order)
+{
+	memset(wl, 0, sizeof(*wl));
+	memcpy(wl->s, s, (size_t)n * sizeof(*s));
+	wl->n = n;
+	wl->order = order;
+	wl->fail_step = -1;
+}
+
+static void
+check_hand(const struct step *s, int n, const char *name)
+{
+	static struct workload wl;
+
+	hand(&wl, s, n, 0);
+	run_workload(&wl);
+	cr_assert_eq(crash_states(name), 0, "%s", run.first);
+}
 
 /* dm-thin's bug: a FUA write fully over a freshly allocated chunk, acked before its mapping. */
 Test(pool_crash, fua_overwrite_of_fresh_chunk, .init = setup, .fini = teardown)
 {
 	static const struct step s[] = { W(0, 0, 8, false), W(0, 0, 8, true), W(0, 8, 1, false) };
 
-	run_workload(s, 3);
-	crash_states("fua-overwrite-fresh");
+	check_hand(s, 3, "fua-overwrite-fresh");
 }
 
 /* Data written, crash before the commit: the chunk's previous contents never show. */
@@ -634,8 +1571,7 @@ Test(pool_crash, data_before_commit_never_old_contents, .init = setup, .fini = t
 	static const struct step s[] = { W(0, 0, 8, true), TR(0, 0, 8, false), FL,
 					 W(1, 2, 3, false), W(1, 9, 2, false), FL };
 
-	run_workload(s, 6);
-	crash_states("data-before-commit");
+	check_hand(s, 6, "data-before-commit");
 }
 
 /* A chunk freed and reallocated in one transaction window never shows old data. */
@@ -645,8 +1581,7 @@ Test(pool_crash, freed_and_reallocated_in_one_window, .init = setup, .fini = tea
 					 TR(0, 0, 16, false), W(1, 0, 8, false), W(1, 8, 4, false),
 					 W(1, 16, 8, false), W(1, 24, 2, true), FL };
 
-	run_workload(s, 9);
-	crash_states("free-realloc");
+	check_hand(s, 9, "free-realloc");
 }
 
 Test(pool_crash, partial_straddling_fua_zero, .init = setup, .fini = teardown)
@@ -655,41 +1590,254 @@ Test(pool_crash, partial_straddling_fua_zero, .init = setup, .fini = teardown)
 					 W(0, 7, 3, true), FL, ZE(1, 0, 8, true), W(1, 1, 1, false),
 					 TR(0, 0, 8, true), W(0, 0, 1, false) };
 
-	run_workload(s, 9);
-	crash_states("mixed");
+	check_hand(s, 9, "mixed");
 }
 
-/* Short random sequences, seeded. */
-Test(pool_crash, random_short_sequences, .init = setup, .fini = teardown, .timeout = 240)
+/* Volume operations among writes: all or nothing, durable once replied. */
+Test(pool_crash, volume_operations, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, false), VC(2), W(1, 3, 2, false), VR(4),
+					 TR(0, 0, 8, false), VD, VC(1), W(0, 1, 1, true) };
+
+	check_hand(s, 8, "volume-ops");
+}
+
+static void
+random_runs(uint64_t first, int count, int n, bool conc)
 {
 	struct timespec t0, t1;
+	static struct workload wl;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (unsigned int seed = 1; seed <= 40; seed++) {
-		struct step s[8];
-		char name[32];
+	for (uint64_t seed = first; seed < first + (uint64_t)count; seed++) {
+		char name[48];
 
-		srandom(seed);
-		for (int i = 0; i < 8; i++) {
-			int op = (int)(random() % 8);
-			uint32_t sec = (uint32_t)(random() % VSECS);
-			uint32_t n = 1 + (uint32_t)(random() % 12);
-
-			if (sec + n > VSECS)
-				n = VSECS - sec;
-			s[i] = (struct step){ op < 5 ? OP_WRITE : op == 5 ? OP_FLUSH :
-					      op == 6 ? OP_TRIM : OP_ZERO,
-					      (int)(random() % 2), sec, n, random() % 3 == 0 };
-		}
-		run_workload(s, 8);
-		snprintf(name, sizeof(name), "random seed %u", seed);
-		crash_states(name);
+		gen_workload(seed, n, conc, &wl);
+		run_workload(&wl);
+		snprintf(name, sizeof(name), "random seed %llu%s", (unsigned long long)seed,
+			 conc ? " concurrent" : "");
+		cr_assert_eq(crash_states(name), 0, "%s", run.first);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	cr_log_info("crash simulator: %llu states of %llu workloads in %.1f s",
-		    (unsigned long long)states, (unsigned long long)workloads,
-		    (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	fprintf(stderr, "crash simulator: %llu states of %llu workloads in %.1f s\n",
 		(unsigned long long)states, (unsigned long long)workloads,
 		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
+/*
+ * The 8-block journal wraps (a commit per FUA write, a checkpoint when it
+ * is full): crash states with stale blocks of the previous lap after the
+ * head, some of the new lap's blocks volatile.
+ */
+Test(pool_crash, journal_wrap_with_stale_blocks, .init = setup, .fini = teardown)
+{
+	static struct step s[20];
+	bool rewritten = false;
+
+	/* Within 3 chunks a volume: no ENOSPC in the 6 chunks of the pool. */
+	for (int i = 0; i < 20; i++)
+		s[i] = (struct step)W(i % 2, (uint32_t)(i * 5 % 24), 1, i % 5 != 4);
+	check_hand(s, 20, "journal-wrap");
+	for (int i = 0; i < rq.nr; i++)
+		cr_assert_eq(rq.r[i].ret, 0, "request %d: %d", i, rq.r[i].ret);
+	/* A journal block written twice: the ring wrapped within the workload. */
+	for (int i = 0; i < dl.nw && !rewritten; i++)
+		for (int j = i + 1; j < dl.nw && !rewritten; j++)
+			rewritten = dl.w[i].fua && dl.w[j].fua && dl.w[i].len == TP_BLOCK &&
+				    dl.w[i].off >= 2 * TP_BLOCK &&
+				    dl.w[j].off == dl.w[i].off && dl.w[j].len == TP_BLOCK;
+	cr_assert(rewritten, "the journal did not wrap");
+}
+
+/* Fewer under the sanitizers, which check memory, not more states. */
+#ifdef __SANITIZE_ADDRESS__
+#define SEEDS(n) ((n) / 2)
+#else
+#define SEEDS(n) (n)
+#endif
+
+/* Short random sequences, seeded, one request at a time. */
+Test(pool_crash, random_short_sequences, .init = setup, .fini = teardown, .timeout = 240)
+{
+	random_runs(1, SEEDS(20), 8, false);
+}
+
+/* Short random sequences in batches whose completions come back out of order. */
+Test(pool_crash, random_concurrent_sequences, .init = setup, .fini = teardown, .timeout = 240)
+{
+	random_runs(1001, SEEDS(16), 8, true);
+}
+
+/*
+ * A write in flight while a FLUSH is submitted, completing before the
+ * flush does: the flush does not cover it, so its MAP record must wait for
+ * the next flush (R1). Every completion order of the batch.
+ */
+Test(pool_crash, concurrent_write_and_flush, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(1, 0, 8, false), FL, TR(1, 0, 8, false), FL,
+					 W(0, 0, 8, false), FLP, WP(0, 8, 2, false),
+					 W(0, 16, 1, true), FL };
+	static struct workload wl;
+
+	for (uint64_t order = 1; order <= 12; order++) {
+		hand(&wl, s, 9, order * 7919);
+		run_workload(&wl);
+		cr_assert_eq(crash_states("concurrent-write-flush"), 0, "%s", run.first);
+	}
+}
+
+/* Crashes during recovery (R7): every write of each recovery, for every crash state. */
+Test(pool_crash, crash_during_recovery, .init = setup, .fini = teardown, .timeout = 240)
+{
+	static const struct step s[] = { W(0, 0, 8, false), W(1, 3, 2, true), VC(2), FL,
+					 TR(0, 0, 8, false), W(0, 9, 4, true), VR(3) };
+	static struct workload wl;
+
+	run.recov_every = 1;
+	hand(&wl, s, 7, 0);
+	run_workload(&wl);
+	cr_assert_eq(crash_states("crash-in-recovery"), 0, "%s", run.first);
+	cr_assert_gt(rl.nw, 0, "no recovery wrote anything: nothing was tested");
+}
+
+/* Fail every device op from the Nth on, in pool create. */
+Test(pool_crash, fail_from_nth_create, .init = setup, .fini = teardown)
+{
+	uint64_t n = fail_create_nth();
+
+	cr_assert_gt(n, 1, "create: %s", run.first);
+	fprintf(stderr, "crash simulator: create succeeds from op %llu\n", (unsigned long long)n);
+}
+
+static void
+check_fail_nth(const struct step *s, int n, int step, const char *name)
+{
+	static struct workload wl;
+	uint64_t ok;
+
+	hand(&wl, s, n, 0);
+	wl.fail_step = step;
+	ok = fail_from_nth(&wl, name);
+	cr_assert_gt(ok, 1, "%s: %s", name, run.first);
+	fprintf(stderr, "crash simulator: %s succeeds when ops fail from the %llu-th\n", name,
+		(unsigned long long)ok);
+}
+
+/* ... in volume create, delete, grow, shrink, and in a commit (FLUSH, FUA). */
+Test(pool_crash, fail_from_nth_volume_ops, .init = setup, .fini = teardown, .timeout = 240)
+{
+	static const struct step c[] = { W(0, 0, 8, false), VC(2), W(0, 8, 1, false) };
+	static const struct step d[] = { VC(2), W(1, 0, 8, false), VD };
+	static const struct step g[] = { VC(1), W(0, 0, 4, false), VR(4) };
+	static const struct step sh[] = { VC(4), W(0, 0, 4, true), VR(1) };
+	static const struct step fl[] = { W(0, 0, 8, false), W(1, 3, 2, false), FL };
+	static const struct step fua[] = { W(0, 0, 8, false), W(1, 3, 2, true) };
+
+	check_fail_nth(c, 3, 1, "volume create");
+	check_fail_nth(d, 3, 2, "volume delete");
+	check_fail_nth(g, 3, 2, "volume grow");
+	check_fail_nth(sh, 3, 2, "volume shrink");
+	check_fail_nth(fl, 3, 2, "commit by FLUSH");
+	check_fail_nth(fua, 2, 1, "commit by FUA");
+}
+
+/* The saved failing states in tests/unit/pool-crash-cases, replayed. */
+Test(pool_crash, saved_cases, .init = setup, .fini = teardown, .timeout = 240)
+{
+	int bad = replay_path(DIO_TEST_SRCDIR "/unit/pool-crash-cases");
+
+	cr_assert_eq(bad, 0, "%d saved cases fail; the first: %s", bad, run.first);
+}
+
+/* ---- standalone: the long mode and replay ---- */
+
+static int
+usage(void)
+{
+	fprintf(stderr, "usage: test-pool-crash [--states N] [--seed S] [--save DIR]\n"
+			"       test-pool-crash --replay FILE|DIR\n"
+			"       test-pool-crash [criterion options]  (the CI tests)\n"
+			"Failing states are saved to --save DIR or $DIO_CRASH_SAVE.\n");
+	return 2;
+}
+
+static int
+standalone(int argc, char **argv)
+{
+	uint64_t want = 100000, seed = (uint64_t)time(NULL);
+	const char *replay = NULL;
+	struct timespec t0, t1;
+	static struct workload wl;
+	int bad = 0;
+
+	memset(&run, 0, sizeof(run));
+	run.save_dir = getenv("DIO_CRASH_SAVE");
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			return usage();
+		if (!strcmp(a, "--states"))
+			want = strtoull(v, NULL, 0);
+		else if (!strcmp(a, "--seed"))
+			seed = strtoull(v, NULL, 0);
+		else if (!strcmp(a, "--save"))
+			run.save_dir = v;
+		else if (!strcmp(a, "--replay"))
+			replay = v;
+		else
+			return usage();
+		i++;
+	}
+	make_base();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (replay) {
+		bad = replay_path(replay);
+		fprintf(stderr, "crash simulator: %d cases fail\n", bad);
+	} else {
+		run.lng = true;
+		run.rng = seed | 1;
+		run.recov_every = 64;
+		fprintf(stderr, "crash simulator: seed %llu, %llu states, saving to %s\n",
+			(unsigned long long)seed, (unsigned long long)want,
+			run.save_dir ? run.save_dir : "(nowhere: --save DIR)");
+		for (uint64_t s = seed; states < want; s++) {
+			char name[48];
+
+			gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
+			run_workload(&wl);
+			snprintf(name, sizeof(name), "seed %llu", (unsigned long long)s);
+			if (crash_states(name))
+				fprintf(stderr, "crash simulator: seed %llu fails: %s\n",
+					(unsigned long long)s, failmsg);
+		}
+		bad = run.failures > 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fprintf(stderr, "crash simulator: %llu states of %llu workloads in %.1f s, %llu failing%s%s\n",
+		(unsigned long long)states, (unsigned long long)workloads,
+		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
+		(unsigned long long)run.failures, run.failures ? "; the first: " : "", run.first);
+	for (int i = 0; i < rq.nr; i++)
+		free(rq.r[i].buf);
+	free_base();
+	return bad ? 1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct criterion_test_set *tests;
+	int ret = 0;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--states") || !strcmp(argv[i], "--seed") ||
+		    !strcmp(argv[i], "--save") || !strcmp(argv[i], "--replay"))
+			return standalone(argc, argv);
+	tests = criterion_initialize();
+	if (criterion_handle_args(argc, argv, true))
+		ret = !criterion_run_all_tests(tests);
+	criterion_finalize(tests);
+	return ret;
 }
