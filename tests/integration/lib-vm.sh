@@ -62,9 +62,7 @@ lib_vm_cleanup()
 		kill -KILL "$VM_PID" 2>/dev/null || true
 		wait "$VM_PID" 2>/dev/null || true
 	fi
-	set +e
-	(exit "$rc")
-	lib_server_cleanup
+	lib_server_cleanup "$rc"
 }
 trap lib_vm_cleanup EXIT
 

@@ -87,7 +87,7 @@ stop_qemu()
 	kill -TERM "$QPID" 2>/dev/null || true
 	wait "$QPID" 2>/dev/null || true
 }
-trap 'rc=$?; stop_qemu; (exit $rc); lib_server_cleanup' EXIT
+trap 'rc=$?; stop_qemu; lib_server_cleanup "$rc"' EXIT
 for ((i = 0; i < 200; i++)); do
 	[ -S "$TMP/qemu.sock" ] && break
 	kill -0 "$QPID" 2>/dev/null || fail "qemu-nbd exited: $(cat "$TMP/qemu-nbd.log")"

@@ -34,8 +34,7 @@ pool_kill_cleanup()
 	for pid in $FIO_PID $WRITER_PID; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
-	(exit "$rc")
-	lib_server_cleanup
+	lib_server_cleanup "$rc"
 }
 trap pool_kill_cleanup EXIT
 
