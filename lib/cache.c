@@ -204,6 +204,8 @@ cu_get(struct dio_cache *c, uint64_t idx)
 	c->hash[idx & c->hmask] = u;
 	cu_lru_front(c, u);
 	c->nunits++;
+	if (c->nunits * CU_SIZE > c->st.peak)
+		c->st.peak = c->nunits * CU_SIZE;
 	return u;
 }
 
@@ -944,6 +946,11 @@ wb_thread(void *arg)
 		if (dio_submit_sync(c->wbctx, c->lower, &d) < 0)
 			dio_log(DIO_LOG_ERR, "cache: the final flush failed");
 	}
+	dio_log(DIO_LOG_INFO, "cache: %llu of %llu bytes at most were used; %llu READs hit, "
+		"%llu missed; %llu bytes written back, %llu writes throttled",
+		(unsigned long long)c->st.peak, (unsigned long long)c->st.size,
+		(unsigned long long)c->st.hits, (unsigned long long)c->st.misses,
+		(unsigned long long)c->st.wb_bytes, (unsigned long long)c->st.throttled);
 	dio_ctx_destroy(c->wbctx);
 	c->wbctx = NULL;
 	return NULL;

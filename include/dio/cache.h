@@ -58,6 +58,7 @@ struct dio_cache_opts {
 struct dio_cache_stats {
 	uint64_t size;		/* the bound, bytes */
 	uint64_t used;		/* bytes in units held */
+	uint64_t peak;		/* the most bytes ever held */
 	uint64_t dirty;		/* bytes in dirty blocks */
 	uint64_t hits;		/* READs answered from the cache alone */
 	uint64_t misses;	/* READs that read the lower volume */
