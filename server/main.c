@@ -56,7 +56,10 @@ usage(FILE *f)
 		"                               TLS identities (certificate CN or DN, PSK\n"
 		"                               identity) that may open it; PATH rbd:POOL/IMAGE\n"
 		"                               [@SNAP] serves a Ceph RBD image, with rbd-conf=,\n"
-		"                               rbd-id=, rbd-keyring=, rbd-cache=, rbd-timeout=\n"
+		"                               rbd-id=, rbd-keyring=, rbd-cache=, rbd-timeout=;\n"
+		"                               cache=none|read|writeback: the block cache\n"
+		"                               (--cache-size) of its volume, shared by all\n"
+		"                               exports of it (default none: direct I/O)\n"
 		"  -c, --config FILE            exports and settings from a config file\n");
 	settings_usage(f);
 	fprintf(f,

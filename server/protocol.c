@@ -456,6 +456,8 @@ proto_submit(struct conn *c, struct conn_req *req)
 	d->len = req->count;
 	d->done = proto_done;
 	d->priv = req;
+	d->flags = c->cache_flags;
+	d->writer = &c->cache_writer;
 	stats_req_submit(req);
 	switch (req->cmd) {
 	case NBDP_CMD_READ:
