@@ -59,6 +59,7 @@ enum cop_kind {
 	COP_WT,		/* write-through: WRITE, ZERO, TRIM */
 	COP_FLUSH,
 	COP_TWRITE,	/* a writeback WRITE waiting for room */
+	COP_SYNC,	/* dio_cache_sync: write back everything, flush, wake the caller */
 };
 
 struct cop;
@@ -78,6 +79,7 @@ struct cop {
 	unsigned int pending;		/* subs in flight + 1 for the submitter */
 	uint64_t seq0;			/* c->mod_seq when a READ started */
 	bool fill;			/* READ: keep what is read */
+	bool finished;			/* COP_SYNC: res is set (under c->lock) */
 	unsigned int nsub, capsub;
 	struct csub *subs;
 };
@@ -99,6 +101,7 @@ struct dio_cache {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* wakes the writeback thread */
+	pthread_cond_t sync_cond;	/* wakes dio_cache_sync callers */
 	struct cunit **hash;
 	uint64_t hmask;
 	struct cunit lru;
@@ -853,7 +856,7 @@ wb_do_wt(struct dio_cache *c, const struct dio_req *req)
 static void
 wb_do(struct dio_cache *c, struct cop *op)
 {
-	const struct dio_req *req = op->vio->req;
+	const struct dio_req *req = op->vio ? op->vio->req : NULL;
 	struct dio_req d = { .op = DIO_REQ_FLUSH };
 	int ret = 0, wret;
 
@@ -876,6 +879,15 @@ wb_do(struct dio_cache *c, struct cop *op)
 		ret = cache_flush_result(c, req->writer, ret, wret < 0);
 		pthread_mutex_unlock(&c->lock);
 		break;
+	case COP_SYNC:
+		wret = wb_range(c, 0, c->vol.size);
+		ret = dio_submit_sync(c->wbctx, c->lower, &d);
+		pthread_mutex_lock(&c->lock);
+		op->res = wret < 0 ? wret : ret;
+		op->finished = true;
+		pthread_cond_broadcast(&c->sync_cond);
+		pthread_mutex_unlock(&c->lock);
+		return;	/* the caller frees op */
 	case COP_READ:
 		ret = -EINVAL;
 		break;
@@ -1078,6 +1090,7 @@ cache_free(struct dio_cache *c)
 	if (c->engine)
 		dio_engine_destroy(c->engine);
 	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->sync_cond);
 	pthread_mutex_destroy(&c->lock);
 	dio_volume_put(c->lower);
 	dio_volume_fini(&c->vol);
@@ -1147,6 +1160,7 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	c->q_tail = &c->q_head;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
+	pthread_cond_init(&c->sync_cond, NULL);
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = !c->hash ? -ENOMEM : c->efd < 0 ? -errno : dio_volume_init(&c->vol);
 	if (ret < 0)
@@ -1167,6 +1181,25 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	return 0;
 err:
 	cache_free(c);
+	return ret;
+}
+
+int
+dio_cache_sync(struct dio_volume *vol)
+{
+	struct dio_cache *c = cache_of(vol);
+	struct cop *op = cop_new(c, NULL, COP_SYNC);
+	int ret;
+
+	if (!op)
+		return -ENOMEM;
+	cache_queue(c, op);
+	pthread_mutex_lock(&c->lock);
+	while (!op->finished)
+		pthread_cond_wait(&c->sync_cond, &c->lock);
+	ret = op->res;
+	pthread_mutex_unlock(&c->lock);
+	cop_free(op);
 	return ret;
 }
 

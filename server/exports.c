@@ -104,14 +104,22 @@ export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, s
 	return 0;
 }
 
-/* Drop the caches (their last references write back what is dirty). */
+/*
+ * Write back what the caches hold and drop them. A connection that did not
+ * finish by the stop deadline may keep a reference to one: its data is
+ * written here all the same.
+ */
 static void
 export_close_caches(void)
 {
 	struct export_cached *p;
+	int ret;
 
 	while ((p = export_caches)) {
 		export_caches = p->next;
+		if (p->cache && (ret = dio_cache_sync(p->cache)) < 0)
+			log_err("block cache of volume %llu: writing back at stop: %s",
+				(unsigned long long)p->vol_id, strerror(-ret));
 		dio_volume_put(p->cache);
 		free(p);
 	}

@@ -74,6 +74,11 @@ struct dio_cache_stats {
  */
 int dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 		     struct dio_volume **out);
+/*
+ * Write back every dirty block and flush the lower volume, waiting for it
+ * (not on a thread whose ctx has requests on vol). 0 or -errno.
+ */
+int dio_cache_sync(struct dio_volume *vol);
 /* Whether vol is a cache volume. */
 bool dio_volume_is_cache(const struct dio_volume *vol);
 /* The volume under a cache volume (no new reference). */
