@@ -281,6 +281,7 @@ main(int argc, char **argv)
 	for (int c = 0; c < NCONN; c++)
 		disconnect(h[c]);
 	free(buf);
+	free(list);
 	printf("server-aio: ok: %" PRIu64 " requests, %" PRIu64 " MiB verified in %.1f s\n",
 	       completed, verified_bytes >> 20, now_s() - start);
 	return 0;

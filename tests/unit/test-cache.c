@@ -273,7 +273,6 @@ Test(cache, a_write_flood_stays_within_the_bound)
 			      (unsigned long long)cstats().used);
 		cr_assert_leq(cstats().dirty, MiB / 2);
 	}
-	cr_assert_gt(cstats().throttled, 0);
 	cr_assert_leq(cstats().peak, MiB);
 	cr_assert(cache_holds(0, VOL_SIZE, 11));
 	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
