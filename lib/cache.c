@@ -59,6 +59,7 @@ enum cop_kind {
 	COP_WT,		/* write-through: WRITE, ZERO, TRIM */
 	COP_FLUSH,
 	COP_TWRITE,	/* a writeback WRITE waiting for room */
+	COP_RMW,	/* a writeback WRITE reading the blocks it covers in part */
 	COP_SYNC,	/* dio_cache_sync: write back everything, flush, wake the caller */
 };
 
@@ -79,6 +80,8 @@ struct cop {
 	unsigned int pending;		/* subs in flight + 1 for the submitter */
 	uint64_t seq0;			/* c->mod_seq when a READ started */
 	bool fill;			/* READ: keep what is read */
+	uint64_t wb_seq0;		/* RMW: c->wb_seq when its reads started */
+	uint8_t *bounce;		/* RMW: the blocks read, bs bytes each */
 	bool finished;			/* COP_SYNC: res is set (under c->lock) */
 	unsigned int nsub, capsub;
 	struct csub *subs;
@@ -107,6 +110,7 @@ struct dio_cache {
 	struct cunit lru;
 	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
 	uint64_t mod_seq;		/* moves as write-through starts and ends */
+	uint64_t wb_seq;		/* moves as each writeback write ends */
 	unsigned int wt_inflight;
 	uint64_t err_seq;		/* writeback writes that failed */
 	int err;			/* the last one's -errno */
@@ -296,6 +300,7 @@ cop_new(struct dio_cache *c, struct dio_vol_io *vio, enum cop_kind kind)
 static void
 cop_free(struct cop *op)
 {
+	free(op->bounce);
 	free(op->subs);
 	free(op);
 }
@@ -587,8 +592,117 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 	return 0;
 }
 
+static int cache_write(struct dio_cache *c, struct dio_vol_io *vio, bool may_rmw);
+
+/*
+ * The blocks an RMW read arrived: keep them (clean) unless they may be
+ * older than what the device or the cache has now, then try the WRITE again.
+ */
+static void
+cache_rmw_done(struct dio_req *d, int ret)
+{
+	struct csub *s = d->priv;
+	struct cop *op = s->op;
+	struct dio_cache *c = op->c;
+	struct dio_vol_io *vio = op->vio;
+	bool again = false;
+
+	if (ret < 0 && !op->res)
+		op->res = ret;
+	if (--op->pending)
+		return;
+	pthread_mutex_lock(&c->lock);
+	/*
+	 * Not after a write-through, nor a writeback (a block dirtied, written
+	 * back and evicted while we read could have been read old).
+	 */
+	if (!op->res && c->mod_seq == op->seq0 && c->wb_seq == op->wb_seq0) {
+		for (unsigned int i = 0; i < op->nsub; i++) {
+			const struct dio_req *r = &op->subs[i].d;
+			uint64_t bit = 1ull << ((r->pos & (CU_SIZE - 1)) / c->bs);
+			struct cunit *u = cu_get(c, r->pos >> CU_SHIFT);
+
+			if (!u)
+				break;
+			if (!(u->uptodate & bit)) {
+				memcpy(u->data + (r->pos & (CU_SIZE - 1)), r->buf, r->len);
+				u->uptodate |= bit;
+				u->seq++;
+			}
+		}
+		again = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	cop_free(op);
+	/* Once: a block evicted again meanwhile sends the WRITE through. */
+	ret = again ? cache_write(c, vio, false) : cache_write_through(c, vio);
+	if (ret < 0)
+		dio_vol_io_done(vio->ctx, vio, ret);
+}
+
+/* Read the blocks req covers in part and that are not uptodate, then write. 0 or -errno. */
 static int
-cache_write(struct dio_cache *c, struct dio_vol_io *vio)
+cache_rmw(struct dio_cache *c, struct dio_vol_io *vio)
+{
+	const struct dio_req *req = vio->req;
+	uint64_t ends[2] = { req->pos, req->pos + req->len - 1 };
+	struct cop *op = cop_new(c, vio, COP_RMW);
+	int ret;
+
+	if (!op || posix_memalign((void **)&op->bounce, 4096, 2 * (size_t)c->bs)) {
+		free(op);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&c->lock);
+	op->seq0 = c->mod_seq;
+	op->wb_seq0 = c->wb_seq;
+	for (unsigned int i = 0; i < 2; i++) {
+		uint64_t bp = ends[i] / c->bs * c->bs, be = blk_end(c, bp);
+		struct cunit *u = cu_find(c, bp >> CU_SHIFT);
+		struct csub *s;
+
+		if (bp >= req->pos && be <= req->pos + req->len)
+			continue;	/* covered whole */
+		if (u && (u->uptodate & (1ull << ((bp & (CU_SIZE - 1)) / c->bs))))
+			continue;
+		if (op->nsub && op->subs[0].d.pos == bp)
+			continue;	/* head and tail in one block */
+		s = cop_sub(op);
+		if (!s) {
+			pthread_mutex_unlock(&c->lock);
+			cop_free(op);
+			return -ENOMEM;
+		}
+		s->d = (struct dio_req){ .op = DIO_REQ_READ, .pos = bp, .len = be - bp,
+					 .buf = op->bounce + (size_t)i * c->bs,
+					 .done = cache_rmw_done };
+	}
+	if (c->wt_inflight)
+		op->seq0--;	/* a write-through is running: what we read may be old */
+	pthread_mutex_unlock(&c->lock);
+	if (!op->nsub) {	/* uptodate meanwhile */
+		cop_free(op);
+		return cache_write(c, vio, false);
+	}
+	op->pending = op->nsub;
+	for (unsigned int i = 0; i < op->nsub; i++) {
+		op->subs[i].d.priv = &op->subs[i];
+		ret = dio_submit(vio->ctx, c->lower, &op->subs[i].d);
+		if (ret < 0) {
+			if (i == 0) {
+				cop_free(op);
+				return ret;
+			}
+			op->res = ret;	/* the one in flight ends it: written through */
+			op->pending -= op->nsub - i;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int
+cache_write(struct dio_cache *c, struct dio_vol_io *vio, bool may_rmw)
 {
 	const struct dio_req *req = vio->req;
 	struct cop *op;
@@ -605,8 +719,8 @@ cache_write(struct dio_cache *c, struct dio_vol_io *vio)
 		dio_vol_io_done(vio->ctx, vio, 0);
 		return 0;
 	}
-	if (ret == -EOPNOTSUPP)
-		return cache_write_through(c, vio);
+	if (ret == -EOPNOTSUPP)	/* as iomap: read only the blocks written in part */
+		return may_rmw ? cache_rmw(c, vio) : cache_write_through(c, vio);
 	op = cop_new(c, vio, COP_TWRITE);	/* writers wait; memory stays bounded */
 	if (!op)
 		return -ENOMEM;
@@ -736,6 +850,7 @@ wb_write(struct dio_cache *c, struct wb_ext *x, unsigned int n, uint64_t pos, ui
 	dio_buf_put(b);
 	pthread_mutex_lock(&c->lock);
 	c->st.wb_ios++;
+	c->wb_seq++;
 	if (ret < 0) {
 		c->st.wb_errors++;
 		c->err_seq++;
@@ -889,7 +1004,8 @@ wb_do(struct dio_cache *c, struct cop *op)
 		pthread_mutex_unlock(&c->lock);
 		return;	/* the caller frees op */
 	case COP_READ:
-		ret = -EINVAL;
+	case COP_RMW:
+		ret = -EINVAL;	/* never queued */
 		break;
 	}
 	dio_vol_io_done(NULL, op->vio, ret);
@@ -979,7 +1095,7 @@ cache_submit(struct dio_volume *vol, struct dio_vol_io *vio)
 	case DIO_REQ_READ:
 		return cache_read(c, vio);
 	case DIO_REQ_WRITE:
-		return cache_write(c, vio);
+		return cache_write(c, vio, true);
 	case DIO_REQ_ZERO:
 	case DIO_REQ_TRIM:
 		return cache_write_through(c, vio);

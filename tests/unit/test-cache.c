@@ -291,6 +291,10 @@ Test(cache, sub_block_writes_stay_exact)
 	cr_assert_eq(io(cvol, DIO_REQ_WRITE, 0, 1024, 512, b, &w), 0);	/* into the cache */
 	memset(want + 1024, 0x5a, 512);
 	cr_assert_eq(io(cvol, DIO_REQ_WRITE, 0, 100 * KiB + 512, 512, b, &w), 0);	/* not cached */
+	/* iomap's way: the one block read, then written in the cache, not through */
+	cr_assert_eq(cstats().dirty, 8 * KiB, "a sub-block write was not left dirty");
+	cr_assert(file_holds(100 * KiB, 4 * KiB, 0));
+	cr_assert_eq(cstats().used, 128 * KiB);
 	cr_assert_eq(io(cvol, DIO_REQ_READ, 0, 0, 64 * KiB, b, NULL), 0);
 	cr_assert_eq(memcmp(b, want, 64 * KiB), 0);
 	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
