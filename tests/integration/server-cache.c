@@ -38,28 +38,22 @@ int
 main(int argc, char **argv)
 {
 	test_name = "server-cache";
-	if (argc == 4 && !strcmp(argv[1], "flush")) {
+	if (argc == 4 && (!strcmp(argv[1], "flush") || !strcmp(argv[1], "noflush"))) {
+		bool flush = !strcmp(argv[1], "flush");
 		struct nbd_handle *h = connect_uri(argv[2]);
 		uint8_t *buf = xmalloc(REGION);
 
 		pattern_fill(buf, 0, REGION, SEED);
 		nbd_ok(h, nbd_pwrite(h, buf, REGION, 0, 0));
 		check_file(argv[3], false);
-		nbd_ok(h, nbd_flush(h, 0));
-		check_file(argv[3], true);
-		printf("server-cache: flushed\n");
-		nbd_close(h);	/* no NBD_CMD_DISC: the daemon is killed next */
-		free(buf);
-		return 0;
-	}
-	if (argc == 4 && !strcmp(argv[1], "noflush")) {
-		struct nbd_handle *h = connect_uri(argv[2]);
-		uint8_t *buf = xmalloc(REGION);
-
-		pattern_fill(buf, 0, REGION, SEED);
-		nbd_ok(h, nbd_pwrite(h, buf, REGION, 0, 0));
-		check_file(argv[3], false);
-		disconnect(h);
+		if (flush) {
+			nbd_ok(h, nbd_flush(h, 0));
+			check_file(argv[3], true);
+			printf("server-cache: flushed\n");
+			nbd_close(h);	/* no NBD_CMD_DISC: the daemon is killed next */
+		} else {
+			disconnect(h);
+		}
 		free(buf);
 		return 0;
 	}

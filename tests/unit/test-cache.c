@@ -89,30 +89,23 @@ cstats(void)
 	return st;
 }
 
-/* [pos, pos+len) of the file itself holds the pattern seed (or zeros when seed is 0). */
+/* [pos, pos+len) of vol reads as the pattern seed (or zeros when seed is 0). */
 static bool
-file_holds(uint64_t pos, uint64_t len, uint32_t seed)
+holds(struct dio_volume *vol, uint64_t pos, uint64_t len, uint32_t seed)
 {
 	uint8_t *b = test_alloc(len);
 	bool ok;
 
-	cr_assert_eq(io(file, DIO_REQ_READ, 0, pos, len, b, NULL), 0);
+	cr_assert_eq(io(vol, DIO_REQ_READ, 0, pos, len, b, NULL), 0);
 	ok = seed ? test_pattern_check(b, len, pos, seed) : test_all_zero(b, len);
 	free(b);
 	return ok;
 }
 
-static bool
-cache_holds(uint64_t pos, uint64_t len, uint32_t seed)
-{
-	uint8_t *b = test_alloc(len);
-	bool ok;
-
-	cr_assert_eq(io(cvol, DIO_REQ_READ, 0, pos, len, b, NULL), 0);
-	ok = seed ? test_pattern_check(b, len, pos, seed) : test_all_zero(b, len);
-	free(b);
-	return ok;
-}
+/* The file itself, under the cache. */
+#define file_holds(pos, len, seed) holds(file, pos, len, seed)
+/* Through the cache. */
+#define cache_holds(pos, len, seed) holds(cvol, pos, len, seed)
 
 static void
 write_pattern(uint64_t pos, uint64_t len, uint32_t seed, uint32_t flags,
