@@ -46,38 +46,40 @@ dio_check(struct dio_volume *vol, struct dio_req *req)
 {
 	uint64_t end = req->pos + req->len;
 	bool past = end < req->pos || end > vol->size;
+	/* Cache hints mean something to a cache volume only (cache.h). */
+	uint32_t flags = req->flags & ~(uint32_t)DIO_REQ_CACHE_HINTS;
 
 	switch (req->op) {
 	case DIO_REQ_READ:
-		if (req->flags & ~DIO_REQ_REPORT_HOLES)
+		if (flags & ~DIO_REQ_REPORT_HOLES)
 			return -EINVAL;
-		if ((req->flags & DIO_REQ_REPORT_HOLES) && (!req->segs || !req->max_segs))
+		if ((flags & DIO_REQ_REPORT_HOLES) && (!req->segs || !req->max_segs))
 			return -EINVAL;
 		return past ? -EINVAL : (req->len && !req->buf ? -EINVAL : 0);
 	case DIO_REQ_WRITE:
-		if (req->flags & ~DIO_REQ_FUA)
+		if (flags & ~DIO_REQ_FUA)
 			return -EINVAL;
 		if (vol->readonly)
 			return -EPERM;
 		return past ? -ENOSPC : (req->len && !req->buf ? -EINVAL : 0);
 	case DIO_REQ_ZERO:
-		if (req->flags & ~(DIO_REQ_FUA | DIO_REQ_NO_HOLE | DIO_REQ_FAST_ZERO))
+		if (flags & ~(DIO_REQ_FUA | DIO_REQ_NO_HOLE | DIO_REQ_FAST_ZERO))
 			return -EINVAL;
 		/* fallthrough */
 	case DIO_REQ_TRIM:
-		if (req->op == DIO_REQ_TRIM && (req->flags & ~DIO_REQ_FUA))
+		if (req->op == DIO_REQ_TRIM && (flags & ~DIO_REQ_FUA))
 			return -EINVAL;
 		if (vol->readonly)
 			return -EPERM;
 		return past ? -EINVAL : 0;
 	case DIO_REQ_CACHE:
-		return req->flags ? -EINVAL : (past ? -EINVAL : 0);
+		return flags ? -EINVAL : (past ? -EINVAL : 0);
 	case DIO_REQ_EXTENTS:
-		if (req->flags || !req->segs || !req->max_segs)
+		if (flags || !req->segs || !req->max_segs)
 			return -EINVAL;
 		return past ? -EINVAL : 0;
 	case DIO_REQ_FLUSH:
-		return req->flags ? -EINVAL : 0;
+		return flags ? -EINVAL : 0;
 	}
 	return -EINVAL;
 }

@@ -32,6 +32,7 @@ config_init(struct server_cfg *cfg)
 	cfg->pool_discard = true;
 	cfg->request_timeout = 120;
 	cfg->readahead = true;
+	cfg->cache_size = 256u << 20;
 	cfg->image_locking = true;
 }
 
@@ -162,7 +163,7 @@ int
 config_add_export_spec(struct server_cfg *cfg, const char *spec)
 {
 	char *copy, *eq, *path, *opt, *next, *desc = NULL, *allow = NULL;
-	char *rbd_opts[8];
+	char *rbd_opts[8], *cache = NULL;
 	unsigned int nrbd_opts = 0;
 	bool readonly = false;
 	int ret = -1;
@@ -194,6 +195,8 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 			readonly = true;
 		} else if (!strncmp(opt, "allow=", 6)) {
 			allow = opt + 6;
+		} else if (!strncmp(opt, "cache=", 6)) {
+			cache = opt;
 		} else if (!strncmp(opt, "rbd-", 4) && strchr(opt, '=') && nrbd_opts < 8) {
 			/* kept for after the export exists */
 			rbd_opts[nrbd_opts++] = opt;
@@ -216,6 +219,16 @@ config_add_export_spec(struct server_cfg *cfg, const char *spec)
 			*colon++ = '\0';
 		ret = config_export_allow(&cfg->exports[cfg->nexports - 1], allow);
 		allow = colon;
+	}
+	if (!ret && cache) {
+		char why[256] = "";
+
+		ret = config_export_cache_key(&cfg->exports[cfg->nexports - 1], "cache", cache + 6,
+					      why, sizeof(why));
+		if (ret < 0)
+			log_err("--export '%s': %s", spec, why);
+		else
+			ret = 0;
 	}
 	/* rbd-conf=FILE, rbd-id=ID, rbd-keyring=FILE, rbd-cache= and rbd-takeover=on|off, rbd-timeout=S */
 	for (unsigned int i = 0; !ret && i < nrbd_opts; i++) {
@@ -312,6 +325,24 @@ config_export_rbd_key(struct export *e, const char *key, const char *v, char *er
 		return 1;
 	}
 	return 0;
+}
+
+int
+config_export_cache_key(struct export *e, const char *key, const char *v, char *err,
+			size_t errlen)
+{
+	static const char *const words[] = { "none", "read", "writeback" };
+
+	if (strcmp(key, "cache"))
+		return 0;
+	for (unsigned int i = 0; i < 3; i++) {
+		if (!strcmp(v, words[i])) {
+			e->cache = (enum export_cache)i;
+			return 1;
+		}
+	}
+	snprintf(err, errlen, "bad value '%.64s' for 'cache' (none, read or writeback)", v);
+	return -1;
 }
 
 /* One key of [server], a setting (settings.c). 0, or -1 with p->err set. */
@@ -449,6 +480,9 @@ config_ini_handler(void *user, const char *section, const char *key, const char 
 		} else {
 			char why[256] = "";
 			int r = config_export_rbd_key(e, key, v, why, sizeof(why));
+
+			if (r == 0)
+				r = config_export_cache_key(e, key, v, why, sizeof(why));
 
 			if (r < 0) {
 				config_error(p, "%s", why);

@@ -449,6 +449,11 @@ conn_enter_transmission(struct conn *c, struct export *exp)
 	c->exp = exp;
 	pthread_mutex_unlock(&c->r->srv->conns_lock);
 	c->eflags = proto_eflags(c, exp);
+	/* On a volume with a cache, each export says how it uses it (cache.h hints). */
+	if (dio_volume_is_cache(exp->vol))
+		c->cache_flags = exp->cache == EXPORT_CACHE_WRITEBACK ? 0 :
+				 exp->cache == EXPORT_CACHE_READ ? DIO_REQ_WRITETHROUGH :
+				 DIO_REQ_WRITETHROUGH | DIO_REQ_NOCACHE;
 	c->state = CONN_TX_HDR;
 	event_del(c->timer);
 	/*

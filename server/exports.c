@@ -39,6 +39,92 @@ struct export_pool {
 };
 static struct export_pool *export_pools;
 
+/*
+ * Block caches (dio/cache.h): one per volume that an export with cache=read
+ * or writeback serves, shared by every export of that volume (cache=none
+ * ones too: they bypass it but keep it exact), and the volumes served
+ * without one. Main thread only, like export_pools.
+ */
+struct export_cached {
+	uint64_t vol_id;		/* the volume under the cache */
+	struct dio_volume *cache;	/* a reference; NULL: served without a cache */
+	struct export_cached *next;
+};
+static struct export_cached *export_caches;
+
+static const char *
+export_cache_name(enum export_cache m)
+{
+	return m == EXPORT_CACHE_READ ? "read" : m == EXPORT_CACHE_WRITEBACK ? "writeback" : "none";
+}
+
+/*
+ * Put e on its volume's cache if the volume has one or e asks for one.
+ * 0, or -errno with the reason in err.
+ */
+static int
+export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, size_t errlen)
+{
+	uint64_t id = dio_volume_id(e->vol);
+	struct dio_cache_opts o = { .size = cfg->cache_size, .ctx.engine.kind = cfg->engine };
+	struct export_cached *p;
+	struct dio_volume *cv;
+	int ret;
+
+	for (p = export_caches; p && p->vol_id != id; p = p->next)
+		;
+	if (!p && !(p = calloc(1, sizeof(*p)))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!p->vol_id) {
+		p->vol_id = id;
+		p->next = export_caches;
+		export_caches = p;
+	} else if (!p->cache && e->cache != EXPORT_CACHE_NONE) {
+		snprintf(err, errlen, "cache=%s, but %s is served without a cache by another export "
+			 "already: one cache serves every export of a volume, so give them all "
+			 "their cache= setting at once", export_cache_name(e->cache), e->path);
+		return -EBUSY;
+	}
+	if (!p->cache && e->cache == EXPORT_CACHE_NONE)
+		return 0;
+	if (!p->cache) {
+		ret = dio_cache_create(e->vol, &o, &p->cache);
+		if (ret < 0) {
+			snprintf(err, errlen, "block cache: %s", strerror(-ret));
+			return ret;
+		}
+		log_info("block cache of %llu MiB for %s", (unsigned long long)(cfg->cache_size >> 20),
+			 e->path);
+	}
+	cv = dio_volume_get(p->cache);
+	dio_volume_put(e->vol);
+	e->vol = cv;
+	return 0;
+}
+
+/*
+ * Write back what the caches hold and drop them. A connection that did not
+ * finish by the stop deadline may keep a reference to one: its data is
+ * written here all the same.
+ */
+static void
+export_close_caches(void)
+{
+	struct export_cached *p;
+	int ret;
+
+	while ((p = export_caches)) {
+		export_caches = p->next;
+		if (p->cache && (ret = dio_cache_sync(p->cache)) < 0)
+			log_err("block cache of volume %llu: writing back at stop: %s",
+				(unsigned long long)p->vol_id, strerror(-ret));
+		dio_volume_put(p->cache);
+		free(p);
+	}
+}
+
 int
 exports_pool(const struct server_cfg *cfg, const char *pool_path, bool readonly, char *why,
 	     size_t whylen, struct dio_tpool **out)
@@ -147,6 +233,7 @@ export_copy(const struct export *spec)
 	e->refs = 1;
 	e->readonly = spec->readonly;
 	e->cli = spec->cli;
+	e->cache = spec->cache;
 	e->name = strdup(spec->name);
 	e->path = strdup(spec->path);
 	e->description = spec->description ? strdup(spec->description) : NULL;
@@ -243,6 +330,8 @@ export_open(const struct export *spec, const struct server_cfg *cfg, char *err, 
 		return -ENOMEM;
 	}
 	ret = exports_open_volume(spec, readonly, cfg, why, sizeof(why), &e->vol);
+	if (ret == 0)
+		ret = export_attach_cache(e, cfg, why, sizeof(why));
 	if (ret < 0) {
 		snprintf(err, errlen, "%s", why[0] ? why : strerror(-ret));
 		export_free(e);
@@ -309,9 +398,11 @@ exports_add(struct export_table *t, const struct export *spec, const struct serv
 	t->v = v;
 	t->v[t->n++] = e;
 	pthread_rwlock_unlock(&t->lock);
-	log_info("export '%s': %s, %llu bytes, block %u/%u%s%s", e->name, e->path,
+	log_info("export '%s': %s, %llu bytes, block %u/%u%s%s%s%s", e->name, e->path,
 		 (unsigned long long)e->vol->size, e->vol->lbs, e->vol->pbs,
-		 e->readonly ? ", read-only" : "", e->vol->can_trim ? ", trim" : "");
+		 e->readonly ? ", read-only" : "", e->vol->can_trim ? ", trim" : "",
+		 dio_volume_is_cache(e->vol) ? ", cache=" : "",
+		 dio_volume_is_cache(e->vol) ? export_cache_name(e->cache) : "");
 	return 0;
 }
 
@@ -374,14 +465,16 @@ exports_open(struct export_table *t, const struct server_cfg *cfg)
 	/*
 	 * Exports of one file share one volume: open the writable ones first,
 	 * so that a read-only export of the same file does not open it
-	 * read-only for all of them.
+	 * read-only for all of them; and within each, those with a cache
+	 * first, so that the volume has its cache before any export of it.
 	 */
-	for (size_t n = 0; n < 2 * cfg->nexports; n++) {
+	for (size_t n = 0; n < 4 * cfg->nexports; n++) {
 		const struct export *spec = &cfg->exports[n % cfg->nexports];
 		bool ro = spec->readonly || cfg->readonly;
+		size_t round = n / cfg->nexports;
 
-		if (ro != (n >= cfg->nexports))
-			continue;	/* writable in the first round, read-only in the second */
+		if (ro != (round >= 2) || (spec->cache == EXPORT_CACHE_NONE) != (round % 2 == 1))
+			continue;	/* rounds: writable cached, writable, read-only cached, read-only */
 		if (exports_add(t, spec, cfg, err, sizeof(err)) < 0) {
 			log_err("export '%s' could not be opened: %s", spec->name, err);
 			return -1;
@@ -400,6 +493,7 @@ exports_fini(struct export_table *t)
 	t->n = 0;
 	pthread_rwlock_destroy(&t->lock);
 	/* Connections are gone by now (reactors joined): no volume of a pool is left. */
+	export_close_caches();
 	export_close_pools();
 }
 

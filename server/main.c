@@ -57,7 +57,9 @@ usage(FILE *f)
 		"                               identity) that may open it; PATH rbd:POOL/IMAGE\n"
 		"                               [@SNAP] serves a Ceph RBD image, with rbd-conf=,\n"
 		"                               rbd-id=, rbd-keyring=, rbd-cache=, rbd-timeout=,\n"
-		"                               rbd-takeover=\n"
+		"                               rbd-takeover=; cache=none|read|writeback: the\n"
+		"                               block cache (--cache-size) of its volume, shared\n"
+		"                               by all exports of it (default none: direct I/O)\n"
 		"  -c, --config FILE            exports and settings from a config file\n");
 	settings_usage(f);
 	fprintf(f,

@@ -41,6 +41,8 @@ struct metrics {
 struct metrics_export {
 	char *name;
 	struct export_stats st;
+	bool cached;			/* its volume has a block cache: cst holds its counters */
+	struct dio_cache_stats cst;
 };
 
 /* ---- the listening socket ---- */
@@ -176,6 +178,9 @@ metrics_snapshot(struct server *srv, size_t *n)
 		/* struct export_stats is nothing but uint64_t counters */
 		for (size_t k = 0; k < sizeof(e->stats) / sizeof(uint64_t); k++)
 			dst[k] = stats_load(&src[k]);
+		snap[i].cached = dio_volume_is_cache(e->vol);
+		if (snap[i].cached)
+			dio_cache_stats(e->vol, &snap[i].cst);
 	}
 	exports_snapshot_free(v, nv);
 	if (snap && i < nv) {
@@ -281,6 +286,48 @@ metrics_exports(struct evbuffer *b, const struct metrics_export *ex, size_t n)
 			metrics_export_sample(b, "dionbd_request_duration_seconds_count", ex[i].name,
 					      "cmd", stats_cmd_names[c], cum);
 		}
+	}
+}
+
+/* The block cache of each export's volume (shared by the exports of one volume). */
+static void
+metrics_caches(struct evbuffer *b, const struct metrics_export *ex, size_t n)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} fam[] = {
+		{ "dionbd_cache_size_bytes", "gauge", "The block cache's bound (--cache-size), by "
+		  "export; one cache serves all exports of a volume.",
+		  offsetof(struct dio_cache_stats, size) },
+		{ "dionbd_cache_used_bytes", "gauge", "Bytes the block cache holds, by export.",
+		  offsetof(struct dio_cache_stats, used) },
+		{ "dionbd_cache_dirty_bytes", "gauge", "Bytes of the block cache not yet written "
+		  "back, by export.", offsetof(struct dio_cache_stats, dirty) },
+		{ "dionbd_cache_hits_total", "counter", "READs answered by the block cache alone, by "
+		  "export.", offsetof(struct dio_cache_stats, hits) },
+		{ "dionbd_cache_misses_total", "counter", "READs that read the volume, by export.",
+		  offsetof(struct dio_cache_stats, misses) },
+		{ "dionbd_cache_writeback_bytes_total", "counter", "Bytes written back, by export.",
+		  offsetof(struct dio_cache_stats, wb_bytes) },
+		{ "dionbd_cache_writeback_errors_total", "counter", "Writeback writes that failed "
+		  "(the data stays dirty), by export.", offsetof(struct dio_cache_stats, wb_errors) },
+		{ "dionbd_cache_throttled_total", "counter", "Writes that waited for writeback "
+		  "(dirty limit), by export.", offsetof(struct dio_cache_stats, throttled) },
+	};
+	size_t i, k;
+
+	for (i = 0; i < n && !ex[i].cached; i++)
+		;
+	if (i == n)
+		return;
+	for (k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+		metrics_family(b, fam[k].name, fam[k].type, fam[k].help);
+		for (i = 0; i < n; i++)
+			if (ex[i].cached)
+				metrics_export_sample(b, fam[k].name, ex[i].name, NULL, NULL,
+						      *(const uint64_t *)((const char *)&ex[i].cst +
+									  fam[k].off));
 	}
 }
 
@@ -403,6 +450,7 @@ metrics_on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	metrics_exports(b, ex, n);
+	metrics_caches(b, ex, n);
 	metrics_server(b, m);
 	for (size_t i = 0; i < n; i++)
 		free(ex[i].name);

@@ -94,9 +94,10 @@ proto_eflags(const struct conn *c, const struct export *exp)
 	uint16_t f = NBDP_FLAG_HAS_FLAGS | NBDP_FLAG_SEND_CACHE;
 
 	/*
-	 * One shared volume, and no cache of ours but readahead, which no write
-	 * on any connection of any export of it gets past (readahead.c):
-	 * FLUSH on one covers all.
+	 * One shared volume, whose caches are shared too: readahead, which no
+	 * write on any connection of any export of it gets past (readahead.c),
+	 * and the block cache, one per volume, whose FLUSH writes back every
+	 * connection's dirty blocks: FLUSH on one covers all.
 	 */
 	f |= NBDP_FLAG_CAN_MULTI_CONN;
 	if (__atomic_load_n(&exp->readonly, __ATOMIC_RELAXED)) {
@@ -456,6 +457,8 @@ proto_submit(struct conn *c, struct conn_req *req)
 	d->len = req->count;
 	d->done = proto_done;
 	d->priv = req;
+	d->flags = c->cache_flags;
+	d->writer = &c->cache_writer;
 	stats_req_submit(req);
 	switch (req->cmd) {
 	case NBDP_CMD_READ:

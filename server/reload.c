@@ -28,7 +28,7 @@ static bool
 reload_export_changed(const struct export *a, const struct export *b)
 {
 	if (reload_str_differ(a->description, b->description) || a->nallow != b->nallow ||
-	    a->readonly != b->readonly)
+	    a->readonly != b->readonly || a->cache != b->cache)
 		return true;
 	for (size_t i = 0; i < a->nallow; i++)
 		if (strcmp(a->allow[i], b->allow[i]))

@@ -36,6 +36,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "dio/cache.h"
 #include "dio/dio.h"
 #include "nbd-protocol.h"
 #include "pollcheck.h"
@@ -99,6 +100,12 @@ struct export {
 		unsigned int timeout;	/* s; 0: DIO_RBD_TIMEOUT_DEFAULT */
 	} rbd;
 	struct export_stats stats;	/* written by reactors while serving (stats.h) */
+	/* the block cache (libdio's cache.h): how this export uses its volume's */
+	enum export_cache {
+		EXPORT_CACHE_NONE = 0,	/* direct I/O (kept coherent if another export caches) */
+		EXPORT_CACHE_READ,	/* reads kept, writes through */
+		EXPORT_CACHE_WRITEBACK,	/* reads kept, writes dirty until written back */
+	} cache;
 };
 
 enum tls_mode {
@@ -135,6 +142,7 @@ struct server_cfg {
 	bool pool_discard;		/* thin pools pass freed chunks down to the device */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
+	uint64_t cache_size;		/* bytes per cached volume (exports with cache=) */
 	bool image_locking;		/* lock files as QEMU does (libdio's file-lock) */
 	enum tls_mode tls;
 	bool tls_set;			/* --tls or tls= given (else implied by credentials) */
@@ -164,6 +172,9 @@ int config_export_allow(struct export *e, const char *id);
  */
 int config_export_rbd_key(struct export *e, const char *key, const char *v, char *err,
 			  size_t errlen);
+/* The export setting cache=none|read|writeback: as config_export_rbd_key. */
+int config_export_cache_key(struct export *e, const char *key, const char *v, char *err,
+			    size_t errlen);
 /* Settle the TLS settings after all sources were read. 0 or -1 (logged). */
 int config_check_tls(struct server_cfg *cfg);
 /* Read a config file ([server] and [export NAME] sections). 0 or -1 (logged). */
@@ -502,6 +513,8 @@ struct conn {
 	struct conn_req *cur;		/* request whose payload is arriving */
 	uint64_t reqs_parsed;		/* request headers taken so far */
 	struct ra_stream *ra;		/* readahead of READ streams, or NULL (off) */
+	uint32_t cache_flags;		/* DIO_REQ_* cache hints for the export's cache, or 0 */
+	struct dio_cache_writer cache_writer;	/* its writeback errors seen (cache.h) */
 	uint64_t req_timer_seq;		/* the request the timer is armed for */
 	bool req_timer_on;		/* c->timer is the request deadline */
 	uint64_t payload_got;

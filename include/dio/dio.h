@@ -36,6 +36,10 @@ enum dio_req_op {
 #define DIO_REQ_REPORT_HOLES	(1u << 1)	/* READ: describe zero ranges in segs, leave buf there */
 #define DIO_REQ_NO_HOLE		(1u << 2)	/* ZERO: keep the range allocated */
 #define DIO_REQ_FAST_ZERO	(1u << 3)	/* ZERO: fail with -EOPNOTSUPP unless it is fast */
+/* Hints for a cache volume (cache.h); other volumes ignore them. */
+#define DIO_REQ_WRITETHROUGH	(1u << 4)	/* WRITE: to the lower volume, not left dirty */
+#define DIO_REQ_NOCACHE		(1u << 5)	/* READ: keep nothing; WRITE: as WRITETHROUGH */
+#define DIO_REQ_CACHE_HINTS	(DIO_REQ_WRITETHROUGH | DIO_REQ_NOCACHE)
 
 enum dio_seg_type {
 	DIO_SEG_DATA = 0,	/* bytes are in buf (READ) / allocated (EXTENTS) */
@@ -50,6 +54,7 @@ struct dio_seg {
 };
 
 struct dio_req;
+struct dio_cache_writer;
 /* Called exactly once per accepted request with 0 or -errno. */
 typedef void (*dio_done_fn)(struct dio_req *req, int ret);
 
@@ -65,6 +70,7 @@ struct dio_req {
 	uint32_t max_segs;
 	dio_done_fn done;
 	void *priv;		/* caller's */
+	struct dio_cache_writer *writer;	/* WRITE, FLUSH on a cache volume: who, or NULL */
 	/*
 	 * out, valid in done():
 	 * - nsegs: READ with REPORT_HOLES: segs[0..nsegs) cover [pos, pos+len)

@@ -18,6 +18,11 @@
  * starts threads, which a fork (nbdkit going into the background, or its
  * --run) does not carry over into the child. .get_ready opens and closes
  * it once, so that a wrong image or a held lock fails nbdkit at startup.
+ *
+ * cache=read|writeback puts the volume behind libdio's block cache
+ * (dio/cache.h), made in .after_fork (after the rbd image) because its
+ * writeback thread must live in the process that serves; each connection
+ * then has a handle with its writeback-error cursor.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,6 +37,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "dio/cache.h"
 #include "dio/dio.h"
 #include "dio/rbd.h"
 #include "dio/tpool.h"
@@ -66,6 +72,13 @@ static bool cfg_tpool_discard = true;		/* thin-pool-discard=: freed chunks to th
 static enum dio_engine_kind cfg_engine = DIO_ENGINE_AUTO;
 static unsigned int cfg_depth;		/* 0: libdio's default */
 static uint64_t cfg_pool_size = DIO_PLUGIN_POOL_DEFAULT;
+static enum { CACHE_NONE = 0, CACHE_READ, CACHE_WRITEBACK } cfg_cache;
+static uint64_t cfg_cache_size = 256 * MiB;
+
+/* A connection's handle when the volume is cached (else none is needed). */
+struct dio_plugin_conn {
+	struct dio_cache_writer writer;
+};
 
 /* The volume, opened in .get_ready, closed in .unload; shared by all threads. */
 static struct dio_volume *vol;
@@ -301,6 +314,26 @@ dio_plugin_config(const char *key, const char *value)
 			nbdkit_error("queue-depth=%s: must be between 1 and 4096", value);
 			return -1;
 		}
+	} else if (strcmp(key, "cache") == 0) {
+		if (!strcmp(value, "none"))
+			cfg_cache = CACHE_NONE;
+		else if (!strcmp(value, "read"))
+			cfg_cache = CACHE_READ;
+		else if (!strcmp(value, "writeback"))
+			cfg_cache = CACHE_WRITEBACK;
+		else {
+			nbdkit_error("cache=%s: must be none, read or writeback", value);
+			return -1;
+		}
+	} else if (strcmp(key, "cache-size") == 0) {
+		size = nbdkit_parse_size(value);
+		if (size == -1)
+			return -1;
+		if (size < (int64_t)MiB) {
+			nbdkit_error("cache-size=%s: must be 1M or more", value);
+			return -1;
+		}
+		cfg_cache_size = (uint64_t)size;
 	} else if (strcmp(key, "pool-size") == 0) {
 		size = nbdkit_parse_size(value);
 		if (size == -1)
@@ -393,7 +426,10 @@ dio_plugin_config_complete(void)
 	"                     I/O engine of each nbdkit thread (default auto:\n" \
 	"                     io_uring, psync when io_uring is unavailable).\n" \
 	"queue-depth=N        io_uring entries / psync queue per thread.\n" \
-	"pool-size=SIZE       Pinned buffer memory per nbdkit thread (default 4M)."
+	"pool-size=SIZE       Pinned buffer memory per nbdkit thread (default 4M).\n" \
+	"cache=none|read|writeback\n" \
+	"                     A block cache in front of the volume (default none).\n" \
+	"cache-size=SIZE      Its bound (default 256M)."
 
 /* The options a ctx of this plugin is made with. */
 static void
@@ -461,9 +497,9 @@ dio_plugin_open_tpool_volume(bool readonly, char *errbuf, size_t errlen)
 	return ret;
 }
 
-/* .after_fork: open an rbd image, now that librados' threads will stay ours. */
+/* Open the rbd image, now that librados' threads will stay ours (.after_fork). */
 static int
-dio_plugin_after_fork(void)
+dio_plugin_open_rbd(void)
 {
 	char errbuf[512] = "";
 	struct dio_rbd_opts opts = cfg_rbd_opts;
@@ -508,7 +544,7 @@ dio_plugin_get_ready(void)
 		 * so that nbdkit fails at startup with the reason; then close it
 		 * and let .after_fork open it for good.
 		 */
-		ret = dio_plugin_after_fork();
+		ret = dio_plugin_open_rbd();
 		if (ret < 0)
 			return -1;
 		dio_volume_put(vol);
@@ -568,11 +604,64 @@ dio_plugin_dump_plugin(void)
 	printf("dio_rbd=%s\n", dio_rbd_supported() ? "yes" : "no");
 }
 
-/* .open: connections share the volume and need no state of their own. */
+/*
+ * .after_fork: what must live in the process that serves: the rbd image
+ * (librados' threads), then the block cache (its writeback thread).
+ */
+static int
+dio_plugin_after_fork(void)
+{
+	struct dio_cache_opts o = { .size = cfg_cache_size };
+	struct dio_volume *cv;
+	int ret;
+
+	if (cfg_rbd && dio_plugin_open_rbd() < 0)
+		return -1;
+	if (cfg_cache == CACHE_NONE)
+		return 0;
+	dio_plugin_ctx_opts(cfg_engine, &o.ctx);
+	ret = dio_cache_create(vol, &o, &cv);
+	if (ret < 0) {
+		nbdkit_error("cache=: cannot make the block cache: %s", strerror(-ret));
+		return -1;
+	}
+	dio_volume_put(vol);
+	vol = cv;
+	nbdkit_debug("block cache of %" PRIu64 " bytes", cfg_cache_size);
+	return 0;
+}
+
+/*
+ * .open: connections share the volume; with a cache each has its own
+ * writeback-error cursor.
+ */
 static void *
 dio_plugin_open(int readonly)
 {
-	return NBDKIT_HANDLE_NOT_NEEDED;
+	struct dio_plugin_conn *pc;
+
+	if (cfg_cache == CACHE_NONE)
+		return NBDKIT_HANDLE_NOT_NEEDED;
+	pc = calloc(1, sizeof(*pc));
+	if (!pc) {
+		nbdkit_error("out of memory for a connection");
+		nbdkit_set_error(ENOMEM);
+	}
+	return pc;
+}
+
+static void
+dio_plugin_close(void *handle)
+{
+	if (cfg_cache != CACHE_NONE)
+		free(handle);
+}
+
+/* The writer a request of handle's connection counts as, or NULL (no cache). */
+static struct dio_cache_writer *
+dio_plugin_writer(void *handle)
+{
+	return cfg_cache == CACHE_NONE ? NULL : &((struct dio_plugin_conn *)handle)->writer;
 }
 
 /*
@@ -710,9 +799,10 @@ dio_plugin_can_cache(void *handle)
 }
 
 /*
- * No caching in the plugin: every connection writes the same O_DIRECT fd,
- * and a flush (fdatasync) covers every write completed on it; an rbd image
- * is one librbd handle in the process, whose flush covers every write too.
+ * Every connection writes the same O_DIRECT fd, or the one block cache in
+ * front of it, and a flush writes back and fdatasyncs every write
+ * completed on it; an rbd image is one librbd handle in the process, whose
+ * flush covers every write too.
  */
 static int
 dio_plugin_can_multi_conn(void *handle)
@@ -750,11 +840,14 @@ dio_plugin_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset
 	/* libdio only reads a WRITE buffer. */
 	struct dio_req req = {
 		.op = DIO_REQ_WRITE, .pos = offset, .len = count, .buf = (void *)buf,
+		.writer = dio_plugin_writer(handle),
 	};
 	int ret;
 
 	if (flags & NBDKIT_FLAG_FUA)
 		req.flags |= DIO_REQ_FUA;
+	if (cfg_cache == CACHE_READ)
+		req.flags |= DIO_REQ_WRITETHROUGH;
 	ret = dio_plugin_submit(&req);
 	if (ret < 0)
 		return dio_plugin_fail("write", offset, count, ret);
@@ -764,7 +857,7 @@ dio_plugin_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset
 static int
 dio_plugin_flush(void *handle, uint32_t flags)
 {
-	struct dio_req req = { .op = DIO_REQ_FLUSH };
+	struct dio_req req = { .op = DIO_REQ_FLUSH, .writer = dio_plugin_writer(handle) };
 	int ret;
 
 	ret = dio_plugin_submit(&req);
@@ -900,6 +993,7 @@ static struct nbdkit_plugin plugin = {
 	.after_fork = dio_plugin_after_fork,
 	.dump_plugin = dio_plugin_dump_plugin,
 	.open = dio_plugin_open,
+	.close = dio_plugin_close,
 	.get_size = dio_plugin_get_size,
 	.block_size = dio_plugin_block_size,
 	.can_write = dio_plugin_can_write,

@@ -6,6 +6,8 @@
  * copy in memory: every read as it completes, then the whole export and the
  * backing file at the end. Requests in flight never overlap, so the shadow
  * is exact. "sigterm": run until the server goes away (exit 0 then).
+ * URI may list several URIs separated by spaces (exports of one file, say):
+ * connection c goes to the (c mod n)th.
  */
 #include <poll.h>
 
@@ -204,8 +206,14 @@ main(int argc, char **argv)
 	} else if (argc > 3) {
 		total = strtoull(argv[3], NULL, 10);
 	}
+	char *uris[NCONN], *list = strdup(argv[1]), *save = NULL;
+	int nuris = 0;
+
+	for (char *u = strtok_r(list, " ", &save); u && nuris < NCONN; u = strtok_r(NULL, " ", &save))
+		uris[nuris++] = u;
+	expect(nuris > 0, "no URI");
 	for (int c = 0; c < NCONN; c++) {
-		h[c] = connect_uri(argv[1]);
+		h[c] = connect_uri(uris[c % nuris]);
 		for (int i = 0; i < DEPTH; i++)
 			ops[c][i].buf = xmalloc(MAXLEN);
 	}
@@ -273,6 +281,7 @@ main(int argc, char **argv)
 	for (int c = 0; c < NCONN; c++)
 		disconnect(h[c]);
 	free(buf);
+	free(list);
 	printf("server-aio: ok: %" PRIu64 " requests, %" PRIu64 " MiB verified in %.1f s\n",
 	       completed, verified_bytes >> 20, now_s() - start);
 	return 0;

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block cache's insides (cache.c: units, reads, write-through, the
+ * volume; cache-write.c: writeback writes, FLUSH, the writeback thread).
+ * The design, the rules of who writes what and the lock are at the top of
+ * cache.c.
+ */
+#ifndef DIO_CACHE_PRIV_H
+#define DIO_CACHE_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "dio/cache.h"
+
+#define CU_SHIFT	16
+#define CU_SIZE		(1u << CU_SHIFT)
+#define WB_MAX		(1u << 20)	/* bytes per writeback write */
+#define WB_TICK_MS	200
+#define WB_ARENA	(4u << 20)	/* the writeback ctx's pinned pool */
+
+struct cunit {
+	uint64_t idx;			/* pos >> CU_SHIFT */
+	struct cunit *hnext;		/* hash chain */
+	struct cunit *prev, *next;	/* LRU: c->lru.next is the most recent */
+	uint64_t uptodate, dirty;	/* bit b: block b of the unit */
+	uint64_t seq;			/* moves whenever data changes */
+	uint64_t dirtied_ns;		/* when it became dirty; 0 when clean */
+	uint8_t *data;			/* CU_SIZE bytes */
+};
+
+enum cop_kind {
+	COP_READ = 0,
+	COP_WT,		/* write-through: WRITE, ZERO, TRIM */
+	COP_FLUSH,
+	COP_TWRITE,	/* a writeback WRITE waiting for room */
+	COP_RMW,	/* a writeback WRITE reading the blocks it covers in part */
+	COP_SYNC,	/* dio_cache_sync: write back everything, flush, wake the caller */
+};
+
+struct cop;
+
+/* One request to the lower volume on behalf of an op. */
+struct csub {
+	struct dio_req d;		/* d.priv = this */
+	struct cop *op;
+};
+
+struct cop {
+	struct dio_cache *c;
+	struct dio_vol_io *vio;
+	enum cop_kind kind;
+	struct cop *next;		/* writeback queue */
+	int res;			/* first error */
+	unsigned int pending;		/* subs in flight + 1 for the submitter */
+	uint64_t seq0;			/* c->mod_seq when a READ started */
+	bool fill;			/* READ: keep what is read */
+	uint64_t wb_seq0;		/* RMW: c->wb_seq when its reads started */
+	uint8_t *bounce;		/* RMW: the blocks read, bs bytes each */
+	bool finished;			/* COP_SYNC: res is set (under c->lock) */
+	unsigned int nsub, capsub;
+	struct csub *subs;
+};
+
+struct dio_cache {
+	struct dio_volume vol;		/* first: the cache volume itself */
+	struct dio_volume *lower;
+	uint32_t bs;			/* block size */
+	unsigned int bpu;		/* blocks per unit (<= 64) */
+	uint64_t max_units, dirty_limit;	/* dirty_limit in blocks */
+	uint64_t expire_ns;
+	int efd;			/* the volume's event fd: never readable */
+	struct dio_engine *engine;	/* given for the writeback ctx, until it owns it */
+	struct dio_ctx_opts ctx_opts;
+	pthread_t thread;
+	struct dio_ctx *wbctx;		/* the writeback thread's */
+	int start_ret;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* wakes the writeback thread */
+	pthread_cond_t sync_cond;	/* wakes dio_cache_sync callers */
+	struct cunit **hash;
+	uint64_t hmask;
+	struct cunit lru;
+	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
+	uint64_t mod_seq;		/* moves as write-through starts and ends */
+	uint64_t wb_seq;		/* moves as each writeback write ends */
+	unsigned int wt_inflight;
+	uint64_t err_seq;		/* writeback writes that failed */
+	int err;			/* the last one's -errno */
+	struct cop *q_head, **q_tail;	/* for the writeback thread */
+	bool stop, kick;
+	struct dio_cache_stats st;	/* counters (size/used/dirty computed) */
+};
+
+static inline uint64_t
+cache_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline struct dio_cache *
+cache_of(struct dio_volume *vol)
+{
+	return (struct dio_cache *)vol;
+}
+
+/* ---- cache.c: units (under c->lock) ---- */
+/* The unit idx, or NULL. */
+struct cunit *cu_find(struct dio_cache *c, uint64_t idx);
+/* The unit idx, made (evicting the least recent clean one if need be); NULL if none is free. */
+struct cunit *cu_get(struct dio_cache *c, uint64_t idx);
+/* Make u the most recently used. */
+void cu_touch(struct dio_cache *c, struct cunit *u);
+/* Blocks of unit idx that overlap [pos, end), or (whole) lie inside it. */
+uint64_t cu_mask(const struct dio_cache *c, uint64_t idx, uint64_t pos, uint64_t end, bool whole);
+/* The end of the block that starts at bpos (the volume may end inside it). */
+uint64_t blk_end(const struct dio_cache *c, uint64_t bpos);
+/* Whether a block overlapping [pos, end) is dirty. */
+bool cache_range_dirty(struct dio_cache *c, uint64_t pos, uint64_t end);
+/* Drop the clean cached blocks overlapping [pos, end); dirty ones stay. */
+void cache_drop_clean(struct dio_cache *c, uint64_t pos, uint64_t end);
+
+/* ---- cache.c: ops ---- */
+struct cop *cop_new(struct dio_cache *c, struct dio_vol_io *vio, enum cop_kind kind);
+void cop_free(struct cop *op);
+/* A request to the lower volume for op; NULL on out of memory. */
+struct csub *cop_sub(struct cop *op);
+/* Hand an op to the writeback thread (takes c->lock). */
+void cache_queue(struct dio_cache *c, struct cop *op);
+/* WRITE, ZERO or TRIM to the lower volume, keeping the cache exact. 0 or -errno (refused). */
+int cache_write_through(struct dio_cache *c, struct dio_vol_io *vio);
+/* The lower volume's request for a write-through of req. */
+void cache_wt_req(struct dio_req *d, const struct dio_req *req);
+/* A write-through of [pos, end) starts (under c->lock) / ended (takes it). */
+void cache_wt_begin(struct dio_cache *c, uint64_t pos, uint64_t end);
+void cache_wt_end(struct dio_cache *c, uint64_t pos, uint64_t end);
+
+/* ---- cache-write.c ---- */
+/* A WRITE: into the cache (writeback) or through it. 0 or -errno (refused). */
+int cache_write(struct dio_cache *c, struct dio_vol_io *vio, bool may_rmw);
+/* A FLUSH. 0 or -errno (refused). */
+int cache_flush(struct dio_cache *c, struct dio_vol_io *vio);
+/* The writeback thread (arg: the cache). */
+void *wb_thread(void *arg);
+
+#endif /* DIO_CACHE_PRIV_H */

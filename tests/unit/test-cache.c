@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block cache (cache.h) over a file volume, its writeback thread's
+ * engine wrapped by the fault engine: reads and writes stay exact,
+ * writeback errors keep the data dirty and reach each writer's next FLUSH
+ * once, merged writeback, the memory bound under a write flood, and holes
+ * that take no memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "dio/cache.h"
+#include "helper.h"
+
+#define KiB (1u << 10)
+#define MiB (1u << 20)
+#define VOL_SIZE (8 * MiB)
+
+static char *path;
+static struct dio_volume *file, *cvol;
+static struct dio_ctx *ctx;
+static struct dio_engine *fault;	/* the writeback thread's engine */
+
+static void
+cache_open(uint64_t size)
+{
+	struct dio_fault_opts none = { 0 };
+	struct dio_cache_opts o = { .size = size, .expire_ms = 60000 };
+	struct dio_engine *w = NULL;
+	int ret;
+
+	ret = dio_engine_fault_create(test_engine_create(), &none, &w);
+	cr_assert_eq(ret, 0);
+	fault = w;
+	o.engine = w;
+	ret = dio_cache_create(file, &o, &cvol);
+	cr_assert_eq(ret, 0, "cache create: %s", strerror(-ret));
+}
+
+static void
+setup(void)
+{
+	struct dio_file_opts fo = { .no_lock = true };
+
+	path = test_file_create(VOL_SIZE);
+	cr_assert_eq(dio_file_open(path, &fo, &file), 0);
+	ctx = test_ctx_create(NULL, NULL);
+	cache_open(4 * MiB);
+}
+
+static void
+teardown(void)
+{
+	dio_volume_put(cvol);
+	dio_volume_put(file);
+	dio_ctx_destroy(ctx);
+	unlink(path);
+	free(path);
+}
+
+TestSuite(cache, .init = setup, .fini = teardown, .timeout = 60);
+
+static int
+io(struct dio_volume *vol, uint8_t op, uint32_t flags, uint64_t pos, uint64_t len, void *buf,
+   struct dio_cache_writer *w)
+{
+	struct dio_req req = { .op = op, .flags = flags, .pos = pos, .len = len, .buf = buf,
+			       .writer = w };
+
+	return dio_submit_sync(ctx, vol, &req);
+}
+
+static void
+fault_plan(const struct dio_fault_opts *o)
+{
+	dio_engine_fault_set(fault, o);
+}
+
+static struct dio_cache_stats
+cstats(void)
+{
+	struct dio_cache_stats st;
+
+	dio_cache_stats(cvol, &st);
+	return st;
+}
+
+/* [pos, pos+len) of vol reads as the pattern seed (or zeros when seed is 0). */
+static bool
+holds(struct dio_volume *vol, uint64_t pos, uint64_t len, uint32_t seed)
+{
+	uint8_t *b = test_alloc(len);
+	bool ok;
+
+	cr_assert_eq(io(vol, DIO_REQ_READ, 0, pos, len, b, NULL), 0);
+	ok = seed ? test_pattern_check(b, len, pos, seed) : test_all_zero(b, len);
+	free(b);
+	return ok;
+}
+
+/* The file itself, under the cache. */
+#define file_holds(pos, len, seed) holds(file, pos, len, seed)
+/* Through the cache. */
+#define cache_holds(pos, len, seed) holds(cvol, pos, len, seed)
+
+static void
+write_pattern(uint64_t pos, uint64_t len, uint32_t seed, uint32_t flags,
+	      struct dio_cache_writer *w)
+{
+	uint8_t *b = test_alloc(len);
+
+	test_pattern(b, len, pos, seed);
+	cr_assert_eq(io(cvol, DIO_REQ_WRITE, flags, pos, len, b, w), 0);
+	free(b);
+}
+
+Test(cache, writeback_stays_in_memory_until_flush)
+{
+	struct dio_cache_writer w = { 0 };
+
+	write_pattern(0, 256 * KiB, 1, 0, &w);
+	cr_assert(cache_holds(0, 256 * KiB, 1));
+	cr_assert(file_holds(0, 256 * KiB, 0), "written through without FUA or FLUSH");
+	cr_assert_eq(cstats().dirty, 256 * KiB);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert(file_holds(0, 256 * KiB, 1), "FLUSH replied before the data was written");
+	cr_assert_eq(cstats().dirty, 0);
+	/* 256 KiB of contiguous dirty blocks over 4 units: one merged write */
+	cr_assert_eq(cstats().wb_ios, 1);
+}
+
+Test(cache, fua_and_writethrough_reach_the_file_at_once)
+{
+	write_pattern(0, 64 * KiB, 2, DIO_REQ_FUA, NULL);
+	cr_assert(file_holds(0, 64 * KiB, 2));
+	write_pattern(64 * KiB, 64 * KiB, 3, DIO_REQ_WRITETHROUGH, NULL);
+	cr_assert(file_holds(64 * KiB, 64 * KiB, 3));
+	cr_assert(cache_holds(0, 128 * KiB, 0) == false);
+	cr_assert(cache_holds(0, 64 * KiB, 2));
+	cr_assert(cache_holds(64 * KiB, 64 * KiB, 3));
+	cr_assert_eq(cstats().dirty, 0);
+}
+
+Test(cache, fua_over_dirty_blocks_is_not_overtaken_by_their_writeback)
+{
+	struct dio_cache_writer w = { 0 };
+
+	write_pattern(0, 64 * KiB, 4, 0, &w);		/* dirty */
+	write_pattern(4 * KiB, 8 * KiB, 5, DIO_REQ_FUA, &w);	/* through, over dirty blocks */
+	cr_assert(file_holds(4 * KiB, 8 * KiB, 5));
+	cr_assert(cache_holds(4 * KiB, 8 * KiB, 5));
+	cr_assert(cache_holds(0, 4 * KiB, 4));
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert(file_holds(0, 4 * KiB, 4));
+	cr_assert(file_holds(4 * KiB, 8 * KiB, 5));
+	cr_assert(file_holds(12 * KiB, 52 * KiB, 4));
+}
+
+Test(cache, reads_hit_after_a_miss_and_holes_take_no_memory)
+{
+	uint8_t *b = test_alloc(2 * MiB);
+
+	test_pattern(b, 128 * KiB, MiB, 6);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, MiB, 128 * KiB, b, NULL), 0);
+	cr_assert_eq(io(cvol, DIO_REQ_READ, 0, 0, 2 * MiB, b, NULL), 0);	/* mostly hole */
+	cr_assert(test_all_zero(b, MiB));
+	cr_assert(test_pattern_check(b + MiB, 128 * KiB, MiB, 6));
+	cr_assert_eq(cstats().misses, 1);
+	cr_assert_eq(cstats().used, 128 * KiB, "zeros were cached: %llu bytes",
+		     (unsigned long long)cstats().used);
+	cr_assert(cache_holds(MiB, 128 * KiB, 6));
+	cr_assert_eq(cstats().hits, 1);
+	free(b);
+}
+
+Test(cache, trim_and_zero_keep_the_cache_exact)
+{
+	struct dio_cache_writer w = { 0 };
+
+	write_pattern(0, 256 * KiB, 7, 0, &w);			/* dirty */
+	cr_assert_eq(io(cvol, DIO_REQ_ZERO, 0, 16 * KiB, 32 * KiB, NULL, &w), 0);
+	cr_assert(cache_holds(16 * KiB, 32 * KiB, 0));
+	cr_assert(cache_holds(0, 16 * KiB, 7));
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert(cache_holds(128 * KiB, 128 * KiB, 7));	/* clean, cached */
+	cr_assert_eq(io(cvol, DIO_REQ_TRIM, 0, 128 * KiB, 64 * KiB, NULL, &w), 0);
+	cr_assert(cache_holds(128 * KiB, 64 * KiB, 0));
+	cr_assert(cache_holds(192 * KiB, 64 * KiB, 7));
+	cr_assert(file_holds(16 * KiB, 32 * KiB, 0));
+	cr_assert(file_holds(48 * KiB, 80 * KiB, 7));
+}
+
+/* A failed writeback: the data stays dirty and readable, each writer hears of it once. */
+static void
+check_writeback_error(int err)
+{
+	struct dio_cache_writer w1 = { 0 }, w2 = { 0 }, reader = { 0 };
+	struct dio_fault_opts f = { .op_mask = 1u << DIO_IO_WRITE, .fail_nth = 1,
+				    .fail_errno = err };
+	struct dio_fault_opts none = { 0 };
+
+	write_pattern(0, 64 * KiB, 8, 0, &w1);
+	write_pattern(64 * KiB, 64 * KiB, 9, 0, &w2);	/* contiguous: one merged write */
+	fault_plan(&f);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &reader), 0,
+		     "a client that never wrote was told of the error");
+	cr_assert_eq(cstats().wb_errors, 1);
+	cr_assert_eq(cstats().dirty, 128 * KiB, "failed blocks were not kept dirty");
+	cr_assert(cache_holds(0, 64 * KiB, 8), "the written data was lost from the cache");
+	cr_assert(cache_holds(64 * KiB, 64 * KiB, 9));
+	cr_assert(file_holds(0, 128 * KiB, 0));
+	fault_plan(&none);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w1), -err);
+	cr_assert(file_holds(0, 64 * KiB, 8), "the retry did not write the data");
+	cr_assert(file_holds(64 * KiB, 64 * KiB, 9));
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w1), 0, "reported twice");
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w2), -err, "w2 never heard of it");
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w2), 0);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &reader), 0);
+}
+
+Test(cache, writeback_eio_is_reported_once_to_each_writer)
+{
+	check_writeback_error(EIO);
+}
+
+Test(cache, writeback_enospc_is_reported_once_to_each_writer)
+{
+	check_writeback_error(ENOSPC);
+}
+
+Test(cache, a_failed_merged_write_keeps_every_unit_dirty)
+{
+	struct dio_cache_writer w = { 0 };
+	struct dio_fault_opts f = { .op_mask = 1u << DIO_IO_WRITE, .fail_nth = 1,
+				    .fail_errno = EIO };
+	struct dio_fault_opts none = { 0 };
+
+	/* blocks over three units, contiguous across the unit boundaries */
+	write_pattern(60 * KiB, 136 * KiB, 10, 0, &w);
+	fault_plan(&f);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), -EIO);
+	cr_assert_eq(cstats().wb_ios, 1, "not merged into one write");
+	cr_assert_eq(cstats().dirty, 136 * KiB);
+	cr_assert(cache_holds(60 * KiB, 136 * KiB, 10));
+	fault_plan(&none);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert(file_holds(60 * KiB, 136 * KiB, 10));
+}
+
+Test(cache, a_write_flood_stays_within_the_bound)
+{
+	struct dio_cache_writer w = { 0 };
+
+	dio_volume_put(cvol);
+	cache_open(MiB);
+	for (uint64_t pos = 0; pos < VOL_SIZE; pos += 96 * KiB) {
+		uint64_t len = pos + 96 * KiB <= VOL_SIZE ? 96 * KiB : VOL_SIZE - pos;
+
+		write_pattern(pos, len, 11, 0, &w);
+		cr_assert_leq(cstats().used, MiB, "the cache holds %llu bytes",
+			      (unsigned long long)cstats().used);
+		cr_assert_leq(cstats().dirty, MiB / 2);
+	}
+	cr_assert_leq(cstats().peak, MiB);
+	cr_assert(cache_holds(0, VOL_SIZE, 11));
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert(file_holds(0, VOL_SIZE, 11));
+}
+
+Test(cache, sub_block_writes_stay_exact)
+{
+	struct dio_cache_writer w = { 0 };
+	uint8_t *b = test_alloc(64 * KiB), *want = test_alloc(64 * KiB);
+
+	test_pattern(want, 64 * KiB, 0, 12);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 64 * KiB, want, NULL), 0);
+	cr_assert(cache_holds(0, 64 * KiB, 12));		/* uptodate now */
+	memset(b, 0x5a, 512);
+	cr_assert_eq(io(cvol, DIO_REQ_WRITE, 0, 1024, 512, b, &w), 0);	/* into the cache */
+	memset(want + 1024, 0x5a, 512);
+	cr_assert_eq(io(cvol, DIO_REQ_WRITE, 0, 100 * KiB + 512, 512, b, &w), 0);	/* not cached */
+	/* iomap's way: the one block read, then written in the cache, not through */
+	cr_assert_eq(cstats().dirty, 8 * KiB, "a sub-block write was not left dirty");
+	cr_assert(file_holds(100 * KiB, 4 * KiB, 0));
+	cr_assert_eq(cstats().used, 128 * KiB);
+	cr_assert_eq(io(cvol, DIO_REQ_READ, 0, 0, 64 * KiB, b, NULL), 0);
+	cr_assert_eq(memcmp(b, want, 64 * KiB), 0);
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert_eq(io(file, DIO_REQ_READ, 0, 0, 64 * KiB, b, NULL), 0);
+	cr_assert_eq(memcmp(b, want, 64 * KiB), 0);
+	cr_assert_eq(io(file, DIO_REQ_READ, 0, 100 * KiB, 4 * KiB, b, NULL), 0);
+	cr_assert(test_all_zero(b, 512) && b[512] == 0x5a && test_all_zero(b + 1024, 3 * KiB));
+	free(b);
+	free(want);
+}
