@@ -85,6 +85,15 @@ struct dio_cache {
 	struct cunit **hash;
 	uint64_t hmask;
 	struct cunit lru;
+	/*
+	 * Unit memory: slabs mapped populated (cu_data), CU_SLAB units each,
+	 * never more in all than max_units; free units' data on a list
+	 * linked through their first bytes, reused before a new slab.
+	 */
+	uint8_t *free_data;
+	void **slabs;
+	size_t nslabs, capslabs;
+	uint64_t slab_units;		/* units' data in the slabs */
 	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
 	uint64_t mod_seq;		/* moves as write-through starts and ends */
 	uint64_t wb_seq;		/* moves as each writeback write ends */
