@@ -209,7 +209,7 @@ Test(pool_resize, shrink_inside_a_sub_block, .init = setup_big_chunks, .fini = t
 	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, DIO_REQ_FUA, 2 * MiB, 64 * KiB, wbuf), 0);
 	dio_volume_put(v);
 	cr_assert_eq(dio_tpool_volume_resize(pool, "a", 8 * KiB), 0);
-	cr_assert_eq(tp_ment(tp_vol_by_name(pool, "a"), 0, false)->bits, 1,
+	cr_assert_eq(tp_ment(tp_vol_by_name(pool, "a"), 0)->bits, 1,
 		     "sub-blocks past the end still written");
 	cr_assert_eq(free_chunks(), free0 - 1);
 	cr_assert_eq(dio_tpool_volume_resize(pool, "a", 4 * MiB), 0);
