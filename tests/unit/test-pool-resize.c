@@ -84,25 +84,13 @@ crash_reopen(void)
 static struct dio_tpool_vol_info
 vinfo(const char *name)
 {
-	struct dio_tpool_vol_info *vi, r = { 0 };
-	size_t n;
-
-	cr_assert_eq(dio_tpool_volume_list(pool, &vi, &n), 0);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(vi[i].name, name) == 0)
-			r = vi[i];
-	free(vi);
-	cr_assert_str_eq(r.name, name, "no volume %s", name);
-	return r;
+	return test_pool_vol_info(pool, name);
 }
 
 static uint64_t
 free_chunks(void)
 {
-	struct dio_tpool_info i;
-
-	dio_tpool_get_info(pool, &i);
-	return i.free_chunks;
+	return test_pool_free_chunks(pool);
 }
 
 /* check (which needs the pool closed) finds nothing wrong, no leak either. */
