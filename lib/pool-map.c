@@ -41,8 +41,13 @@ tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
 			return NULL;
 		lf->refs = 1;
 		v->leaf[i] = lf;
+		p->nleaves++;
 	} else if (lf->refs > 1) {
 		/* Shared: this volume gets its own copy, each chunk one more reference. */
+		if (p->meta_guard && !tp_meta_room(p, lf->n, 0)) {
+			errno = ENOSPC;
+			return NULL;
+		}
 		n = malloc(sizeof(*n));
 		if (!n)
 			return NULL;
@@ -53,6 +58,7 @@ tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
 		for (uint32_t k = 0; k < TP_LEAF; k++)
 			if (n->e[k].p1)
 				p->space[n->e[k].p1 - 1]++;
+		p->nrefs += n->n;
 		lf->refs--;
 		v->leaf[i] = lf = n;
 	}
@@ -70,6 +76,7 @@ tp_ent_map(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e,
 {
 	e->p1 = (uint32_t)c + 1;
 	p->space[c]++;
+	p->nrefs++;
 	v->leaf[l / TP_LEAF]->n++;
 	v->mapped++;
 }
@@ -78,7 +85,10 @@ tp_ent_map(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e,
 static void
 space_drop(struct dio_tpool *p, uint64_t c, uint64_t serial)
 {
-	if (p->space[c] && --p->space[c] == 0 && serial != TP_NO_RELEASE)
+	if (!p->space[c])
+		return;
+	p->nrefs--;
+	if (--p->space[c] == 0 && serial != TP_NO_RELEASE)
 		tp_chunk_release(p, c, serial);
 }
 
@@ -105,6 +115,16 @@ leaf_put(struct dio_tpool *p, struct tp_leaf *lf, uint64_t serial)
 		if (lf->e[k].p1)
 			space_drop(p, lf->e[k].p1 - 1, serial);
 	free(lf);
+}
+
+bool
+tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
+{
+	/* 32-byte records: a MAP per reference, a REF per 3, an LREF and half a LEAF per leaf */
+	uint64_t recs = (p->nrefs + refs) * 4 / 3 + (p->nleaves + leaves) * 3 / 2;
+
+	/* the reserve holds two checkpoints of a MAP per chunk (tp_geometry) */
+	return recs <= p->sb.nr_chunks;
 }
 
 uint32_t
@@ -140,6 +160,7 @@ tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 	if (nleaf < old) {
 		/* holes only past the end (the caller unmapped them): no chunk to drop */
 		for (uint64_t i = nleaf; i < old; i++) {
+			p->nleaves -= v->leaf[i] != NULL;
 			leaf_put(NULL, v->leaf[i], TP_NO_RELEASE);
 			v->leaf[i] = NULL;
 		}
@@ -195,6 +216,7 @@ void
 tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
 {
 	for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++) {
+		p->nleaves -= v->leaf[i] != NULL;
 		leaf_put(p, v->leaf[i], serial);
 		v->leaf[i] = NULL;
 	}
@@ -365,6 +387,8 @@ apply_vol(struct dio_tpool *p, const struct tp_rec *r, struct tp_vol *origin)
 		tp_vol_free(v);
 		return -ENOMEM;
 	}
+	for (uint64_t i = 0; origin && i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++)
+		p->nleaves += v->leaf[i] != NULL;
 	return 0;
 }
 
@@ -483,7 +507,13 @@ tp_derive(struct dio_tpool *p)
 		}
 	}
 	p->free_chunks = 0;
+	p->nrefs = 0;
+	p->nleaves = 0;
+	for (uint32_t i = 0; i < p->nvols; i++)
+		for (uint64_t k = 0; p->vols[i] && k < (p->vols[i]->nl + TP_LEAF - 1) / TP_LEAF; k++)
+			p->nleaves += p->vols[i]->leaf[k] != NULL;
 	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
+		p->nrefs += p->space[c];
 		/* A leak (space says used, nothing maps it) stays used: repair's job. */
 		if (p->space[c])
 			p->cstate[c] = TP_C_USED;

@@ -183,6 +183,7 @@ dio_tpool_open(const char *path, const struct dio_tpool_opts *opts, struct dio_t
 
 	if (ret < 0)
 		return open_error(opts, -ret, path, err);
+	p->meta_guard = true;	/* recovered: live changes keep within the reserve */
 	dio_log(DIO_LOG_INFO, "%s: pool generation %" PRIu64 ", %" PRIu64 " of %" PRIu64
 		" chunks free, journal at %" PRIu64, path, p->sb.h.gen, p->free_chunks,
 		p->sb.nr_chunks, p->head);
@@ -362,6 +363,8 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		ret = -ENOSPC;	/* and a chunk's count fits its 16 bits */
 	else if (o->writers)
 		ret = -EBUSY;
+	else if (!tp_meta_room(pool, 0, (o->nl + TP_LEAF - 1) / TP_LEAF))
+		ret = -ENOSPC;	/* the metadata reserve could not hold its map (R5) */
 	else {
 		r.vol = (uint32_t)pool->next_vol_id;
 		r.a = o->size;

@@ -72,7 +72,7 @@ tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 	int ret;
 
 	if (!e) {
-		*err = -ENOMEM;
+		*err = -errno;	/* ENOMEM, or ENOSPC: no metadata room for a copy of the leaf */
 		return NULL;
 	}
 	old = e->p1 - 1;
@@ -147,10 +147,15 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 		goto out;
 	}
 	e = tp_ment(v, l);
-	if (write && (!e || !e->p1))
+	if (write && (!e || !e->p1)) {
 		e = tp_ment_w(p, v, l, true);	/* its own leaf to allocate in */
-	else if (write && tp_shared(p, v, l, e) && !(e = tpv_cow(p, v, l, &ret)))
+		if (!e) {
+			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
+			goto out;
+		}
+	} else if (write && tp_shared(p, v, l, e) && !(e = tpv_cow(p, v, l, &ret))) {
 		goto out;
+	}
 	if (!e || !e->p1) {
 		if (!write) {
 			/* A hole: as far as the following chunks are holes too. */
@@ -165,10 +170,6 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 			}
 			ext->type = DIO_EXT_HOLE;
 			ext->length = n;
-			goto out;
-		}
-		if (!e) {
-			ret = -ENOMEM;
 			goto out;
 		}
 		int64_t c = tp_alloc(p, v);
@@ -337,7 +338,7 @@ tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
 					(uint32_t)((end - l * cs) / ss)) & e->bits;
 			/* A shared leaf: this volume's own copy changes, the chunk stays. */
 			if ((bits || !e->bits) && !(e = tp_ment_w(p, v, l, false))) {
-				ret = -ENOMEM;
+				ret = -errno;
 				break;
 			}
 			if (bits) {
@@ -492,7 +493,7 @@ tpv_unmap_tail(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 			continue;
 		e = tp_ment_w(p, v, l, false);
 		if (!e)
-			return -ENOMEM;
+			return -errno;
 		ret = tp_append(p, &r, 0);
 		if (ret < 0)
 			return ret;

@@ -245,6 +245,15 @@ struct dio_tpool {
 	uint32_t nvols;
 	uint64_t next_vol_id;
 	uint32_t leaf_mark;		/* last tp_leaf.mark used */
+	/*
+	 * The metadata reserve (R5) with shared leaves: a checkpoint writes a
+	 * record per reference (nrefs = the sum of space), one per leaf a
+	 * volume points to (nleaves, LREF when shared) and a REF per chunk
+	 * with 3 or more. Live (meta_guard), copying a shared leaf or taking
+	 * a snapshot fails with ENOSPC once they could outgrow it (tp_meta_room).
+	 */
+	uint64_t nrefs, nleaves;
+	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
 
 	uint8_t *cstate;		/* TP_C_* per physical chunk */
@@ -314,7 +323,8 @@ int tp_buf_reserve(struct dio_tpool *p, size_t len);
 struct tp_ment *tp_ment(struct tp_vol *v, uint64_t l);
 /*
  * Entry of lchunk l of v, to change: its leaf made when make, copied first
- * when shared. NULL: none, or -ENOMEM.
+ * when shared. NULL: none, or errno ENOMEM, or ENOSPC when a copy would
+ * outgrow the metadata reserve (tp_meta_room).
  */
 struct tp_ment *tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make);
 /* Whether the chunk of e (mapped) is shared with another volume: copy-on-write. */
@@ -332,6 +342,8 @@ void tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_m
 #define TP_NO_RELEASE UINT64_MAX
 /* Drop v's references to its leaves (and their chunks), as tp_ent_unmap; free v. */
 void tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
+/* Whether a checkpoint still fits the reserve with refs more references, leaves more leaves. */
+bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
 /* A new mark for a walk that visits each shared leaf once. */
 uint32_t tp_leaf_mark(struct dio_tpool *p);
 /* A volume record in memory (maps empty). NULL on -ENOMEM. */

@@ -94,7 +94,9 @@ int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
  * before the call; writes in flight on an open origin are waited for (up
  * to 2 s, then -EBUSY). Snapshots and clones are volumes like any other:
  * of them too, deleted in any order. 0 or -errno (-ENOENT: no origin,
- * -EEXIST: name taken, -ENOSPC: max_volumes, -EROFS).
+ * -EEXIST: name taken, -ENOSPC: max_volumes, or the metadata reserve could
+ * not hold the maps once they are copied apart, -EROFS). Writes that
+ * would copy a shared map leaf past that reserve fail with ENOSPC too.
  */
 int dio_tpool_volume_snapshot(struct dio_tpool *pool, const char *origin, const char *name);
 int dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *name);

@@ -374,6 +374,44 @@ Test(pool_snap, deletes_in_every_order, .init = setup, .fini = teardown)
 	}
 }
 
+/*
+ * R5 with shared maps: a write that would copy a shared leaf past what the
+ * metadata reserve holds fails with ENOSPC, and so does a snapshot whose
+ * map could not be held; nothing is lost, the pool checkpoints and checks
+ * clean, and the write goes through once the snapshot is deleted.
+ */
+Test(pool_snap, metadata_reserve, .fini = teardown)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = 64 * KiB, .journal_blocks = 64 };
+	uint64_t big = 16 * MiB;	/* 256 chunks in one leaf: its copy doubles the map */
+	struct dio_volume *o;
+	uint8_t *b = test_alloc(big);
+
+	pool = test_pool_make(&path, 32 * MiB, &co, &opts, 0);
+	ctx = test_ctx_create(NULL, NULL);
+	cr_assert_eq(dio_tpool_volume_create(pool, "big", big), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "big", &o), 0);
+	test_pattern(b, big, 0, 7);
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, DIO_REQ_FUA, 0, big, b), 0);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "big", "s"), 0);
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, 0, 0, 4 * KiB, b + 8 * KiB), -ENOSPC,
+		     "a copy of the shared leaf outgrows the metadata reserve");
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_TRIM, 0, 0, 64 * KiB, NULL), -ENOSPC);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "s", "s2"), 0, "sharing costs no room");
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, 0, big, b), 0);
+	cr_assert(test_pattern_check(b, big, 0, 7), "the origin changed");
+	dio_volume_put(o);
+	check_reopen();
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s2"), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "big", &o), 0);
+	test_pattern(b, 4 * KiB, 0, 8);
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, 0, 0, 4 * KiB, b), 0, "no room once shared no more");
+	dio_volume_put(o);
+	check_reopen();
+	free(b);
+}
+
 /* map lchunks [0, n) of v to fresh chunks, in memory only (no data, no records) */
 static void
 map_in_memory(struct tp_vol *v, uint64_t n)
@@ -420,8 +458,11 @@ Test(pool_snap, create_time, .fini = teardown)
 	struct dio_tpool_create_opts co = { .chunk_size = 4 * KiB, .journal_blocks = 64 };
 	static const uint64_t sizes[] = { 1000, 100000, 1000000 };
 
-	/* 4 KiB chunks: a million of them in a sparse file of 4.5 GiB */
-	pool = test_pool_make(&path, 4608ull * MiB, &co, &opts, 0);
+	/*
+	 * 4 KiB chunks in a sparse file of 6 GiB: the metadata reserve
+	 * (tp_meta_room) takes a snapshot of a million of them
+	 */
+	pool = test_pool_make(&path, 6144ull * MiB, &co, &opts, 0);
 	ctx = test_ctx_create(NULL, NULL);
 	for (int k = 0; k < 3; k++) {
 		char o[16], s[16];
