@@ -2,8 +2,10 @@
 /*
  * libFuzzer: opening damaged thin pools. Set up once: a small pool (two
  * superblock slots, an 8-block journal ring, a checkpoint of generation > 1
- * holding a volume and its maps, then a second volume, MAP, UNMAP and
- * RESIZE records committed to the journal after it, and a crash: nothing
+ * holding a volume and its maps, two snapshots sharing its map's leaf and
+ * a clone with its own (LEAF, LREF, REF records), then a second volume,
+ * MAP, UNMAP, SNAP, COW and VOLDEL records committed to the journal after
+ * it, and a crash: nothing
  * checkpointed at the end), whose metadata region (every block before the
  * data chunks) is kept in memory as the pristine image.
  *
@@ -68,9 +70,9 @@ static void
 build_pristine(void)
 {
 	struct dio_tpool_create_opts co = { .chunk_size = 16 << 10, .journal_blocks = 8,
-					    .max_volumes = 4 };
+					    .max_volumes = 6 };
 	struct dio_tpool_opts o = { .no_direct = true };
-	struct dio_volume *a, *b;
+	struct dio_volume *a, *b, *c;
 	struct dio_tpool *p;
 	struct tp_super sb;
 	int fd, ret;
@@ -88,8 +90,24 @@ build_pristine(void)
 	memset(iobuf, 0xa1, READ_MAX);
 	if ((ret = io(a, DIO_REQ_WRITE, 0, 0, 40 << 10)) < 0 ||
 	    (ret = io(a, DIO_REQ_WRITE, 0, 300 << 10, 4096)) < 0 ||
+	    (ret = io(a, DIO_REQ_FLUSH, 0, 0, 0)) < 0)
+		die("writes to a", ret);
+	/*
+	 * Snapshots s and s2 share a's leaf, clone c gets its own by writing,
+	 * a its own too: the checkpoint holds a shared leaf (LEAF, LREF) and
+	 * chunks with 3 references (REF).
+	 */
+	if ((ret = dio_tpool_volume_snapshot(p, "a", "s")) < 0 ||
+	    (ret = dio_tpool_volume_snapshot(p, "a", "s2")) < 0 ||
+	    (ret = dio_tpool_volume_clone(p, "a", "c")) < 0 ||
+	    (ret = dio_tpool_volume_open(p, "c", &c)) < 0)
+		die("snapshots of a", ret);
+	memset(iobuf, 0xc3, READ_MAX);
+	if ((ret = io(c, DIO_REQ_WRITE, 0, 4096, 4096)) < 0 ||
+	    (ret = io(a, DIO_REQ_WRITE, 0, 200 << 10, 4096)) < 0 ||
 	    (ret = io(a, DIO_REQ_FLUSH, 0, 0, 0)) < 0 || (ret = dio_tpool_checkpoint(p)) < 0)
-		die("checkpoint of a", ret);
+		die("checkpoint of a and its snapshots", ret);
+	dio_volume_put(c);
 	/* After the checkpoint: journal records only. */
 	if ((ret = dio_tpool_volume_create(p, "b", 512 << 10)) < 0 ||
 	    (ret = dio_tpool_volume_open(p, "b", &b)) < 0)
@@ -101,6 +119,13 @@ build_pristine(void)
 	    (ret = io(b, DIO_REQ_FLUSH, 0, 0, 0)) < 0 ||
 	    (ret = io(b, DIO_REQ_WRITE, DIO_REQ_FUA, 100 << 10, 4096)) < 0)
 		die("journaled writes", ret);
+	/* a snapshot and a copy-on-write in the journal */
+	dio_volume_put(b);
+	if ((ret = dio_tpool_volume_delete(p, "s2")) < 0 ||
+	    (ret = dio_tpool_volume_snapshot(p, "b", "bs")) < 0 ||
+	    (ret = dio_tpool_volume_open(p, "b", &b)) < 0 ||
+	    (ret = io(b, DIO_REQ_WRITE, DIO_REQ_FUA, 16 << 10, 4096)) < 0)
+		die("journaled snapshot", ret);
 	sb = p->sb;
 	/* A crash: nothing more is written on the way out. */
 	p->readonly = true;

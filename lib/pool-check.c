@@ -36,32 +36,50 @@ say(dio_tpool_report_fn report, void *priv, struct dio_tpool_check_result *res, 
 }
 
 int
-tp_recount(struct dio_tpool *p, uint8_t **out, tp_recount_fn bad, void *priv)
+tp_recount(struct dio_tpool *p, uint16_t **out, tp_recount_fn bad, void *priv)
 {
-	uint8_t *refs = calloc(p->sb.nr_chunks ? p->sb.nr_chunks : 1, 1);
-	uint64_t total = 0, done = 0;
+	uint64_t n = p->sb.nr_chunks ? p->sb.nr_chunks : 1, total = 0, done = 0;
+	uint16_t *refs = calloc(n, sizeof(*refs));
+	uint32_t *at = calloc(n, sizeof(*at));	/* lchunk + 1 of its first reference */
+	uint32_t mark = tp_leaf_mark(p);
 
-	if (!refs)
+	if (!refs || !at) {
+		free(refs);
+		free(at);
 		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < p->nvols; i++)
 		total += p->vols[i] ? p->vols[i]->nl : 0;
 	for (uint32_t i = 0; i < p->nvols; i++) {
 		struct tp_vol *v = p->vols[i];
 
-		for (uint64_t l = 0; v && l < v->nl; l++) {
-			struct tp_ment *e = tp_ment(v, l, false);
+		for (uint64_t k = 0; v && k < (v->nl + TP_LEAF - 1) / TP_LEAF; k++) {
+			struct tp_leaf *lf = v->leaf[k];
 
-			tp_progress(p, "counting references", ++done, total);
-			if (!e || !e->p1)
+			done += TP_LEAF;
+			tp_progress(p, "counting references", done < total ? done : total, total);
+			/* A shared leaf counts once, like the snapshot that shared it. */
+			if (!lf || lf->mark == mark)
 				continue;
-			if (e->p1 - 1 >= p->sb.nr_chunks || refs[e->p1 - 1]) {
-				if (bad)
-					bad(priv, v, l, e->p1 - 1);
-				continue;
+			lf->mark = mark;
+			for (uint64_t j = 0; j < TP_LEAF; j++) {
+				uint64_t l = k * TP_LEAF + j, c = lf->e[j].p1 - 1;
+
+				if (!lf->e[j].p1)
+					continue;
+				/* Shared only where a snapshot shared it: the same lchunk. */
+				if (c >= p->sb.nr_chunks || l >= v->nl || (at[c] && at[c] != l + 1) ||
+				    refs[c] == UINT16_MAX) {
+					if (bad)
+						bad(priv, v, l, c);
+					continue;
+				}
+				at[c] = (uint32_t)l + 1;
+				refs[c]++;
 			}
-			refs[e->p1 - 1] = 1;
 		}
 	}
+	free(at);
 	*out = refs;
 	return 0;
 }
@@ -79,7 +97,7 @@ bad_ref(void *priv, const struct tp_vol *v, uint64_t l, uint64_t c)
 	struct tp_finder *f = priv;
 
 	say(f->report, f->priv, f->res, 2, "volume %s: chunk %" PRIu64 " maps to %" PRIu64
-	    ", out of bounds or shared", v->name, l, c);
+	    ", out of bounds or mapped elsewhere too", v->name, l, c);
 }
 
 /*
@@ -97,38 +115,41 @@ newer_slot(struct tp_finder *f, int s, const struct tp_super *sb, uint64_t in_us
 
 /*
  * Recount p's references against its space map: under-counts are
- * problems, over-counts leaks (one finding for all). Their chunks get
- * leaked[c] = 1 when leaked is not NULL. 0 or -ENOMEM.
+ * problems, over-counts leaks (one finding for the chunks nothing
+ * references, one for shared ones counted too high). The recount goes
+ * to *counts when counts is not NULL. 0 or -ENOMEM.
  */
 static int
-find(struct dio_tpool *p, struct tp_finder *f, uint8_t **leaked)
+find(struct dio_tpool *p, struct tp_finder *f, uint16_t **counts)
 {
-	uint64_t leaks = 0;
-	uint8_t *refs;
+	uint64_t leaks = 0, over = 0;
+	uint16_t *refs;
 	int ret = tp_recount(p, &refs, bad_ref, f);
 
 	if (ret < 0)
 		return ret;
 	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
 		tp_progress(p, "checking the space map", c + 1, p->sb.nr_chunks);
-		if (p->space[c] < refs[c]) {
-			say(f->report, f->priv, f->res, 2, "chunk %" PRIu64 ": referenced, space "
-			    "map says free (under-count)", c);
-			refs[c] = 0;
-		} else if (p->space[c] > refs[c]) {
+		if (p->space[c] < refs[c])
+			say(f->report, f->priv, f->res, 2, "chunk %" PRIu64 ": %u references, space "
+			    "map says %u (under-count)", c, refs[c], p->space[c]);
+		else if (p->space[c] > refs[c] && refs[c] == 0)
 			leaks++;
-			refs[c] = 1;
-		} else {
-			refs[c] = 0;
-		}
+		else if (p->space[c] > refs[c])
+			over++;
 	}
 	if (leaks) {
 		f->res->leaks += (unsigned int)leaks - 1;
 		say(f->report, f->priv, f->res, 1, "%" PRIu64 " chunks counted used that nothing "
 		    "references (leaked; repair takes them back)", leaks);
 	}
-	if (leaked)
-		*leaked = refs;
+	if (over) {
+		f->res->leaks += (unsigned int)over - 1;
+		say(f->report, f->priv, f->res, 1, "%" PRIu64 " shared chunks counted with more "
+		    "references than maps hold them (leaked; repair corrects the counts)", over);
+	}
+	if (counts)
+		*counts = refs;
 	else
 		free(refs);
 	return 0;
@@ -180,7 +201,7 @@ dio_tpool_repair(const char *path, const struct dio_tpool_opts *opts,
 	struct dio_tpool_opts o = opts ? *opts : (struct dio_tpool_opts){ 0 };
 	struct tp_finder f = { report, priv, res };
 	struct dio_tpool *p;
-	uint8_t *leaked;
+	uint16_t *counts;
 	char err[400];
 	int ret;
 
@@ -213,24 +234,24 @@ dio_tpool_repair(const char *path, const struct dio_tpool_opts *opts,
 		    sb.h.gen > p->sb.h.gen)
 			newer_slot(&f, s, &sb, p->sb.h.gen);
 	}
-	ret = find(p, &f, &leaked);
+	ret = find(p, &f, &counts);
 	if (ret < 0 || res->problems) {
 		/* An under-count or a shared chunk: whose is it? Not guessed here. */
 		if (ret == 0)
 			say(report, priv, res, 0, "nothing written: repair takes back leaks only, "
 			    "and refuses a pool with problems");
 		if (ret == 0)
-			free(leaked);
+			free(counts);
 		tp_free(p);
 		return ret;
 	}
 	if (res->leaks) {
 		/* Nothing maps them: free now, and the checkpoint writes the recount. */
 		for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
-			if (!leaked[c])
+			if (p->space[c] <= counts[c])
 				continue;
-			p->space[c] = 0;
-			if (p->cstate[c] == TP_C_USED) {
+			p->space[c] = counts[c];
+			if (!counts[c] && p->cstate[c] == TP_C_USED) {
 				p->cstate[c] = TP_C_FREE;
 				p->free_chunks++;
 			}
@@ -240,7 +261,7 @@ dio_tpool_repair(const char *path, const struct dio_tpool_opts *opts,
 			say(report, priv, res, 0, "%u leaked chunks taken back (checkpoint %" PRIu64
 			    ")", res->leaks, p->sb.h.gen);
 	}
-	free(leaked);
+	free(counts);
 	tp_free(p);
 	return ret;
 }

@@ -20,57 +20,118 @@
 #define TP_ROOT_MAX (TP_PAYLOAD / 8)
 #define TP_SPACE_MAX (TP_PAYLOAD * 4)
 
-/* Records of the state: VOLs then MAPs, into a malloc'd array. -ENOMEM or count. */
-static int64_t
-ckpt_records(struct dio_tpool *p, struct tp_rec **out)
+/* The records of a checkpoint being built, and the references they make. */
+struct ckpt_build {
+	struct tp_rec *r;
+	size_t n, cap;
+	uint16_t *refs;		/* per chunk: the leaves written that map it */
+	bool share;		/* something needs TP_FEAT_INCOMPAT_SHARE */
+};
+
+/* Append a record of type t; its other fields zero. NULL on -ENOMEM. */
+static struct tp_rec *
+ckpt_push(struct ckpt_build *cb, unsigned int t, uint32_t vol, uint64_t a, uint64_t b)
 {
-	size_t n = 0, cap = 64;
-	struct tp_rec *r = malloc(cap * sizeof(*r)), *nr;
+	struct tp_rec *r;
 
-	if (!r)
-		return -ENOMEM;
-	for (int pass = 0; pass < 2; pass++) {
-		for (uint32_t i = 0; i < p->nvols; i++) {
-			struct tp_vol *v = p->vols[i];
-			uint64_t l;
+	if (cb->n == cb->cap) {
+		size_t cap = cb->cap ? 2 * cb->cap : 256;
+		struct tp_rec *nr = realloc(cb->r, cap * sizeof(*nr));
 
-			if (!v)
+		if (!nr)
+			return NULL;
+		cb->r = nr;
+		cb->cap = cap;
+	}
+	r = &cb->r[cb->n++];
+	memset(r, 0, sizeof(*r));
+	r->type = (uint8_t)t;
+	r->words = (uint8_t)(tp_rec_size(t) / 8);
+	r->vol = vol;
+	r->a = a;
+	r->b = b;
+	return r;
+}
+
+/* MAPs of leaf lf's written entries: lchunk base + k under vol (0: inside a LEAF). */
+static int
+ckpt_leaf(struct ckpt_build *cb, const struct tp_leaf *lf, uint32_t vol, uint64_t base)
+{
+	for (uint32_t k = 0; k < TP_LEAF; k++) {
+		const struct tp_ment *e = &lf->e[k];
+		struct tp_rec *r;
+
+		if (!e->p1 || !e->bits)
+			continue;
+		r = ckpt_push(cb, TP_R_MAP, vol, base + k, e->p1 - 1);
+		if (!r)
+			return -ENOMEM;
+		r->bits = e->bits;
+		cb->refs[e->p1 - 1]++;
+	}
+	return 0;
+}
+
+/*
+ * Records of the state: VOLs; then each volume's leaves, as MAPs when the
+ * volume has the leaf to itself, or as an LREF to a shared leaf written
+ * once (LEAF and its MAPs) where first met; then REFs for the chunks with
+ * more references than the space map's 2 bits hold.
+ */
+static int
+ckpt_records(struct dio_tpool *p, struct ckpt_build *cb)
+{
+	uint32_t mark = tp_leaf_mark(p), num = 0;
+
+	for (uint32_t i = 0; i < p->nvols; i++) {
+		struct tp_vol *v = p->vols[i];
+		struct tp_rec *r;
+
+		if (!v)
+			continue;
+		r = ckpt_push(cb, TP_R_VOL, v->id, v->size, v->parent);
+		if (!r)
+			return -ENOMEM;
+		r->flags = v->flags;
+		memcpy(r->uuid, v->uuid, 16);
+		memcpy(r->name, v->name, sizeof(r->name));
+		cb->share |= v->flags || v->parent;
+	}
+	for (uint32_t i = 0; i < p->nvols; i++) {
+		struct tp_vol *v = p->vols[i];
+
+		for (uint64_t k = 0; v && k < (v->nl + TP_LEAF - 1) / TP_LEAF; k++) {
+			struct tp_leaf *lf = v->leaf[k];
+			int ret = 0;
+
+			if (!lf || !lf->n)
 				continue;
-			for (l = 0; l < (pass ? v->nl : 1); l++) {
-				struct tp_ment *e = pass ? tp_ment(v, l, false) : NULL;
-
-				if (pass && (!e || !e->p1 || !e->bits))
-					continue;
-				if (n == cap) {
-					cap *= 2;
-					nr = realloc(r, cap * sizeof(*r));
-					if (!nr) {
-						free(r);
-						return -ENOMEM;
-					}
-					r = nr;
-				}
-				memset(&r[n], 0, sizeof(r[n]));
-				r[n].vol = v->id;
-				if (pass) {
-					r[n].type = TP_R_MAP;
-					r[n].a = l;
-					r[n].b = e->p1 - 1;
-					r[n].bits = e->bits;
-				} else {
-					r[n].type = TP_R_VOL;
-					r[n].a = v->size;
-					r[n].flags = v->flags;
-					memcpy(r[n].uuid, v->uuid, 16);
-					memcpy(r[n].name, v->name, sizeof(r[n].name));
-				}
-				r[n].words = (uint8_t)(tp_rec_size(r[n].type) / 8);
-				n++;
+			if (lf->refs == 1) {
+				ret = ckpt_leaf(cb, lf, v->id, k * TP_LEAF);
+				if (ret < 0)
+					return ret;
+				continue;
 			}
+			cb->share = true;
+			if (lf->mark != mark) {
+				lf->mark = mark;
+				lf->num = ++num;
+				if (!ckpt_push(cb, TP_R_LEAF, 0, lf->num, 0) ||
+				    ckpt_leaf(cb, lf, 0, 0) < 0)
+					return -ENOMEM;
+			}
+			if (!ckpt_push(cb, TP_R_LREF, v->id, k, lf->num))
+				return -ENOMEM;
 		}
 	}
-	*out = r;
-	return (int64_t)n;
+	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
+		if (cb->refs[c] < 3)
+			continue;
+		cb->share = true;
+		if (!ckpt_push(cb, TP_R_REF, 0, cb->refs[c], c))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Blocks needed to hold recs[0..n). */
@@ -96,9 +157,11 @@ int
 tp_checkpoint(struct dio_tpool *p)
 {
 	uint64_t gen = p->sb.h.gen + 1, nrec, nspace, nroot, total, *where = NULL;
-	uint8_t *newused = NULL, *refs = NULL;
-	struct tp_rec *recs = NULL;
+	struct ckpt_build cb = { 0 };
+	uint8_t *newused = NULL;
+	struct tp_rec *recs;
 	struct tp_super sb;
+	uint16_t *refs;
 	int64_t n;
 	int ret;
 
@@ -108,9 +171,14 @@ tp_checkpoint(struct dio_tpool *p)
 	ret = tp_flush_sync(p);
 	if (ret < 0)
 		return ret;
-	n = ckpt_records(p, &recs);
-	if (n < 0)
-		return (int)n;
+	cb.refs = refs = calloc(p->sb.nr_chunks, sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	ret = ckpt_records(p, &cb);
+	recs = cb.r;
+	n = (int64_t)cb.n;
+	if (ret < 0)
+		goto out;
 	nrec = ckpt_rec_blocks(recs, (size_t)n);
 	nspace = (p->sb.nr_chunks + TP_SPACE_MAX - 1) / TP_SPACE_MAX;
 	nroot = (nrec + nspace + TP_ROOT_MAX - 1) / TP_ROOT_MAX;
@@ -120,13 +188,14 @@ tp_checkpoint(struct dio_tpool *p)
 	ret = -ENOMEM;
 	where = malloc(total * sizeof(*where));
 	newused = calloc(p->sb.meta_blocks, 1);
-	refs = calloc(p->sb.nr_chunks, 1);
-	if (!where || !newused || !refs || tp_buf_reserve(p, total * TP_BLOCK) < 0)
+	if (!where || !newused || tp_buf_reserve(p, total * TP_BLOCK) < 0)
 		goto out;
 	/* Copy-on-write: only blocks the durable checkpoint does not use. */
 	for (uint64_t b = 0, k = 0; k < total; b++) {
 		if (b == p->sb.meta_blocks) {
-			ret = -ENOSPC;	/* cannot happen: the reserve holds two (R5) */
+			/* the reserve holds two with every chunk mapped once (R5); shared
+			 * leaves copied by many snapshots' writes can outgrow it */
+			ret = -ENOSPC;
 			goto out;
 		}
 		if (!p->meta_used[b]) {
@@ -145,8 +214,6 @@ tp_checkpoint(struct dio_tpool *p)
 		for (int64_t i = 0; i < n; i++) {
 			size_t sz = tp_rec_size(recs[i].type);
 
-			if (recs[i].type == TP_R_MAP)
-				refs[recs[i].b] = 1;
 			if (used + sz > TP_PAYLOAD) {
 				tp_seal(blk, p->sb.h.uuid, TP_BT_CKPT, 0, gen, where[k], 0, count,
 					(uint32_t)used);
@@ -173,7 +240,8 @@ tp_checkpoint(struct dio_tpool *p)
 			cnt = TP_SPACE_MAX;
 		memset(blk, 0, TP_BLOCK);
 		for (uint64_t c = 0; c < cnt; c++)
-			blk[sizeof(struct tp_hdr) + c / 4] |= (uint8_t)(refs[first + c] << (2 * (c % 4)));
+			blk[sizeof(struct tp_hdr) + c / 4] |=
+				(uint8_t)((refs[first + c] < 3 ? refs[first + c] : 3) << (2 * (c % 4)));
 		tp_seal(blk, p->sb.h.uuid, TP_BT_SPACE, 0, gen, where[nrec + s], first,
 			(uint32_t)cnt, (uint32_t)((cnt + 3) / 4));
 	}
@@ -206,6 +274,8 @@ tp_checkpoint(struct dio_tpool *p)
 	sb.ckpt_root = where[nrec + nspace];
 	sb.journal_tail = p->head;
 	sb.next_vol_id = p->next_vol_id;
+	if (cb.share)
+		sb.feat_incompat |= TP_FEAT_INCOMPAT_SHARE;	/* sticky: never cleared */
 	ret = tp_super_write(p, &sb);
 	if (ret < 0)
 		goto out;
@@ -217,12 +287,9 @@ tp_checkpoint(struct dio_tpool *p)
 	for (uint32_t i = 0; i < p->nvols; i++) {
 		struct tp_vol *v = p->vols[i];
 
-		for (uint64_t l = 0; v && l < v->nl; l++) {
-			struct tp_ment *e = tp_ment(v, l, false);
-
-			if (e)
-				e->dbits = e->bits;
-		}
+		for (uint64_t k = 0; v && k < (v->nl + TP_LEAF - 1) / TP_LEAF; k++)
+			for (uint32_t j = 0; v->leaf[k] && j < TP_LEAF; j++)
+				v->leaf[k]->e[j].dbits = v->leaf[k]->e[j].bits;
 	}
 	if (p->npend)
 		tp_pfree_durable(p, p->pend[p->npend - 1].serial);
@@ -270,17 +337,120 @@ load_err(char *err, size_t errlen, int ret, const char *fmt, ...)
 	return ret;
 }
 
+/* Loading a checkpoint: its shared leaves, and the counts past the space map's 2 bits. */
+struct ckpt_load {
+	struct tp_leaf **leaves;	/* by number - 1 */
+	uint32_t nleaves, cap;
+	struct tp_leaf *cur;		/* the LEAF whose MAPs come now */
+	struct tp_rec *refs;		/* REF records */
+	size_t nrefs, caprefs;
+};
+
+/* One record of a checkpoint block into memory. 0, -EUCLEAN or -ENOMEM. */
+static int
+ckpt_load_rec(struct dio_tpool *p, struct ckpt_load *cl, const struct tp_rec *r, char *err,
+	      size_t errlen)
+{
+	struct tp_vol *v;
+	struct tp_leaf *lf;
+
+	if (r->type != TP_R_MAP || r->vol)
+		cl->cur = NULL;
+	switch (r->type) {
+	case TP_R_VOL:
+		return tp_apply(p, r, err, errlen);
+	case TP_R_MAP:
+		if (r->vol) {
+			struct tp_ment *e;
+
+			/* Its chunk may be another leaf's too: shared, then copied. */
+			v = tp_vol_by_id(p, r->vol);
+			if (!v || r->a >= v->nl || r->b >= p->sb.nr_chunks || !r->bits ||
+			    (r->bits & ~p->full_bits) || (tp_ment(v, r->a) && tp_ment(v, r->a)->p1))
+				return load_err(err, errlen, -EUCLEAN, "volume %u: entry %llu out "
+						"of bounds or twice", r->vol, (unsigned long long)r->a);
+			e = tp_ment_w(p, v, r->a, true);
+			if (!e)
+				return -ENOMEM;
+			tp_ent_map(p, v, r->a, e, r->b);
+			e->bits = e->dbits = r->bits;
+			return 0;
+		}
+		lf = cl->cur;
+		if (!lf || r->a >= TP_LEAF || r->b >= p->sb.nr_chunks || !r->bits ||
+		    (r->bits & ~p->full_bits) || lf->e[r->a].p1)
+			return load_err(err, errlen, -EUCLEAN, "shared leaf entry %llu out of bounds",
+					(unsigned long long)r->a);
+		lf->e[r->a] = (struct tp_ment){ (uint32_t)r->b + 1, r->bits, r->bits };
+		lf->n++;
+		p->space[r->b]++;
+		return 0;
+	case TP_R_LEAF:
+		if (r->a != cl->nleaves + 1)
+			return load_err(err, errlen, -EUCLEAN, "shared leaf %llu out of order",
+					(unsigned long long)r->a);
+		if (cl->nleaves == cl->cap) {
+			uint32_t cap = cl->cap ? 2 * cl->cap : 64;
+			struct tp_leaf **n = realloc(cl->leaves, cap * sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			cl->leaves = n;
+			cl->cap = cap;
+		}
+		lf = calloc(1, sizeof(*lf));
+		if (!lf)
+			return -ENOMEM;
+		cl->leaves[cl->nleaves++] = cl->cur = lf;
+		return 0;
+	case TP_R_LREF:
+		v = tp_vol_by_id(p, r->vol);
+		if (!v || r->a >= (v->nl + TP_LEAF - 1) / TP_LEAF || v->leaf[r->a] ||
+		    r->b == 0 || r->b > cl->nleaves)
+			return load_err(err, errlen, -EUCLEAN, "volume %u: bad leaf reference %llu",
+					r->vol, (unsigned long long)r->a);
+		lf = cl->leaves[r->b - 1];
+		/* Past the volume's end only holes (as tp_vol_size keeps them). */
+		for (uint64_t k = 0; k < TP_LEAF; k++)
+			if (lf->e[k].p1 && r->a * TP_LEAF + k >= v->nl)
+				return load_err(err, errlen, -EUCLEAN, "volume %u: leaf %llu maps past "
+						"its end", r->vol, (unsigned long long)r->a);
+		v->leaf[r->a] = lf;
+		lf->refs++;
+		v->mapped += lf->n;
+		return 0;
+	case TP_R_REF:
+		if (r->b >= p->sb.nr_chunks || r->a < 3 || r->a > UINT16_MAX)
+			return load_err(err, errlen, -EUCLEAN, "reference count %llu of chunk %llu",
+					(unsigned long long)r->a, (unsigned long long)r->b);
+		if (cl->nrefs == cl->caprefs) {
+			size_t cap = cl->caprefs ? 2 * cl->caprefs : 64;
+			struct tp_rec *n = realloc(cl->refs, cap * sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			cl->refs = n;
+			cl->caprefs = cap;
+		}
+		cl->refs[cl->nrefs++] = *r;
+		return 0;
+	}
+	return load_err(err, errlen, -EUCLEAN, "record type %u in a checkpoint", r->type);
+}
+
 int
 tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t errlen)
 {
-	uint8_t *root = NULL, *blk = NULL, *space = NULL;
+	uint8_t *root = NULL, *blk = NULL;
 	uint64_t rb = sb->ckpt_root, nroots = 0, nread = 0;
+	struct ckpt_load cl = { 0 };
+	uint16_t *space = NULL;
 	int ret;
 
 	p->sb = *sb;
 	if (posix_memalign((void **)&root, TP_BLOCK, TP_BLOCK) ||
 	    posix_memalign((void **)&blk, TP_BLOCK, TP_BLOCK) ||
-	    !(space = calloc(sb->nr_chunks, 1))) {
+	    !(space = calloc(sb->nr_chunks, sizeof(*space)))) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -330,8 +500,7 @@ tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t e
 				const uint8_t *src = blk + sizeof(*bh) + off;
 				size_t sz = off + 8 <= bh->used ? tp_rec_size(src[0]) : 0;
 
-				if (!sz || off + sz > bh->used ||
-				    (src[0] != TP_R_VOL && src[0] != TP_R_MAP)) {
+				if (!sz || off + sz > bh->used) {
 					ret = load_err(err, errlen, -EUCLEAN,
 						       "checkpoint block %llu: bad record %u",
 						       (unsigned long long)b, k);
@@ -340,12 +509,25 @@ tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t e
 				memset(&r, 0, sizeof(r));
 				memcpy(&r, src, sz);
 				off += (uint32_t)sz;
-				ret = tp_apply(p, &r, err, errlen);
-				if (ret < 0)
+				ret = ckpt_load_rec(p, &cl, &r, err, errlen);
+				if (ret < 0) {
+					load_err(err, errlen, ret, "checkpoint block %llu: bad record %u",
+						 (unsigned long long)b, k);
 					goto out;
+				}
 			}
 		}
 		rb = h->aux;
+	}
+	/* Counts of 3 and more: the REF records. */
+	for (size_t k = 0; k < cl.nrefs; k++) {
+		if (space[cl.refs[k].b] != 3) {
+			ret = load_err(err, errlen, -EUCLEAN, "chunk %llu: a reference count record "
+				       "where the space map says %u", (unsigned long long)cl.refs[k].b,
+				       space[cl.refs[k].b]);
+			goto out;
+		}
+		space[cl.refs[k].b] = (uint16_t)cl.refs[k].a;
 	}
 	/* The space map against the references just counted (R4). */
 	for (uint64_t c = 0; c < sb->nr_chunks; c++) {
@@ -361,6 +543,12 @@ tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t e
 		p->next_vol_id = sb->next_vol_id;
 	ret = 0;
 out:
+	/* A leaf no volume refers to holds nothing: its counts stay (a leak, if any). */
+	for (uint32_t k = 0; k < cl.nleaves; k++)
+		if (!cl.leaves[k]->refs)
+			free(cl.leaves[k]);
+	free(cl.leaves);
+	free(cl.refs);
 	free(root);
 	free(blk);
 	free(space);

@@ -61,12 +61,17 @@ tp_rec_size(unsigned int t)
 	switch (t) {
 	case TP_R_MAP:
 	case TP_R_UNMAP:
+	case TP_R_COW:
+	case TP_R_LREF:
+	case TP_R_REF:
 		return 32;
 	case TP_R_VOL:
+	case TP_R_SNAP:
 		return sizeof(struct tp_rec);
 	case TP_R_VOLDEL:
 	case TP_R_RESIZE:
 	case TP_R_COMMIT:
+	case TP_R_LEAF:
 		return 16;
 	}
 	return 0;
@@ -421,6 +426,7 @@ tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
 		goto out;
 	}
 	p.sb.created = (uint64_t)time(NULL);
+	p.sb.feat_incompat = TP_FEAT_INCOMPAT_SHARE;	/* snapshots O(1) from the first */
 	p.sb.h.gen = 0;
 	p.sb.journal_tail = 1;
 	p.chunk_size = p.sb.chunk_size;
@@ -428,7 +434,7 @@ tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
 	p.nsub = (uint32_t)(p.chunk_size / p.sub_size);
 	p.full_bits = p.nsub == 32 ? UINT32_MAX : (1u << p.nsub) - 1;
 	p.cstate = calloc(p.sb.nr_chunks, 1);
-	p.space = calloc(p.sb.nr_chunks, 1);
+	p.space = calloc(p.sb.nr_chunks, sizeof(*p.space));
 	p.inflight = calloc(p.sb.nr_chunks, sizeof(*p.inflight));
 	p.meta_used = calloc(p.sb.meta_blocks, 1);
 	p.head = 1;

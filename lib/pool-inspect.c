@@ -14,7 +14,7 @@ int
 dio_tpool_get_meta(struct dio_tpool *pool, struct dio_tpool_meta *m)
 {
 	const struct tp_super *sb = &pool->sb;
-	uint8_t *refs;
+	uint16_t *refs;
 	int ret;
 
 	memset(m, 0, sizeof(*m));
@@ -43,7 +43,7 @@ dio_tpool_get_meta(struct dio_tpool *pool, struct dio_tpool_meta *m)
 		m->chunks_used += pool->cstate[c] == TP_C_USED;
 		m->chunks_pending += pool->cstate[c] == TP_C_PENDING;
 		m->chunks_free += pool->cstate[c] == TP_C_FREE;
-		m->refcount[pool->space[c] & 3]++;
+		m->refcount[pool->space[c] < 3 ? pool->space[c] : 3]++;
 		m->leaked += pool->space[c] > refs[c];
 	}
 	free(refs);
@@ -66,7 +66,7 @@ dio_tpool_volume_map(struct dio_tpool *pool, const char *name, dio_tpool_map_fn 
 		/* Whole leaves of holes at once: most of a thin volume. */
 		for (uint64_t l = i * TP_LEAF; v->leaf[i] && ret == 0 && l < v->nl &&
 		     l < (i + 1) * TP_LEAF; l++) {
-			const struct tp_ment *e = &v->leaf[i][l % TP_LEAF];
+			const struct tp_ment *e = &v->leaf[i]->e[l % TP_LEAF];
 
 			if (e->p1)
 				ret = fn(priv, l, e->p1 - 1, e->bits);

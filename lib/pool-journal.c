@@ -57,13 +57,13 @@ tp_rec_durable(struct dio_tpool *p, const struct tp_rec *r)
 	struct tp_vol *v;
 	struct tp_ment *e;
 
-	if (r->type != TP_R_MAP && r->type != TP_R_UNMAP)
+	if (r->type != TP_R_MAP && r->type != TP_R_UNMAP && r->type != TP_R_COW)
 		return;
 	v = tp_vol_by_id(p, r->vol);
-	e = v ? tp_ment(v, r->a, false) : NULL;
+	e = v ? tp_ment(v, r->a) : NULL;
 	if (!e || !e->p1)
 		return;
-	if (r->type == TP_R_MAP && e->p1 == r->b + 1)
+	if ((r->type == TP_R_MAP || r->type == TP_R_COW) && e->p1 == r->b + 1)
 		e->dbits |= r->bits;
 	else if (r->type == TP_R_UNMAP)
 		e->dbits &= ~r->bits;

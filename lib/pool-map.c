@@ -14,20 +14,132 @@
 #include "pool.h"
 
 struct tp_ment *
-tp_ment(struct tp_vol *v, uint64_t l, bool make)
+tp_ment(struct tp_vol *v, uint64_t l)
 {
-	uint64_t i = l / TP_LEAF;
+	struct tp_leaf *lf;
 
 	if (l >= v->nl)
 		return NULL;
-	if (!v->leaf[i]) {
+	lf = v->leaf[l / TP_LEAF];
+	return lf ? &lf->e[l % TP_LEAF] : NULL;
+}
+
+struct tp_ment *
+tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
+{
+	uint64_t i = l / TP_LEAF;
+	struct tp_leaf *lf, *n;
+
+	if (l >= v->nl)
+		return NULL;
+	lf = v->leaf[i];
+	if (!lf) {
 		if (!make)
 			return NULL;
-		v->leaf[i] = calloc(TP_LEAF, sizeof(struct tp_ment));
-		if (!v->leaf[i])
+		lf = calloc(1, sizeof(*lf));
+		if (!lf)
 			return NULL;
+		lf->refs = 1;
+		v->leaf[i] = lf;
+		p->nleaves++;
+	} else if (lf->refs > 1) {
+		/* Shared: this volume gets its own copy, each chunk one more reference. */
+		if (p->meta_guard && !tp_meta_room(p, lf->n, 0)) {
+			errno = ENOSPC;
+			return NULL;
+		}
+		n = malloc(sizeof(*n));
+		if (!n)
+			return NULL;
+		memcpy(n, lf, sizeof(*n));
+		n->refs = 1;
+		n->mark = 0;
+		n->num = 0;
+		for (uint32_t k = 0; k < TP_LEAF; k++)
+			if (n->e[k].p1)
+				p->space[n->e[k].p1 - 1]++;
+		p->nrefs += n->n;
+		lf->refs--;
+		v->leaf[i] = lf = n;
 	}
-	return &v->leaf[i][l % TP_LEAF];
+	return &lf->e[l % TP_LEAF];
+}
+
+bool
+tp_shared(const struct dio_tpool *p, const struct tp_vol *v, uint64_t l, const struct tp_ment *e)
+{
+	return v->leaf[l / TP_LEAF]->refs > 1 || p->space[e->p1 - 1] > 1;
+}
+
+void
+tp_ent_map(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e, uint64_t c)
+{
+	e->p1 = (uint32_t)c + 1;
+	p->space[c]++;
+	p->nrefs++;
+	v->leaf[l / TP_LEAF]->n++;
+	v->mapped++;
+}
+
+/* Space map entry of chunk c down by one; the last reference frees it (see tp_ent_unmap). */
+static void
+space_drop(struct dio_tpool *p, uint64_t c, uint64_t serial)
+{
+	if (!p->space[c])
+		return;
+	p->nrefs--;
+	if (--p->space[c] == 0 && serial != TP_NO_RELEASE)
+		tp_chunk_release(p, c, serial);
+}
+
+void
+tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e,
+	     uint64_t serial)
+{
+	uint64_t c = e->p1 - 1;
+
+	e->p1 = 0;
+	e->bits = e->dbits = 0;
+	v->leaf[l / TP_LEAF]->n--;
+	v->mapped--;
+	space_drop(p, c, serial);
+}
+
+/* Drop one reference to leaf lf; the last one drops its chunks' (serial: see tp_ent_unmap). */
+static void
+leaf_put(struct dio_tpool *p, struct tp_leaf *lf, uint64_t serial)
+{
+	if (!lf || --lf->refs)
+		return;
+	for (uint32_t k = 0; p && k < TP_LEAF; k++)
+		if (lf->e[k].p1)
+			space_drop(p, lf->e[k].p1 - 1, serial);
+	free(lf);
+}
+
+bool
+tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
+{
+	/* 32-byte records: a MAP per reference, a REF per 3, an LREF and half a LEAF per leaf */
+	uint64_t recs = (p->nrefs + refs) * 4 / 3 + (p->nleaves + leaves) * 3 / 2;
+
+	/* the reserve holds two checkpoints of a MAP per chunk (tp_geometry) */
+	return recs <= p->sb.nr_chunks;
+}
+
+uint32_t
+tp_leaf_mark(struct dio_tpool *p)
+{
+	if (++p->leaf_mark == 0) {
+		/* wrapped: no leaf may keep an old mark that looks new */
+		for (uint32_t i = 0; i < p->nvols; i++)
+			for (uint64_t k = 0; p->vols[i] && k < (p->vols[i]->nl + TP_LEAF - 1) / TP_LEAF;
+			     k++)
+				if (p->vols[i]->leaf[k])
+					p->vols[i]->leaf[k]->mark = 0;
+		p->leaf_mark = 1;
+	}
+	return p->leaf_mark;
 }
 
 /*
@@ -41,18 +153,21 @@ tp_vol_size(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 {
 	uint64_t nl = size / p->chunk_size + (size % p->chunk_size != 0);
 	uint64_t nleaf = (nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
-	struct tp_ment **leaf;
+	struct tp_leaf **leaf;
 
 	if (nl > TP_VOL_CHUNKS_MAX)
 		return -EFBIG;
 	if (nleaf < old) {
+		/* holes only past the end (the caller unmapped them): no chunk to drop */
 		for (uint64_t i = nleaf; i < old; i++) {
-			free(v->leaf[i]);
+			p->nleaves -= v->leaf[i] != NULL;
+			leaf_put(NULL, v->leaf[i], TP_NO_RELEASE);
 			v->leaf[i] = NULL;
 		}
 	}
+	/* Holes already: clearing them changes no leaf another volume sees. */
 	if (nl < v->nl && nl % TP_LEAF && v->leaf[nl / TP_LEAF])
-		memset(&v->leaf[nl / TP_LEAF][nl % TP_LEAF], 0,
+		memset(&v->leaf[nl / TP_LEAF]->e[nl % TP_LEAF], 0,
 		       (TP_LEAF - nl % TP_LEAF) * sizeof(struct tp_ment));
 	if (nleaf > old) {
 		leaf = realloc(v->leaf, nleaf * sizeof(*leaf));
@@ -92,9 +207,23 @@ tp_vol_free(struct tp_vol *v)
 	if (!v)
 		return;
 	for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++)
-		free(v->leaf[i]);
+		leaf_put(NULL, v->leaf[i], TP_NO_RELEASE);
 	free(v->leaf);
 	free(v);
+}
+
+void
+tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
+{
+	for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++) {
+		p->nleaves -= v->leaf[i] != NULL;
+		leaf_put(p, v->leaf[i], serial);
+		v->leaf[i] = NULL;
+	}
+	for (uint32_t i = 0; i < p->nvols; i++)
+		if (p->vols[i] == v)
+			p->vols[i] = NULL;
+	tp_vol_free(v);
 }
 
 struct tp_vol *
@@ -127,16 +256,6 @@ tp_vol_add(struct dio_tpool *p, struct tp_vol *v)
 	if (v->id >= p->next_vol_id)
 		p->next_vol_id = v->id + 1;
 	return 0;
-}
-
-/* Remove v from the table and free it. */
-static void
-tp_vol_remove(struct dio_tpool *p, struct tp_vol *v)
-{
-	for (uint32_t i = 0; i < p->nvols; i++)
-		if (p->vols[i] == v)
-			p->vols[i] = NULL;
-	tp_vol_free(v);
 }
 
 int64_t
@@ -236,14 +355,6 @@ tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
 	p->npfree = j;
 }
 
-/* Space map entry of chunk c down by one (a reference went away). */
-static void
-space_drop(struct dio_tpool *p, uint64_t c)
-{
-	if (p->space[c])
-		p->space[c]--;
-}
-
 static int
 apply_err(char *err, size_t errlen, const char *what, const struct tp_rec *r)
 {
@@ -253,15 +364,49 @@ apply_err(char *err, size_t errlen, const char *what, const struct tp_rec *r)
 	return -EUCLEAN;
 }
 
+/* A new volume from a VOL or SNAP record (checked): its map empty, or origin's shared. */
+static int
+apply_vol(struct dio_tpool *p, const struct tp_rec *r, struct tp_vol *origin)
+{
+	struct tp_vol *v = tp_vol_new(p, r->vol, r->name, r->a, r->uuid);
+
+	if (!v)
+		return -ENOMEM;
+	v->flags = r->flags;
+	v->parent = (uint32_t)r->b;
+	if (origin) {
+		/* O(leaves): the table is copied, the leaves shared. */
+		for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++) {
+			v->leaf[i] = origin->leaf[i];
+			if (v->leaf[i])
+				v->leaf[i]->refs++;
+		}
+		v->mapped = origin->mapped;
+	}
+	if (tp_vol_add(p, v) < 0) {
+		tp_vol_free(v);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; origin && i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++)
+		p->nleaves += v->leaf[i] != NULL;
+	return 0;
+}
+
 int
 tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 {
 	struct tp_vol *v = r->type == TP_R_COMMIT ? NULL : tp_vol_by_id(p, r->vol);
+	struct tp_vol *o = NULL;
 	struct tp_ment *e;
 
 	switch (r->type) {
 	case TP_R_COMMIT:
 		return 0;
+	case TP_R_SNAP:
+		o = tp_vol_by_id(p, (uint32_t)r->b);
+		if (!o || o->size != r->a)
+			return apply_err(err, errlen, "snapshot of no volume, or of another size", r);
+		/* fallthrough */
 	case TP_R_VOL:
 		if (v || r->vol == 0)
 			return apply_err(err, errlen, "volume exists already", r);
@@ -271,20 +416,14 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 		if (!r->name[0] || !memchr(r->name, 0, sizeof(r->name)) ||
 		    tp_vol_by_name(p, r->name))
 			return apply_err(err, errlen, "bad or duplicate volume name", r);
-		v = tp_vol_new(p, r->vol, r->name, r->a, r->uuid);
-		if (!v)
-			return -ENOMEM;
-		v->flags = r->flags;
-		if (tp_vol_add(p, v) < 0) {
-			tp_vol_free(v);
-			return -ENOMEM;
-		}
-		return 0;
+		if (r->flags & ~TP_VF_RO)
+			return apply_err(err, errlen, "unknown volume flags", r);
+		return apply_vol(p, r, o);
 	case TP_R_RESIZE:
 		if (!v || r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
 			return apply_err(err, errlen, "resize of no volume, or to a bad size", r);
 		for (uint64_t l = (r->a + p->chunk_size - 1) / p->chunk_size; l < v->nl; l++) {
-			e = tp_ment(v, l, false);
+			e = tp_ment(v, l);
 			if (e && e->p1)
 				return apply_err(err, errlen, "shrink over mapped chunks", r);
 		}
@@ -292,45 +431,56 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 	case TP_R_VOLDEL:
 		if (!v)
 			return apply_err(err, errlen, "delete of no volume", r);
-		for (uint64_t l = 0; l < v->nl; l++) {
-			e = tp_ment(v, l, false);
-			if (e && e->p1)
-				space_drop(p, e->p1 - 1);
-		}
-		tp_vol_remove(p, v);
+		tp_vol_drop(p, v, TP_NO_RELEASE);
 		return 0;
 	case TP_R_MAP:
 		if (!v || r->a >= v->nl || r->b >= p->sb.nr_chunks || !r->bits ||
 		    (r->bits & ~p->full_bits))
 			return apply_err(err, errlen, "map out of bounds", r);
-		e = tp_ment(v, r->a, true);
-		if (!e)
-			return -ENOMEM;
-		if (!e->p1) {
+		e = tp_ment(v, r->a);
+		if (!e || !e->p1) {
 			if (p->space[r->b])
 				return apply_err(err, errlen, "chunk mapped twice", r);
-			e->p1 = (uint32_t)r->b + 1;
-			p->space[r->b] = 1;
-			v->mapped++;
+			e = tp_ment_w(p, v, r->a, true);
+			if (!e)
+				return -ENOMEM;
+			tp_ent_map(p, v, r->a, e, r->b);
 		} else if (e->p1 != r->b + 1) {
 			return apply_err(err, errlen, "remap of a mapped chunk", r);
+		} else if ((r->bits & ~e->bits) && tp_shared(p, v, r->a, e)) {
+			return apply_err(err, errlen, "write into a shared chunk", r);
+		} else if (!(e = tp_ment_w(p, v, r->a, false))) {
+			return -ENOMEM;
 		}
 		e->bits |= r->bits;
 		e->dbits = e->bits;
 		return 0;
+	case TP_R_COW:
+		if (!v || r->a >= v->nl || r->b >= p->sb.nr_chunks || (r->bits & ~p->full_bits))
+			return apply_err(err, errlen, "copy-on-write out of bounds", r);
+		e = tp_ment(v, r->a);
+		if (!e || !e->p1 || e->p1 == r->b + 1 || p->space[r->b])
+			return apply_err(err, errlen, "copy-on-write of no chunk, or to a used one", r);
+		e = tp_ment_w(p, v, r->a, false);
+		if (!e)
+			return -ENOMEM;
+		tp_ent_unmap(p, v, r->a, e, TP_NO_RELEASE);
+		tp_ent_map(p, v, r->a, e, r->b);
+		e->bits = e->dbits = r->bits;
+		return 0;
 	case TP_R_UNMAP:
 		if (!v || r->a >= v->nl)
 			return apply_err(err, errlen, "unmap out of bounds", r);
-		e = tp_ment(v, r->a, false);
-		if (!e || !e->p1)
+		e = tp_ment(v, r->a);
+		if (!e || !e->p1 || !(e->bits & r->bits))
 			return 0;	/* unmapped already */
+		e = tp_ment_w(p, v, r->a, false);
+		if (!e)
+			return -ENOMEM;
 		e->bits &= ~r->bits;
 		e->dbits = e->bits;
-		if (!e->bits) {
-			space_drop(p, e->p1 - 1);
-			e->p1 = 0;
-			v->mapped--;
-		}
+		if (!e->bits)
+			tp_ent_unmap(p, v, r->a, e, TP_NO_RELEASE);
 		return 0;
 	}
 	return apply_err(err, errlen, "unknown record", r);
@@ -347,7 +497,7 @@ tp_derive(struct dio_tpool *p)
 			continue;
 		v->mapped = 0;
 		for (uint64_t l = 0; l < v->nl; l++) {
-			struct tp_ment *e = tp_ment(v, l, false);
+			struct tp_ment *e = tp_ment(v, l);
 
 			if (e && e->p1) {
 				v->mapped++;
@@ -357,7 +507,13 @@ tp_derive(struct dio_tpool *p)
 		}
 	}
 	p->free_chunks = 0;
+	p->nrefs = 0;
+	p->nleaves = 0;
+	for (uint32_t i = 0; i < p->nvols; i++)
+		for (uint64_t k = 0; p->vols[i] && k < (p->vols[i]->nl + TP_LEAF - 1) / TP_LEAF; k++)
+			p->nleaves += p->vols[i]->leaf[k] != NULL;
 	for (uint64_t c = 0; c < p->sb.nr_chunks; c++) {
+		p->nrefs += p->space[c];
 		/* A leak (space says used, nothing maps it) stays used: repair's job. */
 		if (p->space[c])
 			p->cstate[c] = TP_C_USED;

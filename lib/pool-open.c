@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dio/dio.h"
@@ -63,7 +64,7 @@ tp_alloc_state(struct dio_tpool *p, const struct tp_super *sb)
 	p->nsub = (uint32_t)(p->chunk_size / p->sub_size);
 	p->full_bits = p->nsub == 32 ? UINT32_MAX : (1u << p->nsub) - 1;
 	p->cstate = calloc(sb->nr_chunks, 1);
-	p->space = calloc(sb->nr_chunks, 1);
+	p->space = calloc(sb->nr_chunks, sizeof(*p->space));
 	p->inflight = calloc(sb->nr_chunks, sizeof(*p->inflight));
 	p->meta_used = calloc(sb->meta_blocks, 1);
 	return p->cstate && p->space && p->inflight && p->meta_used ? 0 : -ENOMEM;
@@ -183,6 +184,7 @@ dio_tpool_open(const char *path, const struct dio_tpool_opts *opts, struct dio_t
 
 	if (ret < 0)
 		return open_error(opts, -ret, path, err);
+	p->meta_guard = true;	/* recovered: live changes keep within the reserve */
 	dio_log(DIO_LOG_INFO, "%s: pool generation %" PRIu64 ", %" PRIu64 " of %" PRIu64
 		" chunks free, journal at %" PRIu64 "%s", path, p->sb.h.gen, p->free_chunks,
 		p->sb.nr_chunks, p->head, p->no_discard ? ", freed chunks kept on the device" : "");
@@ -294,7 +296,6 @@ dio_tpool_volume_delete(struct dio_tpool *pool, const char *name)
 {
 	struct tp_rec r = { .type = TP_R_VOLDEL };
 	struct tp_vol *v;
-	uint64_t serial;
 	int ret;
 
 	pthread_mutex_lock(&pool->lock);
@@ -306,26 +307,99 @@ dio_tpool_volume_delete(struct dio_tpool *pool, const char *name)
 	} else if (v->dv) {
 		ret = -EBUSY;
 	} else {
-		/* Its chunks stay unallocatable until the delete is durable (R3). */
 		r.vol = v->id;
 		ret = tp_append(pool, &r, 0);
-		serial = pool->serial;
-		for (uint64_t l = 0; ret == 0 && l < v->nl; l++) {
-			struct tp_ment *e = tp_ment(v, l, false);
-
-			if (e && e->p1)
-				tp_chunk_release(pool, e->p1 - 1, serial);
-		}
 		if (ret == 0) {
-			for (uint32_t i = 0; i < pool->nvols; i++)
-				if (pool->vols[i] == v)
-					pool->vols[i] = NULL;
-			tp_vol_free(v);
+			/*
+			 * Its leaves lose a reference; the chunks of those that
+			 * had no other lose theirs, and the ones no volume maps
+			 * any more stay unallocatable until the delete is durable (R3).
+			 */
+			tp_vol_drop(pool, v, pool->serial);
 			ret = tp_commit(pool, true);
 		}
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return ret;
+}
+
+/* Writes in flight on an open volume: how long a snapshot waits for them to end. */
+#define TP_SNAP_WAIT_US (2 * 1000 * 1000)
+
+static int
+tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool writable)
+{
+	struct tp_rec r = { .type = TP_R_SNAP, .flags = writable ? 0 : TP_VF_RO };
+	struct timespec nap = { 0, 200 * 1000 };
+	struct tp_vol *o;
+	uint32_t n = 0;
+	int ret;
+
+	if (!name[0] || strlen(name) > DIO_TPOOL_NAME_MAX)
+		return -EINVAL;
+	if (getrandom(r.uuid, 16, 0) != 16)
+		return -EIO;
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	pthread_mutex_lock(&pool->lock);
+	for (uint32_t i = 0; i < pool->nvols; i++)
+		n += pool->vols[i] != NULL;
+	/*
+	 * A write between map_begin and map_end may be writing in place into
+	 * a chunk the snapshot would share: what it writes would show in the
+	 * snapshot and miss the origin's copy. Wait until none is.
+	 */
+	for (long waited = 0; (o = tp_vol_by_name(pool, origin)) && o->writers &&
+	     waited < TP_SNAP_WAIT_US; waited += nap.tv_nsec / 1000) {
+		pthread_mutex_unlock(&pool->lock);
+		nanosleep(&nap, NULL);
+		pthread_mutex_lock(&pool->lock);
+	}
+	if (pool->readonly)
+		ret = -EROFS;
+	else if (!o)
+		ret = -ENOENT;
+	else if (tp_vol_by_name(pool, name))
+		ret = -EEXIST;
+	else if (n >= pool->sb.max_volumes || n >= UINT16_MAX)
+		ret = -ENOSPC;	/* and a chunk's count fits its 16 bits */
+	else if (o->writers)
+		ret = -EBUSY;
+	else if (!tp_meta_room(pool, 0, (o->nl + TP_LEAF - 1) / TP_LEAF))
+		ret = -ENOSPC;	/* the metadata reserve could not hold its map (R5) */
+	else {
+		r.vol = (uint32_t)pool->next_vol_id;
+		r.a = o->size;
+		r.b = o->id;
+		ret = tp_append(pool, &r, 0);
+		if (ret == 0) {
+			char err[200];
+
+			ret = tp_apply(pool, &r, err, sizeof(err));
+			if (ret < 0) {
+				pool->npend--;	/* never happened */
+				dio_log(DIO_LOG_ERR, "%s: snapshot of %s: %s", pool->path, origin, err);
+			}
+		}
+		/* A pool from before snapshots: a checkpoint marks it as one that has them. */
+		if (ret == 0 && !(pool->sb.feat_incompat & TP_FEAT_INCOMPAT_SHARE))
+			ret = tp_checkpoint(pool);
+		else if (ret == 0)
+			ret = tp_commit(pool, true);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
+}
+
+int
+dio_tpool_volume_snapshot(struct dio_tpool *pool, const char *origin, const char *name)
+{
+	return tp_snapshot(pool, origin, name, false);
+}
+
+int
+dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *name)
+{
+	return tp_snapshot(pool, origin, name, true);
 }
 
 int
@@ -349,6 +423,8 @@ dio_tpool_volume_list(struct dio_tpool *pool, struct dio_tpool_vol_info **out, s
 		a[k].id = v->id;
 		a[k].size = v->size;
 		a[k].mapped = v->mapped;
+		a[k].parent = v->parent;
+		a[k].readonly = v->flags & TP_VF_RO;
 		memcpy(a[k].uuid, v->uuid, 16);
 		k++;
 	}

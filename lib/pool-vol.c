@@ -8,6 +8,10 @@
  *             place, DIRTY while their record is not durable (so a FUA
  *             write to them commits, R2); unwritten: UNWRITTEN; reads of
  *             holes and unwritten sub-blocks: no device I/O.
+ *  shared     a write to a chunk another volume maps too (a snapshot's or
+ *             clone's): the chunk's written sub-blocks are copied to a new
+ *             one first (tpv_cow, a COW record), then the write goes on as
+ *             one to an exclusive chunk.
  *  map_end    after the data completed: written bits + a MAP record into
  *             the open transaction; with DIO_MAP_FUA (the engine flushed
  *             the data first) the transaction is committed before return.
@@ -48,6 +52,74 @@ sub_mask(uint32_t a, uint32_t b)
 	return (uint32_t)m;
 }
 
+/*
+ * v's lchunk l maps a chunk another volume maps too: copy its written
+ * sub-blocks to a new chunk and point l at it (the volume's own leaf,
+ * copied from the shared one first). The copy is synchronous under the
+ * pool lock, like stage 1's metadata I/O, and written whole: the COW
+ * record, durable only after the next flush (R1), makes the new chunk
+ * hold everything the old one held, so a crash before the write's own
+ * MAP still reads the old data. The old chunk keeps its other references.
+ * The entry, or NULL with *err = -errno.
+ */
+static struct tp_ment *
+tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
+{
+	uint64_t cs = p->chunk_size, ss = p->sub_size, old, from, len;
+	struct tp_ment *e = tp_ment_w(p, v, l, false);
+	struct tp_rec r = { .type = TP_R_COW, .vol = v->id, .a = l };
+	int64_t c;
+	int ret;
+
+	if (!e) {
+		*err = -errno;	/* ENOMEM, or ENOSPC: no metadata room for a copy of the leaf */
+		return NULL;
+	}
+	old = e->p1 - 1;
+	if (p->space[old] <= 1)
+		return e;	/* the leaf was shared, the chunk is its alone */
+	c = tp_alloc(p, v);
+	if (c < 0) {
+		dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
+			"with ENOSPC (here to copy a shared one)", p->path);
+		*err = (int)c;
+		return NULL;
+	}
+	if (e->bits) {
+		uint32_t a = (uint32_t)__builtin_ctz(e->bits), b = 32 - (uint32_t)__builtin_clz(e->bits);
+
+		from = a * ss;
+		len = (b - a) * ss;
+		ret = tp_buf_reserve(p, len);
+		if (ret == 0)
+			ret = p->io->pread(p->io->priv, p->fd, p->buf, len,
+					   p->sb.data_start + old * cs + from);
+		if (ret == 0)
+			ret = p->io->pwrite(p->io->priv, p->fd, p->buf, len,
+					    p->sb.data_start + (uint64_t)c * cs + from, false);
+		if (ret < 0) {
+			tp_chunk_release(p, (uint64_t)c, 0);
+			*err = ret;
+			return NULL;
+		}
+	}
+	r.b = (uint64_t)c;
+	r.bits = e->bits;
+	/* The copy completed: the next flush makes it durable. */
+	ret = tp_append(p, &r, p->flush_issued + 1);
+	if (ret < 0) {
+		tp_chunk_release(p, (uint64_t)c, 0);
+		*err = ret;
+		return NULL;
+	}
+	tp_ent_unmap(p, v, l, e, p->serial);
+	tp_ent_map(p, v, l, e, (uint64_t)c);
+	e->bits = r.bits;
+	e->dbits = 0;
+	p->cow_chunks++;
+	return e;
+}
+
 /* Map [pos, pos+len) from the volume's map; allocate for a write into a hole. */
 static int
 tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int flags,
@@ -70,14 +142,27 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	memset(ext, 0, sizeof(*ext));
 	ext->pos = pos;
 	pthread_mutex_lock(&p->lock);
-	e = tp_ment(v, l, write);
+	if (write && (v->flags & TP_VF_RO)) {
+		ret = -EPERM;	/* a snapshot */
+		goto out;
+	}
+	e = tp_ment(v, l);
+	if (write && (!e || !e->p1)) {
+		e = tp_ment_w(p, v, l, true);	/* its own leaf to allocate in */
+		if (!e) {
+			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
+			goto out;
+		}
+	} else if (write && tp_shared(p, v, l, e) && !(e = tpv_cow(p, v, l, &ret))) {
+		goto out;
+	}
 	if (!e || !e->p1) {
 		if (!write) {
 			/* A hole: as far as the following chunks are holes too. */
 			uint64_t n = max;
 
 			while (n < len) {
-				struct tp_ment *f = tp_ment(v, (pos + n) / cs, false);
+				struct tp_ment *f = tp_ment(v, (pos + n) / cs);
 
 				if (f && f->p1)
 					break;
@@ -85,10 +170,6 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 			}
 			ext->type = DIO_EXT_HOLE;
 			ext->length = n;
-			goto out;
-		}
-		if (!e) {
-			ret = -ENOMEM;
 			goto out;
 		}
 		int64_t c = tp_alloc(p, v);
@@ -99,10 +180,10 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 			ret = (int)c;
 			goto out;
 		}
-		e->p1 = (uint32_t)c + 1;
+		tp_ent_map(p, v, l, e, (uint64_t)c);
 		e->bits = e->dbits = 0;
-		v->mapped++;
 		p->inflight[c]++;
+		v->writers++;
 		ext->type = DIO_EXT_UNWRITTEN;
 		ext->flags = DIO_EXT_NEW;
 		ext->addr = p->sb.data_start + (uint64_t)c * cs + off;
@@ -123,8 +204,10 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	ext->type = (state & 1) ? DIO_EXT_MAPPED : DIO_EXT_UNWRITTEN;
 	if (write && state == 1)
 		ext->flags = DIO_EXT_DIRTY;	/* written, record not durable yet */
-	if (write)
+	if (write) {
 		p->inflight[e->p1 - 1]++;
+		v->writers++;
+	}
 out:
 	pthread_mutex_unlock(&p->lock);
 	return ret;
@@ -149,7 +232,10 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	pthread_mutex_lock(&p->lock);
 	if (p->inflight[c])
 		p->inflight[c]--;
-	e = tp_ment(v, l, false);
+	if (v->writers)
+		v->writers--;
+	e = tp_ment(v, l);
+	/* Its leaf is the volume's own since map_begin (snapshots wait for writers). */
 	if (done && e && e->p1 == c + 1 && ext->type == DIO_EXT_UNWRITTEN) {
 		uint64_t a = off / ss * ss, b = off + done;
 		uint32_t bits;
@@ -208,7 +294,7 @@ tpv_prep_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, u
 		pthread_mutex_lock(&p->lock);
 		for (int end = 0; end < 2; end++) {
 			uint64_t x = end ? pos + len : pos;
-			struct tp_ment *e = tp_ment(v, x / cs, false);
+			struct tp_ment *e = tp_ment(v, x / cs);
 
 			if (x % ss && e && e->p1 && ((e->bits >> (x % cs / ss)) & 1)) {
 				pthread_mutex_unlock(&p->lock);
@@ -242,7 +328,7 @@ tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
 
 	while (a < b && ret == 0) {
 		uint64_t l = a / cs, ce = (l + 1) * cs, end = b < ce ? b : ce;
-		struct tp_ment *e = tp_ment(v, l, false);
+		struct tp_ment *e = tp_ment(v, l);
 		uint32_t bits;
 
 		if (e && e->p1) {
@@ -250,6 +336,11 @@ tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
 
 			bits = sub_mask((uint32_t)(a % cs / ss),
 					(uint32_t)((end - l * cs) / ss)) & e->bits;
+			/* A shared leaf: this volume's own copy changes, the chunk stays. */
+			if ((bits || !e->bits) && !(e = tp_ment_w(p, v, l, false))) {
+				ret = -errno;
+				break;
+			}
 			if (bits) {
 				struct tp_rec r = { .type = TP_R_UNMAP, .vol = v->id, .a = l,
 						    .bits = bits };
@@ -261,10 +352,7 @@ tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
 			}
 			if (!e->bits && !p->inflight[c]) {
 				/* R3: allocatable once the records up to now are durable. */
-				e->p1 = 0;
-				e->dbits = 0;
-				v->mapped--;
-				tp_chunk_release(p, c, p->npend ? p->serial : 0);
+				tp_ent_unmap(p, v, l, e, p->npend ? p->serial : 0);
 			}
 		}
 		a = end;
@@ -341,7 +429,7 @@ tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out)
 	dv->vol.lbs = p->lbs;
 	dv->vol.pbs = p->lbs;
 	dv->vol.blksize = (uint32_t)p->sub_size;
-	dv->vol.readonly = p->readonly;
+	dv->vol.readonly = p->readonly || (v->flags & TP_VF_RO);
 	dv->vol.wcache = true;
 	dv->vol.can_trim = true;
 	dv->vol.can_zero = true;
@@ -367,11 +455,14 @@ static int
 tpv_zero_tail(struct dio_tpool *p, struct tp_vol *v)
 {
 	uint64_t cs = p->chunk_size, ss = p->sub_size, o = v->size, len = ss - o % ss;
-	struct tp_ment *e = tp_ment(v, o / cs, false);
-	int ret;
+	struct tp_ment *e = tp_ment(v, o / cs);
+	int ret = 0;
 
 	if (o % ss == 0 || !e || !e->p1 || !((e->bits >> (o % cs / ss)) & 1))
 		return 0;
+	/* Not in a chunk a snapshot sees: a copy of its own first. */
+	if (tp_shared(p, v, o / cs, e) && !(e = tpv_cow(p, v, o / cs, &ret)))
+		return ret;
 	ret = tp_buf_reserve(p, len);
 	if (ret < 0)
 		return ret;
@@ -392,7 +483,7 @@ tpv_unmap_tail(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 	uint64_t cs = p->chunk_size, ss = p->sub_size;
 
 	for (uint64_t l = size / cs; l < v->nl; l++) {
-		struct tp_ment *e = tp_ment(v, l, false);
+		struct tp_ment *e = tp_ment(v, l);
 		uint64_t from = l * cs < size ? size - l * cs : 0;
 		uint32_t bits = sub_mask((uint32_t)((from + ss - 1) / ss), p->nsub);
 		struct tp_rec r = { .type = TP_R_UNMAP, .vol = v->id, .a = l, .bits = bits };
@@ -400,16 +491,16 @@ tpv_unmap_tail(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 
 		if (!e || !e->p1 || (!(e->bits & bits) && e->bits))
 			continue;
+		e = tp_ment_w(p, v, l, false);
+		if (!e)
+			return -errno;
 		ret = tp_append(p, &r, 0);
 		if (ret < 0)
 			return ret;
 		e->bits &= ~bits;
 		e->dbits &= ~bits;
-		if (!e->bits) {
-			tp_chunk_release(p, e->p1 - 1, p->serial);
-			e->p1 = 0;
-			v->mapped--;
-		}
+		if (!e->bits)
+			tp_ent_unmap(p, v, l, e, p->serial);
 	}
 	return 0;
 }
@@ -431,6 +522,8 @@ dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size)
 		ret = -EROFS;
 	else if (!v)
 		ret = -ENOENT;
+	else if (v->flags & TP_VF_RO)
+		ret = -EPERM;	/* a snapshot stays as it was taken */
 	else if (size == v->size)
 		ret = 0;
 	else if (size < v->size && v->dv)

@@ -62,10 +62,19 @@ struct tp_hdr {
 _Static_assert(sizeof(struct tp_hdr) == 64, "tp_hdr is 64 bytes");
 #define TP_PAYLOAD	(TP_BLOCK - sizeof(struct tp_hdr))
 
-/* Feature bits: none defined yet; unknown incompat refuses, ro_compat opens read-only. */
+/*
+ * Feature bits: unknown incompat refuses, ro_compat opens read-only.
+ * SHARE: snapshots and clones. Checkpoints may hold LEAF/LREF/REF records
+ * and volumes with a parent or TP_VF_RO, the journal SNAP and COW records,
+ * the space map counts above 1. Set by create, and by the first snapshot
+ * of an older pool (a checkpoint); a version without it refuses the pool
+ * ("unknown incompatible features 0x1") instead of serving a snapshot
+ * writable or freeing a shared chunk.
+ */
+#define TP_FEAT_INCOMPAT_SHARE	(1ull << 0)
 #define TP_FEAT_COMPAT_KNOWN	0ull
 #define TP_FEAT_RO_COMPAT_KNOWN	0ull
-#define TP_FEAT_INCOMPAT_KNOWN	0ull
+#define TP_FEAT_INCOMPAT_KNOWN	TP_FEAT_INCOMPAT_SHARE
 
 /* A superblock slot: fits in 512 bytes; the rest of the block is zero. */
 struct tp_super {
@@ -97,15 +106,25 @@ enum tp_rtype {
 	TP_R_VOLDEL,		/* volume delete: its chunks are freed */
 	TP_R_RESIZE,		/* volume size */
 	TP_R_COMMIT,		/* end of a transaction: a = transaction id */
+	/* SHARE (TP_FEAT_INCOMPAT_SHARE) */
+	TP_R_SNAP,		/* vol: a new volume sharing volume b's map; as VOL */
+	TP_R_COW,		/* vol: lchunk a re-pointed to new pchunk b, written bits = bits;
+				 * the reference to the old chunk is dropped */
+	TP_R_LEAF,		/* checkpoint: a shared leaf (a = its number); MAPs with vol 0 follow */
+	TP_R_LREF,		/* checkpoint: vol's leaf a is shared leaf b */
+	TP_R_REF,		/* checkpoint: chunk b has a references (space map says 3) */
 };
+
+/* tp_rec.flags of VOL/SNAP, tp_vol.flags */
+#define TP_VF_RO	(1u << 0)	/* a snapshot: served read-only */
 
 struct tp_rec {
 	uint8_t type;		/* enum tp_rtype */
 	uint8_t words;		/* length in 8-byte words */
 	uint16_t rsvd;
 	uint32_t vol;		/* volume id */
-	uint64_t a;		/* MAP/UNMAP: lchunk; VOL/RESIZE: size; COMMIT: txn */
-	uint64_t b;		/* MAP: pchunk */
+	uint64_t a;		/* MAP/UNMAP/COW: lchunk; VOL/SNAP/RESIZE: size; COMMIT: txn */
+	uint64_t b;		/* MAP/COW: pchunk; VOL/SNAP: parent volume id (0: none) */
 	uint32_t bits;		/* MAP/UNMAP */
 	uint32_t flags;		/* VOL */
 	uint8_t uuid[16];	/* VOL */
@@ -148,6 +167,21 @@ struct tp_ment {
 };
 
 #define TP_LEAF 1024	/* entries per map leaf */
+
+/*
+ * A leaf of TP_LEAF entries, shared by the volumes whose tables point to
+ * it (a snapshot copies the table, not the leaves). A chunk's refcount
+ * (dio_tpool.space) counts the leaves that map it, so a snapshot is
+ * O(leaves); a leaf is copied before any of its entries changes while
+ * refs > 1 (tp_ment_w), and the copy adds a reference to each chunk.
+ */
+struct tp_leaf {
+	uint32_t refs;		/* volume tables pointing here */
+	uint32_t n;		/* entries with a chunk */
+	uint32_t mark;		/* walks that visit each leaf once (tp_leaf_walk) */
+	uint32_t num;		/* checkpoint writer: its number, 0 = none yet */
+	struct tp_ment e[TP_LEAF];
+};
 /*
  * Logical chunks of a volume at most (16 TiB of 64 KiB chunks): its leaf
  * table stays within 2 MiB and a walk of its map (checkpoint, check,
@@ -157,12 +191,14 @@ struct tp_ment {
 
 struct tp_vol {
 	uint32_t id;
-	uint32_t flags;
+	uint32_t flags;		/* TP_VF_* */
+	uint32_t parent;	/* the volume it was a snapshot or clone of, 0: none */
 	char name[DIO_TPOOL_NAME_MAX + 1];
 	uint8_t uuid[16];
 	uint64_t size;
 	uint64_t nl;		/* logical chunks */
-	struct tp_ment **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
+	struct tp_leaf **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
+	uint32_t writers;	/* writes between map_begin and map_end */
 	uint64_t cursor;	/* allocation cursor (physical chunk) */
 	uint64_t mapped;	/* chunks mapped */
 	struct tp_dvol *dv;	/* the open dio_volume, or NULL */
@@ -208,9 +244,20 @@ struct dio_tpool {
 	struct tp_vol **vols;		/* by index; NULL when deleted */
 	uint32_t nvols;
 	uint64_t next_vol_id;
+	uint32_t leaf_mark;		/* last tp_leaf.mark used */
+	/*
+	 * The metadata reserve (R5) with shared leaves: a checkpoint writes a
+	 * record per reference (nrefs = the sum of space), one per leaf a
+	 * volume points to (nleaves, LREF when shared) and a REF per chunk
+	 * with 3 or more. Live (meta_guard), copying a shared leaf or taking
+	 * a snapshot fails with ENOSPC once they could outgrow it (tp_meta_room).
+	 */
+	uint64_t nrefs, nleaves;
+	bool meta_guard;
+	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
 
 	uint8_t *cstate;		/* TP_C_* per physical chunk */
-	uint8_t *space;			/* on-disk refcount (0..3) per chunk, kept by records */
+	uint16_t *space;		/* refcount per chunk: the leaves that map it (+ leaks) */
 	uint16_t *inflight;		/* writes between map_begin and map_end, per chunk */
 	uint64_t free_chunks;
 
@@ -272,8 +319,33 @@ int tp_buf_reserve(struct dio_tpool *p, size_t len);
 
 /* ---- pool-map.c ---- */
 
-/* Entry of lchunk l of v, allocating its leaf when make. NULL: none / -ENOMEM. */
-struct tp_ment *tp_ment(struct tp_vol *v, uint64_t l, bool make);
+/* Entry of lchunk l of v, to read. NULL: none. */
+struct tp_ment *tp_ment(struct tp_vol *v, uint64_t l);
+/*
+ * Entry of lchunk l of v, to change: its leaf made when make, copied first
+ * when shared. NULL: none, or errno ENOMEM, or ENOSPC when a copy would
+ * outgrow the metadata reserve (tp_meta_room).
+ */
+struct tp_ment *tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make);
+/* Whether the chunk of e (mapped) is shared with another volume: copy-on-write. */
+bool tp_shared(const struct dio_tpool *p, const struct tp_vol *v, uint64_t l,
+	       const struct tp_ment *e);
+/* e (of v) maps chunk c now: a reference, counted. */
+void tp_ent_map(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e, uint64_t c);
+/*
+ * e (of v) maps nothing now: its reference dropped; the chunk, if that was
+ * the last one, freed now (serial 0) or once record serial is durable (R3).
+ */
+void tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e,
+		  uint64_t serial);
+/* tp_ent_unmap serial: replay and loading, where tp_derive works out the chunk states. */
+#define TP_NO_RELEASE UINT64_MAX
+/* Drop v's references to its leaves (and their chunks), as tp_ent_unmap; free v. */
+void tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
+/* Whether a checkpoint still fits the reserve with refs more references, leaves more leaves. */
+bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
+/* A new mark for a walk that visits each shared leaf once. */
+uint32_t tp_leaf_mark(struct dio_tpool *p);
 /* A volume record in memory (maps empty). NULL on -ENOMEM. */
 struct tp_vol *tp_vol_new(struct dio_tpool *p, uint32_t id, const char *name, uint64_t size,
 			  const uint8_t *uuid);
@@ -358,8 +430,8 @@ void tp_committer_stop(struct dio_tpool *p);
 /* Called by tp_recount for a mapping out of bounds or of a chunk mapped already. */
 typedef void (*tp_recount_fn)(void *priv, const struct tp_vol *v, uint64_t lchunk,
 			      uint64_t pchunk);
-/* References to each chunk from the maps, 0 or 1, in a malloc'd array. 0 or -ENOMEM. */
-int tp_recount(struct dio_tpool *p, uint8_t **refs, tp_recount_fn bad, void *priv);
+/* References to each chunk from the maps (leaves), in a malloc'd array. 0 or -ENOMEM. */
+int tp_recount(struct dio_tpool *p, uint16_t **refs, tp_recount_fn bad, void *priv);
 
 /* ---- pool-vol.c ---- */
 

@@ -11,6 +11,8 @@
  *   dionbd-pool volume list [--json] POOL
  *   dionbd-pool volume delete POOL NAME
  *   dionbd-pool volume resize POOL NAME SIZE
+ *   dionbd-pool volume snapshot POOL ORIGIN NAME   (read-only)
+ *   dionbd-pool volume clone POOL ORIGIN NAME      (writable)
  *
  * Sizes take K, M, G, T suffixes (powers of 1024). check, repair and dump
  * draw a progress line on stderr when it is a terminal.
@@ -44,6 +46,8 @@ usage(void)
 		"       dionbd-pool volume list [--json] POOL\n"
 		"       dionbd-pool volume delete POOL NAME\n"
 		"       dionbd-pool volume resize POOL NAME SIZE\n"
+		"       dionbd-pool volume snapshot POOL ORIGIN NAME\n"
+		"       dionbd-pool volume clone POOL ORIGIN NAME\n"
 		"SIZE takes a K, M, G or T suffix. check: exit 0 clean, 1 problems;\n"
 		"repair: exit 0 repaired or clean, 1 refused; 2: usage.\n");
 }
@@ -404,9 +408,11 @@ dump_tree(struct dio_tpool *p, int *err)
 
 		uuid_str(vi[k].uuid, uuid);
 		dm.runs = json_array();
-		v = json_pack("{s:s, s:I, s:s, s:I, s:I, s:o}", "name", vi[k].name,
+		v = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:o}", "name", vi[k].name,
 			      "id", (json_int_t)vi[k].id, "uuid", uuid, "size", (json_int_t)vi[k].size,
-			      "mapped_chunks", (json_int_t)vi[k].mapped, "extents", dm.runs);
+			      "mapped_chunks", (json_int_t)vi[k].mapped,
+			      "parent_id", (json_int_t)vi[k].parent, "readonly", (int)vi[k].readonly,
+			      "extents", dm.runs);
 		if (!v || json_array_append_new(vols, v) < 0) {
 			*err = -ENOMEM;
 			goto fail;
@@ -510,6 +516,16 @@ cmd_dump(int argc, char **argv)
 	return 0;
 }
 
+/* The name of the volume with id 'id' among vi[0..n), or NULL (none, or deleted). */
+static const char *
+parent_name(const struct dio_tpool_vol_info *vi, size_t n, uint32_t id)
+{
+	for (size_t i = 0; id && i < n; i++)
+		if (vi[i].id == id)
+			return vi[i].name;
+	return NULL;
+}
+
 static int
 cmd_volume(int argc, char **argv)
 {
@@ -532,6 +548,12 @@ cmd_volume(int argc, char **argv)
 		}
 		p = open_or_die(argv[2], false);
 		ret = dio_tpool_volume_resize(p, argv[3], size);
+	} else if (strcmp(sub, "snapshot") == 0 && argc == 5) {
+		p = open_or_die(argv[2], false);
+		ret = dio_tpool_volume_snapshot(p, argv[3], argv[4]);
+	} else if (strcmp(sub, "clone") == 0 && argc == 5) {
+		p = open_or_die(argv[2], false);
+		ret = dio_tpool_volume_clone(p, argv[3], argv[4]);
 	} else if (strcmp(sub, "delete") == 0 && argc == 4) {
 		p = open_or_die(argv[2], false);
 		ret = dio_tpool_volume_delete(p, argv[3]);
@@ -551,17 +573,29 @@ cmd_volume(int argc, char **argv)
 		if (ret == 0 && json) {
 			json_t *a = json_array();
 
-			for (size_t i = 0; a && i < n; i++)
-				json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}",
+			for (size_t i = 0; a && i < n; i++) {
+				const char *parent = parent_name(vi, n, vi[i].parent);
+
+				json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:o, s:I, s:b}",
 					"name", vi[i].name, "id", (json_int_t)vi[i].id,
 					"size", (json_int_t)vi[i].size,
-					"mapped", (json_int_t)(vi[i].mapped * info.chunk_size)));
+					"mapped", (json_int_t)(vi[i].mapped * info.chunk_size),
+					"parent", parent ? json_string(parent) : json_null(),
+					"parent_id", (json_int_t)vi[i].parent,
+					"readonly", (int)vi[i].readonly));
+			}
 			ret = json_print(a);
 		} else if (ret == 0) {
-			printf("%-24s %6s %16s %16s\n", "NAME", "ID", "SIZE", "MAPPED");
-			for (size_t i = 0; i < n; i++)
-				printf("%-24s %6u %16" PRIu64 " %16" PRIu64 "\n", vi[i].name, vi[i].id,
-				       vi[i].size, vi[i].mapped * info.chunk_size);
+			printf("%-24s %6s %16s %16s  %-8s %s\n", "NAME", "ID", "SIZE", "MAPPED", "TYPE",
+			       "PARENT");
+			for (size_t i = 0; i < n; i++) {
+				const char *parent = parent_name(vi, n, vi[i].parent);
+
+				printf("%-24s %6u %16" PRIu64 " %16" PRIu64 "  %-8s %s\n", vi[i].name,
+				       vi[i].id, vi[i].size, vi[i].mapped * info.chunk_size,
+				       vi[i].readonly ? "snapshot" : vi[i].parent ? "clone" : "volume",
+				       parent ? parent : vi[i].parent ? "(deleted)" : "-");
+			}
 		}
 		if (ret == 0)
 			free(vi);

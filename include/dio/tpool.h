@@ -94,6 +94,21 @@ int dio_tpool_volume_create(struct dio_tpool *pool, const char *name, uint64_t s
 int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
 
 /*
+ * A snapshot (read-only) or a clone (writable) of volume 'origin', named
+ * 'name', durably: O(1) in the origin's size (its map's leaves are shared,
+ * and copied on the first change; a chunk either side writes to while it
+ * is shared is copied first). It holds every write to origin completed
+ * before the call; writes in flight on an open origin are waited for (up
+ * to 2 s, then -EBUSY). Snapshots and clones are volumes like any other:
+ * of them too, deleted in any order. 0 or -errno (-ENOENT: no origin,
+ * -EEXIST: name taken, -ENOSPC: max_volumes, or the metadata reserve could
+ * not hold the maps once they are copied apart, -EROFS). Writes that
+ * would copy a shared map leaf past that reserve fail with ENOSPC too.
+ */
+int dio_tpool_volume_snapshot(struct dio_tpool *pool, const char *origin, const char *name);
+int dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *name);
+
+/*
  * Resize a volume to size bytes (multiple of 4096), durably. A grow of an
  * open volume is seen by its next opener (the size an open volume reports
  * grows with it; clients that know the old one keep it). A shrink refuses
@@ -116,6 +131,8 @@ struct dio_tpool_vol_info {
 	uint64_t size;
 	uint64_t mapped;	/* chunks */
 	uint8_t uuid[16];
+	uint32_t parent;	/* id of the volume it is a snapshot or clone of; 0: none */
+	bool readonly;		/* a snapshot */
 };
 
 /* The volumes, in id order, in a malloc'd array (free it). 0 or -errno. */
@@ -152,7 +169,7 @@ struct dio_tpool_meta {
 	uint64_t pending_records;	/* appended, not committed yet */
 	/* the space map */
 	uint64_t chunks_used, chunks_pending, chunks_free;	/* pending: freed, not durable */
-	uint64_t refcount[4];		/* chunks whose space map entry is 0, 1, 2, 3 */
+	uint64_t refcount[4];		/* chunks with 0, 1, 2, 3 or more references */
 	uint64_t leaked;		/* counted used, referenced by no volume */
 };
 

@@ -4,7 +4,8 @@
 # the pool at exit), never-written ranges are holes in block status, the
 # pool checks clean, a second opener is refused while nbdkit runs, bad
 # parameters stop nbdkit with a message naming the problem, and
-# thin-pool-discard= decides whether freed chunks leave the pool file.
+# thin-pool-discard= decides whether freed chunks leave the pool file. A
+# snapshot of the volume is served read-only, a clone writable.
 source "${DIO_SRC:-$(dirname "$0")/../..}/plugins/dio/test-functions.sh"
 requires qemu-io nbdinfo
 POOLTOOL=$DIO_BUILD/tools/dionbd-pool
@@ -43,6 +44,27 @@ for engine in $(test_engines); do
 		exit 0" || fail "engine=$engine: vm2 is not all zeros"
 	echo "$NAME: engine=$engine ok"
 done
+
+# A snapshot is served read-only with vm1's data; a clone is writable and
+# what it writes stays out of vm1 and the snapshot.
+"$POOLTOOL" volume snapshot "$P" vm1 snap >/dev/null || fail "volume snapshot"
+"$POOLTOOL" volume clone "$P" vm1 clone >/dev/null || fail "volume clone"
+dio_nbdkit "$PLUGIN" thin-pool="$P" volume=snap --run "
+	nbdinfo --json \"\$uri\" | grep -q '\"is_read_only\": true' || exit 1
+	qemu-io -f raw -r \"\$uri\" -c 'read -P $seed 1M 1M' -c 'read -P 0xcd 5M 4k' \
+		-c 'read -P 0 0 1M' | grep -q 'Pattern verification failed' && exit 2
+	exit 0" || fail "the snapshot served by the plugin"
+dio_nbdkit "$PLUGIN" thin-pool="$P" volume=clone --run "
+	qemu-io -f raw \"\$uri\" -c 'write -P 0x5a 1M 4k' -c 'write -P 0x5b 5M 512' -c 'flush' \
+		>/dev/null || exit 1
+	qemu-io -f raw \"\$uri\" -c 'read -P 0x5a 1M 4k' -c 'read -P 0x5b 5M 512' \
+		-c 'read -P 0xcd 5243392 3584' | grep -q 'Pattern verification failed' && exit 2
+	exit 0" || fail "the clone served by the plugin"
+dio_nbdkit "$PLUGIN" thin-pool="$P" volume=vm1 readonly=true --run "
+	qemu-io -f raw -r \"\$uri\" -c 'read -P $seed 1M 1M' -c 'read -P 0xcd 5M 4k' \
+		| grep -q 'Pattern verification failed' && exit 1
+	exit 0" || fail "vm1 after its clone was written"
+"$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check after snapshot and clone: $(cat "$TMP/check")"
 
 # Each bad parameter: startup fails with a message naming it, no client runs.
 bad() { nbdkit_refuses "$@"; }

@@ -23,7 +23,7 @@ trap 'rm -f "$pool" "$pool.copy"' EXIT
 if "$tool" volume create "$pool" alpha 1G 2>/dev/null; then fail "duplicate name accepted"; fi
 "$tool" volume list "$pool" | grep -q '^alpha .* 1073741824' || fail "list: alpha"
 json=$("$tool" volume list --json "$pool")
-[ "$json" = '[{"name":"alpha","id":1,"size":1073741824,"mapped":0},{"name":"beta","id":2,"size":16777216,"mapped":0}]' ] ||
+[ "$json" = '[{"name":"alpha","id":1,"size":1073741824,"mapped":0,"parent":null,"parent_id":0,"readonly":false},{"name":"beta","id":2,"size":16777216,"mapped":0,"parent":null,"parent_id":0,"readonly":false}]' ] ||
 	fail "list --json: $json"
 "$tool" volume delete "$pool" beta || fail "volume delete"
 "$tool" volume list "$pool" | grep -q beta && fail "beta still listed"

@@ -2,6 +2,7 @@
 /* Thin pools for the pool unit tests: made, opened and removed. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "dio/tpool.h"
@@ -39,4 +40,28 @@ test_pool_remove(struct dio_tpool *pool, char *path)
 		dio_tpool_close(pool);
 	unlink(path);
 	free(path);
+}
+
+struct dio_tpool_vol_info
+test_pool_vol_info(struct dio_tpool *pool, const char *name)
+{
+	struct dio_tpool_vol_info *vi, r = { 0 };
+	size_t n;
+
+	cr_assert_eq(dio_tpool_volume_list(pool, &vi, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(vi[i].name, name) == 0)
+			r = vi[i];
+	free(vi);
+	cr_assert_str_eq(r.name, name, "no volume %s", name);
+	return r;
+}
+
+uint64_t
+test_pool_free_chunks(struct dio_tpool *pool)
+{
+	struct dio_tpool_info i;
+
+	dio_tpool_get_info(pool, &i);
+	return i.free_chunks;
 }

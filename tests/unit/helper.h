@@ -46,6 +46,7 @@ int test_io(struct dio_ctx *ctx, struct dio_volume *vol, uint8_t op, uint32_t fl
 struct dio_tpool;
 struct dio_tpool_create_opts;
 struct dio_tpool_opts;
+struct dio_tpool_vol_info;
 struct dio_tpool *test_pool_make(char **path, uint64_t file_size,
 				 const struct dio_tpool_create_opts *co,
 				 const struct dio_tpool_opts *opts, uint64_t vol_size);
@@ -53,6 +54,10 @@ struct dio_tpool *test_pool_make(char **path, uint64_t file_size,
 struct dio_tpool *test_pool_open(const char *path, const struct dio_tpool_opts *opts);
 /* Close pool (when not NULL), then remove and free path. */
 void test_pool_remove(struct dio_tpool *pool, char *path);
+/* The listing of pool's volume 'name' (the test fails when there is none). */
+struct dio_tpool_vol_info test_pool_vol_info(struct dio_tpool *pool, const char *name);
+/* The chunks pool has free now. */
+uint64_t test_pool_free_chunks(struct dio_tpool *pool);
 
 #endif
 

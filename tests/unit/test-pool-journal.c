@@ -56,14 +56,14 @@ static void
 map_rec(struct dio_tpool *p, uint64_t l, uint64_t c, uint32_t bits)
 {
 	struct tp_vol *v = tp_vol_by_name(p, "v");
-	struct tp_ment *e = tp_ment(v, l, true);
+	struct tp_ment *e = tp_ment_w(p, v, l, true);
 	struct tp_rec r = { .type = TP_R_MAP, .vol = v->id, .a = l, .b = c, .bits = bits };
 
 	if (!e->p1) {
 		cr_assert_eq(p->cstate[c], TP_C_FREE);
 		p->cstate[c] = TP_C_USED;
 		p->free_chunks--;
-		e->p1 = (uint32_t)c + 1;
+		tp_ent_map(p, v, l, e, c);
 	}
 	e->bits |= bits;
 	cr_assert_eq(tp_append(p, &r, 0), 0);
@@ -73,7 +73,7 @@ map_rec(struct dio_tpool *p, uint64_t l, uint64_t c, uint32_t bits)
 static uint32_t
 bits_of(struct dio_tpool *p, uint64_t l)
 {
-	struct tp_ment *e = tp_ment(tp_vol_by_name(p, "v"), l, false);
+	struct tp_ment *e = tp_ment(tp_vol_by_name(p, "v"), l);
 
 	return e && e->p1 ? e->bits : 0;
 }

@@ -219,7 +219,7 @@ Test(pool_map, trim_frees_only_after_durable, .init = setup, .fini = teardown)
 
 	test_pattern(wbuf, CS, 0, 7);
 	cr_assert_eq(test_io(ctx, a, DIO_REQ_WRITE, DIO_REQ_FUA, 0, CS, wbuf), 0);
-	c = tp_ment(tp_vol_by_name(pool, "a"), 0, false)->p1 - 1;
+	c = tp_ment(tp_vol_by_name(pool, "a"), 0)->p1 - 1;
 	dio_tpool_get_info(pool, &i0);
 	cr_assert_eq(test_io(ctx, a, DIO_REQ_TRIM, 0, 0, CS, NULL), 0);
 	cr_assert_eq(pool->cstate[c], TP_C_PENDING, "R3: freed chunk reusable before durable");
@@ -249,7 +249,7 @@ Test(pool_map, write_zeroes_reads_zero_and_frees, .init = setup, .fini = teardow
 	cr_assert_eq(test_io(ctx, a, DIO_REQ_READ, 0, 0, 2 * CS, rbuf), 0);
 	cr_assert(test_all_zero(rbuf, CS + 4 * KiB));
 	cr_assert(test_pattern_check(rbuf + CS + 4 * KiB, CS - 4 * KiB, CS + 4 * KiB, 8));
-	cr_assert_null(tp_ment(tp_vol_by_name(pool, "a"), 0, false)->p1 ? (void *)1 : NULL);
+	cr_assert_null(tp_ment(tp_vol_by_name(pool, "a"), 0)->p1 ? (void *)1 : NULL);
 	dio_volume_put(a);
 }
 
@@ -286,13 +286,13 @@ Test(pool_map, cursors_keep_volumes_apart, .init = setup, .fini = teardown)
 		cr_assert_eq(test_io(ctx, b, DIO_REQ_WRITE, 0, (uint64_t)i * CS, 4 * KiB, wbuf), 0);
 	}
 	for (int i = 1; i < 4; i++) {
-		cr_assert_eq(tp_ment(ta, (uint64_t)i, false)->p1 % pool->sb.nr_chunks,
-			     tp_ment(ta, (uint64_t)i - 1, false)->p1 % pool->sb.nr_chunks + 1 -
-				     (tp_ment(ta, (uint64_t)i - 1, false)->p1 == pool->sb.nr_chunks ?
+		cr_assert_eq(tp_ment(ta, (uint64_t)i)->p1 % pool->sb.nr_chunks,
+			     tp_ment(ta, (uint64_t)i - 1)->p1 % pool->sb.nr_chunks + 1 -
+				     (tp_ment(ta, (uint64_t)i - 1)->p1 == pool->sb.nr_chunks ?
 					      pool->sb.nr_chunks : 0),
 			     "a's chunks are consecutive");
-		cr_assert_eq(tp_ment(tb, (uint64_t)i, false)->p1,
-			     tp_ment(tb, (uint64_t)i - 1, false)->p1 % pool->sb.nr_chunks + 1);
+		cr_assert_eq(tp_ment(tb, (uint64_t)i)->p1,
+			     tp_ment(tb, (uint64_t)i - 1)->p1 % pool->sb.nr_chunks + 1);
 	}
 	dio_volume_put(a);
 	dio_volume_put(b);

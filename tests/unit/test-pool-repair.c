@@ -51,7 +51,7 @@ write_two_chunks(struct dio_tpool *p, struct dio_ctx *ctx)
 	test_pattern(buf, 128 * KiB, 0, 1);
 	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, DIO_REQ_FUA, 0, 128 * KiB, buf), 0);
 	for (int l = 0; l < 2; l++)
-		mapped[l] = tp_ment(tp_vol_by_name(p, "a"), (uint64_t)l, false)->p1 - 1;
+		mapped[l] = tp_ment(tp_vol_by_name(p, "a"), (uint64_t)l)->p1 - 1;
 	dio_volume_put(v);
 	free(buf);
 }

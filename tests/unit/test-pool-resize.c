@@ -84,25 +84,13 @@ crash_reopen(void)
 static struct dio_tpool_vol_info
 vinfo(const char *name)
 {
-	struct dio_tpool_vol_info *vi, r = { 0 };
-	size_t n;
-
-	cr_assert_eq(dio_tpool_volume_list(pool, &vi, &n), 0);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(vi[i].name, name) == 0)
-			r = vi[i];
-	free(vi);
-	cr_assert_str_eq(r.name, name, "no volume %s", name);
-	return r;
+	return test_pool_vol_info(pool, name);
 }
 
 static uint64_t
 free_chunks(void)
 {
-	struct dio_tpool_info i;
-
-	dio_tpool_get_info(pool, &i);
-	return i.free_chunks;
+	return test_pool_free_chunks(pool);
 }
 
 /* check (which needs the pool closed) finds nothing wrong, no leak either. */
@@ -209,7 +197,7 @@ Test(pool_resize, shrink_inside_a_sub_block, .init = setup_big_chunks, .fini = t
 	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, DIO_REQ_FUA, 2 * MiB, 64 * KiB, wbuf), 0);
 	dio_volume_put(v);
 	cr_assert_eq(dio_tpool_volume_resize(pool, "a", 8 * KiB), 0);
-	cr_assert_eq(tp_ment(tp_vol_by_name(pool, "a"), 0, false)->bits, 1,
+	cr_assert_eq(tp_ment(tp_vol_by_name(pool, "a"), 0)->bits, 1,
 		     "sub-blocks past the end still written");
 	cr_assert_eq(free_chunks(), free0 - 1);
 	cr_assert_eq(dio_tpool_volume_resize(pool, "a", 4 * MiB), 0);

@@ -1,0 +1,503 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pool snapshots and clones: a snapshot reads exactly what its origin
+ * held when it was taken, whatever the origin (or a clone) writes, trims
+ * or zeroes after (full, partial, straddling and unaligned writes, FUA);
+ * writes to a clone never show in its origin; deletes in any order keep
+ * the reference counts right (check clean, every chunk back); a reopen
+ * from the journal and from a checkpoint keeps all of it; a snapshot is
+ * read-only. Each volume is compared whole with a model of its bytes.
+ * And the time a snapshot takes with 10^5 and 10^6 chunks mapped (logged).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+
+#include "dio/tpool.h"
+#include "helper.h"
+#include "pool.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+#define VSIZE (1 * MiB)	/* 16 chunks of 64 KiB */
+#define NVOL 4
+
+static char *path;
+static char errbuf[512];
+static struct dio_tpool_opts opts = { .errbuf = errbuf, .errlen = sizeof(errbuf) };
+static struct dio_tpool *pool;
+static struct dio_ctx *ctx;
+static uint8_t *wbuf, *rbuf;
+
+/* The volumes a test uses: name, open handle, model of its bytes. */
+static struct {
+	char name[16];
+	struct dio_volume *v;
+	uint8_t *m;
+} vols[NVOL];
+
+static int
+slot(const char *name)
+{
+	for (int i = 0; i < NVOL; i++)
+		if (strcmp(vols[i].name, name) == 0)
+			return i;
+	for (int i = 0; i < NVOL; i++) {
+		if (!vols[i].name[0]) {
+			snprintf(vols[i].name, sizeof(vols[i].name), "%s", name);
+			vols[i].m = calloc(1, VSIZE);
+			return i;
+		}
+	}
+	cr_assert_fail("too many volumes");
+	return -1;
+}
+
+static struct dio_volume *
+vol(const char *name)
+{
+	int i = slot(name);
+
+	if (!vols[i].v)
+		cr_assert_eq(dio_tpool_volume_open(pool, name, &vols[i].v), 0, "open %s", name);
+	return vols[i].v;
+}
+
+static void
+close_all(void)
+{
+	for (int i = 0; i < NVOL; i++) {
+		dio_volume_put(vols[i].v);
+		vols[i].v = NULL;
+	}
+}
+
+static void
+forget(const char *name)
+{
+	int i = slot(name);
+
+	dio_volume_put(vols[i].v);
+	free(vols[i].m);
+	memset(&vols[i], 0, sizeof(vols[i]));
+}
+
+static void
+setup(void)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = 64 * KiB, .journal_blocks = 64 };
+
+	pool = test_pool_make(&path, 32 * MiB, &co, &opts, 0);
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
+	slot("o");
+	ctx = test_ctx_create(NULL, NULL);
+	wbuf = test_alloc(VSIZE);
+	rbuf = test_alloc(VSIZE);
+}
+
+static void
+teardown(void)
+{
+	for (int i = 0; i < NVOL; i++)
+		if (vols[i].name[0])
+			forget(vols[i].name);
+	dio_ctx_destroy(ctx);
+	test_pool_remove(pool, path);
+	free(wbuf);
+	free(rbuf);
+}
+
+/* A snapshot (ro) or clone of origin; its model a copy of origin's. */
+static void
+snap(const char *origin, const char *name, bool clone)
+{
+	int o = slot(origin), s;
+
+	cr_assert_eq(clone ? dio_tpool_volume_clone(pool, origin, name)
+			   : dio_tpool_volume_snapshot(pool, origin, name), 0, "snapshot %s", name);
+	cr_assert_eq(pool->npend, 0, "snapshot returned before it was durable");
+	s = slot(name);
+	memcpy(vols[s].m, vols[o].m, VSIZE);
+}
+
+static void
+wr(const char *name, uint32_t flags, uint64_t off, uint64_t len, uint32_t seed)
+{
+	test_pattern(wbuf, len, off, seed);
+	cr_assert_eq(test_io(ctx, vol(name), DIO_REQ_WRITE, flags, off, len, wbuf), 0,
+		     "write %s %llu+%llu", name, (unsigned long long)off, (unsigned long long)len);
+	memcpy(vols[slot(name)].m + off, wbuf, len);
+}
+
+/* TRIM or ZERO of whole sub-blocks (4 KiB): they read as zeros after. */
+static void
+trim(const char *name, uint8_t op, uint64_t off, uint64_t len)
+{
+	cr_assert_eq(test_io(ctx, vol(name), op, 0, off, len, NULL), 0);
+	memset(vols[slot(name)].m + off, 0, len);
+}
+
+static void
+verify(const char *name)
+{
+	int i = slot(name);
+	size_t bad;
+
+	memset(rbuf, 0xee, VSIZE);
+	cr_assert_eq(test_io(ctx, vol(name), DIO_REQ_READ, 0, 0, VSIZE, rbuf), 0);
+	for (bad = 0; bad < VSIZE && rbuf[bad] == vols[i].m[bad]; bad++)
+		;
+	cr_assert_eq(bad, VSIZE, "volume %s differs from its model at byte %zu (%#x, not %#x)",
+		     name, bad, bad < VSIZE ? rbuf[bad] : 0, bad < VSIZE ? vols[i].m[bad] : 0);
+}
+
+static uint64_t
+free_chunks(void)
+{
+	return test_pool_free_chunks(pool);
+}
+
+/*
+ * The live counts are the recount of the maps, exactly, and a chunk is
+ * allocated (used) exactly when some map holds it.
+ */
+static void
+counts_exact(void)
+{
+	uint16_t *refs;
+	uint64_t used = 0;
+
+	cr_assert_eq(tp_recount(pool, &refs, NULL, NULL), 0);
+	for (uint64_t c = 0; c < pool->sb.nr_chunks; c++) {
+		cr_assert_eq(pool->space[c], refs[c], "chunk %llu: count %u, %u references",
+			     (unsigned long long)c, pool->space[c], refs[c]);
+		cr_assert_eq(pool->cstate[c] == TP_C_USED, refs[c] > 0,
+			     "chunk %llu: state %u, %u references", (unsigned long long)c,
+			     pool->cstate[c], refs[c]);
+		used += refs[c] > 0;
+	}
+	free(refs);
+	cr_assert_eq(free_chunks() + used, pool->sb.nr_chunks - pool->npfree);
+}
+
+static void
+verify_all(void)
+{
+	for (int i = 0; i < NVOL; i++)
+		if (vols[i].name[0])
+			verify(vols[i].name);
+	counts_exact();
+}
+
+/* A FLUSH, then a crash (nothing written at close): the journal's transactions come back. */
+static void
+crash_reopen(void)
+{
+	for (int i = 0; i < NVOL; i++)
+		if (vols[i].v)
+			cr_assert_eq(test_io(ctx, vols[i].v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	close_all();
+	pool->readonly = true;
+	dio_tpool_close(pool);
+	dio_ctx_destroy(ctx);	/* io_uring's fixed files hold the pool's lock */
+	ctx = test_ctx_create(NULL, NULL);
+	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
+}
+
+static void
+report(void *priv, int sev, const char *msg)
+{
+	if (sev)
+		cr_log_error("check: %s", msg);
+}
+
+/* Closed cleanly (a checkpoint), checked (no problem, no leak), reopened. */
+static void
+check_reopen(void)
+{
+	struct dio_tpool_check_result res;
+
+	close_all();
+	dio_tpool_close(pool);
+	dio_ctx_destroy(ctx);
+	ctx = test_ctx_create(NULL, NULL);
+	cr_assert_eq(dio_tpool_check(path, &opts, report, NULL, &res), 0);
+	cr_assert_eq(res.problems, 0, "check finds problems");
+	cr_assert_eq(res.leaks, 0, "check finds leaks");
+	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
+}
+
+static struct dio_tpool_vol_info
+vinfo(const char *name)
+{
+	return test_pool_vol_info(pool, name);
+}
+
+/* The origin's writes of every shape, after a snapshot. */
+static void
+origin_writes(const char *o, uint32_t seed)
+{
+	wr(o, 0, 0, 64 * KiB, seed);			/* a whole chunk */
+	wr(o, 0, 68 * KiB, 4 * KiB, seed + 1);		/* one sub-block */
+	wr(o, DIO_REQ_FUA, 120 * KiB, 16 * KiB, seed + 2);	/* straddling, FUA */
+	wr(o, 0, 200 * KiB + 512, 1000, seed + 3);	/* unaligned: read-modify-write */
+	wr(o, DIO_REQ_FUA, 300 * KiB, 4 * KiB, seed + 4);	/* into a hole */
+	trim(o, DIO_REQ_TRIM, 256 * KiB, 8 * KiB);	/* trim of shared sub-blocks */
+	trim(o, DIO_REQ_ZERO, 384 * KiB, 64 * KiB);	/* a whole shared chunk zeroed */
+}
+
+/* The origin before its snapshot: chunks full, partly written, holes. */
+static void
+origin_fill(const char *o)
+{
+	wr(o, 0, 0, 512 * KiB, 1);
+	wr(o, 0, 520 * KiB, 8 * KiB, 2);
+	wr(o, 0, 700 * KiB, 100 * KiB, 3);
+	cr_assert_eq(test_io(ctx, vol(o), DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+}
+
+Test(pool_snap, snapshot_keeps_origin_as_it_was, .init = setup, .fini = teardown)
+{
+	origin_fill("o");
+	snap("o", "s", false);
+	cr_assert(vinfo("s").readonly);
+	cr_assert_eq(vinfo("s").parent, vinfo("o").id);
+	cr_assert_eq(vinfo("s").mapped, vinfo("o").mapped);
+	origin_writes("o", 10);
+	verify_all();
+	cr_assert_gt(pool->cow_chunks, 0, "no chunk was copied");
+	crash_reopen();
+	verify_all();
+	cr_assert(vinfo("s").readonly, "read-only lost in the journal");
+	check_reopen();
+	verify_all();
+	cr_assert(vinfo("s").readonly, "read-only lost in the checkpoint");
+	cr_assert_eq(vinfo("s").parent, vinfo("o").id);
+	/* Once more after the reopen: the leaves are shared from the checkpoint. */
+	origin_writes("o", 20);
+	verify_all();
+	check_reopen();
+	verify_all();
+}
+
+Test(pool_snap, snapshot_is_read_only, .init = setup, .fini = teardown)
+{
+	origin_fill("o");
+	snap("o", "s", false);
+	test_pattern(wbuf, 4 * KiB, 0, 9);
+	cr_assert_eq(test_io(ctx, vol("s"), DIO_REQ_WRITE, 0, 0, 4 * KiB, wbuf), -EPERM);
+	cr_assert_eq(test_io(ctx, vol("s"), DIO_REQ_TRIM, 0, 0, 64 * KiB, NULL), -EPERM);
+	cr_assert_eq(dio_tpool_volume_resize(pool, "s", 2 * MiB), -EPERM);
+	verify_all();
+}
+
+Test(pool_snap, clone_writes_stay_in_clone, .init = setup, .fini = teardown)
+{
+	origin_fill("o");
+	snap("o", "c", true);
+	cr_assert(!vinfo("c").readonly);
+	origin_writes("c", 30);
+	wr("c", 0, 900 * KiB, 64 * KiB, 35);
+	verify_all();
+	/* and the origin writes too: each its own copy */
+	origin_writes("o", 40);
+	verify_all();
+	crash_reopen();
+	verify_all();
+	check_reopen();
+	verify_all();
+}
+
+Test(pool_snap, depth, .init = setup, .fini = teardown)
+{
+	/* snapshot of a clone of a snapshot, writes at each level */
+	origin_fill("o");
+	snap("o", "s1", false);
+	snap("s1", "c1", true);
+	wr("c1", 0, 60 * KiB, 8 * KiB, 50);
+	snap("c1", "s2", false);
+	wr("c1", 0, 0, 128 * KiB, 51);
+	wr("o", 0, 0, 128 * KiB, 52);
+	verify_all();
+	check_reopen();
+	verify_all();
+	crash_reopen();
+	verify_all();
+}
+
+/*
+ * Every order of deleting origin, snapshot and clone, with their map
+ * shared or each its own: the rest intact, the counts exact, new chunks
+ * for the others never one they hold, all space back.
+ */
+Test(pool_snap, deletes_in_every_order, .init = setup, .fini = teardown)
+{
+	static const char *const names[3] = { "o", "s", "c" };
+	static const int orders[6][3] = { { 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 },
+					  { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 } };
+	uint64_t free0 = free_chunks();
+
+	for (int k = 0; k < 6; k++) {
+		if (k)
+			cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
+		origin_fill("o");
+		snap("o", "s", false);
+		snap("s", "c", true);
+		/* every other round the leaf is still shared by all three at the deletes */
+		if (k % 2) {
+			wr("o", 0, 64 * KiB, 8 * KiB, 60 + (uint32_t)k);
+			wr("c", 0, 0, 200 * KiB, 70 + (uint32_t)k);
+			trim("c", DIO_REQ_TRIM, 512 * KiB, 64 * KiB);
+		}
+		for (int d = 0; d < 3; d++) {
+			const char *n = names[orders[k][d]];
+
+			forget(n);
+			cr_assert_eq(dio_tpool_volume_delete(pool, n), 0, "delete %s", n);
+			verify_all();
+			/* new chunks for the others: none of theirs may come back */
+			for (int w = 0; w < 3; w++)
+				if (strcmp(names[w], "s") && tp_vol_by_name(pool, names[w]))
+					wr(names[w], 0, 640 * KiB, 256 * KiB, 80 + (uint32_t)(k * 3 + d));
+			verify_all();
+			if (d == 1)
+				crash_reopen();
+			else
+				check_reopen();
+			verify_all();
+		}
+		cr_assert_eq(free_chunks(), free0, "order %d: space not back", k);
+	}
+}
+
+/*
+ * R5 with shared maps: a write that would copy a shared leaf past what the
+ * metadata reserve holds fails with ENOSPC, and so does a snapshot whose
+ * map could not be held; nothing is lost, the pool checkpoints and checks
+ * clean, and the write goes through once the snapshot is deleted.
+ */
+Test(pool_snap, metadata_reserve, .fini = teardown)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = 64 * KiB, .journal_blocks = 64 };
+	uint64_t big = 16 * MiB;	/* 256 chunks in one leaf: its copy doubles the map */
+	struct dio_volume *o;
+	uint8_t *b = test_alloc(big);
+
+	pool = test_pool_make(&path, 32 * MiB, &co, &opts, 0);
+	ctx = test_ctx_create(NULL, NULL);
+	cr_assert_eq(dio_tpool_volume_create(pool, "big", big), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "big", &o), 0);
+	test_pattern(b, big, 0, 7);
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, DIO_REQ_FUA, 0, big, b), 0);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "big", "s"), 0);
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, 0, 0, 4 * KiB, b + 8 * KiB), -ENOSPC,
+		     "a copy of the shared leaf outgrows the metadata reserve");
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_TRIM, 0, 0, 64 * KiB, NULL), -ENOSPC);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "s", "s2"), 0, "sharing costs no room");
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, 0, big, b), 0);
+	cr_assert(test_pattern_check(b, big, 0, 7), "the origin changed");
+	dio_volume_put(o);
+	check_reopen();
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s2"), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "big", &o), 0);
+	test_pattern(b, 4 * KiB, 0, 8);
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, 0, 0, 4 * KiB, b), 0, "no room once shared no more");
+	dio_volume_put(o);
+	check_reopen();
+	free(b);
+}
+
+/* map lchunks [0, n) of v to fresh chunks, in memory only (no data, no records) */
+static void
+map_in_memory(struct tp_vol *v, uint64_t n)
+{
+	for (uint64_t l = 0; l < n; l++) {
+		struct tp_ment *e = tp_ment_w(pool, v, l, true);
+		int64_t c = tp_alloc(pool, v);
+
+		cr_assert(e && c >= 0);
+		tp_ent_map(pool, v, l, e, (uint64_t)c);
+		e->bits = e->dbits = pool->full_bits;
+	}
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int
+nop_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
+{
+	return 0;
+}
+
+static int
+nop_flush(void *priv, int fd)
+{
+	return 0;
+}
+
+/*
+ * Logged, not asserted: the target is 5 ms at 10^6 (issue 11). Measured
+ * as it is (metadata I/O to the file), against a volume create (one
+ * record committed alike), and with metadata writes that do nothing (the
+ * pool's own work, under its lock).
+ */
+Test(pool_snap, create_time, .fini = teardown)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = 4 * KiB, .journal_blocks = 64 };
+	static const uint64_t sizes[] = { 1000, 100000, 1000000 };
+
+	/*
+	 * 4 KiB chunks in a sparse file of 6 GiB: the metadata reserve
+	 * (tp_meta_room) takes a snapshot of a million of them
+	 */
+	pool = test_pool_make(&path, 6144ull * MiB, &co, &opts, 0);
+	ctx = test_ctx_create(NULL, NULL);
+	for (int k = 0; k < 3; k++) {
+		char o[16], s[16];
+		const struct dio_tpool_io *real;
+		struct dio_tpool_io nop;
+		double t0, t1, t2, t3, t4;
+
+		snprintf(o, sizeof(o), "o%d", k);
+		snprintf(s, sizeof(s), "s%d", k);
+		cr_assert_eq(dio_tpool_volume_create(pool, o, sizes[k] * 4 * KiB), 0);
+		map_in_memory(tp_vol_by_name(pool, o), sizes[k]);
+		t0 = now_ms();
+		cr_assert_eq(dio_tpool_volume_snapshot(pool, o, s), 0);
+		t1 = now_ms();
+		cr_assert_eq(tp_vol_by_name(pool, s)->mapped, sizes[k]);
+		/* the same commit of one record, without the map: the device's share */
+		snprintf(s, sizeof(s), "e%d", k);
+		cr_assert_eq(dio_tpool_volume_create(pool, s, 4 * KiB), 0);
+		t2 = now_ms();
+		/* the pool's own work, under its lock: metadata writes that do nothing */
+		nop = *pool->io;
+		nop.pwrite = nop_pwrite;
+		nop.flush = nop_flush;
+		real = pool->io;
+		pool->io = &nop;
+		snprintf(s, sizeof(s), "n%d", k);
+		t3 = now_ms();
+		cr_assert_eq(dio_tpool_volume_snapshot(pool, o, s), 0);
+		t4 = now_ms();
+		pool->io = real;
+		fprintf(stderr, "pool_snap: snapshot of a volume with %7llu mapped chunks: %.3f ms "
+			"(a volume create, one record committed alike: %.3f ms; the snapshot "
+			"without metadata I/O: %.3f ms)\n", (unsigned long long)sizes[k], t1 - t0,
+			t2 - t1, t4 - t3);
+	}
+	/* The maps were never written: drop the pool without a checkpoint. */
+	pool->readonly = true;
+}
