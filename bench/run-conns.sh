@@ -3,8 +3,9 @@
 #
 # Several connections against one: bench/nbd-load (libnbd aio) at the same
 # total queue depth spread over 1, 2 and 4 connections, against dionbd with
-# polling as configured (poll-yield on, the default), with poll-yield off
-# (the old always-polling), and with polling off (--poll-us 0); nbdkit's
+# polling as configured (poll-check and poll-yield on, the defaults), with
+# poll-check off (polling whenever the CPUs have room), with both off
+# (dionbd-noyield: always polling) and with polling off (--poll-us 0); nbdkit's
 # null plugin shows the client's own ceiling, and fio's io_uring on the
 # file the device's. Each cell reports IOPS, p50/p99 latency and the
 # server's CPU time per request (utime+stime of its process, /proc/PID/stat);
@@ -17,7 +18,7 @@
 #                      [--servers LIST] [--taskset-server CPUS --taskset-client CPUS]
 #
 # Rows: randread randwrite qd1-randread (qd1 runs one connection at depth 1)
-# Servers: dionbd dionbd-noyield dionbd-nopoll nbdkit-null fio-uring
+# Servers: dionbd dionbd-nocheck dionbd-noyield dionbd-nopoll nbdkit-null fio-uring
 # Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
 # Exit 0, 1 failure, 77 when fio, nbdkit or bench/nbd-load is missing.
 set -euo pipefail
@@ -30,7 +31,7 @@ reps=3
 depth=32
 conns_list="1 2 4"
 rows="randread randwrite qd1-randread"
-servers="dionbd dionbd-noyield dionbd-nopoll nbdkit-null fio-uring"
+servers="dionbd dionbd-nocheck dionbd-nopoll nbdkit-null fio-uring"
 ts_server=
 ts_client=
 
@@ -78,9 +79,10 @@ ts_cli=()
 start_server() {
 	rm -f "$work/s.sock"
 	case $1 in
-	dionbd | dionbd-noyield | dionbd-nopoll)
+	dionbd | dionbd-nocheck | dionbd-noyield | dionbd-nopoll)
 		local extra=()
-		[ "$1" = dionbd-noyield ] && extra=(--poll-yield off)
+		[ "$1" = dionbd-nocheck ] && extra=(--poll-check off)
+		[ "$1" = dionbd-noyield ] && extra=(--poll-check off --poll-yield off)
 		[ "$1" = dionbd-nopoll ] && extra=(--poll-us 0)
 		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
 			"${extra[@]}" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
@@ -96,13 +98,17 @@ start_server() {
 	die "$1 did not start: $(cat "$work/srv.log")"
 }
 
-# dionbd's stage averages in microseconds, as key=value pairs (metrics page).
+# dionbd's stage averages in microseconds, and how its polling checks
+# chose (poll-check), as key=value pairs (metrics page).
 stages() {
 	curl -s "http://127.0.0.1:$mport/metrics" | awk '
 		/^dionbd_request_stage_seconds_total\{export="v"/ {
 			match($0, /stage="[a-z]+"/); st = substr($0, RSTART + 7, RLENGTH - 8); t[st] = $NF }
 		/^dionbd_requests_staged_total\{export="v"/ { n = $NF }
-		END { for (s in t) printf " st_%s_us=%.1f", s, (n > 0 ? t[s] * 1e6 / n : 0) }'
+		/^dionbd_poll_checks_total\{chose="poll"/ { cp = $NF }
+		/^dionbd_poll_checks_total\{chose="nopoll"/ { cn = $NF }
+		END { for (s in t) printf " st_%s_us=%.1f", s, (n > 0 ? t[s] * 1e6 / n : 0)
+		      if (cp != "") printf " checks=%d/%d", cp, cn }'
 }
 
 # The server's CPU time so far, in microseconds.
@@ -178,7 +184,7 @@ def med(kvs, key):
     return statistics.median(vals) if vals else None
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}  stages us (receive/libdio/reply)")
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
     kvs = cells[(row, conns, server)]
     iops = med(kvs, "iops")
@@ -188,5 +194,6 @@ for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.ind
     print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
           f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} {ratio:>9}  "
           + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
-                     for st in ("receive", "libdio", "reply")))
+                     for st in ("receive", "libdio", "reply"))
+          + ("  " + " ".join(k["checks"] for k in kvs) if "checks" in kvs[0] else ""))
 EOF

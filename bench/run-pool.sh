@@ -11,6 +11,7 @@
 #   bench/run-pool.sh [--build DIR] [--size 1G] [--runtime 5] [--ramp 0.5]
 #                     [--reps 3] [--rows LIST] [--peers LIST] [--fua-ios 400]
 #                     [--meta-size 256M] [--limit 900] [--out DIR] [--strict]
+#                     [--pool-discard on|off]
 #
 # Env (the flags win): DIO_BUILD (build dir, default ./build-rel, then
 # ./build-bench2, ./build), DIO_BENCH_DIR (scratch, default BUILD/tmp; must
@@ -19,7 +20,9 @@
 # DIO_BENCH_PEERS, DIO_BENCH_FUA_IOS (FUA writes per cell),
 # DIO_BENCH_META_SIZE (the volume filled with random 4 KiB writes for the
 # metadata figure), DIO_BENCH_LIMIT (seconds; no repetition starts that
-# would end past it), DIO_BENCH_CHUNK (the pool's chunk size, default 64K).
+# would end past it), DIO_BENCH_CHUNK (the pool's chunk size, default 64K),
+# DIO_BENCH_POOL_DISCARD (dionbd --pool-discard: off keeps the preallocated
+# pool file allocated after volumes of earlier rows are deleted).
 # Rows: ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1
 # Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 (dionbd-raw: dionbd serving the raw
 # file, so what the pool costs shows apart from what NBD costs)
@@ -38,6 +41,7 @@ reps=${DIO_BENCH_REPS:-3}
 rows=${DIO_BENCH_ROWS:-$all_rows}
 peers=${DIO_BENCH_PEERS:-$all_peers}
 fua_ios=${DIO_BENCH_FUA_IOS:-400}
+pool_discard=${DIO_BENCH_POOL_DISCARD:-on}
 meta_size=${DIO_BENCH_META_SIZE:-256M}
 limit=${DIO_BENCH_LIMIT:-900}
 chunk=${DIO_BENCH_CHUNK:-64K}
@@ -58,6 +62,7 @@ while [ $# -gt 0 ]; do
 	--peers) peers=$2; shift ;;
 	--fua-ios) fua_ios=$2; shift ;;
 	--meta-size) meta_size=$2; shift ;;
+	--pool-discard) pool_discard=$2; shift ;;
 	--limit) limit=$2; shift ;;
 	--out) out=$2; shift ;;
 	--strict) strict=1 ;;
@@ -158,7 +163,8 @@ start_server() {
 	local p=$1 what=$2 want=$3 log=$out/server-$1.log cmd t0 got=
 	rm -f "$sock"
 	case $p in
-	dionbd) cmd=("$dionbd" -f -U "$sock" -e "$what=pool:$pool/$what") ;;
+	dionbd) cmd=("$dionbd" -f -U "$sock" --pool-discard "$pool_discard"
+		     -e "$what=pool:$pool/$what") ;;
 	dionbd-raw) cmd=("$dionbd" -f -U "$sock" -e "raw=$what") ;;
 	qcow2*) cmd=(qemu-nbd -k "$sock" -f qcow2 --cache=none --aio=io_uring --shared=8
 		     --persistent "$what") ;;

@@ -383,6 +383,18 @@ tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
 		p.fd = open(path, O_RDWR | O_CLOEXEC);	/* no O_DIRECT here (tmpfs) */
 	if (p.fd < 0)
 		return create_error(opts, errno, "", path);
+	/*
+	 * The lock dio_tpool_open takes, before anything is written: creating
+	 * over a pool that a daemon serves would wipe its journal under it.
+	 */
+	if (fcntl(p.fd, F_OFD_SETLK, &(struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET }) <
+	    0) {
+		ret = errno == EACCES || errno == EAGAIN
+			      ? create_error(opts, EAGAIN, "the pool is open in another process: ",
+					     path)
+			      : create_error(opts, errno, "locking it: ", path);
+		goto out;
+	}
 	if (fstat(p.fd, &st) < 0) {
 		ret = create_error(opts, errno, "", path);
 		goto out;

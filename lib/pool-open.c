@@ -89,6 +89,7 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 	pthread_mutex_init(&p->lock, NULL);
 	p->io = opts && opts->io ? opts->io : &tp_sys_io;
 	p->commit_ms = opts ? opts->commit_ms : 0;
+	p->no_discard = opts && opts->no_discard;
 	p->progress = opts ? opts->progress : NULL;
 	p->progress_priv = opts ? opts->progress_priv : NULL;
 	p->path = strdup(path);
@@ -184,8 +185,8 @@ dio_tpool_open(const char *path, const struct dio_tpool_opts *opts, struct dio_t
 	if (ret < 0)
 		return open_error(opts, -ret, path, err);
 	dio_log(DIO_LOG_INFO, "%s: pool generation %" PRIu64 ", %" PRIu64 " of %" PRIu64
-		" chunks free, journal at %" PRIu64, path, p->sb.h.gen, p->free_chunks,
-		p->sb.nr_chunks, p->head);
+		" chunks free, journal at %" PRIu64 "%s", path, p->sb.h.gen, p->free_chunks,
+		p->sb.nr_chunks, p->head, p->no_discard ? ", freed chunks kept on the device" : "");
 	*out = p;
 	return 0;
 }

@@ -28,6 +28,8 @@ config_init(struct server_cfg *cfg)
 	cfg->stop_timeout = 5;
 	cfg->poll_us = CONFIG_POLL_US_DEFAULT;
 	cfg->poll_yield = true;
+	cfg->poll_check = true;
+	cfg->pool_discard = true;
 	cfg->request_timeout = 120;
 	cfg->readahead = true;
 	cfg->image_locking = true;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dio/tpool.h"
 #include "server.h"
 
 int64_t
@@ -172,7 +173,7 @@ ctl_server_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 
 	if (ctl_params_only(params, keys, r) < 0)
 		return;
-	r->result = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:s?, s:s?, s:b, s:I, s:b}",
+	r->result = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:s?, s:s?, s:b, s:I, s:b, s:b, s:b}",
 			      "version", DIONBD_VERSION,
 			      "pid", (json_int_t)getpid(),
 			      "uptime_seconds", (json_int_t)(control_now_s() - ctl->started),
@@ -185,6 +186,7 @@ ctl_server_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 			      "config_file", cfg->config_path,
 			      "readahead", cfg->readahead,
 			      "poll_us", (json_int_t)cfg->poll_us,
+			      "poll_yield", cfg->poll_yield, "poll_check", cfg->poll_check,
 			      "image_locking", cfg->image_locking);
 	if (!r->result)
 		ctl_error(r, CTL_INTERNAL, "out of memory");
@@ -309,8 +311,12 @@ ctl_export_add(struct control *ctl, const json_t *params, struct ctl_reply *r)
 			  NBDP_MAX_STRING);
 		return;
 	}
-	if (path[0] != '/') {
-		ctl_error(r, CTL_INVALID_PARAMS, "path '%.200s' is not absolute", path);
+	/* a file, pool:/POOL/VOLUME or rbd:POOL/IMAGE; the daemon runs in / */
+	if (path[0] != '/' && strncmp(path, EXPORT_RBD_PREFIX, strlen(EXPORT_RBD_PREFIX)) &&
+	    (strncmp(path, EXPORT_POOL_PREFIX, strlen(EXPORT_POOL_PREFIX)) ||
+	     path[strlen(EXPORT_POOL_PREFIX)] != '/')) {
+		ctl_error(r, CTL_INVALID_PARAMS, "path '%.200s' is not absolute (a file, "
+			  "pool:/POOL/VOLUME or rbd:POOL/IMAGE)", path);
 		return;
 	}
 	if (allow && (!json_is_array(allow) || json_array_size(allow) > 64)) {
@@ -421,6 +427,165 @@ ctl_export_resize(struct control *ctl, const json_t *params, struct ctl_reply *r
 	export_put(e);
 }
 
+/*
+ * ---- thin pools (dionbd-pool's volume commands, for a pool the daemon
+ * holds open: its lock keeps dionbd-pool out while it serves) ----
+ */
+
+/* The pool named by params' "pool" (an absolute path), opened if need be; NULL: r says why. */
+static struct dio_tpool *
+ctl_pool(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	struct dio_tpool *pool;
+	const char *path;
+	char why[768] = "";
+	int ret;
+
+	if (ctl_param_str(params, "pool", true, &path, r) < 0)
+		return NULL;
+	if (path[0] != '/') {
+		ctl_error(r, CTL_INVALID_PARAMS, "pool '%.200s' is not an absolute path", path);
+		return NULL;
+	}
+	ret = exports_pool(ctl->srv->cfg, path, false, why, sizeof(why), &pool);
+	if (ret < 0) {
+		ctl_error(r, CTL_FAILED, "%s", why[0] ? why : strerror(-ret));
+		return NULL;
+	}
+	return pool;
+}
+
+/* A volume operation failed: the reason, with what the caller can do. */
+static void
+ctl_pool_error(struct ctl_reply *r, const char *what, const char *name, int ret)
+{
+	const char *why = ret == -ENOENT   ? "no such volume"
+			  : ret == -EEXIST ? "a volume of that name exists"
+			  : ret == -EBUSY  ? "it is open (served): remove its exports first"
+			  : ret == -EROFS  ? "the pool is open read-only"
+			  : ret == -ENOSPC ? "no room in the pool's volume table or metadata"
+			  : ret == -EINVAL ? "bad name or size (a multiple of 4096, within the "
+					     "pool's limits)"
+					   : strerror(-ret);
+
+	ctl_error(r, ret == -EEXIST ? CTL_EXISTS : CTL_FAILED, "%s '%.64s': %s", what, name, why);
+}
+
+static void
+ctl_pool_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	static const char *const keys[] = { "pool", NULL };
+	struct dio_tpool_info in;
+	struct dio_tpool *pool;
+
+	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
+		return;
+	dio_tpool_get_info(pool, &in);
+	r->result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+			      "size", (json_int_t)in.dev_size,
+			      "chunk_size", (json_int_t)in.chunk_size,
+			      "chunks", (json_int_t)in.nr_chunks,
+			      "free_chunks", (json_int_t)in.free_chunks,
+			      "volumes", (json_int_t)in.nr_volumes,
+			      "max_volumes", (json_int_t)in.max_volumes,
+			      "journal_blocks", (json_int_t)in.journal_blocks,
+			      "journal_used", (json_int_t)in.journal_used,
+			      "readonly", in.readonly);
+}
+
+static void
+ctl_pool_volume_list(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	static const char *const keys[] = { "pool", NULL };
+	struct dio_tpool_vol_info *v = NULL;
+	struct dio_tpool_info in;
+	struct dio_tpool *pool;
+	size_t n = 0;
+	json_t *a;
+	int ret;
+
+	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
+		return;
+	ret = dio_tpool_volume_list(pool, &v, &n);
+	if (ret < 0) {
+		ctl_error(r, CTL_FAILED, "listing volumes: %s", strerror(-ret));
+		return;
+	}
+	dio_tpool_get_info(pool, &in);
+	a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "name", v[i].name,
+						   "id", (json_int_t)v[i].id,
+						   "size", (json_int_t)v[i].size,
+						   "mapped", (json_int_t)(v[i].mapped *
+									  in.chunk_size)));
+	free(v);
+	r->result = a;
+	if (!a)
+		ctl_error(r, CTL_INTERNAL, "out of memory");
+}
+
+/* pool.volume.create and pool.volume.resize: {pool, name, size}. */
+static void
+ctl_pool_volume_sized(struct control *ctl, const json_t *params, struct ctl_reply *r,
+		      bool create)
+{
+	static const char *const keys[] = { "pool", "name", "size", NULL };
+	struct dio_tpool *pool;
+	const char *name;
+	json_int_t size;
+	int ret;
+
+	if (ctl_params_only(params, keys, r) < 0 ||
+	    ctl_param_str(params, "name", true, &name, r) < 0 ||
+	    ctl_param_int(params, "size", true, 0, 1, INT64_MAX, &size, r) < 0 ||
+	    !(pool = ctl_pool(ctl, params, r)))
+		return;
+	ret = create ? dio_tpool_volume_create(pool, name, (uint64_t)size)
+		     : dio_tpool_volume_resize(pool, name, (uint64_t)size);
+	if (ret < 0) {
+		ctl_pool_error(r, create ? "creating volume" : "resizing volume", name, ret);
+		return;
+	}
+	log_info("pool %s: volume '%s' %s, %" PRId64 " bytes",
+		 json_string_value(json_object_get(params, "pool")), name,
+		 create ? "created" : "resized", (int64_t)size);
+	r->result = json_pack("{s:s, s:I}", "name", name, "size", size);
+}
+
+static void
+ctl_pool_volume_create(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	ctl_pool_volume_sized(ctl, params, r, true);
+}
+
+static void
+ctl_pool_volume_resize(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	ctl_pool_volume_sized(ctl, params, r, false);
+}
+
+static void
+ctl_pool_volume_delete(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	static const char *const keys[] = { "pool", "name", NULL };
+	struct dio_tpool *pool;
+	const char *name;
+	int ret;
+
+	if (ctl_params_only(params, keys, r) < 0 ||
+	    ctl_param_str(params, "name", true, &name, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
+		return;
+	ret = dio_tpool_volume_delete(pool, name);
+	if (ret < 0) {
+		ctl_pool_error(r, "deleting volume", name, ret);
+		return;
+	}
+	log_info("pool %s: volume '%s' deleted", json_string_value(json_object_get(params, "pool")),
+		 name);
+	r->result = json_pack("{s:s}", "deleted", name);
+}
+
 static void
 ctl_log_set_level(struct control *ctl, const json_t *params, struct ctl_reply *r)
 {
@@ -469,6 +634,11 @@ static const struct ctl_method {
 	{ "export.resize", ctl_export_resize },
 	{ "log.set_level", ctl_log_set_level },
 	{ "tls.reload", ctl_tls_reload },
+	{ "pool.info", ctl_pool_info },
+	{ "pool.volume.list", ctl_pool_volume_list },
+	{ "pool.volume.create", ctl_pool_volume_create },
+	{ "pool.volume.resize", ctl_pool_volume_resize },
+	{ "pool.volume.delete", ctl_pool_volume_delete },
 };
 
 /* ---- requests ---- */

@@ -35,7 +35,12 @@ usage(FILE *f)
 		"  set-readonly NAME on|off\n"
 		"  resize NAME SIZE                  SIZE in bytes, or with K, M, G, T\n"
 		"  log-level err|warn|info|debug|trace\n"
-		"  reload-tls                        load the TLS credentials again\n\n"
+		"  reload-tls                        load the TLS credentials again\n"
+		"  pool-info POOL                    a thin pool the daemon holds (by path)\n"
+		"  pool-volumes POOL                 its volumes: size, space mapped\n"
+		"  pool-create-volume POOL NAME SIZE\n"
+		"  pool-resize-volume POOL NAME SIZE\n"
+		"  pool-delete-volume POOL NAME      (not while an export serves it)\n\n"
 		"  --json   print the server's JSON result instead of a table\n"
 		"Exit status: 0 done, 1 refused or unreachable, 2 usage.\n",
 		CTL_DEFAULT_SOCKET);
@@ -157,8 +162,13 @@ ctl_print(const char *cmd, const json_t *res)
 	const char *key;
 	json_t *v;
 
+	static const char *const vol_keys[] = { "name", "id", "size", "mapped" };
+	static const char *const vol_heads[] = { "NAME", "ID", "SIZE", "MAPPED" };
+
 	if (json_is_array(res) && !strcmp(cmd, "connections")) {
 		ctl_table(res, conn_keys, conn_heads, 6);
+	} else if (json_is_array(res) && !strcmp(cmd, "pool-volumes")) {
+		ctl_table(res, vol_keys, vol_heads, 4);
 	} else if (json_is_array(res)) {
 		ctl_table(res, exp_keys, exp_heads, 10);
 	} else if (json_is_object(res) && json_object_get(res, "volume")) {
@@ -202,14 +212,62 @@ ctl_size(const char *s, json_int_t *out)
 	return 0;
 }
 
+/* POOL as an absolute path (the daemon runs in /), into abs. 0 or -1 (reported). */
+static int
+ctl_abs(const char *path, char *abs)
+{
+	if (!realpath(path, abs)) {
+		fprintf(stderr, "dionbdctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The pool-* commands. 0, 1 (not one of them), or -1 (usage error, reported). */
+static int
+ctl_pool_command(int argc, char **argv, const char **method, json_t **params)
+{
+	const char *cmd = argv[0];
+	char abs[PATH_MAX];
+	json_int_t n = 0;
+	bool sized = !strcmp(cmd, "pool-create-volume") || !strcmp(cmd, "pool-resize-volume");
+
+	if (strncmp(cmd, "pool-", 5))
+		return 1;
+	if (!((!strcmp(cmd, "pool-info") || !strcmp(cmd, "pool-volumes")) && argc == 2) &&
+	    !(sized && argc == 4) && !(!strcmp(cmd, "pool-delete-volume") && argc == 3))
+		return 1;
+	if (ctl_abs(argv[1], abs) < 0)
+		return -1;
+	if (sized && ctl_size(argv[3], &n) < 0) {
+		fprintf(stderr, "dionbdctl: %s: '%s' is not a size\n", cmd, argv[3]);
+		return -1;
+	}
+	*params = json_pack("{s:s}", "pool", abs);
+	if (argc >= 3)
+		json_object_set_new(*params, "name", json_string(argv[2]));
+	if (sized)
+		json_object_set_new(*params, "size", json_integer(n));
+	*method = !strcmp(cmd, "pool-info")	       ? "pool.info"
+		  : !strcmp(cmd, "pool-volumes")       ? "pool.volume.list"
+		  : !strcmp(cmd, "pool-create-volume") ? "pool.volume.create"
+		  : !strcmp(cmd, "pool-resize-volume") ? "pool.volume.resize"
+						       : "pool.volume.delete";
+	return 0;
+}
+
 /* Build the method and params of a command. 0, or -1 (usage error, reported). */
 static int
 ctl_command(int argc, char **argv, const char **method, json_t **params)
 {
 	const char *cmd = argv[0];
 	json_int_t n;
+	int ret;
 
 	*params = NULL;
+	ret = ctl_pool_command(argc, argv, method, params);
+	if (ret <= 0)
+		return ret;
 	if (!strcmp(cmd, "info") && argc == 1) {
 		*method = "server.info";
 	} else if (!strcmp(cmd, "exports") && argc == 1) {
@@ -252,8 +310,27 @@ ctl_command(int argc, char **argv, const char **method, json_t **params)
 		json_t *allow = json_array();
 
 		/* The daemon runs in /: a relative path is ours to resolve. */
-		if (!realpath(argv[2], abs)) {
-			fprintf(stderr, "dionbdctl: %s: %s\n", argv[2], strerror(errno));
+		if (!strncmp(argv[2], "rbd:", 4)) {
+			snprintf(abs, sizeof(abs), "%s", argv[2]);
+		} else if (!strncmp(argv[2], "pool:", 5) && strrchr(argv[2], '/')) {
+			/* pool:POOL/VOLUME: the pool's path resolved, the volume kept */
+			const char *slash = strrchr(argv[2], '/');
+			char pp[PATH_MAX];
+
+			snprintf(pp, sizeof(pp), "%.*s", (int)(slash - argv[2] - 5), argv[2] + 5);
+			if (ctl_abs(pp, abs) < 0) {
+				json_decref(allow);
+				return -1;
+			}
+			if (strlen(abs) + strlen(slash) + 6 > sizeof(abs)) {
+				fprintf(stderr, "dionbdctl: %s: path too long\n", argv[2]);
+				json_decref(allow);
+				return -1;
+			}
+			memmove(abs + 5, abs, strlen(abs) + 1);
+			memcpy(abs, "pool:", 5);
+			strcat(abs, slash);
+		} else if (ctl_abs(argv[2], abs) < 0) {
 			json_decref(allow);
 			return -1;
 		}

@@ -39,16 +39,13 @@ struct export_pool {
 };
 static struct export_pool *export_pools;
 
-/*
- * Open volume name of the thin pool at pool_path (the pool opened once).
- * 0 or -errno, with the reason in why.
- */
-static int
-export_open_pool_volume(const char *pool_path, const char *name, bool readonly, char *why,
-			size_t whylen, struct dio_volume **out)
+int
+exports_pool(const struct server_cfg *cfg, const char *pool_path, bool readonly, char *why,
+	     size_t whylen, struct dio_tpool **out)
 {
 	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = why, .errlen = whylen,
-				       .commit_ms = EXPORT_POOL_COMMIT_MS };
+				       .commit_ms = EXPORT_POOL_COMMIT_MS,
+				       .no_discard = !cfg->pool_discard };
 	struct export_pool *p;
 	int ret;
 
@@ -72,7 +69,24 @@ export_open_pool_volume(const char *pool_path, const char *name, bool readonly, 
 		p->next = export_pools;
 		export_pools = p;
 	}
-	ret = dio_tpool_volume_open(p->pool, name, out);
+	*out = p->pool;
+	return 0;
+}
+
+/*
+ * Open volume name of the thin pool at pool_path (the pool opened once).
+ * 0 or -errno, with the reason in why.
+ */
+static int
+export_open_pool_volume(const struct server_cfg *cfg, const char *pool_path, const char *name,
+			bool readonly, char *why, size_t whylen, struct dio_volume **out)
+{
+	struct dio_tpool *pool;
+	int ret = exports_pool(cfg, pool_path, readonly, why, whylen, &pool);
+
+	if (ret < 0)
+		return ret;
+	ret = dio_tpool_volume_open(pool, name, out);
 	if (ret < 0)
 		snprintf(why, whylen, "pool %.300s: volume '%.64s': %s", pool_path, name,
 			 ret == -ENOENT ? "no such volume" : strerror(-ret));
@@ -173,7 +187,8 @@ exports_open_volume(const struct export *spec, bool readonly, const struct serve
 		}
 		memcpy(pool_path, pp, (size_t)(slash - pp));
 		pool_path[slash - pp] = '\0';
-		return export_open_pool_volume(pool_path, slash + 1, readonly, why, whylen, out);
+		return export_open_pool_volume(cfg, pool_path, slash + 1, readonly, why, whylen,
+					       out);
 	}
 	if (!strncmp(spec->path, EXPORT_RBD_PREFIX, strlen(EXPORT_RBD_PREFIX))) {
 		struct dio_rbd_opts ro = {

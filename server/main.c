@@ -509,6 +509,7 @@ main(int argc, char **argv)
 	m.srv.cfg = &m.cfg;
 	pthread_mutex_init(&m.srv.tls_lock, NULL);
 	pthread_mutex_init(&m.srv.conns_lock, NULL);
+	pollcheck_init(&m.srv.pollcheck);
 	m.ctl.fd = -1;
 	signal(SIGPIPE, SIG_IGN);
 	/*
@@ -646,6 +647,7 @@ out_listen:
 out_exports:
 	tls_ctx_free(m.srv.tls);
 	exports_fini(&m.srv.exports);
+	pollcheck_fini(&m.srv.pollcheck);
 out_cfg:
 	config_free(&m.cfg);
 	if (ready_fd >= 0)

@@ -296,6 +296,38 @@ metrics_by_cause(struct evbuffer *b, const char *name, const char *help, const c
 }
 
 /* The server's families: connections, TLS, reactors and their buffer pools. */
+/* What the polling check decided (pollcheck.c), when polling and the check are on. */
+static void
+metrics_pollcheck(struct evbuffer *b, struct pollcheck *pc, const struct server_cfg *cfg)
+{
+	uint64_t trials, trials_poll, with, without;
+
+	if (!cfg || !cfg->poll_us || !cfg->poll_check)
+		return;
+	pthread_mutex_lock(&pc->lock);
+	trials = pc->trials;
+	trials_poll = pc->trials_poll;
+	with = pc->last_poll;
+	without = pc->last_nopoll;
+	pthread_mutex_unlock(&pc->lock);
+	metrics_family(b, "dionbd_polling_allowed", "gauge",
+		       "1 while reactors may poll after work (poll-check), 0 while not.");
+	evbuffer_add_printf(b, "dionbd_polling_allowed %d\n",
+			    (int)__atomic_load_n(&pc->allowed, __ATOMIC_RELAXED));
+	metrics_family(b, "dionbd_poll_checks_total", "counter",
+		       "Polling checks that decided, by the mode they chose.");
+	evbuffer_add_printf(b, "dionbd_poll_checks_total{chose=\"poll\"} %llu\n",
+			    (unsigned long long)trials_poll);
+	evbuffer_add_printf(b, "dionbd_poll_checks_total{chose=\"nopoll\"} %llu\n",
+			    (unsigned long long)(trials - trials_poll));
+	metrics_family(b, "dionbd_poll_check_replies", "gauge",
+		       "Replies in the last decided check's window, with and without polling.");
+	evbuffer_add_printf(b, "dionbd_poll_check_replies{mode=\"poll\"} %llu\n",
+			    (unsigned long long)with);
+	evbuffer_add_printf(b, "dionbd_poll_check_replies{mode=\"nopoll\"} %llu\n",
+			    (unsigned long long)without);
+}
+
 static void
 metrics_server(struct evbuffer *b, const struct metrics *m)
 {
@@ -321,6 +353,7 @@ metrics_server(struct evbuffer *b, const struct metrics *m)
 			 "TLS handshakes that failed, by cause.", "cause", stats_tls_names,
 			 st->tls_failures, STATS_NTLS);
 
+	metrics_pollcheck(b, &m->srv->pollcheck, m->srv->cfg);
 	metrics_family(b, "dionbd_reactor_busy_seconds_total", "counter",
 		       "Time each reactor thread spent running callbacks.");
 	for (i = 0; i < m->nreactors; i++)

@@ -289,18 +289,26 @@ reactor_loop_over(struct reactor *r)
  *
  * With yield (poll-yield, the default) no window opens while the machine
  * is short of CPU (cpuload.c): then the spin would take the core from the
- * very thread, often the client, whose work it waits for.
+ * very thread, often the client, whose work it waits for. With check
+ * (poll-check, the default) none opens while the last measurement said
+ * polling does not pay (pollcheck.c), which catches what a load reading
+ * cannot: a spin that slows a client on the same cores.
  */
 static void
-reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield)
+reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 {
 	uint64_t win = 0;
 
 	for (;;) {
 		uint64_t start, slept, seen;
 
-		if (win && yield && cpuload_crowded(stats_now_ns()))
-			win = 0;
+		if (win) {
+			uint64_t now = stats_now_ns();
+
+			if ((yield && cpuload_crowded(now)) ||
+			    (check && !pollcheck_allowed(&r->srv->pollcheck, now)))
+				win = 0;
+		}
 		if (win) {
 			bool hit = false;
 
@@ -348,7 +356,8 @@ reactor_thread(void *arg)
 	if (ret < 0)
 		return NULL;
 	if (srv->cfg && srv->cfg->poll_us)
-		reactor_loop_polling(r, (uint64_t)srv->cfg->poll_us * 1000, srv->cfg->poll_yield);
+		reactor_loop_polling(r, (uint64_t)srv->cfg->poll_us * 1000, srv->cfg->poll_yield,
+				     srv->cfg->poll_check);
 	else
 		while (!reactor_loop_over(r)) {
 			event_base_loop(r->base, EVLOOP_ONCE);

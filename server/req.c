@@ -112,7 +112,7 @@ req_consume(struct conn *c, size_t left)
 			if (v->iov_len > left) {
 				v->iov_base = (uint8_t *)v->iov_base + left;
 				v->iov_len -= left;
-				return freed;
+				goto out;
 			}
 			left -= v->iov_len;
 			req->iov_idx++;
@@ -124,6 +124,9 @@ req_consume(struct conn *c, size_t left)
 		req_put(c, req);
 		freed++;
 	}
+out:
+	if (freed && c->r->srv->cfg && c->r->srv->cfg->poll_check)
+		pollcheck_count(&c->r->srv->pollcheck, (unsigned int)freed);
 	return freed;
 }
 

@@ -39,6 +39,7 @@
 #include "dio/dio.h"
 #include "dio/tpool.h"
 #include "nbd-protocol.h"
+#include "pollcheck.h"
 #include "stats.h"
 
 struct event;
@@ -130,6 +131,8 @@ struct server_cfg {
 	unsigned int stop_timeout;	/* seconds to finish in-flight work on SIGTERM */
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
 	bool poll_yield;		/* no polling while the machine is short of CPU */
+	bool poll_check;		/* poll only while polling is measured to pay (pollcheck.c) */
+	bool pool_discard;		/* thin pools pass freed chunks down to the device */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
 	bool image_locking;		/* lock files as QEMU does (libdio's file-lock) */
@@ -237,6 +240,15 @@ struct conn;
 struct tls_ctx;
 
 /* ---- exports.c ---- */
+/*
+ * The thin pool at pool_path as the exports share it: opened (read-only if
+ * readonly, discard as cfg says) on first use, kept until the export table is torn down. Main
+ * thread only. 0 or -errno, with the reason in why.
+ */
+struct dio_tpool;
+int exports_pool(const struct server_cfg *cfg, const char *pool_path, bool readonly, char *why,
+		 size_t whylen, struct dio_tpool **out);
+
 /* An export path "pool:POOL/VOLUME" serves VOLUME of the thin pool at POOL (dionbd-pool). */
 #define EXPORT_POOL_PREFIX "pool:"
 /* An export path "rbd:POOL/IMAGE[@SNAP]" serves a Ceph RBD image (its settings: struct export_rbd). */
@@ -300,6 +312,7 @@ struct server {
 	struct conn *conns;	/* every connection of every reactor (conn.c), for listing */
 	uint64_t next_conn_id;	/* under conns_lock */
 	struct server_stats stats;	/* stats.h */
+	struct pollcheck pollcheck;	/* whether polling pays, server-wide */
 };
 
 /*

@@ -154,6 +154,14 @@ static const struct setting settings[] = {
 	  .help = "poll only while the CPUs have room: not while\n"
 		  "runnable threads outnumber them or steal time\n"
 		  "is high (default on)" },
+	{ .name = "poll-check", .kind = SET_BOOL, .off = SET_FIELD(poll_check, bool),
+	  .help = "every 2 s, measure a phase without polling\n"
+		  "and keep polling only if it answered 5%\n"
+		  "more requests per second (default on)" },
+	{ .name = "pool-discard", .kind = SET_BOOL, .off = SET_FIELD(pool_discard, bool),
+	  .help = "thin pools hand freed chunks back to the\n"
+		  "device: holes in a pool file, discard on a\n"
+		  "device (default on; off for preallocated files)" },
 	{ .name = "tls", .kind = SET_ENUM, .words = settings_tls_words,
 	  .off = SET_FIELD(tls, enum tls_mode), .given = settings_given_tls,
 	  .help = "STARTTLS (default: require if credentials are\ngiven, else off)" },

@@ -43,6 +43,13 @@ struct dio_tpool_opts {
 	 * FUA, a quarter of the journal and close). Servers use 1000.
 	 */
 	unsigned int commit_ms;
+	/*
+	 * Keep freed chunks on the device: no hole punched in a pool file, no
+	 * discard sent to a device. For preallocated files (a write into a
+	 * punched hole makes the filesystem allocate again, and a FUA write
+	 * commit its journal too) and devices whose discard is slow.
+	 */
+	bool no_discard;
 	dio_tpool_progress_fn progress;	/* optional, NULL: none */
 	void *progress_priv;
 };

@@ -53,6 +53,7 @@ static char *cfg_tpool;			/* thin-pool=: absolute path, or NULL */
 static char *cfg_volume;		/* volume=: a volume of cfg_tpool */
 static bool cfg_readonly;
 static bool cfg_locking = true;		/* QEMU's image locks (libdio's file-lock) */
+static bool cfg_tpool_discard = true;		/* thin-pool-discard=: freed chunks to the device */
 static enum dio_engine_kind cfg_engine = DIO_ENGINE_AUTO;
 static unsigned int cfg_depth;		/* 0: libdio's default */
 static uint64_t cfg_pool_size = DIO_PLUGIN_POOL_DEFAULT;
@@ -195,6 +196,13 @@ dio_plugin_config(const char *key, const char *value)
 			return -1;
 		}
 		cfg_locking = r;
+	} else if (strcmp(key, "thin-pool-discard") == 0) {
+		r = nbdkit_parse_bool(value);
+		if (r == -1) {
+			nbdkit_error("thin-pool-discard=%s: expected on or off", value);
+			return -1;
+		}
+		cfg_tpool_discard = r;
 	} else if (strcmp(key, "engine") == 0) {
 		return dio_plugin_parse_engine(value, &cfg_engine);
 	} else if (strcmp(key, "queue-depth") == 0) {
@@ -266,6 +274,8 @@ dio_plugin_config_complete(void)
 	"thin-pool=<POOL> volume=<NAME>\n" \
 	"                     Or: the volume NAME of the thin pool POOL\n" \
 	"                     (made with dionbd-pool).\n" \
+	"thin-pool-discard=on|off\n" \
+	"                     Hand freed chunks back to the device (default on).\n" \
 	"readonly=true|false  Open it read-only and refuse writes (default false).\n" \
 	"locking=on|off       Lock it as QEMU locks images (default on).\n" \
 	"engine=uring|psync|auto\n" \
@@ -320,7 +330,7 @@ dio_plugin_open_tpool_volume(bool readonly, char *errbuf, size_t errlen)
 {
 	/* commit_ms: unflushed writes into new space are committed within a second */
 	struct dio_tpool_opts opts = { .readonly = readonly, .errbuf = errbuf, .errlen = errlen,
-				       .commit_ms = 1000 };
+				       .commit_ms = 1000, .no_discard = !cfg_tpool_discard };
 	struct dio_tpool *pool;
 	int ret;
 

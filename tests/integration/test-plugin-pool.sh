@@ -2,8 +2,9 @@
 # nbdkit dio thin-pool=POOL volume=NAME: a thin pool's volume served by the
 # plugin reads back what was written after a restart (nbdkit checkpoints
 # the pool at exit), never-written ranges are holes in block status, the
-# pool checks clean, a second opener is refused while nbdkit runs, and bad
-# parameters stop nbdkit with a message naming the problem.
+# pool checks clean, a second opener is refused while nbdkit runs, bad
+# parameters stop nbdkit with a message naming the problem, and
+# thin-pool-discard= decides whether freed chunks leave the pool file.
 source "${DIO_SRC:-$(dirname "$0")/../..}/plugins/dio/test-functions.sh"
 requires qemu-io nbdinfo
 POOLTOOL=$DIO_BUILD/tools/dionbd-pool
@@ -50,6 +51,25 @@ bad 'thin-pool= and volume= go together' volume=vm1
 bad 'exclude each other' thin-pool="$P" volume=vm1 file="$P"
 bad 'volume=nope: no such volume' thin-pool="$P" volume=nope
 bad 'volume=.*1 to 55 bytes' thin-pool="$P" volume="$(printf 'v%.0s' $(seq 60))"
+bad 'thin-pool-discard=maybe: expected on or off' thin-pool="$P" volume=vm1 thin-pool-discard=maybe
 mkfile "$TMP/notapool" 8M
 bad "thin-pool=.*notapool|notapool.*(pool|superblock)" thin-pool="$TMP/notapool" volume=vm1
+
+# thin-pool-discard: freed chunks punched out of the pool file (on), or kept (off).
+held() { echo $(($(stat -c %b "$P") * 512)); }
+for d in off on; do
+	dio_nbdkit "$PLUGIN" thin-pool="$P" volume=vm2 thin-pool-discard=$d --run "
+		qemu-io -f raw \"\$uri\" -c 'write -P 0x44 0 8M' -c flush >/dev/null" ||
+		fail "thin-pool-discard=$d: write"
+	full=$(held)
+	dio_nbdkit "$PLUGIN" thin-pool="$P" volume=vm2 thin-pool-discard=$d --run "
+		qemu-io -f raw \"\$uri\" -c 'discard 0 8M' -c flush -c 'read -P 0 0 8M' |
+			grep -q 'Pattern verification failed' && exit 1
+		exit 0" || fail "thin-pool-discard=$d: trim"
+	case $d in
+	off) [ "$(held)" -ge "$full" ] || fail "thin-pool-discard=off: the pool file shrank" ;;
+	on) [ $((full - $(held))) -ge $((7 << 20)) ] ||
+		fail "thin-pool-discard=on: 8 MiB trimmed, the pool file went from $full to $(held)" ;;
+	esac
+done
 "$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check at the end: $(cat "$TMP/check")"

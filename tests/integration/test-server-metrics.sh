@@ -83,6 +83,8 @@ TYPES = {
     "dionbd_tls_handshake_failures": "counter", "dionbd_reactor_busy_seconds": "counter",
     "dionbd_buffer_pool_used_bytes": "gauge", "dionbd_buffer_pool_size_bytes": "gauge",
     "dionbd_request_stage_seconds": "counter", "dionbd_requests_staged": "counter",
+    "dionbd_polling_allowed": "gauge", "dionbd_poll_checks": "counter",
+    "dionbd_poll_check_replies": "gauge",
 }
 STAGES = ["receive", "libdio", "reply"]
 

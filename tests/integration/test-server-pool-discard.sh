@@ -52,3 +52,13 @@ start_server_or_fail -e vm="pool:$P/vm"
 qio_at "$(uri_of vm)" -c "read -P 0x77 0 8M" -c "read -P 0 8256k 8k" -c "read -P 0x5a 9M 7M" \
 	-c "read -P 0 16M 48M"
 finish vm
+
+# --pool-discard off: the same TRIM and FLUSH keep the space on the device
+# (a preallocated pool file stays allocated), and the data is gone all the same.
+start_server_or_fail -v --pool-discard off -e vm="pool:$P/vm"
+grep -q "freed chunks kept on the device" "$SRV_LOG" || fail "no log line for --pool-discard off"
+full=$(held)
+qio_at "$(uri_of vm)" -c "discard 0 8M" -c "flush" -c "read -P 0 0 8M" -c "read -P 0x5a 9M 7M"
+[ "$(held)" -ge "$full" ] || fail "--pool-discard off: the pool file shrank from $full to $(held)"
+finish vm
+"$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check after --pool-discard off: $(cat "$TMP/check")"

@@ -17,7 +17,7 @@ nbad=0
 # Every setting, as the table has it: checked against what the daemon logs.
 ALL="unix port bind tcp readonly threads engine max-connections handshake-timeout
 max-options max-inflight max-inflight-mb request-timeout stop-timeout readahead
-image-locking poll-us poll-yield tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
+image-locking poll-us poll-yield poll-check pool-discard tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
 control verbose"
 # The settings whose option alone means "on" (--readonly); they take a value as --NAME=VALUE.
 FLAGS=" tcp readonly read-only tls-verify-peer foreground "
@@ -206,7 +206,8 @@ for w in on off yes no true false 1 0 ON Off YES No True FALSE; do
 	*) v=off ;;
 	esac
 	# tcp after port and bind, which imply it: on is TCP on 127.0.0.1:$p, off is none
-	set -- "readahead=$w=$v" "image-locking=$w=$v" "poll-yield=$w=$v" "readonly=$w=$v" "port=$p" \
+	set -- "readahead=$w=$v" "image-locking=$w=$v" "poll-yield=$w=$v" "poll-check=$w=$v" \
+		"pool-discard=$w=$v" "readonly=$w=$v" "port=$p" \
 		bind=127.0.0.1 "tcp=$w=$v"
 	[ "$v" = on ] || set -- "$@" "tls-verify-peer=$w=off"
 	both "$@"
@@ -295,7 +296,7 @@ for n in $NUMBERS; do
 	done
 	[ "$lo" = 0 ] || bad_value "$s" $((lo - 1)) "a number in [$lo, $hi]"
 done
-for s in readahead image-locking poll-yield readonly tcp tls-verify-peer foreground; do
+for s in readahead image-locking poll-yield poll-check pool-discard readonly tcp tls-verify-peer foreground; do
 	for v in maybe 2 '' onn; do
 		bad_value "$s" "$v" "on or off"
 	done
@@ -317,7 +318,8 @@ refused "readahead" -- --readahead
 c=$(conf "unix = $TMP/k.sock" "port = 1" "bind = 127.0.0.2" "tcp = off" "readonly = on" \
 	"threads = 1" "engine = auto" "max-connections = 11" "handshake-timeout = 12" \
 	"max-options = 13" "max-inflight = 14" "max-inflight-mb = 32" "request-timeout = 16" \
-	"stop-timeout = 17" "readahead = off" "image-locking = off" "poll-us = 19" "poll-yield = off" "tls = on" \
+	"stop-timeout = 17" "readahead = off" "image-locking = off" "poll-us = 19" "poll-yield = off" "poll-check = off" "pool-discard = off" \
+	"tls = on" \
 	"tls-psk-file = $TMP/nonexistent.psk" "metrics = 127.0.0.1:1" "foreground = off" \
 	"pid-file = $TMP/k.pid" "verbose = 1")
 WHAT="the command line over $c"
@@ -325,12 +327,12 @@ if start_at "$TMP/o.sock" -c "$c" --unix "$TMP/o.sock" --port "$p" --bind 127.0.
 	--tcp=on --readonly=off --threads 2 --engine psync --max-connections 21 \
 	--handshake-timeout 22 --max-options 23 --max-inflight 24 --max-inflight-mb 33 \
 	--request-timeout 26 --stop-timeout 27 --readahead on --image-locking on --poll-us 29 --poll-yield on \
-	--tls off --tls-psk-file "$TMP/other.psk" --metrics "127.0.0.1:$p2" --foreground \
+	--poll-check on --pool-discard on --tls off --tls-psk-file "$TMP/other.psk" --metrics "127.0.0.1:$p2" --foreground \
 	--pid-file "$TMP/o.pid" -v; then
 	took "unix=$TMP/o.sock" "port=$p" bind=127.0.0.2 bind=127.0.0.1 tcp=on readonly=off \
 		threads=2 engine=psync max-connections=21 handshake-timeout=22 max-options=23 \
 		max-inflight=24 max-inflight-mb=33 request-timeout=26 stop-timeout=27 \
-		readahead=on image-locking=on poll-us=29 poll-yield=on tls=off "tls-psk-file=$TMP/other.psk" \
+		readahead=on image-locking=on poll-us=29 poll-yield=on poll-check=on pool-discard=on tls=off "tls-psk-file=$TMP/other.psk" \
 		"metrics=127.0.0.1:$p2" foreground=on "pid-file=$TMP/o.pid" verbose=2
 	[ ! -e "$TMP/k.sock" ] || problem "the config's unix socket was created"
 	[ -e "$TMP/o.pid" ] || problem "--pid-file: no $TMP/o.pid"

@@ -124,9 +124,18 @@ Test(pool_format, second_opener_refused, .init = setup, .fini = teardown)
 {
 	struct dio_tpool *p = open_pool(), *q;
 
+	struct dio_tpool_create_opts co = { .chunk_size = 64 * 1024, .journal_blocks = 16 };
+	struct dio_tpool_info before, after;
+
 	cr_assert_eq(dio_tpool_open(path, &opts, &q), -EAGAIN);
+	/* create over a pool in use is refused before it writes a byte */
+	dio_tpool_get_info(p, &before);
+	cr_assert_eq(dio_tpool_create(path, &co, &opts), -EAGAIN);
+	cr_assert(strstr(errbuf, "open in another process"), "%s", errbuf);
 	dio_tpool_close(p);
 	q = open_pool();
+	dio_tpool_get_info(q, &after);
+	cr_assert_eq(memcmp(before.uuid, after.uuid, 16), 0, "the pool was created anew");
 	dio_tpool_close(q);
 }
 

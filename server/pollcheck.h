@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Whether adaptive polling pays for itself (pollcheck.c): every few seconds
+ * the server runs a short phase without polling and keeps polling only if
+ * the phase with it answered clearly more requests per second.
+ */
+#ifndef DIONBD_POLLCHECK_H
+#define DIONBD_POLLCHECK_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One cycle: PERIOD long, its last two WINDOWs measured (chosen mode, then the other). */
+#define POLLCHECK_PERIOD_NS	(2000ull * 1000 * 1000)
+#define POLLCHECK_WINDOW_NS	(100ull * 1000 * 1000)
+/* Polling must answer this many percent more requests than not polling. */
+#define POLLCHECK_GAIN_PCT	5
+/* Fewer replies than this in a window decide nothing: too idle to matter. */
+#define POLLCHECK_MIN_REPLIES	50
+
+enum pollcheck_phase {
+	POLLCHECK_RUN,		/* the chosen mode, unmeasured */
+	POLLCHECK_MEASURE,	/* the chosen mode, counting replies */
+	POLLCHECK_TRIAL,	/* the other mode, counting replies */
+};
+
+/*
+ * Server-wide: every reactor counts the replies it sends into it and asks
+ * it before opening a polling window. The state machine advances from
+ * whichever reactor asks first after a boundary (a try-lock elects it).
+ */
+struct pollcheck {
+	uint64_t replies;		/* atomic (relaxed): replies sent, all reactors */
+	bool allowed;			/* atomic: polling allowed now */
+	uint64_t next_ns;		/* atomic: the next boundary, 0 = not started */
+	pthread_mutex_t lock;		/* guards the fields below */
+	enum pollcheck_phase phase;
+	bool poll_chosen;		/* the mode of RUN and MEASURE */
+	uint64_t mark, mark_ns;		/* replies and time at the start of the phase */
+	uint64_t measured, measured_ns;	/* replies in the MEASURE window, its length */
+	/* statistics, under lock */
+	uint64_t trials;		/* cycles that decided */
+	uint64_t trials_poll;		/* of those, that kept (or chose) polling */
+	uint64_t last_poll, last_nopoll;	/* replies in the last decided windows */
+};
+
+void pollcheck_init(struct pollcheck *pc);
+void pollcheck_fini(struct pollcheck *pc);
+
+/* n replies were sent (any reactor). */
+static inline void
+pollcheck_count(struct pollcheck *pc, unsigned int n)
+{
+	__atomic_fetch_add(&pc->replies, n, __ATOMIC_RELAXED);
+}
+
+/* At monotonic time now (ns): whether a reactor may open a polling window. */
+bool pollcheck_allowed(struct pollcheck *pc, uint64_t now);
+
+/*
+ * The decision of one cycle: `with` replies in with_ns of polling against
+ * `without` in without_ns of not polling; current when too few to tell.
+ * (A window ends when a reactor next asks, so lengths may differ.)
+ */
+bool pollcheck_decide(uint64_t with, uint64_t with_ns, uint64_t without, uint64_t without_ns,
+		      bool current);
+
+#endif /* DIONBD_POLLCHECK_H */
