@@ -126,6 +126,19 @@ dio_tpool_dvol_diff(struct dio_volume *vol, const char *base, uint64_t off, uint
 	return ret;
 }
 
+/*
+ * Whether a diff against v is offered on t: v is a snapshot of t, or t is
+ * a snapshot and v another snapshot of the same origin (between two
+ * snapshots, as a backup reads them).
+ */
+static bool
+diff_offered(const struct tp_vol *t, const struct tp_vol *v)
+{
+	if (!v || v == t || !(v->flags & TP_VF_RO))
+		return false;
+	return v->parent == t->id || ((t->flags & TP_VF_RO) && t->parent && v->parent == t->parent);
+}
+
 int
 dio_tpool_dvol_snapshots(struct dio_volume *vol, char (**names)[DIO_TPOOL_NAME_MAX + 1],
 			 size_t *n)
@@ -139,22 +152,15 @@ dio_tpool_dvol_snapshots(struct dio_volume *vol, char (**names)[DIO_TPOOL_NAME_M
 	if (!tp_dvol_of(vol, &pool, &t))
 		return -ENOTSUP;
 	pthread_mutex_lock(&pool->lock);
-	for (uint32_t i = 0; i < pool->nvols; i++) {
-		struct tp_vol *v = pool->vols[i];
-
-		if (v && v->parent == t->id && (v->flags & TP_VF_RO))
-			k++;
-	}
+	for (uint32_t i = 0; i < pool->nvols; i++)
+		k += diff_offered(t, pool->vols[i]);
 	if (k && !(*names = calloc(k, sizeof(**names)))) {
 		pthread_mutex_unlock(&pool->lock);
 		return -ENOMEM;
 	}
-	for (uint32_t i = 0; i < pool->nvols && *n < k; i++) {
-		struct tp_vol *v = pool->vols[i];
-
-		if (v && v->parent == t->id && (v->flags & TP_VF_RO))
-			memcpy((*names)[(*n)++], v->name, sizeof(v->name));
-	}
+	for (uint32_t i = 0; i < pool->nvols && *n < k; i++)
+		if (diff_offered(t, pool->vols[i]))
+			memcpy((*names)[(*n)++], pool->vols[i]->name, sizeof(pool->vols[i]->name));
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
 }

@@ -343,7 +343,7 @@ hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 #define HS_META_ID_ALLOC 1
 #define HS_META_ID_DIRTY 2
 
-/* One META_CONTEXT reply: id and "prefix" + "name". 0 or -1. */
+/* One META_CONTEXT reply: id and "prefix" + "name". As hs_reply2: < 0 on error. */
 static int
 hs_meta_reply(struct conn *c, uint32_t opt, uint32_t id, const char *prefix, const char *name)
 {
@@ -416,6 +416,8 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		const char *q = (const char *)data + p + 4;
 
 		p += 4 + qlen;
+		log_debug("%s: %s query '%.*s'", c->peer, list ? "LIST_META_CONTEXT" : "SET_META_CONTEXT",
+			  (int)qlen, q);
 		if (qlen == sizeof(alloc) - 1 && !memcmp(q, alloc, qlen))
 			want_alloc = true;
 		else if (list && qlen == 5 && !memcmp(q, "base:", 5))
@@ -427,8 +429,8 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 			for (size_t k = 0; k < nsnaps; k++)
 				if (strlen(snaps[k]) == qlen - dlen &&
 				    !memcmp(snaps[k], q + dlen, qlen - dlen)) {
-					if (list)
-						ret = ret ?: hs_meta_reply(c, opt, 0, dirty, snaps[k]);
+					if (list && ret >= 0)
+						ret = hs_meta_reply(c, opt, 0, dirty, snaps[k]);
 					else if (!sel)
 						sel = snaps[k];
 				}
@@ -438,11 +440,11 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		c->meta_dirty = sel != NULL;
 		snprintf(c->dirty_base, sizeof(c->dirty_base), "%s", sel ? sel : "");
 	}
-	if (!ret && want_alloc)
+	if (ret >= 0 && want_alloc)
 		ret = hs_meta_reply(c, opt, HS_META_ID_ALLOC, alloc, "");
-	if (!ret && sel)
+	if (ret >= 0 && sel)
 		ret = hs_meta_reply(c, opt, HS_META_ID_DIRTY, dirty, sel);
-	for (size_t k = 0; !ret && all_dirty && k < nsnaps; k++)
+	for (size_t k = 0; ret >= 0 && all_dirty && k < nsnaps; k++)
 		ret = hs_meta_reply(c, opt, 0, dirty, snaps[k]);
 	free(snaps);
 	if (ret < 0)

@@ -123,9 +123,11 @@ int dio_tpool_volume_diff(struct dio_tpool *pool, const char *base, const char *
 int dio_tpool_dvol_diff(struct dio_volume *vol, const char *base, uint64_t off, uint64_t len,
 			dio_tpool_diff_fn fn, void *priv);
 /*
- * The names of the snapshots taken of an open pool volume, in a malloc'd
- * array of *n (free it; NULL when none). 0 or -errno (-ENOTSUP: not a
- * pool volume).
+ * The names of the volumes a diff of an open pool volume is offered
+ * against (the server's qemu:dirty-bitmap contexts): the snapshots taken
+ * of it, and when it is itself a snapshot, the other snapshots of its
+ * origin. In a malloc'd array of *n (free it; NULL when none). 0 or
+ * -errno (-ENOTSUP: not a pool volume).
  */
 int dio_tpool_dvol_snapshots(struct dio_volume *vol, char (**names)[DIO_TPOOL_NAME_MAX + 1],
 			     size_t *n);

@@ -193,9 +193,19 @@ Test(pool_diff, ranges_stops_and_errors, .init = setup, .fini = teardown)
 
 		cr_assert_eq(dio_tpool_volume_clone(pool, "v", "c"), 0);
 		cr_assert_eq(dio_tpool_volume_snapshot(pool, "c", "cs"), 0);
+		struct dio_volume *sv;
+
 		cr_assert_eq(dio_tpool_dvol_snapshots(vol, &names, &n), 0);
 		cr_assert_eq(n, 1, "snapshots of v, not its clone's: %zu", n);
 		cr_assert_str_eq(names[0], "s");
 		free(names);
+		/* on a snapshot: the other snapshots of its origin */
+		cr_assert_eq(dio_tpool_volume_snapshot(pool, "v", "s2"), 0);
+		cr_assert_eq(dio_tpool_volume_open(pool, "s2", &sv), 0);
+		cr_assert_eq(dio_tpool_dvol_snapshots(sv, &names, &n), 0);
+		cr_assert_eq(n, 1, "s2 is offered s: %zu", n);
+		cr_assert_str_eq(names[0], "s");
+		free(names);
+		dio_volume_put(sv);
 	}
 }
