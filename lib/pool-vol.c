@@ -562,3 +562,13 @@ dio_tpool_volume_open(struct dio_tpool *pool, const char *name, struct dio_volum
 	pthread_mutex_unlock(&pool->lock);
 	return ret;
 }
+
+bool
+tp_dvol_of(struct dio_volume *vol, struct dio_tpool **pool, struct tp_vol **tv)
+{
+	if (!vol || vol->vol_ops != &tpv_vol_ops)
+		return false;
+	*pool = to_dv(vol)->pool;
+	*tv = to_dv(vol)->tv;
+	return true;
+}

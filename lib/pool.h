@@ -435,6 +435,9 @@ int tp_recount(struct dio_tpool *p, uint16_t **refs, tp_recount_fn bad, void *pr
 
 /* ---- pool-vol.c ---- */
 
+/* The pool and volume of an open pool volume; false for other volumes. */
+bool tp_dvol_of(struct dio_volume *vol, struct dio_tpool **pool, struct tp_vol **tv);
+
 /* The open dio_volume of v (a new one, or another reference). 0 or -errno. */
 int tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out);
 

@@ -514,11 +514,13 @@ ctl_pool_volume_list(struct control *ctl, const json_t *params, struct ctl_reply
 	dio_tpool_get_info(pool, &in);
 	a = json_array();
 	for (size_t i = 0; a && i < n; i++)
-		json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "name", v[i].name,
-						   "id", (json_int_t)v[i].id,
+		json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:I, s:b}", "name",
+						   v[i].name, "id", (json_int_t)v[i].id,
 						   "size", (json_int_t)v[i].size,
 						   "mapped", (json_int_t)(v[i].mapped *
-									  in.chunk_size)));
+									  in.chunk_size),
+						   "parent", (json_int_t)v[i].parent,
+						   "readonly", v[i].readonly));
 	free(v);
 	r->result = a;
 	if (!a)
@@ -563,6 +565,53 @@ static void
 ctl_pool_volume_resize(struct control *ctl, const json_t *params, struct ctl_reply *r)
 {
 	ctl_pool_volume_sized(ctl, params, r, false);
+}
+
+/* pool.volume.snapshot and pool.volume.clone: {pool, origin, name}. */
+static void
+ctl_pool_volume_share(struct control *ctl, const json_t *params, struct ctl_reply *r,
+		      bool clone)
+{
+	static const char *const keys[] = { "pool", "origin", "name", NULL };
+	const char *origin, *name, *what = clone ? "clone" : "snapshot";
+	struct dio_tpool *pool;
+	int ret;
+
+	if (ctl_params_only(params, keys, r) < 0 ||
+	    ctl_param_str(params, "origin", true, &origin, r) < 0 ||
+	    ctl_param_str(params, "name", true, &name, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
+		return;
+	ret = clone ? dio_tpool_volume_clone(pool, origin, name)
+		    : dio_tpool_volume_snapshot(pool, origin, name);
+	if (ret == -ENOENT) {
+		ctl_error(r, CTL_FAILED, "%s of '%.64s': no such volume", what, origin);
+		return;
+	}
+	if (ret == -EBUSY) {
+		ctl_error(r, CTL_FAILED, "%s of '%.64s': writes in flight on it did not finish "
+			  "within 2 s; try again", what, origin);
+		return;
+	}
+	if (ret < 0) {
+		ctl_pool_error(r, clone ? "creating clone" : "creating snapshot", name, ret);
+		return;
+	}
+	log_info("pool %s: volume '%s' is a %s of '%s'",
+		 json_string_value(json_object_get(params, "pool")), name, what, origin);
+	r->result = json_pack("{s:s, s:s, s:b}", "name", name, "origin", origin, "readonly",
+			      !clone);
+}
+
+static void
+ctl_pool_volume_snapshot(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	ctl_pool_volume_share(ctl, params, r, false);
+}
+
+static void
+ctl_pool_volume_clone(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	ctl_pool_volume_share(ctl, params, r, true);
 }
 
 static void
@@ -639,6 +688,8 @@ static const struct ctl_method {
 	{ "pool.volume.create", ctl_pool_volume_create },
 	{ "pool.volume.resize", ctl_pool_volume_resize },
 	{ "pool.volume.delete", ctl_pool_volume_delete },
+	{ "pool.volume.snapshot", ctl_pool_volume_snapshot },
+	{ "pool.volume.clone", ctl_pool_volume_clone },
 };
 
 /* ---- requests ---- */

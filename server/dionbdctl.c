@@ -40,7 +40,9 @@ usage(FILE *f)
 		"  pool-volumes POOL                 its volumes: size, space mapped\n"
 		"  pool-create-volume POOL NAME SIZE\n"
 		"  pool-resize-volume POOL NAME SIZE\n"
-		"  pool-delete-volume POOL NAME      (not while an export serves it)\n\n"
+		"  pool-delete-volume POOL NAME      (not while an export serves it)\n"
+		"  pool-snapshot POOL ORIGIN NAME    a read-only snapshot, O(1)\n"
+		"  pool-clone POOL ORIGIN NAME       a writable clone, O(1)\n\n"
 		"  --json   print the server's JSON result instead of a table\n"
 		"Exit status: 0 done, 1 refused or unreachable, 2 usage.\n",
 		CTL_DEFAULT_SOCKET);
@@ -162,13 +164,14 @@ ctl_print(const char *cmd, const json_t *res)
 	const char *key;
 	json_t *v;
 
-	static const char *const vol_keys[] = { "name", "id", "size", "mapped" };
-	static const char *const vol_heads[] = { "NAME", "ID", "SIZE", "MAPPED" };
+	static const char *const vol_keys[] = { "name", "id", "size", "mapped", "parent",
+						 "readonly" };
+	static const char *const vol_heads[] = { "NAME", "ID", "SIZE", "MAPPED", "PARENT", "RO" };
 
 	if (json_is_array(res) && !strcmp(cmd, "connections")) {
 		ctl_table(res, conn_keys, conn_heads, 6);
 	} else if (json_is_array(res) && !strcmp(cmd, "pool-volumes")) {
-		ctl_table(res, vol_keys, vol_heads, 4);
+		ctl_table(res, vol_keys, vol_heads, 6);
 	} else if (json_is_array(res)) {
 		ctl_table(res, exp_keys, exp_heads, 10);
 	} else if (json_is_object(res) && json_object_get(res, "volume")) {
@@ -231,11 +234,13 @@ ctl_pool_command(int argc, char **argv, const char **method, json_t **params)
 	char abs[PATH_MAX];
 	json_int_t n = 0;
 	bool sized = !strcmp(cmd, "pool-create-volume") || !strcmp(cmd, "pool-resize-volume");
+	bool share = !strcmp(cmd, "pool-snapshot") || !strcmp(cmd, "pool-clone");
 
 	if (strncmp(cmd, "pool-", 5))
 		return 1;
 	if (!((!strcmp(cmd, "pool-info") || !strcmp(cmd, "pool-volumes")) && argc == 2) &&
-	    !(sized && argc == 4) && !(!strcmp(cmd, "pool-delete-volume") && argc == 3))
+	    !(sized && argc == 4) && !(!strcmp(cmd, "pool-delete-volume") && argc == 3) &&
+	    !(share && argc == 4))
 		return 1;
 	if (ctl_abs(argv[1], abs) < 0)
 		return -1;
@@ -244,6 +249,13 @@ ctl_pool_command(int argc, char **argv, const char **method, json_t **params)
 		return -1;
 	}
 	*params = json_pack("{s:s}", "pool", abs);
+	if (share) {
+		json_object_set_new(*params, "origin", json_string(argv[2]));
+		json_object_set_new(*params, "name", json_string(argv[3]));
+		*method = !strcmp(cmd, "pool-snapshot") ? "pool.volume.snapshot"
+							: "pool.volume.clone";
+		return 0;
+	}
 	if (argc >= 3)
 		json_object_set_new(*params, "name", json_string(argv[2]));
 	if (sized)

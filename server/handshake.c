@@ -13,6 +13,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server.h"
@@ -338,15 +339,42 @@ hs_info(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	return ret;
 }
 
-/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (base:allocation only). */
+/* Context ids once selected: LIST replies carry 0. */
+#define HS_META_ID_ALLOC 1
+#define HS_META_ID_DIRTY 2
+
+/* One META_CONTEXT reply: id and "prefix" + "name". As hs_reply2: < 0 on error. */
+static int
+hs_meta_reply(struct conn *c, uint32_t opt, uint32_t id, const char *prefix, const char *name)
+{
+	char ctx[sizeof(NBDP_META_DIRTY_BITMAP) + DIO_TPOOL_NAME_MAX + 1];
+	uint32_t be = htobe32(opt == NBDP_OPT_SET_META_CONTEXT ? id : 0);
+	int n = snprintf(ctx, sizeof(ctx), "%s%s", prefix, name);
+
+	return hs_reply2(c, opt, NBDP_REP_META_CONTEXT, &be, 4, ctx, (size_t)n);
+}
+
+/*
+ * NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: base:allocation
+ * on every export, and on a pool volume qemu:dirty-bitmap:SNAP for each
+ * snapshot SNAP taken of it (what changed since, as QEMU's bitmaps tell
+ * backup tools). SET selects at most one dirty bitmap, the first asked.
+ */
 static int
 hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	static const char alloc[] = NBDP_META_BASE_ALLOCATION;
+	static const char dirty[] = NBDP_META_DIRTY_BITMAP;
+	const size_t dlen = sizeof(dirty) - 1;
+	char(*snaps)[DIO_TPOOL_NAME_MAX + 1] = NULL;
+	size_t nsnaps = 0;
+	bool list = opt == NBDP_OPT_LIST_META_CONTEXT;
+	bool want_alloc = false, all_dirty = false, tls_reqd;
+	const char *sel = NULL;	/* SET: the dirty bitmap selected */
+	uint32_t namelen, nq, pos, qpos;
 	struct export *exp;
-	uint32_t namelen, nq, pos;
-	bool match = false, tls_reqd;
 	struct hs_err err;
+	int ret = 0;
 
 	if (opt == NBDP_OPT_SET_META_CONTEXT && !c->sr)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID,
@@ -354,13 +382,10 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 	if (!hs_parse_name(data, len, 4, &namelen, &err))
 		return hs_reply_err(c, opt, err.type, err.msg);
 	nq = hs_get32(data + 4 + namelen);
-	pos = 8 + namelen;
-	if (opt == NBDP_OPT_LIST_META_CONTEXT && nq == 0)
-		match = true;
+	qpos = pos = 8 + namelen;
 	/* Validate every query before answering, so an error leaves no partial reply. */
 	for (uint32_t i = 0; i < nq; i++) {
 		uint32_t qlen;
-		const char *q;
 
 		if (len - pos < 4)
 			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "query past the data");
@@ -370,12 +395,7 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 			return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "query past the data");
 		if (qlen > NBDP_MAX_STRING)
 			return hs_reply_err(c, opt, NBDP_REP_ERR_TOO_BIG, "query too long");
-		q = (const char *)data + pos;
 		pos += qlen;
-		if (qlen == sizeof(alloc) - 1 && !memcmp(q, alloc, qlen))
-			match = true;
-		else if (opt == NBDP_OPT_LIST_META_CONTEXT && qlen == 5 && !memcmp(q, "base:", 5))
-			match = true;
 	}
 	if (pos != len)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_INVALID, "option length does not match");
@@ -384,16 +404,51 @@ hs_meta_context(struct conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		return hs_reply_err(c, opt, NBDP_REP_ERR_TLS_REQD, "this export needs TLS");
 	if (!exp)
 		return hs_reply(c, opt, NBDP_REP_ERR_UNKNOWN, "no such export", 14);
-	export_put(exp);	/* it exists: that is all a meta context query needs */
-	if (opt == NBDP_OPT_SET_META_CONTEXT)
-		c->meta_alloc = match;
-	if (match) {
-		/* Context id 1 once selected; LIST carries no meaningful id. */
-		uint32_t id = htobe32(opt == NBDP_OPT_SET_META_CONTEXT ? 1 : 0);
+	/* Not a pool volume (or out of memory): no dirty bitmaps to offer. */
+	if (dio_tpool_dvol_snapshots(exp->vol, &snaps, &nsnaps) < 0)
+		nsnaps = 0;
+	export_put(exp);	/* its snapshots are all a meta context query needs */
 
-		if (hs_reply2(c, opt, NBDP_REP_META_CONTEXT, &id, 4, alloc, sizeof(alloc) - 1) < 0)
-			return -1;
+	if (list && nq == 0)
+		want_alloc = all_dirty = true;
+	for (uint32_t i = 0, p = qpos; i < nq; i++) {
+		uint32_t qlen = hs_get32(data + p);
+		const char *q = (const char *)data + p + 4;
+
+		p += 4 + qlen;
+		log_debug("%s: %s query '%.*s'", c->peer, list ? "LIST_META_CONTEXT" : "SET_META_CONTEXT",
+			  (int)qlen, q);
+		if (qlen == sizeof(alloc) - 1 && !memcmp(q, alloc, qlen))
+			want_alloc = true;
+		else if (list && qlen == 5 && !memcmp(q, "base:", 5))
+			want_alloc = true;
+		else if (list && ((qlen == 5 && !memcmp(q, "qemu:", 5)) ||
+				  (qlen == dlen && !memcmp(q, dirty, dlen))))
+			all_dirty = true;
+		else if (qlen > dlen && !memcmp(q, dirty, dlen))
+			for (size_t k = 0; k < nsnaps; k++)
+				if (strlen(snaps[k]) == qlen - dlen &&
+				    !memcmp(snaps[k], q + dlen, qlen - dlen)) {
+					if (list && ret >= 0)
+						ret = hs_meta_reply(c, opt, 0, dirty, snaps[k]);
+					else if (!sel)
+						sel = snaps[k];
+				}
 	}
+	if (!list) {
+		c->meta_alloc = want_alloc;
+		c->meta_dirty = sel != NULL;
+		snprintf(c->dirty_base, sizeof(c->dirty_base), "%s", sel ? sel : "");
+	}
+	if (ret >= 0 && want_alloc)
+		ret = hs_meta_reply(c, opt, HS_META_ID_ALLOC, alloc, "");
+	if (ret >= 0 && sel)
+		ret = hs_meta_reply(c, opt, HS_META_ID_DIRTY, dirty, sel);
+	for (size_t k = 0; ret >= 0 && all_dirty && k < nsnaps; k++)
+		ret = hs_meta_reply(c, opt, 0, dirty, snaps[k]);
+	free(snaps);
+	if (ret < 0)
+		return -1;
 	return hs_reply(c, opt, NBDP_REP_ACK, NULL, 0);
 }
 
@@ -423,6 +478,7 @@ hs_starttls(struct conn *c, uint32_t len)
 	/* The spec: nothing negotiated in plaintext survives the upgrade. */
 	c->sr = false;
 	c->meta_alloc = false;
+	c->meta_dirty = false;
 	c->block_size_agreed = false;
 	return 0;
 }

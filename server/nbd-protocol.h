@@ -115,6 +115,9 @@
 #define NBDP_ESHUTDOWN			108
 
 #define NBDP_META_BASE_ALLOCATION	"base:allocation"
+/* QEMU's: qemu:dirty-bitmap:NAME, state bit 0 = changed since the bitmap began */
+#define NBDP_META_DIRTY_BITMAP		"qemu:dirty-bitmap:"
+#define NBDP_STATE_DIRTY		(1u << 0)
 
 /* Strings (names, descriptions, queries) are at most this long. */
 #define NBDP_MAX_STRING			4096

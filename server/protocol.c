@@ -268,20 +268,73 @@ proto_build_read(struct conn_req *req)
 	proto_iov(req, req->dbuf->data, req->count);
 }
 
-/* The base:allocation chunk of a BLOCK_STATUS reply. */
+/* The dirty bitmap's extents, gathered from pool-diff.c's runs. */
+struct proto_dirty {
+	struct wire_block_descriptor *bd;
+	uint32_t n, max;
+};
+
+static int
+proto_dirty_run(void *priv, uint64_t off, uint64_t len, bool changed)
+{
+	struct proto_dirty *pd = priv;
+
+	(void)off;
+	pd->bd[pd->n].length = htobe32((uint32_t)len);
+	pd->bd[pd->n].status_flags = htobe32(changed ? NBDP_STATE_DIRTY : 0);
+	return ++pd->n == pd->max;	/* full: stop */
+}
+
+/*
+ * The qemu:dirty-bitmap chunk of a BLOCK_STATUS reply at p (flags: DONE
+ * when it is the last): what changed in the export's volume since the
+ * snapshot selected. Computed here from the pool's maps in memory, under
+ * the pool's lock: no device I/O. NULL when it cannot be (reply with err).
+ */
+static uint8_t *
+proto_dirty_chunk(struct conn_req *req, uint8_t *p, uint16_t flags, uint32_t *err)
+{
+	struct conn *c = req->conn;
+	struct wire_block_descriptor bd[CONN_BS_SEGS];
+	struct proto_dirty pd = { .bd = bd,
+				  .max = (req->flags & NBDP_CMD_FLAG_REQ_ONE) ? 1 : CONN_BS_SEGS };
+	uint32_t id = htobe32(2);
+	int ret;
+
+	ret = dio_tpool_dvol_diff(c->exp->vol, c->dirty_base, req->offset, req->count,
+				  proto_dirty_run, &pd);
+	if (ret < 0 || !pd.n) {
+		log_warn("%s: BLOCK_STATUS qemu:dirty-bitmap:%s: %s", c->peer, c->dirty_base,
+			 ret == -ENOENT ? "the snapshot is gone" : strerror(ret < 0 ? -ret : EIO));
+		*err = ret == -ENOENT ? NBDP_EINVAL : NBDP_EIO;
+		return NULL;
+	}
+	p = proto_chunk(p, req, flags, NBDP_REPLY_TYPE_BLOCK_STATUS, 4 + 8 * pd.n);
+	memcpy(p, &id, 4);
+	memcpy(p + 4, bd, 8 * pd.n);
+	return p + 4 + 8 * pd.n;
+}
+
+/*
+ * A BLOCK_STATUS reply: the base:allocation chunk (libdio's extents) when
+ * selected, then the dirty bitmap's when selected; the last one DONE.
+ */
 static void
 proto_build_block_status(struct conn_req *req)
 {
 	const struct dio_req *d = &req->dreq;
-	uint32_t n = d->nsegs, id = htobe32(1);
-	uint8_t *p;
+	bool dirty = req->conn->meta_dirty;
+	uint32_t n = d->nsegs, id = htobe32(1), err;
+	uint8_t *p = req->hdr;
 
+	if (!req->conn->meta_alloc)
+		goto dirty;
 	if (!n || n > d->max_segs) {
 		log_err("%s: BLOCK_STATUS: libdio returned %u extents", req->conn->peer, n);
 		proto_build_error(req, NBDP_EIO);
 		return;
 	}
-	p = proto_chunk(req->hdr, req, NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_BLOCK_STATUS,
+	p = proto_chunk(p, req, dirty ? 0 : NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_BLOCK_STATUS,
 			4 + 8 * n);
 	memcpy(p, &id, 4);
 	p += 4;
@@ -301,6 +354,11 @@ proto_build_block_status(struct conn_req *req)
 		bd.status_flags = htobe32(st);
 		memcpy(p, &bd, sizeof(bd));
 		p += sizeof(bd);
+	}
+dirty:
+	if (dirty && !(p = proto_dirty_chunk(req, p, NBDP_REPLY_FLAG_DONE, &err))) {
+		proto_build_error(req, err);
+		return;
 	}
 	req->niov = 0;
 	proto_iov(req, req->hdr, (size_t)(p - req->hdr));
@@ -384,7 +442,7 @@ proto_validate(const struct conn *c, const struct conn_req *req)
 		return NBDP_EINVAL;
 	if ((req->flags & NBDP_CMD_FLAG_DF) && !c->sr)
 		return NBDP_EINVAL;
-	if (req->cmd == NBDP_CMD_BLOCK_STATUS && (!c->sr || !c->meta_alloc))
+	if (req->cmd == NBDP_CMD_BLOCK_STATUS && (!c->sr || (!c->meta_alloc && !c->meta_dirty)))
 		return NBDP_EINVAL;
 	if (writes && __atomic_load_n(&c->exp->readonly, __ATOMIC_RELAXED))
 		return NBDP_EPERM;
@@ -488,6 +546,10 @@ proto_submit(struct conn *c, struct conn_req *req)
 			d->flags |= DIO_REQ_FAST_ZERO;
 		break;
 	case NBDP_CMD_BLOCK_STATUS:
+		if (!c->meta_alloc) {
+			proto_done(d, 0);	/* the dirty bitmap alone: from memory */
+			return;
+		}
 		d->op = DIO_REQ_EXTENTS;
 		d->segs = req->segs;
 		d->max_segs = (req->flags & NBDP_CMD_FLAG_REQ_ONE) ? 1 : CONN_BS_SEGS;

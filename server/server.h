@@ -38,6 +38,7 @@
 
 #include "dio/cache.h"
 #include "dio/dio.h"
+#include "dio/tpool.h"
 #include "nbd-protocol.h"
 #include "pollcheck.h"
 #include "stats.h"
@@ -431,7 +432,8 @@ enum conn_state {
 #define CONN_OUT_HIGH		(256 * 1024)	/* stop reading while more is unsent */
 #define CONN_READ_SEGS		16		/* hole/data chunks per READ reply */
 #define CONN_BS_SEGS		64		/* extents per BLOCK_STATUS reply */
-#define CONN_HDR_SPACE		(CONN_BS_SEGS * 8 + 64)
+/* two BLOCK_STATUS chunks (base:allocation, a dirty bitmap) or an error */
+#define CONN_HDR_SPACE		(2 * (CONN_BS_SEGS * 8 + 64))
 #define CONN_MAX_IOV		(2 * CONN_READ_SEGS + 2)
 #define CONN_MAX_PAYLOAD	(32u * 1024 * 1024)
 
@@ -501,7 +503,13 @@ struct conn {
 	bool fixed_newstyle;
 	bool no_zeroes;
 	bool sr;			/* structured replies negotiated */
-	bool meta_alloc;		/* base:allocation selected */
+	bool meta_alloc;		/* base:allocation selected (context id 1) */
+	/*
+	 * qemu:dirty-bitmap:<dirty_base> selected (context id 2): on a pool
+	 * volume, what changed since its snapshot dirty_base (pool-diff.c).
+	 */
+	bool meta_dirty;
+	char dirty_base[DIO_TPOOL_NAME_MAX + 1];
 	bool block_size_agreed;		/* GO asked for NBD_INFO_BLOCK_SIZE */
 	unsigned int nopts;
 	uint32_t opt, opt_len;		/* option being discarded */

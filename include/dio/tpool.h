@@ -109,6 +109,32 @@ int dio_tpool_volume_snapshot(struct dio_tpool *pool, const char *origin, const 
 int dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *name);
 
 /*
+ * What changed in volume 'target' since volume 'base' (a snapshot of it,
+ * or an older snapshot), over [off, off+len) of target: runs of target's
+ * bytes, in order, adjacent runs alike merged, each changed or not. The
+ * unit is the chunk: a chunk is changed when the two volumes map it
+ * differently (another physical chunk, other written sub-blocks). fn runs
+ * under the pool's lock: it must not call into the pool; a nonzero return
+ * stops the walk and is returned. 0, fn's value, or -errno (-ENOENT: no
+ * such volume, -EINVAL: off past target's end).
+ */
+typedef int (*dio_tpool_diff_fn)(void *priv, uint64_t off, uint64_t len, bool changed);
+int dio_tpool_volume_diff(struct dio_tpool *pool, const char *base, const char *target,
+			  uint64_t off, uint64_t len, dio_tpool_diff_fn fn, void *priv);
+/* The same with target an open pool volume (dio_tpool_volume_open); -ENOTSUP for others. */
+int dio_tpool_dvol_diff(struct dio_volume *vol, const char *base, uint64_t off, uint64_t len,
+			dio_tpool_diff_fn fn, void *priv);
+/*
+ * The names of the volumes a diff of an open pool volume is offered
+ * against (the server's qemu:dirty-bitmap contexts): the snapshots taken
+ * of it, and when it is itself a snapshot, the other snapshots of its
+ * origin. In a malloc'd array of *n (free it; NULL when none). 0 or
+ * -errno (-ENOTSUP: not a pool volume).
+ */
+int dio_tpool_dvol_snapshots(struct dio_volume *vol, char (**names)[DIO_TPOOL_NAME_MAX + 1],
+			     size_t *n);
+
+/*
  * Resize a volume to size bytes (multiple of 4096), durably. A grow of an
  * open volume is seen by its next opener (the size an open volume reports
  * grows with it; clients that know the old one keep it). A shrink refuses

@@ -43,7 +43,7 @@ timeout 60 qemu-io -f raw -c "write -P 0x11 0 1M" "$(uri_of first)" >/dev/null |
 expect_ctl 0 '^chunk_size +65536' pool-info "$P"
 expect_ctl 0 'name +second' pool-create-volume "$P" second 16M
 expect_ctl 0 '^first +[0-9]+ +33554432 +1048576' pool-volumes "$P"
-expect_ctl 0 '^second +[0-9]+ +16777216 +0 *$' pool-volumes "$P"
+expect_ctl 0 '^second +[0-9]+ +16777216 +0 +0 +no' pool-volumes "$P"
 ctl --json pool-volumes "$P" | python3 -c '
 import json, sys
 v = {x["name"]: x for x in json.load(sys.stdin)}
