@@ -577,10 +577,17 @@ ctl_pool_volume_share(struct control *ctl, const json_t *params, struct ctl_repl
 	struct dio_tpool *pool;
 	int ret;
 
+	char why[512] = "";
+
 	if (ctl_params_only(params, keys, r) < 0 ||
 	    ctl_param_str(params, "origin", true, &origin, r) < 0 ||
 	    ctl_param_str(params, "name", true, &name, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
 		return;
+	/* Writes a writeback cache acknowledged belong in the snapshot too. */
+	if (exports_sync_caches(why, sizeof(why)) < 0) {
+		ctl_error(r, CTL_FAILED, "%s of '%.64s': %s", what, origin, why);
+		return;
+	}
 	ret = clone ? dio_tpool_volume_clone(pool, origin, name)
 		    : dio_tpool_volume_snapshot(pool, origin, name);
 	if (ret == -ENOENT) {

@@ -104,6 +104,22 @@ export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, s
 	return 0;
 }
 
+int
+exports_sync_caches(char *why, size_t whylen)
+{
+	struct export_cached *p;
+	int ret;
+
+	for (p = export_caches; p; p = p->next) {
+		if (!p->cache || (ret = dio_cache_sync(p->cache)) == 0)
+			continue;
+		snprintf(why, whylen, "writing back the block cache of volume %llu: %s",
+			 (unsigned long long)p->vol_id, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
 /*
  * Write back what the caches hold and drop them. A connection that did not
  * finish by the stop deadline may keep a reference to one: its data is

@@ -260,6 +260,12 @@ struct tls_ctx;
 struct dio_tpool;
 int exports_pool(const struct server_cfg *cfg, const char *pool_path, bool readonly, char *why,
 		 size_t whylen, struct dio_tpool **out);
+/*
+ * Write back every block cache and flush what is under it (main thread;
+ * waits): before a pool snapshot, so that it holds what clients were told
+ * is written. 0, or -errno with the reason in why.
+ */
+int exports_sync_caches(char *why, size_t whylen);
 
 /* An export path "pool:POOL/VOLUME" serves VOLUME of the thin pool at POOL (dionbd-pool). */
 #define EXPORT_POOL_PREFIX "pool:"

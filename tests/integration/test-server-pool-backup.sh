@@ -21,8 +21,9 @@ P=$TMP/pool.img
 truncate -s 256M "$P"
 "$POOLTOOL" create "$P" >/dev/null || fail "dionbd-pool create"
 "$POOLTOOL" volume create "$P" vm 64M >/dev/null || fail "volume create"
+"$POOLTOOL" volume create "$P" wb 8M >/dev/null || fail "volume create wb"
 C=$TMP/control.sock
-start_server_or_fail --control "$C" -e vm="pool:$P/vm"
+start_server_or_fail --control "$C" -e vm="pool:$P/vm" -e "wb=pool:$P/wb,cache=writeback"
 ctl() { timeout 30 "$CTL" -s "$C" "$@" > "$TMP/ctl.out" 2>&1 || fail "dionbdctl $*: $(cat "$TMP/ctl.out")"; }
 for ((i = 0; i < 100; i++)); do [ -S "$C" ] && break; sleep 0.1; done
 VM=$(uri_of vm)
@@ -137,14 +138,34 @@ h.shutdown()
 PY
 check_served vm
 
+# a writeback cache holds what a client was told is written: a snapshot
+# taken meanwhile has it (the cache is written back first), and the
+# cached export offers no bitmap (its maps may lag behind)
+"$PY" - "$(uri_of wb)" <<'PY' || fail "write through the writeback cache"
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+h.pwrite(b"\x5c" * (1 << 20), 2 << 20)
+h.shutdown()
+PY
+ctl pool-snapshot "$P" wb wbsnap
+ctl add-export wbsnap "pool:$P/wbsnap"
+qemu-io -r -f raw -c "read -P 0x5c 2M 1M" "$(uri_of wbsnap)" > "$TMP/wbsnap.out" 2>&1
+grep -q 'read 1048576' "$TMP/wbsnap.out" ||
+	fail "the snapshot missed what the writeback cache held: $(cat "$TMP/wbsnap.out")"
+nbdinfo --json "$(uri_of wb)" > "$TMP/wb.json" || fail "nbdinfo --json wb"
+"$PY" -c 'import json,sys; c=json.load(open(sys.argv[1]))["exports"][0]["contexts"]; assert c == ["base:allocation"], c' \
+	"$TMP/wb.json" || fail "a cached export offers a bitmap: $(cat "$TMP/wb.json")"
+
 # a clone: writable, served, and its own bitmap once snapshotted
 ctl pool-clone "$P" s1 c1
 ctl add-export c1 "pool:$P/c1"
 qio_at "$(uri_of c1)" -c "write -P 0x77 8M 64k" -c flush -c "read -P 0x11 0 8M"
 ctl pool-volumes "$P"
 # NAME ID SIZE MAPPED PARENT RO: s1 a read-only child of vm (id 1), c1 a writable one of s1
-grep -E -q '^s1 +2 +67108864 +[0-9]+ +1 +yes' "$TMP/ctl.out" &&
-	grep -E -q '^c1 +[0-9]+ +67108864 +[0-9]+ +2 +no' "$TMP/ctl.out" ||
+s1id=$(awk '$1 == "s1" { print $2 }' "$TMP/ctl.out")
+grep -E -q '^s1 +[0-9]+ +67108864 +[0-9]+ +1 +yes' "$TMP/ctl.out" &&
+	grep -E -q "^c1 +[0-9]+ +67108864 +[0-9]+ +$s1id +no" "$TMP/ctl.out" ||
 	fail "pool-volumes: $(cat "$TMP/ctl.out")"
 finish vm
 "$POOLTOOL" check "$P" > "$TMP/check" 2>&1 || fail "check: $(cat "$TMP/check")"
