@@ -207,3 +207,22 @@ sha()
 {
 	sha256sum "$1" | cut -d' ' -f1
 }
+
+# The control socket, for tests that set CTL (dionbdctl) and C (its socket).
+ctl() { timeout 30 "$CTL" -s "$C" "$@"; }
+# wait_ctl: the control socket comes up just after the NBD one.
+wait_ctl()
+{
+	for ((i = 0; i < 100; i++)); do [ -S "$C" ] && return 0; sleep 0.1; done
+	fail "no control socket $C after 10 s"
+}
+# expect_ctl RC PATTERN ARGS...: dionbdctl ARGS exits RC, and its output
+# (in $TMP/ctl.out) matches PATTERN.
+expect_ctl()
+{
+	local want=$1 pat=$2 rc=0
+	shift 2
+	ctl "$@" > "$TMP/ctl.out" 2>&1 || rc=$?
+	[ "$rc" = "$want" ] || fail "dionbdctl $*: exit $rc, wanted $want: $(cat "$TMP/ctl.out")"
+	grep -E -q -- "$pat" "$TMP/ctl.out" || fail "dionbdctl $*: no '$pat' in: $(cat "$TMP/ctl.out")"
+}

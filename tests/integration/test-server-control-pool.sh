@@ -19,18 +19,7 @@ truncate -s 256M "$P"
 "$POOLTOOL" volume create "$P" first 32M >/dev/null || fail "volume create"
 C=$TMP/control.sock
 start_server_or_fail -v --control "$C" -e first="pool:$P/first"
-ctl() { timeout 30 "$CTL" -s "$C" "$@"; }
-for ((i = 0; i < 100; i++)); do [ -S "$C" ] && break; sleep 0.1; done
-
-# expect_ctl RC PATTERN ARGS...: dionbdctl ARGS exits RC, and its output matches PATTERN.
-expect_ctl()
-{
-	local want=$1 pat=$2 rc=0
-	shift 2
-	ctl "$@" > "$TMP/ctl.out" 2>&1 || rc=$?
-	[ "$rc" = "$want" ] || fail "dionbdctl $*: exit $rc, wanted $want: $(cat "$TMP/ctl.out")"
-	grep -E -q -- "$pat" "$TMP/ctl.out" || fail "dionbdctl $*: no '$pat' in: $(cat "$TMP/ctl.out")"
-}
+wait_ctl
 
 # The served pool is locked: the tool is refused, the control socket is the way in.
 if "$POOLTOOL" volume create "$P" other 16M > "$TMP/tool.out" 2>&1; then

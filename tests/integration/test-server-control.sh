@@ -14,19 +14,7 @@ mkvol "$TMP/a.img" 64M
 mkvol "$TMP/b.img" 32M
 C=$TMP/control.sock
 start_server_or_fail -v --control "$C" -e a="$TMP/a.img"
-ctl() { timeout 30 "$CTL" -s "$C" "$@"; }
-# The control socket comes up just after the NBD one.
-for ((i = 0; i < 100; i++)); do [ -S "$C" ] && break; sleep 0.1; done
-
-# expect_ctl RC PATTERN ARGS...: dionbdctl ARGS exits RC, and its output matches PATTERN.
-expect_ctl()
-{
-	local want=$1 pat=$2 rc=0
-	shift 2
-	ctl "$@" > "$TMP/ctl.out" 2>&1 || rc=$?
-	[ "$rc" = "$want" ] || fail "dionbdctl $*: exit $rc, wanted $want: $(cat "$TMP/ctl.out")"
-	grep -E -q -- "$pat" "$TMP/ctl.out" || fail "dionbdctl $*: no '$pat' in: $(cat "$TMP/ctl.out")"
-}
+wait_ctl
 
 [ "$(stat -c %a "$C")" = 600 ] || fail "the control socket is mode $(stat -c %a "$C"), not 600"
 expect_ctl 0 'version +0\.' info

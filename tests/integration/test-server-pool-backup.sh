@@ -24,14 +24,14 @@ truncate -s 256M "$P"
 "$POOLTOOL" volume create "$P" wb 8M >/dev/null || fail "volume create wb"
 C=$TMP/control.sock
 start_server_or_fail --control "$C" -e vm="pool:$P/vm" -e "wb=pool:$P/wb,cache=writeback"
-ctl() { timeout 30 "$CTL" -s "$C" "$@" > "$TMP/ctl.out" 2>&1 || fail "dionbdctl $*: $(cat "$TMP/ctl.out")"; }
-for ((i = 0; i < 100; i++)); do [ -S "$C" ] && break; sleep 0.1; done
+wait_ctl
+ctl_ok() { expect_ctl 0 '' "$@"; }
 VM=$(uri_of vm)
 KiB=1024 MiB=1048576
 
 qio_at "$VM" -c "write -P 0x11 0 8M" -c "write -P 0x22 20M 2M" -c "write -P 0x33 40M 1M" -c flush
-ctl pool-snapshot "$P" vm s1
-ctl add-export s1 "pool:$P/s1"
+ctl_ok pool-snapshot "$P" vm s1
+ctl_ok add-export s1 "pool:$P/s1"
 nbdcopy "$(uri_of s1)" "$TMP/backup.img" || fail "full backup of s1"
 
 # nothing written since s1: the bitmap is clean over the whole volume
@@ -41,8 +41,8 @@ nbdinfo --map=qemu:dirty-bitmap:s1 "$VM" > "$TMP/map0" || fail "nbdinfo --map: $
 # changes: a partial chunk, a straddling write, a new region, a TRIM
 qio_at "$VM" -c "write -P 0x44 4100k 8k" -c "write -P 0x55 $((20 * MiB - 4 * KiB)) 8k" \
 	-c "write -P 0x66 50M 1M" -c "discard 40M 64k" -c flush
-ctl pool-snapshot "$P" vm s2
-ctl add-export s2 "pool:$P/s2"
+ctl_ok pool-snapshot "$P" vm s2
+ctl_ok add-export s2 "pool:$P/s2"
 S2=$(uri_of s2)
 
 # each export lists the bitmaps it can answer
@@ -148,8 +148,8 @@ h.connect_uri(sys.argv[1])
 h.pwrite(b"\x5c" * (1 << 20), 2 << 20)
 h.shutdown()
 PY
-ctl pool-snapshot "$P" wb wbsnap
-ctl add-export wbsnap "pool:$P/wbsnap"
+ctl_ok pool-snapshot "$P" wb wbsnap
+ctl_ok add-export wbsnap "pool:$P/wbsnap"
 qemu-io -r -f raw -c "read -P 0x5c 2M 1M" "$(uri_of wbsnap)" > "$TMP/wbsnap.out" 2>&1
 grep -q 'read 1048576' "$TMP/wbsnap.out" ||
 	fail "the snapshot missed what the writeback cache held: $(cat "$TMP/wbsnap.out")"
@@ -158,10 +158,10 @@ nbdinfo --json "$(uri_of wb)" > "$TMP/wb.json" || fail "nbdinfo --json wb"
 	"$TMP/wb.json" || fail "a cached export offers a bitmap: $(cat "$TMP/wb.json")"
 
 # a clone: writable, served, and its own bitmap once snapshotted
-ctl pool-clone "$P" s1 c1
-ctl add-export c1 "pool:$P/c1"
+ctl_ok pool-clone "$P" s1 c1
+ctl_ok add-export c1 "pool:$P/c1"
 qio_at "$(uri_of c1)" -c "write -P 0x77 8M 64k" -c flush -c "read -P 0x11 0 8M"
-ctl pool-volumes "$P"
+ctl_ok pool-volumes "$P"
 # NAME ID SIZE MAPPED PARENT RO: s1 a read-only child of vm (id 1), c1 a writable one of s1
 s1id=$(awk '$1 == "s1" { print $2 }' "$TMP/ctl.out")
 grep -E -q '^s1 +[0-9]+ +67108864 +[0-9]+ +1 +yes' "$TMP/ctl.out" &&
