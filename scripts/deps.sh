@@ -14,6 +14,8 @@ PKGS=(
 	# rbd volumes: librbd to build against; a one-node Ceph cluster
 	# (tests/ceph/ceph-cluster.sh: monitor, OSD, the ceph and rbd tools)
 	librbd-dev librados-dev ceph-mon ceph-osd ceph-common uuid-runtime
+	# bench/run-rbd.sh: qemu-nbd serving an rbd image (its block-rbd module)
+	qemu-block-extra
 	# the VM tests (tests/vm): QEMU, and what the guest is made of; the
 	# guest's kernel is downloaded at test time, never installed here
 	qemu-system-x86 busybox-static nbd-client e2fsprogs cpio kmod

@@ -1,11 +1,24 @@
 # Sourced by tests/integration/test-*-rbd*.sh after lib-server.sh (or
-# plugins/dio/test-functions.sh):
-# a one-node Ceph cluster (tests/ceph/ceph-cluster.sh, CEPH_OSDS OSDs,
-# default 1) under $TMP for the test, stopped by its PIDs when the test
-# ends, and the rbd export options that reach it. Skips (77) when this
-# build has no rbd support or the machine cannot run Ceph.
+# plugins/dio/test-functions.sh): a Ceph cluster and the rbd export options
+# that reach it, and $POOL, the test's own pool (mkpool makes it). Skips
+# (77) when this build has no rbd support or the machine cannot run Ceph.
+#
+# Under ctest (DIO_CEPH_SHARED=DIR) the one-node cluster of the fixture
+# rbd-cluster (tests/ceph/shared-cluster.sh), shared by the rbd tests of the
+# run: each works in a pool named after it, so none sees another's images.
+# Run alone (no DIO_CEPH_SHARED) or with CEPH_OSDS set: a cluster of its
+# own (tests/ceph/ceph-cluster.sh, CEPH_OSDS OSDs, default 1) under $TMP,
+# stopped by its PIDs when the test ends.
 
-CEPH_DIR=$TMP/ceph
+CEPH_SHARED=
+[ -z "${CEPH_OSDS:-}" ] && CEPH_SHARED=${DIO_CEPH_SHARED:-}
+if [ -n "$CEPH_SHARED" ]; then
+	CEPH_DIR=$CEPH_SHARED
+	POOL=${NAME#test-}
+else
+	CEPH_DIR=$TMP/ceph
+	POOL=tp
+fi
 CEPH_CONF=$CEPH_DIR/ceph.conf
 CEPH_KEYRING=$CEPH_DIR/keyring
 
@@ -42,7 +55,7 @@ lib_rbd_cleanup()
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
-	bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" stop "$CEPH_DIR" || true
+	[ -n "$CEPH_SHARED" ] || bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" stop "$CEPH_DIR" || true
 	if declare -F lib_server_cleanup >/dev/null; then
 		lib_server_cleanup "$rc"
 	elif [ "$rc" = 0 ] || [ "$rc" = 77 ]; then
@@ -53,13 +66,19 @@ lib_rbd_cleanup()
 }
 trap lib_rbd_cleanup EXIT
 
-ceph_rc=0
-timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" "${CEPH_OSDS:-1}" \
-	2> "$TMP/ceph-start.log" || ceph_rc=$?
-if [ "$ceph_rc" = 77 ]; then
-	skip "cannot run Ceph here: $(tail -n 1 "$TMP/ceph-start.log")"
+if [ -n "$CEPH_SHARED" ]; then
+	[ ! -f "$CEPH_DIR/skip" ] || skip "cannot run Ceph here: $(cat "$CEPH_DIR/skip")"
+	[ -f "$CEPH_DIR/ready" ] ||
+		fail "the shared cluster in $CEPH_DIR is not up (see the test rbd-cluster-start)"
+else
+	ceph_rc=0
+	timeout 240 bash "$DIO_SRC/tests/ceph/ceph-cluster.sh" start "$CEPH_DIR" "${CEPH_OSDS:-1}" \
+		2> "$TMP/ceph-start.log" || ceph_rc=$?
+	if [ "$ceph_rc" = 77 ]; then
+		skip "cannot run Ceph here: $(tail -n 1 "$TMP/ceph-start.log")"
+	fi
+	[ "$ceph_rc" = 0 ] || fail "the test cluster did not start: $(tail -n 5 "$TMP/ceph-start.log")"
 fi
-[ "$ceph_rc" = 0 ] || fail "the test cluster did not start: $(tail -n 5 "$TMP/ceph-start.log")"
 
 # ceph / rbd against the test cluster, bounded.
 ceph_c() { timeout 120 ceph -c "$CEPH_CONF" "$@"; }
@@ -68,9 +87,11 @@ rbd_c() { timeout 120 rbd -c "$CEPH_CONF" "$@"; }
 # The options of an -e spec for the test cluster.
 RBD_OPTS="rbd-conf=$CEPH_CONF,rbd-keyring=$CEPH_KEYRING"
 
-# mkpool NAME: a replicated pool for RBD images.
+# mkpool NAME: a replicated pool for RBD images, new (one of that name
+# left on the shared cluster by an earlier run of the test goes first).
 mkpool()
 {
+	ceph_c osd pool rm "$1" "$1" --yes-i-really-really-mean-it > /dev/null 2>&1 || true
 	ceph_c osd pool create "$1" 8 > /dev/null 2>&1 || fail "pool create $1"
 	rbd_c pool init "$1" || fail "rbd pool init $1"
 }

@@ -8,11 +8,11 @@ source "${DIO_SRC:-$(dirname "$0")/../..}/plugins/dio/test-functions.sh"
 requires qemu-io nbdinfo
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-mkpool tp
-rbd_c create --size 64M tp/img || fail "rbd create tp/img"
+mkpool "$POOL"
+rbd_c create --size 64M $POOL/img || fail "rbd create $POOL/img"
 OPTS=(rbd-conf="$CEPH_CONF" rbd-keyring="$CEPH_KEYRING")
 
-dio_nbdkit "$PLUGIN" rbd:tp/img "${OPTS[@]}" --run "
+dio_nbdkit "$PLUGIN" rbd:$POOL/img "${OPTS[@]}" --run "
 	set -e
 	[ \"\$(nbdinfo --size \"\$uri\")\" = 67108864 ]
 	nbdinfo \"\$uri\" | grep -q 'can_multi_conn: true'
@@ -22,10 +22,10 @@ dio_nbdkit "$PLUGIN" rbd:tp/img "${OPTS[@]}" --run "
 	qemu-io -f raw -r \"\$uri\" -c 'read -P 0x5a 1052672 1044480' -c 'read -P 0 1M 4k' \
 		-c 'read -P 0x5b 3M 64k' -c 'read -P 0 0 1M' > '$TMP/reads'
 	! grep -q 'Pattern verification failed' '$TMP/reads'
-" || fail "serving tp/img: $(cat "$TMP/reads" 2>/dev/null)"
+" || fail "serving $POOL/img: $(cat "$TMP/reads" 2>/dev/null)"
 
 # A second gateway while the first serves: refused, naming the holder.
-env "${NBDKIT_ENV[@]}" nbdkit -f -U "$TMP/a.sock" "$PLUGIN" rbd:tp/img "${OPTS[@]}" \
+env "${NBDKIT_ENV[@]}" nbdkit -f -U "$TMP/a.sock" "$PLUGIN" rbd:$POOL/img "${OPTS[@]}" \
 	2> "$TMP/a.log" &
 A_PID=$!
 RBD_PIDS=("$A_PID")
@@ -36,21 +36,21 @@ for ((i = 0; i < 300; i++)); do
 	kill -0 "$A_PID" 2>/dev/null || fail "the first nbdkit exited: $(cat "$TMP/a.log")"
 	sleep 0.1
 done
-nbdkit_refuses "exclusive lock is held by .*rbd-takeover=on" rbd:tp/img "${OPTS[@]}"
+nbdkit_refuses "exclusive lock is held by .*rbd-takeover=on" rbd:$POOL/img "${OPTS[@]}"
 kill -TERM "$A_PID"
 wait "$A_PID" || fail "the first nbdkit did not exit cleanly: $(cat "$TMP/a.log")"
 RBD_PIDS=()
 
 # A snapshot, read-only, with the data of its time; no lock taken.
-rbd_c snap create tp/img@s1 || fail "snap create"
-dio_nbdkit "$PLUGIN" rbd:tp/img@s1 "${OPTS[@]}" --run "
+rbd_c snap create $POOL/img@s1 || fail "snap create"
+dio_nbdkit "$PLUGIN" rbd:$POOL/img@s1 "${OPTS[@]}" --run "
 	nbdinfo \"\$uri\" | grep -q 'is_read_only: true' || exit 1
 	qemu-io -f raw -r \"\$uri\" -c 'read -P 0x5a 1052672 1044480' -c 'read -P 0x5b 3M 64k' |
 		grep -q 'Pattern verification failed' && exit 1
 	exit 0" || fail "the snapshot"
 
-nbdkit_refuses "image 'noimg' in pool 'tp': no such image" rbd:tp/noimg "${OPTS[@]}"
-nbdkit_refuses "rbd-timeout=0: must be between 1 and 3600" rbd:tp/img "${OPTS[@]}" rbd-timeout=0
-nbdkit_refuses "rbd-takeover=maybe: expected on or off" rbd:tp/img "${OPTS[@]}" rbd-takeover=maybe
+nbdkit_refuses "image 'noimg' in pool '$POOL': no such image" rbd:$POOL/noimg "${OPTS[@]}"
+nbdkit_refuses "rbd-timeout=0: must be between 1 and 3600" rbd:$POOL/img "${OPTS[@]}" rbd-timeout=0
+nbdkit_refuses "rbd-takeover=maybe: expected on or off" rbd:$POOL/img "${OPTS[@]}" rbd-takeover=maybe
 nbdkit_refuses "go with rbd:POOL/IMAGE" file="$CEPH_CONF" rbd-conf="$CEPH_CONF"
-nbdkit_refuses "excludes file= and thin-pool=" rbd:tp/img thin-pool=/x volume=v "${OPTS[@]}"
+nbdkit_refuses "excludes file= and thin-pool=" rbd:$POOL/img thin-pool=/x volume=v "${OPTS[@]}"

@@ -9,10 +9,10 @@ source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-io qemu-img nbdinfo nbdcopy fio
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-mkpool tp
-rbd_c create --size 256M tp/img || fail "rbd create tp/img"
-rbd_c create --size 64M tp/copy || fail "rbd create tp/copy"
-start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS" -e "copy=rbd:tp/copy,$RBD_OPTS"
+mkpool "$POOL"
+rbd_c create --size 256M $POOL/img || fail "rbd create $POOL/img"
+rbd_c create --size 64M $POOL/copy || fail "rbd create $POOL/copy"
+start_server_or_fail -v -e "img=rbd:$POOL/img,$RBD_OPTS" -e "copy=rbd:$POOL/copy,$RBD_OPTS"
 U=$(uri_of img)
 
 [ "$(nbdinfo --size "$U")" = 268435456 ] || fail "the size: $(nbdinfo --size "$U")"
@@ -60,8 +60,8 @@ grep -q 'err= 0' "$TMP/fio.out" || fail "fio reported errors: $(cat "$TMP/fio.ou
 finish img
 
 # A snapshot is served read-only with the data of its time.
-rbd_c snap create tp/img@s1 || fail "snap create"
-start_server_or_fail -e "snap=rbd:tp/img@s1,$RBD_OPTS" -e "img=rbd:tp/img,$RBD_OPTS"
+rbd_c snap create $POOL/img@s1 || fail "snap create"
+start_server_or_fail -e "snap=rbd:$POOL/img@s1,$RBD_OPTS" -e "img=rbd:$POOL/img,$RBD_OPTS"
 qio_at "$(uri_of img)" -c "write -P 0x66 0 64k"
 qio_at "$(uri_of snap)" -r -c "read -P 0x11 0 64k" -c "read -P 0x22 8M 1M"
 nbdinfo "$(uri_of snap)" | grep -q 'is_read_only: true' || fail "the snapshot is writable"

@@ -9,15 +9,15 @@ requires qemu-io
 nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-mkpool tp
-rbd_c create --size 64M tp/img || fail "rbd create tp/img"
+mkpool "$POOL"
+rbd_c create --size 64M $POOL/img || fail "rbd create $POOL/img"
 
 # With the cache off the daemon stops cleanly (an acknowledged write is on the
 # OSDs already); with it on, kill -9 shows that the flushes did their work.
 # Only the last run kills: a killed client's lock and watch stay for 30 s,
 # and the next writer of the image would wait for them.
 for cache in off on; do
-	start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-cache=$cache"
+	start_server_or_fail -v -e "img=rbd:$POOL/img,$RBD_OPTS,rbd-cache=$cache"
 	[ "$cache" = off ] || grep -q "librbd cache on" "$SRV_LOG" || fail "rbd-cache=on not taken"
 	timeout 120 nbdsh -u "$(uri_of img)" -c - > "$TMP/nbdsh.out" 2>&1 <<PY || fail "$cache: two connections: $(cat "$TMP/nbdsh.out")"
 import nbd
@@ -46,13 +46,13 @@ PY
 	else
 		finish img
 	fi
-	start_server_or_fail -e "img=rbd:tp/img,readonly,$RBD_OPTS"
+	start_server_or_fail -e "img=rbd:$POOL/img,readonly,$RBD_OPTS"
 	qio_at "$(uri_of img)" -r -c "read -P 0xa1 0 64k" -c "read -P 0xa2 1M 64k" \
 		-c "read -P 0xb1 2M 64k" -c "read -P 0 3M 64k" -c "read -P 0 4M 64k"
 	finish img
 	if [ "$cache" = off ]; then
 		# A fresh image, so the next run's data cannot be left over from this one.
-		rbd_c rm tp/img > /dev/null 2>&1 || fail "rbd rm tp/img"
-		rbd_c create --size 64M tp/img || fail "a new tp/img"
+		rbd_c rm $POOL/img > /dev/null 2>&1 || fail "rbd rm $POOL/img"
+		rbd_c create --size 64M $POOL/img || fail "a new $POOL/img"
 	fi
 done

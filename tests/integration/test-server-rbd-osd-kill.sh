@@ -10,13 +10,13 @@ requires fio qemu-io
 CEPH_OSDS=3
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-mkpool tp
-ceph_c osd pool get tp size | grep -q 'size: 3' || fail "the pool is not of size 3"
-ceph_c osd pool get tp min_size | grep -q 'min_size: 2' || fail "the pool's min_size is not 2"
-rbd_c create --size 128M tp/img || fail "rbd create tp/img"
+mkpool "$POOL"
+ceph_c osd pool get "$POOL" size | grep -q 'size: 3' || fail "the pool is not of size 3"
+ceph_c osd pool get "$POOL" min_size | grep -q 'min_size: 2' || fail "the pool's min_size is not 2"
+rbd_c create --size 128M $POOL/img || fail "rbd create $POOL/img"
 
 # rbd-timeout above the time the cluster takes to go on without the OSD.
-start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-timeout=90"
+start_server_or_fail -v -e "img=rbd:$POOL/img,$RBD_OPTS,rbd-timeout=90"
 U=$(uri_of img)
 qio_at "$U" -c "write -P 0x4b 100M 1M"
 

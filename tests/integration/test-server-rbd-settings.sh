@@ -8,8 +8,8 @@ source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-mkpool tp
-rbd_c create --size 16M tp/img || fail "rbd create tp/img"
+mkpool "$POOL"
+rbd_c create --size 16M $POOL/img || fail "rbd create $POOL/img"
 
 # refused WHAT PATTERN SPEC...: dionbd exits non-zero at start, its message matching PATTERN.
 refused()
@@ -24,37 +24,37 @@ refused()
 }
 
 refused "wrong pool" "pool 'nopool': no such pool" -e "x=rbd:nopool/img,$RBD_OPTS"
-refused "wrong image" "image 'noimg' in pool 'tp': no such image" -e "x=rbd:tp/noimg,$RBD_OPTS"
-refused "wrong snapshot" "snapshot nosnap in pool 'tp': no such image or snapshot" \
-	-e "x=rbd:tp/img@nosnap,$RBD_OPTS"
+refused "wrong image" "image 'noimg' in pool '$POOL': no such image" -e "x=rbd:$POOL/noimg,$RBD_OPTS"
+refused "wrong snapshot" "snapshot nosnap in pool '$POOL': no such image or snapshot" \
+	-e "x=rbd:$POOL/img@nosnap,$RBD_OPTS"
 refused "bad spec" "expected rbd:POOL/IMAGE\[@SNAP\]" -e "x=rbd:img,$RBD_OPTS"
-refused "wrong id" "client.nobody .*check the id and keyring" -e "x=rbd:tp/img,$RBD_OPTS,rbd-id=nobody"
+refused "wrong id" "client.nobody .*check the id and keyring" -e "x=rbd:$POOL/img,$RBD_OPTS,rbd-id=nobody"
 # A well-formed key that is not client.admin's.
 {
 	echo "[client.admin]"
 	echo "	key = $(ceph-authtool --gen-print-key)"
 } > "$TMP/wrong.keyring"
 refused "wrong key" "cannot connect to the Ceph cluster as client.admin.*check the id and keyring" \
-	-e "x=rbd:tp/img,rbd-conf=$CEPH_CONF,rbd-keyring=$TMP/wrong.keyring"
+	-e "x=rbd:$POOL/img,rbd-conf=$CEPH_CONF,rbd-keyring=$TMP/wrong.keyring"
 refused "missing conf" "cannot read the Ceph configuration $TMP/none.conf" \
-	-e "x=rbd:tp/img,rbd-conf=$TMP/none.conf"
-refused "bad timeout" "bad value 'soon' for 'rbd-timeout'" -e "x=rbd:tp/img,$RBD_OPTS,rbd-timeout=soon"
-refused "bad cache" "bad value 'maybe' for 'rbd-cache'" -e "x=rbd:tp/img,$RBD_OPTS,rbd-cache=maybe"
+	-e "x=rbd:$POOL/img,rbd-conf=$TMP/none.conf"
+refused "bad timeout" "bad value 'soon' for 'rbd-timeout'" -e "x=rbd:$POOL/img,$RBD_OPTS,rbd-timeout=soon"
+refused "bad cache" "bad value 'maybe' for 'rbd-cache'" -e "x=rbd:$POOL/img,$RBD_OPTS,rbd-cache=maybe"
 refused "bad takeover" "bad value 'yes please' for 'rbd-takeover'" \
-	-e "x=rbd:tp/img,$RBD_OPTS,rbd-takeover=yes please"
+	-e "x=rbd:$POOL/img,$RBD_OPTS,rbd-takeover=yes please"
 # A monitor nobody answers on: refused within rbd-timeout, not hung.
 sed 's/^mon_host = .*/mon_host = v2:127.0.0.1:9/' "$CEPH_CONF" > "$TMP/dead.conf"
 start=$SECONDS
 refused "unreachable monitor" "Connection timed out \(are the monitors up and reachable\?\)" \
-	-e "x=rbd:tp/img,rbd-conf=$TMP/dead.conf,rbd-keyring=$CEPH_KEYRING,rbd-timeout=3"
+	-e "x=rbd:$POOL/img,rbd-conf=$TMP/dead.conf,rbd-keyring=$CEPH_KEYRING,rbd-timeout=3"
 [ $((SECONDS - start)) -le 20 ] || fail "the unreachable monitor took $((SECONDS - start)) s"
 # One bad export of two: nothing is served.
-refused "one bad of two" "no such image" -e "good=rbd:tp/img,$RBD_OPTS" -e "x=rbd:tp/noimg,$RBD_OPTS"
+refused "one bad of two" "no such image" -e "good=rbd:$POOL/img,$RBD_OPTS" -e "x=rbd:$POOL/noimg,$RBD_OPTS"
 
 # The config file takes the same settings.
 cat > "$TMP/dionbd.conf" <<CONF
 [export img]
-path = rbd:tp/img
+path = rbd:$POOL/img
 rbd-conf = $CEPH_CONF
 rbd-id = admin
 rbd-keyring = $CEPH_KEYRING
@@ -62,7 +62,7 @@ rbd-cache = off
 rbd-timeout = 20
 
 [export again]
-path = rbd:tp/img
+path = rbd:$POOL/img
 rbd-conf = $CEPH_CONF
 rbd-id = admin
 rbd-keyring = $CEPH_KEYRING
@@ -70,13 +70,13 @@ CONF
 start_server_or_fail -v --config "$TMP/dionbd.conf"
 [ "$(nbdinfo --size "$(uri_of img)")" = 16777216 ] || fail "the export from the config file"
 # Two exports of one image share one volume (one librbd handle, one flush for all).
-[ "$(grep -c 'libdio: rbd:tp/img: ' "$SRV_LOG")" = 1 ] ||
+[ "$(grep -c "libdio: rbd:$POOL/img: " "$SRV_LOG")" = 1 ] ||
 	fail "the image was opened more than once: $(cat "$SRV_LOG")"
 qio_at "$(uri_of img)" -c "write -P 0x5e 0 4k"
 qio_at "$(uri_of again)" -r -c "read -P 0x5e 0 4k"
 finish img
 echo "[export y]
-path = rbd:tp/img
+path = rbd:$POOL/img
 rbd-timeout = 0" > "$TMP/bad.conf"
 refused "bad timeout in the config file" "rbd-timeout" --config "$TMP/bad.conf"
 
@@ -91,7 +91,7 @@ hang_cleanup()
 	lib_rbd_cleanup "$rc"
 }
 trap hang_cleanup EXIT
-start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-timeout=3"
+start_server_or_fail -v -e "img=rbd:$POOL/img,$RBD_OPTS,rbd-timeout=3"
 timeout 40 nbdsh -u "$(uri_of img)" -c - > "$TMP/hang.out" 2>&1 <<PY || fail "hung OSD: $(cat "$TMP/hang.out")"
 import errno, os, signal, time
 h.pwrite(bytearray([0x3c]) * 65536, 1 << 20)

@@ -11,11 +11,11 @@ requires fio qemu-io
 nbdsh_check
 source "$DIO_SRC/tests/integration/lib-rbd.sh"
 
-mkpool tp
-rbd_c create --size 128M tp/img || fail "rbd create tp/img"
+mkpool "$POOL"
+rbd_c create --size 128M $POOL/img || fail "rbd create $POOL/img"
 
 # Gateway A; its pid, socket and log are kept apart from B's.
-start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS"
+start_server_or_fail -v -e "img=rbd:$POOL/img,$RBD_OPTS"
 A_PID=$SRV_PID A_LOG=$SRV_LOG A_URI=$(uri_of img)
 SRV_PID=
 RBD_PIDS=("$A_PID")
@@ -31,7 +31,7 @@ sleep 3
 kill -0 "$LOAD_PID" 2>/dev/null || fail "the load on A ended early: $(cat "$TMP/load.out")"
 
 # B without takeover: refused, naming the holder of the lock; A unharmed.
-"$DIONBD" -f -U "$TMP/b0.sock" -e "img=rbd:tp/img,$RBD_OPTS" > "$TMP/b0.log" 2>&1 &
+"$DIONBD" -f -U "$TMP/b0.sock" -e "img=rbd:$POOL/img,$RBD_OPTS" > "$TMP/b0.log" 2>&1 &
 B0_PID=$!
 for ((i = 0; i < 600; i++)); do
 	[ ! -S "$TMP/b0.sock" ] && kill -0 "$B0_PID" 2>/dev/null || break
@@ -51,7 +51,7 @@ kill -0 "$LOAD_PID" 2>/dev/null || fail "the load on A stopped when B was refuse
 
 # B takes over while A is loaded.
 start=$SECONDS
-start_server_or_fail -v -e "img=rbd:tp/img,$RBD_OPTS,rbd-takeover=on"
+start_server_or_fail -v -e "img=rbd:$POOL/img,$RBD_OPTS,rbd-takeover=on"
 B_URI=$(uri_of img)
 grep -E -q "taking over: breaking the exclusive lock of [0-9.]+:[0-9]+/[0-9]+" "$SRV_LOG" ||
 	fail "B did not say whose lock it broke: $(cat "$SRV_LOG")"
@@ -85,7 +85,7 @@ for what in (lambda: h.zero(4096, 8192), lambda: h.trim(4096, 16384), lambda: h.
         raise AssertionError("a request to the fenced gateway succeeded")
 PY
 kill -0 "$A_PID" 2>/dev/null || fail "A died when fenced"
-grep -q "rbd:tp/img: fenced: another client took the image's exclusive lock over" "$A_LOG" ||
+grep -q "rbd:$POOL/img: fenced: another client took the image's exclusive lock over" "$A_LOG" ||
 	fail "A did not log that it was fenced: $(cat "$A_LOG")"
 
 # B serves: its writes verify, and none of A's late writes landed.
