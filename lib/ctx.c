@@ -104,12 +104,17 @@ dio_ctx_inflight(const struct dio_ctx *ctx)
 	return ctx->inflight;
 }
 
-/* Watch fd in the ctx's epoll (level-triggered, as the engine's eventfd is). */
+/*
+ * Watch fd in the ctx's epoll (level-triggered, as the engine's eventfd is);
+ * a source's fd of -1 is nothing to watch.
+ */
 static int
 dio_ctx_watch(struct dio_ctx *ctx, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 
+	if (fd < 0)
+		return 0;
 	if (epoll_ctl(ctx->pollfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
@@ -188,7 +193,7 @@ dio_ctx_source_put(struct dio_ctx *ctx, struct dio_volume *vol)
 	for (unsigned int i = 0; i < ctx->nsrcs; i++) {
 		if (ctx->srcs[i].vol != vol || --ctx->srcs[i].inflight > 0)
 			continue;
-		if (ctx->pollfd >= 0)
+		if (ctx->pollfd >= 0 && vol->vol_ops->event_fd(vol) >= 0)
 			(void)epoll_ctl(ctx->pollfd, EPOLL_CTL_DEL, vol->vol_ops->event_fd(vol), NULL);
 		ctx->srcs[i] = ctx->srcs[--ctx->nsrcs];
 		return;

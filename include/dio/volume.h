@@ -89,6 +89,8 @@ struct dio_vol_ops {
 	/*
 	 * Required with submit. A file descriptor that is readable (POLLIN)
 	 * while completions wait for poll(); the same for the volume's life.
+	 * -1: nothing to watch (the volume's completions reach the ctx as
+	 * deferred or posted work, which wakes it by itself).
 	 */
 	int (*event_fd)(struct dio_volume *vol);
 	/*
