@@ -98,11 +98,13 @@ pollcheck_allowed(struct pollcheck *pc, uint64_t now)
 
 	if (now >= next && pthread_mutex_trylock(&pc->lock) == 0) {
 		next = __atomic_load_n(&pc->next_ns, __ATOMIC_ACQUIRE);
-		if (!next) {	/* the first ask: start a cycle, polling as configured */
+		if (!next) {
+			/*
+			 * The first ask (the first load): poll as configured for
+			 * one window, then check at once rather than a period on.
+			 */
 			pc->mark_ns = now;
-			__atomic_store_n(&pc->next_ns,
-					 now + POLLCHECK_PERIOD_NS - 2 * POLLCHECK_WINDOW_NS,
-					 __ATOMIC_RELEASE);
+			__atomic_store_n(&pc->next_ns, now + POLLCHECK_WINDOW_NS, __ATOMIC_RELEASE);
 		} else if (now >= next) {
 			pollcheck_advance(pc, now);
 		}

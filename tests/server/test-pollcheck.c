@@ -78,15 +78,24 @@ Test(pollcheck, trial_runs_the_other_mode)
 	unsigned int on = 0, off = 0;
 
 	pollcheck_init(&pc);
-	/* over one cycle with polling chosen, exactly one window runs without it */
+	/*
+	 * Polling pays (130 replies a ms against 100): over the first period,
+	 * exactly one window runs without it, and the first check decides
+	 * after three windows, not a period on.
+	 */
 	for (t = 0; t < POLLCHECK_PERIOD_NS; t += MS, now += MS) {
-		if (pollcheck_allowed(&pc, now))
+		bool allowed = pollcheck_allowed(&pc, now);
+
+		if (allowed)
 			on++;
 		else
 			off++;
-		pollcheck_count(&pc, 100);
+		pollcheck_count(&pc, allowed ? 130 : 100);
+		if (t == 3 * POLLCHECK_WINDOW_NS + MS)
+			cr_assert_eq(pc.trials, 1, "the first check came late");
 	}
 	cr_assert_eq(off, POLLCHECK_WINDOW_NS / MS, "the trial window: %u ms off", off);
 	cr_assert_eq(on + off, POLLCHECK_PERIOD_NS / MS);
+	cr_assert_eq(pc.trials_poll, pc.trials, "polling kept");
 	pollcheck_fini(&pc);
 }
