@@ -191,10 +191,13 @@ void
 dio_ctx_source_put(struct dio_ctx *ctx, struct dio_volume *vol)
 {
 	for (unsigned int i = 0; i < ctx->nsrcs; i++) {
+		int fd;
+
 		if (ctx->srcs[i].vol != vol || --ctx->srcs[i].inflight > 0)
 			continue;
-		if (ctx->pollfd >= 0 && vol->vol_ops->event_fd(vol) >= 0)
-			(void)epoll_ctl(ctx->pollfd, EPOLL_CTL_DEL, vol->vol_ops->event_fd(vol), NULL);
+		fd = vol->vol_ops->event_fd(vol);
+		if (ctx->pollfd >= 0 && fd >= 0)
+			(void)epoll_ctl(ctx->pollfd, EPOLL_CTL_DEL, fd, NULL);
 		ctx->srcs[i] = ctx->srcs[--ctx->nsrcs];
 		return;
 	}

@@ -295,8 +295,9 @@ static uint8_t *
 proto_dirty_chunk(struct conn_req *req, uint8_t *p, uint16_t flags, uint32_t *err)
 {
 	struct conn *c = req->conn;
-	struct wire_block_descriptor bd[CONN_BS_SEGS];
-	struct proto_dirty pd = { .bd = bd,
+	/* the descriptors go in place, after the chunk header and context id */
+	uint8_t *d = p + sizeof(struct wire_structured_reply) + 4;
+	struct proto_dirty pd = { .bd = (struct wire_block_descriptor *)d,
 				  .max = (req->flags & NBDP_CMD_FLAG_REQ_ONE) ? 1 : CONN_BS_SEGS };
 	uint32_t id = htobe32(2);
 	int ret;
@@ -311,8 +312,7 @@ proto_dirty_chunk(struct conn_req *req, uint8_t *p, uint16_t flags, uint32_t *er
 	}
 	p = proto_chunk(p, req, flags, NBDP_REPLY_TYPE_BLOCK_STATUS, 4 + 8 * pd.n);
 	memcpy(p, &id, 4);
-	memcpy(p + 4, bd, 8 * pd.n);
-	return p + 4 + 8 * pd.n;
+	return d + 8 * pd.n;
 }
 
 /*
