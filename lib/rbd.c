@@ -54,11 +54,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <rados/librados.h>
-#include <rbd/librbd.h>
-
 #include "dio/dio.h"
 #include "dio/rbd.h"
+#include "rbd-lib.h"
 #include "volume-priv.h"
 
 /* Completions taken per rbd_poll_io_events call. */
@@ -174,18 +172,18 @@ rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
 
 	if (__atomic_load_n(&rv->fenced, __ATOMIC_RELAXED))
 		return -ESHUTDOWN;	/* the image has another writer now: not even reads */
-	ret = rbd_aio_create_completion(vio, NULL, &c);
+	ret = rbd_lib.rbd_aio_create_completion(vio, NULL, &c);
 	if (ret < 0)
 		return ret;
 	if (vio->stage == 1) {
-		ret = rbd_aio_flush(rv->image, c);	/* the flush after a FUA write */
+		ret = rbd_lib.rbd_aio_flush(rv->image, c);	/* the flush after a FUA write */
 	} else {
 		switch (req->op) {
 		case DIO_REQ_READ:
-			ret = rbd_aio_read(rv->image, req->pos, req->len, req->buf, c);
+			ret = rbd_lib.rbd_aio_read(rv->image, req->pos, req->len, req->buf, c);
 			break;
 		case DIO_REQ_WRITE:
-			ret = rbd_aio_write(rv->image, req->pos, req->len, req->buf, c);
+			ret = rbd_lib.rbd_aio_write(rv->image, req->pos, req->len, req->buf, c);
 			break;
 		case DIO_REQ_ZERO:
 			/* NO_HOLE: keep it allocated, which means writing the zeros: not fast */
@@ -194,15 +192,15 @@ rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
 				ret = -EOPNOTSUPP;
 				break;
 			}
-			ret = rbd_aio_write_zeroes(rv->image, req->pos, req->len, c,
+			ret = rbd_lib.rbd_aio_write_zeroes(rv->image, req->pos, req->len, c,
 						   (req->flags & DIO_REQ_NO_HOLE) ?
 						   RBD_WRITE_ZEROES_FLAG_THICK_PROVISION : 0, 0);
 			break;
 		case DIO_REQ_TRIM:
-			ret = rbd_aio_discard(rv->image, req->pos, req->len, c);
+			ret = rbd_lib.rbd_aio_discard(rv->image, req->pos, req->len, c);
 			break;
 		case DIO_REQ_FLUSH:
-			ret = rbd_aio_flush(rv->image, c);
+			ret = rbd_lib.rbd_aio_flush(rv->image, c);
 			break;
 		default:
 			ret = -EINVAL;
@@ -210,7 +208,7 @@ rbd_start(struct rbd_vol *rv, struct dio_vol_io *vio)
 		}
 	}
 	if (ret < 0)
-		rbd_aio_release(c);
+		rbd_lib.rbd_aio_release(c);
 	return ret;
 }
 
@@ -267,12 +265,12 @@ rbd_poll(struct dio_volume *vol, struct dio_ctx *ctx)
 	 */
 	(void)eventfd_read(rv->efd, &v);
 	do {
-		n = rbd_poll_io_events(rv->image, comps, RBD_POLL_BATCH);
+		n = rbd_lib.rbd_poll_io_events(rv->image, comps, RBD_POLL_BATCH);
 		for (int i = 0; i < n; i++) {
-			struct dio_vol_io *vio = rbd_aio_get_arg(comps[i]);
-			ssize_t r = rbd_aio_get_return_value(comps[i]);
+			struct dio_vol_io *vio = rbd_lib.rbd_aio_get_arg(comps[i]);
+			ssize_t r = rbd_lib.rbd_aio_get_return_value(comps[i]);
 
-			rbd_aio_release(comps[i]);
+			rbd_lib.rbd_aio_release(comps[i]);
 			rbd_complete(rv, ctx, vio, r);
 		}
 	} while (n == RBD_POLL_BATCH);
@@ -335,7 +333,7 @@ rbd_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	ext->addr = pos;
 	ext->length = len;
 	ext->type = DIO_EXT_MAPPED;
-	if (!rv->fast_diff || rbd_get_flags(rv->image, &iflags) < 0 ||
+	if (!rv->fast_diff || rbd_lib.rbd_get_flags(rv->image, &iflags) < 0 ||
 	    (iflags & RBD_FLAG_FAST_DIFF_INVALID))
 		return 0;	/* no trustworthy object map: all of it is data */
 
@@ -344,7 +342,7 @@ rbd_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	if (pos + len - start > max)
 		len = start + max - pos;
 	w.end = pos + len;
-	ret = rbd_diff_iterate2(rv->image, NULL, start, w.end - start, 1, 1, rbd_map_cb, &w);
+	ret = rbd_lib.rbd_diff_iterate2(rv->image, NULL, start, w.end - start, 1, 1, rbd_map_cb, &w);
 	if (ret < 0 && ret != -ECANCELED)
 		return ret;
 	if (w.found && w.data_start <= pos) {
@@ -371,9 +369,9 @@ rbd_release(struct dio_volume *vol)
 		}
 	pthread_mutex_unlock(&rbd_open_lock);
 	/* Writes done were flushed by the clients that cared; this waits for librbd's. */
-	rbd_close(rv->image);
-	rados_ioctx_destroy(rv->ioctx);
-	rados_shutdown(rv->cluster);
+	rbd_lib.rbd_close(rv->image);
+	rbd_lib.rados_ioctx_destroy(rv->ioctx);
+	rbd_lib.rados_shutdown(rv->cluster);
 	close(rv->efd);
 	dio_volume_fini(vol);
 	free(rv->key);
@@ -397,7 +395,7 @@ static int
 rbd_conf_set(rados_t cluster, const struct dio_rbd_opts *opts, const char *spec,
 	     const char *name, const char *value)
 {
-	int ret = rados_conf_set(cluster, name, value);
+	int ret = rbd_lib.rados_conf_set(cluster, name, value);
 
 	if (ret < 0)
 		return rbd_open_error(opts, -ret, "rbd:%s: cannot set %s=%s: %s", spec, name, value,
@@ -414,11 +412,11 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 	char tbuf[16];
 	int ret;
 
-	ret = rados_create(&rv->cluster, id);
+	ret = rbd_lib.rados_create(&rv->cluster, id);
 	if (ret < 0)
 		return rbd_open_error(opts, -ret, "rbd:%s: cannot create a cluster handle for "
 				      "client.%s: %s", spec, id, strerror(-ret));
-	ret = rados_conf_read_file(rv->cluster, opts->conf);
+	ret = rbd_lib.rados_conf_read_file(rv->cluster, opts->conf);
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: cannot read the Ceph configuration %s: %s",
 			       spec, opts->conf ? opts->conf : "(default search path)",
@@ -437,7 +435,7 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 	if (opts->keyring &&
 	    (ret = rbd_conf_set(rv->cluster, opts, spec, "keyring", opts->keyring)) < 0)
 		goto err_shutdown;
-	ret = rados_connect(rv->cluster);
+	ret = rbd_lib.rados_connect(rv->cluster);
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: cannot connect to the Ceph cluster as client.%s "
 			       "(%s): %s%s", spec, id, opts->conf ? opts->conf : "default conf",
@@ -451,7 +449,7 @@ rbd_connect(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *opt
 	return 0;
 
 err_shutdown:
-	rados_shutdown(rv->cluster);
+	rbd_lib.rados_shutdown(rv->cluster);
 	return ret;
 }
 
@@ -468,7 +466,7 @@ rbd_take_lock(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *o
 	rbd_lock_mode_t mode;
 	int ret, ret2;
 
-	ret = rbd_lock_acquire(rv->image, RBD_LOCK_MODE_EXCLUSIVE);
+	ret = rbd_lib.rbd_lock_acquire(rv->image, RBD_LOCK_MODE_EXCLUSIVE);
 	if (ret == 0)
 		return 0;
 	if (ret == -EINVAL)
@@ -476,7 +474,7 @@ rbd_take_lock(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *o
 				      "which a read-write export needs to fence other gateways off "
 				      "(rbd feature enable %s exclusive-lock), or export it readonly",
 				      spec, spec);
-	ret2 = rbd_lock_get_owners(rv->image, &mode, owners, &nowners);
+	ret2 = rbd_lib.rbd_lock_get_owners(rv->image, &mode, owners, &nowners);
 	if (ret2 < 0 || nowners == 0)
 		return rbd_open_error(opts, -ret, "rbd:%s: cannot take the image's exclusive lock: "
 				      "%s", spec, strerror(-ret));
@@ -485,22 +483,22 @@ rbd_take_lock(struct rbd_vol *rv, const char *spec, const struct dio_rbd_opts *o
 			       "(another gateway or client is writing it): not serving it; "
 			       "rbd-takeover=on breaks that lock and fences the holder off "
 			       "(it is blocklisted)", spec, owners[0]);
-		rbd_lock_get_owners_cleanup(owners, nowners);
+		rbd_lib.rbd_lock_get_owners_cleanup(owners, nowners);
 		return -EBUSY;
 	}
 	for (size_t i = 0; i < nowners; i++) {
 		dio_log(DIO_LOG_WARN, "rbd:%s: taking over: breaking the exclusive lock of %s "
 			"and blocklisting it", spec, owners[i]);
-		ret = rbd_lock_break(rv->image, mode, owners[i]);
+		ret = rbd_lib.rbd_lock_break(rv->image, mode, owners[i]);
 		if (ret < 0 && ret != -ENOENT) {
 			rbd_open_error(opts, -ret, "rbd:%s: cannot break the exclusive lock of %s: %s",
 				       spec, owners[i], strerror(-ret));
-			rbd_lock_get_owners_cleanup(owners, nowners);
+			rbd_lib.rbd_lock_get_owners_cleanup(owners, nowners);
 			return ret;
 		}
 	}
-	rbd_lock_get_owners_cleanup(owners, nowners);
-	ret = rbd_lock_acquire(rv->image, RBD_LOCK_MODE_EXCLUSIVE);
+	rbd_lib.rbd_lock_get_owners_cleanup(owners, nowners);
+	ret = rbd_lib.rbd_lock_acquire(rv->image, RBD_LOCK_MODE_EXCLUSIVE);
 	if (ret < 0)
 		return rbd_open_error(opts, -ret, "rbd:%s: broke the exclusive lock but cannot take "
 				      "it: %s", spec, strerror(-ret));
@@ -523,7 +521,7 @@ int
 dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volume **out)
 {
 	struct dio_rbd_opts def = { 0 };
-	char pool[256], image[256], *snap = NULL;
+	char pool[256], image[256], *snap = NULL, why[512];
 	const char *slash, *conf, *id;
 	rbd_image_info_t info;
 	struct rbd_vol *rv, *old;
@@ -550,6 +548,10 @@ dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volum
 			return rbd_open_error(opts, EINVAL, "rbd:%s: expected rbd:POOL/IMAGE[@SNAP]",
 					      spec);
 	}
+
+	ret = rbd_lib_load(why, sizeof(why));
+	if (ret < 0)
+		return rbd_open_error(opts, -ret, "rbd:%s: %s", spec, why);
 
 	keylen = strlen(spec) + strlen(conf) + strlen(id) + 3;
 	key = malloc(keylen);
@@ -580,25 +582,25 @@ dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volum
 	ret = rbd_connect(rv, spec, opts);
 	if (ret < 0)
 		goto err_free;
-	ret = rados_ioctx_create(rv->cluster, pool, &rv->ioctx);
+	ret = rbd_lib.rados_ioctx_create(rv->cluster, pool, &rv->ioctx);
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: pool '%s': %s", spec, pool,
 			       ret == -ENOENT ? "no such pool" : strerror(-ret));
 		goto err_shutdown;
 	}
 	if (opts->readonly || snap)
-		ret = rbd_open_read_only(rv->ioctx, image, &rv->image, snap);
+		ret = rbd_lib.rbd_open_read_only(rv->ioctx, image, &rv->image, snap);
 	else
-		ret = rbd_open(rv->ioctx, image, &rv->image, NULL);
+		ret = rbd_lib.rbd_open(rv->ioctx, image, &rv->image, NULL);
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: image '%s'%s%s in pool '%s': %s", spec, image,
 			       snap ? " snapshot " : "", snap ? snap : "", pool,
 			       ret == -ENOENT ? "no such image or snapshot" : strerror(-ret));
 		goto err_ioctx;
 	}
-	ret = rbd_stat(rv->image, &info, sizeof(info));
+	ret = rbd_lib.rbd_stat(rv->image, &info, sizeof(info));
 	if (ret == 0)
-		ret = rbd_get_features(rv->image, &features);
+		ret = rbd_lib.rbd_get_features(rv->image, &features);
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: cannot stat the image: %s", spec, strerror(-ret));
 		goto err_image;
@@ -615,7 +617,7 @@ dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volum
 		ret = -errno;
 		goto err_image;
 	}
-	ret = rbd_set_image_notification(rv->image, rv->efd, EVENT_TYPE_EVENTFD);
+	ret = rbd_lib.rbd_set_image_notification(rv->image, rv->efd, EVENT_TYPE_EVENTFD);
 	if (ret < 0) {
 		rbd_open_error(opts, -ret, "rbd:%s: cannot set the image's notification: %s", spec,
 			       strerror(-ret));
@@ -661,11 +663,11 @@ dio_rbd_open(const char *spec, const struct dio_rbd_opts *opts, struct dio_volum
 err_efd:
 	close(rv->efd);
 err_image:
-	rbd_close(rv->image);
+	rbd_lib.rbd_close(rv->image);
 err_ioctx:
-	rados_ioctx_destroy(rv->ioctx);
+	rbd_lib.rados_ioctx_destroy(rv->ioctx);
 err_shutdown:
-	rados_shutdown(rv->cluster);
+	rbd_lib.rados_shutdown(rv->cluster);
 err_free:
 	free(rv->key);
 	free(rv);
