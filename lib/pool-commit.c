@@ -30,6 +30,10 @@ tp_committer(void *arg)
 		struct timespec ts;
 		int ret;
 
+		if (!p->npend && p->ndq) {
+			tp_discard_some(p);	/* freed chunks, a batch at a time */
+			continue;
+		}
 		if (!p->npend) {
 			p->committer_idle = true;
 			pthread_cond_wait(&p->commit_cond, &p->lock);

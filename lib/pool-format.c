@@ -363,6 +363,7 @@ tp_state_free(struct dio_tpool *p)
 	free(p->buf);
 	free(p->pend);
 	free(p->pfree);
+	free(p->dq);
 	if (p->fd >= 0)
 		close(p->fd);
 }

@@ -42,7 +42,8 @@ dio_tpool_get_meta(struct dio_tpool *pool, struct dio_tpool_meta *m)
 		tp_progress(pool, "summing the space map", c + 1, sb->nr_chunks);
 		m->chunks_used += pool->cstate[c] == TP_C_USED;
 		m->chunks_pending += pool->cstate[c] == TP_C_PENDING;
-		m->chunks_free += pool->cstate[c] == TP_C_FREE;
+		m->chunks_free += pool->cstate[c] == TP_C_FREE || pool->cstate[c] == TP_C_DISCARD ||
+				  pool->cstate[c] == TP_C_DISCARDING;
 		m->refcount[pool->space[c] < 3 ? pool->space[c] : 3]++;
 		m->leaked += pool->space[c] > refs[c];
 	}

@@ -290,20 +290,33 @@ int64_t
 tp_alloc(struct dio_tpool *p, struct tp_vol *v)
 {
 	uint64_t n = p->sb.nr_chunks;
+	/* A chunk whose discard is queued only when no FREE one is left. */
+	int want = TP_C_FREE;
 
-	if (p->free_chunks == 0)
-		return -ENOSPC;
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t c = (v->cursor + i) % n;
+	for (;;) {
+		if (p->free_chunks == 0 && !p->ndiscarding)
+			return -ENOSPC;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t c = (v->cursor + i) % n;
 
-		if (p->cstate[c] == TP_C_FREE) {
-			p->cstate[c] = TP_C_USED;
-			p->free_chunks--;
-			v->cursor = (c + 1) % n;
-			return (int64_t)c;
+			if (p->cstate[c] == want) {
+				/* (a DISCARD chunk: its run in dq skips it now) */
+				p->cstate[c] = TP_C_USED;
+				p->free_chunks--;
+				v->cursor = (c + 1) % n;
+				return (int64_t)c;
+			}
 		}
+		if (want == TP_C_FREE && p->ndq && p->free_chunks) {
+			want = TP_C_DISCARD;
+			continue;
+		}
+		if (!p->ndiscarding)
+			return -ENOSPC;
+		/* The last free chunks are being discarded: wait for that batch. */
+		pthread_cond_wait(&p->discard_cond, &p->lock);
+		want = TP_C_FREE;
 	}
-	return -ENOSPC;
 }
 
 void
@@ -336,15 +349,24 @@ tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial)
  * free. Only for chunks whose freeing is durable (R3). Failures cost
  * nothing but space; a device that cannot is not asked again.
  */
-static void
-tp_discard(struct dio_tpool *p, uint64_t c, uint64_t n)
+static bool
+tp_discard_wanted(const struct dio_tpool *p)
 {
-	int ret;
+	return p->io->discard && !p->no_discard && !p->readonly;
+}
 
-	if (!n || !p->io->discard || p->no_discard || p->readonly)
-		return;
-	ret = p->io->discard(p->io->priv, p->fd, p->sb.data_start + c * p->chunk_size,
-			     n * p->chunk_size);
+/* Its device I/O alone: touches nothing the lock guards. */
+static int
+tp_discard_io(struct dio_tpool *p, uint64_t c, uint64_t n)
+{
+	return p->io->discard(p->io->priv, p->fd, p->sb.data_start + c * p->chunk_size,
+			      n * p->chunk_size);
+}
+
+/* What a discard's result means for the pool, under lock. */
+static void
+tp_discard_result(struct dio_tpool *p, uint64_t c, uint64_t n, int ret)
+{
 	if (ret == -EOPNOTSUPP || ret == -ENOTTY || ret == -EINVAL) {
 		dio_log(DIO_LOG_INFO, "pool %s: the device does not take discards (%s): "
 			"freed chunks keep their space on it", p->path, strerror(-ret));
@@ -355,10 +377,60 @@ tp_discard(struct dio_tpool *p, uint64_t c, uint64_t n)
 	}
 }
 
+static void
+tp_discard(struct dio_tpool *p, uint64_t c, uint64_t n)
+{
+	if (n && tp_discard_wanted(p))
+		tp_discard_result(p, c, n, tp_discard_io(p, c, n));
+}
+
+/*
+ * Whether chunks freed now are discarded by the committer thread rather
+ * than here, under the lock: when there is one (the daemon and the plugin
+ * set commit_ms) and discards are wanted at all.
+ */
+static bool
+tp_discard_later(const struct dio_tpool *p)
+{
+	return p->commit_ms && !p->commit_stop && tp_discard_wanted(p);
+}
+
+/* Queue the run [c, c+n) of TP_C_DISCARD chunks; false (discard it now) without memory. */
+static bool
+tp_dq_push(struct dio_tpool *p, uint64_t c, uint64_t n)
+{
+	if (p->ndq == p->capdq) {
+		size_t cap = p->capdq ? 2 * p->capdq : 16;
+		struct tp_run *q = realloc(p->dq, cap * sizeof(*q));
+
+		if (!q)
+			return false;
+		p->dq = q;
+		p->capdq = cap;
+	}
+	p->dq[p->ndq++] = (struct tp_run){ .c = c, .n = n };
+	return true;
+}
+
+/* The run [c, c+n) is free and durable: discard it now or queue it for the committer. */
+static void
+tp_freed_run(struct dio_tpool *p, uint64_t c, uint64_t n, bool later)
+{
+	if (!n)
+		return;
+	if (later && tp_dq_push(p, c, n)) {
+		for (uint64_t i = c; i < c + n; i++)
+			p->cstate[i] = TP_C_DISCARD;
+		return;
+	}
+	tp_discard(p, c, n);
+}
+
 void
 tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
 {
-	uint64_t run = 0, run_n = 0;
+	bool later = tp_discard_later(p);
+	uint64_t run = 0, run_n = 0, queued = p->ndq;
 	size_t j = 0;
 
 	for (size_t i = 0; i < p->npfree; i++) {
@@ -374,13 +446,86 @@ tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
 		if (run_n && c == run + run_n) {
 			run_n++;
 		} else {
-			tp_discard(p, run, run_n);
+			tp_freed_run(p, run, run_n, later);
 			run = c;
 			run_n = 1;
 		}
 	}
-	tp_discard(p, run, run_n);
+	tp_freed_run(p, run, run_n, later);
 	p->npfree = j;
+	if (p->ndq > queued)
+		tp_committer_kick(p);
+}
+
+/*
+ * Take the next run of TP_C_DISCARD chunks off the queue (at most
+ * discard_batch), marked TP_C_DISCARDING; n = 0 when the queue held
+ * none still waiting (all allocated again since).
+ */
+static struct tp_run
+tp_dq_take(struct dio_tpool *p)
+{
+	while (p->ndq) {
+		struct tp_run *q = &p->dq[p->ndq - 1];
+		uint64_t c = q->c, end = q->c + q->n, e;
+
+		while (c < end && p->cstate[c] != TP_C_DISCARD)
+			c++;
+		for (e = c; e < end && e - c < p->discard_batch && p->cstate[e] == TP_C_DISCARD; e++)
+			p->cstate[e] = TP_C_DISCARDING;
+		if (e < end) {
+			q->n = end - e;		/* the rest stays queued */
+			q->c = e;
+		} else {
+			p->ndq--;
+		}
+		if (e > c) {
+			p->free_chunks -= e - c;
+			p->ndiscarding += e - c;
+			return (struct tp_run){ .c = c, .n = e - c };
+		}
+	}
+	return (struct tp_run){ 0 };
+}
+
+/* The discard of r is done (or failed: the chunks are free either way). */
+static void
+tp_dq_done(struct dio_tpool *p, struct tp_run r)
+{
+	for (uint64_t i = r.c; i < r.c + r.n; i++)
+		p->cstate[i] = TP_C_FREE;
+	p->free_chunks += r.n;
+	p->ndiscarding -= r.n;
+	p->discarded += r.n;
+	pthread_cond_broadcast(&p->discard_cond);
+}
+
+void
+tp_discard_some(struct dio_tpool *p)
+{
+	struct tp_run r = tp_dq_take(p);
+	int ret;
+
+	if (!r.n)
+		return;
+	if (tp_discard_wanted(p)) {
+		pthread_mutex_unlock(&p->lock);
+		ret = tp_discard_io(p, r.c, r.n);
+		pthread_mutex_lock(&p->lock);
+		tp_discard_result(p, r.c, r.n, ret);
+	}
+	tp_dq_done(p, r);
+}
+
+void
+tp_discard_drain(struct dio_tpool *p)
+{
+	struct tp_run r;
+
+	while ((r = tp_dq_take(p)).n) {
+		tp_discard(p, r.c, r.n);
+		tp_dq_done(p, r);
+	}
 }
 
 static int

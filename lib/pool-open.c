@@ -42,6 +42,7 @@ tp_free(struct dio_tpool *p)
 	free(p->vols);
 	free(p->path);
 	tp_state_free(p);
+	pthread_cond_destroy(&p->discard_cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
@@ -87,9 +88,11 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 		return -ENOMEM;
 	p->fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->discard_cond, NULL);
 	p->io = opts && opts->io ? opts->io : &tp_sys_io;
 	p->commit_ms = opts ? opts->commit_ms : 0;
 	p->no_discard = opts && opts->no_discard;
+	p->discard_batch = TP_DISCARD_BATCH;
 	p->progress = opts ? opts->progress : NULL;
 	p->progress_priv = opts ? opts->progress_priv : NULL;
 	p->path = strdup(path);
@@ -211,6 +214,7 @@ tp_put(struct dio_tpool *p)
 		if (ret < 0)
 			dio_log(DIO_LOG_ERR, "%s: checkpoint at close: %s", p->path, strerror(-ret));
 	}
+	tp_discard_drain(p);
 	tp_free(p);
 }
 
@@ -487,7 +491,7 @@ dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info)
 	info->sub_size = pool->sb.sub_size;
 	info->lbs = pool->lbs;
 	info->nr_chunks = pool->sb.nr_chunks;
-	info->free_chunks = pool->free_chunks;
+	info->free_chunks = pool->free_chunks + pool->ndiscarding;	/* being discarded: free too */
 	info->gen = pool->sb.h.gen;
 	info->journal_blocks = pool->sb.journal_blocks;
 	info->journal_used = pool->head - pool->sb.journal_tail;

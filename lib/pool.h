@@ -214,7 +214,27 @@ struct tp_vol {
 };
 
 /* chunk states, tp_pool.cstate */
-enum { TP_C_FREE = 0, TP_C_USED = 1, TP_C_PENDING = 2 /* freed, not durable (R3) */ };
+enum {
+	TP_C_FREE = 0,
+	TP_C_USED = 1,
+	TP_C_PENDING = 2,	/* freed, not durable (R3) */
+	/*
+	 * Free and durable, its discard not done yet (pool-map.c): the
+	 * committer thread discards it outside the lock, so a delete does not
+	 * wait for the device. Allocated (its discard dropped) only once no
+	 * FREE chunk is left; counted in free_chunks.
+	 */
+	TP_C_DISCARD = 3,
+	TP_C_DISCARDING = 4,	/* being discarded now: not in free_chunks, not allocatable */
+};
+
+/* The most chunks one background discard covers: the lock is free meanwhile. */
+#define TP_DISCARD_BATCH 1024
+
+/* Chunks [c, c + n). */
+struct tp_run {
+	uint64_t c, n;
+};
 
 /* A record waiting for its commit. */
 struct tp_prec {
@@ -288,6 +308,13 @@ struct dio_tpool {
 	bool journal_gap;
 	bool dirty;			/* changed since the last checkpoint */
 	bool no_discard;		/* the device refused a discard: do not ask again */
+	/* background discards (pool-map.c), under lock */
+	struct tp_run *dq;		/* runs that may hold TP_C_DISCARD chunks */
+	size_t ndq, capdq;
+	uint64_t ndiscarding;		/* chunks TP_C_DISCARDING */
+	pthread_cond_t discard_cond;	/* a discard in flight completed */
+	uint64_t discarded;		/* chunks discarded in the background */
+	uint32_t discard_batch;		/* the most chunks one background discard covers */
 
 	/* background commit (pool-commit.c); fields under lock once the thread runs */
 	unsigned int commit_ms;		/* 0: none */
@@ -377,6 +404,10 @@ int64_t tp_alloc(struct dio_tpool *p, struct tp_vol *v);
 void tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial);
 /* Records up to serial are durable: their pending chunks become free. */
 void tp_pfree_durable(struct dio_tpool *p, uint64_t serial);
+/* The committer: discard one batch of queued chunks, dropping the lock meanwhile. */
+void tp_discard_some(struct dio_tpool *p);
+/* At close, no committer left: discard everything still queued, here. */
+void tp_discard_drain(struct dio_tpool *p);
 /* Apply a record to the maps and space map (replay and checkpoint load). 0 or -EUCLEAN. */
 int tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen);
 /* Derived state from maps and space map (R7): chunk states, counts, cursors. */

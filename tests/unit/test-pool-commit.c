@@ -185,3 +185,238 @@ Test(pool_commit, close_stops_the_thread, .init = setup_bg, .fini = teardown)
 	cr_assert(test_pattern_check(rbuf, 4 * KiB, 8 * KiB, 10));
 	dio_volume_put(v);
 }
+
+/*
+ * Background discards (pool-map.c): with the committer running, the
+ * chunks a delete frees are discarded by that thread, outside the pool
+ * lock, so the delete does not wait for the device. A discard held at a
+ * gate shows it: the delete returns while the discard waits. A pool with
+ * no FREE chunk left takes chunks whose discard is still queued (never
+ * punching them afterwards) and waits for those being discarded.
+ */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static int gate_waiting;
+
+static int
+gated_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
+{
+	return tp_sys_io.pread(priv, fd, buf, len, off);
+}
+
+static int
+gated_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
+{
+	return tp_sys_io.pwrite(priv, fd, buf, len, off, fua);
+}
+
+static int
+gated_flush(void *priv, int fd)
+{
+	return tp_sys_io.flush(priv, fd);
+}
+
+/* A discard waits (10 s at most) until the test opens the gate. */
+static int
+gated_discard(void *priv, int fd, uint64_t off, uint64_t len)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&gate_lock);
+	gate_waiting++;
+	pthread_cond_broadcast(&gate_cond);
+	while (!gate_open && pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) == 0)
+		;
+	gate_waiting--;
+	pthread_mutex_unlock(&gate_lock);
+	return tp_sys_io.discard(priv, fd, off, len);
+}
+
+static const struct dio_tpool_io gated_io = {
+	.pread = gated_pread,
+	.pwrite = gated_pwrite,
+	.flush = gated_flush,
+	.discard = gated_discard,
+};
+
+static void
+setup_gated(void)
+{
+	gate_open = false;
+	gate_waiting = 0;
+	opts.io = &gated_io;
+	setup_ms(100);
+}
+
+static void
+teardown_gated(void)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	teardown();
+	opts.io = NULL;
+}
+
+static void
+open_gate(void)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+/* Wait up to 5 s for a discard to sit at the gate. */
+static bool
+discard_at_gate(void)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&gate_lock);
+	while (!gate_waiting && pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) == 0)
+		;
+	ok = gate_waiting > 0;
+	pthread_mutex_unlock(&gate_lock);
+	return ok;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Volume name written whole with pattern seed, flushed, closed. */
+static void
+fill_volume(const char *name, uint64_t size, uint32_t seed)
+{
+	struct dio_volume *v;
+
+	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0);
+	for (uint64_t off = 0; off < size; off += 1 * MiB) {
+		uint64_t n = size - off < 1 * MiB ? size - off : 1 * MiB;
+
+		test_pattern(wbuf, n, off, seed);
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, off, n, wbuf), 0);
+	}
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	dio_volume_put(v);
+}
+
+Test(pool_commit, delete_does_not_wait_for_discards, .init = setup_gated, .fini = teardown_gated)
+{
+	uint64_t free0 = test_pool_free_chunks(pool), done;
+	double t;
+
+	fill_volume("a", 4 * MiB, 11);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - 64);
+	t = now_s();
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	t = now_s() - t;
+	cr_assert(discard_at_gate(), "no discard was started after the delete");
+	cr_assert_lt(t, 5.0, "the delete waited %.1f s for its discards", t);
+	/* Free for allocation at once, though not yet discarded. */
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+	open_gate();
+	for (int i = 0; i < 500; i++) {
+		pthread_mutex_lock(&pool->lock);
+		done = pool->discarded;
+		pthread_mutex_unlock(&pool->lock);
+		if (done >= 64)
+			break;
+		usleep(10 * 1000);
+	}
+	cr_assert_eq(done, 64, "%llu of 64 freed chunks discarded in the background",
+		     (unsigned long long)done);
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+}
+
+struct bg_write {
+	struct dio_volume *v;
+	uint64_t off;
+	int ret;
+};
+
+static void *
+bg_write_fn(void *arg)
+{
+	struct bg_write *w = arg;
+	struct dio_fault_opts fo = { 0 };
+	struct dio_engine *f;
+	struct dio_ctx *c = test_ctx_create(&fo, &f);
+	uint8_t *b = test_alloc(64 * KiB);
+
+	test_pattern(b, 64 * KiB, w->off, 13);
+	w->ret = test_io(c, w->v, DIO_REQ_WRITE, 0, w->off, 64 * KiB, b);
+	free(b);
+	dio_ctx_destroy(c);
+	return NULL;
+}
+
+Test(pool_commit, full_pool_takes_chunks_whose_discard_waits, .init = setup_gated,
+     .fini = teardown_gated)
+{
+	uint64_t nfree, cs = 64 * KiB;
+	struct dio_volume *v;
+	struct bg_write w;
+	pthread_t th;
+
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	nfree = test_pool_free_chunks(pool);
+	cr_assert_gt(nfree, 8);
+	/* b maps every chunk of the pool; its delete queues them all. */
+	cr_assert_eq(dio_tpool_volume_create(pool, "b", nfree * cs), 0);
+	cr_assert_eq(dio_tpool_volume_create(pool, "c", nfree * cs), 0);
+	fill_volume("b", nfree * cs, 12);
+	cr_assert_eq(test_pool_free_chunks(pool), 0);
+	pthread_mutex_lock(&pool->lock);
+	pool->discard_batch = 4;	/* the first 4 are held at the gate, the rest queued */
+	pthread_mutex_unlock(&pool->lock);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "b"), 0);
+	cr_assert(discard_at_gate());
+	/* Every chunk but the 4 being discarded is allocatable, gate shut. */
+	cr_assert_eq(dio_tpool_volume_open(pool, "c", &v), 0);
+	for (uint64_t l = 0; l < nfree - 4; l++) {
+		test_pattern(wbuf, cs, l * cs, 13);
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, l * cs, cs, wbuf), 0,
+			     "chunk %llu of %llu", (unsigned long long)l,
+			     (unsigned long long)(nfree - 4));
+	}
+	/* The next waits for the discard at the gate, then gets its chunk. */
+	w = (struct bg_write){ .v = v, .off = (nfree - 4) * cs, .ret = 1 };
+	cr_assert_eq(pthread_create(&th, NULL, bg_write_fn, &w), 0);
+	usleep(300 * 1000);
+	cr_assert_eq(w.ret, 1, "a write into a full pool did not wait for the discard (%d)", w.ret);
+	open_gate();
+	pthread_join(th, NULL);
+	cr_assert_eq(w.ret, 0, "the write that waited for a discard failed: %d", w.ret);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	/* No discard punched a chunk c took: all of c reads back, before and after a reopen. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint64_t l = 0; l <= nfree - 4; l++) {
+			cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, l * cs, cs, rbuf), 0);
+			cr_assert(test_pattern_check(rbuf, cs, l * cs, 13), "pass %d: chunk %llu of c",
+				  pass, (unsigned long long)l);
+		}
+		if (pass == 0) {
+			dio_volume_put(v);
+			dio_tpool_close(pool);
+			dio_ctx_destroy(ctx);
+			ctx = test_ctx_create(&(struct dio_fault_opts){ 0 }, &fault);
+			pool = test_pool_open(path, &opts);
+			cr_assert_eq(dio_tpool_volume_open(pool, "c", &v), 0);
+		}
+	}
+	dio_volume_put(v);
+}
