@@ -112,6 +112,20 @@ start_server_or_fail()
 	start_server "$@" || fail "cannot start: $DIONBD -f -U SOCK $*"
 }
 
+# start_metrics ARGS...: start_server_or_fail with --metrics on a free port
+# (a few tries: another program may take the port between the two). Sets MURL.
+start_metrics()
+{
+	local i port
+	for ((i = 0; i < 5; i++)); do
+		port=$(free_port)
+		MURL=http://127.0.0.1:$port/metrics
+		start_server --metrics "127.0.0.1:$port" "$@" && return 0
+		grep -q "metrics: cannot listen" "$SRV_LOG" || break
+	done
+	fail "cannot start: $DIONBD -f -U SOCK --metrics 127.0.0.1:PORT $*"
+}
+
 # uri_of EXPORT: the URI of a named export on the current server.
 uri_of()
 {
