@@ -11,17 +11,9 @@
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-img
 requires_prog server-aio
-PY=/usr/bin/python3
-"$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed for $PY"
-CTL=$DIO_BUILD/server/dionbdctl
-POOLTOOL=$DIO_BUILD/tools/dionbd-pool
-[ -x "$CTL" ] && [ -x "$POOLTOOL" ] || skip "dionbdctl or dionbd-pool is not built"
+requires_pool_ctl
 
-P=$TMP/pool.img
-truncate -s 128M "$P"
-"$POOLTOOL" create "$P" >/dev/null || fail "dionbd-pool create"
-"$POOLTOOL" volume create "$P" v 16M >/dev/null || fail "volume create v"
-"$POOLTOOL" volume create "$P" t 8M >/dev/null || fail "volume create t"
+new_pool 128M v 16M t 8M
 pool_check() # WHEN
 {
 	"$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check $1: $(cat "$TMP/check")"
