@@ -6,7 +6,7 @@
  * of every request.
  *
  *   nbd-load [-c CONNS] [-T THREADS] [-q DEPTH] [-b BYTES] [-t SECS]
- *            [-w PERCENT] [-S] [-f] URI
+ *            [-w PERCENT] [-S] [-f] [-p] [-F WRITES] URI
  *
  *   -c  connections (default 1), spread over -T threads (default 1)
  *   -q  requests in flight per connection (default 32)
@@ -15,9 +15,14 @@
  *   -w  percentage of writes (default 0: all reads)
  *   -S  sequential (each connection walks its own slice) instead of random
  *   -f  FUA on writes
+ *   -p  one pass: each connection visits every block of the export once,
+ *       in its own random order, and the run ends when all have (or at -t)
+ *   -F  a FLUSH on each connection after every WRITES writes it sent
+ *       (in the queue like any request; not counted in iops or latency)
  *
  * Prints one line of key=value pairs: iops, mbps, lat_p50_us .. lat_p999_us,
- * cpu_us_per_io (this process's user+system time per request), errors.
+ * cpu_us_per_io (this process's user+system time per request), flushes,
+ * errors.
  * Exit 0, 1 on a failure (connection, request error), 2 on usage.
  */
 #include <errno.h>
@@ -42,10 +47,10 @@
 
 struct opts {
 	const char *uri;
-	unsigned int conns, threads, depth, write_pct;
+	unsigned int conns, threads, depth, write_pct, flush_every;
 	uint32_t bs;
 	double secs;
-	bool seq, fua;
+	bool seq, fua, pass;
 };
 
 struct conn;
@@ -55,6 +60,7 @@ struct slot {
 	void *buf;
 	uint64_t start_ns;
 	bool busy;
+	bool flush;		/* the request is a FLUSH */
 	bool done;		/* completed: submit the next one after the poll */
 	int err;
 };
@@ -65,7 +71,10 @@ struct conn {
 	struct slot *slots;
 	uint64_t next_off;	/* sequential mode: where the next request goes */
 	uint64_t lo, hi;	/* sequential mode: this connection's slice */
+	uint32_t *perm;		/* -p: the blocks in this connection's order */
+	uint64_t nperm, perm_pos;
 	unsigned int inflight;
+	unsigned int writes;	/* -F: writes since the last FLUSH */
 };
 
 struct worker {
@@ -75,7 +84,7 @@ struct worker {
 	unsigned int nconns;
 	uint64_t size;
 	uint64_t rng;
-	uint64_t ios, bytes, errors;
+	uint64_t ios, bytes, errors, flushes;
 	uint64_t hist[HIST_N];
 	uint64_t stop_ns;
 	int ret;
@@ -137,18 +146,35 @@ on_done(void *user_data, int *error)
 	return 1;	/* retire the command */
 }
 
-/* Start the next request on slot s. 0, or -1 (libnbd refused it). */
+/*
+ * Start the next request on slot s: the FLUSH that -F owes, else a READ
+ * or WRITE. 0, 1 when the connection has nothing left to send (-p: every
+ * block visited), or -1 (libnbd refused it).
+ */
 static int
 submit(struct worker *w, struct slot *s)
 {
 	const struct opts *o = w->o;
 	struct conn *c = s->c;
 	nbd_completion_callback cb = { .callback = on_done, .user_data = s };
-	bool write = o->write_pct && rng_next(&w->rng) % 100 < o->write_pct;
+	bool write;
 	uint64_t off;
 	int64_t cookie;
 
-	if (o->seq) {
+	s->flush = o->flush_every && c->writes >= o->flush_every;
+	if (s->flush) {
+		c->writes = 0;
+		s->busy = true;
+		s->done = false;
+		cookie = nbd_aio_flush(c->h, cb, 0);
+		goto sent;
+	}
+	if (o->pass && c->perm_pos >= c->nperm)
+		return 1;
+	write = o->write_pct && rng_next(&w->rng) % 100 < o->write_pct;
+	if (o->pass) {
+		off = (uint64_t)c->perm[c->perm_pos++] * o->bs;
+	} else if (o->seq) {
 		if (c->next_off + o->bs > c->hi)
 			c->next_off = c->lo;
 		off = c->next_off;
@@ -159,11 +185,14 @@ submit(struct worker *w, struct slot *s)
 	s->busy = true;
 	s->done = false;
 	s->start_ns = now_ns();
-	if (write)
+	if (write) {
+		c->writes++;
 		cookie = nbd_aio_pwrite(c->h, s->buf, o->bs, off, cb,
 					o->fua ? LIBNBD_CMD_FLAG_FUA : 0);
-	else
+	} else {
 		cookie = nbd_aio_pread(c->h, s->buf, o->bs, off, cb, 0);
+	}
+sent:
 	if (cookie < 0) {
 		fprintf(stderr, "nbd-load: %s\n", nbd_get_error());
 		s->busy = false;
@@ -187,6 +216,8 @@ harvest(struct worker *w, struct conn *c, bool running)
 		if (s->err) {
 			w->errors++;
 			fprintf(stderr, "nbd-load: request failed: %s\n", strerror(s->err));
+		} else if (s->flush) {
+			w->flushes++;
 		} else {
 			w->ios++;
 			w->bytes += w->o->bs;
@@ -210,6 +241,10 @@ worker_run(void *arg)
 		for (unsigned int i = 0; i < w->o->depth; i++)
 			if (submit(w, &w->conns[k].slots[i]) < 0)
 				goto fail;
+	/*
+	 * Every finished slot sends its successor while running, so nothing in
+	 * flight means the time is up or (-p) every connection is through.
+	 */
 	for (;;) {
 		if (running && now_ns() >= w->stop_ns)
 			running = false;
@@ -224,7 +259,7 @@ worker_run(void *arg)
 			pfd[k].revents = 0;
 			left += c->inflight;
 		}
-		if (!running && !left)
+		if (!left)
 			break;
 		if (poll(pfd, w->nconns, 1000) < 0 && errno != EINTR)
 			goto fail;
@@ -248,6 +283,32 @@ fail:
 	return NULL;
 }
 
+/* -p: the n blocks of the export in a random order (Fisher-Yates). 0 or -1. */
+static int
+perm_make(struct conn *c, uint64_t n, uint64_t seed)
+{
+	uint64_t rng = seed | 1;
+
+	if (n > UINT32_MAX) {
+		fprintf(stderr, "nbd-load: -p takes at most 2^32 blocks\n");
+		return -1;
+	}
+	c->perm = malloc(n * sizeof(*c->perm));
+	if (!c->perm)
+		return -1;
+	for (uint64_t i = 0; i < n; i++)
+		c->perm[i] = (uint32_t)i;
+	for (uint64_t i = n - 1; i > 0; i--) {
+		uint64_t j = rng_next(&rng) % (i + 1);
+		uint32_t t = c->perm[i];
+
+		c->perm[i] = c->perm[j];
+		c->perm[j] = t;
+	}
+	c->nperm = n;
+	return 0;
+}
+
 static struct nbd_handle *
 connect_one(const char *uri)
 {
@@ -266,7 +327,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: nbd-load [-c CONNS] [-T THREADS] [-q DEPTH] [-b BYTES] [-t SECS]\n"
-			"                [-w PERCENT] [-S] [-f] URI\n");
+			"                [-w PERCENT] [-S] [-f] [-p] [-F WRITES] URI\n");
 }
 
 static bool
@@ -288,7 +349,7 @@ main(int argc, char **argv)
 {
 	struct opts o = { .conns = 1, .threads = 1, .depth = 32, .bs = 4096, .secs = 5 };
 	static struct worker workers[MAX_CONNS];
-	uint64_t hist[HIST_N] = { 0 }, ios = 0, bytes = 0, errors = 0, seen, size = 0;
+	uint64_t hist[HIST_N] = { 0 }, ios = 0, bytes = 0, errors = 0, flushes = 0, seen, size = 0;
 	double pct[] = { 50, 90, 99, 99.9 }, elapsed, cpu_us;
 	const char *pname[] = { "p50", "p90", "p99", "p999" };
 	struct rusage ru0, ru1;
@@ -297,7 +358,7 @@ main(int argc, char **argv)
 	int opt, ret = 0;
 	char *end;
 
-	while ((opt = getopt(argc, argv, "c:T:q:b:t:w:Sf")) != -1) {
+	while ((opt = getopt(argc, argv, "c:T:q:b:t:w:SfpF:")) != -1) {
 		switch (opt) {
 		case 'c':
 			if (!parse_uint(optarg, MAX_CONNS, &o.conns) || !o.conns)
@@ -330,6 +391,13 @@ main(int argc, char **argv)
 			break;
 		case 'f':
 			o.fua = true;
+			break;
+		case 'p':
+			o.pass = true;
+			break;
+		case 'F':
+			if (!parse_uint(optarg, 1u << 20, &o.flush_every) || !o.flush_every)
+				goto bad;
 			break;
 		default:
 			goto bad;
@@ -364,6 +432,8 @@ main(int argc, char **argv)
 			c->hi = size / o.bs * o.bs;
 		}
 		c->next_off = c->lo;
+		if (o.pass && perm_make(c, size / o.bs, 0x9E3779B97F4A7C15ull * (i + 1)) < 0)
+			return 1;
 		c->slots = calloc(o.depth, sizeof(*c->slots));
 		if (!c->slots)
 			return 1;
@@ -393,6 +463,7 @@ main(int argc, char **argv)
 		ios += workers[i].ios;
 		bytes += workers[i].bytes;
 		errors += workers[i].errors;
+		flushes += workers[i].flushes;
 		for (unsigned int b = 0; b < HIST_N; b++)
 			hist[b] += workers[i].hist[b];
 	}
@@ -412,7 +483,8 @@ main(int argc, char **argv)
 			seen += hist[i++];
 		printf(" lat_%s_us=%.1f", pname[p], i < HIST_N ? (double)hist_value(i) / 1e3 : 0.0);
 	}
-	printf(" cpu_us_per_io=%.2f errors=%" PRIu64 "\n", ios ? cpu_us / (double)ios : 0.0, errors);
+	printf(" cpu_us_per_io=%.2f flushes=%" PRIu64 " errors=%" PRIu64 "\n",
+	       ios ? cpu_us / (double)ios : 0.0, flushes, errors);
 	for (i = 0; i < o.threads; i++)
 		for (unsigned int k = 0; k < workers[i].nconns; k++) {
 			nbd_shutdown(workers[i].conns[k].h, 0);
@@ -420,6 +492,7 @@ main(int argc, char **argv)
 			for (unsigned int s = 0; s < o.depth; s++)
 				free(workers[i].conns[k].slots[s].buf);
 			free(workers[i].conns[k].slots);
+			free(workers[i].conns[k].perm);
 		}
 	return ret || errors ? 1 : 0;
 bad:

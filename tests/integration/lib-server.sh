@@ -112,6 +112,45 @@ start_server_or_fail()
 	start_server "$@" || fail "cannot start: $DIONBD -f -U SOCK $*"
 }
 
+# start_metrics ARGS...: start_server_or_fail with --metrics on a free port
+# (a few tries: another program may take the port between the two). Sets MURL.
+start_metrics()
+{
+	local i port
+	for ((i = 0; i < 5; i++)); do
+		port=$(free_port)
+		MURL=http://127.0.0.1:$port/metrics
+		start_server --metrics "127.0.0.1:$port" "$@" && return 0
+		grep -q "metrics: cannot listen" "$SRV_LOG" || break
+	done
+	fail "cannot start: $DIONBD -f -U SOCK --metrics 127.0.0.1:PORT $*"
+}
+
+# requires_pool_ctl: skip unless /usr/bin/python3 has libnbd and dionbdctl
+# and dionbd-pool are built. Sets PY, CTL, POOLTOOL.
+requires_pool_ctl()
+{
+	PY=/usr/bin/python3
+	"$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed for $PY"
+	CTL=$DIO_BUILD/server/dionbdctl
+	POOLTOOL=$DIO_BUILD/tools/dionbd-pool
+	[ -x "$CTL" ] && [ -x "$POOLTOOL" ] || skip "dionbdctl or dionbd-pool is not built"
+}
+
+# new_pool SIZE [VOLUME VOLSIZE]...: a fresh pool file $P of SIZE bytes
+# (truncate's suffixes) in $TMP with these volumes.
+new_pool()
+{
+	P=$TMP/pool.img
+	truncate -s "$1" "$P"
+	shift
+	"$POOLTOOL" create "$P" >/dev/null || fail "dionbd-pool create"
+	while [ $# -ge 2 ]; do
+		"$POOLTOOL" volume create "$P" "$1" "$2" >/dev/null || fail "volume create $1"
+		shift 2
+	done
+}
+
 # uri_of EXPORT: the URI of a named export on the current server.
 uri_of()
 {

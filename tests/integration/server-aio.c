@@ -8,6 +8,9 @@
  * is exact. "sigterm": run until the server goes away (exit 0 then).
  * URI may list several URIs separated by spaces (exports of one file, say):
  * connection c goes to the (c mod n)th.
+ * FILE "save:PATH" (an export that is no file, a pool volume say): no file
+ * to compare with; the shadow, what the export holds at the end, is
+ * written to PATH instead.
  */
 #include <poll.h>
 
@@ -193,6 +196,7 @@ main(int argc, char **argv)
 	uint64_t total = 20000, issued_rounds = 0;
 	double start = now_s(), limit = 120;
 	uint8_t *buf;
+	const char *save;
 
 	test_name = "server-aio";
 	if (argc < 3) {
@@ -206,10 +210,11 @@ main(int argc, char **argv)
 	} else if (argc > 3) {
 		total = strtoull(argv[3], NULL, 10);
 	}
-	char *uris[NCONN], *list = strdup(argv[1]), *save = NULL;
+	save = strncmp(argv[2], "save:", 5) ? NULL : argv[2] + 5;
+	char *uris[NCONN], *list = strdup(argv[1]), *tok = NULL;
 	int nuris = 0;
 
-	for (char *u = strtok_r(list, " ", &save); u && nuris < NCONN; u = strtok_r(NULL, " ", &save))
+	for (char *u = strtok_r(list, " ", &tok); u && nuris < NCONN; u = strtok_r(NULL, " ", &tok))
 		uris[nuris++] = u;
 	expect(nuris > 0, "no URI");
 	for (int c = 0; c < NCONN; c++) {
@@ -275,12 +280,20 @@ main(int argc, char **argv)
 		       nbd_pread(h[off / MAXLEN % NCONN], buf, n, off, 0));
 		d = first_diff(buf, shadow + off, n);
 		expect(d < 0, "export differs from the shadow at %" PRIu64, off + (uint64_t)d);
+		if (save)
+			continue;
 		file_pread(argv[2], buf, n, off);
 		d = first_diff(buf, shadow + off, n);
 		expect(d < 0, "file differs from the shadow at %" PRIu64, off + (uint64_t)d);
 	}
 	for (int c = 0; c < NCONN; c++)
 		disconnect(h[c]);
+	if (save) {
+		FILE *f = fopen(save, "wb");
+
+		expect(f && fwrite(shadow, 1, size, f) == size && fclose(f) == 0,
+		       "cannot write the shadow to %s", save);
+	}
 	free(buf);
 	printf("server-aio: ok: %" PRIu64 " requests, %" PRIu64 " MiB verified in %.1f s\n",
 	       completed, verified_bytes >> 20, now_s() - start);

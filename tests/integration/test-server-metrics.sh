@@ -23,20 +23,6 @@ for p in python3 /usr/bin/python3; do
 done
 [ -n "$PY" ] || skip "no python3 with prometheus_client (python3-prometheus-client)"
 
-# start_metrics ARGS...: start_server_or_fail with --metrics on a free port
-# (a few tries: another program may take the port between the two). Sets MURL.
-start_metrics()
-{
-	local i port
-	for ((i = 0; i < 5; i++)); do
-		port=$(free_port)
-		MURL=http://127.0.0.1:$port/metrics
-		start_server --metrics "127.0.0.1:$port" "$@" && return 0
-		grep -q "metrics: cannot listen" "$SRV_LOG" || break
-	done
-	fail "cannot start: $DIONBD -f -U SOCK --metrics 127.0.0.1:PORT $*"
-}
-
 # The checks, in Python: "check.py URL PHASE [ARGS]" parses the page and
 # exits 1 with the reasons when a check of PHASE fails.
 cat >"$TMP/check.py" <<'PY'

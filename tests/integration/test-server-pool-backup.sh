@@ -11,17 +11,9 @@
 # snapshot was deleted (an error, the connection alive), and a clone.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-io qemu-img nbdinfo nbdcopy
-PY=/usr/bin/python3
-"$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed for $PY"
-CTL=$DIO_BUILD/server/dionbdctl
-POOLTOOL=$DIO_BUILD/tools/dionbd-pool
-[ -x "$CTL" ] && [ -x "$POOLTOOL" ] || skip "dionbdctl or dionbd-pool is not built"
+requires_pool_ctl
 
-P=$TMP/pool.img
-truncate -s 256M "$P"
-"$POOLTOOL" create "$P" >/dev/null || fail "dionbd-pool create"
-"$POOLTOOL" volume create "$P" vm 64M >/dev/null || fail "volume create"
-"$POOLTOOL" volume create "$P" wb 8M >/dev/null || fail "volume create wb"
+new_pool 256M vm 64M wb 8M
 C=$TMP/control.sock
 start_server_or_fail --control "$C" -e vm="pool:$P/vm" -e "wb=pool:$P/wb,cache=writeback"
 wait_ctl
