@@ -11,7 +11,7 @@
 #   bench/run-pool.sh [--build DIR] [--size 1G] [--runtime 5] [--ramp 0.5]
 #                     [--reps 3] [--rows LIST] [--peers LIST] [--fua-ios 400]
 #                     [--meta-size 256M] [--limit 900] [--out DIR] [--strict]
-#                     [--pool-discard on|off] [--cow-size 2G] [--snaps 9]
+#                     [--pool-discard on|off] [--cow-size 1G] [--rd-size 256M] [--snaps 9]
 #                     [--snap-chunks "1000 100000 1000000"]
 # (lists: words apart by spaces or commas, --rows cow-4k-qd32 --peers dionbd,raw,qcow2)
 #
@@ -25,7 +25,8 @@
 # would end past it), DIO_BENCH_CHUNK (the pool's chunk size, default 64K),
 # DIO_BENCH_POOL_DISCARD (dionbd --pool-discard: off keeps the preallocated
 # pool file allocated after volumes of earlier rows are deleted),
-# DIO_BENCH_COW_SIZE (the volume cloned for cow-4k-qd32), DIO_BENCH_SNAPS
+# DIO_BENCH_COW_SIZE (the volume cloned for cow-4k-qd32), DIO_BENCH_RD_SIZE
+# (the volumes and images the rd rows read), DIO_BENCH_SNAPS
 # (snapshots per size in snap-create), DIO_BENCH_SNAP_CHUNKS (mapped 4 KiB
 # chunks of the volumes snap-create snapshots and vol-delete deletes).
 # Rows: ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32
@@ -55,7 +56,8 @@ pool_discard=${DIO_BENCH_POOL_DISCARD:-on}
 meta_size=${DIO_BENCH_META_SIZE:-256M}
 limit=${DIO_BENCH_LIMIT:-900}
 chunk=${DIO_BENCH_CHUNK:-64K}
-cow_size=${DIO_BENCH_COW_SIZE:-2G}
+cow_size=${DIO_BENCH_COW_SIZE:-1G}
+rd_size=${DIO_BENCH_RD_SIZE:-256M}
 snaps=${DIO_BENCH_SNAPS:-9}
 snap_chunks=${DIO_BENCH_SNAP_CHUNKS:-1000 100000 1000000}
 out=
@@ -77,6 +79,7 @@ while [ $# -gt 0 ]; do
 	--meta-size) meta_size=$2; shift ;;
 	--pool-discard) pool_discard=$2; shift ;;
 	--cow-size) cow_size=$2; shift ;;
+	--rd-size) rd_size=$2; shift ;;
 	--snaps) snaps=$2; shift ;;
 	--snap-chunks) snap_chunks=$2; shift ;;
 	--limit) limit=$2; shift ;;
@@ -162,7 +165,9 @@ stride=$(( chunk_bytes > 65536 ? chunk_bytes : 65536 ))
 [ $(( fua_ios * stride )) -le "$bytes" ] || die "--fua-ios $fua_ios x $stride bytes does not fit in --size"
 cow_bytes=$(to_bytes "$cow_size")
 [ $(( cow_bytes % (8 * stride) )) -eq 0 ] || die "--cow-size must be a multiple of 8 x $stride"
-[ $(( bytes % (8 * stride) )) -eq 0 ] || die "--size must be a multiple of 8 x $stride"
+rd_bytes=$(to_bytes "$rd_size")
+[ $(( rd_bytes % (8 * stride) )) -eq 0 ] || die "--rd-size must be a multiple of 8 x $stride"
+{ ! has_row rd-d1-4k-qd32 && ! has_row rd-d8-4k-qd32; } || [ "$rd_bytes" -le "$bytes" ] || die "--rd-size must not exceed --size (raw reads that much of the raw file)"
 # cow-4k-qd32: one 4 KiB write per stride-aligned slot, at random slots
 # (fio's blockalign turns its random map off, so slots repeat): bounded to
 # an eighth of the slots, 1 - (1 - e^-x)/x = 6 % of the writes (x = 1/8)
@@ -175,9 +180,17 @@ rawcow=$dir/pool-bench-raw-$cow_size.img
 # clones and what its clones copy (an eighth); the depth-1 and depth-8
 # volumes of the read rows.
 pool_bytes=$(( 3 * bytes + meta_bytes + bytes / 4 + (64 << 20) ))
-if has_row cow-4k-qd32; then pool_bytes=$(( pool_bytes + cow_bytes + cow_bytes / 8 + (16 << 20) )); fi
-if has_row rd-d1-4k-qd32; then pool_bytes=$(( pool_bytes + bytes )); fi
-if has_row rd-d8-4k-qd32; then pool_bytes=$(( pool_bytes + bytes + (16 << 20) )); fi
+# Snapshots and clones are bounded by the metadata reserve, not by data:
+# the maps' references, each volume's counted apart (a clone's once its
+# writes have copied its leaves), stay under 3/4 of the pool's chunks
+# (tp_meta_room). First-write volumes are deleted after their cell, so at
+# most: ow, cowbase, one cell's volume, rd1 and the 8 levels of rd8.
+peak=$(( bytes + bytes ))
+if has_row cow-4k-qd32; then peak=$(( peak + cow_bytes + (cow_bytes > bytes ? cow_bytes - bytes : 0) )); fi
+if has_row rd-d1-4k-qd32; then peak=$(( peak + rd_bytes )); fi
+if has_row rd-d8-4k-qd32; then peak=$(( peak + 8 * rd_bytes )); fi
+need=$(( peak / 3 * 4 + peak / 16 + (64 << 20) ))
+[ "$need" -le "$pool_bytes" ] || pool_bytes=$(( need >> 20 << 20 ))
 pool=$dir/pool-bench-pool-$pool_bytes.img
 out=${out:-$dir/pool-results-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
@@ -353,7 +366,7 @@ run_fio() {
 	local p=$1 row=$2 rep=$3 target=$4 rw bs qd len rmp rmap
 	read -r rw bs qd len rmp rmap < <(row_params "$row")
 	local n=$bytes
-	[ "$row" = cow-4k-qd32 ] && n=$cow_bytes
+	case $row in cow-*) n=$cow_bytes ;; rd-*) n=$rd_bytes ;; esac
 	local cmd=(fio --name="$row" --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$n"
 		   --randrepeat=0 --lat_percentiles=1 --output-format=json
 		   --output="$out/$row.$p.$rep.json")
@@ -385,7 +398,8 @@ run_fio() {
 # $out/ROW.PEER.REP.srv, stop the peer.
 run_cell() {
 	local p=$1 row=$2 rep=$3 what target c0 c1 w0=0 w1=0 t0 t1 n=$bytes
-	[ "$row" = cow-4k-qd32 ] && n=$cow_bytes
+	# the size served (raw, dionbd-raw: the whole file; fio reads rd_bytes of it)
+	case $p/$row in */cow-*) n=$cow_bytes ;; raw/rd-*|dionbd-raw/rd-*) ;; */rd-*) n=$rd_bytes ;; esac
 	case $p/$row in
 	raw/cow-*|dionbd-raw/cow-*) what=$rawcow ;;
 	raw/*|dionbd-raw/*) what=$raw ;;
@@ -427,6 +441,11 @@ run_cell() {
 	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
 	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
 	stop_server "$sock"
+	# A first-write volume goes now: the pool's metadata reserve is sized
+	# for one at a time (see pool_bytes).
+	case $p/$row in dionbd/fw-*|dionbd/seq-*|dionbd/fua-*|dionbd/cow-*)
+		"$pooltool" volume delete "$pool" "$what" >/dev/null || die "volume delete $what" ;;
+	esac
 	# Removed after the repetition, not here: unlinking a qcow2 image
 	# that grew by random clusters took 39 s on this machine, between
 	# two peers' cells.
@@ -469,8 +488,8 @@ fill_through() {
 # eighth: one stride (a chunk, a qcow2 cluster) in every eight, at LEVEL
 fill_slice() {
 	local off=$(( $3 * stride ))
-	fill_through "$1" "$2" "$bytes" --rw=write:$(( 7 * stride )) --bs="$stride" \
-		--offset="$off" --size=$(( bytes - off )) --io_size=$(( bytes / 8 ))
+	fill_through "$1" "$2" "$rd_bytes" --rw=write:$(( 7 * stride )) --bs="$stride" \
+		--offset="$off" --size=$(( rd_bytes - off )) --io_size=$(( rd_bytes / 8 ))
 }
 if has_row ow-4k-qd32; then
 	for p in $peers; do
@@ -498,8 +517,10 @@ fi
 if has_row rd-d1-4k-qd32; then
 	for p in $peers; do
 		case $p in
-		dionbd) pool_new_volume rd1 "$bytes"; say "filling volume rd1"; fill_through dionbd rd1 ;;
-		qcow2*) say "writing $p-rd1.qcow2"; qcow2_full "$p" "$work/$p-rd1.qcow2" ;;
+		dionbd) pool_new_volume rd1 "$rd_bytes"; say "filling volume rd1"
+			fill_through dionbd rd1 "$rd_bytes" ;;
+		qcow2*) say "writing $p-rd1.qcow2"; qcow2_new "$p" "$work/$p-rd1.qcow2" "$rd_bytes"
+			fill_through "$p" "$work/$p-rd1.qcow2" "$rd_bytes" ;;
 		esac
 	done
 fi
@@ -510,7 +531,7 @@ if has_row rd-d8-4k-qd32; then
 			case $p in
 			dionbd)
 				if [ $lv -eq 0 ]; then
-					pool_new_volume rd8-0 "$bytes"
+					pool_new_volume rd8-0 "$rd_bytes"
 				else
 					for v in rd8-$lv rd8-s$lv; do
 						"$pooltool" volume delete "$pool" "$v" 2>/dev/null || true
@@ -522,7 +543,7 @@ if has_row rd-d8-4k-qd32; then
 				fill_slice dionbd rd8-$lv $lv ;;
 			qcow2*)
 				if [ $lv -eq 0 ]; then
-					qcow2_new "$p" "$work/$p-rd8-0.qcow2" "$bytes"
+					qcow2_new "$p" "$work/$p-rd8-0.qcow2" "$rd_bytes"
 				else
 					qcow2_over "$p" "$work/$p-rd8-$lv.qcow2" "$work/$p-rd8-$(( lv - 1 )).qcow2"
 				fi
@@ -636,16 +657,20 @@ done
 
 # ---------------------------------------------------------------- snapshots
 # snap_probe CTL POOL ORIGIN URI N VOLBYTES OUT: N snapshots of ORIGIN
-# through the control socket (JSON-RPC, connect excluded from the time),
+# through the control socket (JSON-RPC by bench/pool_rpc.py, connect
+# excluded from the time),
 # each deleted again, while another process writes 4 KiB at QD 1 at random
 # offsets of ORIGIN through NBD; per snapshot: the call's reply time, the
 # delete's, and the longest latency of a write in flight at any time
 # during the call (its "pause"); and the writes' p50 / max outside them.
 snap_probe() {
 	timeout 900 $python - "$@" <<'EOF'
-import array, json, os, socket, statistics, subprocess, sys, time
-ctl, pool, origin, uri, n, vbytes, outp = sys.argv[1:8]
+import array, os, statistics, subprocess, sys, time
+ctl, pool, origin, uri, n, vbytes, outp, benchdir = sys.argv[1:9]
 n, vbytes = int(n), int(vbytes)
+sys.dont_write_bytecode = True
+sys.path.insert(0, benchdir)
+import pool_rpc
 WRITER = r"""
 import array, nbd, os, random, sys, time
 uri, vbytes, stop, ts = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -669,22 +694,7 @@ with open(ts, "wb") as f:
 
 def rpc(method, **params):
     params["pool"] = pool
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(ctl)
-    t0 = time.monotonic_ns()
-    s.sendall((json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}) + "\n").encode())
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    t1 = time.monotonic_ns()
-    s.close()
-    r = json.loads(buf)
-    if "error" in r:
-        sys.exit("%s: %s" % (method, r["error"]))
-    return t0, t1
+    return pool_rpc.call(ctl, method, params)
 
 
 stop, ts = outp + ".stop", outp + ".ts"
@@ -721,29 +731,6 @@ with open(outp, "w") as f:
             % (len(ws), statistics.median(quiet) / 1e3, max(quiet) / 1e3))
 for f in (stop, ts, ts + ".ready"):
     os.unlink(f)
-EOF
-}
-
-# rpc_time CTL METHOD JSON-PARAMS: one call, its reply time in us on stdout
-rpc_time() {
-	timeout 900 $python - "$@" <<'EOF'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-t0 = time.monotonic_ns()
-s.sendall((json.dumps({"jsonrpc": "2.0", "id": 1, "method": sys.argv[2],
-                       "params": json.loads(sys.argv[3])}) + "\n").encode())
-buf = b""
-while not buf.endswith(b"\n"):
-    d = s.recv(65536)
-    if not d:
-        break
-    buf += d
-t1 = time.monotonic_ns()
-r = json.loads(buf)
-if "error" in r:
-    sys.exit("%s: %s" % (sys.argv[2], r["error"]))
-print("%.1f" % ((t1 - t0) / 1e3))
 EOF
 }
 
@@ -788,7 +775,7 @@ if has_row snap-create || has_row vol-delete; then
 		if has_row snap-create; then
 			say "snap-create: $snaps snapshots of c$c through the control socket"
 			snap_probe "$ctl" "$spool" "c$c" "$(uri_of dionbd "c$c")" "$snaps" $(( c * 4096 )) \
-				"$out/snap-c$c.txt" || die "the snapshot probe on c$c failed; see $out/server-dionbd.log"
+				"$out/snap-c$c.txt" "$top/bench" || die "the snapshot probe on c$c failed; see $out/server-dionbd.log"
 			sed "s/^/$c /" "$out/snap-c$c.txt" >>"$snapfile"
 		fi
 	done
@@ -807,7 +794,7 @@ if has_row snap-create || has_row vol-delete; then
 		start_server dionbd keep 1048576
 		for c in $snap_chunks; do
 			say "vol-delete: c$c"
-			us=$(rpc_time "$ctl" pool.volume.delete "{\"pool\": \"$spool\", \"name\": \"c$c\"}") ||
+			us=$(timeout 900 $python "$top/bench/pool_rpc.py" "$ctl" pool.volume.delete "{\"pool\": \"$spool\", \"name\": \"c$c\"}") ||
 				die "deleting c$c failed"
 			echo "$c del_us $us" >>"$snapfile"
 			# a background reclaim, where the pool reports one
