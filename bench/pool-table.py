@@ -8,12 +8,20 @@ import json, os, statistics, sys
 out, reps, strict, peers, rows = (sys.argv[1], int(sys.argv[2]),
                                   sys.argv[3] == "1", sys.argv[4].split(), sys.argv[5:])
 
-# row: (what is compared, dionbd / raw target, higher is better)
+# rows measured once on dionbd alone (snap.txt), not per peer
+once_rows = ("snap-create", "vol-delete")
+snap_rows = [r for r in rows if r in once_rows]
+rows = [r for r in rows if r not in once_rows]
+
+# row: (what is compared, dionbd / raw target (None: none), higher is better)
 targets = {
     "ow-4k-qd32": ("IOPS", 0.97, True),
     "fw-4k-qd32": ("IOPS", 0.90, True),
     "seq-1m-qd8": ("MiB/s", 0.95, True),
     "fua-4k-qd1": ("p50", 2.00, False),
+    "cow-4k-qd32": ("IOPS", 0.50, True),
+    "rd-d1-4k-qd32": ("IOPS", None, True),
+    "rd-d8-4k-qd32": ("IOPS", None, True),
 }
 
 
@@ -24,7 +32,7 @@ def cell(row, peer, rep):
     with open(base + ".srv") as f:
         ticks, hz, t0, t1, wbytes = f.read().split()
     if "jobs" in j:
-        w = j["jobs"][0]["write"]
+        w = j["jobs"][0]["read" if row.startswith("rd-") else "write"]
         pct = w["lat_ns"]["percentile"]
         iops, mibs = w["iops"], w["bw_bytes"] / 1048576.0
         p50, p99 = pct["50.000000"] / 1e3, pct["99.000000"] / 1e3
@@ -61,7 +69,7 @@ def ratio(row, a, b):
 
 
 w = max(len(p) for p in peers) + 1
-print("%-11s %-*s %9s %8s %8s %8s %8s %7s %7s %7s"
+print("%-13s %-*s %9s %8s %8s %8s %8s %7s %7s %7s"
       % ("row", w, "peer", "IOPS", "MiB/s", "p50 us", "p99 us", "cpu/IO", "dev/cli",
          "/raw", "/qcow2"))
 short = []
@@ -69,7 +77,7 @@ for row in rows:
     for p in peers:
         iops, mibs, p50, p99, cpu, dev = med[row, p]
         r1, r2 = ratio(row, p, "raw"), ratio(row, p, "qcow2")
-        print("%-11s %-*s %9.0f %8.1f %8.0f %8.0f %8s %7s %7s %7s%s"
+        print("%-13s %-*s %9.0f %8.1f %8.0f %8.0f %8s %7s %7s %7s%s"
               % (row, w, p, iops, mibs, p50, p99, "%.1fus" % cpu if cpu else "-",
                  "%.3f" % dev if dev and row != "ow-4k-qd32" else "-",
                  "%.2f" % r1 if r1 is not None and p != "raw" else "",
@@ -77,16 +85,21 @@ for row in rows:
                  " (ceiling)" if p == "raw" else ""))
     what, want, higher = targets[row]
     r = ratio(row, "dionbd", "raw")
-    if r is not None:
+    if row == "rd-d8-4k-qd32" and "rd-d1-4k-qd32" in rows:
+        for p in peers:
+            if p in ("dionbd", "qcow2", "qcow2-xl2") and figure("rd-d1-4k-qd32", p):
+                print("%-13s %-*s  depth 8 / depth 1 IOPS = %.2f"
+                      % (row, w, p, figure(row, p) / figure("rd-d1-4k-qd32", p)))
+    if r is not None and want is not None:
         ok = r >= want if higher else r <= want
         if not ok:
             short.append(row)
-        print("%-11s %-*s  dionbd / raw %s = %.2f  target %s %.2f  %s"
+        print("%-13s %-*s  dionbd / raw %s = %.2f  target %s %.2f  %s"
               % (row, w, "target", what, r, ">=" if higher else "<=", want,
                  "ok" if ok else "SHORT"))
         rd = ratio(row, "dionbd", "dionbd-raw")
         if rd is not None:
-            print("%-11s %-*s  dionbd / dionbd-raw %s = %.2f  (the pool's cost alone)"
+            print("%-13s %-*s  dionbd / dionbd-raw %s = %.2f  (the pool's cost alone)"
                   % (row, w, "", what, rd))
     print()
 
@@ -132,8 +145,68 @@ if meta:
                   % (label, statistics.median(v[0] for v in meta[k]) * 1e3, len(meta[k])))
     print()
 
+if snap_rows and os.path.exists(out + "/snap.txt"):
+    snap = {}
+    with open(out + "/snap.txt") as f:
+        for line in f:
+            c, k, v = line.split()
+            snap.setdefault(int(c), {}).setdefault(k, []).append(float(v))
+    med_of = lambda d, k: statistics.median(d[k]) if k in d else None
+    fmt = lambda v, f="%.0f": f % v if v is not None else "-"
+    # chunks the volume maps (pool.volume.list: bytes, 4 KiB chunks)
+    mapped = lambda d: fmt(d["mapped_bytes"][0] / 4096 if "mapped_bytes" in d else None)
+    print("snapshots and deletes: dionbd on a pool of 4 KiB chunks (sparse file), one volume"
+          " per size, written in full")
+    if "snap-create" in snap_rows:
+        print("%-9s %9s | %10s %10s %10s | %10s %10s %10s | %10s %10s | %9s"
+              % ("chunks", "mapped", "ctl p50us", "ctl max", "pause max", "lib p50us",
+                 "lib max", "lib open", "ctl del", "lib del", "write p50"))
+        for c in sorted(snap):
+            d = snap[c]
+            if "ctl_snap_us" not in d:
+                continue
+            print("%-9d %9s | %10s %10s %10s | %10s %10s %10s | %10s %10s | %9s"
+                  % (c, mapped(d), fmt(med_of(d, "ctl_snap_us")),
+                     fmt(max(d["ctl_snap_us"])), fmt(max(d.get("pause_us", [0]))),
+                     fmt(med_of(d, "lib_snap_us")),
+                     fmt(max(d["lib_snap_us"]) if "lib_snap_us" in d else None),
+                     fmt(med_of(d, "lib_open_ms"), "%.0fms"),
+                     fmt(med_of(d, "ctl_delsnap_us")), fmt(med_of(d, "lib_delsnap_us")),
+                     fmt(med_of(d, "quiet_p50_us"))))
+        big = max(snap)
+        d = snap[big]
+        if "ctl_snap_us" in d:
+            for label, v, want in (("snapshot (control socket, p50)", med_of(d, "ctl_snap_us"), 5000),
+                                   ("snapshot (library, p50)", med_of(d, "lib_snap_us"), 5000),
+                                   ("origin write pause (max)", max(d.get("pause_us", [0])), 1000)):
+                if v is None:
+                    continue
+                ok = v <= want
+                if not ok:
+                    short.append("snap-" + label.split()[0])
+                print("  at %d chunks: %-32s %8.0f us  target <= %d us  %s"
+                      % (big, label, v, want, "ok" if ok else "SHORT"))
+        print("  ctl: JSON-RPC pool.volume.snapshot on dionbd's control socket, connect excluded;"
+              " lib: dio_tpool_volume_snapshot\n  (pool-snap-bench, no daemon); pause: the longest"
+              " 4 KiB QD1 write to the origin in flight\n  during the call; write p50: those writes"
+              " away from any call; del: deleting the snapshot again")
+    if "vol-delete" in snap_rows:
+        print("%-9s %9s | %12s %12s" % ("chunks", "mapped", "delete ms", "reclaim"))
+        for c in sorted(snap):
+            d = snap[c]
+            if "del_us" not in d:
+                continue
+            rec = " ".join("%s=%g" % (k[len("reclaim_"):], v[0])
+                           for k, v in sorted(d.items()) if k.startswith("reclaim_"))
+            print("%-9d %9s | %12.1f %12s" % (c, mapped(d), d["del_us"][0] / 1e3,
+                                              rec or "-"))
+        print("  delete: JSON-RPC pool.volume.delete of the volume (no export serving it), reply"
+              " time; reclaim: what pool.info\n  reports of a background reclaim, '-' when it"
+              " reports none (the delete is synchronous)")
+    print()
+
 print("medians of %d repetitions; peers alternate within each row (reverse order in even reps);"
-      "\nIOPS/MiB/s/latency: fio's write side, lat = submission to completion (fua-4k-qd1:"
+      "\nIOPS/MiB/s/latency: fio's write side (rd rows: read side), lat = submission to completion (fua-4k-qd1:"
       " Python loop, call to return);"
       "\n/raw, /qcow2: the row's figure (IOPS; seq: MiB/s; fua: p50 latency, lower is better)"
       " over raw's and qcow2's;"

@@ -11,7 +11,9 @@
 #   bench/run-pool.sh [--build DIR] [--size 1G] [--runtime 5] [--ramp 0.5]
 #                     [--reps 3] [--rows LIST] [--peers LIST] [--fua-ios 400]
 #                     [--meta-size 256M] [--limit 900] [--out DIR] [--strict]
-#                     [--pool-discard on|off]
+#                     [--pool-discard on|off] [--cow-size 1G] [--rd-size 256M] [--snaps 9]
+#                     [--snap-chunks "1000 100000 1000000"]
+# (lists: words apart by spaces or commas, --rows cow-4k-qd32 --peers dionbd,raw,qcow2)
 #
 # Env (the flags win): DIO_BUILD (build dir, default ./build-rel, then
 # ./build-bench2, ./build), DIO_BENCH_DIR (scratch, default BUILD/tmp; must
@@ -22,15 +24,24 @@
 # metadata figure), DIO_BENCH_LIMIT (seconds; no repetition starts that
 # would end past it), DIO_BENCH_CHUNK (the pool's chunk size, default 64K),
 # DIO_BENCH_POOL_DISCARD (dionbd --pool-discard: off keeps the preallocated
-# pool file allocated after volumes of earlier rows are deleted).
-# Rows: ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1
+# pool file allocated after volumes of earlier rows are deleted),
+# DIO_BENCH_COW_SIZE (the volume cloned for cow-4k-qd32), DIO_BENCH_RD_SIZE
+# (the volumes and images the rd rows read), DIO_BENCH_SNAPS
+# (snapshots per size in snap-create), DIO_BENCH_SNAP_CHUNKS (mapped 4 KiB
+# chunks of the volumes snap-create snapshots and vol-delete deletes).
+# Rows: ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32
+#       rd-d1-4k-qd32 rd-d8-4k-qd32 (per peer, each repetition)
+#       snap-create vol-delete (dionbd only, once, on a second pool of
+#       4 KiB chunks on a sparse file; need dionbdctl and pool-snap-bench)
 # Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 (dionbd-raw: dionbd serving the raw
 # file, so what the pool costs shows apart from what NBD costs)
 # Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
 # machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
 set -euo pipefail
 
-all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1"
+all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32 rd-d1-4k-qd32 rd-d8-4k-qd32 snap-create vol-delete"
+# rows measured once, on dionbd alone, not per peer and repetition
+once_rows="snap-create vol-delete"
 all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2"
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIO_BUILD:-}
@@ -45,6 +56,10 @@ pool_discard=${DIO_BENCH_POOL_DISCARD:-on}
 meta_size=${DIO_BENCH_META_SIZE:-256M}
 limit=${DIO_BENCH_LIMIT:-900}
 chunk=${DIO_BENCH_CHUNK:-64K}
+cow_size=${DIO_BENCH_COW_SIZE:-1G}
+rd_size=${DIO_BENCH_RD_SIZE:-256M}
+snaps=${DIO_BENCH_SNAPS:-9}
+snap_chunks=${DIO_BENCH_SNAP_CHUNKS:-1000 100000 1000000}
 out=
 strict=0
 
@@ -63,23 +78,35 @@ while [ $# -gt 0 ]; do
 	--fua-ios) fua_ios=$2; shift ;;
 	--meta-size) meta_size=$2; shift ;;
 	--pool-discard) pool_discard=$2; shift ;;
+	--cow-size) cow_size=$2; shift ;;
+	--rd-size) rd_size=$2; shift ;;
+	--snaps) snaps=$2; shift ;;
+	--snap-chunks) snap_chunks=$2; shift ;;
 	--limit) limit=$2; shift ;;
 	--out) out=$2; shift ;;
 	--strict) strict=1 ;;
-	-h|--help) sed -n '4,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 	shift
 done
 
+# lists take spaces or commas
+rows=${rows//,/ } peers=${peers//,/ } snap_chunks=${snap_chunks//,/ }
 num='^[0-9]+([.][0-9]+)?$'
 [[ $runtime =~ $num && $ramp =~ $num ]] || die "--runtime and --ramp take seconds"
 [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps takes a count >= 1"
 [[ $limit =~ ^[1-9][0-9]*$ ]] || die "--limit takes whole seconds"
 [[ $fua_ios =~ ^[1-9][0-9]*$ ]] || die "--fua-ios takes a count >= 1"
+[[ $snaps =~ ^[1-9][0-9]*$ ]] || die "--snaps takes a count >= 1"
+for n in $snap_chunks; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--snap-chunks takes counts >= 1"; done
 for r in $rows; do
 	case " $all_rows " in *" $r "*) ;; *) die "unknown row: $r (rows: $all_rows)" ;; esac
 done
+has_row() { case " $rows " in *" $1 "*) true ;; *) false ;; esac; }
+# the rows run per peer and repetition
+fio_rows=
+for r in $rows; do case " $once_rows " in *" $r "*) ;; *) fio_rows+="${fio_rows:+ }$r" ;; esac; done
 for p in $peers; do
 	case " $all_peers " in *" $p "*) ;; *) die "unknown peer: $p (peers: $all_peers)" ;; esac
 done
@@ -108,6 +135,12 @@ dionbd=$build/server/dionbd
 pooltool=$build/tools/dionbd-pool
 [ -x "$dionbd" ] || die "$dionbd is missing: cmake --build $build --target dionbd"
 [ -x "$pooltool" ] || die "$pooltool is missing: cmake --build $build --target dionbd-pool"
+snapbench=$build/bench/pool-snap-bench
+ctltool=$build/server/dionbdctl
+if has_row snap-create || has_row vol-delete; then
+	[ -x "$snapbench" ] || die "$snapbench is missing: cmake --build $build --target pool-snap-bench"
+	[ -x "$ctltool" ] || die "$ctltool is missing: cmake --build $build --target dionbdctl"
+fi
 
 # ---------------------------------------------------------------- files
 dir=${DIO_BENCH_DIR:-$build/tmp}
@@ -130,10 +163,34 @@ chunk_bytes=$(to_bytes "$chunk")
 # cluster, 64 KiB) nothing was written to yet.
 stride=$(( chunk_bytes > 65536 ? chunk_bytes : 65536 ))
 [ $(( fua_ios * stride )) -le "$bytes" ] || die "--fua-ios $fua_ios x $stride bytes does not fit in --size"
+cow_bytes=$(to_bytes "$cow_size")
+[ $(( cow_bytes % (8 * stride) )) -eq 0 ] || die "--cow-size must be a multiple of 8 x $stride"
+rd_bytes=$(to_bytes "$rd_size")
+[ $(( rd_bytes % (8 * stride) )) -eq 0 ] || die "--rd-size must be a multiple of 8 x $stride"
+{ ! has_row rd-d1-4k-qd32 && ! has_row rd-d8-4k-qd32; } || [ "$rd_bytes" -le "$bytes" ] || die "--rd-size must not exceed --size (raw reads that much of the raw file)"
+# cow-4k-qd32: one 4 KiB write per stride-aligned slot, at random slots
+# (fio's blockalign turns its random map off, so slots repeat): bounded to
+# an eighth of the slots, 1 - (1 - e^-x)/x = 6 % of the writes (x = 1/8)
+# land on a slot written before in the cell, the rest on a shared chunk.
+cow_ios=$(( cow_bytes / stride / 8 ))
 raw=$dir/pool-bench-raw-$size.img
+rawcow=$dir/pool-bench-raw-$cow_size.img
 # Three volumes of --size (overwrite, first write, sequential) and the
-# metadata one, plus room for the pool's own blocks.
+# metadata one, plus room for the pool's own blocks; the volume cow-4k-qd32
+# clones and what its clones copy (an eighth); the depth-1 and depth-8
+# volumes of the read rows.
 pool_bytes=$(( 3 * bytes + meta_bytes + bytes / 4 + (64 << 20) ))
+# Snapshots and clones are bounded by the metadata reserve, not by data:
+# the maps' references, each volume's counted apart (a clone's once its
+# writes have copied its leaves), stay under 3/4 of the pool's chunks
+# (tp_meta_room). First-write volumes are deleted after their cell, so at
+# most: ow, cowbase, one cell's volume, rd1 and the 8 levels of rd8.
+peak=$(( bytes + bytes ))
+if has_row cow-4k-qd32; then peak=$(( peak + cow_bytes + (cow_bytes > bytes ? cow_bytes - bytes : 0) )); fi
+if has_row rd-d1-4k-qd32; then peak=$(( peak + rd_bytes )); fi
+if has_row rd-d8-4k-qd32; then peak=$(( peak + 8 * rd_bytes )); fi
+need=$(( peak / 3 * 4 + peak / 16 + (64 << 20) ))
+[ "$need" -le "$pool_bytes" ] || pool_bytes=$(( need >> 20 << 20 ))
 pool=$dir/pool-bench-pool-$pool_bytes.img
 out=${out:-$dir/pool-results-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
@@ -157,14 +214,16 @@ uri_of() {
 # Start peer $1 on $2 (dionbd: a volume name; qcow2: an image) and wait
 # until nbdinfo reads its size ($3 bytes); the seconds that took go to
 # open_s, the command to srv_cmd (not printed: this must not run in a
-# subshell, or srv_pid is lost).
-srv_cmd="" open_s=""
+# subshell, or srv_pid is lost). dionbd serves a volume of $srv_pool
+# (default the pool), with $srv_extra's words after its arguments.
+srv_cmd="" open_s="" srv_pool="" srv_extra=""
 start_server() {
 	local p=$1 what=$2 want=$3 log=$out/server-$1.log cmd t0 got=
 	rm -f "$sock"
 	case $p in
+	# shellcheck disable=SC2206
 	dionbd) cmd=("$dionbd" -f -U "$sock" --pool-discard "$pool_discard"
-		     -e "$what=pool:$pool/$what") ;;
+		     -e "$what=pool:${srv_pool:-$pool}/$what" $srv_extra) ;;
 	dionbd-raw) cmd=("$dionbd" -f -U "$sock" -e "raw=$what") ;;
 	qcow2*) cmd=(qemu-nbd -k "$sock" -f qcow2 --cache=none --aio=io_uring --shared=8
 		     --persistent "$what") ;;
@@ -220,13 +279,23 @@ qcow2_new() {
 	qemu-img create -q -f qcow2 $o "$img" "$n" || die "qemu-img create $img"
 }
 
-# qcow2_full PEER IMAGE: an image of the raw file, every cluster data
+# qcow2_full PEER IMAGE [RAWFILE]: an image of the raw file, every cluster data
 qcow2_full() {
-	local p=$1 img=$2 o=
+	local p=$1 img=$2 src=${3:-$raw} o=
 	rm -f "$img"
 	[ "$p" = qcow2-xl2 ] && o="-o extended_l2=on"
 	# shellcheck disable=SC2086
-	timeout 600 qemu-img convert -f raw -O qcow2 $o -W "$raw" "$img" || die "qemu-img convert to $img"
+	timeout 600 qemu-img convert -f raw -O qcow2 $o -W "$src" "$img" || die "qemu-img convert to $img"
+}
+
+# qcow2_over PEER IMAGE BACKING: an empty image over a backing image
+qcow2_over() {
+	local p=$1 img=$2 base=$3 o=
+	rm -f "$img"
+	[ "$p" = qcow2-xl2 ] && o="-o extended_l2=on"
+	# shellcheck disable=SC2086
+	qemu-img create -q -f qcow2 $o -b "$base" -F qcow2 "$img" ||
+		die "qemu-img create $img over $base"
 }
 
 # ---------------------------------------------------------------- FUA probe
@@ -287,6 +356,8 @@ row_params() {
 	ow-4k-qd32) echo "randwrite 4k 32 timed yes no" ;;
 	fw-4k-qd32) echo "randwrite 4k 32 timed no yes" ;;
 	seq-1m-qd8) echo "write 1m 8 once no no" ;;
+	cow-4k-qd32) echo "randwrite 4k 32 cow no no" ;;
+	rd-d*) echo "randread 4k 32 timed yes no" ;;
 	esac
 }
 
@@ -294,13 +365,19 @@ row_params() {
 run_fio() {
 	local p=$1 row=$2 rep=$3 target=$4 rw bs qd len rmp rmap
 	read -r rw bs qd len rmp rmap < <(row_params "$row")
-	local cmd=(fio --name="$row" --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$bytes"
+	local n=$bytes
+	case $row in cow-*) n=$cow_bytes ;; rd-*) n=$rd_bytes ;; esac
+	local cmd=(fio --name="$row" --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$n"
 		   --randrepeat=0 --lat_percentiles=1 --output-format=json
 		   --output="$out/$row.$p.$rep.json")
 	[ "$rmp" = yes ] && cmd+=(--ramp_time="$(ms "$ramp")ms")
 	[ "$rmap" = yes ] || cmd+=(--norandommap)
 	if [ "$len" = once ]; then
 		cmd+=(--runtime="$(ms "$runtime")ms")
+	elif [ "$len" = cow ]; then
+		# one write per chunk-aligned slot (see cow_ios), ends after
+		# cow_ios writes or --runtime
+		cmd+=(--blockalign="$stride" --number_ios="$cow_ios" --runtime="$(ms "$runtime")ms")
 	else
 		cmd+=(--time_based --runtime="$(ms "$runtime")ms")
 	fi
@@ -320,21 +397,32 @@ run_fio() {
 # written (after a FLUSH, so the journal commit is in) and wall time in
 # $out/ROW.PEER.REP.srv, stop the peer.
 run_cell() {
-	local p=$1 row=$2 rep=$3 what target c0 c1 w0=0 w1=0 t0 t1
+	local p=$1 row=$2 rep=$3 what target c0 c1 w0=0 w1=0 t0 t1 n=$bytes
+	# the size served (raw, dionbd-raw: the whole file; fio reads rd_bytes of it)
+	case $p/$row in */cow-*) n=$cow_bytes ;; raw/rd-*|dionbd-raw/rd-*) ;; */rd-*) n=$rd_bytes ;; esac
 	case $p/$row in
+	raw/cow-*|dionbd-raw/cow-*) what=$rawcow ;;
 	raw/*|dionbd-raw/*) what=$raw ;;
 	dionbd/ow-*) what=ow ;;
+	dionbd/cow-*) what=cow
+		"$pooltool" volume delete "$pool" cow 2>/dev/null || true
+		"$pooltool" volume clone "$pool" cowbase cow >/dev/null || die "volume clone cowbase cow" ;;
+	dionbd/rd-d1-*) what=rd1 ;;
+	dionbd/rd-d8-*) what=rd8-7 ;;
+	qcow2*/cow-*) what=$work/$p-cow.qcow2; qcow2_over "$p" "$what" "$work/$p-cowbase.qcow2" ;;
+	qcow2*/rd-d1-*) what=$work/$p-rd1.qcow2 ;;
+	qcow2*/rd-d8-*) what=$work/$p-rd8-7.qcow2 ;;
 	dionbd/fw-*) what=fw; pool_new_volume fw "$bytes" ;;
 	dionbd/seq-*) what=seq; pool_new_volume seq "$bytes" ;;
 	dionbd/fua-*) what=fua; pool_new_volume fua "$bytes" ;;
 	qcow2*/ow-*) what=$work/$p-ow.qcow2 ;;
 	qcow2*/*) what=$work/$p-new.qcow2; qcow2_new "$p" "$what" "$bytes" ;;
 	esac
-	case $p in raw|dionbd-raw) settle "$raw" ;; esac
+	case $p in raw|dionbd-raw) settle "$what" ;; esac
 	if [ "$p" = raw ]; then
-		target=$raw
+		target=$what
 	else
-		start_server "$p" "$what" "$bytes"
+		start_server "$p" "$what" "$n"
 		target=$(uri_of "$p" "$what")
 		if [ "$rep" -eq 1 ]; then echo "  server: $srv_cmd" >>"$out/commands.txt"; fi
 	fi
@@ -353,15 +441,24 @@ run_cell() {
 	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
 	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
 	stop_server "$sock"
+	# A first-write volume goes now: the pool's metadata reserve is sized
+	# for one at a time (see pool_bytes).
+	case $p/$row in dionbd/fw-*|dionbd/seq-*|dionbd/fua-*|dionbd/cow-*)
+		"$pooltool" volume delete "$pool" "$what" >/dev/null || die "volume delete $what" ;;
+	esac
 	# Removed after the repetition, not here: unlinking a qcow2 image
 	# that grew by random clusters took 39 s on this machine, between
 	# two peers' cells.
-	case $p/$row in qcow2*/ow-*) ;; qcow2*/*) mv "$what" "$work/used.$p.$row.qcow2" ;; esac
+	case $p/$row in qcow2*/ow-*|qcow2*/rd-*) ;; qcow2*/*) mv "$what" "$work/used.$p.$row.qcow2" ;; esac
 }
 
 # ---------------------------------------------------------------- setup
 # raw and dionbd-raw serve it; the qcow2 images to overwrite are made of it
-case " $peers " in *" raw"*|*" qcow2"*) make_full "$raw" "$bytes" ;; esac
+raw_peers=0
+case " $peers " in *" raw"*|*" dionbd-raw "*|*" qcow2"*) raw_peers=1 ;; esac
+[ $raw_peers -eq 0 ] || [ -z "$fio_rows" ] || [ "$fio_rows" = cow-4k-qd32 ] || make_full "$raw" "$bytes"
+# cow-4k-qd32's raw file, and what its qcow2 base images are made of
+if [ $raw_peers -eq 1 ] && has_row cow-4k-qd32; then make_full "$rawcow" "$cow_bytes"; fi
 make_full "$pool" "$pool_bytes"
 settle "$pool"
 t0=$(date +%s.%N)
@@ -376,15 +473,25 @@ say "pool created in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2
 # with data, in half the time qemu-nbd takes to fill a growing image;
 # preallocation=full would leave the clusters flagged zero, so the
 # first write to each would still update its L2 entry).
+# fill_through PEER WHAT [SIZE [FIO ARGS...]]: 1 MiB sequential writes
+# over all of it (or what the fio arguments, which win, say)
 fill_through() {
-	local p=$1 what=$2
-	start_server "$p" "$what" "$bytes"
-	timeout 600 fio --name=fill --rw=write --bs=1m --iodepth=8 --size="$bytes" \
-		--ioengine=nbd --uri="$(uri_of "$p" "$what")" --output=/dev/null >/dev/null ||
+	local p=$1 what=$2 n=${3:-$bytes}
+	shift $(( $# < 3 ? $# : 3 ))
+	start_server "$p" "$what" "$n"
+	timeout 600 fio --name=fill --rw=write --bs=1m --iodepth=8 --size="$n" \
+		--ioengine=nbd --uri="$(uri_of "$p" "$what")" "$@" --output=/dev/null >/dev/null ||
 		die "filling $what through $p failed"
 	stop_server "$sock"
 }
-if case " $rows " in *" ow-4k-qd32 "*) true ;; *) false ;; esac; then
+# fill_slice PEER WHAT LEVEL: the read rows' depth-8 data, level LEVEL's
+# eighth: one stride (a chunk, a qcow2 cluster) in every eight, at LEVEL
+fill_slice() {
+	local off=$(( $3 * stride ))
+	fill_through "$1" "$2" "$rd_bytes" --rw=write:$(( 7 * stride )) --bs="$stride" \
+		--offset="$off" --size=$(( rd_bytes - off )) --io_size=$(( rd_bytes / 8 ))
+}
+if has_row ow-4k-qd32; then
 	for p in $peers; do
 		case $p in
 		dionbd) pool_new_volume ow "$bytes"; say "filling volume ow"; fill_through dionbd ow ;;
@@ -392,13 +499,67 @@ if case " $rows " in *" ow-4k-qd32 "*) true ;; *) false ;; esac; then
 		esac
 	done
 fi
+# cow-4k-qd32 clones cowbase (each cell a fresh clone); qcow2 writes into
+# a fresh image over a fully written backing image
+if has_row cow-4k-qd32; then
+	for p in $peers; do
+		case $p in
+		dionbd) pool_new_volume cowbase "$cow_bytes"; say "filling volume cowbase"
+			fill_through dionbd cowbase "$cow_bytes" ;;
+		qcow2*) say "writing $p-cowbase.qcow2"; qcow2_full "$p" "$work/$p-cowbase.qcow2" "$rawcow" ;;
+		esac
+	done
+fi
+# rd-d1-4k-qd32 reads a volume written in full; rd-d8-4k-qd32 the top of a
+# chain of 8, each level written with its eighth of the chunks: pool
+# volume rd8-I is a clone of rd8-sI, a snapshot of rd8-(I-1); qcow2 image
+# rd8-I has rd8-(I-1) as its backing file.
+if has_row rd-d1-4k-qd32; then
+	for p in $peers; do
+		case $p in
+		dionbd) pool_new_volume rd1 "$rd_bytes"; say "filling volume rd1"
+			fill_through dionbd rd1 "$rd_bytes" ;;
+		qcow2*) say "writing $p-rd1.qcow2"; qcow2_new "$p" "$work/$p-rd1.qcow2" "$rd_bytes"
+			fill_through "$p" "$work/$p-rd1.qcow2" "$rd_bytes" ;;
+		esac
+	done
+fi
+if has_row rd-d8-4k-qd32; then
+	for p in $peers; do
+		case $p in dionbd|qcow2*) say "writing the depth-8 chain of $p" ;; *) continue ;; esac
+		for lv in 0 1 2 3 4 5 6 7; do
+			case $p in
+			dionbd)
+				if [ $lv -eq 0 ]; then
+					pool_new_volume rd8-0 "$rd_bytes"
+				else
+					for v in rd8-$lv rd8-s$lv; do
+						"$pooltool" volume delete "$pool" "$v" 2>/dev/null || true
+					done
+					"$pooltool" volume snapshot "$pool" rd8-$(( lv - 1 )) rd8-s$lv >/dev/null &&
+					"$pooltool" volume clone "$pool" rd8-s$lv rd8-$lv >/dev/null ||
+						die "snapshot and clone of rd8-$(( lv - 1 ))"
+				fi
+				fill_slice dionbd rd8-$lv $lv ;;
+			qcow2*)
+				if [ $lv -eq 0 ]; then
+					qcow2_new "$p" "$work/$p-rd8-0.qcow2" "$rd_bytes"
+				else
+					qcow2_over "$p" "$work/$p-rd8-$lv.qcow2" "$work/$p-rd8-$(( lv - 1 )).qcow2"
+				fi
+				fill_slice "$p" "$work/$p-rd8-$lv.qcow2" $lv ;;
+			esac
+		done
+	done
+fi
 
-nrows=$(wc -w <<<"$rows")
+nrows=$(wc -w <<<"$fio_rows")
 npeers=$(wc -w <<<"$peers")
 # per cell: ramp + runtime (the FUA row: <= 5 ms a write) + about 1 s to
 # start, check, flush and stop
-rep_est=$(awk -v r="$runtime" -v p="$ramp" -v n="$npeers" -v rows="$rows" -v b="$bytes" -v f="$fua_ios" '
+rep_est=$(awk -v r="$runtime" -v p="$ramp" -v n="$npeers" -v rows="$fio_rows" -v b="$bytes" -v f="$fua_ios" '
 	BEGIN { t = 0; k = split(rows, a, " ")
+		if (k == 0) { print 0; exit }
 		for (i = 1; i <= k; i++) {
 			if (a[i] ~ /^fua/) t += f * 0.005
 			else t += r + p
@@ -421,7 +582,7 @@ for rep in $(seq 1 "$reps"); do
 	# repetitions, so drift of the device does not always favour one
 	order=$peers
 	[ $(( rep % 2 )) -eq 0 ] && order=$(tr ' ' '\n' <<<"$peers" | tac | tr '\n' ' ')
-	for row in $rows; do
+	for row in $fio_rows; do
 		for p in $order; do
 			run_cell "$p" "$row" "$rep"
 		done
@@ -443,9 +604,13 @@ mapped_of() {
 }
 meta=$out/meta.txt
 : >"$meta"
-if case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
+issue10_rows=0
+for r in ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1; do if has_row $r; then issue10_rows=1; fi; done
+if [ $issue10_rows -eq 1 ] && case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
 	say "metadata: the pool with fw, seq, fua deleted, then a volume filled by random 4 KiB writes"
-	for v in fw seq fua rnd; do "$pooltool" volume delete "$pool" "$v" 2>/dev/null || true; done
+	for v in fw seq fua rnd cow cowbase rd1 rd8-0 rd8-{1..7} rd8-s{1..7}; do
+		"$pooltool" volume delete "$pool" "$v" 2>/dev/null || true
+	done
 	echo "empty_ckpt_blocks $(awk '/^checkpoint:/ { print $2 }' "$out/info-empty.txt")" >>"$meta"
 	if "$pooltool" volume list "$pool" | grep -q '^ow '; then
 		echo "seq_ckpt_blocks $(ckpt_blocks)" >>"$meta"
@@ -476,7 +641,9 @@ if case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
 	"$pooltool" check "$pool" >"$out/check-end.txt" 2>&1 || die "the pool does not check clean; see $out/check-end.txt"
 fi
 # qcow2 beside it: allocated bytes of the filled image less its data
-for p in $peers; do
+peers_meta=$peers
+[ $issue10_rows -eq 1 ] || peers_meta=
+for p in $peers_meta; do
 	img=$work/$p-ow.qcow2
 	case $p in qcow2*) [ -f "$img" ] || continue ;; *) continue ;; esac
 	data=$(qemu-img map --output=json "$img" | $python -c 'import json, sys; print(sum(e["length"] for e in json.load(sys.stdin) if e["data"]))')
@@ -487,6 +654,164 @@ for p in $peers; do
 		stop_server "$sock"
 	done
 done
+
+# ---------------------------------------------------------------- snapshots
+# snap_probe CTL POOL ORIGIN URI N VOLBYTES OUT: N snapshots of ORIGIN
+# through the control socket (JSON-RPC by bench/pool_rpc.py, connect
+# excluded from the time),
+# each deleted again, while another process writes 4 KiB at QD 1 at random
+# offsets of ORIGIN through NBD; per snapshot: the call's reply time, the
+# delete's, and the longest latency of a write in flight at any time
+# during the call (its "pause"); and the writes' p50 / max outside them.
+snap_probe() {
+	timeout 900 $python - "$@" <<'EOF'
+import array, os, statistics, subprocess, sys, time
+ctl, pool, origin, uri, n, vbytes, outp, benchdir = sys.argv[1:9]
+n, vbytes = int(n), int(vbytes)
+sys.dont_write_bytecode = True
+sys.path.insert(0, benchdir)
+import pool_rpc
+WRITER = r"""
+import array, nbd, os, random, sys, time
+uri, vbytes, stop, ts = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+h = nbd.NBD()
+h.connect_uri(uri)
+buf = os.urandom(4096)
+rnd = random.Random(7)
+t = array.array("q")
+open(ts + ".ready", "w").close()
+while not os.path.exists(stop):
+    off = rnd.randrange(vbytes // 4096) * 4096
+    t0 = time.monotonic_ns()
+    h.pwrite(buf, off)
+    t.append(t0)
+    t.append(time.monotonic_ns())
+h.shutdown()
+with open(ts, "wb") as f:
+    t.tofile(f)
+"""
+
+
+def rpc(method, **params):
+    params["pool"] = pool
+    return pool_rpc.call(ctl, method, params)
+
+
+stop, ts = outp + ".stop", outp + ".ts"
+for f in (stop, ts, ts + ".ready"):
+    if os.path.exists(f):
+        os.unlink(f)
+w = subprocess.Popen([sys.executable, "-c", WRITER, uri, str(vbytes), stop, ts])
+while not os.path.exists(ts + ".ready"):
+    if w.poll() is not None:
+        sys.exit("the writer failed")
+    time.sleep(0.01)
+time.sleep(0.3)
+wins, dels = [], []
+for i in range(n):
+    wins.append(rpc("pool.volume.snapshot", origin=origin, name="bench-snap"))
+    time.sleep(0.1)
+    dels.append(rpc("pool.volume.delete", name="bench-snap"))
+    time.sleep(0.1)
+open(stop, "w").close()
+if w.wait() != 0:
+    sys.exit("the writer failed")
+t = array.array("q")
+with open(ts, "rb") as f:
+    t.frombytes(f.read())
+ws = list(zip(t[0::2], t[1::2]))
+busy = wins + dels
+with open(outp, "w") as f:
+    for (a, b), (c, d) in zip(wins, dels):
+        inflight = [e - s for s, e in ws if s < b and e > a]
+        f.write("ctl_snap_us %.1f\nctl_delsnap_us %.1f\npause_us %.1f\n"
+                % ((b - a) / 1e3, (d - c) / 1e3, max(inflight) / 1e3 if inflight else 0))
+    quiet = [e - s for s, e in ws if all(e <= a or s >= b for a, b in busy)]
+    f.write("writes %d\nquiet_p50_us %.1f\nquiet_max_us %.1f\n"
+            % (len(ws), statistics.median(quiet) / 1e3, max(quiet) / 1e3))
+for f in (stop, ts, ts + ".ready"):
+    os.unlink(f)
+EOF
+}
+
+# A second pool, of 4 KiB chunks on a sparse file (10^6 chunks of 64 KiB
+# would be 64 GiB to write), one volume per --snap-chunks count, each
+# written in full through dionbd (sequential writes of up to 1 MiB, 256
+# chunks a request). snap-create: the snapshots above through the daemon serving
+# them all, then the library call alone (pool-snap-bench, no daemon).
+# vol-delete: each volume deleted through the daemon (serving a small
+# volume of the pool only), its reply time; and whatever the pool reports
+# of a reclaim under way (pool.info keys naming it), when it does.
+snapfile=$out/snap.txt
+if has_row snap-create || has_row vol-delete; then
+	: >"$snapfile"
+	spool=$work/snap-pool.img
+	ctl=$work/ctl.sock
+	sp_mib=1024
+	for c in $snap_chunks; do sp_mib=$(( sp_mib + c * 4096 * 2 / 1048576 + 64 )); done
+	truncate -s $(( sp_mib << 20 )) "$spool"
+	"$pooltool" create --chunk-size 4K "$spool" >"$out/snap-pool-create.log" 2>&1 ||
+		die "dionbd-pool create (4 KiB chunks) failed; see $out/snap-pool-create.log"
+	"$pooltool" volume create "$spool" keep 1M >/dev/null || die "volume create keep"
+	exp=()
+	for c in $snap_chunks; do
+		"$pooltool" volume create "$spool" "c$c" $(( c * 4096 )) >/dev/null || die "volume create c$c"
+		exp+=(-e "c$c=pool:$spool/c$c")
+	done
+	srv_pool=$spool srv_extra="--control $ctl ${exp[*]}"
+	start_server dionbd keep 1048576
+	for c in $snap_chunks; do
+		say "snap-create: writing c$c ($c chunks of 4 KiB)"
+		# fio writes whole blocks only: the largest block of at most
+		# 256 chunks that divides the volume (10^k: 250 chunks)
+		d=256
+		while [ $(( c % d )) -ne 0 ]; do d=$(( d - 1 )); done
+		timeout 900 fio --name=fill --rw=write --bs=$(( d * 4096 )) --iodepth=8 --size=$(( c * 4096 )) \
+			--ioengine=nbd --uri="$(uri_of dionbd "c$c")" --output=/dev/null >/dev/null ||
+			die "filling c$c failed"
+		# pool.volume.list gives bytes mapped
+		echo "$c mapped_bytes $(timeout 60 "$ctltool" -s "$ctl" --json pool-volumes "$spool" |
+			$python -c 'import json, sys; print(sum(v["mapped"] for v in json.load(sys.stdin) if v["name"] == sys.argv[1]))' "c$c")" >>"$snapfile"
+		if has_row snap-create; then
+			say "snap-create: $snaps snapshots of c$c through the control socket"
+			snap_probe "$ctl" "$spool" "c$c" "$(uri_of dionbd "c$c")" "$snaps" $(( c * 4096 )) \
+				"$out/snap-c$c.txt" "$top/bench" || die "the snapshot probe on c$c failed; see $out/server-dionbd.log"
+			sed "s/^/$c /" "$out/snap-c$c.txt" >>"$snapfile"
+		fi
+	done
+	stop_server "$sock"
+	srv_pool="" srv_extra=""
+	if has_row snap-create; then
+		for c in $snap_chunks; do
+			say "snap-create: $snaps snapshots of c$c through the library"
+			timeout 900 "$snapbench" "$spool" "c$c" "$snaps" >"$out/snap-lib-c$c.txt" ||
+				die "pool-snap-bench on c$c failed"
+			sed "s/^/$c lib_/" "$out/snap-lib-c$c.txt" >>"$snapfile"
+		done
+	fi
+	if has_row vol-delete; then
+		srv_pool=$spool srv_extra="--control $ctl"
+		start_server dionbd keep 1048576
+		for c in $snap_chunks; do
+			say "vol-delete: c$c"
+			us=$(timeout 900 $python "$top/bench/pool_rpc.py" "$ctl" pool.volume.delete "{\"pool\": \"$spool\", \"name\": \"c$c\"}") ||
+				die "deleting c$c failed"
+			echo "$c del_us $us" >>"$snapfile"
+			# a background reclaim, where the pool reports one
+			timeout 60 "$ctltool" -s "$ctl" --json pool-info "$spool" >"$out/snap-info-c$c.json" || true
+			$python -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k, v in sorted(d.items()):
+    if "reclaim" in k and isinstance(v, (int, float)) and not isinstance(v, bool):
+        print(sys.argv[2], "reclaim_" + k, v)' "$out/snap-info-c$c.json" "$c" >>"$snapfile" 2>/dev/null || true
+		done
+		stop_server "$sock"
+		srv_pool="" srv_extra=""
+	fi
+	"$pooltool" check "$spool" >"$out/snap-check.txt" 2>&1 ||
+		die "the 4 KiB-chunk pool does not check clean; see $out/snap-check.txt"
+	rm -f "$spool"
+fi
 
 echo "Load average (1/5/15 min) at start: $load0, at end: $(cut -d' ' -f1-3 /proc/loadavg);" \
 	"$(nproc) CPUs; ${measured}s of measuring; --size $size, pool chunk $chunk"
