@@ -250,6 +250,24 @@ tpv_cow_end(struct tp_dvol *dv, const struct dio_extent *ext, bool done, unsigne
 	return 0;
 }
 
+/*
+ * base:allocation honesty: a shared chunk reports as allocated (HOLE clear)
+ * only when the pool could copy every chunk a write may have to: its free
+ * chunks cover all the chunks mapped by writable volumes (an upper bound of
+ * the copies that can be asked for, O(volumes) to count). Otherwise it is
+ * DIO_EXT_UNRESERVED: NBD HOLE set, ZERO clear (docs/pool.md).
+ */
+static bool
+tpv_cow_room(const struct dio_tpool *p)
+{
+	uint64_t need = 0;
+
+	for (uint32_t i = 0; i < p->nvols; i++)
+		if (p->vols[i] && !(p->vols[i]->flags & TP_VF_RO))
+			need += p->vols[i]->mapped;
+	return p->free_chunks >= need;
+}
+
 /* Map [pos, pos+len) from the volume's map; allocate for a write into a hole. */
 static int
 tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int flags,
@@ -347,6 +365,9 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	ext->type = (state & 1) ? DIO_EXT_MAPPED : DIO_EXT_UNWRITTEN;
 	if (write && state == 1)
 		ext->flags = DIO_EXT_DIRTY;	/* written, record not durable yet */
+	if ((flags & DIO_MAP_REPORT) && (state & 1) && !(v->flags & TP_VF_RO) &&
+	    tp_shared(p, v, l, e) && !tpv_cow_room(p))
+		ext->flags = DIO_EXT_UNRESERVED;
 	if (write) {
 		p->inflight[e->p1 - 1]++;
 		v->writers++;

@@ -42,6 +42,14 @@ enum dio_ext_type {
  * allocating write. No padding: the blocks hold data.
  */
 #define DIO_EXT_DIRTY	(1u << 2)
+/*
+ * DIO_MAP_REPORT only: MAPPED data, but a write to it may need space the
+ * volume does not hold (a shared chunk with no room reserved for its
+ * copy). Block status reports it as a hole that is not known to read as
+ * zeros (NBD: HOLE set, ZERO clear), since the NBD spec forbids ENOSPC on
+ * a write to an extent reported without HOLE.
+ */
+#define DIO_EXT_UNRESERVED	(1u << 3)
 
 struct dio_extent {
 	uint64_t pos;		/* logical offset of the first byte; always the pos asked for */
