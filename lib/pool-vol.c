@@ -447,8 +447,12 @@ tpv_map_wait(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w)
 
 	pthread_mutex_lock(&p->lock);
 	if (tpv_cow_busy(dv, pos / p->chunk_size)) {
-		w->next = dv->waiters;
-		dv->waiters = w;
+		struct dio_map_waiter **pp = &dv->waiters;
+
+		while (*pp)
+			pp = &(*pp)->next;	/* in arrival order: a few at most */
+		w->next = NULL;
+		*pp = w;
 		ret = 1;
 	}
 	pthread_mutex_unlock(&p->lock);
