@@ -89,6 +89,17 @@ struct dio {
 	uint64_t meta_pos, meta_len;
 	struct dio_io meta_io;
 	struct dio_req own_req;	/* a child's request */
+
+	/* a copy-on-write child (dio-rw.c): the parent's SHARED extent it writes */
+	struct dio_extent cow;
+	const uint8_t *cow_data;	/* the request's bytes for cow.pos; NULL: zeros */
+	uint32_t cow_rec;		/* the extent's index in the parent's exts */
+	int cow_rw_flags;
+	/* a write waiting for map_wait (a copy-on-write of its chunk): where it goes on */
+	struct dio_map_waiter waiter;
+	uint64_t wait_pos, wait_len;
+	uint8_t *wait_mem;
+	int wait_buf_index;
 	struct dio_vol_io vio;	/* the request on a volume with vol_ops->submit */
 	struct dio_ext_rec inline_exts[DIO_INLINE_EXTS];
 };

@@ -5,8 +5,14 @@
  * segments for the caller) without device I/O; MAPPED ones become device
  * reads. Writes go to what map_begin allocated, with FUA as write-through
  * on pure overwrites and as a sync before map_end where they allocate.
+ * A SHARED extent (copy-on-write) is written by a child dio: one read of
+ * the old blocks to keep, merged with the request's bytes in a bounce
+ * buffer, one write of the span to the new chunk. A write that map_begin
+ * turns away with -EAGAIN (a copy of that chunk in flight) waits with
+ * map_wait and goes on from there.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "dio-priv.h"
@@ -137,6 +143,141 @@ dio_zero_padding(struct dio *dio, const struct dio_extent *ext, int rw_flags, ui
 	return ret;
 }
 
+/* ---- copy-on-write ----------------------------------------------------- */
+
+/* The child's I/O ended: a failure fails the parent's extent (map_end frees the chunk). */
+static void
+dio_cow_written(struct dio *child)
+{
+	struct dio_ext_rec *r = &child->parent->exts[child->cow_rec];
+
+	if (child->error && r->ext.pos < r->fail_at)
+		r->fail_at = r->ext.pos;
+	dio_finish(child);
+}
+
+/* The old blocks are in: zero what is not kept, lay the request over, write the span. */
+static void
+dio_cow_merge(struct dio *child)
+{
+	const struct dio_extent *ext = &child->cow;
+	uint32_t bs = child->vol->blksize;
+	uint64_t head = ext->pos - ext->span_pos;
+	uint8_t *span = child->bounce->data;
+
+	if (child->error) {
+		dio_cow_written(child);
+		return;
+	}
+	for (uint32_t i = 0; i < ext->span_len / bs; i++) {
+		uint64_t a = (uint64_t)i * bs, b = a + bs;
+
+		if (!((ext->copy_mask >> i) & 1) && (a < head || b > head + ext->length))
+			memset(span + a, 0, bs);
+	}
+	if (child->cow_data)
+		memcpy(span + head, child->cow_data, ext->length);
+	else
+		memset(span + head, 0, ext->length);
+	dio_stage(child, dio_cow_written);
+	dio_set_error(child, dio_queue_rw(child, DIO_IO_WRITE, ext->addr - head, ext->span_len,
+					  span, child->bounce->index, child->cow_rw_flags,
+					  UINT32_MAX));
+	dio_put(child);
+}
+
+/*
+ * Write the SHARED extent ext (record rec of dio) with data (NULL: zeros):
+ * a child dio reads the blocks of copy_mask from the old chunk, from the
+ * first to the last in one read, then writes the span (extent.h).
+ */
+static int
+dio_cow_start(struct dio *dio, const struct dio_extent *ext, const uint8_t *data, int rw_flags,
+	      uint32_t rec)
+{
+	uint32_t bs = dio->vol->blksize, m = ext->copy_mask;
+	struct dio_buf *b = dio_buf_get(dio->ctx->pool, ext->span_len);
+	struct dio *child;
+
+	if (!b)
+		return -ENOMEM;
+	child = dio_alloc(dio->ctx, dio->vol);
+	if (!child) {
+		dio_buf_put(b);
+		return -ENOMEM;
+	}
+	child->fixed_file = dio->fixed_file;
+	child->parent = dio;
+	child->req = &child->own_req;
+	child->own_req = (struct dio_req){ .op = DIO_REQ_WRITE, .pos = ext->span_pos,
+					   .len = ext->span_len };
+	child->op = DIO_REQ_WRITE;
+	child->bounce = b;
+	child->cow = *ext;
+	child->cow_data = data;
+	child->cow_rec = rec;
+	child->cow_rw_flags = rw_flags;
+	dio->ref++;
+	dio_stage(child, dio_cow_merge);
+	if (m) {
+		uint32_t first = (uint32_t)__builtin_ctz(m), end = 32 - (uint32_t)__builtin_clz(m);
+
+		dio_set_error(child, dio_queue_rw(child, DIO_IO_READ,
+						  ext->src_addr - (ext->pos - ext->span_pos) +
+						  (uint64_t)first * bs,
+						  (uint64_t)(end - first) * bs,
+						  b->data + (uint64_t)first * bs, b->index, 0,
+						  UINT32_MAX));
+	}
+	dio_put(child);
+	return 0;
+}
+
+/* ---- writes waiting for a copy-on-write ------------------------------- */
+
+static void
+dio_write_resume(struct dio_work *w)
+{
+	struct dio *dio = (struct dio *)((char *)w - offsetof(struct dio, work));
+
+	dio_set_error(dio, dio_write_range(dio, dio->wait_pos, dio->wait_len, dio->wait_mem,
+					   dio->wait_buf_index));
+	dio_put(dio);
+}
+
+static void
+dio_write_wake(struct dio_map_waiter *w)
+{
+	struct dio *dio = (struct dio *)((char *)w - offsetof(struct dio, waiter));
+
+	dio->work.fn = dio_write_resume;
+	dio_ctx_post(dio->ctx, &dio->work);
+}
+
+/*
+ * map_begin said -EAGAIN at pos: the stage keeps a reference while the
+ * rest, [pos, pos+len) from mem, waits; it goes on when woken. 1 when
+ * waiting, 0 when the volume says to map again now, or -errno.
+ */
+static int
+dio_write_wait(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int buf_index)
+{
+	int ret;
+
+	if (!dio->vol->map_ops->map_wait)
+		return -EAGAIN;
+	dio->wait_pos = pos;
+	dio->wait_len = len;
+	dio->wait_mem = mem;
+	dio->wait_buf_index = buf_index;
+	dio->waiter.wake = dio_write_wake;
+	dio->ref++;
+	ret = dio->vol->map_ops->map_wait(dio->vol, pos, &dio->waiter);
+	if (ret <= 0)
+		dio->ref--;
+	return ret;
+}
+
 int
 dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int buf_index)
 {
@@ -179,16 +320,30 @@ dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int b
 		}
 
 		ret = 0;
-		if (!overwrite && dio->vol->blksize > dio->vol->lbs)
-			ret = dio_zero_padding(dio, ext, rw_flags, rec);
-		if (ret == 0 && dio->zeroes)
-			ret = dio_queue_zeroes(dio, ext->addr, ext->length, rw_flags, rec);
-		else if (ret == 0)
-			ret = dio_queue_rw(dio, DIO_IO_WRITE, ext->addr, ext->length,
-					   mem + (ext->pos - pos), buf_index, rw_flags, rec);
+		if (ext->flags & DIO_EXT_SHARED) {
+			/* Padding and all: the span is the child's one write. */
+			ret = dio_cow_start(dio, ext, dio->zeroes ? NULL : mem + (ext->pos - pos),
+					    rw_flags, rec);
+		} else {
+			if (!overwrite && dio->vol->blksize > dio->vol->lbs)
+				ret = dio_zero_padding(dio, ext, rw_flags, rec);
+			if (ret == 0 && dio->zeroes)
+				ret = dio_queue_zeroes(dio, ext->addr, ext->length, rw_flags, rec);
+			else if (ret == 0)
+				ret = dio_queue_rw(dio, DIO_IO_WRITE, ext->addr, ext->length,
+						   mem + (ext->pos - pos), buf_index, rw_flags,
+						   rec);
+		}
 		if (ret < 0)
 			dio->exts[rec].fail_at = ext->pos;	/* not all of it was queued */
 		it.status = ret < 0 ? ret : (int64_t)ext->length;
+	}
+	if (ret == -EAGAIN) {
+		/* map_begin of it.pos: that chunk is being copied by another write. */
+		ret = dio_write_wait(dio, it.pos, it.len, mem + (it.pos - pos), buf_index);
+		if (ret == 0)
+			return dio_write_range(dio, it.pos, it.len, mem + (it.pos - pos), buf_index);
+		return ret < 0 ? ret : 0;
 	}
 	return ret;
 }

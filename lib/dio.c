@@ -22,8 +22,9 @@ dio_do_extents(struct dio *dio)
 	dio_iter_init(&it, req->pos, req->len, DIO_MAP_REPORT);
 	while ((ret = dio_iter(&it, dio->vol)) > 0) {
 		const struct dio_extent *ext = &it.ext;
-		uint32_t type = ext->type == DIO_EXT_MAPPED ? DIO_SEG_DATA :
-				ext->type == DIO_EXT_HOLE ? DIO_SEG_HOLE : DIO_SEG_ZERO;
+		uint32_t type = ext->type == DIO_EXT_HOLE ? DIO_SEG_HOLE :
+				ext->type != DIO_EXT_MAPPED ? DIO_SEG_ZERO :
+				(ext->flags & DIO_EXT_UNRESERVED) ? DIO_SEG_UNRESERVED : DIO_SEG_DATA;
 		struct dio_seg *last = req->nsegs ? &req->segs[req->nsegs - 1] : NULL;
 
 		if (last && last->type == type && last->pos + last->len == ext->pos) {

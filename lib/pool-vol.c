@@ -9,9 +9,13 @@
  *             write to them commits, R2); unwritten: UNWRITTEN; reads of
  *             holes and unwritten sub-blocks: no device I/O.
  *  shared     a write to a chunk another volume maps too (a snapshot's or
- *             clone's): the chunk's written sub-blocks are copied to a new
- *             one first (tpv_cow, a COW record), then the write goes on as
- *             one to an exclusive chunk.
+ *             clone's): a new chunk, MAPPED + NEW + SHARED, naming the old
+ *             chunk's written sub-blocks the write does not cover; the
+ *             engine reads those and writes them merged with the new data
+ *             in one device write; map_end re-points the lchunk with one
+ *             COW record carrying the final bits (the old chunk loses this
+ *             reference with it). Until then reads see the old chunk, and
+ *             other writes to that lchunk get -EAGAIN and wait (map_wait).
  *  map_end    after the data completed: written bits + a MAP record into
  *             the open transaction; with DIO_MAP_FUA (the engine flushed
  *             the data first) the transaction is committed before return.
@@ -35,6 +39,14 @@ struct tp_dvol {
 	struct dio_volume vol;
 	struct dio_tpool *pool;	/* holds a pool reference */
 	struct tp_vol *tv;
+	/*
+	 * Under pool->lock: lchunks with a copy-on-write between map_begin
+	 * and map_end (a handful: at most one per request in flight), and
+	 * the writers waiting for one of them to end.
+	 */
+	uint64_t *cow;
+	uint32_t ncow, capcow;
+	struct dio_map_waiter *waiters;
 };
 
 static inline struct tp_dvol *
@@ -55,8 +67,9 @@ sub_mask(uint32_t a, uint32_t b)
 /*
  * v's lchunk l maps a chunk another volume maps too: copy its written
  * sub-blocks to a new chunk and point l at it (the volume's own leaf,
- * copied from the shared one first). The copy is synchronous under the
- * pool lock, like stage 1's metadata I/O, and written whole: the COW
+ * copied from the shared one first). For a resize's tail (tpv_zero_tail),
+ * not the request path (tpv_cow_begin): synchronous under the pool lock,
+ * like stage 1's metadata I/O, and written whole: the COW
  * record, durable only after the next flush (R1), makes the new chunk
  * hold everything the old one held, so a crash before the write's own
  * MAP still reads the old data. The old chunk keeps its other references.
@@ -120,6 +133,141 @@ tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 	return e;
 }
 
+/* Whether lchunk l of dv has a copy-on-write in flight. */
+static bool
+tpv_cow_busy(const struct tp_dvol *dv, uint64_t l)
+{
+	for (uint32_t i = 0; i < dv->ncow; i++)
+		if (dv->cow[i] == l)
+			return true;
+	return false;
+}
+
+/*
+ * A write of [off, off + len) of lchunk l (offsets in the chunk) to a chunk
+ * e shares with another volume: a new chunk, and the extent that tells the
+ * engine what to copy (extent.h, DIO_EXT_SHARED). The copy is the written
+ * sub-blocks the write does not wholly cover; partial sub-blocks of the
+ * write that were never written take zeros. Nothing changes in the map
+ * until map_end. 0 or -errno.
+ */
+static int
+tpv_cow_begin(struct tp_dvol *dv, uint64_t l, struct tp_ment *e, uint64_t off, uint64_t len,
+	      struct dio_extent *ext)
+{
+	struct dio_tpool *p = dv->pool;
+	struct tp_vol *v = dv->tv;
+	uint64_t cs = p->chunk_size, ss = p->sub_size, old = e->p1 - 1;
+	uint32_t a = (uint32_t)(off / ss), b = (uint32_t)((off + len + ss - 1) / ss);
+	uint32_t copy = e->bits & ~sub_mask((uint32_t)((off + ss - 1) / ss),
+					    (uint32_t)((off + len) / ss));
+	int64_t c;
+
+	if (dv->ncow == dv->capcow) {
+		uint32_t cap = dv->capcow ? dv->capcow * 2 : 8;
+		uint64_t *n = realloc(dv->cow, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		dv->cow = n;
+		dv->capcow = cap;
+	}
+	c = tp_alloc(p, v);
+	if (c < 0) {
+		dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
+			"with ENOSPC (here to copy a shared one)", p->path);
+		return (int)c;
+	}
+	if (copy) {
+		uint32_t ca = (uint32_t)__builtin_ctz(copy), cb = 32 - (uint32_t)__builtin_clz(copy);
+
+		a = ca < a ? ca : a;
+		b = cb > b ? cb : b;
+	}
+	ext->type = DIO_EXT_MAPPED;
+	ext->flags = DIO_EXT_NEW | DIO_EXT_SHARED;
+	ext->addr = p->sb.data_start + (uint64_t)c * cs + off;
+	ext->length = len;
+	ext->src_addr = p->sb.data_start + old * cs + off;
+	ext->span_pos = l * cs + a * ss;
+	ext->span_len = (uint32_t)((b - a) * ss);
+	ext->copy_mask = copy >> a;
+	dv->cow[dv->ncow++] = l;
+	p->inflight[c]++;
+	p->inflight[old]++;	/* a TRIM meanwhile keeps the entry */
+	v->writers++;
+	return 0;
+}
+
+/*
+ * map_end of a copy-on-write: done, one COW record re-points lchunk l to
+ * the new chunk with the final bits, and the old chunk loses this
+ * volume's reference (freed, if that was the last, once the record is
+ * durable: R3); not done, the new chunk goes back. Either way the writers
+ * waiting on l are handed to *wake, to be woken without the lock.
+ */
+static int
+tpv_cow_end(struct tp_dvol *dv, const struct dio_extent *ext, bool done, unsigned int flags,
+	    struct dio_map_waiter **wake)
+{
+	struct dio_tpool *p = dv->pool;
+	struct tp_vol *v = dv->tv;
+	uint64_t cs = p->chunk_size, ss = p->sub_size, l = ext->pos / cs;
+	uint64_t c = (ext->addr - p->sb.data_start) / cs, old = (ext->src_addr - p->sb.data_start) / cs;
+	uint64_t off = ext->pos % cs;
+	struct tp_ment *e = tp_ment(v, l);
+	struct tp_rec r = { .type = TP_R_COW, .vol = v->id, .a = l, .b = c };
+	int ret = 0;
+
+	for (uint32_t i = 0; i < dv->ncow; i++)
+		if (dv->cow[i] == l) {
+			dv->cow[i] = dv->cow[--dv->ncow];
+			break;
+		}
+	*wake = dv->waiters;
+	dv->waiters = NULL;
+	if (p->inflight[old])
+		p->inflight[old]--;
+	/* Nobody re-points l meanwhile: writes wait, a TRIM keeps the entry (inflight). */
+	if (!done || !e || e->p1 != old + 1) {
+		tp_chunk_release(p, c, 0);	/* never reachable */
+		return done ? -EIO : 0;
+	}
+	/* Written now: what was (less a TRIM's meanwhile), and what the write touched. */
+	r.bits = e->bits | sub_mask((uint32_t)(off / ss),
+				    (uint32_t)((off + ext->length + ss - 1) / ss));
+	/* Its data is durable after the next flush, or now with FUA (R1). */
+	ret = tp_append(p, &r, (flags & DIO_MAP_FUA) ? 0 : p->flush_issued + 1);
+	if (ret < 0) {
+		tp_chunk_release(p, c, 0);
+		return ret;
+	}
+	tp_ent_unmap(p, v, l, e, p->serial);
+	tp_ent_map(p, v, l, e, c);
+	e->bits = r.bits;
+	e->dbits = 0;
+	p->cow_chunks++;
+	return 0;
+}
+
+/*
+ * base:allocation honesty: a shared chunk reports as allocated (HOLE clear)
+ * only when the pool could copy every chunk a write may have to: its free
+ * chunks cover all the chunks mapped by writable volumes (an upper bound of
+ * the copies that can be asked for, O(volumes) to count). Otherwise it is
+ * DIO_EXT_UNRESERVED: NBD HOLE set, ZERO clear (docs/pool.md).
+ */
+static bool
+tpv_cow_room(const struct dio_tpool *p)
+{
+	uint64_t need = 0;
+
+	for (uint32_t i = 0; i < p->nvols; i++)
+		if (p->vols[i] && !(p->vols[i]->flags & TP_VF_RO))
+			need += p->vols[i]->mapped;
+	return p->free_chunks >= need;
+}
+
 /* Map [pos, pos+len) from the volume's map; allocate for a write into a hole. */
 static int
 tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int flags,
@@ -146,6 +294,10 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 		ret = -EPERM;	/* a snapshot */
 		goto out;
 	}
+	if (write && dv->ncow && tpv_cow_busy(dv, l)) {
+		ret = -EAGAIN;	/* one copy at a time, and not to the old chunk: map_wait */
+		goto out;
+	}
 	e = tp_ment(v, l);
 	if (write && (!e || !e->p1)) {
 		e = tp_ment_w(p, v, l, true);	/* its own leaf to allocate in */
@@ -153,8 +305,17 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
 			goto out;
 		}
-	} else if (write && tp_shared(p, v, l, e) && !(e = tpv_cow(p, v, l, &ret))) {
-		goto out;
+	} else if (write && tp_shared(p, v, l, e)) {
+		/* Its own leaf first: the chunk may then be the volume's alone. */
+		e = tp_ment_w(p, v, l, false);
+		if (!e) {
+			ret = -errno;
+			goto out;
+		}
+		if (p->space[e->p1 - 1] > 1) {
+			ret = tpv_cow_begin(dv, l, e, off, max, ext);
+			goto out;
+		}
 	}
 	if (!e || !e->p1) {
 		if (!write) {
@@ -204,6 +365,9 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	ext->type = (state & 1) ? DIO_EXT_MAPPED : DIO_EXT_UNWRITTEN;
 	if (write && state == 1)
 		ext->flags = DIO_EXT_DIRTY;	/* written, record not durable yet */
+	if ((flags & DIO_MAP_REPORT) && (state & 1) && !(v->flags & TP_VF_RO) &&
+	    tp_shared(p, v, l, e) && !tpv_cow_room(p))
+		ext->flags = DIO_EXT_UNRESERVED;
 	if (write) {
 		p->inflight[e->p1 - 1]++;
 		v->writers++;
@@ -223,6 +387,7 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	struct tp_vol *v = dv->tv;
 	uint64_t cs = p->chunk_size, ss = p->sub_size, c, l = ext->pos / cs, off = ext->pos % cs;
 	bool meta = ext->type == DIO_EXT_UNWRITTEN || (ext->flags & (DIO_EXT_NEW | DIO_EXT_DIRTY));
+	struct dio_map_waiter *wake = NULL;
 	struct tp_ment *e;
 	int ret = 0;
 
@@ -235,8 +400,10 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	if (v->writers)
 		v->writers--;
 	e = tp_ment(v, l);
-	/* Its leaf is the volume's own since map_begin (snapshots wait for writers). */
-	if (done && e && e->p1 == c + 1 && ext->type == DIO_EXT_UNWRITTEN) {
+	if (ext->flags & DIO_EXT_SHARED) {
+		ret = tpv_cow_end(dv, ext, done >= ext->length, flags, &wake);
+	} else if (done && e && e->p1 == c + 1 && ext->type == DIO_EXT_UNWRITTEN) {
+		/* Its leaf is the volume's own since map_begin (snapshots wait for writers). */
 		uint64_t a = off / ss * ss, b = off + done;
 		uint32_t bits;
 
@@ -261,12 +428,41 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	else if (p->npend)
 		tp_committer_kick(p);	/* the rest: within commit_ms */
 	pthread_mutex_unlock(&p->lock);
+	while (wake) {
+		struct dio_map_waiter *w = wake;
+
+		wake = w->next;
+		w->wake(w);
+	}
+	return ret;
+}
+
+/* A write got -EAGAIN (a copy-on-write of its lchunk in flight): wait for it. */
+static int
+tpv_map_wait(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w)
+{
+	struct tp_dvol *dv = to_dv(vol);
+	struct dio_tpool *p = dv->pool;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (tpv_cow_busy(dv, pos / p->chunk_size)) {
+		struct dio_map_waiter **pp = &dv->waiters;
+
+		while (*pp)
+			pp = &(*pp)->next;	/* in arrival order: a few at most */
+		w->next = NULL;
+		*pp = w;
+		ret = 1;
+	}
+	pthread_mutex_unlock(&p->lock);
 	return ret;
 }
 
 static const struct dio_map_ops tpv_map_ops = {
 	.map_begin = tpv_map_begin,
 	.map_end = tpv_map_end,
+	.map_wait = tpv_map_wait,
 };
 
 /* FLUSH: the pool's fdatasync (end_meta commits); TRIM/ZERO: no device I/O. */
@@ -397,6 +593,7 @@ tpv_release(struct dio_volume *vol)
 		dv->tv->dv = NULL;
 	pthread_mutex_unlock(&p->lock);
 	dio_volume_fini(vol);
+	free(dv->cow);
 	free(dv);
 	tp_put(p);
 }
@@ -460,6 +657,8 @@ tpv_zero_tail(struct dio_tpool *p, struct tp_vol *v)
 
 	if (o % ss == 0 || !e || !e->p1 || !((e->bits >> (o % cs / ss)) & 1))
 		return 0;
+	if (v->dv && tpv_cow_busy(v->dv, o / cs))
+		return -EBUSY;	/* a write is copying that chunk right now */
 	/* Not in a chunk a snapshot sees: a copy of its own first. */
 	if (tp_shared(p, v, o / cs, e) && !(e = tpv_cow(p, v, o / cs, &ret)))
 		return ret;

@@ -348,6 +348,8 @@ proto_build_block_status(struct conn_req *req)
 			st = NBDP_STATE_HOLE | NBDP_STATE_ZERO;
 		else if (s->type == DIO_SEG_ZERO)
 			st = NBDP_STATE_ZERO;
+		else if (s->type == DIO_SEG_UNRESERVED)
+			st = NBDP_STATE_HOLE;	/* data, but no space held for its copy */
 		if (len > req->count)
 			len = req->count;
 		bd.length = htobe32((uint32_t)len);

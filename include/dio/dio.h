@@ -45,6 +45,7 @@ enum dio_seg_type {
 	DIO_SEG_DATA = 0,	/* bytes are in buf (READ) / allocated (EXTENTS) */
 	DIO_SEG_HOLE,		/* unallocated: reads as zeros */
 	DIO_SEG_ZERO,		/* allocated but unwritten: reads as zeros */
+	DIO_SEG_UNRESERVED,	/* EXTENTS: data, but a write may need space not held (NBD: HOLE) */
 };
 
 struct dio_seg {

@@ -19,7 +19,22 @@ enum dio_ext_type {
 
 /* dio_extent.flags */
 #define DIO_EXT_NEW	(1u << 0)	/* allocated by this map_begin: sub-block padding is zeroed */
-#define DIO_EXT_SHARED	(1u << 1)	/* copy-on-write: old blocks stay for a snapshot */
+/*
+ * Copy-on-write (MAPPED + NEW + SHARED): addr is in a new chunk; the old
+ * one stays for the volumes that share it. ext->pos is always the pos
+ * asked for, so the extent cannot grow backwards: instead it names the
+ * span the engine writes, [span_pos, span_pos + span_len) with span_pos <=
+ * pos and pos + length <= span_pos + span_len, in ONE device write to
+ * addr - (pos - span_pos). The span is counted in blocks of vol->blksize
+ * (at most 32); its bytes come from the request over [pos, pos + length),
+ * from the old chunk (device offset src_addr - (pos - span_pos)) in the
+ * blocks of copy_mask (bit i: the span's i-th block), zeros elsewhere.
+ * The engine reads the old chunk once, from the first to the last block
+ * of copy_mask (none when it is 0). length reaches the end of the write
+ * within the chunk. map_end with done < length: nothing may have been
+ * written; the backend frees the new chunk and keeps the old mapping.
+ */
+#define DIO_EXT_SHARED	(1u << 1)
 /*
  * MAPPED, but the metadata that makes these blocks reachable is not durable
  * yet (iomap's IOMAP_F_DIRTY): a FUA write must not be written through and
@@ -27,6 +42,14 @@ enum dio_ext_type {
  * allocating write. No padding: the blocks hold data.
  */
 #define DIO_EXT_DIRTY	(1u << 2)
+/*
+ * DIO_MAP_REPORT only: MAPPED data, but a write to it may need space the
+ * volume does not hold (a shared chunk with no room reserved for its
+ * copy). Block status reports it as a hole that is not known to read as
+ * zeros (NBD: HOLE set, ZERO clear), since the NBD spec forbids ENOSPC on
+ * a write to an extent reported without HOLE.
+ */
+#define DIO_EXT_UNRESERVED	(1u << 3)
 
 struct dio_extent {
 	uint64_t pos;		/* logical offset of the first byte; always the pos asked for */
@@ -35,6 +58,20 @@ struct dio_extent {
 	uint16_t type;		/* enum dio_ext_type */
 	uint16_t flags;		/* DIO_EXT_* */
 	uint32_t reserved;
+	/* DIO_EXT_SHARED only (zero otherwise), see there */
+	uint64_t src_addr;	/* device offset of pos in the chunk copied from */
+	uint64_t span_pos;	/* logical offset of the first byte the engine writes */
+	uint32_t span_len;	/* bytes written from span_pos: whole blocks, one chunk at most */
+	uint32_t copy_mask;	/* blocks of the span whose old bytes are kept */
+};
+
+/*
+ * A writer waiting for map_begin to stop saying -EAGAIN (map_ops->map_wait).
+ * wake is called once, from any thread, with no lock of the volume held.
+ */
+struct dio_map_waiter {
+	void (*wake)(struct dio_map_waiter *w);
+	struct dio_map_waiter *next;	/* the volume's, while queued */
 };
 
 /* Flags passed to map_begin/map_end, and kept in dio_iter.flags. */
@@ -61,6 +98,13 @@ struct dio_map_ops {
 	 */
 	int (*map_end)(struct dio_volume *vol, const struct dio_extent *ext,
 		       uint64_t done, unsigned int flags);
+	/*
+	 * Optional - may be NULL; required of a backend whose map_begin can
+	 * return -EAGAIN for a write (an extent busy with a copy-on-write that
+	 * another request is doing). Returns 0 when pos is no longer busy (map
+	 * it again now), or 1 when w was queued: w->wake runs once it is.
+	 */
+	int (*map_wait)(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w);
 };
 
 /*

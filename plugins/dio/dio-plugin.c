@@ -917,6 +917,8 @@ dio_plugin_extent_type(uint32_t seg_type)
 		return NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
 	case DIO_SEG_ZERO:
 		return NBDKIT_EXTENT_ZERO;
+	case DIO_SEG_UNRESERVED:
+		return NBDKIT_EXTENT_HOLE;	/* data, but no space held for its copy */
 	default:
 		return 0;
 	}

@@ -412,6 +412,297 @@ Test(pool_snap, metadata_reserve, .fini = teardown)
 	free(b);
 }
 
+/* ---- copy-on-write in the engine ------------------------------------ */
+
+static struct dio_engine *fault;
+
+/* As setup, with chunks of cs bytes and the fault engine (counting, failing) under ctx. */
+static void
+setup_cow(uint32_t cs)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = cs, .journal_blocks = 64 };
+	struct dio_fault_opts fo = { 0 };
+
+	pool = test_pool_make(&path, 32 * MiB, &co, &opts, 0);
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
+	slot("o");
+	ctx = test_ctx_create(&fo, &fault);
+	wbuf = test_alloc(VSIZE);
+	rbuf = test_alloc(VSIZE);
+}
+
+static void
+setup_cow64(void)
+{
+	setup_cow(64 * KiB);
+}
+
+/* 256 KiB chunks: 8 KiB sub-blocks, so a 4 KiB write covers half of one. */
+static void
+setup_cow256(void)
+{
+	setup_cow(256 * KiB);
+}
+
+/* The device reads and writes (count, bytes) since the last call. */
+static void
+io_since(uint64_t *nr, uint64_t *rbytes, uint64_t *nw, uint64_t *wbytes)
+{
+	static struct dio_fault_stats last;
+	struct dio_fault_stats st;
+
+	dio_engine_fault_stats(fault, &st);
+	*nr = st.ops[DIO_IO_READ] - last.ops[DIO_IO_READ];
+	*rbytes = st.bytes[DIO_IO_READ] - last.bytes[DIO_IO_READ];
+	*nw = st.ops[DIO_IO_WRITE] - last.ops[DIO_IO_WRITE];
+	*wbytes = st.bytes[DIO_IO_WRITE] - last.bytes[DIO_IO_WRITE];
+	last = st;
+}
+
+/* One write and exactly the device I/O it should cost. */
+static void
+wr_io(const char *name, uint64_t off, uint64_t len, uint32_t seed, uint64_t want_rbytes,
+      uint64_t want_wbytes)
+{
+	uint64_t nr, rb, nw, wb;
+
+	io_since(&nr, &rb, &nw, &wb);
+	wr(name, 0, off, len, seed);
+	io_since(&nr, &rb, &nw, &wb);
+	cr_assert_eq(nr, want_rbytes ? 1 : 0, "write %llu+%llu: %llu reads",
+		     (unsigned long long)off, (unsigned long long)len, (unsigned long long)nr);
+	cr_assert_eq(rb, want_rbytes, "write %llu+%llu: %llu bytes read, not %llu",
+		     (unsigned long long)off, (unsigned long long)len, (unsigned long long)rb,
+		     (unsigned long long)want_rbytes);
+	cr_assert_eq(nw, 1, "write %llu+%llu: %llu device writes, not one",
+		     (unsigned long long)off, (unsigned long long)len, (unsigned long long)nw);
+	cr_assert_eq(wb, want_wbytes, "write %llu+%llu: %llu bytes written, not %llu",
+		     (unsigned long long)off, (unsigned long long)len, (unsigned long long)wb,
+		     (unsigned long long)want_wbytes);
+}
+
+static void
+verify_reopen_all(void)
+{
+	verify_all();
+	crash_reopen();
+	verify_all();
+	check_reopen();
+	verify_all();
+}
+
+/*
+ * Each first write to a shared chunk costs one read of only the written
+ * sub-blocks it does not cover (their span) and one write of the merged
+ * span; a whole-chunk write reads nothing.
+ */
+Test(pool_snap, cow_one_read_one_write, .init = setup_cow64, .fini = teardown)
+{
+	uint64_t cow0;
+
+	origin_fill("o");	/* 0-512K full; 520K+8K; 700K+100K */
+	snap("o", "s", false);
+	cow0 = pool->cow_chunks;
+	wr_io("o", 0, 4 * KiB, 100, 60 * KiB, 64 * KiB);		/* head of a full chunk */
+	wr_io("o", 64 * KiB + 28 * KiB, 4 * KiB, 101, 64 * KiB, 64 * KiB);	/* middle */
+	wr_io("o", 192 * KiB - 4 * KiB, 4 * KiB, 102, 60 * KiB, 64 * KiB);	/* tail */
+	wr_io("o", 256 * KiB, 64 * KiB, 103, 0, 64 * KiB);		/* whole: no read */
+	/* all but both ends: the two are read as one span, the middle with them */
+	wr_io("o", 320 * KiB + 4 * KiB, 56 * KiB, 104, 64 * KiB, 64 * KiB);
+	/* chunk 8 has 8K..16K written: a 4K write at 0 copies those, writes 0..16K */
+	wr_io("o", 512 * KiB, 4 * KiB, 105, 8 * KiB, 16 * KiB);
+	/* chunk 10 (640K..704K) has 700K..704K: the write and that, zeros between */
+	wr_io("o", 644 * KiB, 4 * KiB, 106, 4 * KiB, 60 * KiB);
+	/* a second write to a copied chunk is a plain overwrite */
+	wr_io("o", 8 * KiB, 4 * KiB, 107, 0, 4 * KiB);
+	cr_assert_eq(pool->cow_chunks - cow0, 7);
+	verify_reopen_all();
+}
+
+/*
+ * Sub-blocks larger than the write: the partly covered one takes the rest
+ * of its bytes from the old chunk when it was written, and zeros when it
+ * was not (even where the old chunk holds bytes a TRIM left behind).
+ */
+Test(pool_snap, cow_partial_sub_blocks, .init = setup_cow256, .fini = teardown)
+{
+	cr_assert_eq(pool->sub_size, 8 * KiB);
+	wr("o", 0, 0, 256 * KiB, 1);		/* chunk 0 full */
+	wr("o", 0, 256 * KiB, 256 * KiB, 2);	/* chunk 1: full, then the middle trimmed */
+	trim("o", DIO_REQ_TRIM, 256 * KiB + 64 * KiB, 128 * KiB);
+	wr("o", 0, 512 * KiB + 16 * KiB, 8 * KiB, 3);	/* chunk 2: one sub-block */
+	cr_assert_eq(test_io(ctx, vol("o"), DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	snap("o", "s", false);
+	snap("o", "c", true);
+	wr("o", 0, 4 * KiB, 4 * KiB, 10);		/* second half of a written sub-block */
+	wr("o", 0, 256 * KiB + 100 * KiB, 4 * KiB, 11);	/* first half of a trimmed one */
+	wr("o", 0, 512 * KiB + 36 * KiB, 4 * KiB, 12);	/* half of a never-written one */
+	wr("c", 0, 512 * KiB + 20 * KiB, 12 * KiB, 13);	/* straddles a written one */
+	wr("c", 0, 1000, 3000, 14);			/* unaligned: read-modify-write */
+	verify_reopen_all();
+}
+
+/* Writes and reads submitted together, completions held back. */
+struct areq {
+	struct dio_req req;
+	int done, ret;
+};
+
+static void
+areq_done(struct dio_req *req, int ret)
+{
+	struct areq *a = (struct areq *)req;
+
+	a->done = 1;
+	a->ret = ret;
+}
+
+static void
+areq_wait(struct areq *a, int n)
+{
+	for (int i = 0; i < n; i++)
+		while (!a[i].done)
+			cr_assert_geq(dio_ctx_reap(ctx, true), 0);
+}
+
+/*
+ * Several writes to one shared chunk at once (and reads): one copy, every
+ * write lands, no write goes to the old chunk, and the reads during the
+ * copy see the old data.
+ */
+Test(pool_snap, cow_concurrent_writes, .init = setup_cow64, .fini = teardown)
+{
+	struct dio_fault_opts slow = { .delay_reaps = 3, .reorder = true };
+	static const uint32_t offs[] = { 0, 8, 60, 20, 4, 32, 12 };	/* KiB in chunk 1 */
+	enum { NW = sizeof(offs) / sizeof(offs[0]) };
+	struct areq a[NW + 1];
+	uint8_t *bufs = test_alloc(NW * 4 * KiB), *rd = test_alloc(64 * KiB);
+	uint64_t cow0;
+	int o = slot("o");
+
+	origin_fill("o");
+	snap("o", "s", false);
+	cow0 = pool->cow_chunks;
+	dio_engine_fault_set(fault, &slow);
+	memset(a, 0, sizeof(a));
+	for (int i = 0; i < NW; i++) {
+		uint64_t off = 64 * KiB + offs[i] * KiB;
+
+		test_pattern(bufs + i * 4 * KiB, 4 * KiB, off, 200 + (uint32_t)i);
+		a[i].req = (struct dio_req){ .op = DIO_REQ_WRITE, .pos = off, .len = 4 * KiB,
+					     .buf = bufs + i * 4 * KiB, .done = areq_done };
+		cr_assert_eq(dio_submit(ctx, vol("o"), &a[i].req), 0);
+		if (i == 0) {
+			a[NW].req = (struct dio_req){ .op = DIO_REQ_READ, .pos = 64 * KiB,
+						      .len = 64 * KiB, .buf = rd,
+						      .done = areq_done };
+			cr_assert_eq(dio_submit(ctx, vol("o"), &a[NW].req), 0);
+		}
+	}
+	areq_wait(a, NW + 1);
+	for (int i = 0; i <= NW; i++)
+		cr_assert_eq(a[i].ret, 0, "request %d: %d", i, a[i].ret);
+	cr_assert(memcmp(rd, vols[o].m + 64 * KiB, 64 * KiB) == 0,
+		  "a read during the copy did not see the old chunk");
+	for (int i = 0; i < NW; i++)
+		memcpy(vols[o].m + 64 * KiB + offs[i] * KiB, bufs + i * 4 * KiB, 4 * KiB);
+	cr_assert_eq(pool->cow_chunks - cow0, 1, "%llu copies of one chunk",
+		     (unsigned long long)(pool->cow_chunks - cow0));
+	dio_engine_fault_set(fault, &(struct dio_fault_opts){ 0 });
+	verify_reopen_all();
+	free(bufs);
+	free(rd);
+}
+
+/* A failed read or write of the copy: the error, the old mapping, the new chunk back. */
+static void
+cow_fails(unsigned int op)
+{
+	struct dio_fault_opts fo = { .op_mask = 1u << op, .fail_nth = 1, .fail_errno = EIO };
+	uint64_t free0, cow0;
+
+	origin_fill("o");
+	snap("o", "c", true);
+	free0 = free_chunks();
+	cow0 = pool->cow_chunks;
+	dio_engine_fault_set(fault, &fo);
+	test_pattern(wbuf, 4 * KiB, 68 * KiB, 300);
+	cr_assert_eq(test_io(ctx, vol("o"), DIO_REQ_WRITE, 0, 68 * KiB, 4 * KiB, wbuf), -EIO);
+	dio_engine_fault_set(fault, &(struct dio_fault_opts){ 0 });
+	cr_assert_eq(free_chunks(), free0, "the new chunk was not given back");
+	cr_assert_eq(pool->cow_chunks, cow0);
+	verify_all();
+	/* and the same write goes through after */
+	wr("o", DIO_REQ_FUA, 68 * KiB, 4 * KiB, 301);
+	cr_assert_eq(free_chunks(), free0 - 1);
+	verify_reopen_all();
+}
+
+Test(pool_snap, cow_read_fails, .init = setup_cow64, .fini = teardown)
+{
+	cow_fails(DIO_IO_READ);
+}
+
+Test(pool_snap, cow_write_fails, .init = setup_cow64, .fini = teardown)
+{
+	cow_fails(DIO_IO_WRITE);
+}
+
+/* The block status of [0, VSIZE) of name: the state (DIO_SEG_*) of the chunk at off. */
+static uint32_t
+seg_at(const char *name, uint64_t off)
+{
+	struct dio_seg segs[64];
+	struct dio_req req = { .op = DIO_REQ_EXTENTS, .pos = 0, .len = VSIZE, .segs = segs,
+			       .max_segs = 64 };
+
+	cr_assert_eq(dio_submit_sync(ctx, vol(name), &req), 0);
+	for (uint32_t i = 0; i < req.nsegs; i++)
+		if (off >= segs[i].pos && off < segs[i].pos + segs[i].len)
+			return segs[i].type;
+	cr_assert_fail("no segment at %llu", (unsigned long long)off);
+	return 0;
+}
+
+/*
+ * base:allocation: a shared chunk of a writable volume is DATA while the
+ * pool's free chunks cover every chunk writable volumes map, UNRESERVED
+ * (NBD: HOLE, not ZERO) once they do not, DATA again when space is back.
+ * A read-only snapshot's and an exclusive chunk's are DATA all along.
+ */
+Test(pool_snap, cow_block_status_honest, .init = setup_cow64, .fini = teardown)
+{
+	struct dio_volume *f;
+	uint64_t l = 0;
+
+	origin_fill("o");
+	snap("o", "s", false);
+	snap("o", "c", true);
+	wr("c", 0, 0, 4 * KiB, 400);	/* chunk 0 of c is its own */
+	cr_assert_eq(seg_at("c", 64 * KiB), DIO_SEG_DATA);
+	cr_assert_eq(seg_at("o", 64 * KiB), DIO_SEG_DATA);
+	/* fill the pool with another volume until it could not copy them all */
+	cr_assert_eq(dio_tpool_volume_create(pool, "f", 24 * MiB), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "f", &f), 0);
+	while (free_chunks() >= vinfo("o").mapped + vinfo("c").mapped + vinfo("f").mapped) {
+		cr_assert_eq(test_io(ctx, f, DIO_REQ_WRITE, 0, l * 64 * KiB, 4 * KiB, wbuf), 0);
+		l++;
+	}
+	cr_assert_eq(seg_at("c", 64 * KiB), DIO_SEG_UNRESERVED, "shared, no room: not a hole");
+	cr_assert_eq(seg_at("o", 64 * KiB), DIO_SEG_UNRESERVED);
+	cr_assert_eq(seg_at("c", 0), DIO_SEG_DATA, "its own chunk needs no copy");
+	cr_assert_eq(seg_at("s", 64 * KiB), DIO_SEG_DATA, "a snapshot is never written");
+	cr_assert_eq(seg_at("c", 960 * KiB), DIO_SEG_HOLE);
+	/* reads are not affected */
+	verify_all();
+	/* space back: TRIM f and commit */
+	cr_assert_eq(test_io(ctx, f, DIO_REQ_TRIM, 0, 0, 24 * MiB, NULL), 0);
+	cr_assert_eq(test_io(ctx, f, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	cr_assert_eq(seg_at("c", 64 * KiB), DIO_SEG_DATA);
+	cr_assert_eq(seg_at("o", 64 * KiB), DIO_SEG_DATA);
+	dio_volume_put(f);
+}
+
 /* map lchunks [0, n) of v to fresh chunks, in memory only (no data, no records) */
 static void
 map_in_memory(struct tp_vol *v, uint64_t n)
