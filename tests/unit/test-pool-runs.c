@@ -352,7 +352,7 @@ damaged(uint32_t volid, bool (*fn)(struct tp_rec *r), const char *want)
 	struct dio_tpool *p;
 	int fd;
 
-	fill();
+	wr(0, 0, 32 * CS, 4);			/* o's first run, from chunk 0 */
 	wr(0, 18 * MiB, 4 * CS, 5);		/* a run of 4 in leaf 2 ... */
 	wr(0, 18 * MiB + 4 * CS, 2 * KiB, 6);	/* ... and a MAP after it */
 	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
