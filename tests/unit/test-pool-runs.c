@@ -111,6 +111,8 @@ verify(int i)
 
 	memset(rbuf, 0xee, VSIZE);
 	cr_assert_eq(test_io(ctx, vol(i), DIO_REQ_READ, 0, 0, VSIZE, rbuf), 0);
+	if (memcmp(rbuf, model[i], VSIZE) == 0)
+		return;
 	for (bad = 0; bad < VSIZE && rbuf[bad] == model[i][bad]; bad++)
 		;
 	cr_assert_eq(bad, VSIZE, "volume %s differs from its model at byte %zu", names[i], bad);
