@@ -2,8 +2,9 @@
 /*
  * libFuzzer: opening damaged thin pools. Set up once: a small pool (two
  * superblock slots, an 8-block journal ring, a checkpoint of generation > 1
- * holding a volume and its maps, two snapshots sharing its map's leaf and
- * a clone with its own (LEAF, LREF, REF records), then a second volume,
+ * holding a volume and its maps (RUN and MAP records), two snapshots
+ * sharing its map's leaf and a clone with its own (LEAF, LREF, REF
+ * records), then a second volume,
  * MAP, UNMAP, SNAP, COW and VOLDEL records committed to the journal after
  * it, and a crash: nothing
  * checkpointed at the end), whose metadata region (every block before the

@@ -147,6 +147,10 @@ for m in range(10, 24):
     POOL["meta-%d-aux" % m] = patch(m, 48, struct.pack("<Q", 1 << 40))
     POOL["meta-%d-rec" % m] = patch(m, 64 + 8, struct.pack("<Q", 1 << 62))
     POOL["meta-%d-name" % m] = patch(m, 64 + 48, b"x" * 56)
+    # after the four VOLs (104 bytes each): MAPs and RUNs (count at +2,
+    # first lchunk at +8, first pchunk at +12)
+    POOL["meta-%d-run-count" % m] = patch(m, 64 + 416 + 2, struct.pack("<H", 0xffff))
+    POOL["meta-%d-run-pchunk" % m] = patch(m, 64 + 416 + 12, struct.pack("<I", 0xfffffff0))
 
 
 def main():

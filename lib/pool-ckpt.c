@@ -5,8 +5,9 @@
  * other superblock slot with FUA; only then does the journal tail move.
  *
  * A checkpoint of generation g: ROOT blocks (a chain through aux) listing
- * CKPT blocks (records: one VOL per volume, one MAP per chunk with written
- * sub-blocks) and SPACE blocks (2 bits per chunk: the refcount). Every one
+ * CKPT blocks (records: one VOL per volume, one RUN per run of fully
+ * written chunks mapped to consecutive chunks within a leaf, one MAP per
+ * other chunk with written sub-blocks) and SPACE blocks (2 bits per chunk: the refcount). Every one
  * has gen g and its own number, so a torn or stale one is caught (R6).
  */
 #include <errno.h>
@@ -26,6 +27,7 @@ struct ckpt_build {
 	size_t n, cap;
 	uint16_t *refs;		/* per chunk: the leaves written that map it */
 	bool share;		/* something needs TP_FEAT_INCOMPAT_SHARE */
+	bool runs;		/* RUN records: TP_FEAT_INCOMPAT_RUNS */
 };
 
 /* Append a record of type t; its other fields zero. NULL on -ENOMEM. */
@@ -53,21 +55,38 @@ ckpt_push(struct ckpt_build *cb, unsigned int t, uint32_t vol, uint64_t a, uint6
 	return r;
 }
 
-/* MAPs of leaf lf's written entries: lchunk base + k under vol (0: inside a LEAF). */
+/*
+ * Records of leaf lf's written entries, lchunk base + k under vol (0:
+ * inside a LEAF): a RUN for each run of fully written entries mapping
+ * consecutive chunks (one chunk too: it is half a MAP), a MAP for the others.
+ */
 static int
-ckpt_leaf(struct ckpt_build *cb, const struct tp_leaf *lf, uint32_t vol, uint64_t base)
+ckpt_leaf(struct ckpt_build *cb, const struct tp_leaf *lf, uint32_t vol, uint64_t base,
+	  uint32_t full)
 {
-	for (uint32_t k = 0; k < TP_LEAF; k++) {
+	for (uint32_t k = 0, n; k < TP_LEAF; k += n) {
 		const struct tp_ment *e = &lf->e[k];
 		struct tp_rec *r;
 
+		n = 1;
 		if (!e->p1 || !e->bits)
 			continue;
-		r = ckpt_push(cb, TP_R_MAP, vol, base + k, e->p1 - 1);
-		if (!r)
-			return -ENOMEM;
-		r->bits = e->bits;
-		cb->refs[e->p1 - 1]++;
+		if (e->bits == full) {
+			while (k + n < TP_LEAF && e[n].bits == full && e[n].p1 == e->p1 + n)
+				n++;
+			r = ckpt_push(cb, TP_R_RUN, 0, 0, 0);
+			if (!r)
+				return -ENOMEM;
+			tp_run_rec(r, vol, (uint32_t)(base + k), e->p1 - 1, (uint16_t)n);
+			cb->runs = true;
+		} else {
+			r = ckpt_push(cb, TP_R_MAP, vol, base + k, e->p1 - 1);
+			if (!r)
+				return -ENOMEM;
+			r->bits = e->bits;
+		}
+		for (uint32_t j = 0; j < n; j++)
+			cb->refs[e[j].p1 - 1]++;
 	}
 	return 0;
 }
@@ -107,7 +126,7 @@ ckpt_records(struct dio_tpool *p, struct ckpt_build *cb)
 			if (!lf || !lf->n)
 				continue;
 			if (lf->refs == 1) {
-				ret = ckpt_leaf(cb, lf, v->id, k * TP_LEAF);
+				ret = ckpt_leaf(cb, lf, v->id, k * TP_LEAF, p->full_bits);
 				if (ret < 0)
 					return ret;
 				continue;
@@ -117,7 +136,7 @@ ckpt_records(struct dio_tpool *p, struct ckpt_build *cb)
 				lf->mark = mark;
 				lf->num = ++num;
 				if (!ckpt_push(cb, TP_R_LEAF, 0, lf->num, 0) ||
-				    ckpt_leaf(cb, lf, 0, 0) < 0)
+				    ckpt_leaf(cb, lf, 0, 0, p->full_bits) < 0)
 					return -ENOMEM;
 			}
 			if (!ckpt_push(cb, TP_R_LREF, v->id, k, lf->num))
@@ -276,6 +295,8 @@ tp_checkpoint(struct dio_tpool *p)
 	sb.next_vol_id = p->next_vol_id;
 	if (cb.share)
 		sb.feat_incompat |= TP_FEAT_INCOMPAT_SHARE;	/* sticky: never cleared */
+	if (cb.runs)
+		sb.feat_incompat |= TP_FEAT_INCOMPAT_RUNS;	/* sticky too */
 	ret = tp_super_write(p, &sb);
 	if (ret < 0)
 		goto out;
@@ -346,6 +367,65 @@ struct ckpt_load {
 	size_t nrefs, caprefs;
 };
 
+/*
+ * Entry l of volume vol (0: of the LEAF being read) maps chunk c with
+ * written bits: from a MAP, or one chunk of a RUN. 0, -EUCLEAN or -ENOMEM.
+ */
+static int
+ckpt_load_ent(struct dio_tpool *p, struct ckpt_load *cl, uint32_t vol, uint64_t l, uint64_t c,
+	      uint32_t bits, char *err, size_t errlen)
+{
+	struct tp_leaf *lf = cl->cur;
+	struct tp_vol *v;
+	struct tp_ment *e;
+
+	if (vol) {
+		/* Its chunk may be another leaf's too: shared, then copied. */
+		v = tp_vol_by_id(p, vol);
+		if (!v || l >= v->nl || c >= p->sb.nr_chunks || !bits || (bits & ~p->full_bits) ||
+		    (tp_ment(v, l) && tp_ment(v, l)->p1))
+			return load_err(err, errlen, -EUCLEAN, "volume %u: entry %llu out "
+					"of bounds or twice", vol, (unsigned long long)l);
+		e = tp_ment_w(p, v, l, true);
+		if (!e)
+			return -ENOMEM;
+		tp_ent_map(p, v, l, e, c);
+		e->bits = e->dbits = bits;
+		return 0;
+	}
+	if (!lf || l >= TP_LEAF || c >= p->sb.nr_chunks || !bits || (bits & ~p->full_bits) ||
+	    lf->e[l].p1)
+		return load_err(err, errlen, -EUCLEAN, "shared leaf entry %llu out of bounds",
+				(unsigned long long)l);
+	lf->e[l] = (struct tp_ment){ (uint32_t)c + 1, bits, bits };
+	lf->n++;
+	p->space[c]++;
+	return 0;
+}
+
+/* A RUN: count entries, within one leaf, each as a MAP of a full chunk. */
+static int
+ckpt_load_run(struct dio_tpool *p, struct ckpt_load *cl, const struct tp_rec *r, char *err,
+	      size_t errlen)
+{
+	uint64_t l, c;
+	uint32_t count;
+
+	tp_run_get(r, &l, &c, &count);
+	if (!count || count > TP_LEAF || l % TP_LEAF + count > TP_LEAF ||
+	    c + count > p->sb.nr_chunks)
+		return load_err(err, errlen, -EUCLEAN, "volume %u: run of %u chunks from %llu "
+				"to chunk %llu out of bounds", r->vol, count,
+				(unsigned long long)l, (unsigned long long)c);
+	for (uint32_t k = 0; k < count; k++) {
+		int ret = ckpt_load_ent(p, cl, r->vol, l + k, c + k, p->full_bits, err, errlen);
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 /* One record of a checkpoint block into memory. 0, -EUCLEAN or -ENOMEM. */
 static int
 ckpt_load_rec(struct dio_tpool *p, struct ckpt_load *cl, const struct tp_rec *r, char *err,
@@ -354,37 +434,18 @@ ckpt_load_rec(struct dio_tpool *p, struct ckpt_load *cl, const struct tp_rec *r,
 	struct tp_vol *v;
 	struct tp_leaf *lf;
 
-	if (r->type != TP_R_MAP || r->vol)
+	if ((r->type != TP_R_MAP && r->type != TP_R_RUN) || r->vol)
 		cl->cur = NULL;
 	switch (r->type) {
 	case TP_R_VOL:
 		return tp_apply(p, r, err, errlen);
 	case TP_R_MAP:
-		if (r->vol) {
-			struct tp_ment *e;
-
-			/* Its chunk may be another leaf's too: shared, then copied. */
-			v = tp_vol_by_id(p, r->vol);
-			if (!v || r->a >= v->nl || r->b >= p->sb.nr_chunks || !r->bits ||
-			    (r->bits & ~p->full_bits) || (tp_ment(v, r->a) && tp_ment(v, r->a)->p1))
-				return load_err(err, errlen, -EUCLEAN, "volume %u: entry %llu out "
-						"of bounds or twice", r->vol, (unsigned long long)r->a);
-			e = tp_ment_w(p, v, r->a, true);
-			if (!e)
-				return -ENOMEM;
-			tp_ent_map(p, v, r->a, e, r->b);
-			e->bits = e->dbits = r->bits;
-			return 0;
-		}
-		lf = cl->cur;
-		if (!lf || r->a >= TP_LEAF || r->b >= p->sb.nr_chunks || !r->bits ||
-		    (r->bits & ~p->full_bits) || lf->e[r->a].p1)
-			return load_err(err, errlen, -EUCLEAN, "shared leaf entry %llu out of bounds",
-					(unsigned long long)r->a);
-		lf->e[r->a] = (struct tp_ment){ (uint32_t)r->b + 1, r->bits, r->bits };
-		lf->n++;
-		p->space[r->b]++;
-		return 0;
+		return ckpt_load_ent(p, cl, r->vol, r->a, r->b, r->bits, err, errlen);
+	case TP_R_RUN:
+		if (!(p->sb.feat_incompat & TP_FEAT_INCOMPAT_RUNS))
+			return load_err(err, errlen, -EUCLEAN, "a run record in a checkpoint "
+					"without the runs feature");
+		return ckpt_load_run(p, cl, r, err, errlen);
 	case TP_R_LEAF:
 		if (r->a != cl->nleaves + 1)
 			return load_err(err, errlen, -EUCLEAN, "shared leaf %llu out of order",

@@ -72,6 +72,7 @@ tp_rec_size(unsigned int t)
 	case TP_R_RESIZE:
 	case TP_R_COMMIT:
 	case TP_R_LEAF:
+	case TP_R_RUN:
 		return 16;
 	}
 	return 0;

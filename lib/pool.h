@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dio/tpool.h"
 #include "dio/volume.h"
@@ -72,9 +73,16 @@ _Static_assert(sizeof(struct tp_hdr) == 64, "tp_hdr is 64 bytes");
  * writable or freeing a shared chunk.
  */
 #define TP_FEAT_INCOMPAT_SHARE	(1ull << 0)
+/*
+ * RUNS: checkpoints may hold RUN records (runs of fully written chunks).
+ * Set by the first checkpoint that writes one (sticky, like SHARE): a
+ * version without it refuses the pool at its newest superblock instead of
+ * calling the checkpoint damaged and falling back to the older slot.
+ */
+#define TP_FEAT_INCOMPAT_RUNS	(1ull << 1)
 #define TP_FEAT_COMPAT_KNOWN	0ull
 #define TP_FEAT_RO_COMPAT_KNOWN	0ull
-#define TP_FEAT_INCOMPAT_KNOWN	TP_FEAT_INCOMPAT_SHARE
+#define TP_FEAT_INCOMPAT_KNOWN	(TP_FEAT_INCOMPAT_SHARE | TP_FEAT_INCOMPAT_RUNS)
 
 /* A superblock slot: fits in 512 bytes; the rest of the block is zero. */
 struct tp_super {
@@ -113,6 +121,10 @@ enum tp_rtype {
 	TP_R_LEAF,		/* checkpoint: a shared leaf (a = its number); MAPs with vol 0 follow */
 	TP_R_LREF,		/* checkpoint: vol's leaf a is shared leaf b */
 	TP_R_REF,		/* checkpoint: chunk b has a references (space map says 3) */
+	/* RUNS (TP_FEAT_INCOMPAT_RUNS), checkpoints only: never in the journal */
+	TP_R_RUN,		/* vol: count lchunks from l -> pchunks from c, every sub-block
+				 * written; 16 bytes (tp_run_rec), within one leaf; vol 0
+				 * inside a LEAF (l: its entry) */
 };
 
 /* tp_rec.flags of VOL/SNAP, tp_vol.flags */
@@ -141,6 +153,30 @@ struct tp_rec {
 };
 _Static_assert(sizeof(struct tp_rec) == 104, "tp_rec is 104 bytes");
 #define TP_REC_MAX 104
+
+/*
+ * A RUN record in a tp_rec: rsvd = count (1..TP_LEAF), a = l | c << 32
+ * (lchunks < TP_VOL_CHUNKS_MAX and pchunks + 1 fit in 32 bits, as in
+ * tp_ment); nothing else, so its 16 bytes are the whole record.
+ */
+static inline void
+tp_run_rec(struct tp_rec *r, uint32_t vol, uint32_t l, uint32_t c, uint16_t count)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = TP_R_RUN;
+	r->words = 2;
+	r->rsvd = count;
+	r->vol = vol;
+	r->a = l | (uint64_t)c << 32;
+}
+
+static inline void
+tp_run_get(const struct tp_rec *r, uint64_t *l, uint64_t *c, uint32_t *count)
+{
+	*l = (uint32_t)r->a;
+	*c = r->a >> 32;
+	*count = r->rsvd;
+}
 
 /* crc32c (Castagnoli, reflected 0x82F63B78), software: pool-format.c. */
 uint32_t tp_crc32c(uint32_t crc, const void *buf, size_t len);
