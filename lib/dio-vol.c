@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "dio/cache.h"
 #include "dio-priv.h"
 
 /* On the owner's thread: the volume is done with the request. */
@@ -51,7 +52,7 @@ dio_start_vol(struct dio *dio)
 	int ret;
 
 	dio_stage(dio, dio_finish);
-	if (dio->op == DIO_REQ_CACHE)
+	if (dio->op == DIO_REQ_CACHE && !dio_volume_is_cache(vol))
 		goto out;	/* a hint; the volume's own cache decides */
 	if (dio->op == DIO_REQ_READ && (dio->flags & DIO_REQ_REPORT_HOLES)) {
 		/*
