@@ -608,6 +608,7 @@ static const struct dio_vol_ops cache_vol_ops = {
 	.submit = cache_submit,
 	.event_fd = cache_event_fd,
 	.poll = cache_poll,
+	.submit_cache = true,	/* NBD_CMD_CACHE fills the cache (cache-ra.c) */
 };
 
 static void

@@ -7,12 +7,7 @@
 # the cache, so the READs of that range that follow all hit. The cache's
 # summary at stop gives the counters. On both engines.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
-requires nbdsh
-# nbdsh runs "python3": use the system one, which has libnbd's bindings.
-if ! python3 -c 'import nbd' 2>/dev/null; then
-	/usr/bin/python3 -c 'import nbd' 2>/dev/null || skip "python3 nbd bindings missing"
-	export PATH=/usr/bin:$PATH
-fi
+nbdsh_check
 
 f=$TMP/vol.img
 # ra_counters LOG: "BYTES HITS MISSES WASTED PREFETCH" from the cache's summary.

@@ -5,11 +5,7 @@
 # (of a 4 MiB cache) writing 1 MiB without FLUSH has started writeback (the
 # default 50% starts it only past 1 MiB); the config file's keys do the same.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
-requires nbdsh
-if ! python3 -c 'import nbd' 2>/dev/null; then
-	/usr/bin/python3 -c 'import nbd' 2>/dev/null || skip "python3 nbd bindings missing"
-	export PATH=/usr/bin:$PATH
-fi
+nbdsh_check
 
 f=$TMP/vol.img
 
