@@ -26,6 +26,7 @@ struct cunit {
 	struct cunit *hnext;		/* hash chain */
 	struct cunit *prev, *next;	/* LRU: c->lru.next is the most recent */
 	uint64_t uptodate, dirty;	/* bit b: block b of the unit */
+	uint64_t ra;			/* blocks read ahead that no READ has used yet */
 	uint64_t seq;			/* moves whenever data changes */
 	uint64_t dirtied_ns;		/* when it became dirty; 0 when clean */
 	uint8_t *data;			/* CU_SIZE bytes */
@@ -41,6 +42,28 @@ enum cop_kind {
 };
 
 struct cop;
+
+/*
+ * Readahead (cache-ra.c): the sequential READ streams the cache follows,
+ * and NBD_CMD_CACHE's fills, both read into the cache by the readahead
+ * thread: [ahead, target) is still to be read.
+ */
+#define RA_STREAMS	8
+#define RA_CHUNK	(256u << 10)	/* bytes per readahead read */
+#define RA_QD		8		/* readahead reads in flight */
+#define RA_WINDOW	(8u << 20)	/* bytes read ahead of a stream at most */
+#define RA_ARENA	(RA_QD * RA_CHUNK)
+
+struct ra_stream {
+	uint64_t next;			/* where its next READ would start */
+	uint64_t ahead, target;		/* read ahead up to ahead; wanted up to target */
+	uint64_t used;			/* c->ra_tick when last used (the oldest is replaced) */
+	unsigned int run;		/* sequential READs in a row */
+	struct dio_vol_io *vio;		/* a CACHE request: done when all of it is read */
+	unsigned int inflight;		/* its reads in flight */
+	int res;
+	struct ra_stream *qnext;	/* c->fills */
+};
 
 /* One request to the lower volume on behalf of an op. */
 struct csub {
@@ -102,6 +125,18 @@ struct dio_cache {
 	struct cop *q_head, **q_tail;	/* for the writeback thread */
 	bool stop, kick;
 	struct dio_cache_stats st;	/* counters (size/used/dirty computed) */
+
+	/* readahead (cache-ra.c), under c->lock too */
+	pthread_t ra_thread;
+	struct dio_ctx *ractx;		/* the readahead thread's */
+	pthread_cond_t ra_cond;		/* wakes it */
+	bool ra_started, ra_stop;
+	int ra_start_ret;
+	uint64_t ra_window;		/* bytes ahead of a stream */
+	uint64_t ra_tick;
+	unsigned int ra_inflight;
+	struct ra_stream streams[RA_STREAMS];
+	struct ra_stream *fills;	/* CACHE requests, in order, until all of each is read */
 };
 
 static inline uint64_t
@@ -149,6 +184,18 @@ void cache_wt_req(struct dio_req *d, const struct dio_req *req);
 /* A write-through of [pos, end) starts (under c->lock) / ended (takes it). */
 void cache_wt_begin(struct dio_cache *c, uint64_t pos, uint64_t end);
 void cache_wt_end(struct dio_cache *c, uint64_t pos, uint64_t end);
+
+/* ---- cache-ra.c ---- */
+/* Start / stop the readahead thread. 0 or -errno. */
+int cache_ra_start(struct dio_cache *c);
+void cache_ra_stop(struct dio_cache *c);
+/* A READ of [pos, end) that hit (miss false) or read the lower volume: follow its stream (under c->lock). */
+void cache_ra_note(struct dio_cache *c, uint64_t pos, uint64_t end, bool miss);
+/* NBD_CMD_CACHE: read [pos, pos+len) into the cache, then done(). 0 or -errno. */
+int cache_prefetch(struct dio_cache *c, struct dio_vol_io *vio);
+/* Keep the whole, non-zero blocks a read of [pos, pos+len) into buf brought in (ra: read ahead). */
+void cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, uint64_t seq0,
+		bool ra);
 
 /* ---- cache-write.c ---- */
 /* A WRITE: into the cache (writeback) or through it. 0 or -errno (refused). */

@@ -53,6 +53,7 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 			return -EAGAIN;	/* not reached: room was counted above */
 		memcpy(u->data + (p & (CU_SIZE - 1)), buf + (p - pos), e - p);
 		u->uptodate |= bit;
+		u->ra &= ~bit;
 		if (!u->dirty) {
 			c->ndirty_units++;
 			u->dirtied_ns = now ? now : (now = cache_now_ns());
@@ -560,6 +561,11 @@ wb_thread(void *arg)
 		(unsigned long long)c->st.peak, (unsigned long long)c->st.size,
 		(unsigned long long)c->st.hits, (unsigned long long)c->st.misses,
 		(unsigned long long)c->st.wb_bytes, (unsigned long long)c->st.throttled);
+	dio_log(DIO_LOG_INFO, "cache: readahead read %llu bytes, used by %llu READs, missed by %llu, "
+		"%llu bytes wasted; %llu bytes read for CACHE requests",
+		(unsigned long long)c->st.ra_bytes, (unsigned long long)c->st.ra_hits,
+		(unsigned long long)c->st.ra_misses, (unsigned long long)c->st.ra_wasted,
+		(unsigned long long)c->st.prefetch_bytes);
 	dio_ctx_destroy(c->wbctx);
 	c->wbctx = NULL;
 	return NULL;

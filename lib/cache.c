@@ -129,6 +129,7 @@ cu_free(struct dio_cache *c, struct cunit *u)
 		pp = &(*pp)->hnext;
 	*pp = u->hnext;
 	cu_lru_del(u);
+	c->st.ra_wasted += (uint64_t)__builtin_popcountll(u->ra) * c->bs;
 	memcpy(u->data, &c->free_data, sizeof(c->free_data));
 	c->free_data = u->data;
 	free(u);
@@ -215,9 +216,14 @@ cache_drop_clean(struct dio_cache *c, uint64_t pos, uint64_t end)
 	for (uint64_t i = pos >> CU_SHIFT; i <= (end - 1) >> CU_SHIFT; i++) {
 		struct cunit *u = cu_find(c, i);
 
+		uint64_t m;
+
 		if (!u)
 			continue;
-		u->uptodate &= ~(cu_mask(c, i, pos, end, false) & ~u->dirty);
+		m = cu_mask(c, i, pos, end, false) & ~u->dirty;
+		c->st.ra_wasted += (uint64_t)__builtin_popcountll(u->ra & m) * c->bs;
+		u->ra &= ~m;
+		u->uptodate &= ~m;
 		u->seq++;
 		if (!u->uptodate)
 			cu_free(c, u);
@@ -286,9 +292,10 @@ cache_queue(struct dio_cache *c, struct cop *op)
 
 /* ---- READ ---- */
 
-/* Keep the whole, non-zero blocks a READ of [pos, pos+len) into buf brought in. */
-static void
-cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, uint64_t seq0)
+/* Keep the whole, non-zero blocks a read of [pos, pos+len) into buf brought in (ra: read ahead). */
+void
+cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, uint64_t seq0,
+	   bool ra)
 {
 	uint64_t end = pos + len, bp = (pos + c->bs - 1) / c->bs * c->bs;
 
@@ -312,6 +319,8 @@ cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, 
 			break;
 		memcpy(u->data + (bp & (CU_SIZE - 1)), buf + (bp - pos), be - bp);
 		u->uptodate |= bit;
+		if (ra)
+			u->ra |= bit;
 		u->seq++;
 	}
 out:
@@ -336,7 +345,7 @@ cache_read_done(struct dio_req *d, int ret)
 	if (ret < 0 && !op->res)
 		op->res = ret;
 	else if (ret == 0 && op->fill)
-		cache_fill(op->c, d->pos, d->len, d->buf, op->seq0);
+		cache_fill(op->c, d->pos, d->len, d->buf, op->seq0, false);
 	cop_put_read(op);
 }
 
@@ -348,6 +357,7 @@ cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 	uint8_t *buf = req->buf;
 	struct cop *op = cop_new(c, vio, COP_READ);
 	struct csub *s = NULL;
+	bool used_ra = false;
 
 	if (!op)
 		return -ENOMEM;
@@ -355,11 +365,14 @@ cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 	for (p = pos; p < end; p = e) {
 		uint64_t bp = p / c->bs * c->bs, idx = bp >> CU_SHIFT;
 		struct cunit *u = cu_find(c, idx);
+		uint64_t bit = 1ull << ((bp & (CU_SIZE - 1)) / c->bs);
 
 		e = blk_end(c, bp) < end ? blk_end(c, bp) : end;
-		if (u && (u->uptodate & (1ull << ((bp & (CU_SIZE - 1)) / c->bs)))) {
+		if (u && (u->uptodate & bit)) {
 			memcpy(buf + (p - pos), u->data + (p & (CU_SIZE - 1)), e - p);
 			cu_touch(c, u);
+			used_ra |= (u->ra & bit) != 0;
+			u->ra &= ~bit;
 			continue;
 		}
 		if (s && s->d.pos + s->d.len == p) {
@@ -381,6 +394,10 @@ cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 		c->st.misses++;
 	else
 		c->st.hits++;
+	if (used_ra)
+		c->st.ra_hits++;
+	if (op->fill)
+		cache_ra_note(c, pos, end, op->nsub > 0);
 	pthread_mutex_unlock(&c->lock);
 
 	for (unsigned int i = 0; i < op->nsub; i++) {
@@ -498,6 +515,8 @@ cache_submit(struct dio_volume *vol, struct dio_vol_io *vio)
 		return cache_write_through(c, vio);
 	case DIO_REQ_FLUSH:
 		return cache_flush(c, vio);
+	case DIO_REQ_CACHE:
+		return cache_prefetch(c, vio);
 	default:
 		return -EINVAL;
 	}
@@ -589,6 +608,7 @@ static const struct dio_vol_ops cache_vol_ops = {
 	.submit = cache_submit,
 	.event_fd = cache_event_fd,
 	.poll = cache_poll,
+	.submit_cache = true,	/* NBD_CMD_CACHE fills the cache (cache-ra.c) */
 };
 
 static void
@@ -608,10 +628,22 @@ cache_free(struct dio_cache *c)
 		dio_engine_destroy(c->engine);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->sync_cond);
+	pthread_cond_destroy(&c->ra_cond);
 	pthread_mutex_destroy(&c->lock);
 	dio_volume_put(c->lower);
 	dio_volume_fini(&c->vol);
 	free(c);
+}
+
+/* Stop the writeback thread: it writes back what is left first. */
+static void
+cache_wb_stop(struct dio_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
 }
 
 static void
@@ -619,11 +651,8 @@ cache_release(struct dio_volume *vol)
 {
 	struct dio_cache *c = cache_of(vol);
 
-	pthread_mutex_lock(&c->lock);
-	c->stop = true;
-	pthread_cond_signal(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-	pthread_join(c->thread, NULL);
+	cache_ra_stop(c);
+	cache_wb_stop(c);
 	cache_free(c);
 }
 
@@ -677,6 +706,7 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	pthread_cond_init(&c->sync_cond, NULL);
+	pthread_cond_init(&c->ra_cond, NULL);
 	ret = !c->hash ? -ENOMEM : dio_volume_init(&c->vol);
 	if (ret < 0)
 		goto err;
@@ -690,6 +720,11 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	if (c->start_ret < 0) {
 		ret = c->start_ret;
 		pthread_join(c->thread, NULL);
+		goto err;
+	}
+	ret = cache_ra_start(c);
+	if (ret < 0) {
+		cache_wb_stop(c);
 		goto err;
 	}
 	*out = &c->vol;

@@ -51,8 +51,8 @@ dio_start_vol(struct dio *dio)
 	int ret;
 
 	dio_stage(dio, dio_finish);
-	if (dio->op == DIO_REQ_CACHE)
-		goto out;	/* a hint; the volume's own cache decides */
+	if (dio->op == DIO_REQ_CACHE && !vol->vol_ops->submit_cache)
+		goto out;	/* a hint the volume does not take: done */
 	if (dio->op == DIO_REQ_READ && (dio->flags & DIO_REQ_REPORT_HOLES)) {
 		/*
 		 * All of it is data: asking the volume's map on every read would

@@ -33,6 +33,8 @@ config_init(struct server_cfg *cfg)
 	cfg->request_timeout = 120;
 	cfg->readahead = true;
 	cfg->cache_size = 256u << 20;
+	cfg->cache_dirty_limit = 50;
+	cfg->cache_writeback_age = 2000;
 	cfg->image_locking = true;
 }
 

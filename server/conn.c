@@ -459,8 +459,11 @@ conn_enter_transmission(struct conn *c, struct export *exp)
 	/*
 	 * Chunks read ahead take at most half the request budget's count, so
 	 * that a small budget still leaves room for the client's own READs.
+	 * An export that reads through the block cache has the cache's
+	 * readahead instead (lib/cache-ra.c): one place decides what to fetch.
 	 */
-	if (cfg->readahead && cfg->max_inflight >= 2) {
+	if (cfg->readahead && cfg->max_inflight >= 2 &&
+	    !(dio_volume_is_cache(exp->vol) && exp->cache != EXPORT_CACHE_NONE)) {
 		c->ra = ra_stream_new(c->r->ctx, exp->vol, cfg->max_inflight / 2);
 		if (!c->ra)
 			log_warn("%s: out of memory for readahead: reading without", c->peer);

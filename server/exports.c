@@ -66,7 +66,9 @@ static int
 export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, size_t errlen)
 {
 	uint64_t id = dio_volume_id(e->vol);
-	struct dio_cache_opts o = { .size = cfg->cache_size, .ctx.engine.kind = cfg->engine };
+	struct dio_cache_opts o = { .size = cfg->cache_size, .dirty_pct = cfg->cache_dirty_limit,
+				    .expire_ms = cfg->cache_writeback_age,
+				    .ctx.engine.kind = cfg->engine };
 	struct export_cached *p;
 	struct dio_volume *cv;
 	int ret;
@@ -95,8 +97,9 @@ export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, s
 			snprintf(err, errlen, "block cache: %s", strerror(-ret));
 			return ret;
 		}
-		log_info("block cache of %llu MiB for %s", (unsigned long long)(cfg->cache_size >> 20),
-			 e->path);
+		log_info("block cache of %llu MiB for %s (dirty limit %u%%, writeback after %u ms)",
+			 (unsigned long long)(cfg->cache_size >> 20), e->path,
+			 cfg->cache_dirty_limit, cfg->cache_writeback_age);
 	}
 	cv = dio_volume_get(p->cache);
 	dio_volume_put(e->vol);

@@ -314,6 +314,19 @@ metrics_caches(struct evbuffer *b, const struct metrics_export *ex, size_t n)
 		  "(the data stays dirty), by export.", offsetof(struct dio_cache_stats, wb_errors) },
 		{ "dionbd_cache_throttled_total", "counter", "Writes that waited for writeback "
 		  "(dirty limit), by export.", offsetof(struct dio_cache_stats, throttled) },
+		{ "dionbd_cache_readahead_bytes_total", "counter", "Bytes the block cache read "
+		  "ahead of sequential READ streams, by export.",
+		  offsetof(struct dio_cache_stats, ra_bytes) },
+		{ "dionbd_cache_readahead_hits_total", "counter", "READs that used data the block "
+		  "cache read ahead, by export.", offsetof(struct dio_cache_stats, ra_hits) },
+		{ "dionbd_cache_readahead_misses_total", "counter", "READs of a stream being read "
+		  "ahead that still read the volume, by export.",
+		  offsetof(struct dio_cache_stats, ra_misses) },
+		{ "dionbd_cache_readahead_wasted_bytes_total", "counter", "Bytes read ahead and "
+		  "dropped before any READ used them, by export.",
+		  offsetof(struct dio_cache_stats, ra_wasted) },
+		{ "dionbd_cache_prefetch_bytes_total", "counter", "Bytes read into the block cache "
+		  "for NBD_CMD_CACHE, by export.", offsetof(struct dio_cache_stats, prefetch_bytes) },
 	};
 	size_t i, k;
 

@@ -538,7 +538,16 @@ proto_submit(struct conn *c, struct conn_req *req)
 		d->op = DIO_REQ_TRIM;
 		break;
 	case NBDP_CMD_CACHE:
+		/*
+		 * Into the block cache when the export reads through it (answered
+		 * once the range is read); else a hint the volume may ignore.
+		 */
+		if (c->cache_flags & DIO_REQ_NOCACHE) {
+			proto_done(d, 0);
+			return;
+		}
 		d->op = DIO_REQ_CACHE;
+		d->flags = 0;
 		break;
 	case NBDP_CMD_WRITE_ZEROES:
 		d->op = DIO_REQ_ZERO;

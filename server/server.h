@@ -144,6 +144,8 @@ struct server_cfg {
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
 	uint64_t cache_size;		/* bytes per cached volume (exports with cache=) */
+	unsigned int cache_dirty_limit;	/* % of cache_size that may be dirty (writeback) */
+	unsigned int cache_writeback_age;	/* ms data may stay dirty before it is written back */
 	bool image_locking;		/* lock files as QEMU does (libdio's file-lock) */
 	enum tls_mode tls;
 	bool tls_set;			/* --tls or tls= given (else implied by credentials) */

@@ -147,6 +147,13 @@ static const struct setting settings[] = {
 	{ .name = "cache-size", .kind = SET_MIB, .min = 1, .max = 1048576,
 	  .off = SET_FIELD(cache_size, uint64_t), .arg = "MB",
 	  .help = "block cache MiB per volume served with\ncache=read|writeback (default 256)" },
+	{ .name = "cache-dirty-limit", .kind = SET_UINT, .min = 1, .max = 100,
+	  .off = SET_FIELD(cache_dirty_limit, unsigned int), .arg = "PCT",
+	  .help = "% of a block cache that may be dirty; writers\n"
+		  "wait beyond it, writeback starts at half\n(default 50)" },
+	{ .name = "cache-writeback-age", .kind = SET_UINT, .min = 10, .max = 3600000,
+	  .off = SET_FIELD(cache_writeback_age, unsigned int), .arg = "MS",
+	  .help = "write back data dirty in a block cache for\nMS milliseconds (default 2000)" },
 	{ .name = "image-locking", .kind = SET_BOOL, .off = SET_FIELD(image_locking, bool),
 	  .help = "take QEMU-compatible image locks on served\nfiles (default on)" },
 	{ .name = "poll-us", .kind = SET_UINT, .min = 0, .max = CONFIG_POLL_US_MAX,

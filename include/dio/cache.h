@@ -9,7 +9,12 @@
  * Requests through the cache volume (dio_submit as on any volume):
  * - READ: blocks uptodate in the cache are copied from it; the others are
  *   read from the lower volume and kept (blocks that read as zeros are
- *   not: holes cost no memory), unless DIO_REQ_NOCACHE.
+ *   not: holes cost no memory), unless DIO_REQ_NOCACHE. Sequential READ
+ *   streams are read ahead into the cache by a thread of its own
+ *   (cache-ra.c: up to an eighth of the cache, 8 MiB at most, past the
+ *   last READ of each stream; never evicting dirty data).
+ * - CACHE (NBD_CMD_CACHE): the range (half the cache at most) is read into
+ *   the cache the same way; done() when it is.
  * - WRITE without FUA, DIO_REQ_WRITETHROUGH or DIO_REQ_NOCACHE (writeback):
  *   copied into the cache and marked dirty; done() at once. A write that
  *   covers part of a block that is not uptodate, or that would take the
@@ -66,6 +71,11 @@ struct dio_cache_stats {
 	uint64_t wb_bytes;
 	uint64_t wb_errors;	/* writeback writes that failed */
 	uint64_t throttled;	/* writes that waited for writeback */
+	uint64_t ra_bytes;	/* bytes read ahead of sequential READ streams */
+	uint64_t ra_hits;	/* READs that used blocks read ahead */
+	uint64_t ra_misses;	/* READs of a stream read ahead that still read the lower volume */
+	uint64_t ra_wasted;	/* bytes read ahead and dropped before any READ used them */
+	uint64_t prefetch_bytes;	/* bytes read for CACHE requests (NBD_CMD_CACHE) */
 };
 
 /*

@@ -77,7 +77,7 @@ struct dio_vol_ops {
 	/*
 	 * Optional - may be NULL. Set by a volume that has no fd for the
 	 * engine (an RBD image, done through librbd): READ, WRITE, ZERO, TRIM,
-	 * FLUSH and CACHE requests come here whole, already checked (in
+	 * FLUSH (and CACHE, with submit_cache) requests come here whole, already checked (in
 	 * bounds, flags valid, len > 0 except FLUSH), instead of going through
 	 * the extent iterator and the engine; EXTENTS still asks map_begin.
 	 * Start the work on the caller's thread and return 0: the volume then
@@ -99,6 +99,8 @@ struct dio_vol_ops {
 	 * with dio_vol_io_done(ctx, ...), whichever ctx it belongs to.
 	 */
 	void (*poll)(struct dio_volume *vol, struct dio_ctx *ctx);
+	/* With submit: CACHE requests go to submit too (else they succeed at once). */
+	bool submit_cache;
 };
 
 struct dio_vol_state;

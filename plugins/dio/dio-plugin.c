@@ -74,6 +74,8 @@ static unsigned int cfg_depth;		/* 0: libdio's default */
 static uint64_t cfg_pool_size = DIO_PLUGIN_POOL_DEFAULT;
 static enum { CACHE_NONE = 0, CACHE_READ, CACHE_WRITEBACK } cfg_cache;
 static uint64_t cfg_cache_size = 256 * MiB;
+static unsigned int cfg_cache_dirty_limit = 50;		/* % of the cache */
+static unsigned int cfg_cache_writeback_age = 2000;	/* ms */
 
 /* A connection's handle when the volume is cached (else none is needed). */
 struct dio_plugin_conn {
@@ -334,6 +336,21 @@ dio_plugin_config(const char *key, const char *value)
 			return -1;
 		}
 		cfg_cache_size = (uint64_t)size;
+	} else if (strcmp(key, "cache-dirty-limit") == 0) {
+		if (nbdkit_parse_unsigned(key, value, &cfg_cache_dirty_limit) == -1)
+			return -1;
+		if (cfg_cache_dirty_limit < 1 || cfg_cache_dirty_limit > 100) {
+			nbdkit_error("cache-dirty-limit=%s: must be between 1 and 100 (%%)", value);
+			return -1;
+		}
+	} else if (strcmp(key, "cache-writeback-age") == 0) {
+		if (nbdkit_parse_unsigned(key, value, &cfg_cache_writeback_age) == -1)
+			return -1;
+		if (cfg_cache_writeback_age < 10 || cfg_cache_writeback_age > 3600000) {
+			nbdkit_error("cache-writeback-age=%s: must be between 10 and 3600000 (ms)",
+				     value);
+			return -1;
+		}
 	} else if (strcmp(key, "pool-size") == 0) {
 		size = nbdkit_parse_size(value);
 		if (size == -1)
@@ -429,7 +446,11 @@ dio_plugin_config_complete(void)
 	"pool-size=SIZE       Pinned buffer memory per nbdkit thread (default 4M).\n" \
 	"cache=none|read|writeback\n" \
 	"                     A block cache in front of the volume (default none).\n" \
-	"cache-size=SIZE      Its bound (default 256M)."
+	"cache-size=SIZE      Its bound (default 256M).\n" \
+	"cache-dirty-limit=PCT\n" \
+	"                     % of it that may be dirty (default 50).\n" \
+	"cache-writeback-age=MS\n" \
+	"                     Write back data dirty this long (default 2000)."
 
 /* The options a ctx of this plugin is made with. */
 static void
@@ -611,7 +632,8 @@ dio_plugin_dump_plugin(void)
 static int
 dio_plugin_after_fork(void)
 {
-	struct dio_cache_opts o = { .size = cfg_cache_size };
+	struct dio_cache_opts o = { .size = cfg_cache_size, .dirty_pct = cfg_cache_dirty_limit,
+				    .expire_ms = cfg_cache_writeback_age };
 	struct dio_volume *cv;
 	int ret;
 

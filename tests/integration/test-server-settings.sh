@@ -17,7 +17,7 @@ nbad=0
 # Every setting, as the table has it: checked against what the daemon logs.
 ALL="unix port bind tcp readonly threads engine max-connections handshake-timeout
 max-options max-inflight max-inflight-mb request-timeout stop-timeout readahead
-cache-size image-locking poll-us poll-yield poll-check pool-discard tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
+cache-size cache-dirty-limit cache-writeback-age image-locking poll-us poll-yield poll-check pool-discard tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
 control verbose"
 # The settings whose option alone means "on" (--readonly); they take a value as --NAME=VALUE.
 FLAGS=" tcp readonly read-only tls-verify-peer foreground "
@@ -25,7 +25,7 @@ FLAGS=" tcp readonly read-only tls-verify-peer foreground "
 NUMBERS="threads:1:1024 max-connections:1:1000000 handshake-timeout:1:3600
 max-options:1:1000000 max-inflight:1:4096 max-inflight-mb:32:65536
 request-timeout:0:3600 stop-timeout:1:3600 poll-us:0:100000 port:1:65535 verbose:0:4
-cache-size:1:1048576"
+cache-size:1:1048576 cache-dirty-limit:1:100 cache-writeback-age:10:3600000"
 
 # problem MESSAGE: record a failed case and go on, so one run shows them all.
 problem()

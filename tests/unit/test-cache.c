@@ -298,3 +298,74 @@ Test(cache, sub_block_writes_stay_exact)
 	free(b);
 	free(want);
 }
+
+/* Wait (5 s at most) until the cache holds want bytes: readahead reads on a thread of its own. */
+static bool
+wait_used(uint64_t want)
+{
+	for (int i = 0; i < 500 && cstats().used < want; i++)
+		usleep(10000);
+	return cstats().used >= want;
+}
+
+Test(cache, a_sequential_reader_is_read_ahead)
+{
+	uint8_t *b = test_alloc(4 * MiB);
+	struct dio_cache_stats st;
+
+	test_pattern(b, 4 * MiB, 0, 13);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 4 * MiB, b, NULL), 0);
+	/* two READs make a stream: an eighth of the 4 MiB cache is read past the second */
+	cr_assert(cache_holds(0, 64 * KiB, 13));
+	cr_assert(cache_holds(64 * KiB, 64 * KiB, 13));
+	cr_assert(wait_used(128 * KiB + 512 * KiB), "nothing was read ahead: %llu bytes held",
+		  (unsigned long long)cstats().used);
+	st = cstats();
+	cr_assert_eq(st.ra_bytes, 512 * KiB);
+	cr_assert_eq(st.misses, 2);
+	cr_assert(cache_holds(128 * KiB, 64 * KiB, 13));
+	cr_assert_eq(cstats().ra_hits, 1);
+	cr_assert_eq(cstats().misses, 2, "a READ read ahead went to the file");
+	/* the rest of the stream, every byte checked */
+	for (uint64_t pos = 192 * KiB; pos < 4 * MiB; pos += 64 * KiB)
+		cr_assert(cache_holds(pos, 64 * KiB, 13), "at %llu", (unsigned long long)pos);
+	st = cstats();
+	cr_assert_gt(st.ra_hits, 1);
+	cr_assert_leq(st.used, 4 * MiB);
+	cr_assert_eq(st.ra_wasted, 0);
+	free(b);
+}
+
+Test(cache, a_random_reader_is_not_read_ahead)
+{
+	static const uint64_t at[] = { 3, 1, 6, 0, 5, 2, 7, 4 };
+	uint8_t *b = test_alloc(8 * MiB);
+
+	test_pattern(b, 8 * MiB, 0, 14);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 8 * MiB, b, NULL), 0);
+	for (unsigned int i = 0; i < 8; i++)
+		cr_assert(cache_holds(at[i] * MiB + 4 * KiB * i, 64 * KiB, 14));
+	usleep(100000);
+	cr_assert_eq(cstats().ra_bytes, 0);
+	/* the first READ lies in one unit, the others across two */
+	cr_assert_eq(cstats().used, 15 * 64 * KiB, "more than the READs was kept");
+	free(b);
+}
+
+Test(cache, a_cache_request_fills_the_cache)
+{
+	uint8_t *b = test_alloc(512 * KiB);
+
+	test_pattern(b, 512 * KiB, MiB, 15);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, MiB, 512 * KiB, b, NULL), 0);
+	cr_assert_eq(io(cvol, DIO_REQ_CACHE, 0, MiB, 512 * KiB, NULL, NULL), 0);
+	cr_assert_eq(cstats().used, 512 * KiB, "CACHE replied before the range was read");
+	cr_assert_eq(cstats().prefetch_bytes, 512 * KiB);
+	cr_assert(cache_holds(MiB, 512 * KiB, 15));
+	cr_assert_eq(cstats().misses, 0);
+	cr_assert_eq(cstats().hits, 1);
+	/* cached: nothing more to read */
+	cr_assert_eq(io(cvol, DIO_REQ_CACHE, 0, MiB, 512 * KiB, NULL, NULL), 0);
+	cr_assert_eq(cstats().prefetch_bytes, 512 * KiB);
+	free(b);
+}
