@@ -70,7 +70,8 @@
 
 #define SEC 512u
 #define CHUNK 4096u
-#define NCHUNKS 6
+#define NCHUNKS 8
+#define NSLOT 5		/* volumes v0..v4: v2 made empty; v3, v4 snapshots and clones */
 #define VOLSZ (4 * CHUNK)
 #define VSECS (VOLSZ / SEC)
 #define MAXW 2048
@@ -210,15 +211,29 @@ build(uint8_t *dst, const uint8_t *src, uint64_t size, const struct dlog *L, int
 
 /* ---- client requests ---- */
 
-enum { OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_VCREATE, OP_VDELETE, OP_VRESIZE, OP_NR };
-static const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R' };
+/*
+ * Volume operations from OP_VCREATE on. C, D, R make, delete and resize
+ * the empty v2; S (snapshot) and K (clone) make volume nsec of volume vol,
+ * X deletes volume vol, shared or not. S, K and X may be in flight with
+ * the data requests of their batch (on other volumes).
+ */
+enum { OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_VCREATE, OP_VDELETE, OP_VRESIZE, OP_SNAP,
+       OP_CLONE, OP_DEL, OP_NR };
+static const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R', 'S', 'K', 'X' };
 
 struct step {
 	int op, vol;
-	uint32_t sec, nsec;	/* data: sectors; VCREATE/VRESIZE: nsec = size in chunks */
+	uint32_t sec, nsec;	/* data: sectors; VCREATE/VRESIZE: nsec = size in chunks;
+				 * SNAP/CLONE: nsec = the new volume */
 	bool fua;
 	bool par;		/* in flight together with the step before */
 };
+
+static bool
+is_derive(int op)
+{
+	return op == OP_SNAP || op == OP_CLONE;
+}
 
 struct rreq {			/* one client request */
 	struct step s;
@@ -540,25 +555,6 @@ payload(uint8_t *s, int vol, uint32_t sec, uint64_t seq)
 	memcpy(s + SEC - 4, &crc, 4);
 }
 
-/* The sequence in sector s read from (vol, sec): 0 zeros, -1 foreign or garbage. */
-static int64_t
-payload_seq(const uint8_t *s, int vol, uint32_t sec)
-{
-	uint32_t crc, v, o;
-	uint64_t seq;
-
-	if (test_all_zero(s, SEC))
-		return 0;
-	memcpy(&crc, s + SEC - 4, 4);
-	memcpy(&v, s + 4, 4);
-	memcpy(&o, s + 8, 4);
-	memcpy(&seq, s + 16, 8);
-	if (memcmp(s, "PAYL", 4) || crc != tp_crc32c(0, s, SEC - 4) || v != (uint32_t)vol ||
-	    o != sec)
-		return -1;
-	return (int64_t)seq;
-}
-
 /* ---- the pool images ---- */
 
 static char *path;
@@ -615,14 +611,14 @@ make_base(void)
 {
 	struct dio_tpool_opts o = { .no_direct = true, .errbuf = errbuf, .errlen = sizeof(errbuf) };
 	struct dio_tpool_create_opts co = { .chunk_size = CHUNK, .journal_blocks = 8,
-					    .max_volumes = 4 };
+					    .max_volumes = 8 };
 	struct tp_super sb;
 	struct dio_tpool *p;
 	uint64_t size = 16 * CHUNK;
 	int fd, ret;
 
 	/* The smallest pool with NCHUNKS data chunks. */
-	while (tp_geometry(&sb, size, CHUNK, 8, 4, 512) < 0 || sb.nr_chunks < NCHUNKS)
+	while (tp_geometry(&sb, size, CHUNK, 8, 8, 512) < 0 || sb.nr_chunks < NCHUNKS)
 		size += CHUNK;
 	co.size = size;
 	img_size = size;
@@ -686,17 +682,83 @@ req_done(struct dio_req *req, int ret)
 static const char *
 vname(int v)
 {
-	static const char *n[] = { "v0", "v1", "v2" };
+	static const char *n[NSLOT] = { "v0", "v1", "v2", "v3", "v4" };
 
 	return n[v];
 }
+
+/* Requests of the batch still in flight on volume v (-1: on any). */
+static int
+in_flight(int v)
+{
+	int n = 0;
+
+	for (int r = 0; r < rq.nr; r++)
+		n += rq.r[r].done < 0 && (v < 0 || (rq.r[r].s.vol == v && rq.r[r].s.op != OP_FLUSH));
+	return n;
+}
+
+/* Reap until no request is in flight on volume v (-1: none at all). */
+static void
+drain(struct dio_ctx *ctx, int v)
+{
+	while (in_flight(v)) {
+		int n = dio_ctx_reap(ctx, true);
+
+		need(n >= 0, "reap: %s", strerror(-n));
+	}
+}
+
+/* A volume operation of step s, synchronous: its return value. */
+static int
+vol_op(struct dio_tpool *p, struct dio_volume **vols, const struct step *s)
+{
+	uint64_t sz = (uint64_t)s->nsec * CHUNK;
+
+	switch (s->op) {
+	case OP_VCREATE:
+		return dio_tpool_volume_create(p, "v2", sz);
+	case OP_VDELETE:
+		return dio_tpool_volume_delete(p, "v2");
+	case OP_VRESIZE:
+		return dio_tpool_volume_resize(p, "v2", sz);
+	case OP_SNAP:
+	case OP_CLONE:
+		need(s->nsec < NSLOT, "no volume %u", s->nsec);
+		return s->op == OP_SNAP ? dio_tpool_volume_snapshot(p, vname(s->vol), vname((int)s->nsec))
+					: dio_tpool_volume_clone(p, vname(s->vol), vname((int)s->nsec));
+	default:	/* OP_DEL: a volume open here is closed first (-EBUSY otherwise) */
+		if (vols[s->vol])
+			dio_volume_put(vols[s->vol]);
+		vols[s->vol] = NULL;
+		return dio_tpool_volume_delete(p, vname(s->vol));
+	}
+}
+
+/*
+ * The open volume a request goes to: v, opened now if need be; for a
+ * FLUSH (v -1) any volume, v0 unless it was deleted. Its index or -errno.
+ */
+static int
+req_volume(struct dio_tpool *p, struct dio_volume **vols, int v)
+{
+	for (int i = 0; v < 0 && i < NSLOT; i++)
+		if (vols[i])
+			return i;
+	for (int i = v < 0 ? 0 : v; i < (v < 0 ? NSLOT : v + 1); i++)
+		if (vols[i] || dio_tpool_volume_open(p, vname(i), &vols[i]) == 0)
+			return i;
+	return -ENOENT;
+}
+
+static void compute_frozen(void);
 
 /* Run the workload on a pool opened from base, every device op logged. */
 static void
 run_workload(const struct workload *wl)
 {
 	struct dio_tpool_opts o = { .no_direct = true, .io = &rec_io_hooks };
-	struct dio_volume *vols[2];
+	struct dio_volume *vols[NSLOT] = { NULL };
 	struct dio_tpool *p;
 	struct dio_ctx *ctx;
 	int ret;
@@ -715,9 +777,12 @@ run_workload(const struct workload *wl)
 	rec.on = true;
 	rec.order = wl->order;
 	for (int i = 0; i < wl->n;) {
-		int j = i, pending = 0;
+		int j = i;
 
-		/* A batch: step i and the steps after it marked par, in flight together. */
+		/*
+		 * A batch: step i and the steps after it marked par, in flight
+		 * together; C, D and R end it, S, K and X run within it.
+		 */
 		do {
 			const struct step *s = &wl->s[j];
 			struct rreq *r = &rq.r[rq.nr++];
@@ -729,17 +794,23 @@ run_workload(const struct workload *wl)
 				rec.fail_from = wl->fail_from;
 				rec.nops = 0;
 			}
-			r->sub = dl.ev++;
 			if (s->op >= OP_VCREATE) {
-				uint64_t sz = (uint64_t)s->nsec * CHUNK;
-
-				r->ret = s->op == OP_VCREATE ? dio_tpool_volume_create(p, "v2", sz) :
-					 s->op == OP_VDELETE ? dio_tpool_volume_delete(p, "v2") :
-					 dio_tpool_volume_resize(p, "v2", sz);
+				/*
+				 * Writes in flight on the volume would make a snapshot
+				 * wait (2 s), then refuse, and a delete refuse: they
+				 * complete first, before the operation is submitted.
+				 */
+				if (s->op >= OP_SNAP)
+					drain(ctx, s->vol);
+				r->sub = dl.ev++;
+				r->ret = vol_op(p, vols, s);
 				r->done = dl.ev++;
 				j++;
-				break;
+				if (s->op < OP_SNAP)
+					break;
+				continue;
 			}
+			r->sub = dl.ev++;
 			r->buf = test_alloc((size_t)s->nsec * SEC);
 			for (uint32_t k = 0; k < s->nsec; k++)
 				payload(r->buf + k * SEC, s->vol, s->sec + k, r->seq);
@@ -752,44 +823,87 @@ run_workload(const struct workload *wl)
 			if (s->op == OP_FLUSH)
 				r->req.pos = r->req.len = 0;
 			r->done = -1;
-			ret = dio_submit(ctx, vols[s->vol], &r->req);
+			ret = req_volume(p, vols, s->op == OP_FLUSH ? -1 : s->vol);
+			if (ret >= 0)
+				ret = dio_submit(ctx, vols[ret], &r->req);
 			if (ret < 0) {
 				r->ret = ret;
 				r->done = dl.ev++;
-			} else {
-				pending++;
 			}
 			j++;
-		} while (j < wl->n && wl->s[j].par && wl->s[j].op < OP_VCREATE);
-		while (pending) {
-			int n = dio_ctx_reap(ctx, true);
-
-			need(n >= 0, "reap: %s", strerror(-n));
-			pending = 0;
-			for (int r = 0; r < rq.nr; r++)
-				pending += rq.r[r].done < 0;
-		}
+		} while (j < wl->n && wl->s[j].par && (wl->s[j].op < OP_VCREATE || wl->s[j].op >= OP_SNAP));
+		drain(ctx, -1);
 		i = j;
 	}
 	rec.on = false;
 	rec.fail_from = 0;
 	p->readonly = true;	/* a crash: nothing more is written */
-	dio_volume_put(vols[0]);
-	dio_volume_put(vols[1]);
+	for (int v = 0; v < NSLOT; v++)
+		if (vols[v])
+			dio_volume_put(vols[v]);
 	dio_ctx_destroy(ctx);
 	dio_tpool_close(p);
 	cur = wl;
 	workloads++;
+	compute_frozen();
 }
 
 /* ---- the oracle ---- */
 
-/* What a recovered image holds: v0 and v1 sector by sector, and v2. */
+/* What a recovered image holds: which volumes, their sizes and sectors. */
 struct vstate {
-	int64_t seq[2][VSECS];
-	bool v2;
-	uint64_t v2size;
+	bool exists[NSLOT];
+	uint64_t size[NSLOT];
+	int64_t seq[NSLOT][VSECS];
 };
+
+/*
+ * Snapshots and clones. The rules the oracle holds them to:
+ * - A replied snapshot or clone of volume O is a FLUSH for O: every
+ *   request to O that completed before it was submitted is durable (it
+ *   holds them, durably). The harness completes every request in flight
+ *   on O before it submits the snapshot (a snapshot waits for them).
+ * - Its contents are frozen then: O's contents at that moment, which is
+ *   what O reads in the crash image just after the reply with every
+ *   volatile write present (nothing of O is in flight: that image holds
+ *   O's whole history until then). That image is one of the states
+ *   enumerated, where O itself is checked by the ordinary rules, so the
+ *   frozen contents are a state O may legally have had. frozen[i] holds
+ *   them for the snapshot or clone request i.
+ * - A volume made by snapshot or clone request i reads, sector by sector,
+ *   its frozen contents or what its own requests after i wrote, by the
+ *   ordinary rules with the frozen contents in place of the zeros of a
+ *   new volume; a trim may leave zeros or what was before it.
+ * - A sector of O that no request touched since a replied snapshot or
+ *   clone of O reads exactly that one's frozen contents.
+ * - Every volume operation is all-or-nothing and durable once replied:
+ *   the volumes present and their sizes are what some prefix of the
+ *   volume operations makes, from the last one replied (they commit in
+ *   order) to the last one submitted. A refused operation (-ENOENT,
+ *   -EEXIST, -ENOSPC, -EBUSY, -EINVAL, -EPERM, -EROFS: before any I/O)
+ *   makes nothing.
+ * - After every recovery the pool's check finds no problem (leaks are
+ *   allowed: R4, a crash may leak), and the references counted here from
+ *   the volumes' leaves are never more than the space map's (R4).
+ */
+#define FROZEN_UNKNOWN INT64_MIN
+static int64_t frozen[MAXR][VSECS];
+
+static bool
+refused(int ret)
+{
+	return ret == -ENOENT || ret == -EEXIST || ret == -ENOSPC || ret == -EBUSY ||
+	       ret == -EINVAL || ret == -EPERM || ret == -EROFS;
+}
+
+/* Whether request r makes volume v (v2 by create, v3, v4 by snapshot or clone). */
+static bool
+makes(const struct rreq *r, int v)
+{
+	if (refused(r->ret))
+		return false;
+	return (r->s.op == OP_VCREATE && v == 2) || (is_derive(r->s.op) && (int)r->s.nsec == v);
+}
 
 /* Whether request r is required durable at crash point k (R2). */
 static bool
@@ -802,8 +916,8 @@ required(const struct rreq *r, int k)
 	for (int i = 0; i < rq.nr; i++) {
 		const struct rreq *f = &rq.r[i];
 
-		if (f->s.op == OP_FLUSH && f->ret == 0 && f->sub > r->done && f->done >= 0 &&
-		    f->done < k)
+		if (f->ret == 0 && f->sub > r->done && f->done >= 0 && f->done < k &&
+		    (f->s.op == OP_FLUSH || (is_derive(f->s.op) && f->s.vol == r->s.vol)))
 			return true;
 	}
 	return false;
@@ -820,16 +934,26 @@ covers(const struct rreq *r, int vol, uint32_t sec)
 static bool
 oracle_sector(int vol, uint32_t sec, int64_t x, int k)
 {
-	int req = -1;
+	int req = -1, born = -1, snap = -1;
+	int64_t was = 0;	/* what it held when it was made */
 	bool ok = false;
 
 	if (x < 0)
 		return failf("v%d sector %u holds foreign or stale bytes", vol, sec);
-	/* The last request required durable; it, or any request after it, may show. */
 	for (int i = 0; i < rq.nr; i++)
+		if (rq.r[i].sub < k && makes(&rq.r[i], vol))
+			born = i;
+	if (born >= 0 && is_derive(rq.r[born].s.op)) {
+		was = frozen[born][sec];
+		if (was == FROZEN_UNKNOWN)
+			return failf("v%d, made by request %d: its origin v%d does not read just after "
+				     "it", vol, born, rq.r[born].s.vol);
+	}
+	/* The last request required durable; it, or any request after it, may show. */
+	for (int i = born + 1; i < rq.nr; i++)
 		if (rq.r[i].sub < k && covers(&rq.r[i], vol, sec) && required(&rq.r[i], k))
 			req = i;
-	for (int i = 0; i < rq.nr && !ok; i++) {
+	for (int i = born + 1; i < rq.nr && !ok; i++) {
 		const struct rreq *r = &rq.r[i];
 
 		if (r->sub >= k || !covers(r, vol, sec))
@@ -843,65 +967,122 @@ oracle_sector(int vol, uint32_t sec, int64_t x, int k)
 			ok = (r->s.op == OP_WRITE ? (int64_t)r->seq : 0) == x;
 	}
 	if (req < 0 || rq.r[req].s.op == OP_TRIM)
-		ok = ok || x == 0;
+		ok = ok || x == was || (req >= 0 && x == 0);
 	if (!ok)
-		return failf("v%d sector %u reads seq %lld; required request %d", vol, sec,
-			     (long long)x, req);
+		return failf("v%d sector %u reads seq %lld; required request %d, made by %d", vol,
+			     sec, (long long)x, req, born);
+	/* Untouched since a replied snapshot or clone of it: exactly what that froze. */
+	for (int i = born + 1; i < rq.nr; i++) {
+		const struct rreq *r = &rq.r[i];
+
+		if (r->sub >= k)
+			continue;
+		if (is_derive(r->s.op) && r->s.vol == vol && r->ret == 0 && r->done < k)
+			snap = i;
+		else if (snap >= 0 && covers(r, vol, sec))
+			snap = -1;
+	}
+	if (snap >= 0 && frozen[snap][sec] != FROZEN_UNKNOWN && x != frozen[snap][sec])
+		return failf("v%d sector %u reads seq %lld, untouched since request %d (a snapshot "
+			     "or clone of it) froze seq %lld", vol, sec, (long long)x, snap,
+			     (long long)frozen[snap][sec]);
 	return true;
 }
 
-/* v2 after the volume operations before it in rq, up to request last. */
+/* The volumes and their sizes after the volume operations up to request last. */
 static void
-v2_after(int last, bool *exists, uint64_t *size)
+vols_after(int last, bool *ex, uint64_t *sz)
 {
-	*exists = false;
-	*size = 0;
+	for (int v = 0; v < NSLOT; v++) {
+		ex[v] = v < 2;
+		sz[v] = v < 2 ? VOLSZ : 0;
+	}
 	for (int i = 0; i <= last; i++) {
 		const struct step *s = &rq.r[i].s;
+		int t = (int)s->nsec;
 
-		if (s->op == OP_VCREATE && !*exists) {
-			*exists = true;
-			*size = (uint64_t)s->nsec * CHUNK;
-		} else if (s->op == OP_VDELETE && *exists) {
-			*exists = false;
-			*size = 0;
-		} else if (s->op == OP_VRESIZE && *exists) {
-			*size = (uint64_t)s->nsec * CHUNK;
+		if (s->op < OP_VCREATE || refused(rq.r[i].ret))
+			continue;
+		if (s->op == OP_VCREATE && !ex[2]) {
+			ex[2] = true;
+			sz[2] = (uint64_t)s->nsec * CHUNK;
+		} else if (s->op == OP_VDELETE && ex[2]) {
+			ex[2] = false;
+			sz[2] = 0;
+		} else if (s->op == OP_VRESIZE && ex[2]) {
+			sz[2] = (uint64_t)s->nsec * CHUNK;
+		} else if (is_derive(s->op) && ex[s->vol] && !ex[t]) {
+			ex[t] = true;
+			sz[t] = sz[s->vol];
+		} else if (s->op == OP_DEL && ex[s->vol]) {
+			ex[s->vol] = false;
+			sz[s->vol] = 0;
 		}
 	}
 }
 
 /* Volume operations: all or nothing, present once replied (point 4). */
 static bool
-oracle_v2(const struct vstate *vs, int k)
+oracle_vols(const struct vstate *vs, int k)
 {
+	char have[NSLOT * 24] = "";
 	int req = -1;
 
 	for (int i = 0; i < rq.nr; i++)
 		if (rq.r[i].s.op >= OP_VCREATE && rq.r[i].sub < k && required(&rq.r[i], k))
 			req = i;
 	for (int j = req; j < rq.nr; j++) {
-		bool e;
-		uint64_t sz;
+		bool ex[NSLOT], same = true;
+		uint64_t sz[NSLOT];
 
 		if (j >= 0 && (rq.r[j].sub >= k || (j > req && rq.r[j].s.op < OP_VCREATE)))
 			continue;
-		v2_after(j, &e, &sz);
-		if (e == vs->v2 && sz == vs->v2size)
+		vols_after(j, ex, sz);
+		for (int v = 0; v < NSLOT; v++)
+			same = same && ex[v] == vs->exists[v] && sz[v] == vs->size[v];
+		if (same)
 			return true;
 	}
-	return failf("v2 %s, %llu bytes: not what a prefix of its operations since request %d "
-		     "makes", vs->v2 ? "exists" : "absent", (unsigned long long)vs->v2size, req);
+	for (int v = 0; v < NSLOT; v++)
+		if (vs->exists[v])
+			snprintf(have + strlen(have), sizeof(have) - strlen(have), " %s:%llu",
+				 vname(v), (unsigned long long)vs->size[v]);
+	return failf("volumes%s: not what a prefix of the volume operations since request %d "
+		     "makes", have, req);
 }
 
 static bool
 oracle(const struct vstate *vs, int k)
 {
-	for (int v = 0; v < 2; v++)
-		for (uint32_t s = 0; s < VSECS; s++)
+	if (!oracle_vols(vs, k))
+		return false;
+	for (int v = 0; v < NSLOT; v++)
+		for (uint32_t s = 0; vs->exists[v] && s < vs->size[v] / SEC; s++)
 			if (!oracle_sector(v, s, vs->seq[v][s], k))
 				return false;
-	return oracle_v2(vs, k);
+	return true;
+}
+
+/* The sequence in sector s read from offset sec: 0 zeros, -1 foreign or garbage. */
+static int64_t
+payload_seq(const uint8_t *s, uint32_t sec)
+{
+	uint32_t crc, v, o;
+	uint64_t seq;
+
+	if (test_all_zero(s, SEC))
+		return 0;
+	memcpy(&crc, s + SEC - 4, 4);
+	memcpy(&v, s + 4, 4);
+	memcpy(&o, s + 8, 4);
+	memcpy(&seq, s + 16, 8);
+	if (memcmp(s, "PAYL", 4) || crc != tp_crc32c(0, s, SEC - 4) || o != sec || seq < 1 ||
+	    seq > (uint64_t)rq.nr)
+		return -1;
+	/* The request of that sequence wrote it, to that volume. */
+	if (rq.r[seq - 1].s.op != OP_WRITE || rq.r[seq - 1].s.vol != (int)v)
+		return -1;
+	return (int64_t)seq;
 }
 
 /* Sector s of vol as it reads on image im: its data, or NULL for zeros. */
@@ -917,6 +1098,48 @@ read_sector(struct dio_volume *vol, const uint8_t *im, uint32_t s)
 		d = im + ext.addr;
 	vol->map_ops->map_end(vol, &ext, SEC, 0);
 	return d;
+}
+
+/*
+ * R4 counted here, not by the pool's check: the references to each chunk
+ * from the volumes' leaves (each leaf once, however many volumes share
+ * it) are never more than the space map's count, and a referenced chunk
+ * is in use. More is a leak, which a crash may leave.
+ */
+static bool
+recount(const struct dio_tpool *p)
+{
+	const struct tp_leaf *seen[64];
+	uint32_t *refs = calloc(p->sb.nr_chunks, sizeof(*refs));
+	int nseen = 0;
+	bool ok = true;
+
+	need(refs, "out of memory");
+	for (uint32_t i = 0; i < p->nvols; i++) {
+		const struct tp_vol *v = p->vols[i];
+
+		for (uint64_t l = 0; v && l < (v->nl + TP_LEAF - 1) / TP_LEAF; l++) {
+			const struct tp_leaf *lf = v->leaf[l];
+			bool dup = false;
+
+			for (int j = 0; lf && j < nseen; j++)
+				dup = dup || seen[j] == lf;
+			if (!lf || dup)
+				continue;
+			need(nseen < 64, "too many map leaves");
+			seen[nseen++] = lf;
+			for (uint32_t e = 0; e < TP_LEAF; e++)
+				if (lf->e[e].p1 && lf->e[e].p1 <= p->sb.nr_chunks)
+					refs[lf->e[e].p1 - 1]++;
+		}
+	}
+	for (uint64_t c = 0; c < p->sb.nr_chunks && ok; c++)
+		if (refs[c] > p->space[c] || (refs[c] && p->cstate[c] != TP_C_USED))
+			ok = failf("R4: chunk %llu is mapped by %u leaves; the space map counts %u, "
+				   "state %u", (unsigned long long)c, refs[c], p->space[c],
+				   p->cstate[c]);
+	free(refs);
+	return ok;
 }
 
 /* Open the pool on image im read-only, check it and read it into *vs. */
@@ -944,26 +1167,19 @@ read_image(uint8_t *im, struct vstate *vs)
 	ret = dio_tpool_open(path, &o, &p);
 	if (ret < 0)
 		return failf("open: %s", errbuf);
-	for (int v = 0; v < 2 && ok; v++) {
-		if (dio_tpool_volume_open(p, vname(v), &vol) < 0) {
-			ok = failf("volume %s is gone", vname(v));
-			break;
-		}
-		for (uint32_t s = 0; s < VSECS; s++) {
+	ok = recount(p);
+	for (int v = 0; v < NSLOT && ok; v++) {
+		if (dio_tpool_volume_open(p, vname(v), &vol) < 0)
+			continue;
+		vs->exists[v] = true;
+		vs->size[v] = vol->size;
+		if (vol->size > VOLSZ)
+			ok = failf("%s is %llu bytes, more than any volume here", vname(v),
+				   (unsigned long long)vol->size);
+		for (uint32_t s = 0; ok && s < vol->size / SEC; s++) {
 			const uint8_t *d = read_sector(vol, im, s);
 
-			vs->seq[v][s] = d ? payload_seq(d, v, s) : 0;
-		}
-		dio_volume_put(vol);
-	}
-	if (ok && dio_tpool_volume_open(p, "v2", &vol) == 0) {
-		vs->v2 = true;
-		vs->v2size = vol->size;
-		for (uint32_t s = 0; s < vol->size / SEC && ok; s++) {
-			const uint8_t *d = read_sector(vol, im, s);
-
-			if (d && !test_all_zero(d, SEC))
-				ok = failf("v2 sector %u: never written, not zeros", s);
+			vs->seq[v][s] = d ? payload_seq(d, s) : 0;
 		}
 		dio_volume_put(vol);
 	}
@@ -996,15 +1212,41 @@ run_recovery(const uint8_t *src)
 static bool
 same_state(const struct vstate *a, const struct vstate *b)
 {
-	for (int v = 0; v < 2; v++)
+	for (int v = 0; v < NSLOT; v++) {
+		if (a->exists[v] != b->exists[v] || a->size[v] != b->size[v])
+			return failf("R7: after a crash in recovery %s differs", vname(v));
 		for (uint32_t s = 0; s < VSECS; s++)
 			if (a->seq[v][s] != b->seq[v][s])
-				return failf("R7: after a crash in recovery v%d sector %u reads %lld, "
-					     "not %lld", v, s, (long long)b->seq[v][s],
+				return failf("R7: after a crash in recovery %s sector %u reads %lld, "
+					     "not %lld", vname(v), s, (long long)b->seq[v][s],
 					     (long long)a->seq[v][s]);
-	if (a->v2 != b->v2 || a->v2size != b->v2size)
-		return failf("R7: after a crash in recovery v2 differs");
+	}
 	return true;
+}
+
+/* frozen[] of the workload just run (see the rules above). */
+static void
+compute_frozen(void)
+{
+	static struct cstate cs;
+	struct vstate vs;
+
+	for (int i = 0; i < rq.nr; i++) {
+		const struct rreq *r = &rq.r[i];
+
+		if (!is_derive(r->s.op))
+			continue;
+		for (uint32_t s = 0; s < VSECS; s++)
+			frozen[i][s] = FROZEN_UNKNOWN;
+		if (refused(r->ret) || r->done < 0)
+			continue;
+		cs.k = r->done + 1;
+		cs.nsel = volatile_set(&dl, cs.k, cs.sel);
+		build(img, base, img_size, &dl, cs.k, cs.sel, cs.nsel, -1, 0, 0);
+		if (read_image(img, &vs) && vs.exists[r->s.vol])
+			memcpy(frozen[i], vs.seq[r->s.vol], sizeof(frozen[i]));
+		states--;	/* checked with the others, by crash_states */
+	}
 }
 
 static bool rl_current;	/* rl already holds the recovery of the state's image */
@@ -1202,6 +1444,16 @@ data_state(struct cstate *cs, void *arg)
 		recov_point(cs, arg);
 }
 
+/* Whether k is just after the reply of a snapshot or clone. */
+static bool
+derive_point(int k)
+{
+	for (int i = 0; i < rq.nr; i++)
+		if (is_derive(rq.r[i].s.op) && rq.r[i].done + 1 == k)
+			return true;
+	return false;
+}
+
 /* Every crash point of the logged workload, with its volatile subsets. */
 static uint64_t
 crash_states(const char *name)
@@ -1211,8 +1463,13 @@ crash_states(const char *name)
 
 	run.saved = 0;
 	for (int k = 0; k <= dl.ev; k++) {
-		/* The long mode: about 24 crash points a workload, for more workloads. */
-		if (run.lng && dl.ev > 24 && rng_next(&run.rng) % (uint64_t)dl.ev >= 24)
+		/*
+		 * The long mode: about 24 crash points a workload, for more
+		 * workloads; always the one after each snapshot or clone (its
+		 * frozen contents, checked there).
+		 */
+		if (run.lng && dl.ev > 24 && rng_next(&run.rng) % (uint64_t)dl.ev >= 24 &&
+		    !derive_point(k))
 			continue;
 		cs = (struct cstate){ .k = k, .tw = -1, .rk = -1, .rtw = -1 };
 		for_subsets(&dl, k, cs.sel, &cs.nsel, &cs.tw, &cs.ta, &cs.tb, &cs, data_state,
@@ -1293,7 +1550,8 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 				  &par) == 6 && wl->n < MAXR) {
 			const char *o = memchr(opchar, c, OP_NR);
 
-			if (!o || v < 0 || v > 1 || sec + nsec > VSECS)
+			if (!o || v < 0 || v >= NSLOT || sec + nsec > VSECS ||
+			    (is_derive((int)(o - opchar)) && nsec >= NSLOT))
 				goto bad;
 			wl->s[wl->n++] = (struct step){ (int)(o - opchar), v, sec, nsec, fua != 0,
 							par != 0 };
