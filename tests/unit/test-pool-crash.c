@@ -239,6 +239,7 @@ struct rreq {			/* one client request */
 	struct step s;
 	uint64_t seq;		/* WRITE payload sequence */
 	int sub, done, ret;
+	int on;			/* the volume it was submitted to (a FLUSH: any) */
 	struct dio_req req;
 	uint8_t *buf;
 };
@@ -687,22 +688,26 @@ vname(int v)
 	return n[v];
 }
 
-/* Requests of the batch still in flight on volume v (-1: on any). */
+/* Requests still in flight on volume v (-1: on any), FLUSHes too when flushes. */
 static int
-in_flight(int v)
+in_flight(int v, bool flushes)
 {
 	int n = 0;
 
 	for (int r = 0; r < rq.nr; r++)
-		n += rq.r[r].done < 0 && (v < 0 || (rq.r[r].s.vol == v && rq.r[r].s.op != OP_FLUSH));
+		n += rq.r[r].done < 0 && (v < 0 || (rq.r[r].on == v &&
+						    (flushes || rq.r[r].s.op != OP_FLUSH)));
 	return n;
 }
 
-/* Reap until no request is in flight on volume v (-1: none at all). */
+/*
+ * Reap until no request is in flight on volume v (-1: none at all): its
+ * writes for a snapshot, every request before it is closed (flushes).
+ */
 static void
-drain(struct dio_ctx *ctx, int v)
+drain(struct dio_ctx *ctx, int v, bool flushes)
 {
-	while (in_flight(v)) {
+	while (in_flight(v, flushes)) {
 		int n = dio_ctx_reap(ctx, true);
 
 		need(n >= 0, "reap: %s", strerror(-n));
@@ -801,7 +806,7 @@ run_workload(const struct workload *wl)
 				 * complete first, before the operation is submitted.
 				 */
 				if (s->op >= OP_SNAP)
-					drain(ctx, s->vol);
+					drain(ctx, s->vol, s->op == OP_DEL);
 				r->sub = dl.ev++;
 				r->ret = vol_op(p, vols, s);
 				r->done = dl.ev++;
@@ -824,15 +829,17 @@ run_workload(const struct workload *wl)
 				r->req.pos = r->req.len = 0;
 			r->done = -1;
 			ret = req_volume(p, vols, s->op == OP_FLUSH ? -1 : s->vol);
-			if (ret >= 0)
+			if (ret >= 0) {
+				r->on = ret;
 				ret = dio_submit(ctx, vols[ret], &r->req);
+			}
 			if (ret < 0) {
 				r->ret = ret;
 				r->done = dl.ev++;
 			}
 			j++;
 		} while (j < wl->n && wl->s[j].par && (wl->s[j].op < OP_VCREATE || wl->s[j].op >= OP_SNAP));
-		drain(ctx, -1);
+		drain(ctx, -1, true);
 		i = j;
 	}
 	rec.on = false;
@@ -1516,6 +1523,67 @@ gen_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 	}
 }
 
+/*
+ * Snapshots, clones and deletes among writes over the first two chunks of
+ * each volume (room for the copies in the pool's 8): a snapshot or clone
+ * of any volume into v3, then v4, and deletes of any volume, shared or
+ * not, in batches with requests in flight on the other volumes.
+ */
+static void
+gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
+{
+	uint64_t r = seed * 0x9e3779b97f4a7c15ull + 3;
+	bool ex[NSLOT] = { true, true }, ro[NSLOT] = { false };
+	bool busy[NSLOT] = { false };	/* data requests in the batch */
+	int next = 3;
+
+	memset(wl, 0, sizeof(*wl));
+	wl->seed = seed;
+	wl->order = conc ? seed * 2654435761u + 11 : 0;
+	wl->fail_step = -1;
+	wl->n = n;
+	for (int i = 0; i < n; i++) {
+		struct step *s = &wl->s[i];
+		int x = i < 2 ? 50 : (int)(rng_next(&r) % 100), v = (int)(rng_next(&r) % NSLOT);
+		uint32_t sec = (uint32_t)(rng_next(&r) % 16), len = 1 + (uint32_t)(rng_next(&r) % 10);
+		bool fua = rng_next(&r) % 3 == 0;
+		int o = -1, w = -1;
+
+		*s = (struct step){ .op = OP_FLUSH };
+		s->par = conc && i > 0 && rng_next(&r) % 4 != 0;
+		if (!s->par)
+			memset(busy, 0, sizeof(busy));
+		for (int j = 0; j < NSLOT; j++) {
+			int c = (v + j) % NSLOT;
+
+			if (o < 0 && ex[c] && !busy[c])
+				o = c;	/* nothing of it in flight */
+			if (w < 0 && ex[c] && !ro[c])
+				w = c;
+		}
+		if (x < 14 && next < NSLOT && o >= 0) {
+			s->op = rng_next(&r) % 2 ? OP_SNAP : OP_CLONE;
+			s->vol = o;
+			s->nsec = (uint32_t)next;
+			ex[next] = true;
+			ro[next++] = s->op == OP_SNAP;
+		} else if (x < 21 && o >= 0) {
+			s->op = OP_DEL;
+			s->vol = o;
+			ex[o] = false;
+		} else if (x >= 65 && x < 77) {
+			continue;	/* a FLUSH */
+		} else if (w >= 0) {
+			s->op = x < 88 ? OP_WRITE : x < 95 ? OP_TRIM : OP_ZERO;
+			s->vol = w;
+			s->sec = sec;
+			s->nsec = sec + len > 16 ? 16 - sec : len;
+			s->fua = fua;
+			busy[w] = true;
+		}
+	}
+}
+
 /* ---- saved cases ---- */
 
 static bool
@@ -1793,6 +1861,12 @@ teardown(void)
 #define VC(chunks) { OP_VCREATE, 0, 0, chunks, false, false }
 #define VD { OP_VDELETE, 0, 0, 0, false, false }
 #define VR(chunks) { OP_VRESIZE, 0, 0, chunks, false, false }
+#define SN(o, t) { OP_SNAP, o, 0, t, false, false }
+#define SNP(o, t) { OP_SNAP, o, 0, t, false, true }
+#define CL(o, t) { OP_CLONE, o, 0, t, false, false }
+#define CLP(o, t) { OP_CLONE, o, 0, t, false, true }
+#define DL(v) { OP_DEL, v, 0, 0, false, false }
+#define DLP(v) { OP_DEL, v, 0, 0, false, true }
 
 /* A hand-written workload: its steps, in submission order unless order. */
 static void
@@ -1860,8 +1934,69 @@ Test(pool_crash, volume_operations, .init = setup, .fini = teardown)
 	check_hand(s, 8, "volume-ops");
 }
 
+/*
+ * A snapshot holds its origin as it was: copies of the shared chunks
+ * (partial writes, the copied sub-blocks around them), FUA and not,
+ * on the origin after the snapshot.
+ */
+Test(pool_crash, snapshot_reads_origin_as_it_was, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, false), W(0, 8, 3, false), SN(0, 3),
+					 W(0, 0, 4, false), W(0, 9, 1, true), FL,
+					 W(0, 2, 1, false), TR(0, 4, 4, false), FL };
+
+	check_hand(s, 9, "snapshot-cow");
+}
+
+/* A clone of a snapshot, written on both sides; the snapshot between them deleted. */
+Test(pool_crash, clone_of_snapshot_written_both_sides, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, false), W(0, 8, 8, true), SN(0, 3),
+					 CL(3, 4), W(4, 2, 3, false), W(0, 4, 2, false), FL,
+					 W(4, 10, 2, true), DL(3), W(0, 12, 1, false), FL };
+
+	check_hand(s, 11, "clone-of-snapshot");
+}
+
+/*
+ * Deletes of shared volumes: the origin of a clone, then a clone that a
+ * snapshot shares; new writes reuse what was freed, never what is shared.
+ */
+Test(pool_crash, delete_while_shared, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, true), W(0, 8, 4, false), CL(0, 3), DL(0),
+					 W(3, 0, 2, false), FL, SN(3, 4), DL(3), W(1, 0, 8, false),
+					 W(1, 8, 8, false), FL };
+
+	check_hand(s, 11, "delete-shared");
+}
+
+/*
+ * Snapshots, clones and deletes with requests in flight on other volumes,
+ * and copy-on-write writes in flight with a FLUSH whose completion does
+ * not cover the copy (R1: the COW record waits for the next flush). Every
+ * completion order of the batches.
+ */
+Test(pool_crash, snapshot_with_requests_in_flight, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, false), W(0, 8, 2, false), W(1, 0, 8, false),
+					 WP(1, 8, 4, false), SNP(0, 3), WP(1, 1, 2, true), FL,
+					 FLP, WP(0, 2, 2, false), WP(1, 9, 1, false), CLP(3, 4),
+					 WP(0, 8, 1, true), FL, W(4, 0, 1, false), FLP,
+					 DLP(0), WP(4, 9, 3, false), FL };
+	static struct workload wl;
+
+	for (uint64_t order = 1; order <= 6; order++) {
+		hand(&wl, s, 18, order * 7919);
+		run_workload(&wl);
+		cr_assert_eq(crash_states("snapshot-in-flight"), 0, "%s", run.first);
+	}
+}
+
+typedef void (*gen_fn)(uint64_t seed, int n, bool conc, struct workload *wl);
+
 static void
-random_runs(uint64_t first, int count, int n, bool conc)
+random_runs_of(gen_fn gen, uint64_t first, int count, int n, bool conc)
 {
 	struct timespec t0, t1;
 	static struct workload wl;
@@ -1870,7 +2005,7 @@ random_runs(uint64_t first, int count, int n, bool conc)
 	for (uint64_t seed = first; seed < first + (uint64_t)count; seed++) {
 		char name[48];
 
-		gen_workload(seed, n, conc, &wl);
+		gen(seed, n, conc, &wl);
 		run_workload(&wl);
 		snprintf(name, sizeof(name), "random seed %llu%s", (unsigned long long)seed,
 			 conc ? " concurrent" : "");
@@ -1880,6 +2015,12 @@ random_runs(uint64_t first, int count, int n, bool conc)
 	fprintf(stderr, "crash simulator: %llu states of %llu workloads in %.1f s\n",
 		(unsigned long long)states, (unsigned long long)workloads,
 		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
+static void
+random_runs(uint64_t first, int count, int n, bool conc)
+{
+	random_runs_of(gen_workload, first, count, n, conc);
 }
 
 /*
@@ -1918,6 +2059,12 @@ Test(pool_crash, journal_wrap_with_stale_blocks, .init = setup, .fini = teardown
 Test(pool_crash, random_short_sequences, .init = setup, .fini = teardown, .timeout = 240)
 {
 	random_runs(1, SEEDS(20), 8, false);
+}
+
+/* Snapshots, clones, deletes among writes, in batches completing out of order. */
+Test(pool_crash, random_snapshot_sequences, .init = setup, .fini = teardown, .timeout = 240)
+{
+	random_runs_of(gen_snap_workload, 2001, SEEDS(12), 10, true);
 }
 
 /* Short random sequences in batches whose completions come back out of order. */
