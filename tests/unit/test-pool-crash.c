@@ -40,6 +40,12 @@
  * The program also runs standalone, outside Criterion:
  *   test-pool-crash --states N [--seed S] [--save DIR]   random workloads
  *   test-pool-crash --replay FILE|DIR                    saved cases
+ * With $DIO_CRASH_TRACE set, each workload's device log and requests go
+ * to stderr.
+ *
+ * Snapshots, clones and deletes of shared volumes are volume operations
+ * of the workloads; the oracle's rules for them are with struct vstate.
+ *
  * Every failing state is saved to DIR (--save or $DIO_CRASH_SAVE) as a
  * case file: the workload, its completion order seed, the crash point, the
  * chosen volatile writes, the torn write and the recovery crash. The cases
@@ -70,7 +76,7 @@
 
 #define SEC 512u
 #define CHUNK 4096u
-#define NCHUNKS 8
+#define NCHUNKS 32
 #define NSLOT 5		/* volumes v0..v4: v2 made empty; v3, v4 snapshots and clones */
 #define VOLSZ (4 * CHUNK)
 #define VSECS (VOLSZ / SEC)
@@ -756,6 +762,30 @@ req_volume(struct dio_tpool *p, struct dio_volume **vols, int v)
 	return -ENOENT;
 }
 
+/* The workload's device log and requests, in event order, as comments. */
+static void
+print_log(FILE *f)
+{
+	fprintf(f, "# device log (event: write off+len fua submit..done / flush)\n");
+	for (int e = 0; e < dl.ev; e++) {
+		for (int i = 0; i < dl.nw; i++)
+			if (dl.w[i].sub == e)
+				fprintf(f, "# %d: write %d %llu+%llu%s done %d\n", e, i,
+					(unsigned long long)dl.w[i].off,
+					(unsigned long long)dl.w[i].len, dl.w[i].fua ? " fua" : "",
+					dl.w[i].done);
+		for (int i = 0; i < dl.nf; i++)
+			if (dl.f[i].sub == e)
+				fprintf(f, "# %d: flush done %d\n", e, dl.f[i].done);
+		for (int i = 0; i < rq.nr; i++)
+			if (rq.r[i].sub == e)
+				fprintf(f, "# %d: request %d %c v%d %u+%u%s done %d ret %d\n", e, i,
+					opchar[rq.r[i].s.op], rq.r[i].s.vol, rq.r[i].s.sec,
+					rq.r[i].s.nsec, rq.r[i].s.fua ? " fua" : "", rq.r[i].done,
+					rq.r[i].ret);
+	}
+}
+
 static void compute_frozen(void);
 
 /* Run the workload on a pool opened from base, every device op logged. */
@@ -853,6 +883,8 @@ run_workload(const struct workload *wl)
 	cur = wl;
 	workloads++;
 	compute_frozen();
+	if (getenv("DIO_CRASH_TRACE"))
+		print_log(stderr);
 }
 
 /* ---- the oracle ---- */
@@ -1327,24 +1359,8 @@ save_case(const struct workload *wl, const struct cstate *cs)
 	fprintf(f, "\nrsel");
 	for (int i = 0; i < cs->nrsel; i++)
 		fprintf(f, " %d", cs->rsel[i]);
-	fprintf(f, "\n# device log (event: write off+len fua submit..done / flush)\n");
-	for (int e = 0; e < dl.ev; e++) {
-		for (int i = 0; i < dl.nw; i++)
-			if (dl.w[i].sub == e)
-				fprintf(f, "# %d: write %d %llu+%llu%s done %d\n", e, i,
-					(unsigned long long)dl.w[i].off,
-					(unsigned long long)dl.w[i].len, dl.w[i].fua ? " fua" : "",
-					dl.w[i].done);
-		for (int i = 0; i < dl.nf; i++)
-			if (dl.f[i].sub == e)
-				fprintf(f, "# %d: flush done %d\n", e, dl.f[i].done);
-		for (int i = 0; i < rq.nr; i++)
-			if (rq.r[i].sub == e)
-				fprintf(f, "# %d: request %d %c v%d %u+%u%s done %d ret %d\n", e, i,
-					opchar[rq.r[i].s.op], rq.r[i].s.vol, rq.r[i].s.sec,
-					rq.r[i].s.nsec, rq.r[i].s.fua ? " fua" : "", rq.r[i].done,
-					rq.r[i].ret);
-	}
+	fprintf(f, "\n");
+	print_log(f);
 	fclose(f);
 	fprintf(stderr, "crash simulator: saved %s\n", name);
 }
@@ -1561,13 +1577,13 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 			if (w < 0 && ex[c] && !ro[c])
 				w = c;
 		}
-		if (x < 14 && next < NSLOT && o >= 0) {
+		if (x < 25 && next < NSLOT && o >= 0) {
 			s->op = rng_next(&r) % 2 ? OP_SNAP : OP_CLONE;
 			s->vol = o;
 			s->nsec = (uint32_t)next;
 			ex[next] = true;
 			ro[next++] = s->op == OP_SNAP;
-		} else if (x < 21 && o >= 0) {
+		} else if (x < 33 && o >= 0) {
 			s->op = OP_DEL;
 			s->vol = o;
 			ex[o] = false;
