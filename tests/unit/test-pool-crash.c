@@ -1884,6 +1884,17 @@ teardown(void)
 #define DL(v) { OP_DEL, v, 0, 0, false, false }
 #define DLP(v) { OP_DEL, v, 0, 0, false, true }
 
+/*
+ * Fewer under the sanitizers, which check memory, not more states: a third
+ * of the workloads (at least one) of each random test and of each
+ * completion-order loop. Release: about 38,000 states an engine.
+ */
+#ifdef __SANITIZE_ADDRESS__
+#define SEEDS(n) ((n) / 3 ? (n) / 3 : 1)
+#else
+#define SEEDS(n) (n)
+#endif
+
 /* A hand-written workload: its steps, in submission order unless order. */
 static void
 hand(struct workload *wl, const struct step *s, int n, uint64_t order)
@@ -2002,7 +2013,7 @@ Test(pool_crash, snapshot_with_requests_in_flight, .init = setup, .fini = teardo
 					 DLP(0), WP(4, 9, 3, false), FL };
 	static struct workload wl;
 
-	for (uint64_t order = 1; order <= 6; order++) {
+	for (uint64_t order = 1; order <= SEEDS(3); order++) {
 		hand(&wl, s, 18, order * 7919);
 		run_workload(&wl);
 		cr_assert_eq(crash_states("snapshot-in-flight"), 0, "%s", run.first);
@@ -2064,29 +2075,23 @@ Test(pool_crash, journal_wrap_with_stale_blocks, .init = setup, .fini = teardown
 	cr_assert(rewritten, "the journal did not wrap");
 }
 
-/* Fewer under the sanitizers, which check memory, not more states. */
-#ifdef __SANITIZE_ADDRESS__
-#define SEEDS(n) ((n) / 2)
-#else
-#define SEEDS(n) (n)
-#endif
 
 /* Short random sequences, seeded, one request at a time. */
 Test(pool_crash, random_short_sequences, .init = setup, .fini = teardown, .timeout = 240)
 {
-	random_runs(1, SEEDS(20), 8, false);
+	random_runs(1, SEEDS(14), 8, false);
 }
 
 /* Snapshots, clones, deletes among writes, in batches completing out of order. */
 Test(pool_crash, random_snapshot_sequences, .init = setup, .fini = teardown, .timeout = 240)
 {
-	random_runs_of(gen_snap_workload, 2001, SEEDS(12), 10, true);
+	random_runs_of(gen_snap_workload, 2001, SEEDS(8), 10, true);
 }
 
 /* Short random sequences in batches whose completions come back out of order. */
 Test(pool_crash, random_concurrent_sequences, .init = setup, .fini = teardown, .timeout = 240)
 {
-	random_runs(1001, SEEDS(16), 8, true);
+	random_runs(1001, SEEDS(10), 8, true);
 }
 
 /*
