@@ -1503,16 +1503,23 @@ crash_states(const char *name)
 
 /* ---- workloads by seed ---- */
 
+/* An empty workload of n steps (seed: what made it, order: its completion order). */
+static void
+wl_init(struct workload *wl, uint64_t seed, int n, uint64_t order)
+{
+	memset(wl, 0, sizeof(*wl));
+	wl->seed = seed;
+	wl->order = order;
+	wl->fail_step = -1;
+	wl->n = n;
+}
+
 static void
 gen_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 {
 	uint64_t r = seed * 0x9e3779b97f4a7c15ull + 1;
 
-	memset(wl, 0, sizeof(*wl));
-	wl->seed = seed;
-	wl->order = conc ? seed * 2654435761u + 7 : 0;
-	wl->fail_step = -1;
-	wl->n = n;
+	wl_init(wl, seed, n, conc ? seed * 2654435761u + 7 : 0);
 	for (int i = 0; i < n; i++) {
 		int x = (int)(rng_next(&r) % 100);
 		uint32_t sec = (uint32_t)(rng_next(&r) % VSECS);
@@ -1553,11 +1560,7 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 	bool busy[NSLOT] = { false };	/* data requests in the batch */
 	int next = 3;
 
-	memset(wl, 0, sizeof(*wl));
-	wl->seed = seed;
-	wl->order = conc ? seed * 2654435761u + 11 : 0;
-	wl->fail_step = -1;
-	wl->n = n;
+	wl_init(wl, seed, n, conc ? seed * 2654435761u + 11 : 0);
 	for (int i = 0; i < n; i++) {
 		struct step *s = &wl->s[i];
 		int x = i < 2 ? 50 : (int)(rng_next(&r) % 100), v = (int)(rng_next(&r) % NSLOT);
