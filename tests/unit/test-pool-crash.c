@@ -2234,7 +2234,11 @@ standalone(int argc, char **argv)
 		for (uint64_t s = seed; states < want; s++) {
 			char name[48];
 
-			gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
+			/* Every third one with snapshots, clones and deletes. */
+			if (s % 3 == 2)
+				gen_snap_workload(s, 6 + (int)(s % 9), s % 2, &wl);
+			else
+				gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
 			run_workload(&wl);
 			snprintf(name, sizeof(name), "seed %llu", (unsigned long long)s);
 			if (crash_states(name))
