@@ -1888,14 +1888,17 @@ teardown(void)
 #define DLP(v) { OP_DEL, v, 0, 0, false, true }
 
 /*
- * Fewer under the sanitizers, which check memory, not more states: a third
- * of the workloads (at least one) of each random test and of each
- * completion-order loop. Release: about 38,000 states an engine.
+ * Fewer under the sanitizers, which check memory, not more states: a
+ * quarter of the workloads (at least one) of each random test and of each
+ * completion-order loop, and a crash in recovery from every other state.
+ * Release: about 38,000 states an engine, ASan about 11,000.
  */
 #ifdef __SANITIZE_ADDRESS__
-#define SEEDS(n) ((n) / 3 ? (n) / 3 : 1)
+#define SEEDS(n) ((n) / 4 ? (n) / 4 : 1)
+#define RECOV_EVERY 2
 #else
 #define SEEDS(n) (n)
+#define RECOV_EVERY 1
 #endif
 
 /* A hand-written workload: its steps, in submission order unless order. */
@@ -2109,21 +2112,24 @@ Test(pool_crash, concurrent_write_and_flush, .init = setup, .fini = teardown)
 					 W(0, 16, 1, true), FL };
 	static struct workload wl;
 
-	for (uint64_t order = 1; order <= 12; order++) {
+	for (uint64_t order = 1; order <= SEEDS(12); order++) {
 		hand(&wl, s, 9, order * 7919);
 		run_workload(&wl);
 		cr_assert_eq(crash_states("concurrent-write-flush"), 0, "%s", run.first);
 	}
 }
 
-/* Crashes during recovery (R7): every write of each recovery, for every crash state. */
+/*
+ * Crashes during recovery (R7): every write of each recovery, for every
+ * crash state (every other one under ASan).
+ */
 Test(pool_crash, crash_during_recovery, .init = setup, .fini = teardown, .timeout = 240)
 {
 	static const struct step s[] = { W(0, 0, 8, false), W(1, 3, 2, true), VC(2), FL,
 					 TR(0, 0, 8, false), W(0, 9, 4, true), VR(3) };
 	static struct workload wl;
 
-	run.recov_every = 1;
+	run.recov_every = RECOV_EVERY;
 	hand(&wl, s, 7, 0);
 	run_workload(&wl);
 	cr_assert_eq(crash_states("crash-in-recovery"), 0, "%s", run.first);
