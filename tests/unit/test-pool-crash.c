@@ -1889,13 +1889,13 @@ teardown(void)
 
 /*
  * Fewer under the sanitizers, which check memory, not more states: a
- * quarter of the workloads (at least one) of each random test and of each
- * completion-order loop, and a crash in recovery from every other state.
- * Release: about 38,000 states an engine, ASan about 11,000.
+ * fifth of the workloads (at least one) of each random test and of each
+ * completion-order loop, and crashes in recovery from every third state.
+ * Release: about 38,000 states an engine, ASan about 9,000.
  */
 #ifdef __SANITIZE_ADDRESS__
-#define SEEDS(n) ((n) / 4 ? (n) / 4 : 1)
-#define RECOV_EVERY 2
+#define SEEDS(n) ((n) / 5 ? (n) / 5 : 1)
+#define RECOV_EVERY 3
 #else
 #define SEEDS(n) (n)
 #define RECOV_EVERY 1
@@ -2121,7 +2121,7 @@ Test(pool_crash, concurrent_write_and_flush, .init = setup, .fini = teardown)
 
 /*
  * Crashes during recovery (R7): every write of each recovery, for every
- * crash state (every other one under ASan).
+ * crash state (every third one under ASan).
  */
 Test(pool_crash, crash_during_recovery, .init = setup, .fini = teardown, .timeout = 240)
 {
