@@ -226,6 +226,34 @@ tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
 	tp_vol_free(v);
 }
 
+int
+tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial)
+{
+	uint64_t nleaf = (s->nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
+	struct tp_leaf **leaf = calloc(nleaf ? nleaf : 1, sizeof(*leaf));
+
+	if (!leaf)
+		return -ENOMEM;
+	/* Take the snapshot's leaves first: a leaf both map keeps its chunks. */
+	for (uint64_t i = 0; i < nleaf; i++) {
+		leaf[i] = s->leaf[i];
+		if (leaf[i]) {
+			leaf[i]->refs++;
+			p->nleaves++;
+		}
+	}
+	for (uint64_t i = 0; i < old; i++) {
+		p->nleaves -= v->leaf[i] != NULL;
+		leaf_put(p, v->leaf[i], serial);
+	}
+	free(v->leaf);
+	v->leaf = leaf;
+	v->nl = s->nl;
+	v->size = s->size;
+	v->mapped = s->mapped;
+	return 0;
+}
+
 struct tp_vol *
 tp_vol_by_id(struct dio_tpool *p, uint32_t id)
 {
@@ -406,6 +434,11 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 		o = tp_vol_by_id(p, (uint32_t)r->b);
 		if (!o || o->size != r->a)
 			return apply_err(err, errlen, "snapshot of no volume, or of another size", r);
+		if (r->flags & TP_VF_REVERT) {
+			if (!v || v == o || o->parent != v->id || (v->flags & TP_VF_RO))
+				return apply_err(err, errlen, "revert to no snapshot of the volume", r);
+			return tp_vol_revert(p, v, o, TP_NO_RELEASE);
+		}
 		/* fallthrough */
 	case TP_R_VOL:
 		if (v || r->vol == 0)

@@ -403,6 +403,48 @@ dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *n
 }
 
 int
+dio_tpool_volume_revert(struct dio_tpool *pool, const char *name, const char *snapshot)
+{
+	struct tp_rec r = { .type = TP_R_SNAP, .flags = TP_VF_REVERT };
+	struct tp_vol *v, *s;
+	int ret;
+
+	pthread_mutex_lock(&pool->lock);
+	v = tp_vol_by_name(pool, name);
+	s = tp_vol_by_name(pool, snapshot);
+	if (pool->readonly)
+		ret = -EROFS;
+	else if (!v || !s)
+		ret = -ENOENT;
+	else if (v->flags & TP_VF_RO)
+		ret = -EROFS;	/* a snapshot stays what it was */
+	else if (s->parent != v->id || !(s->flags & TP_VF_RO))
+		ret = -EINVAL;	/* only to a snapshot taken of this volume */
+	else if (v->dv)
+		ret = -EBUSY;
+	else if (!tp_meta_room(pool, 0, (s->nl + TP_LEAF - 1) / TP_LEAF))
+		ret = -ENOSPC;
+	else {
+		r.vol = v->id;
+		r.a = s->size;
+		r.b = s->id;
+		memcpy(r.uuid, v->uuid, 16);
+		snprintf(r.name, sizeof(r.name), "%s", v->name);
+		ret = tp_append(pool, &r, 0);
+		if (ret == 0) {
+			/* the chunks only v mapped are free once the record is durable (R3) */
+			ret = tp_vol_revert(pool, v, s, pool->serial);
+			if (ret < 0)
+				pool->npend--;	/* never happened */
+		}
+		if (ret == 0)
+			ret = tp_commit(pool, true);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
+}
+
+int
 dio_tpool_volume_list(struct dio_tpool *pool, struct dio_tpool_vol_info **out, size_t *n)
 {
 	struct dio_tpool_vol_info *a;

@@ -117,6 +117,15 @@ enum tp_rtype {
 
 /* tp_rec.flags of VOL/SNAP, tp_vol.flags */
 #define TP_VF_RO	(1u << 0)	/* a snapshot: served read-only */
+/*
+ * SNAP record only, never in tp_vol.flags: a revert. Volume vol (which
+ * exists) drops its map and shares the map of its snapshot b (size a)
+ * instead; its name, uuid, flags and parent stay. A SNAP, not a record
+ * type of its own: a version that knows SHARE but not revert refuses the
+ * record at replay ("volume exists already") instead of stopping the
+ * replay silently at a record type it cannot size.
+ */
+#define TP_VF_REVERT	(1u << 1)
 
 struct tp_rec {
 	uint8_t type;		/* enum tp_rtype */
@@ -340,6 +349,12 @@ void tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_m
 		  uint64_t serial);
 /* tp_ent_unmap serial: replay and loading, where tp_derive works out the chunk states. */
 #define TP_NO_RELEASE UINT64_MAX
+/*
+ * v's map becomes s's (shared leaf by leaf), its size s's; its old leaves
+ * lose a reference, their chunks as tp_ent_unmap (serial). 0 or -ENOMEM
+ * (nothing changed).
+ */
+int tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial);
 /* Drop v's references to its leaves (and their chunks), as tp_ent_unmap; free v. */
 void tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
 /* Whether a checkpoint still fits the reserve with refs more references, leaves more leaves. */

@@ -642,6 +642,45 @@ ctl_pool_volume_delete(struct control *ctl, const json_t *params, struct ctl_rep
 	r->result = json_pack("{s:s}", "deleted", name);
 }
 
+/* pool.volume.revert: {pool, name, snapshot}: the volume reads what its snapshot does. */
+static void
+ctl_pool_volume_revert(struct control *ctl, const json_t *params, struct ctl_reply *r)
+{
+	static const char *const keys[] = { "pool", "name", "snapshot", NULL };
+	struct dio_tpool *pool;
+	const char *name, *snap;
+	int ret;
+
+	if (ctl_params_only(params, keys, r) < 0 ||
+	    ctl_param_str(params, "name", true, &name, r) < 0 ||
+	    ctl_param_str(params, "snapshot", true, &snap, r) < 0 ||
+	    !(pool = ctl_pool(ctl, params, r)))
+		return;
+	ret = dio_tpool_volume_revert(pool, name, snap);
+	if (ret == -EINVAL) {
+		ctl_error(r, CTL_FAILED, "reverting volume '%.64s': '%.64s' is not a snapshot of it "
+			  "(only a read-only snapshot taken of the volume itself)", name, snap);
+		return;
+	}
+	if (ret == -EROFS) {
+		ctl_error(r, CTL_FAILED, "reverting volume '%.64s': it is a snapshot (read-only), "
+			  "or the pool is open read-only", name);
+		return;
+	}
+	if (ret == -ENOENT) {
+		ctl_error(r, CTL_FAILED, "reverting volume '%.64s' to '%.64s': no such volume", name,
+			  snap);
+		return;
+	}
+	if (ret < 0) {
+		ctl_pool_error(r, "reverting volume", name, ret);
+		return;
+	}
+	log_info("pool %s: volume '%s' reverted to its snapshot '%s'",
+		 json_string_value(json_object_get(params, "pool")), name, snap);
+	r->result = json_pack("{s:s, s:s}", "reverted", name, "snapshot", snap);
+}
+
 static void
 ctl_log_set_level(struct control *ctl, const json_t *params, struct ctl_reply *r)
 {
@@ -697,6 +736,7 @@ static const struct ctl_method {
 	{ "pool.volume.delete", ctl_pool_volume_delete },
 	{ "pool.volume.snapshot", ctl_pool_volume_snapshot },
 	{ "pool.volume.clone", ctl_pool_volume_clone },
+	{ "pool.volume.revert", ctl_pool_volume_revert },
 };
 
 /* ---- requests ---- */

@@ -42,7 +42,8 @@ usage(FILE *f)
 		"  pool-resize-volume POOL NAME SIZE\n"
 		"  pool-delete-volume POOL NAME      (not while an export serves it)\n"
 		"  pool-snapshot POOL ORIGIN NAME    a read-only snapshot, O(1)\n"
-		"  pool-clone POOL ORIGIN NAME       a writable clone, O(1)\n\n"
+		"  pool-clone POOL ORIGIN NAME       a writable clone, O(1)\n"
+		"  pool-revert POOL NAME SNAPSHOT    NAME reads what its snapshot does (not while served)\n\n"
 		"  --json   print the server's JSON result instead of a table\n"
 		"Exit status: 0 done, 1 refused or unreachable, 2 usage.\n",
 		CTL_DEFAULT_SOCKET);
@@ -235,12 +236,13 @@ ctl_pool_command(int argc, char **argv, const char **method, json_t **params)
 	json_int_t n = 0;
 	bool sized = !strcmp(cmd, "pool-create-volume") || !strcmp(cmd, "pool-resize-volume");
 	bool share = !strcmp(cmd, "pool-snapshot") || !strcmp(cmd, "pool-clone");
+	bool revert = !strcmp(cmd, "pool-revert");
 
 	if (strncmp(cmd, "pool-", 5))
 		return 1;
 	if (!((!strcmp(cmd, "pool-info") || !strcmp(cmd, "pool-volumes")) && argc == 2) &&
 	    !(sized && argc == 4) && !(!strcmp(cmd, "pool-delete-volume") && argc == 3) &&
-	    !(share && argc == 4))
+	    !((share || revert) && argc == 4))
 		return 1;
 	if (ctl_abs(argv[1], abs) < 0)
 		return -1;
@@ -249,6 +251,12 @@ ctl_pool_command(int argc, char **argv, const char **method, json_t **params)
 		return -1;
 	}
 	*params = json_pack("{s:s}", "pool", abs);
+	if (revert) {
+		json_object_set_new(*params, "name", json_string(argv[2]));
+		json_object_set_new(*params, "snapshot", json_string(argv[3]));
+		*method = "pool.volume.revert";
+		return 0;
+	}
 	if (share) {
 		json_object_set_new(*params, "origin", json_string(argv[2]));
 		json_object_set_new(*params, "name", json_string(argv[3]));

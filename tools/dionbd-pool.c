@@ -11,8 +11,10 @@
  *   dionbd-pool volume list [--json] POOL
  *   dionbd-pool volume delete POOL NAME
  *   dionbd-pool volume resize POOL NAME SIZE
- *   dionbd-pool volume snapshot POOL ORIGIN NAME   (read-only)
- *   dionbd-pool volume clone POOL ORIGIN NAME      (writable)
+ *   dionbd-pool snapshot POOL ORIGIN NAME   (read-only; also 'volume snapshot')
+ *   dionbd-pool clone POOL ORIGIN NAME      (writable; also 'volume clone')
+ *   dionbd-pool revert POOL VOLUME SNAPSHOT (also 'volume revert')
+ *   dionbd-pool diff [--json] POOL BASE TARGET   changed extents of TARGET since BASE
  *
  * Sizes take K, M, G, T suffixes (powers of 1024). check, repair and dump
  * draw a progress line on stderr when it is a terminal.
@@ -46,8 +48,10 @@ usage(void)
 		"       dionbd-pool volume list [--json] POOL\n"
 		"       dionbd-pool volume delete POOL NAME\n"
 		"       dionbd-pool volume resize POOL NAME SIZE\n"
-		"       dionbd-pool volume snapshot POOL ORIGIN NAME\n"
-		"       dionbd-pool volume clone POOL ORIGIN NAME\n"
+		"       dionbd-pool snapshot POOL ORIGIN NAME\n"
+		"       dionbd-pool clone POOL ORIGIN NAME\n"
+		"       dionbd-pool revert POOL VOLUME SNAPSHOT\n"
+		"       dionbd-pool diff [--json] POOL BASE TARGET\n"
 		"SIZE takes a K, M, G or T suffix. check: exit 0 clean, 1 problems;\n"
 		"repair: exit 0 repaired or clean, 1 refused; 2: usage.\n");
 }
@@ -554,6 +558,17 @@ cmd_volume(int argc, char **argv)
 	} else if (strcmp(sub, "clone") == 0 && argc == 5) {
 		p = open_or_die(argv[2], false);
 		ret = dio_tpool_volume_clone(p, argv[3], argv[4]);
+	} else if (strcmp(sub, "revert") == 0 && argc == 5) {
+		p = open_or_die(argv[2], false);
+		ret = dio_tpool_volume_revert(p, argv[3], argv[4]);
+		if (ret == -EINVAL)
+			fprintf(stderr, "dionbd-pool: revert: %s is not a snapshot of %s (only a "
+				"read-only snapshot taken of the volume itself)\n", argv[4], argv[3]);
+		else if (ret == -EBUSY)
+			fprintf(stderr, "dionbd-pool: revert: %s is open (served)\n", argv[3]);
+		else if (ret == -EROFS)
+			fprintf(stderr, "dionbd-pool: revert: %s is a snapshot (read-only), or the "
+				"pool is read-only\n", argv[3]);
 	} else if (strcmp(sub, "delete") == 0 && argc == 4) {
 		p = open_or_die(argv[2], false);
 		ret = dio_tpool_volume_delete(p, argv[3]);
@@ -609,6 +624,61 @@ cmd_volume(int argc, char **argv)
 	return ret < 0 ? 1 : 0;
 }
 
+/* diff: the changed runs, as a table or JSON array. */
+struct diff_out {
+	json_t *a;		/* --json, else NULL */
+	uint64_t runs, bytes;
+};
+
+static int
+diff_row(void *priv, uint64_t off, uint64_t len, bool changed)
+{
+	struct diff_out *d = priv;
+
+	if (!changed)
+		return 0;
+	d->runs++;
+	d->bytes += len;
+	if (d->a)
+		return json_array_append_new(d->a, json_pack("{s:I, s:I}", "offset", (json_int_t)off,
+						     "length", (json_int_t)len)) < 0 ? -ENOMEM : 0;
+	printf("%16" PRIu64 " %16" PRIu64 "\n", off, len);
+	return 0;
+}
+
+static int
+cmd_diff(int argc, char **argv)
+{
+	bool json = argc == 5 && strcmp(argv[1], "--json") == 0;
+	struct diff_out d = { 0 };
+	struct dio_tpool *p;
+	char **a = argv + 1 + json;
+	int ret;
+
+	if (argc != 4 && !json) {
+		usage();
+		return EXIT_USAGE;
+	}
+	p = open_or_die(a[0], true);
+	if (json)
+		d.a = json_array();
+	else
+		printf("%16s %16s\n", "OFFSET", "LENGTH");
+	ret = !json || d.a ? dio_tpool_volume_diff(p, a[1], a[2], 0, UINT64_MAX, diff_row, &d)
+			  : -ENOMEM;
+	dio_tpool_close(p);
+	if (ret < 0) {
+		json_decref(d.a);
+		fprintf(stderr, "dionbd-pool: diff %s %s: %s\n", a[1], a[2],
+			ret == -ENOENT ? "no such volume" : strerror(-ret));
+		return 1;
+	}
+	if (json)
+		return json_print(d.a) < 0 ? 1 : 0;
+	fprintf(stderr, "%" PRIu64 " bytes changed in %" PRIu64 " extents\n", d.bytes, d.runs);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -627,6 +697,11 @@ main(int argc, char **argv)
 		return cmd_dump(argc - 1, argv + 1);
 	if (strcmp(cmd, "volume") == 0)
 		return cmd_volume(argc - 1, argv + 1);
+	/* the names: as 'volume snapshot|clone|revert' (argv[1] is the subcommand) */
+	if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "clone") == 0 || strcmp(cmd, "revert") == 0)
+		return cmd_volume(argc, argv);
+	if (strcmp(cmd, "diff") == 0)
+		return cmd_diff(argc - 1, argv + 1);
 	usage();
 	return EXIT_USAGE;
 }

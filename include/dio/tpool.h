@@ -109,6 +109,20 @@ int dio_tpool_volume_snapshot(struct dio_tpool *pool, const char *origin, const 
 int dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *name);
 
 /*
+ * Revert volume 'name' to its snapshot 'snapshot', durably: the volume
+ * then reads exactly what the snapshot reads, its size included; the
+ * snapshot stays. One journal record: all or nothing across a crash. What
+ * only the volume mapped is freed once that record is durable. Only to a
+ * read-only snapshot taken of this volume (its parent is the volume):
+ * -EINVAL for another volume's snapshot, a clone, or a snapshot of a
+ * snapshot; -EROFS when 'name' is itself a snapshot or the pool is
+ * read-only; -EBUSY when the volume is open (served); -ENOENT when either
+ * does not exist; -ENOSPC when the metadata reserve could not hold it.
+ * 0 or -errno.
+ */
+int dio_tpool_volume_revert(struct dio_tpool *pool, const char *name, const char *snapshot);
+
+/*
  * What changed in volume 'target' since volume 'base' (a snapshot of it,
  * or an older snapshot), over [off, off+len) of target: runs of target's
  * bytes, in order, adjacent runs alike merged, each changed or not. The

@@ -24,7 +24,7 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 #define VSIZE (1 * MiB)	/* 16 chunks of 64 KiB */
-#define NVOL 4
+#define NVOL 8
 
 static char *path;
 static char errbuf[512];
@@ -500,4 +500,87 @@ Test(pool_snap, create_time, .fini = teardown)
 	}
 	/* The maps were never written: drop the pool without a checkpoint. */
 	pool->readonly = true;
+}
+
+/* Revert o to its snapshot s: o's model becomes s's. */
+static void
+revert(const char *o, const char *s)
+{
+	close_all();
+	cr_assert_eq(dio_tpool_volume_revert(pool, o, s), 0, "revert %s to %s: %s", o, s,
+		     strerror(errno));
+	cr_assert_eq(pool->npend, 0, "revert returned before it was durable");
+	memcpy(vols[slot(o)].m, vols[slot(s)].m, VSIZE);
+}
+
+/*
+ * A revert: the volume reads exactly what its snapshot reads (size too),
+ * from memory, from the journal and from a checkpoint; the chunks only the
+ * volume held come back; its later writes stay out of the snapshot.
+ */
+Test(pool_snap, revert_to_snapshot, .init = setup, .fini = teardown)
+{
+	uint64_t free0;
+	struct dio_tpool_vol_info oi;
+
+	origin_fill("o");
+	snap("o", "s", false);
+	free0 = free_chunks();
+	origin_writes("o", 10);
+	wr("o", 0, 900 * KiB, 100 * KiB, 11);
+	verify_all();
+	cr_assert_lt(free_chunks(), free0);
+	/* the volume shrunk since: the revert gives it the snapshot's size back */
+	close_all();
+	cr_assert_eq(dio_tpool_volume_resize(pool, "o", 512 * KiB), 0);
+	oi = vinfo("o");
+	revert("o", "s");
+	cr_assert_eq(vinfo("o").size, VSIZE, "the size is not the snapshot's");
+	cr_assert_eq(vinfo("o").id, oi.id);
+	cr_assert(!vinfo("o").readonly);
+	cr_assert_eq(vinfo("o").parent, oi.parent);
+	cr_assert_eq(memcmp(vinfo("o").uuid, oi.uuid, 16), 0);
+	cr_assert_eq(free_chunks(), free0, "the volume's own chunks did not come back");
+	verify_all();
+	crash_reopen();
+	cr_assert_eq(vinfo("o").size, VSIZE);
+	verify_all();
+	check_reopen();
+	verify_all();
+	/* written again after the revert: the snapshot keeps what it had */
+	origin_writes("o", 20);
+	verify_all();
+	crash_reopen();
+	verify_all();
+	/* and reverted once more, from a checkpoint this time */
+	check_reopen();
+	revert("o", "s");
+	verify_all();
+	cr_assert_eq(free_chunks(), free0);
+	check_reopen();
+	verify_all();
+}
+
+Test(pool_snap, revert_refused, .init = setup, .fini = teardown)
+{
+	origin_fill("o");
+	snap("o", "s", false);
+	snap("o", "c", true);
+	snap("s", "ss", false);
+	cr_assert_eq(dio_tpool_volume_create(pool, "p", VSIZE), 0);
+	snap("p", "ps", false);
+	wr("o", 0, 0, 64 * KiB, 90);
+	/* open (served): busy */
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "s"), -EBUSY);
+	close_all();
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "ps"), -EINVAL, "another volume's snapshot");
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "c"), -EINVAL, "a clone");
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "ss"), -EINVAL, "a snapshot of a snapshot");
+	cr_assert_eq(dio_tpool_volume_revert(pool, "s", "ss"), -EROFS, "a snapshot reverted");
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "none"), -ENOENT);
+	cr_assert_eq(dio_tpool_volume_revert(pool, "none", "s"), -ENOENT);
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "o"), -EINVAL);
+	verify_all();
+	check_reopen();
+	verify_all();
 }
