@@ -220,17 +220,18 @@ build(uint8_t *dst, const uint8_t *src, uint64_t size, const struct dlog *L, int
 /*
  * Volume operations from OP_VCREATE on. C, D, R make, delete and resize
  * the empty v2; S (snapshot) and K (clone) make volume nsec of volume vol,
- * X deletes volume vol, shared or not. S, K and X may be in flight with
- * the data requests of their batch (on other volumes).
+ * X deletes volume vol, shared or not, V reverts volume vol to its
+ * snapshot nsec. S, K, X and V may be in flight with the data requests of
+ * their batch (on other volumes).
  */
 enum { OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_VCREATE, OP_VDELETE, OP_VRESIZE, OP_SNAP,
-       OP_CLONE, OP_DEL, OP_NR };
-static const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R', 'S', 'K', 'X' };
+       OP_CLONE, OP_DEL, OP_REVERT, OP_NR };
+static const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R', 'S', 'K', 'X', 'V' };
 
 struct step {
 	int op, vol;
 	uint32_t sec, nsec;	/* data: sectors; VCREATE/VRESIZE: nsec = size in chunks;
-				 * SNAP/CLONE: nsec = the new volume */
+				 * SNAP/CLONE: nsec = the new volume; REVERT: the snapshot */
 	bool fua;
 	bool par;		/* in flight together with the step before */
 };
@@ -239,6 +240,13 @@ static bool
 is_derive(int op)
 {
 	return op == OP_SNAP || op == OP_CLONE;
+}
+
+/* Operations whose nsec is a volume. */
+static bool
+names_two(int op)
+{
+	return is_derive(op) || op == OP_REVERT;
 }
 
 struct rreq {			/* one client request */
@@ -738,10 +746,12 @@ vol_op(struct dio_tpool *p, struct dio_volume **vols, const struct step *s)
 		need(s->nsec < NSLOT, "no volume %u", s->nsec);
 		return s->op == OP_SNAP ? dio_tpool_volume_snapshot(p, vname(s->vol), vname((int)s->nsec))
 					: dio_tpool_volume_clone(p, vname(s->vol), vname((int)s->nsec));
-	default:	/* OP_DEL: a volume open here is closed first (-EBUSY otherwise) */
+	default:	/* OP_DEL, OP_REVERT: a volume open here is closed first (-EBUSY) */
 		if (vols[s->vol])
 			dio_volume_put(vols[s->vol]);
 		vols[s->vol] = NULL;
+		if (s->op == OP_REVERT)
+			return dio_tpool_volume_revert(p, vname(s->vol), vname((int)s->nsec));
 		return dio_tpool_volume_delete(p, vname(s->vol));
 	}
 }
@@ -836,7 +846,7 @@ run_workload(const struct workload *wl)
 				 * complete first, before the operation is submitted.
 				 */
 				if (s->op >= OP_SNAP)
-					drain(ctx, s->vol, s->op == OP_DEL);
+					drain(ctx, s->vol, s->op == OP_DEL || s->op == OP_REVERT);
 				r->sub = dl.ev++;
 				r->ret = vol_op(p, vols, s);
 				r->done = dl.ev++;
@@ -915,6 +925,11 @@ struct vstate {
  *   new volume; a trim may leave zeros or what was before it.
  * - A sector of O that no request touched since a replied snapshot or
  *   clone of O reads exactly that one's frozen contents.
+ * - A revert of O to its snapshot S makes O anew with S's frozen contents
+ *   (a snapshot never changes): from it on, O's sectors are held to them
+ *   as a new clone's. All or nothing: O reads as of one of its
+ *   beginnings (its making, or the last revert replied, and each revert
+ *   after that one), the same for every sector.
  * - Every volume operation is all-or-nothing and durable once replied:
  *   the volumes present and their sizes are what some prefix of the
  *   volume operations makes, from the last one replied (they commit in
@@ -969,25 +984,50 @@ covers(const struct rreq *r, int vol, uint32_t sec)
 	       sec >= r->s.sec && sec < r->s.sec + r->s.nsec;
 }
 
-/* Sector (vol, sec) holding seq x (0 zeros) against the history before k. */
+/* Whether request r reverts volume v. */
 static bool
-oracle_sector(int vol, uint32_t sec, int64_t x, int k)
+resets(const struct rreq *r, int v)
 {
-	int req = -1, born = -1, snap = -1;
-	int64_t was = 0;	/* what it held when it was made */
+	return r->s.op == OP_REVERT && r->s.vol == v && !refused(r->ret);
+}
+
+/*
+ * What sector sec of the volume held when request born made it or
+ * reverted it (-1: v0, v1 from the start): zeros, a snapshot's or clone's
+ * frozen contents, or those of the snapshot a revert took.
+ */
+static int64_t
+held_when_born(int born, uint32_t sec)
+{
+	int from = born;
+
+	if (born >= 0 && rq.r[born].s.op == OP_REVERT) {
+		from = -1;
+		for (int i = 0; i < born; i++)
+			if (makes(&rq.r[i], (int)rq.r[born].s.nsec))
+				from = i;
+	}
+	if (from < 0 || !is_derive(rq.r[from].s.op))
+		return from < 0 && born >= 0 ? FROZEN_UNKNOWN : 0;
+	return frozen[from][sec];
+}
+
+/*
+ * Sector (vol, sec) holding seq x (0 zeros) against the history before k,
+ * the volume's own from request born on (its making or a revert).
+ */
+static bool
+oracle_sector(int vol, uint32_t sec, int64_t x, int k, int born)
+{
+	int req = -1, snap = -1;
+	int64_t was = held_when_born(born, sec);	/* what it held then */
 	bool ok = false;
 
 	if (x < 0)
 		return failf("v%d sector %u holds foreign or stale bytes", vol, sec);
-	for (int i = 0; i < rq.nr; i++)
-		if (rq.r[i].sub < k && makes(&rq.r[i], vol))
-			born = i;
-	if (born >= 0 && is_derive(rq.r[born].s.op)) {
-		was = frozen[born][sec];
-		if (was == FROZEN_UNKNOWN)
-			return failf("v%d, made by request %d: its origin v%d does not read just after "
-				     "it", vol, born, rq.r[born].s.vol);
-	}
+	if (was == FROZEN_UNKNOWN)
+		return failf("v%d, made or reverted by request %d: what it took does not read just "
+			     "after it", vol, born);
 	/* The last request required durable; it, or any request after it, may show. */
 	for (int i = born + 1; i < rq.nr; i++)
 		if (rq.r[i].sub < k && covers(&rq.r[i], vol, sec) && required(&rq.r[i], k))
@@ -1056,6 +1096,8 @@ vols_after(int last, bool *ex, uint64_t *sz)
 		} else if (s->op == OP_DEL && ex[s->vol]) {
 			ex[s->vol] = false;
 			sz[s->vol] = 0;
+		} else if (s->op == OP_REVERT && ex[s->vol] && ex[t]) {
+			sz[s->vol] = sz[t];
 		}
 	}
 }
@@ -1090,15 +1132,46 @@ oracle_vols(const struct vstate *vs, int k)
 		     "makes", have, req);
 }
 
+/* Every sector of volume v as of its beginning born. */
+static bool
+oracle_volume(const struct vstate *vs, int v, int k, int born)
+{
+	for (uint32_t s = 0; s < vs->size[v] / SEC; s++)
+		if (!oracle_sector(v, s, vs->seq[v][s], k, born))
+			return false;
+	return true;
+}
+
 static bool
 oracle(const struct vstate *vs, int k)
 {
 	if (!oracle_vols(vs, k))
 		return false;
-	for (int v = 0; v < NSLOT; v++)
-		for (uint32_t s = 0; vs->exists[v] && s < vs->size[v] / SEC; s++)
-			if (!oracle_sector(v, s, vs->seq[v][s], k))
-				return false;
+	for (int v = 0; v < NSLOT; v++) {
+		int start = -1;
+		bool ok;
+
+		if (!vs->exists[v])
+			continue;
+		/* Its making, or the last revert replied: the first beginning it may have. */
+		for (int i = 0; i < rq.nr; i++)
+			if (rq.r[i].sub < k && (makes(&rq.r[i], v) ||
+						(resets(&rq.r[i], v) && required(&rq.r[i], k))))
+				start = i;
+		ok = oracle_volume(vs, v, k, start);
+		for (int i = start + 1; i < rq.nr && !ok; i++) {
+			char why[sizeof(failmsg)];
+
+			if (rq.r[i].sub >= k || !resets(&rq.r[i], v))
+				continue;
+			memcpy(why, failmsg, sizeof(why));
+			ok = oracle_volume(vs, v, k, i);
+			if (!ok)
+				memcpy(failmsg, why, sizeof(why));
+		}
+		if (!ok)
+			return false;
+	}
 	return true;
 }
 
@@ -1558,7 +1631,7 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 	uint64_t r = seed * 0x9e3779b97f4a7c15ull + 3;
 	bool ex[NSLOT] = { true, true }, ro[NSLOT] = { false };
 	bool busy[NSLOT] = { false };	/* data requests in the batch */
-	int next = 3;
+	int next = 3, parent[NSLOT] = { -1, -1, -1, -1, -1 };
 
 	wl_init(wl, seed, n, conc ? seed * 2654435761u + 11 : 0);
 	for (int i = 0; i < n; i++) {
@@ -1566,7 +1639,7 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 		int x = i < 2 ? 50 : (int)(rng_next(&r) % 100), v = (int)(rng_next(&r) % NSLOT);
 		uint32_t sec = (uint32_t)(rng_next(&r) % 16), len = 1 + (uint32_t)(rng_next(&r) % 10);
 		bool fua = rng_next(&r) % 3 == 0;
-		int o = -1, w = -1;
+		int o = -1, w = -1, t = -1;
 
 		*s = (struct step){ .op = OP_FLUSH };
 		s->par = conc && i > 0 && rng_next(&r) % 4 != 0;
@@ -1579,17 +1652,24 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 				o = c;	/* nothing of it in flight */
 			if (w < 0 && ex[c] && !ro[c])
 				w = c;
+			if (t < 0 && ex[c] && ro[c] && ex[parent[c]] && !busy[parent[c]])
+				t = c;	/* a snapshot to revert its origin to */
 		}
 		if (x < 25 && next < NSLOT && o >= 0) {
 			s->op = rng_next(&r) % 2 ? OP_SNAP : OP_CLONE;
 			s->vol = o;
 			s->nsec = (uint32_t)next;
 			ex[next] = true;
+			parent[next] = o;
 			ro[next++] = s->op == OP_SNAP;
 		} else if (x < 33 && o >= 0) {
 			s->op = OP_DEL;
 			s->vol = o;
 			ex[o] = false;
+		} else if (x < 40 && t >= 0) {
+			s->op = OP_REVERT;
+			s->vol = parent[t];
+			s->nsec = (uint32_t)t;
 		} else if (x >= 65 && x < 77) {
 			continue;	/* a FLUSH */
 		} else if (w >= 0) {
@@ -1638,7 +1718,7 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 			const char *o = memchr(opchar, c, OP_NR);
 
 			if (!o || v < 0 || v >= NSLOT || sec + nsec > VSECS ||
-			    (is_derive((int)(o - opchar)) && nsec >= NSLOT))
+			    (names_two((int)(o - opchar)) && nsec >= NSLOT))
 				goto bad;
 			wl->s[wl->n++] = (struct step){ (int)(o - opchar), v, sec, nsec, fua != 0,
 							par != 0 };
@@ -1886,6 +1966,8 @@ teardown(void)
 #define CLP(o, t) { OP_CLONE, o, 0, t, false, true }
 #define DL(v) { OP_DEL, v, 0, 0, false, false }
 #define DLP(v) { OP_DEL, v, 0, 0, false, true }
+#define RV(v, snap) { OP_REVERT, v, 0, snap, false, false }
+#define RVP(v, snap) { OP_REVERT, v, 0, snap, false, true }
 
 /*
  * Fewer under the sanitizers, which check memory, not more states: a
@@ -2023,6 +2105,25 @@ Test(pool_crash, snapshot_with_requests_in_flight, .init = setup, .fini = teardo
 		hand(&wl, s, 18, order * 7919);
 		run_workload(&wl);
 		cr_assert_eq(crash_states("snapshot-in-flight"), 0, "%s", run.first);
+	}
+}
+
+/*
+ * Revert to a snapshot, twice, with writes before and after; the second
+ * with writes in flight on another volume; the snapshot deleted after.
+ */
+Test(pool_crash, revert_to_snapshot, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, false), W(0, 8, 4, true), SN(0, 3),
+					 W(0, 2, 3, false), W(0, 12, 2, false), FL, RV(0, 3),
+					 W(0, 4, 1, false), W(1, 0, 8, false), WP(1, 8, 2, false),
+					 RVP(0, 3), WP(1, 3, 1, true), W(0, 9, 2, false), DL(3), FL };
+	static struct workload wl;
+
+	for (uint64_t order = 1; order <= SEEDS(3); order++) {
+		hand(&wl, s, 15, order * 7919);
+		run_workload(&wl);
+		cr_assert_eq(crash_states("revert"), 0, "%s", run.first);
 	}
 }
 
