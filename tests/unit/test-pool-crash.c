@@ -1972,12 +1972,12 @@ teardown(void)
 /*
  * Fewer under the sanitizers, which check memory, not more states: a
  * fifth of the workloads (at least one) of each random test and of each
- * completion-order loop, and crashes in recovery from every third state.
+ * completion-order loop, and crashes in recovery from every sixth state.
  * Release: about 38,000 states an engine, ASan about 9,000.
  */
 #ifdef __SANITIZE_ADDRESS__
 #define SEEDS(n) ((n) / 5 ? (n) / 5 : 1)
-#define RECOV_EVERY 3
+#define RECOV_EVERY 6
 #else
 #define SEEDS(n) (n)
 #define RECOV_EVERY 1
@@ -2222,7 +2222,7 @@ Test(pool_crash, concurrent_write_and_flush, .init = setup, .fini = teardown)
 
 /*
  * Crashes during recovery (R7): every write of each recovery, for every
- * crash state (every third one under ASan).
+ * crash state (every sixth one under ASan).
  */
 Test(pool_crash, crash_during_recovery, .init = setup, .fini = teardown, .timeout = 240)
 {
