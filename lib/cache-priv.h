@@ -94,6 +94,7 @@ struct dio_cache {
 	unsigned int bpu;		/* blocks per unit (<= 64) */
 	uint64_t max_units, dirty_limit;	/* dirty_limit in blocks */
 	uint64_t expire_ns;
+	bool no_ra;			/* opts.no_readahead: streams are not read ahead */
 	struct dio_engine *engine;	/* given for the writeback ctx, until it owns it */
 	struct dio_ctx_opts ctx_opts;
 	pthread_t thread;

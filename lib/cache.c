@@ -396,7 +396,7 @@ cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 		c->st.hits++;
 	if (used_ra)
 		c->st.ra_hits++;
-	if (op->fill)
+	if (op->fill && !c->no_ra)
 		cache_ra_note(c, pos, end, op->nsub > 0);
 	pthread_mutex_unlock(&c->lock);
 
@@ -696,6 +696,7 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	if (!c->dirty_limit)
 		c->dirty_limit = 1;
 	c->expire_ns = (uint64_t)(opts->expire_ms ? opts->expire_ms : 2000) * 1000000u;
+	c->no_ra = opts->no_readahead;
 	c->st.size = c->max_units * CU_SIZE;
 	for (c->hmask = 1; c->hmask < c->max_units; c->hmask <<= 1)
 		;

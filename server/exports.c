@@ -68,6 +68,7 @@ export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, s
 	uint64_t id = dio_volume_id(e->vol);
 	struct dio_cache_opts o = { .size = cfg->cache_size, .dirty_pct = cfg->cache_dirty_limit,
 				    .expire_ms = cfg->cache_writeback_age,
+				    .no_readahead = !cfg->readahead,
 				    .ctx.engine.kind = cfg->engine };
 	struct export_cached *p;
 	struct dio_volume *cv;

@@ -55,6 +55,7 @@ struct dio_cache_opts {
 	uint64_t size;			/* bytes of cached data at most (>= 1 MiB) */
 	unsigned int dirty_pct;		/* dirty data limit in % of size; 0 = 50 */
 	unsigned int expire_ms;		/* write back data dirty this long; 0 = 2000 */
+	bool no_readahead;		/* no readahead of READ streams (CACHE still fills) */
 	/* The writeback thread's engine: engine (owned from now on), or one made from ctx. */
 	struct dio_engine *engine;
 	struct dio_ctx_opts ctx;
