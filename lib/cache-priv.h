@@ -29,6 +29,7 @@ struct cunit {
 	uint64_t ra;			/* blocks read ahead that no READ has used yet */
 	uint64_t seq;			/* moves whenever data changes */
 	uint64_t dirtied_ns;		/* when it became dirty; 0 when clean */
+	bool written;			/* was ever dirty: its eviction moves c->mod_seq */
 	uint8_t *data;			/* CU_SIZE bytes */
 };
 
@@ -80,7 +81,6 @@ struct cop {
 	unsigned int pending;		/* subs in flight + 1 for the submitter */
 	uint64_t seq0;			/* c->mod_seq when a READ started */
 	bool fill;			/* READ: keep what is read */
-	uint64_t wb_seq0;		/* RMW: c->wb_seq when its reads started */
 	uint8_t *bounce;		/* RMW: the blocks read, bs bytes each */
 	bool finished;			/* COP_SYNC: res is set (under c->lock) */
 	unsigned int nsub, capsub;
@@ -118,8 +118,8 @@ struct dio_cache {
 	size_t nslabs, capslabs;
 	uint64_t slab_units;		/* units' data in the slabs */
 	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
-	uint64_t mod_seq;		/* moves as write-through starts and ends */
-	uint64_t wb_seq;		/* moves as each writeback write ends */
+	/* moves as write-through starts and ends, and as a unit once dirty is dropped */
+	uint64_t mod_seq;
 	unsigned int wt_inflight;
 	uint64_t err_seq;		/* writeback writes that failed */
 	int err;			/* the last one's -errno */

@@ -57,6 +57,7 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		if (!u->dirty) {
 			c->ndirty_units++;
 			u->dirtied_ns = now ? now : (now = cache_now_ns());
+			u->written = true;
 		}
 		if (!(u->dirty & bit)) {
 			u->dirty |= bit;
@@ -95,10 +96,12 @@ cache_rmw_done(struct dio_req *d, int ret)
 		return;
 	pthread_mutex_lock(&c->lock);
 	/*
-	 * Not after a write-through, nor a writeback (a block dirtied, written
-	 * back and evicted while we read could have been read old).
+	 * Not after a write-through, nor after a unit once dirty was dropped
+	 * (a block dirtied, written back and evicted while we read could have
+	 * been read old: cu_free moves mod_seq). A writeback alone is fine: a
+	 * block written meanwhile is uptodate and is not overwritten below.
 	 */
-	if (!op->res && c->mod_seq == op->seq0 && c->wb_seq == op->wb_seq0) {
+	if (!op->res && c->mod_seq == op->seq0) {
 		for (unsigned int i = 0; i < op->nsub; i++) {
 			const struct dio_req *r = &op->subs[i].d;
 			uint64_t bit = 1ull << ((r->pos & (CU_SIZE - 1)) / c->bs);
@@ -137,7 +140,6 @@ cache_rmw(struct dio_cache *c, struct dio_vol_io *vio)
 	}
 	pthread_mutex_lock(&c->lock);
 	op->seq0 = c->mod_seq;
-	op->wb_seq0 = c->wb_seq;
 	for (unsigned int i = 0; i < 2; i++) {
 		uint64_t bp = ends[i] / c->bs * c->bs, be = blk_end(c, bp);
 		struct cunit *u = cu_find(c, bp >> CU_SHIFT);
@@ -332,7 +334,6 @@ wb_write(struct dio_cache *c, struct wb_ext *x, unsigned int n, uint64_t pos, ui
 	dio_buf_put(b);
 	pthread_mutex_lock(&c->lock);
 	c->st.wb_ios++;
-	c->wb_seq++;
 	if (ret < 0) {
 		c->st.wb_errors++;
 		c->err_seq++;

@@ -19,9 +19,11 @@
  *   clean cached blocks of the range are dropped before and after the
  *   write, and dirty ones keep the newest data.
  * - reads that miss fill the cache only if no write-through ran while
- *   they read (wt_inflight at the start, mod_seq at the end): a block
- *   uptodate at the start is copied then, under the lock, so a block that
- *   is written back and evicted meanwhile cannot come back stale.
+ *   they read and no unit that ever held dirty data was dropped
+ *   (wt_inflight at the start, mod_seq at the end): a block written,
+ *   written back and evicted meanwhile cannot come back stale; a block
+ *   uptodate at the start is copied then, under the lock, and one that
+ *   became uptodate meanwhile is never overwritten by the fill.
  *
  * Lock: c->lock guards everything in struct dio_cache below it, units
  * and writers (struct dio_cache_writer). It is a leaf: no other lock is
@@ -129,6 +131,13 @@ cu_free(struct dio_cache *c, struct cunit *u)
 		pp = &(*pp)->hnext;
 	*pp = u->hnext;
 	cu_lru_del(u);
+	/*
+	 * Its blocks may have been written, written back and now dropped
+	 * while a READ or RMW read them from the device, possibly from before
+	 * that writeback: such a read must not fill the cache (mod_seq).
+	 */
+	if (u->written)
+		c->mod_seq++;
 	c->st.ra_wasted += (uint64_t)__builtin_popcountll(u->ra) * c->bs;
 	memcpy(u->data, &c->free_data, sizeof(c->free_data));
 	c->free_data = u->data;

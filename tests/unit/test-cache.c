@@ -369,3 +369,54 @@ Test(cache, a_cache_request_fills_the_cache)
 	cr_assert_eq(cstats().prefetch_bytes, 512 * KiB);
 	free(b);
 }
+
+static void
+race_read_done(struct dio_req *r, int ret)
+{
+	*(int *)r->priv = ret;
+}
+
+/*
+ * A READ that misses reads the file; while its completion is held, the
+ * same block is written whole through the cache, written back, and its
+ * unit evicted. The READ may return the old data (it overlapped the
+ * write), but it must not fill the cache with it: the next READ returns
+ * what was written.
+ */
+Test(cache, a_read_racing_a_written_back_evicted_block_does_not_fill)
+{
+	struct dio_fault_opts slow = { .op_mask = 1u << DIO_IO_READ, .delay_reaps = 100000 };
+	struct dio_engine *fe;
+	struct dio_ctx *rctx = test_ctx_create(&slow, &fe);
+	uint8_t *b = test_alloc(4 * KiB), *d = test_alloc(64 * KiB);
+	int done = 1;
+	struct dio_req r = { .op = DIO_REQ_READ, .pos = 0, .len = 4 * KiB, .buf = b,
+			     .done = race_read_done, .priv = &done };
+
+	dio_volume_put(cvol);
+	cache_open(1 * MiB);
+	/* The old block, and 2 MiB of other data that reads fill the cache with. */
+	for (uint64_t p = 0; p < 3 * MiB; p += 64 * KiB) {
+		if (p && p < 1 * MiB)
+			continue;
+		test_pattern(d, 64 * KiB, p, 71);
+		cr_assert_eq(io(file, DIO_REQ_WRITE, 0, p, 64 * KiB, d, NULL), 0);
+	}
+	cr_assert_eq(dio_submit(rctx, cvol, &r), 0);
+	for (int i = 0; i < 10; i++)
+		dio_ctx_reap(rctx, false);	/* the file's read is done, its completion held */
+	cr_assert_eq(done, 1, "the READ completed while held");
+	write_pattern(0, 4 * KiB, 72, 0, NULL);
+	cr_assert_eq(dio_cache_sync(cvol), 0);
+	for (uint64_t p = 1 * MiB; p < 3 * MiB; p += 64 * KiB)
+		cr_assert(cache_holds(p, 64 * KiB, 71));	/* evicts unit 0 */
+	dio_engine_fault_set(fe, &(struct dio_fault_opts){ 0 });
+	for (int i = 0; i < 200000 && done == 1; i++)
+		dio_ctx_reap(rctx, false);
+	cr_assert_eq(done, 0, "the held READ: %d", done);
+	cr_assert(cache_holds(0, 4 * KiB, 72),
+		  "a READ from before the write filled the cache with the old block");
+	dio_ctx_destroy(rctx);
+	free(b);
+	free(d);
+}
