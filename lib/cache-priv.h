@@ -18,6 +18,7 @@
 #define CU_SHIFT	16
 #define CU_SIZE		(1u << CU_SHIFT)
 #define WB_MAX		(1u << 20)	/* bytes per writeback write */
+#define WB_INFLIGHT	16		/* writeback writes in flight at once */
 #define WB_TICK_MS	200
 #define WB_ARENA	(4u << 20)	/* the writeback ctx's pinned pool */
 

@@ -306,32 +306,41 @@ wb_ext_len(const struct dio_cache *c, const struct wb_ext *x)
 }
 
 /*
- * Write one merged run x[0..n) (contiguous on the volume) from the cache.
- * 0 or -errno; the blocks written stay dirty unless it worked and their
- * unit did not change meanwhile.
+ * One pass of writeback (wb_range): its writes are in flight together, up
+ * to WB_INFLIGHT, each on a disjoint range, and the pass ends only when
+ * all have completed, so a later pass never races an earlier one's copy
+ * of a block. On the writeback thread's ctx, which only that thread reaps.
  */
-static int
-wb_write(struct dio_cache *c, struct wb_ext *x, unsigned int n, uint64_t pos, uint64_t len)
+struct wb_pass {
+	struct dio_cache *c;
+	unsigned int inflight;
+	int err;		/* the first error */
+};
+
+/* A writeback write in flight: one merged run x[0..n) of a pass. */
+struct wb_io {
+	struct dio_req d;
+	struct dio_buf *b;
+	struct wb_ext *x;
+	unsigned int n;
+	struct wb_pass *pass;
+};
+
+/*
+ * The write of io ended with ret: the blocks written stay dirty unless it
+ * worked and their unit did not change meanwhile.
+ */
+static void
+wb_write_end(struct wb_io *io, int ret)
 {
-	struct dio_buf *b = dio_buf_get(dio_ctx_pool(c->wbctx), len);
-	struct dio_req d = { .op = DIO_REQ_WRITE, .pos = pos, .len = len };
-	int ret;
+	struct wb_pass *pass = io->pass;
+	struct dio_cache *c = pass->c;
+	struct wb_ext *x = io->x;
+	unsigned int n = io->n;
+	uint64_t len = io->d.len;
 
-	if (!b)
-		return -ENOMEM;
-	pthread_mutex_lock(&c->lock);
-	for (unsigned int i = 0; i < n; i++) {
-		struct cunit *u = cu_find(c, x[i].idx);	/* dirty: still there */
-
-		x[i].seq = u->seq;
-		memcpy((uint8_t *)b->data + (wb_ext_pos(c, &x[i]) - pos),
-		       u->data + (uint64_t)x[i].b0 * c->bs, wb_ext_len(c, &x[i]));
-	}
-	pthread_mutex_unlock(&c->lock);
-	d.buf = b->data;
-	d.dbuf = b;
-	ret = dio_submit_sync(c->wbctx, c->lower, &d);
-	dio_buf_put(b);
+	dio_buf_put(io->b);
+	free(io);
 	pthread_mutex_lock(&c->lock);
 	c->st.wb_ios++;
 	if (ret < 0) {
@@ -355,16 +364,80 @@ wb_write(struct dio_cache *c, struct wb_ext *x, unsigned int n, uint64_t pos, ui
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	return ret;
+	if (ret < 0 && !pass->err)
+		pass->err = ret;
+	pass->inflight--;
 }
 
-/* Write back the blocks of [pos, end) dirty now, merged. 0 or the first -errno. */
+static void
+wb_write_done(struct dio_req *d, int ret)
+{
+	wb_write_end(d->priv, ret);
+}
+
+/* Start writing the merged run x[0..n) (contiguous on the volume) from the cache. */
+static void
+wb_write_start(struct wb_pass *pass, struct wb_ext *x, unsigned int n, uint64_t pos,
+	       uint64_t len)
+{
+	struct dio_cache *c = pass->c;
+	struct wb_io *io = calloc(1, sizeof(*io));
+	struct dio_buf *b = io ? dio_buf_get(dio_ctx_pool(c->wbctx), len) : NULL;
+	int ret;
+
+	if (!b) {
+		free(io);
+		if (!pass->err)
+			pass->err = -ENOMEM;	/* the blocks stay dirty */
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	for (unsigned int i = 0; i < n; i++) {
+		struct cunit *u = cu_find(c, x[i].idx);	/* dirty: still there */
+
+		x[i].seq = u->seq;
+		memcpy((uint8_t *)b->data + (wb_ext_pos(c, &x[i]) - pos),
+		       u->data + (uint64_t)x[i].b0 * c->bs, wb_ext_len(c, &x[i]));
+	}
+	pthread_mutex_unlock(&c->lock);
+	*io = (struct wb_io){ .b = b, .x = x, .n = n, .pass = pass,
+			      .d = { .op = DIO_REQ_WRITE, .pos = pos, .len = len, .buf = b->data,
+				     .dbuf = b, .done = wb_write_done } };
+	io->d.priv = io;
+	pass->inflight++;
+	ret = dio_submit(c->wbctx, c->lower, &io->d);
+	if (ret < 0)
+		wb_write_end(io, ret);	/* refused: done never runs */
+}
+
+/*
+ * Reap the pass's writes until at most max are in flight. false when the
+ * engine itself failed and they will never complete (reported).
+ */
+static bool
+wb_reap(struct wb_pass *pass, unsigned int max)
+{
+	while (pass->inflight > max) {
+		if (dio_ctx_reap(pass->c->wbctx, true) < 0 && pass->inflight > max) {
+			dio_log(DIO_LOG_ERR, "cache: the writeback engine failed with %u writes "
+				"in flight", pass->inflight);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Write back the blocks of [pos, end) dirty now, merged, up to WB_INFLIGHT
+ * writes at a time. 0 or the first -errno.
+ */
 static int
 wb_range(struct dio_cache *c, uint64_t pos, uint64_t end)
 {
 	struct wb_ext *x = NULL;
 	size_t n = 0, cap = 0, i, j;
-	int ret = 0, r;
+	struct wb_pass *pass;
+	int ret;
 
 	pthread_mutex_lock(&c->lock);
 	for (struct cunit *u = c->lru.next; u != &c->lru; u = u->next) {
@@ -400,8 +473,15 @@ wb_range(struct dio_cache *c, uint64_t pos, uint64_t end)
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (n)
-		qsort(x, n, sizeof(*x), wb_ext_cmp);
+	if (!n)
+		return 0;
+	pass = calloc(1, sizeof(*pass));
+	if (!pass) {
+		free(x);
+		return -ENOMEM;
+	}
+	pass->c = c;
+	qsort(x, n, sizeof(*x), wb_ext_cmp);
 	/* The ioend idea: extents that touch become one write, up to WB_MAX. */
 	for (i = 0; i < n; i = j) {
 		uint64_t p0 = wb_ext_pos(c, &x[i]), len = wb_ext_len(c, &x[i]);
@@ -409,10 +489,14 @@ wb_range(struct dio_cache *c, uint64_t pos, uint64_t end)
 		for (j = i + 1; j < n && wb_ext_pos(c, &x[j]) == p0 + len &&
 				len + wb_ext_len(c, &x[j]) <= WB_MAX; j++)
 			len += wb_ext_len(c, &x[j]);
-		r = wb_write(c, &x[i], (unsigned int)(j - i), p0, len);
-		if (r < 0 && !ret)
-			ret = r;
+		if (!wb_reap(pass, WB_INFLIGHT - 1))
+			return -EIO;	/* pass and x stay: writes still point at them */
+		wb_write_start(pass, &x[i], (unsigned int)(j - i), p0, len);
 	}
+	if (!wb_reap(pass, 0))
+		return -EIO;
+	ret = pass->err;
+	free(pass);
 	free(x);
 	return ret;
 }

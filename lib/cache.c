@@ -12,7 +12,9 @@
  *
  * Who writes what to the lower volume, so that no older copy of a block
  * can land after a newer one:
- * - dirty blocks: the writeback thread alone, one write at a time;
+ * - dirty blocks: the writeback thread alone, in passes of disjoint
+ *   merged writes (up to WB_INFLIGHT in flight); a pass ends before the
+ *   next one starts, so two copies of a block are never in flight;
  * - write-through (FUA, WRITETHROUGH/NOCACHE writes, ZERO, TRIM): the
  *   submitting thread when no block of the range is dirty; else the
  *   writeback thread, after writing those blocks back. Either way the
