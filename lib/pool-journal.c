@@ -162,46 +162,61 @@ tp_journal_write(struct dio_tpool *p, bool all)
 	return 0;
 }
 
-/* Records of one block into staged (grows it); false when the block is malformed. */
-static bool
+/*
+ * Records of one verified block into staged (grows it). 0, or -EUCLEAN
+ * with why in err: the block verifies, so this version wrote it whole or
+ * a newer one did, and a record it cannot read must not end the replay
+ * quietly (the transactions after it would be dropped); -ENOMEM.
+ */
+static int
 tp_parse(const uint8_t *blk, struct tp_rec **staged, size_t *nst, size_t *cap, bool *commit,
-	 uint64_t txn)
+	 uint64_t txn, uint64_t seq, char *err, size_t errlen)
 {
 	const struct tp_hdr *h = (const void *)blk;
 	size_t off = 0;
+	uint32_t i;
 
 	*commit = false;
-	for (uint32_t i = 0; i < h->count; i++) {
+	for (i = 0; i < h->count; i++) {
 		struct tp_rec r;
 		const uint8_t *src = blk + sizeof(*h) + off;
 		size_t sz;
 
 		if (off + 8 > h->used)
-			return false;
+			goto bad;
 		sz = tp_rec_size(src[0]);
-		if (!sz || src[1] * 8u != sz || off + sz > h->used)
-			return false;
+		if (!sz) {
+			snprintf(err, errlen, "journal block %llu: unknown record type %u "
+				 "(written by a newer version?)", (unsigned long long)seq, src[0]);
+			return -EUCLEAN;
+		}
+		if (src[1] * 8u != sz || off + sz > h->used)
+			goto bad;
 		memset(&r, 0, sizeof(r));
 		memcpy(&r, src, sz);
 		off += sz;
 		if (r.type == TP_R_COMMIT) {
 			if (r.a != txn || i + 1 != h->count)
-				return false;
+				goto bad;
 			*commit = true;
-			return true;
+			return 0;
 		}
 		if (*nst == *cap) {
 			size_t c = *cap ? 2 * *cap : 256;
 			struct tp_rec *nr = realloc(*staged, c * sizeof(*nr));
 
 			if (!nr)
-				return false;
+				return -ENOMEM;
 			*staged = nr;
 			*cap = c;
 		}
 		(*staged)[(*nst)++] = r;
 	}
-	return true;
+	return 0;
+bad:
+	snprintf(err, errlen, "journal block %llu: malformed record %u of %u",
+		 (unsigned long long)seq, i + 1, h->count);
+	return -EUCLEAN;
 }
 
 int
@@ -237,8 +252,9 @@ tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks)
 		} else if (!open || h->aux != open_txn) {
 			break;
 		}
-		if (!tp_parse(blk, &staged, &nst, &cap, &commit, open_txn))
-			break;
+		ret = tp_parse(blk, &staged, &nst, &cap, &commit, open_txn, seq, err, errlen);
+		if (ret < 0)
+			goto out;
 		if (!commit)
 			continue;
 		for (size_t k = 0; k < nst; k++) {

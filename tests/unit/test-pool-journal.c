@@ -163,6 +163,39 @@ Test(pool_journal, one_corrupted_byte_per_block, .init = setup, .fini = teardown
 	crash(p);
 }
 
+/*
+ * A block that verifies but holds a record type this version does not know
+ * (a newer version wrote it): the open is refused, naming it, instead of
+ * ending the replay there and dropping the transactions after it.
+ */
+Test(pool_journal, unknown_record_type_is_refused, .init = setup, .fini = teardown)
+{
+	static uint8_t blk[TP_BLOCK];
+	struct dio_tpool *p = open_pool(), *q;
+	uint64_t b = p->sb.journal_start + (p->sb.journal_tail + 1) % 16;
+	const uint8_t *uuid;
+	struct tp_hdr *h = (void *)blk;
+	uint8_t id[16];
+	int fd;
+
+	memcpy(id, p->sb.h.uuid, 16);
+	uuid = id;
+	commit_n(p, 3);
+	crash(p);
+	fd = open(path, O_RDWR);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pread(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+	cr_assert_eq(blk[sizeof(*h)], TP_R_MAP);
+	blk[sizeof(*h)] = 250;	/* the second transaction's MAP, now of an unknown type */
+	tp_seal(blk, uuid, TP_BT_JOURNAL, h->owner, h->gen, b, h->aux, h->count, h->used);
+	cr_assert_eq(pwrite(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+	close(fd);
+	errbuf[0] = 0;
+	cr_assert_eq(dio_tpool_open(path, &opts, &q), -EUCLEAN,
+		     "a journal with a record it cannot read was opened");
+	cr_assert(strstr(errbuf, "unknown record type 250"), "message: %s", errbuf);
+}
+
 Test(pool_journal, wrap_with_stale_blocks, .init = setup, .fini = teardown)
 {
 	struct dio_tpool *p = open_pool();
