@@ -163,6 +163,8 @@ def main():
     for name, call in CONTROL.items():
         call = dict(call, jsonrpc="2.0", id=1)
         write(os.path.join(top, "fuzz-control", "seed-" + name), json.dumps(call).encode())
+    # Found by fuzz-control: a parser error that quotes bytes not UTF-8 got no reply.
+    write(os.path.join(top, "fuzz-control", "seed-bad-utf8-escape"), b'{"i\\\xd9\xbf#\xde\x82')
     for name, data in HANDSHAKES.items():
         write(os.path.join(top, "fuzz-handshake", "seed-" + name), data)
     for name, data in TRANSMISSIONS.items():

@@ -44,6 +44,39 @@ struct ctl_reply {
 	char msg[512];
 };
 
+/*
+ * Make s valid UTF-8, which JSON strings must be (jansson refuses to
+ * encode anything else, and the reply would be lost): a byte that does not
+ * start a complete, shortest-form sequence of a code point outside the
+ * surrogates becomes '?'. Messages quote what the client sent (a parser
+ * error about its bytes, a name cut at a byte count).
+ */
+static void
+ctl_utf8_fix(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		unsigned int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 :
+				 (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : 9;
+		uint32_t cp = n == 1 ? *p & 0x1fu : n == 2 ? *p & 0x0fu : *p & 0x07u;
+		unsigned int i;
+
+		if (n == 0) {
+			p++;
+			continue;
+		}
+		for (i = 1; n != 9 && i <= n && (p[i] & 0xc0) == 0x80; i++)
+			cp = cp << 6 | (p[i] & 0x3fu);
+		if (n == 9 || i <= n || (n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n + 1;
+	}
+}
+
 #ifdef __GNUC__
 __attribute__((format(printf, 3, 4)))
 #endif
@@ -56,6 +89,7 @@ ctl_error(struct ctl_reply *r, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
 	va_end(ap);
+	ctl_utf8_fix(r->msg);
 }
 
 /* ---- parameters ---- */
@@ -797,6 +831,13 @@ reply:
 	}
 	out = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	json_decref(resp);
+	if (!out) {
+		/* Never no answer: a client waits for one per request. */
+		log_warn("control: a reply could not be encoded (%s)", r.code ? r.msg : "result");
+		out = strdup("{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,"
+			     "\"message\":\"internal error: the reply could not be encoded\"},"
+			     "\"id\":null}");
+	}
 	return out;
 }
 
