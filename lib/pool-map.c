@@ -386,13 +386,14 @@ tp_discard(struct dio_tpool *p, uint64_t c, uint64_t n)
 
 /*
  * Whether chunks freed now are discarded by the committer thread rather
- * than here, under the lock: when there is one (the daemon and the plugin
- * set commit_ms) and discards are wanted at all.
+ * than here, under the lock: when it runs (the daemon and the plugin set
+ * commit_ms; the first write or volume delete starts it) and discards are
+ * wanted at all.
  */
 static bool
 tp_discard_later(const struct dio_tpool *p)
 {
-	return p->commit_ms && !p->commit_stop && tp_discard_wanted(p);
+	return !p->commit_stop && p->committer_on && tp_discard_wanted(p);
 }
 
 /* Queue the run [c, c+n) of TP_C_DISCARD chunks; false (discard it now) without memory. */
@@ -453,8 +454,9 @@ tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
 	}
 	tp_freed_run(p, run, run_n, later);
 	p->npfree = j;
-	if (p->ndq > queued)
-		tp_committer_kick(p);
+	/* (the thread, asleep with nothing to commit, has discards to do) */
+	if (p->ndq > queued && p->committer_idle)
+		pthread_cond_signal(&p->commit_cond);
 }
 
 /*

@@ -312,6 +312,7 @@ dio_tpool_volume_delete(struct dio_tpool *pool, const char *name)
 		ret = -EBUSY;
 	} else {
 		r.vol = v->id;
+		tp_committer_kick(pool);	/* to discard the chunks it frees, off the lock */
 		ret = tp_append(pool, &r, 0);
 		if (ret == 0) {
 			/*
