@@ -36,15 +36,8 @@ ckpt_push(struct ckpt_build *cb, unsigned int t, uint32_t vol, uint64_t a, uint6
 {
 	struct tp_rec *r;
 
-	if (cb->n == cb->cap) {
-		size_t cap = cb->cap ? 2 * cb->cap : 256;
-		struct tp_rec *nr = realloc(cb->r, cap * sizeof(*nr));
-
-		if (!nr)
-			return NULL;
-		cb->r = nr;
-		cb->cap = cap;
-	}
+	if (tp_grow(&cb->r, &cb->cap, cb->n, sizeof(*cb->r), 256) < 0)
+		return NULL;
 	r = &cb->r[cb->n++];
 	memset(r, 0, sizeof(*r));
 	r->type = (uint8_t)t;
@@ -484,15 +477,8 @@ ckpt_load_rec(struct dio_tpool *p, struct ckpt_load *cl, const struct tp_rec *r,
 		if (r->b >= p->sb.nr_chunks || r->a < 3 || r->a > UINT16_MAX)
 			return load_err(err, errlen, -EUCLEAN, "reference count %llu of chunk %llu",
 					(unsigned long long)r->a, (unsigned long long)r->b);
-		if (cl->nrefs == cl->caprefs) {
-			size_t cap = cl->caprefs ? 2 * cl->caprefs : 64;
-			struct tp_rec *n = realloc(cl->refs, cap * sizeof(*n));
-
-			if (!n)
-				return -ENOMEM;
-			cl->refs = n;
-			cl->caprefs = cap;
-		}
+		if (tp_grow(&cl->refs, &cl->caprefs, cl->nrefs, sizeof(*cl->refs), 64) < 0)
+			return -ENOMEM;
 		cl->refs[cl->nrefs++] = *r;
 		return 0;
 	}

@@ -24,15 +24,8 @@
 int
 tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs)
 {
-	if (p->npend == p->cappend) {
-		size_t cap = p->cappend ? 2 * p->cappend : 64;
-		struct tp_prec *n = realloc(p->pend, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		p->pend = n;
-		p->cappend = cap;
-	}
+	if (tp_grow(&p->pend, &p->cappend, p->npend, sizeof(*p->pend), 64) < 0)
+		return -ENOMEM;
 	p->pend[p->npend++] = (struct tp_prec){ .serial = ++p->serial, .needs = needs, .r = *r };
 	p->pend[p->npend - 1].r.words = (uint8_t)(tp_rec_size(r->type) / 8);
 	p->dirty = true;
@@ -201,15 +194,8 @@ tp_parse(const uint8_t *blk, struct tp_rec **staged, size_t *nst, size_t *cap, b
 			*commit = true;
 			return 0;
 		}
-		if (*nst == *cap) {
-			size_t c = *cap ? 2 * *cap : 256;
-			struct tp_rec *nr = realloc(*staged, c * sizeof(*nr));
-
-			if (!nr)
-				return -ENOMEM;
-			*staged = nr;
-			*cap = c;
-		}
+		if (tp_grow(staged, cap, *nst, sizeof(**staged), 256) < 0)
+			return -ENOMEM;
 		(*staged)[(*nst)++] = r;
 	}
 	return 0;

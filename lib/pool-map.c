@@ -327,17 +327,10 @@ tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial)
 		p->free_chunks++;
 		return;
 	}
-	if (p->npfree == p->cappfree) {
-		size_t cap = p->cappfree ? 2 * p->cappfree : 64;
-		struct tp_pfree *n = realloc(p->pfree, cap * sizeof(*n));
-
-		if (!n) {
-			/* Out of memory: leak the chunk until the next open (R4 allows it). */
-			p->cstate[c] = TP_C_USED;
-			return;
-		}
-		p->pfree = n;
-		p->cappfree = cap;
+	if (tp_grow(&p->pfree, &p->cappfree, p->npfree, sizeof(*p->pfree), 64) < 0) {
+		/* Out of memory: leak the chunk until the next open (R4 allows it). */
+		p->cstate[c] = TP_C_USED;
+		return;
 	}
 	p->cstate[c] = TP_C_PENDING;
 	p->pfree[p->npfree++] = (struct tp_pfree){ .chunk = c, .serial = serial };
@@ -400,15 +393,8 @@ tp_discard_later(const struct dio_tpool *p)
 static bool
 tp_dq_push(struct dio_tpool *p, uint64_t c, uint64_t n)
 {
-	if (p->ndq == p->capdq) {
-		size_t cap = p->capdq ? 2 * p->capdq : 16;
-		struct tp_run *q = realloc(p->dq, cap * sizeof(*q));
-
-		if (!q)
-			return false;
-		p->dq = q;
-		p->capdq = cap;
-	}
+	if (tp_grow(&p->dq, &p->capdq, p->ndq, sizeof(*p->dq), 16) < 0)
+		return false;
 	p->dq[p->ndq++] = (struct tp_run){ .c = c, .n = n };
 	return true;
 }

@@ -20,10 +20,12 @@
 #ifndef DIO_POOL_H
 #define DIO_POOL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dio/tpool.h"
@@ -180,6 +182,28 @@ tp_run_get(const struct tp_rec *r, uint64_t *l, uint64_t *c, uint32_t *count)
 
 /* crc32c (Castagnoli, reflected 0x82F63B78), software: pool-format.c. */
 uint32_t tp_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * Room for one more element in the array *arr of *cap elements of size
+ * bytes, n of them used: doubled when full, first elements at first. 0 or
+ * -ENOMEM (the array unchanged).
+ */
+static inline int
+tp_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t c = *cap ? 2 * *cap : first;
+	void *a, *na;
+
+	if (n < *cap)
+		return 0;
+	memcpy(&a, arr, sizeof(a));	/* arr: the address of a T *, whatever T */
+	na = realloc(a, c * size);
+	if (!na)
+		return -ENOMEM;
+	memcpy(arr, &na, sizeof(na));
+	*cap = c;
+	return 0;
+}
 
 /* Bytes a record of type t takes on disk. */
 size_t tp_rec_size(unsigned int t);
