@@ -10,16 +10,8 @@
 # gives every chunk back, check is clean after each step.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-io jq
-CTL=$DIO_BUILD/server/dionbdctl
-POOLTOOL=$DIO_BUILD/tools/dionbd-pool
-[ -x "$CTL" ] || skip "dionbdctl is not built"
-[ -x "$POOLTOOL" ] || skip "dionbd-pool is not built"
-
-P=$TMP/pool.img
-truncate -s 256M "$P"
-"$POOLTOOL" create "$P" >/dev/null || fail "dionbd-pool create"
-"$POOLTOOL" volume create "$P" first 16M >/dev/null || fail "volume create first"
-"$POOLTOOL" volume create "$P" vm 16M >/dev/null || fail "volume create vm"
+requires_pool_ctl
+new_pool 256M first 16M vm 16M
 free_chunks()
 {
 	"$POOLTOOL" info "$P" | sed -n 's/^chunks: .*(\([0-9]*\) free)$/\1/p'
