@@ -535,6 +535,62 @@ wb_do_wt(struct dio_cache *c, const struct dio_req *req)
 	return ret;
 }
 
+/*
+ * Take every other FLUSH out of the queue, after first (under c->lock).
+ * One pass answers them all: each was queued after the WRITEs it covers had
+ * been copied into the cache (NBD: a FLUSH covers the writes replied to
+ * before it was sent), so what is dirty when the pass starts includes them.
+ * Other queued work keeps its order.
+ */
+static void
+wb_take_flushes(struct dio_cache *c, struct cop *first)
+{
+	struct cop **pp = &c->q_head, *tail = first;
+
+	while (*pp) {
+		struct cop *op = *pp;
+
+		if (op->kind != COP_FLUSH) {
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
+		tail->next = op;
+		tail = op;
+	}
+	c->q_tail = pp;
+	tail->next = NULL;
+}
+
+/*
+ * FLUSH: write back what is dirty, flush the lower volume once, then answer
+ * first and every FLUSH queued behind it (so a client that keeps sending
+ * FLUSHes while one is written back waits for one pass, not one each).
+ */
+static void
+wb_flush_batch(struct dio_cache *c, struct cop *first)
+{
+	struct dio_req d = { .op = DIO_REQ_FLUSH };
+	struct cop *op, *next;
+	int ret, wret;
+
+	pthread_mutex_lock(&c->lock);
+	wb_take_flushes(c, first);
+	pthread_mutex_unlock(&c->lock);
+	wret = wb_range(c, 0, c->vol.size);
+	ret = dio_submit_sync(c->wbctx, c->lower, &d);
+	for (op = first; op; op = next) {
+		int r;
+
+		next = op->next;
+		pthread_mutex_lock(&c->lock);
+		r = cache_flush_result(c, op->vio->req->writer, ret, wret < 0);
+		pthread_mutex_unlock(&c->lock);
+		dio_vol_io_done(NULL, op->vio, r);
+		cop_free(op);
+	}
+}
+
 static void
 wb_do(struct dio_cache *c, struct cop *op)
 {
@@ -555,12 +611,8 @@ wb_do(struct dio_cache *c, struct cop *op)
 			ret = wb_do_wt(c, req);
 		break;
 	case COP_FLUSH:
-		wret = wb_range(c, 0, c->vol.size);
-		ret = dio_submit_sync(c->wbctx, c->lower, &d);
-		pthread_mutex_lock(&c->lock);
-		ret = cache_flush_result(c, req->writer, ret, wret < 0);
-		pthread_mutex_unlock(&c->lock);
-		break;
+		wb_flush_batch(c, op);
+		return;	/* every FLUSH of the batch is answered and freed */
 	case COP_SYNC:
 		wret = wb_range(c, 0, c->vol.size);
 		ret = dio_submit_sync(c->wbctx, c->lower, &d);

@@ -14,7 +14,9 @@
  * can land after a newer one:
  * - dirty blocks: the writeback thread alone, in passes of disjoint
  *   merged writes (up to WB_INFLIGHT in flight); a pass ends before the
- *   next one starts, so two copies of a block are never in flight;
+ *   next one starts, so two copies of a block are never in flight; the
+ *   FLUSHes queued when a FLUSH's pass starts are answered by that pass
+ *   and its one lower flush;
  * - write-through (FUA, WRITETHROUGH/NOCACHE writes, ZERO, TRIM): the
  *   submitting thread when no block of the range is dirty; else the
  *   writeback thread, after writing those blocks back. Either way the

@@ -420,3 +420,53 @@ Test(cache, a_read_racing_a_written_back_evicted_block_does_not_fill)
 	free(b);
 	free(d);
 }
+
+static void
+flush_done(struct dio_req *d, int ret)
+{
+	int *left = d->priv;
+
+	cr_assert_eq(ret, 0, "a FLUSH failed: %s", strerror(-ret));
+	--*left;
+}
+
+/*
+ * FLUSHes that arrive while one writes back are answered by the next pass
+ * and one lower flush together, not a pass and a flush each. Timing decides
+ * how many arrive in time, so up to three rounds; one pass per FLUSH in
+ * every round is the behaviour this test is against.
+ */
+Test(cache, flushes_queued_during_a_writeback_share_one_pass)
+{
+	enum { NF = 4 };
+	struct dio_req f[NF];
+	uint64_t fsyncs = NF;
+
+	for (int round = 0; round < 3 && fsyncs > 2; round++) {
+		struct dio_fault_stats st;
+		int left = NF;
+
+		/* 192 scattered dirty blocks (below the kick at half the dirty limit) */
+		for (uint64_t p = 0; p < 192 * 8 * KiB; p += 8 * KiB)
+			write_pattern(p, 4 * KiB, 80 + round, 0, NULL);
+		fault_plan(&(struct dio_fault_opts){ 0 });
+		for (int i = 0; i < NF; i++) {
+			f[i] = (struct dio_req){ .op = DIO_REQ_FLUSH, .done = flush_done,
+						 .priv = &left };
+			cr_assert_eq(dio_submit(ctx, cvol, &f[i]), 0);
+		}
+		while (left)
+			dio_ctx_reap(ctx, true);
+		dio_engine_fault_stats(fault, &st);
+		fsyncs = st.ops[DIO_IO_FSYNC];
+		cr_assert(fsyncs >= 1 && fsyncs <= NF, "%llu lower flushes",
+			  (unsigned long long)fsyncs);
+		cr_assert_eq(st.ops[DIO_IO_WRITE], 192, "%llu writes written back",
+			     (unsigned long long)st.ops[DIO_IO_WRITE]);
+		cr_assert_eq(cstats().dirty, 0);
+		for (uint64_t p = 0; p < 192 * 8 * KiB; p += 8 * KiB)
+			cr_assert(file_holds(p, 4 * KiB, 80 + round), "block at %llu not written back",
+				  (unsigned long long)p);
+	}
+	cr_assert_leq(fsyncs, 2, "every FLUSH took a pass and a lower flush of its own");
+}
