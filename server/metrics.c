@@ -302,6 +302,8 @@ metrics_caches(struct evbuffer *b, const struct metrics_export *ex, size_t n)
 		  offsetof(struct dio_cache_stats, size) },
 		{ "dionbd_cache_used_bytes", "gauge", "Bytes the block cache holds, by export.",
 		  offsetof(struct dio_cache_stats, used) },
+		{ "dionbd_cache_peak_bytes", "gauge", "The most bytes the block cache has held "
+		  "since it was made, by export.", offsetof(struct dio_cache_stats, peak) },
 		{ "dionbd_cache_dirty_bytes", "gauge", "Bytes of the block cache not yet written "
 		  "back, by export.", offsetof(struct dio_cache_stats, dirty) },
 		{ "dionbd_cache_hits_total", "counter", "READs answered by the block cache alone, by "

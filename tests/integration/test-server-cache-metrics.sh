@@ -49,7 +49,7 @@ def le(what, got, bound):
     if got > bound:
         problems.append("%s: %s, over %s" % (what, got, bound))
 
-names = ["size_bytes", "used_bytes", "dirty_bytes", "hits_total", "misses_total",
+names = ["size_bytes", "used_bytes", "peak_bytes", "dirty_bytes", "hits_total", "misses_total",
          "writeback_bytes_total", "writeback_errors_total", "throttled_total"]
 m = page()
 for n in names:
@@ -127,6 +127,8 @@ if len(samples) < 5:
     problems.append("only %d samples of the page during the flood" % len(samples))
 for s in samples:
     le("held during the flood", g(s, "used_bytes"), SIZE)
+    le("the peak gauge during the flood", g(s, "peak_bytes"), SIZE)
+    le("held above the peak gauge of the same page", g(s, "used_bytes"), g(s, "peak_bytes"))
     le("dirty during the flood", g(s, "dirty_bytes"), SIZE // 2)
 end = samples[-1]
 eq("dirty after the flood's FLUSHes", g(end, "dirty_bytes"), 0)
