@@ -628,7 +628,17 @@ cmd_volume(int argc, char **argv)
 struct diff_out {
 	json_t *a;		/* --json, else NULL */
 	uint64_t runs, bytes;
+	bool header;		/* the table's header is out */
 };
+
+/* The table's header, once, before its first row (none before an error). */
+static void
+diff_header(struct diff_out *d)
+{
+	if (!d->header)
+		printf("%16s %16s\n", "OFFSET", "LENGTH");
+	d->header = true;
+}
 
 static int
 diff_row(void *priv, uint64_t off, uint64_t len, bool changed)
@@ -642,6 +652,7 @@ diff_row(void *priv, uint64_t off, uint64_t len, bool changed)
 	if (d->a)
 		return json_array_append_new(d->a, json_pack("{s:I, s:I}", "offset", (json_int_t)off,
 						     "length", (json_int_t)len)) < 0 ? -ENOMEM : 0;
+	diff_header(d);
 	printf("%16" PRIu64 " %16" PRIu64 "\n", off, len);
 	return 0;
 }
@@ -662,8 +673,6 @@ cmd_diff(int argc, char **argv)
 	p = open_or_die(a[0], true);
 	if (json)
 		d.a = json_array();
-	else
-		printf("%16s %16s\n", "OFFSET", "LENGTH");
 	ret = !json || d.a ? dio_tpool_volume_diff(p, a[1], a[2], 0, UINT64_MAX, diff_row, &d)
 			  : -ENOMEM;
 	dio_tpool_close(p);
@@ -675,6 +684,7 @@ cmd_diff(int argc, char **argv)
 	}
 	if (json)
 		return json_print(d.a) < 0 ? 1 : 0;
+	diff_header(&d);
 	fprintf(stderr, "%" PRIu64 " bytes changed in %" PRIu64 " extents\n", d.bytes, d.runs);
 	return 0;
 }

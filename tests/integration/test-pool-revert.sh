@@ -75,8 +75,11 @@ json=$("$POOLTOOL" diff --json "$P" snap vm) || fail "diff --json"
 [ "$json" = '[{"offset":2097152,"length":65536}]' ] || fail "diff --json: $json"
 # A volume against itself, the snapshot against vm's other snapshot: nothing, and errors named.
 [ "$("$POOLTOOL" diff --json "$P" vm vm)" = '[]' ] || fail "diff of a volume with itself"
-if "$POOLTOOL" diff "$P" snap ghost > /dev/null 2> "$TMP/diff.err"; then fail "diff of no volume"; fi
+if "$POOLTOOL" diff "$P" snap ghost > "$TMP/diff.out" 2> "$TMP/diff.err"; then fail "diff of no volume"; fi
 grep -q "no such volume" "$TMP/diff.err" || fail "diff of no volume: $(cat "$TMP/diff.err")"
+[ ! -s "$TMP/diff.out" ] || fail "diff of no volume printed a table: $(cat "$TMP/diff.out")"
+[ "$("$POOLTOOL" diff "$P" vm vm 2> /dev/null)" = "$(printf '%16s %16s' OFFSET LENGTH)" ] ||
+	fail "diff of a volume with itself, as a table: $("$POOLTOOL" diff "$P" vm vm)"
 
 # The tool's revert: the chunk written since comes back, and diff is empty.
 before=$(free_chunks)
