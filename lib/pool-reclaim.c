@@ -46,13 +46,14 @@
 #include "dio/dio.h"
 #include "pool.h"
 
-static uint64_t
-now_ns(void)
+/* Milliseconds since t0 (CLOCK_MONOTONIC), for the log. */
+static double
+ms_since(const struct timespec *t0)
 {
-	struct timespec ts;
+	struct timespec t;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 /* Leaves of v that hold entries: what its reclaim walks. */
@@ -99,13 +100,16 @@ void
 tp_reclaim_start(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
 {
 	uint64_t leaves = leaves_of(v), batch = p->reclaim_leaves ? p->reclaim_leaves : 1;
-	uint64_t t0 = now_ns(), mapped = v->mapped, next = 0;
+	uint64_t mapped = v->mapped, next = 0;
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	tp_vol_detach(p, v);
 	if (leaves > batch && p->commit_ms && !p->readonly && !p->reclaim_stop &&
 	    tp_grow(&p->rq, &p->caprq, p->nrq, sizeof(*p->rq), 4) == 0 && reclaimer_up(p)) {
 		p->rq[p->nrq++] = (struct tp_reclaim){ .v = v, .serial = serial, .chunks = mapped,
-						       .left = mapped, .t0_ns = t0 };
+						       .left = mapped, .t0 = t0 };
 		pthread_cond_signal(&p->reclaim_cond);
 		dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 ") deleted: reclaiming its %"
 			PRIu64 " chunks (%" PRIu64 " leaves) in the background", p->path, v->name,
@@ -117,7 +121,7 @@ tp_reclaim_start(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
 	if (leaves > batch)
 		dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 ") deleted: %" PRIu64
 			" chunks reclaimed in %.1f ms", p->path, v->name, v->id, mapped,
-			(double)(now_ns() - t0) / 1e6);
+			ms_since(&t0));
 	tp_vol_free(v);
 }
 
@@ -135,7 +139,7 @@ reclaim_some(struct dio_tpool *p, uint64_t max)
 		return;
 	dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 "): %" PRIu64 " chunks reclaimed "
 		"in %.1f ms", p->path, r->v->name, r->v->id, r->chunks,
-		(double)(now_ns() - r->t0_ns) / 1e6);
+		ms_since(&r->t0));
 	tp_vol_free(r->v);
 	memmove(p->rq, p->rq + 1, (p->nrq - 1) * sizeof(*p->rq));
 	p->nrq--;

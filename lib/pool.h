@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dio/tpool.h"
 #include "dio/volume.h"
@@ -304,7 +305,7 @@ struct tp_reclaim {
 	uint64_t next;		/* the next leaf to drop */
 	uint64_t chunks;	/* chunks it mapped at the delete */
 	uint64_t left;		/* of those, the ones whose leaves still hold them */
-	uint64_t t0_ns;		/* when the delete handed it over (CLOCK_MONOTONIC) */
+	struct timespec t0;	/* when the delete handed it over (CLOCK_MONOTONIC) */
 };
 
 /* Leaves one reclaim batch drops by default: one lock hold. */
