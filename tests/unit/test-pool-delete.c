@@ -191,34 +191,39 @@ teardown(void)
 	free(buf);
 }
 
-/* Write [off, off + len) of volume name with pattern seed, and flush. */
+/*
+ * Volume name on [off, off + len), 1 MiB at a time: written with pattern
+ * seed and flushed (write), or read back and checked against it.
+ */
 static void
-fill(const char *name, uint64_t off, uint64_t len, uint32_t seed)
+io_span(const char *name, uint64_t off, uint64_t len, uint32_t seed, bool write)
 {
 	struct dio_volume *v;
 
 	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0, "open %s", name);
 	for (uint64_t o = off; o < off + len; o += 1 * MiB) {
-		test_pattern(buf, 1 * MiB, o, seed);
-		cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, o, 1 * MiB, buf), 0);
+		if (write)
+			test_pattern(buf, 1 * MiB, o, seed);
+		cr_assert_eq(test_io(ctx, v, write ? DIO_REQ_WRITE : DIO_REQ_READ, 0, o, 1 * MiB,
+				     buf), 0);
+		cr_assert(write || test_pattern_check(buf, 1 * MiB, o, seed), "%s at %llu", name,
+			  (unsigned long long)o);
 	}
-	cr_assert_eq(test_io(ctx, v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	if (write)
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
 	dio_volume_put(v);
 }
 
-/* Volume name reads pattern seed on [off, off + len). */
+static void
+fill(const char *name, uint64_t off, uint64_t len, uint32_t seed)
+{
+	io_span(name, off, len, seed, true);
+}
+
 static void
 verify(const char *name, uint64_t off, uint64_t len, uint32_t seed)
 {
-	struct dio_volume *v;
-
-	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0, "open %s", name);
-	for (uint64_t o = off; o < off + len; o += 1 * MiB) {
-		cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, o, 1 * MiB, buf), 0);
-		cr_assert(test_pattern_check(buf, 1 * MiB, o, seed), "%s at %llu", name,
-			  (unsigned long long)o);
-	}
-	dio_volume_put(v);
+	io_span(name, off, len, seed, false);
 }
 
 static void
