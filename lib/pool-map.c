@@ -213,16 +213,40 @@ tp_vol_free(struct tp_vol *v)
 }
 
 void
-tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
+tp_vol_detach(struct dio_tpool *p, struct tp_vol *v)
 {
-	for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++) {
-		p->nleaves -= v->leaf[i] != NULL;
-		leaf_put(p, v->leaf[i], serial);
-		v->leaf[i] = NULL;
-	}
 	for (uint32_t i = 0; i < p->nvols; i++)
 		if (p->vols[i] == v)
 			p->vols[i] = NULL;
+}
+
+uint64_t
+tp_vol_drop_leaves(struct dio_tpool *p, struct tp_vol *v, uint64_t *next, uint64_t max,
+		   uint64_t serial)
+{
+	uint64_t nleaf = (v->nl + TP_LEAF - 1) / TP_LEAF, ents = 0;
+
+	for (; *next < nleaf && max; ++*next) {
+		struct tp_leaf *lf = v->leaf[*next];
+
+		if (!lf)
+			continue;
+		max--;
+		ents += lf->n;
+		p->nleaves--;
+		leaf_put(p, lf, serial);
+		v->leaf[*next] = NULL;
+	}
+	return ents;
+}
+
+void
+tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
+{
+	uint64_t next = 0;
+
+	tp_vol_drop_leaves(p, v, &next, UINT64_MAX, serial);
+	tp_vol_detach(p, v);
 	tp_vol_free(v);
 }
 

@@ -37,6 +37,7 @@ tp_free(struct dio_tpool *p)
 {
 	if (!p)
 		return;
+	tp_reclaim_free(p);
 	for (uint32_t i = 0; i < p->nvols; i++)
 		tp_vol_free(p->vols[i]);
 	free(p->vols);
@@ -93,6 +94,7 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 	p->commit_ms = opts ? opts->commit_ms : 0;
 	p->no_discard = opts && opts->no_discard;
 	p->discard_batch = TP_DISCARD_BATCH;
+	p->reclaim_leaves = TP_RECLAIM_LEAVES;
 	p->progress = opts ? opts->progress : NULL;
 	p->progress_priv = opts ? opts->progress_priv : NULL;
 	p->path = strdup(path);
@@ -208,6 +210,8 @@ tp_put(struct dio_tpool *p)
 
 	if (--p->refs)
 		return;
+	/* What deletes left to reclaim is done here: their chunks discarded too. */
+	tp_reclaim_finish(p);
 	tp_committer_stop(p);
 	if (!p->readonly && (p->dirty || p->npend)) {
 		ret = tp_checkpoint(p);
@@ -316,11 +320,13 @@ dio_tpool_volume_delete(struct dio_tpool *pool, const char *name)
 		ret = tp_append(pool, &r, 0);
 		if (ret == 0) {
 			/*
-			 * Its leaves lose a reference; the chunks of those that
-			 * had no other lose theirs, and the ones no volume maps
-			 * any more stay unallocatable until the delete is durable (R3).
+			 * Out of the table now. Its leaves lose a reference and
+			 * the chunks of those that had no other lose theirs, here
+			 * or in the background (pool-reclaim.c); the ones no
+			 * volume maps any more stay unallocatable until the delete
+			 * is durable (R3), which the commit makes it before the reply.
 			 */
-			tp_vol_drop(pool, v, pool->serial);
+			tp_reclaim_start(pool, v, pool->serial);
 			ret = tp_commit(pool, true);
 		}
 	}
@@ -503,6 +509,8 @@ dio_tpool_get_info(struct dio_tpool *pool, struct dio_tpool_info *info)
 	for (uint32_t i = 0; i < pool->nvols; i++)
 		info->nr_volumes += pool->vols[i] != NULL;
 	info->readonly = pool->readonly;
+	info->reclaim_volumes = (uint32_t)pool->nrq;
+	info->reclaim_chunks = tp_reclaim_left(pool);
 	pthread_mutex_unlock(&pool->lock);
 }
 

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dio/tpool.h"
 #include "dio/volume.h"
@@ -291,6 +292,25 @@ enum {
 /* The most chunks one background discard covers: the lock is free meanwhile. */
 #define TP_DISCARD_BATCH 1024
 
+/*
+ * A deleted volume being reclaimed: out of the volume table (its name is
+ * free), its leaf table still holding the references its map made. Its
+ * VOLDEL record frees all of them at once on disk (replay drops the map;
+ * a checkpoint writes no record of it, so its chunks count free there):
+ * the reclaim changes memory only, and needs no record of its progress.
+ */
+struct tp_reclaim {
+	struct tp_vol *v;
+	uint64_t serial;	/* its VOLDEL: what it frees is allocatable once that is durable */
+	uint64_t next;		/* the next leaf to drop */
+	uint64_t chunks;	/* chunks it mapped at the delete */
+	uint64_t left;		/* of those, the ones whose leaves still hold them */
+	struct timespec t0;	/* when the delete handed it over (CLOCK_MONOTONIC) */
+};
+
+/* Leaves one reclaim batch drops by default: one lock hold. */
+#define TP_RECLAIM_LEAVES 1
+
 /* Chunks [c, c + n). */
 struct tp_run {
 	uint64_t c, n;
@@ -384,6 +404,21 @@ struct dio_tpool {
 	pthread_cond_t commit_cond;	/* a first record waits, or stop */
 	uint64_t bg_commits;		/* commits the thread made */
 
+	/*
+	 * Background reclaim of deleted volumes (pool-reclaim.c), under lock
+	 * once the thread runs: the volumes a delete detached, whose leaves
+	 * still hold their references, dropped reclaim_leaves leaves per lock hold.
+	 */
+	struct tp_reclaim *rq;		/* oldest first */
+	size_t nrq, caprq;
+	uint32_t reclaim_leaves;	/* leaves dropped per lock hold */
+	bool reclaimer_on, reclaim_stop;
+	pthread_t reclaimer;
+	pthread_cond_t reclaim_cond;	/* a volume to reclaim, or stop */
+	uint64_t reclaimed;		/* chunk entries dropped in the background */
+	/* tests: called by the thread before each batch, lock not held */
+	void (*reclaim_gate)(struct dio_tpool *p);
+
 	/* checkpoints: blocks of the durable one, which the next must not touch */
 	uint8_t *meta_used;		/* per metadata block */
 	uint8_t *buf;			/* TP_BLOCK-aligned scratch for metadata I/O */
@@ -444,6 +479,14 @@ void tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_m
 int tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial);
 /* Drop v's references to its leaves (and their chunks), as tp_ent_unmap; free v. */
 void tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
+/* Take v out of the volume table (its memory stays). */
+void tp_vol_detach(struct dio_tpool *p, struct tp_vol *v);
+/*
+ * Drop up to max of v's leaves from *next on, as tp_vol_drop does, and
+ * move *next past them: the number of chunk entries they held.
+ */
+uint64_t tp_vol_drop_leaves(struct dio_tpool *p, struct tp_vol *v, uint64_t *next, uint64_t max,
+			    uint64_t serial);
 /* Whether a checkpoint still fits the reserve with refs more references, leaves more leaves. */
 bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
 /* A new mark for a walk that visits each shared leaf once. */
@@ -530,6 +573,22 @@ void tp_put(struct dio_tpool *p);
 void tp_committer_kick(struct dio_tpool *p);
 /* Stop and join the thread (lock not held); before the last checkpoint. */
 void tp_committer_stop(struct dio_tpool *p);
+
+/* ---- pool-reclaim.c ---- */
+
+/*
+ * Volume v is deleted (lock held, its VOLDEL appended as record serial):
+ * out of the table now, its references dropped here or, for a map of more
+ * than reclaim_leaves leaves in a pool with background work (commit_ms),
+ * by the reclaim thread.
+ */
+void tp_reclaim_start(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
+/* Stop the thread (lock not held), then finish every reclaim left, here. */
+void tp_reclaim_finish(struct dio_tpool *p);
+/* Chunk entries the reclaims under way still hold, lock held. */
+uint64_t tp_reclaim_left(const struct dio_tpool *p);
+/* Free the memory of reclaims left (the pool is being freed: no references matter). */
+void tp_reclaim_free(struct dio_tpool *p);
 
 /* ---- pool-check.c ---- */
 

@@ -515,11 +515,14 @@ ctl_pool_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
 		return;
 	dio_tpool_get_info(pool, &in);
-	r->result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+	/* reclaim_*: deleted volumes whose chunks are still coming back into free_chunks */
+	r->result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
 			      "size", (json_int_t)in.dev_size,
 			      "chunk_size", (json_int_t)in.chunk_size,
 			      "chunks", (json_int_t)in.nr_chunks,
 			      "free_chunks", (json_int_t)in.free_chunks,
+			      "reclaim_volumes", (json_int_t)in.reclaim_volumes,
+			      "reclaim_chunks", (json_int_t)in.reclaim_chunks,
 			      "volumes", (json_int_t)in.nr_volumes,
 			      "max_volumes", (json_int_t)in.max_volumes,
 			      "journal_blocks", (json_int_t)in.journal_blocks,

@@ -90,7 +90,13 @@ int dio_tpool_checkpoint(struct dio_tpool *pool);
 
 /* Create an empty volume of size bytes (multiple of 4096), durably. 0 or -errno. */
 int dio_tpool_volume_create(struct dio_tpool *pool, const char *name, uint64_t size);
-/* Delete a volume that is not open (-EBUSY) and free its chunks, durably. 0 or -errno. */
+/*
+ * Delete a volume that is not open (-EBUSY), durably: its name is free
+ * when it returns. Its chunks are free on disk then too; in memory they
+ * come back as the reclaim goes (in the background in a pool opened with
+ * commit_ms, dio_tpool_info.reclaim_chunks; before the return otherwise,
+ * and at the latest at close). 0 or -errno.
+ */
 int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
 
 /*
@@ -189,6 +195,13 @@ struct dio_tpool_info {
 	uint64_t ckpt_blocks;	/* of those, the durable checkpoint's */
 	uint32_t nr_volumes, max_volumes;
 	bool readonly;
+	/*
+	 * Deleted volumes whose chunks are still being given back in the
+	 * background, and the chunks they still hold (not in free_chunks yet;
+	 * on disk they are free already: a reopen finds them so).
+	 */
+	uint32_t reclaim_volumes;
+	uint64_t reclaim_chunks;
 };
 
 /* What the pool looks like now. */

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Background delete (pool-reclaim.c, issue 11): in a pool with background
+ * work (commit_ms) the delete of a volume of several leaves replies once
+ * its record is durable, its name free at once, while a thread gives its
+ * chunks back one leaf per lock hold. A gate the thread passes before
+ * each batch holds it: the delete returns with the reclaim not begun, I/O
+ * on another volume goes on, the free count rises by exactly one leaf's
+ * chunks per batch and ends where it started. Chunks a snapshot shares
+ * stay. A crash mid-reclaim (a child that exits at the gate), with or
+ * without a checkpoint taken mid-reclaim, reopens to a pool that checks
+ * clean with every chunk back; so does a close mid-reclaim.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "dio/tpool.h"
+#include "helper.h"
+#include "pool.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+#define CS (4 * KiB)		/* chunk: a leaf maps 4 MiB */
+#define VSIZE (16 * MiB)	/* 4096 chunks, 4 leaves */
+#define VCHUNKS (VSIZE / CS)
+
+static char *path;
+static char errbuf[512];
+static struct dio_tpool_opts opts = { .errbuf = errbuf, .errlen = sizeof(errbuf) };
+static struct dio_tpool *pool;
+static struct dio_ctx *ctx;
+static uint8_t *buf;
+
+/* The gate: the reclaim thread waits in it before each batch until allowed. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_allow;		/* batches it may start; < 0: all */
+static int gate_waiting;	/* the thread sits in it */
+static int gate_calls;
+static bool gate_closing;	/* a close is coming: wait for it, then let the thread go */
+static int exit_at = -1;	/* child: _exit at this call of the gate */
+static bool ckpt_at_exit;	/* child: a checkpoint first */
+
+static void
+gate(struct dio_tpool *p)
+{
+	struct timespec ts;
+
+	pthread_mutex_lock(&gate_lock);
+	if (++gate_calls == exit_at) {
+		pthread_mutex_unlock(&gate_lock);
+		if (ckpt_at_exit && dio_tpool_checkpoint(p) < 0)
+			_exit(3);
+		_exit(0);	/* a crash mid-reclaim */
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	gate_waiting++;
+	pthread_cond_broadcast(&gate_cond);
+	while (gate_allow == 0 && !gate_closing &&
+	       pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) == 0)
+		;
+	if (gate_allow > 0)
+		gate_allow--;
+	gate_waiting--;
+	pthread_mutex_unlock(&gate_lock);
+	/* Closing: return only once the close asked the thread to stop. */
+	for (bool stop = false; gate_closing && !stop; usleep(1000)) {
+		pthread_mutex_lock(&p->lock);
+		stop = p->reclaim_stop;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+/* Wait up to 5 s for the thread to sit in the gate with n batches done. */
+static bool
+at_gate(int calls)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&gate_lock);
+	while (!(gate_waiting && gate_calls == calls) &&
+	       pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) == 0)
+		;
+	ok = gate_waiting && gate_calls == calls;
+	pthread_mutex_unlock(&gate_lock);
+	return ok;
+}
+
+static void
+allow(int n)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_allow = n;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static void
+closing(bool on)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_closing = on;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static struct dio_tpool_info
+info(void)
+{
+	struct dio_tpool_info i;
+
+	dio_tpool_get_info(pool, &i);
+	return i;
+}
+
+/* Wait up to 10 s for every reclaim to end. */
+static bool
+reclaimed(void)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (!info().reclaim_volumes)
+			return true;
+		usleep(10 * 1000);
+	}
+	return false;
+}
+
+/* Close the pool and the context (an io_uring one keeps the pool's fd, and its lock, open). */
+static void
+close_pool(void)
+{
+	dio_tpool_close(pool);
+	pool = NULL;
+	dio_ctx_destroy(ctx);
+	ctx = test_ctx_create(NULL, NULL);
+}
+
+static void
+open_pool(unsigned int commit_ms)
+{
+	opts.commit_ms = commit_ms;
+	pool = test_pool_open(path, &opts);
+	pool->reclaim_gate = gate;
+}
+
+static void
+setup_ms(unsigned int commit_ms)
+{
+	struct dio_tpool_create_opts co = { .chunk_size = CS, .journal_blocks = 64 };
+
+	gate_allow = gate_waiting = gate_calls = 0;
+	gate_closing = false;
+	opts.commit_ms = commit_ms;
+	pool = test_pool_make(&path, 80 * MiB, &co, &opts, 0);
+	pool->reclaim_gate = gate;
+	ctx = test_ctx_create(NULL, NULL);
+	buf = test_alloc(1 * MiB);
+}
+
+static void
+setup(void)
+{
+	setup_ms(100);
+}
+
+static void
+setup_sync(void)
+{
+	setup_ms(0);
+}
+
+static void
+teardown(void)
+{
+	allow(-1);
+	dio_ctx_destroy(ctx);
+	test_pool_remove(pool, path);
+	free(buf);
+}
+
+/*
+ * Volume name on [off, off + len), 1 MiB at a time: written with pattern
+ * seed and flushed (write), or read back and checked against it.
+ */
+static void
+io_span(const char *name, uint64_t off, uint64_t len, uint32_t seed, bool write)
+{
+	struct dio_volume *v;
+
+	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0, "open %s", name);
+	for (uint64_t o = off; o < off + len; o += 1 * MiB) {
+		if (write)
+			test_pattern(buf, 1 * MiB, o, seed);
+		cr_assert_eq(test_io(ctx, v, write ? DIO_REQ_WRITE : DIO_REQ_READ, 0, o, 1 * MiB,
+				     buf), 0);
+		cr_assert(write || test_pattern_check(buf, 1 * MiB, o, seed), "%s at %llu", name,
+			  (unsigned long long)o);
+	}
+	if (write)
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0);
+	dio_volume_put(v);
+}
+
+static void
+fill(const char *name, uint64_t off, uint64_t len, uint32_t seed)
+{
+	io_span(name, off, len, seed, true);
+}
+
+static void
+verify(const char *name, uint64_t off, uint64_t len, uint32_t seed)
+{
+	io_span(name, off, len, seed, false);
+}
+
+static void
+report(void *priv, int sev, const char *msg)
+{
+	(void)priv;
+	cr_log_info("check (%d): %s", sev, msg);
+}
+
+/* The pool at path (closed) checks clean: no problem, no leak. */
+static void
+check_clean(void)
+{
+	struct dio_tpool_check_result res;
+
+	cr_assert_eq(dio_tpool_check(path, &opts, report, NULL, &res), 0);
+	cr_assert_eq(res.problems, 0, "check: %u problems", res.problems);
+	cr_assert_eq(res.leaks, 0, "check: %u leaks", res.leaks);
+}
+
+static bool
+listed(const char *name)
+{
+	struct dio_tpool_vol_info *vi;
+	bool found = false;
+	size_t n;
+
+	cr_assert_eq(dio_tpool_volume_list(pool, &vi, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		found |= strcmp(vi[i].name, name) == 0;
+	free(vi);
+	return found;
+}
+
+Test(pool_delete, replies_before_reclaim_one_leaf_per_batch, .init = setup, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool);
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
+	fill("a", 0, VSIZE, 1);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	/* Replied with nothing reclaimed yet: the thread waits at the gate. */
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	cr_assert_eq(info().reclaim_volumes, 1);
+	cr_assert_eq(info().reclaim_chunks, VCHUNKS);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	/* The name is gone and free again. */
+	cr_assert_not(listed("a"));
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), -ENOENT);
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", 1 * MiB), 0);
+	/* I/O on another volume goes on while the reclaim waits. */
+	fill("b", 0, 4 * MiB, 2);
+	verify("b", 0, 4 * MiB, 2);
+	free0 -= 1024;	/* b's chunks */
+	/* One batch at a time: one leaf, 1024 chunks back each. */
+	for (int k = 1; k <= 4; k++) {
+		allow(1);
+		/* after the last one the thread sleeps, not at the gate */
+		cr_assert(k < 4 ? at_gate(k + 1) : reclaimed(), "batch %d did not end", k);
+		cr_assert_eq(info().reclaim_chunks, VCHUNKS - k * 1024u, "after batch %d", k);
+		cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS + k * 1024u,
+			     "after batch %d", k);
+	}
+	cr_assert(reclaimed());
+	cr_assert_eq(info().reclaim_chunks, 0);
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+	verify("b", 0, 4 * MiB, 2);
+	close_pool();
+	check_clean();
+	open_pool(100);
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+	cr_assert(listed("a") && listed("b"));
+}
+
+Test(pool_delete, without_background_work_the_delete_reclaims_before_it_returns,
+     .init = setup_sync, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool);
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	cr_assert_eq(gate_calls, 0);
+	cr_assert_eq(info().reclaim_volumes, 0);
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+}
+
+Test(pool_delete, snapshot_keeps_the_chunks_it_shares, .init = setup, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool);
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
+	fill("o", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
+	/* Half of o's first leaf copied on write: 512 chunks o alone maps. */
+	fill("o", 0, 2 * MiB, 3);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS - 512);
+	allow(-1);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "o"), 0);
+	cr_assert(reclaimed());
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	verify("s", 0, VSIZE, 1);
+	close_pool();
+	check_clean();
+	open_pool(100);
+	verify("s", 0, VSIZE, 1);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	/* The snapshot's delete gives back the rest. */
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
+	cr_assert(reclaimed());
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+}
+
+/*
+ * A child opens the pool, deletes o and exits at the gate's call 'at'
+ * (after at - 1 batches), with a checkpoint first when ckpt: a crash
+ * mid-reclaim. The parent has closed the pool.
+ */
+static void
+crash_child(int at, bool ckpt)
+{
+	int status;
+	pid_t pid = fork();
+
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		struct dio_tpool *p;
+
+		exit_at = at;
+		gate_allow = -1;
+		ckpt_at_exit = ckpt;
+		opts.commit_ms = 100;
+		if (dio_tpool_open(path, &opts, &p) < 0)
+			_exit(4);
+		p->reclaim_gate = gate;
+		if (dio_tpool_volume_delete(p, "o") < 0)
+			_exit(5);
+		sleep(10);
+		_exit(6);	/* never at the gate */
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %#x", status);
+}
+
+static void
+crash_mid_reclaim(bool ckpt)
+{
+	uint64_t free0 = test_pool_free_chunks(pool), tail;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
+	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
+	fill("o", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
+	fill("o", 0, 2 * MiB, 3);	/* 512 chunks o alone maps */
+	fill("o", 12 * MiB, 4 * MiB, 4);	/* and its last leaf: 1024 */
+	fill("b", 0, 4 * MiB, 2);
+	free0 -= VCHUNKS + 1024;	/* s and b */
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - 1536);
+	close_pool();
+	crash_child(3, ckpt);	/* two of o's four leaves dropped */
+	check_clean();
+	open_pool(100);
+	tail = info().journal_used;
+	/* with the checkpoint, the delete is in it and not in the journal */
+	if (ckpt)
+		cr_assert_eq(tail, 0, "%llu journal blocks after the checkpoint",
+			     (unsigned long long)tail);
+	else
+		cr_assert_gt(tail, 0);
+	cr_assert_not(listed("o"));
+	cr_assert_eq(info().reclaim_volumes, 0);
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+	verify("s", 0, VSIZE, 1);
+	verify("b", 0, 4 * MiB, 2);
+	/* The pool goes on: the name again, written. */
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", 4 * MiB), 0);
+	fill("o", 0, 4 * MiB, 5);
+	close_pool();
+	check_clean();
+	open_pool(100);
+	verify("s", 0, VSIZE, 1);
+	verify("o", 0, 4 * MiB, 5);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - 1024);
+}
+
+Test(pool_delete, crash_mid_reclaim, .init = setup, .fini = teardown)
+{
+	crash_mid_reclaim(false);
+}
+
+Test(pool_delete, checkpoint_mid_reclaim_then_crash, .init = setup, .fini = teardown)
+{
+	crash_mid_reclaim(true);
+}
+
+/* Bytes the pool file holds on its filesystem (freed chunks are punched out). */
+static uint64_t
+file_bytes(void)
+{
+	struct stat st;
+
+	cr_assert_eq(stat(path, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+Test(pool_delete, close_mid_reclaim_finishes_it, .init = setup, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool), held;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	held = file_bytes();
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	allow(1);
+	cr_assert(at_gate(2));
+	cr_assert_eq(info().reclaim_chunks, VCHUNKS - 1024);
+	/* The thread stops at the gate; close does the other three leaves. */
+	closing(true);
+	close_pool();
+	cr_assert_eq(gate_calls, 2);
+	/* every chunk of a discarded: the file gave their space back */
+	cr_assert_leq(file_bytes() + VSIZE, held + 64 * KiB, "the file holds %llu bytes, %llu "
+		      "before the delete", (unsigned long long)file_bytes(),
+		      (unsigned long long)held);
+	check_clean();
+	closing(false);
+	open_pool(100);
+	cr_assert_eq(test_pool_free_chunks(pool), free0);
+}
