@@ -41,7 +41,8 @@
  *   test-pool-crash --states N [--seed S] [--save DIR]   random workloads
  *   test-pool-crash --replay FILE|DIR                    saved cases
  * With $DIO_CRASH_TRACE set, each workload's device log and requests go
- * to stderr.
+ * to stderr. The random workloads run twice each, and must log the same
+ * device ops, data and completion order both times (run_twice).
  *
  * Snapshots, clones and deletes of shared volumes are volume operations
  * of the workloads; the oracle's rules for them are with struct vstate.
@@ -579,6 +580,7 @@ payload(uint8_t *s, int vol, uint32_t sec, uint64_t seq)
 static char *path;
 static uint8_t *base, *img, *rimg, *rbase;
 static uint64_t img_size;
+static uint64_t data_start;	/* the pool's first data chunk: metadata below */
 static uint64_t states, workloads;
 static char errbuf[512];
 static char failmsg[600];
@@ -658,6 +660,7 @@ make_base(void)
 	need(ret == 0, "open: %s", errbuf);
 	need(dio_tpool_volume_create(p, "v0", VOLSZ) == 0, "volume v0");
 	need(dio_tpool_volume_create(p, "v1", VOLSZ) == 0, "volume v1");
+	data_start = p->sb.data_start;
 	dio_tpool_close(p);
 	file_get(base);
 }
@@ -784,10 +787,11 @@ print_log(FILE *f)
 	for (int e = 0; e < dl.ev; e++) {
 		for (int i = 0; i < dl.nw; i++)
 			if (dl.w[i].sub == e)
-				fprintf(f, "# %d: write %d %llu+%llu%s done %d\n", e, i,
+				fprintf(f, "# %d: write %d %llu+%llu%s done %d crc %08x\n", e, i,
 					(unsigned long long)dl.w[i].off,
 					(unsigned long long)dl.w[i].len, dl.w[i].fua ? " fua" : "",
-					dl.w[i].done);
+					dl.w[i].done,
+					tp_crc32c(0, dl.w[i].data, (size_t)dl.w[i].len));
 		for (int i = 0; i < dl.nf; i++)
 			if (dl.f[i].sub == e)
 				fprintf(f, "# %d: flush done %d\n", e, dl.f[i].done);
@@ -899,6 +903,106 @@ run_workload(const struct workload *wl)
 	compute_frozen();
 	if (getenv("DIO_CRASH_TRACE"))
 		print_log(stderr);
+}
+
+/*
+ * The simulator is deterministic: a workload run again logs the same
+ * device ops, with the same data, completing in the same order, and its
+ * requests end the same. What a second run must match (metadata bytes
+ * aside: they hold the random uuids of new volumes).
+ */
+struct runsig {
+	int ev, nw, nf, nr;
+	struct {
+		uint64_t off, len;
+		int sub, done;
+		bool fua;
+		uint32_t crc;
+	} w[MAXW];
+	struct frec f[MAXW];
+	struct {
+		int sub, done, ret;
+	} r[MAXR];
+};
+
+static void
+take_sig(struct runsig *g)
+{
+	g->ev = dl.ev;
+	g->nw = dl.nw;
+	g->nf = dl.nf;
+	g->nr = rq.nr;
+	for (int i = 0; i < dl.nw; i++) {
+		const struct wrec *w = &dl.w[i];
+
+		g->w[i].off = w->off;
+		g->w[i].len = w->len;
+		g->w[i].sub = w->sub;
+		g->w[i].done = w->done;
+		g->w[i].fua = w->fua;
+		g->w[i].crc = w->off >= data_start ? tp_crc32c(0, w->data, (size_t)w->len) : 0;
+	}
+	memcpy(g->f, dl.f, (size_t)dl.nf * sizeof(*g->f));
+	for (int i = 0; i < rq.nr; i++) {
+		g->r[i].sub = rq.r[i].sub;
+		g->r[i].done = rq.r[i].done;
+		g->r[i].ret = rq.r[i].ret;
+	}
+}
+
+/* Where run a and run b of one workload differ, into failmsg; false if they do not. */
+static bool
+sig_differs(const struct runsig *a, const struct runsig *b)
+{
+	if (a->nw != b->nw || a->nf != b->nf || a->nr != b->nr || a->ev != b->ev)
+		return !failf("%d writes, %d flushes, %d requests, %d events; then %d, %d, %d, %d",
+			      a->nw, a->nf, a->nr, a->ev, b->nw, b->nf, b->nr, b->ev);
+	for (int i = 0; i < a->nw; i++)
+		if (a->w[i].off != b->w[i].off || a->w[i].len != b->w[i].len ||
+		    a->w[i].sub != b->w[i].sub || a->w[i].done != b->w[i].done ||
+		    a->w[i].fua != b->w[i].fua || a->w[i].crc != b->w[i].crc)
+			return !failf("write %d: %llu+%llu%s events %d..%d crc %08x; then %llu+%llu%s "
+				      "events %d..%d crc %08x", i, (unsigned long long)a->w[i].off,
+				      (unsigned long long)a->w[i].len, a->w[i].fua ? " fua" : "",
+				      a->w[i].sub, a->w[i].done, a->w[i].crc,
+				      (unsigned long long)b->w[i].off,
+				      (unsigned long long)b->w[i].len, b->w[i].fua ? " fua" : "",
+				      b->w[i].sub, b->w[i].done, b->w[i].crc);
+	for (int i = 0; i < a->nf; i++)
+		if (a->f[i].sub != b->f[i].sub || a->f[i].done != b->f[i].done)
+			return !failf("flush %d: events %d..%d; then %d..%d", i, a->f[i].sub,
+				      a->f[i].done, b->f[i].sub, b->f[i].done);
+	for (int i = 0; i < a->nr; i++)
+		if (a->r[i].sub != b->r[i].sub || a->r[i].done != b->r[i].done ||
+		    a->r[i].ret != b->r[i].ret)
+			return !failf("request %d: events %d..%d ret %d; then %d..%d ret %d", i,
+				      a->r[i].sub, a->r[i].done, a->r[i].ret, b->r[i].sub,
+				      b->r[i].done, b->r[i].ret);
+	return false;
+}
+
+/*
+ * Run wl twice and compare: a workload whose log changes from run to run
+ * makes findings that come and go (a flaky test) and cases that do not
+ * replay. True when both runs logged the same; dl and rq hold the second.
+ */
+static bool
+run_twice(const struct workload *wl, const char *name)
+{
+	static struct runsig a, b;
+
+	run_workload(wl);
+	take_sig(&a);
+	run_workload(wl);
+	workloads--;	/* one workload */
+	take_sig(&b);
+	if (!sig_differs(&a, &b))
+		return true;
+	fprintf(stderr, "crash simulator: NOT DETERMINISTIC: %s (seed %llu, order %llu) run "
+		"twice differs: %s\n", name, (unsigned long long)wl->seed,
+		(unsigned long long)wl->order, failmsg);
+	print_log(stderr);
+	return false;
 }
 
 /* ---- the oracle ---- */
@@ -2247,9 +2351,9 @@ random_runs_of(gen_fn gen, uint64_t first, int count, int n, bool conc)
 		char name[48];
 
 		gen(seed, n, conc, &wl);
-		run_workload(&wl);
 		snprintf(name, sizeof(name), "random seed %llu%s", (unsigned long long)seed,
 			 conc ? " concurrent" : "");
+		cr_assert(run_twice(&wl, name), "%s run twice differs: %s", name, failmsg);
 		cr_assert_eq(crash_states(name), 0, "%s", run.first);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -2453,8 +2557,13 @@ standalone(int argc, char **argv)
 				gen_snap_workload(s, 6 + (int)(s % 9), s % 2, &wl);
 			else
 				gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
-			run_workload(&wl);
 			snprintf(name, sizeof(name), "seed %llu", (unsigned long long)s);
+			if (!run_twice(&wl, name)) {
+				run.failures++;
+				snprintf(run.first, sizeof(run.first), "%s run twice differs: %s",
+					 name, failmsg);
+				break;	/* nothing it finds can be trusted now */
+			}
 			if (crash_states(name))
 				fprintf(stderr, "crash simulator: seed %llu fails: %s\n",
 					(unsigned long long)s, failmsg);
