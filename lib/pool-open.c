@@ -381,7 +381,16 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		r.vol = (uint32_t)pool->next_vol_id;
 		r.a = o->size;
 		r.b = o->id;
-		ret = tp_append(pool, &r, 0);
+		/*
+		 * A snapshot is a FLUSH of its origin: it shares the origin's
+		 * chunks as they read now. A write in place that completed
+		 * before it has no record waiting on a flush, so the commit
+		 * below would not flush; flush here, before the record can be
+		 * durable (R1), or a crash leaves a snapshot without that write.
+		 */
+		ret = tp_flush_sync(pool);
+		if (ret == 0)
+			ret = tp_append(pool, &r, 0);
 		if (ret == 0) {
 			char err[200];
 

@@ -41,16 +41,21 @@
  *   test-pool-crash --states N [--seed S] [--save DIR]   random workloads
  *   test-pool-crash --replay FILE|DIR                    saved cases
  * With $DIO_CRASH_TRACE set, each workload's device log and requests go
- * to stderr.
+ * to stderr. The random workloads run twice each, and must log the same
+ * device ops, data and completion order both times (run_twice).
  *
  * Snapshots, clones and deletes of shared volumes are volume operations
  * of the workloads; the oracle's rules for them are with struct vstate.
  *
- * Every failing state is saved to DIR (--save or $DIO_CRASH_SAVE) as a
+ * Every failing state is saved to DIR (--save or $DIO_CRASH_SAVE; under
+ * Criterion $DIO_TEST_DIR/pool-crash-failures when neither is given) as a
  * case file: the workload, its completion order seed, the crash point, the
- * chosen volatile writes, the torn write and the recovery crash. The cases
- * in tests/unit/pool-crash-cases/ are replayed by the Criterion test
- * saved_cases.
+ * chosen volatile writes, the torn write and the recovery crash. It is
+ * also reported on stderr as it is found, with the mismatch spelled out
+ * (volume, offset, what it reads, what it could have read), and the first
+ * of a workload as a whole case file between two marker lines: a CI log
+ * alone is enough to replay it. The cases in tests/unit/pool-crash-cases/
+ * are replayed by the Criterion test saved_cases.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -575,6 +580,7 @@ payload(uint8_t *s, int vol, uint32_t sec, uint64_t seq)
 static char *path;
 static uint8_t *base, *img, *rimg, *rbase;
 static uint64_t img_size;
+static uint64_t data_start;	/* the pool's first data chunk: metadata below */
 static uint64_t states, workloads;
 static char errbuf[512];
 static char failmsg[600];
@@ -654,6 +660,7 @@ make_base(void)
 	need(ret == 0, "open: %s", errbuf);
 	need(dio_tpool_volume_create(p, "v0", VOLSZ) == 0, "volume v0");
 	need(dio_tpool_volume_create(p, "v1", VOLSZ) == 0, "volume v1");
+	data_start = p->sb.data_start;
 	dio_tpool_close(p);
 	file_get(base);
 }
@@ -780,10 +787,11 @@ print_log(FILE *f)
 	for (int e = 0; e < dl.ev; e++) {
 		for (int i = 0; i < dl.nw; i++)
 			if (dl.w[i].sub == e)
-				fprintf(f, "# %d: write %d %llu+%llu%s done %d\n", e, i,
+				fprintf(f, "# %d: write %d %llu+%llu%s done %d crc %08x\n", e, i,
 					(unsigned long long)dl.w[i].off,
 					(unsigned long long)dl.w[i].len, dl.w[i].fua ? " fua" : "",
-					dl.w[i].done);
+					dl.w[i].done,
+					tp_crc32c(0, dl.w[i].data, (size_t)dl.w[i].len));
 		for (int i = 0; i < dl.nf; i++)
 			if (dl.f[i].sub == e)
 				fprintf(f, "# %d: flush done %d\n", e, dl.f[i].done);
@@ -897,6 +905,106 @@ run_workload(const struct workload *wl)
 		print_log(stderr);
 }
 
+/*
+ * The simulator is deterministic: a workload run again logs the same
+ * device ops, with the same data, completing in the same order, and its
+ * requests end the same. What a second run must match (metadata bytes
+ * aside: they hold the random uuids of new volumes).
+ */
+struct runsig {
+	int ev, nw, nf, nr;
+	struct {
+		uint64_t off, len;
+		int sub, done;
+		bool fua;
+		uint32_t crc;
+	} w[MAXW];
+	struct frec f[MAXW];
+	struct {
+		int sub, done, ret;
+	} r[MAXR];
+};
+
+static void
+take_sig(struct runsig *g)
+{
+	g->ev = dl.ev;
+	g->nw = dl.nw;
+	g->nf = dl.nf;
+	g->nr = rq.nr;
+	for (int i = 0; i < dl.nw; i++) {
+		const struct wrec *w = &dl.w[i];
+
+		g->w[i].off = w->off;
+		g->w[i].len = w->len;
+		g->w[i].sub = w->sub;
+		g->w[i].done = w->done;
+		g->w[i].fua = w->fua;
+		g->w[i].crc = w->off >= data_start ? tp_crc32c(0, w->data, (size_t)w->len) : 0;
+	}
+	memcpy(g->f, dl.f, (size_t)dl.nf * sizeof(*g->f));
+	for (int i = 0; i < rq.nr; i++) {
+		g->r[i].sub = rq.r[i].sub;
+		g->r[i].done = rq.r[i].done;
+		g->r[i].ret = rq.r[i].ret;
+	}
+}
+
+/* Where run a and run b of one workload differ, into failmsg; false if they do not. */
+static bool
+sig_differs(const struct runsig *a, const struct runsig *b)
+{
+	if (a->nw != b->nw || a->nf != b->nf || a->nr != b->nr || a->ev != b->ev)
+		return !failf("%d writes, %d flushes, %d requests, %d events; then %d, %d, %d, %d",
+			      a->nw, a->nf, a->nr, a->ev, b->nw, b->nf, b->nr, b->ev);
+	for (int i = 0; i < a->nw; i++)
+		if (a->w[i].off != b->w[i].off || a->w[i].len != b->w[i].len ||
+		    a->w[i].sub != b->w[i].sub || a->w[i].done != b->w[i].done ||
+		    a->w[i].fua != b->w[i].fua || a->w[i].crc != b->w[i].crc)
+			return !failf("write %d: %llu+%llu%s events %d..%d crc %08x; then %llu+%llu%s "
+				      "events %d..%d crc %08x", i, (unsigned long long)a->w[i].off,
+				      (unsigned long long)a->w[i].len, a->w[i].fua ? " fua" : "",
+				      a->w[i].sub, a->w[i].done, a->w[i].crc,
+				      (unsigned long long)b->w[i].off,
+				      (unsigned long long)b->w[i].len, b->w[i].fua ? " fua" : "",
+				      b->w[i].sub, b->w[i].done, b->w[i].crc);
+	for (int i = 0; i < a->nf; i++)
+		if (a->f[i].sub != b->f[i].sub || a->f[i].done != b->f[i].done)
+			return !failf("flush %d: events %d..%d; then %d..%d", i, a->f[i].sub,
+				      a->f[i].done, b->f[i].sub, b->f[i].done);
+	for (int i = 0; i < a->nr; i++)
+		if (a->r[i].sub != b->r[i].sub || a->r[i].done != b->r[i].done ||
+		    a->r[i].ret != b->r[i].ret)
+			return !failf("request %d: events %d..%d ret %d; then %d..%d ret %d", i,
+				      a->r[i].sub, a->r[i].done, a->r[i].ret, b->r[i].sub,
+				      b->r[i].done, b->r[i].ret);
+	return false;
+}
+
+/*
+ * Run wl twice and compare: a workload whose log changes from run to run
+ * makes findings that come and go (a flaky test) and cases that do not
+ * replay. True when both runs logged the same; dl and rq hold the second.
+ */
+static bool
+run_twice(const struct workload *wl, const char *name)
+{
+	static struct runsig a, b;
+
+	run_workload(wl);
+	take_sig(&a);
+	run_workload(wl);
+	workloads--;	/* one workload */
+	take_sig(&b);
+	if (!sig_differs(&a, &b))
+		return true;
+	fprintf(stderr, "crash simulator: NOT DETERMINISTIC: %s (seed %llu, order %llu) run "
+		"twice differs: %s\n", name, (unsigned long long)wl->seed,
+		(unsigned long long)wl->order, failmsg);
+	print_log(stderr);
+	return false;
+}
+
 /* ---- the oracle ---- */
 
 /* What a recovered image holds: which volumes, their sizes and sectors. */
@@ -904,6 +1012,7 @@ struct vstate {
 	bool exists[NSLOT];
 	uint64_t size[NSLOT];
 	int64_t seq[NSLOT][VSECS];
+	char bad[160];		/* what the first sector of seq -1 holds */
 };
 
 /*
@@ -1012,19 +1121,38 @@ held_when_born(int born, uint32_t sec)
 	return frozen[from][sec];
 }
 
+/* Add what request who would leave in a sector (seq v, 0 zeros) to the list acc. */
+static void
+accepted(char *acc, size_t n, int64_t v, int who)
+{
+	size_t l = strlen(acc);
+
+	char w[24];
+
+	snprintf(w, sizeof(w), who < 0 ? "from the start" : "request %d", who);
+	if (v == FROZEN_UNKNOWN)
+		snprintf(acc + l, n - l, " unknown (%s)", w);
+	else if (v == 0)
+		snprintf(acc + l, n - l, " zeros (%s)", w);
+	else
+		snprintf(acc + l, n - l, " seq %lld (%s)", (long long)v, w);
+}
+
 /*
  * Sector (vol, sec) holding seq x (0 zeros) against the history before k,
  * the volume's own from request born on (its making or a revert).
  */
 static bool
-oracle_sector(int vol, uint32_t sec, int64_t x, int k, int born)
+oracle_sector(const struct vstate *vs, int vol, uint32_t sec, int64_t x, int k, int born)
 {
 	int req = -1, snap = -1;
 	int64_t was = held_when_born(born, sec);	/* what it held then */
+	char acc[160] = "";	/* the contents that would have been right */
 	bool ok = false;
 
 	if (x < 0)
-		return failf("v%d sector %u holds foreign or stale bytes", vol, sec);
+		return failf("v%d sector %u (byte %u) holds foreign or stale bytes: %s", vol, sec,
+			     sec * SEC, vs->bad);
 	if (was == FROZEN_UNKNOWN)
 		return failf("v%d, made or reverted by request %d: what it took does not read just "
 			     "after it", vol, born);
@@ -1042,14 +1170,25 @@ oracle_sector(int vol, uint32_t sec, int64_t x, int k, int born)
 		 * when the required one was submitted may land after it.
 		 */
 		if (i >= req || rq.r[req].s.op == OP_TRIM || r->done < 0 ||
-		    r->done > rq.r[req].sub)
+		    r->done > rq.r[req].sub) {
 			ok = (r->s.op == OP_WRITE ? (int64_t)r->seq : 0) == x;
+			accepted(acc, sizeof(acc), r->s.op == OP_WRITE ? (int64_t)r->seq : 0, i);
+		}
 	}
-	if (req < 0 || rq.r[req].s.op == OP_TRIM)
+	if (req < 0 || rq.r[req].s.op == OP_TRIM) {
 		ok = ok || x == was || (req >= 0 && x == 0);
-	if (!ok)
-		return failf("v%d sector %u reads seq %lld; required request %d, made by %d", vol,
-			     sec, (long long)x, req, born);
+		accepted(acc, sizeof(acc), was, born);
+		if (req >= 0)
+			accepted(acc, sizeof(acc), 0, req);
+	}
+	if (!ok) {
+		char found[40];
+
+		snprintf(found, sizeof(found), x ? "seq %lld" : "zeros", (long long)x);
+		return failf("v%d sector %u (byte %u) reads %s; expected one of:%s (required "
+			     "request %d, volume made by %d)", vol, sec, sec * SEC, found,
+			     acc[0] ? acc : " none", req, born);
+	}
 	/* Untouched since a replied snapshot or clone of it: exactly what that froze. */
 	for (int i = born + 1; i < rq.nr; i++) {
 		const struct rreq *r = &rq.r[i];
@@ -1062,8 +1201,9 @@ oracle_sector(int vol, uint32_t sec, int64_t x, int k, int born)
 			snap = -1;
 	}
 	if (snap >= 0 && frozen[snap][sec] != FROZEN_UNKNOWN && x != frozen[snap][sec])
-		return failf("v%d sector %u reads seq %lld, untouched since request %d (a snapshot "
-			     "or clone of it) froze seq %lld", vol, sec, (long long)x, snap,
+		return failf("v%d sector %u (byte %u) reads seq %lld, untouched since request %d "
+			     "(a snapshot or clone of it) froze seq %lld", vol, sec, sec * SEC,
+			     (long long)x, snap,
 			     (long long)frozen[snap][sec]);
 	return true;
 }
@@ -1137,7 +1277,7 @@ static bool
 oracle_volume(const struct vstate *vs, int v, int k, int born)
 {
 	for (uint32_t s = 0; s < vs->size[v] / SEC; s++)
-		if (!oracle_sector(v, s, vs->seq[v][s], k, born))
+		if (!oracle_sector(vs, v, s, vs->seq[v][s], k, born))
 			return false;
 	return true;
 }
@@ -1195,6 +1335,29 @@ payload_seq(const uint8_t *s, uint32_t sec)
 	if (rq.r[seq - 1].s.op != OP_WRITE || rq.r[seq - 1].s.vol != (int)v)
 		return -1;
 	return (int64_t)seq;
+}
+
+/* What sector s, read from offset sec, holds that is no payload of this workload. */
+static void
+describe_bad(const uint8_t *s, uint32_t sec, char *out, size_t n)
+{
+	uint32_t crc, v, o;
+	uint64_t seq;
+
+	memcpy(&crc, s + SEC - 4, 4);
+	memcpy(&v, s + 4, 4);
+	memcpy(&o, s + 8, 4);
+	memcpy(&seq, s + 16, 8);
+	if (!memcmp(s, "GARBAGE", 7))
+		snprintf(out, n, "the base's free-space garbage (of a device sector = %u mod 256)",
+			 (unsigned int)(s[7] ^ 0xa5));
+	else if (memcmp(s, "PAYL", 4))
+		snprintf(out, n, "no payload (bytes %02x %02x %02x %02x %02x %02x %02x %02x)",
+			 s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
+	else
+		snprintf(out, n, "a payload of v%u sector %u seq %llu, crc %s (read as sector %u)",
+			 v, o, (unsigned long long)seq,
+			 crc == tp_crc32c(0, s, SEC - 4) ? "good" : "bad", sec);
 }
 
 /* Sector s of vol as it reads on image im: its data, or NULL for zeros. */
@@ -1292,6 +1455,8 @@ read_image(uint8_t *im, struct vstate *vs)
 			const uint8_t *d = read_sector(vol, im, s);
 
 			vs->seq[v][s] = d ? payload_seq(d, s) : 0;
+			if (vs->seq[v][s] < 0 && !vs->bad[0])
+				describe_bad(d, s, vs->bad, sizeof(vs->bad));
 		}
 		dio_volume_put(vol);
 	}
@@ -1398,7 +1563,31 @@ static struct {
 	int saved;		/* of the current workload */
 	char first[700];	/* the first failure's message */
 	uint64_t counter;
+	int wfails;		/* failing states of the current workload */
+	int reported, dumped;	/* failing states printed, and as whole cases */
 } run;
+
+/* A case file of workload wl's crash state cs (see load_case) to f. */
+static void
+write_case(FILE *f, const struct workload *wl, const struct cstate *cs)
+{
+	fprintf(f, "# dionbd pool crash case: %s\n", failmsg);
+	fprintf(f, "# replay: test-pool-crash --replay FILE\n");
+	fprintf(f, "seed %llu\norder %llu\nfail %d %llu\n", (unsigned long long)wl->seed,
+		(unsigned long long)wl->order, wl->fail_step, (unsigned long long)wl->fail_from);
+	for (int i = 0; i < wl->n; i++)
+		fprintf(f, "step %c %d %u %u %d %d\n", opchar[wl->s[i].op], wl->s[i].vol,
+			wl->s[i].sec, wl->s[i].nsec, wl->s[i].fua, wl->s[i].par);
+	fprintf(f, "state %d %d %u %u %d\nrtorn %d %u %u\nsel", cs->k, cs->tw, cs->ta, cs->tb,
+		cs->rk, cs->rtw, cs->rta, cs->rtb);
+	for (int i = 0; i < cs->nsel; i++)
+		fprintf(f, " %d", cs->sel[i]);
+	fprintf(f, "\nrsel");
+	for (int i = 0; i < cs->nrsel; i++)
+		fprintf(f, " %d", cs->rsel[i]);
+	fprintf(f, "\n");
+	print_log(f);
+}
 
 static void
 save_case(const struct workload *wl, const struct cstate *cs)
@@ -1418,24 +1607,41 @@ save_case(const struct workload *wl, const struct cstate *cs)
 		fprintf(stderr, "crash simulator: cannot save %s: %s\n", name, strerror(errno));
 		return;
 	}
-	fprintf(f, "# dionbd pool crash case: %s\n", failmsg);
-	fprintf(f, "# replay: test-pool-crash --replay FILE\n");
-	fprintf(f, "seed %llu\norder %llu\nfail %d %llu\n", (unsigned long long)wl->seed,
-		(unsigned long long)wl->order, wl->fail_step, (unsigned long long)wl->fail_from);
-	for (int i = 0; i < wl->n; i++)
-		fprintf(f, "step %c %d %u %u %d %d\n", opchar[wl->s[i].op], wl->s[i].vol,
-			wl->s[i].sec, wl->s[i].nsec, wl->s[i].fua, wl->s[i].par);
-	fprintf(f, "state %d %d %u %u %d\nrtorn %d %u %u\nsel", cs->k, cs->tw, cs->ta, cs->tb,
-		cs->rk, cs->rtw, cs->rta, cs->rtb);
-	for (int i = 0; i < cs->nsel; i++)
-		fprintf(f, " %d", cs->sel[i]);
-	fprintf(f, "\nrsel");
-	for (int i = 0; i < cs->nrsel; i++)
-		fprintf(f, " %d", cs->rsel[i]);
-	fprintf(f, "\n");
-	print_log(f);
+	write_case(f, wl, cs);
 	fclose(f);
 	fprintf(stderr, "crash simulator: saved %s\n", name);
+}
+
+/*
+ * A failing state on stderr at once, whatever reports it later (ctest
+ * --output-on-failure keeps it): the first few in one line each, the
+ * first of a workload also as a whole case file to cut out of the log and
+ * replay (test-pool-crash --replay FILE).
+ */
+static void
+report_state(const struct workload *wl, const struct cstate *cs, const char *name)
+{
+	bool first = !run.wfails++;
+	char torn[80] = "", rcv[48] = "";
+
+	if (run.reported >= 20)
+		return;
+	run.reported++;
+	if (cs->tw >= 0)
+		snprintf(torn, sizeof(torn), ", write %d torn to sectors [%u, %u)", cs->tw, cs->ta,
+			 cs->tb);
+	if (cs->rk >= 0)
+		snprintf(rcv, sizeof(rcv), ", recovery crashed at %d", cs->rk);
+	fprintf(stderr, "crash simulator: FAILING STATE of %s (seed %llu, order %llu): crash "
+		"point %d, %d volatile writes present%s%s: %s\n", name,
+		(unsigned long long)wl->seed, (unsigned long long)wl->order, cs->k, cs->nsel, torn,
+		rcv, failmsg);
+	if (!first || run.dumped >= 3)
+		return;
+	run.dumped++;
+	fprintf(stderr, "crash simulator: the case, to replay from a file:\n");
+	write_case(stderr, wl, cs);
+	fprintf(stderr, "crash simulator: end of the case\n");
 }
 
 static void
@@ -1446,6 +1652,7 @@ try_state(struct cstate *cs, const char *name)
 	if (!run.failures++)
 		snprintf(run.first, sizeof(run.first), "%s k=%d: %s", name, cs->k, failmsg);
 	save_case(cur, cs);
+	report_state(cur, cs, name);
 }
 
 typedef void (*subset_fn)(struct cstate *cs, void *arg);
@@ -1557,7 +1764,7 @@ crash_states(const char *name)
 	static struct cstate cs;
 	uint64_t f0 = run.failures;
 
-	run.saved = 0;
+	run.saved = run.wfails = 0;
 	for (int k = 0; k <= dl.ev; k++) {
 		/*
 		 * The long mode: about 24 crash points a workload, for more
@@ -1752,7 +1959,7 @@ crash_point(struct cstate *cs, const char *name)
 {
 	uint64_t f0 = run.failures;
 
-	run.saved = 0;
+	run.saved = run.wfails = 0;
 	run.recov_every = cs->rk >= 0;
 	cs->tw = -1;
 	cs->rk = -1;
@@ -1935,8 +2142,12 @@ fail_create_nth(void)
 static void
 setup(void)
 {
+	static char dir[512];
+
 	memset(&run, 0, sizeof(run));
-	run.save_dir = getenv("DIO_CRASH_SAVE");
+	/* Failing states are kept even when nobody asked: a flaky one is gone otherwise. */
+	snprintf(dir, sizeof(dir), "%s/pool-crash-failures", test_dir());
+	run.save_dir = getenv("DIO_CRASH_SAVE") ? getenv("DIO_CRASH_SAVE") : dir;
 	run.rng = 1;
 	make_base();
 }
@@ -2140,9 +2351,9 @@ random_runs_of(gen_fn gen, uint64_t first, int count, int n, bool conc)
 		char name[48];
 
 		gen(seed, n, conc, &wl);
-		run_workload(&wl);
 		snprintf(name, sizeof(name), "random seed %llu%s", (unsigned long long)seed,
 			 conc ? " concurrent" : "");
+		cr_assert(run_twice(&wl, name), "%s run twice differs: %s", name, failmsg);
 		cr_assert_eq(crash_states(name), 0, "%s", run.first);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -2346,8 +2557,13 @@ standalone(int argc, char **argv)
 				gen_snap_workload(s, 6 + (int)(s % 9), s % 2, &wl);
 			else
 				gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
-			run_workload(&wl);
 			snprintf(name, sizeof(name), "seed %llu", (unsigned long long)s);
+			if (!run_twice(&wl, name)) {
+				run.failures++;
+				snprintf(run.first, sizeof(run.first), "%s run twice differs: %s",
+					 name, failmsg);
+				break;	/* nothing it finds can be trusted now */
+			}
 			if (crash_states(name))
 				fprintf(stderr, "crash simulator: seed %llu fails: %s\n",
 					(unsigned long long)s, failmsg);
