@@ -372,7 +372,7 @@ struct dio_tpool {
 	struct tp_run *dq;		/* runs that may hold TP_C_DISCARD chunks */
 	size_t ndq, capdq;
 	uint64_t ndiscarding;		/* chunks TP_C_DISCARDING */
-	pthread_cond_t discard_cond;	/* a discard in flight completed */
+	pthread_cond_t discard_cond;	/* a discard in flight completed, or a commit's I/O */
 	uint64_t discarded;		/* chunks discarded in the background */
 	uint32_t discard_batch;		/* the most chunks one background discard covers */
 
@@ -383,6 +383,15 @@ struct dio_tpool {
 	pthread_t committer;
 	pthread_cond_t commit_cond;	/* a first record waits, or stop */
 	uint64_t bg_commits;		/* commits the thread made */
+	/*
+	 * A commit's device I/O in flight without the lock (tp_commit_unlocked,
+	 * pool-journal.c): the flush and the journal write of the records it
+	 * packed, at sequences from head. Meanwhile no other commit or
+	 * checkpoint starts (tp_commit_idle waits on discard_cond, which is
+	 * broadcast when it ends) and nothing else removes pending records
+	 * but the last appended; writers append and allocate as usual.
+	 */
+	bool commit_busy;
 
 	/* checkpoints: blocks of the durable one, which the next must not touch */
 	uint8_t *meta_used;		/* per metadata block */
@@ -487,6 +496,16 @@ int tp_flush_sync(struct dio_tpool *p);
  * records stay pending).
  */
 int tp_journal_write(struct dio_tpool *p, bool all);
+/*
+ * tp_commit with p->lock held, the device flush and journal write done
+ * without it, so that writes go on meanwhile (POOL.md: allocating writes
+ * never wait on the commit's device I/O); a checkpoint, when the ring is
+ * full, still under the lock. Records appended meanwhile wait for the
+ * next commit. 0 or -errno (the records stay pending).
+ */
+int tp_commit_unlocked(struct dio_tpool *p, bool all);
+/* Wait (lock held) until no commit's device I/O is in flight. */
+void tp_commit_idle(struct dio_tpool *p);
 /* Replay committed transactions from sb.journal_tail; sets head. 0 or -errno. */
 int tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks);
 
