@@ -612,3 +612,11 @@ tp_commit(struct dio_tpool *p, bool all)
 	/* The ring cannot take them: a checkpoint absorbs every pending record. */
 	return ret == 1 ? tp_checkpoint(p) : ret;
 }
+
+int
+tp_commit_unlocked(struct dio_tpool *p, bool all)
+{
+	int ret = tp_journal_write_unlocked(p, all);
+
+	return ret == 1 ? tp_checkpoint(p) : ret;	/* the checkpoint under the lock */
+}

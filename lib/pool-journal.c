@@ -209,7 +209,7 @@ tp_journal_write(struct dio_tpool *p, bool all)
 }
 
 int
-tp_commit_unlocked(struct dio_tpool *p, bool all)
+tp_journal_write_unlocked(struct dio_tpool *p, bool all)
 {
 	int ret;
 
@@ -220,8 +220,7 @@ tp_commit_unlocked(struct dio_tpool *p, bool all)
 	ret = tp_journal_io(p, all, true);
 	p->commit_busy = false;
 	pthread_cond_broadcast(&p->discard_cond);
-	/* The ring cannot take them: a checkpoint absorbs every pending record. */
-	return ret == 1 ? tp_checkpoint(p) : ret;
+	return ret;
 }
 
 /*

@@ -497,13 +497,12 @@ int tp_flush_sync(struct dio_tpool *p);
  */
 int tp_journal_write(struct dio_tpool *p, bool all);
 /*
- * tp_commit with p->lock held, the device flush and journal write done
- * without it, so that writes go on meanwhile (POOL.md: allocating writes
- * never wait on the commit's device I/O); a checkpoint, when the ring is
- * full, still under the lock. Records appended meanwhile wait for the
- * next commit. 0 or -errno (the records stay pending).
+ * tp_journal_write with p->lock held, the device flush and journal write
+ * done without it, so that writes go on meanwhile (allocating writes never
+ * wait on the commit's device I/O). Records appended meanwhile wait for
+ * the next commit. Returns as tp_journal_write.
  */
-int tp_commit_unlocked(struct dio_tpool *p, bool all);
+int tp_journal_write_unlocked(struct dio_tpool *p, bool all);
 /* Wait (lock held) until no commit's device I/O is in flight. */
 void tp_commit_idle(struct dio_tpool *p);
 /* Replay committed transactions from sb.journal_tail; sets head. 0 or -errno. */
@@ -529,6 +528,8 @@ int tp_checkpoint(struct dio_tpool *p);
  * journal is full. 0 or -errno (the records stay pending).
  */
 int tp_commit(struct dio_tpool *p, bool all);
+/* tp_commit, its device I/O without p->lock (tp_journal_write_unlocked); a checkpoint with it. */
+int tp_commit_unlocked(struct dio_tpool *p, bool all);
 /* Load the checkpoint sb names into memory (R6 checks). 0, -EUCLEAN or -errno. */
 int tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t errlen);
 
