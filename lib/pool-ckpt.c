@@ -168,7 +168,7 @@ ckpt_rec_blocks(const struct tp_rec *recs, size_t n)
 int
 tp_checkpoint(struct dio_tpool *p)
 {
-	uint64_t gen = p->sb.h.gen + 1, nrec, nspace, nroot, total, *where = NULL;
+	uint64_t gen, nrec, nspace, nroot, total, *where = NULL;
 	struct ckpt_build cb = { 0 };
 	uint8_t *newused = NULL;
 	struct tp_rec *recs;
@@ -179,6 +179,8 @@ tp_checkpoint(struct dio_tpool *p)
 
 	if (p->readonly)
 		return -EROFS;
+	tp_commit_idle(p);	/* a commit's journal write is not absorbed half done */
+	gen = p->sb.h.gen + 1;
 	/* R1: the data every mapping exposes is durable before the mapping. */
 	ret = tp_flush_sync(p);
 	if (ret < 0)
@@ -609,4 +611,12 @@ tp_commit(struct dio_tpool *p, bool all)
 
 	/* The ring cannot take them: a checkpoint absorbs every pending record. */
 	return ret == 1 ? tp_checkpoint(p) : ret;
+}
+
+int
+tp_commit_unlocked(struct dio_tpool *p, bool all)
+{
+	int ret = tp_journal_write_unlocked(p, all);
+
+	return ret == 1 ? tp_checkpoint(p) : ret;	/* the checkpoint under the lock */
 }

@@ -10,7 +10,9 @@
  * Writers kick it when they leave records waiting (pool-vol.c); it
  * starts with the first such kick, not at open: nbdkit
  * opens the pool before it forks, and a thread does not survive a fork.
- * It takes the pool lock like any other writer of metadata.
+ * It takes the pool lock to choose and pack the records, and drops it for
+ * the device flush and the journal write (tp_commit_unlocked), so that
+ * writes, allocating ones included, are not held up by the device.
  */
 #include <errno.h>
 #include <string.h>
@@ -53,7 +55,7 @@ tp_committer(void *arg)
 			;
 		if (p->commit_stop || !p->npend)
 			continue;
-		ret = tp_commit(p, true);
+		ret = tp_commit_unlocked(p, true);	/* writes go on meanwhile */
 		if (ret < 0 && ret != last_err)
 			dio_log(DIO_LOG_ERR, "pool %s: background commit: %s", p->path, strerror(-ret));
 		last_err = ret < 0 ? ret : 0;

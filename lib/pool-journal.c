@@ -32,15 +32,34 @@ tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs)
 	return 0;
 }
 
-int
-tp_flush_sync(struct dio_tpool *p)
+/* A device flush: every record appended before it becomes safe; the lock dropped when unlock. */
+static int
+tp_flush_io(struct dio_tpool *p, bool unlock)
 {
 	uint64_t id = ++p->flush_issued;
-	int ret = p->io->flush(p->io->priv, p->fd);
+	int ret;
 
+	if (unlock)
+		pthread_mutex_unlock(&p->lock);
+	ret = p->io->flush(p->io->priv, p->fd);
+	if (unlock)
+		pthread_mutex_lock(&p->lock);
 	if (ret == 0 && id > p->flush_done)
 		p->flush_done = id;
 	return ret;
+}
+
+int
+tp_flush_sync(struct dio_tpool *p)
+{
+	return tp_flush_io(p, false);
+}
+
+void
+tp_commit_idle(struct dio_tpool *p)
+{
+	while (p->commit_busy)
+		pthread_cond_wait(&p->discard_cond, &p->lock);
 }
 
 /* The record r is durable now: what it wrote is on disk (tp_ment.dbits). */
@@ -106,19 +125,25 @@ tp_pack(struct dio_tpool *p, size_t n, bool write)
 	return nb + 1;
 }
 
-int
-tp_journal_write(struct dio_tpool *p, bool all)
+/*
+ * tp_journal_write's work, the device I/O without the lock when unlock
+ * (p->commit_busy set by the caller): the records to commit are chosen and
+ * packed first, their sequences from head, and p->buf goes with them (a
+ * writer of metadata meanwhile gets a buffer of its own); only they are
+ * taken off pending afterwards, and only once the journal write completed.
+ */
+static int
+tp_journal_io(struct dio_tpool *p, bool all, bool unlock)
 {
-	uint64_t J = p->sb.journal_blocks, nb, first, done;
-	size_t n = 0;
+	uint64_t J = p->sb.journal_blocks, head = p->head, nb, first, done;
+	size_t n = 0, buflen;
+	uint8_t *buf;
 	int ret;
 
-	if (p->readonly)
-		return -EROFS;
 	if (all) {
 		for (size_t i = 0; i < p->npend; i++) {
 			if (p->pend[i].needs > p->flush_done) {
-				ret = tp_flush_sync(p);
+				ret = tp_flush_io(p, unlock);
 				if (ret < 0)
 					return ret;
 				break;
@@ -136,23 +161,66 @@ tp_journal_write(struct dio_tpool *p, bool all)
 	if (ret < 0)
 		return ret;
 	tp_pack(p, n, true);
+	buf = p->buf;
+	buflen = p->buflen;
+	if (unlock) {
+		p->buf = NULL;
+		p->buflen = 0;
+		pthread_mutex_unlock(&p->lock);
+	}
 	/* One FUA write per contiguous piece of the ring. */
 	for (done = 0; done < nb; done += first) {
-		uint64_t pos = (p->head + done) % J;
+		uint64_t pos = (head + done) % J;
 
 		first = nb - done < J - pos ? nb - done : J - pos;
-		ret = p->io->pwrite(p->io->priv, p->fd, p->buf + done * TP_BLOCK,
+		ret = p->io->pwrite(p->io->priv, p->fd, buf + done * TP_BLOCK,
 				    first * TP_BLOCK, (p->sb.journal_start + pos) * TP_BLOCK, true);
 		if (ret < 0)
-			return ret;	/* pending stays; the next commit rewrites these blocks */
+			break;	/* pending stays; the next commit rewrites these blocks */
 	}
-	p->head += nb;
+	if (unlock) {
+		pthread_mutex_lock(&p->lock);
+		if (p->buflen >= buflen) {
+			free(buf);
+		} else {
+			free(p->buf);
+			p->buf = buf;
+			p->buflen = buflen;
+		}
+	}
+	if (ret < 0)
+		return ret;
+	p->head = head + nb;	/* commits and checkpoints waited: nobody moved it */
 	for (size_t i = 0; i < n; i++)
 		tp_rec_durable(p, &p->pend[i].r);
 	tp_pfree_durable(p, p->pend[n - 1].serial);
 	memmove(p->pend, p->pend + n, (p->npend - n) * sizeof(*p->pend));
 	p->npend -= n;
 	return 0;
+}
+
+int
+tp_journal_write(struct dio_tpool *p, bool all)
+{
+	if (p->readonly)
+		return -EROFS;
+	tp_commit_idle(p);
+	return tp_journal_io(p, all, false);
+}
+
+int
+tp_journal_write_unlocked(struct dio_tpool *p, bool all)
+{
+	int ret;
+
+	if (p->readonly)
+		return -EROFS;
+	tp_commit_idle(p);
+	p->commit_busy = true;
+	ret = tp_journal_io(p, all, true);
+	p->commit_busy = false;
+	pthread_cond_broadcast(&p->discard_cond);
+	return ret;
 }
 
 /*

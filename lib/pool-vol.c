@@ -421,10 +421,11 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 				e->bits |= bits;
 		}
 	}
+	/* The commit's device I/O without the lock: other writes go on meanwhile. */
 	if (ret == 0 && (flags & DIO_MAP_FUA) && meta)
-		ret = tp_commit(p, true);
+		ret = tp_commit_unlocked(p, true);
 	else if (ret == 0 && p->npend * 32 > p->sb.journal_blocks * TP_BLOCK / 4)
-		ret = tp_commit(p, true);	/* a quarter of the journal is waiting */
+		ret = tp_commit_unlocked(p, true);	/* a quarter of the journal is waiting */
 	else if (p->npend)
 		tp_committer_kick(p);	/* the rest: within commit_ms */
 	pthread_mutex_unlock(&p->lock);
@@ -573,7 +574,7 @@ tpv_end_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, ui
 
 		if (id > p->flush_done)
 			p->flush_done = id;
-		ret = p->readonly ? 0 : tp_commit(p, false);
+		ret = p->readonly ? 0 : tp_commit_unlocked(p, false);
 	} else if (op == DIO_META_TRIM || op == DIO_META_ZERO) {
 		ret = tpv_unmap(to_dv(vol), pos, len);
 	}

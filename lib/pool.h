@@ -392,7 +392,7 @@ struct dio_tpool {
 	struct tp_run *dq;		/* runs that may hold TP_C_DISCARD chunks */
 	size_t ndq, capdq;
 	uint64_t ndiscarding;		/* chunks TP_C_DISCARDING */
-	pthread_cond_t discard_cond;	/* a discard in flight completed */
+	pthread_cond_t discard_cond;	/* a discard in flight completed, or a commit's I/O */
 	uint64_t discarded;		/* chunks discarded in the background */
 	uint32_t discard_batch;		/* the most chunks one background discard covers */
 
@@ -403,6 +403,15 @@ struct dio_tpool {
 	pthread_t committer;
 	pthread_cond_t commit_cond;	/* a first record waits, or stop */
 	uint64_t bg_commits;		/* commits the thread made */
+	/*
+	 * A commit's device I/O in flight without the lock (tp_commit_unlocked,
+	 * pool-journal.c): the flush and the journal write of the records it
+	 * packed, at sequences from head. Meanwhile no other commit or
+	 * checkpoint starts (tp_commit_idle waits on discard_cond, which is
+	 * broadcast when it ends) and nothing else removes pending records
+	 * but the last appended; writers append and allocate as usual.
+	 */
+	bool commit_busy;
 
 	/*
 	 * Background reclaim of deleted volumes (pool-reclaim.c), under lock
@@ -530,6 +539,15 @@ int tp_flush_sync(struct dio_tpool *p);
  * records stay pending).
  */
 int tp_journal_write(struct dio_tpool *p, bool all);
+/*
+ * tp_journal_write with p->lock held, the device flush and journal write
+ * done without it, so that writes go on meanwhile (allocating writes never
+ * wait on the commit's device I/O). Records appended meanwhile wait for
+ * the next commit. Returns as tp_journal_write.
+ */
+int tp_journal_write_unlocked(struct dio_tpool *p, bool all);
+/* Wait (lock held) until no commit's device I/O is in flight. */
+void tp_commit_idle(struct dio_tpool *p);
 /* Replay committed transactions from sb.journal_tail; sets head. 0 or -errno. */
 int tp_replay(struct dio_tpool *p, char *err, size_t errlen, unsigned int *nblocks);
 
@@ -553,6 +571,8 @@ int tp_checkpoint(struct dio_tpool *p);
  * journal is full. 0 or -errno (the records stay pending).
  */
 int tp_commit(struct dio_tpool *p, bool all);
+/* tp_commit, its device I/O without p->lock (tp_journal_write_unlocked); a checkpoint with it. */
+int tp_commit_unlocked(struct dio_tpool *p, bool all);
 /* Load the checkpoint sb names into memory (R6 checks). 0, -EUCLEAN or -errno. */
 int tp_ckpt_load(struct dio_tpool *p, const struct tp_super *sb, char *err, size_t errlen);
 

@@ -198,6 +198,25 @@ static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static bool gate_open;
 static int gate_waiting;
+/* which device ops wait at the gate */
+static bool gate_discards, gate_flushes;
+
+/* Wait (10 s at most) until the test opens the gate. */
+static void
+gate_pass(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&gate_lock);
+	gate_waiting++;
+	pthread_cond_broadcast(&gate_cond);
+	while (!gate_open && pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) == 0)
+		;
+	gate_waiting--;
+	pthread_mutex_unlock(&gate_lock);
+}
 
 static int
 gated_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
@@ -214,24 +233,16 @@ gated_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool
 static int
 gated_flush(void *priv, int fd)
 {
+	if (gate_flushes)
+		gate_pass();
 	return tp_sys_io.flush(priv, fd);
 }
 
-/* A discard waits (10 s at most) until the test opens the gate. */
 static int
 gated_discard(void *priv, int fd, uint64_t off, uint64_t len)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 10;
-	pthread_mutex_lock(&gate_lock);
-	gate_waiting++;
-	pthread_cond_broadcast(&gate_cond);
-	while (!gate_open && pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) == 0)
-		;
-	gate_waiting--;
-	pthread_mutex_unlock(&gate_lock);
+	if (gate_discards)
+		gate_pass();
 	return tp_sys_io.discard(priv, fd, off, len);
 }
 
@@ -247,8 +258,18 @@ setup_gated(void)
 {
 	gate_open = false;
 	gate_waiting = 0;
+	gate_discards = true;
+	gate_flushes = false;
 	opts.io = &gated_io;
 	setup_ms(100);
+}
+
+static void
+setup_flush_gated(void)
+{
+	setup_gated();
+	gate_discards = false;
+	gate_flushes = true;
 }
 
 static void
@@ -271,9 +292,9 @@ open_gate(void)
 	pthread_mutex_unlock(&gate_lock);
 }
 
-/* Wait up to 5 s for a discard to sit at the gate. */
+/* Wait up to 5 s for a device op to sit at the gate. */
 static bool
-discard_at_gate(void)
+op_at_gate(void)
 {
 	struct timespec ts;
 	bool ok;
@@ -324,7 +345,7 @@ Test(pool_commit, delete_does_not_wait_for_discards, .init = setup_gated, .fini 
 	t = now_s();
 	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
 	t = now_s() - t;
-	cr_assert(discard_at_gate(), "no discard was started after the delete");
+	cr_assert(op_at_gate(), "no discard was started after the delete");
 	cr_assert_lt(t, 5.0, "the delete waited %.1f s for its discards", t);
 	/* Free for allocation at once, though not yet discarded. */
 	cr_assert_eq(test_pool_free_chunks(pool), free0);
@@ -345,6 +366,7 @@ Test(pool_commit, delete_does_not_wait_for_discards, .init = setup_gated, .fini 
 struct bg_write {
 	struct dio_volume *v;
 	uint64_t off;
+	uint32_t flags;		/* DIO_REQ_* */
 	int ret;
 };
 
@@ -358,7 +380,7 @@ bg_write_fn(void *arg)
 	uint8_t *b = test_alloc(64 * KiB);
 
 	test_pattern(b, 64 * KiB, w->off, 13);
-	w->ret = test_io(c, w->v, DIO_REQ_WRITE, 0, w->off, 64 * KiB, b);
+	w->ret = test_io(c, w->v, DIO_REQ_WRITE, w->flags, w->off, 64 * KiB, b);
 	free(b);
 	dio_ctx_destroy(c);
 	return NULL;
@@ -384,7 +406,7 @@ Test(pool_commit, full_pool_takes_chunks_whose_discard_waits, .init = setup_gate
 	pool->discard_batch = 4;	/* the first 4 are held at the gate, the rest queued */
 	pthread_mutex_unlock(&pool->lock);
 	cr_assert_eq(dio_tpool_volume_delete(pool, "b"), 0);
-	cr_assert(discard_at_gate());
+	cr_assert(op_at_gate());
 	/* Every chunk but the 4 being discarded is allocatable, gate shut. */
 	cr_assert_eq(dio_tpool_volume_open(pool, "c", &v), 0);
 	for (uint64_t l = 0; l < nfree - 4; l++) {
@@ -418,5 +440,48 @@ Test(pool_commit, full_pool_takes_chunks_whose_discard_waits, .init = setup_gate
 			cr_assert_eq(dio_tpool_volume_open(pool, "c", &v), 0);
 		}
 	}
+	dio_volume_put(v);
+}
+
+/*
+ * The commit's device I/O runs without the pool lock: while the background
+ * commit's flush is held at the gate, a write into another hole allocates,
+ * writes and records its mapping; a FUA write into a hole still waits for
+ * its records to be durable, so it is replied to only after the gate
+ * opens, and all three writes survive a crash then.
+ */
+Test(pool_commit, writes_go_on_while_a_commit_waits_for_the_device, .init = setup_flush_gated,
+     .fini = teardown_gated)
+{
+	struct dio_volume *v;
+	struct bg_write w;
+	pthread_t th;
+	double t;
+
+	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
+	test_pattern(wbuf, 4 * KiB, 0, 21);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, 0, 4 * KiB, wbuf), 0);
+	cr_assert(op_at_gate(), "no background commit flushed the device");
+	t = now_s();
+	test_pattern(wbuf, 4 * KiB, 1 * MiB, 21);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, 1 * MiB, 4 * KiB, wbuf), 0);
+	t = now_s() - t;
+	cr_assert_lt(t, 2.0, "a write into a hole waited %.1f s for the commit's flush", t);
+	w = (struct bg_write){ .v = v, .off = 2 * MiB, .flags = DIO_REQ_FUA, .ret = 1 };
+	cr_assert_eq(pthread_create(&th, NULL, bg_write_fn, &w), 0);
+	usleep(300 * 1000);
+	cr_assert_eq(w.ret, 1, "a FUA write into a hole was replied to (%d) before its "
+		     "mapping could be durable", w.ret);
+	open_gate();
+	pthread_join(th, NULL);
+	cr_assert_eq(w.ret, 0, "the FUA write failed: %d", w.ret);
+	v = crash_reopen(v);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, 0, 4 * KiB, rbuf), 0);
+	cr_assert(test_pattern_check(rbuf, 4 * KiB, 0, 21), "the first write was lost");
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, 1 * MiB, 4 * KiB, rbuf), 0);
+	cr_assert(test_pattern_check(rbuf, 4 * KiB, 1 * MiB, 21),
+		  "the write before the FUA write was lost");
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, 2 * MiB, 64 * KiB, rbuf), 0);
+	cr_assert(test_pattern_check(rbuf, 64 * KiB, 2 * MiB, 13), "the FUA write was lost");
 	dio_volume_put(v);
 }
