@@ -38,11 +38,15 @@ struct pollcheck {
 	enum pollcheck_phase phase;
 	bool poll_chosen;		/* the mode of RUN and MEASURE */
 	uint64_t mark, mark_ns;		/* replies and time at the start of the phase */
+	uint64_t mark_cpu;		/* the process's CPU time (ns) at the start of the phase */
 	uint64_t measured, measured_ns;	/* replies in the MEASURE window, its length */
+	uint64_t measured_cpu;		/* CPU time the process used in the MEASURE window */
 	/* statistics, under lock */
 	uint64_t trials;		/* cycles that decided */
 	uint64_t trials_poll;		/* of those, that kept (or chose) polling */
 	uint64_t last_poll, last_nopoll;	/* replies in the last decided windows */
+	uint64_t last_poll_ns, last_nopoll_ns;	/* their lengths */
+	uint64_t last_poll_cpu, last_nopoll_cpu;	/* the process's CPU time in them */
 };
 
 void pollcheck_init(struct pollcheck *pc);

@@ -308,6 +308,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 			    (check && !pollcheck_allowed(&r->srv->pollcheck, now)))
 				win = 0;
 		}
+		__atomic_store_n(&r->polling, win != 0, __ATOMIC_RELAXED);
 		if (win) {
 			bool hit = false;
 
@@ -323,8 +324,12 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 					break;
 				}
 			} while ((spun = stats_now_ns() - start) < win);
-			if (hit)
+			if (hit) {
+				stats_add(&r->poll_hits, 1);
 				continue;	/* a fresh window from the last work */
+			}
+			stats_add(&r->poll_empty, 1);
+			stats_add(&r->poll_empty_ns, spun);
 		}
 		start = stats_now_ns();
 		event_base_loop(r->base, EVLOOP_ONCE);
