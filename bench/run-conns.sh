@@ -4,8 +4,9 @@
 # Several connections against one: bench/nbd-load (libnbd aio) at the same
 # total queue depth spread over 1, 2 and 4 connections, against dionbd with
 # polling as configured (poll-check and poll-yield on, the defaults), with
-# poll-check off (polling whenever the CPUs have room), with both off
-# (dionbd-noyield: always polling) and with polling off (--poll-us 0); nbdkit's
+# poll-check off (polling whenever the CPUs have room), with poll-yield off
+# (dionbd-checkonly: the check alone decides, whatever the load), with both
+# off (dionbd-noyield: always polling) and with polling off (--poll-us 0); nbdkit's
 # null plugin shows the client's own ceiling, and fio's io_uring on the
 # file the device's. Each cell reports IOPS, p50/p99 latency and the
 # server's CPU time per request (utime+stime of its process, /proc/PID/stat);
@@ -18,7 +19,8 @@
 #                      [--servers LIST] [--taskset-server CPUS --taskset-client CPUS]
 #
 # Rows: randread randwrite qd1-randread (qd1 runs one connection at depth 1)
-# Servers: dionbd dionbd-nocheck dionbd-noyield dionbd-nopoll nbdkit-null fio-uring
+# Servers: dionbd dionbd-nocheck dionbd-checkonly dionbd-noyield dionbd-nopoll nbdkit-null
+#          fio-uring
 # Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
 # Exit 0, 1 failure, 77 when fio, nbdkit or bench/nbd-load is missing.
 set -euo pipefail
@@ -79,9 +81,10 @@ ts_cli=()
 start_server() {
 	rm -f "$work/s.sock"
 	case $1 in
-	dionbd | dionbd-nocheck | dionbd-noyield | dionbd-nopoll)
+	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll)
 		local extra=()
 		[ "$1" = dionbd-nocheck ] && extra=(--poll-check off)
+		[ "$1" = dionbd-checkonly ] && extra=(--poll-yield off)
 		[ "$1" = dionbd-noyield ] && extra=(--poll-check off --poll-yield off)
 		[ "$1" = dionbd-nopoll ] && extra=(--poll-us 0)
 		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
@@ -98,8 +101,9 @@ start_server() {
 	die "$1 did not start: $(cat "$work/srv.log")"
 }
 
-# dionbd's stage averages in microseconds, and how its polling checks
-# chose (poll-check), as key=value pairs (metrics page).
+# dionbd's stage averages in microseconds, how its polling checks chose
+# (poll-check) and the last check's replies per second with and without
+# polling, as key=value pairs (metrics page).
 stages() {
 	curl -s "http://127.0.0.1:$mport/metrics" | awk '
 		/^dionbd_request_stage_seconds_total\{export="v"/ {
@@ -107,8 +111,11 @@ stages() {
 		/^dionbd_requests_staged_total\{export="v"/ { n = $NF }
 		/^dionbd_poll_checks_total\{chose="poll"/ { cp = $NF }
 		/^dionbd_poll_checks_total\{chose="nopoll"/ { cn = $NF }
+		/^dionbd_poll_check_replies_per_second\{mode="poll"/ { rp = $NF }
+		/^dionbd_poll_check_replies_per_second\{mode="nopoll"/ { rn = $NF }
 		END { for (s in t) printf " st_%s_us=%.1f", s, (n > 0 ? t[s] * 1e6 / n : 0)
-		      if (cp != "") printf " checks=%d/%d", cp, cn }'
+		      if (cp != "") printf " checks=%d/%d", cp, cn
+		      if (rp != "") printf " lastcheck=%.0f/%.0f", rp, rn }'
 }
 
 # The server's CPU time so far, in microseconds.
@@ -184,7 +191,7 @@ def med(kvs, key):
     return statistics.median(vals) if vals else None
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll")
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
     kvs = cells[(row, conns, server)]
     iops = med(kvs, "iops")
@@ -195,5 +202,6 @@ for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.ind
           f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} {ratio:>9}  "
           + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
                      for st in ("receive", "libdio", "reply"))
-          + ("  " + " ".join(k["checks"] for k in kvs) if "checks" in kvs[0] else ""))
+          + ("  " + " ".join(k["checks"] + ("@" + k["lastcheck"] if "lastcheck" in k else "")
+                           for k in kvs) if "checks" in kvs[0] else ""))
 EOF

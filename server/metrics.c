@@ -362,7 +362,7 @@ metrics_by_cause(struct evbuffer *b, const char *name, const char *help, const c
 static void
 metrics_pollcheck(struct evbuffer *b, struct pollcheck *pc, const struct server_cfg *cfg)
 {
-	uint64_t trials, trials_poll, with, without;
+	uint64_t trials, trials_poll, with, without, with_ns, without_ns, with_cpu, without_cpu;
 
 	if (!cfg || !cfg->poll_us || !cfg->poll_check)
 		return;
@@ -371,6 +371,10 @@ metrics_pollcheck(struct evbuffer *b, struct pollcheck *pc, const struct server_
 	trials_poll = pc->trials_poll;
 	with = pc->last_poll;
 	without = pc->last_nopoll;
+	with_ns = pc->last_poll_ns;
+	without_ns = pc->last_nopoll_ns;
+	with_cpu = pc->last_poll_cpu;
+	without_cpu = pc->last_nopoll_cpu;
 	pthread_mutex_unlock(&pc->lock);
 	metrics_family(b, "dionbd_polling_allowed", "gauge",
 		       "1 while reactors may poll after work (poll-check), 0 while not.");
@@ -388,6 +392,51 @@ metrics_pollcheck(struct evbuffer *b, struct pollcheck *pc, const struct server_
 			    (unsigned long long)with);
 	evbuffer_add_printf(b, "dionbd_poll_check_replies{mode=\"nopoll\"} %llu\n",
 			    (unsigned long long)without);
+	metrics_family(b, "dionbd_poll_check_replies_per_second", "gauge",
+		       "Replies per second in the last decided check's windows, by mode.");
+	evbuffer_add_printf(b, "dionbd_poll_check_replies_per_second{mode=\"poll\"} %.1f\n",
+			    with_ns ? (double)with * 1e9 / (double)with_ns : 0.0);
+	evbuffer_add_printf(b, "dionbd_poll_check_replies_per_second{mode=\"nopoll\"} %.1f\n",
+			    without_ns ? (double)without * 1e9 / (double)without_ns : 0.0);
+	metrics_family(b, "dionbd_poll_check_cpu_seconds_per_reply", "gauge",
+		       "The server's CPU time per reply in the last decided check's windows, by mode.");
+	evbuffer_add_printf(b, "dionbd_poll_check_cpu_seconds_per_reply{mode=\"poll\"} %.9f\n",
+			    with ? (double)with_cpu / 1e9 / (double)with : 0.0);
+	evbuffer_add_printf(b, "dionbd_poll_check_cpu_seconds_per_reply{mode=\"nopoll\"} %.9f\n",
+			    without ? (double)without_cpu / 1e9 / (double)without : 0.0);
+}
+
+/* Each reactor's adaptive polling (reactor.c), when poll-us is above 0. */
+static void
+metrics_reactor_polling(struct evbuffer *b, const struct metrics *m)
+{
+	unsigned int i;
+
+	if (!m->srv->cfg || !m->srv->cfg->poll_us)
+		return;
+	metrics_family(b, "dionbd_reactor_polling", "gauge",
+		       "1 while the reactor opens polling windows after work, 0 while it sleeps "
+		       "at once (idle, poll-yield or poll-check holding it off).");
+	for (i = 0; i < m->nreactors; i++)
+		evbuffer_add_printf(b, "dionbd_reactor_polling{reactor=\"%u\"} %d\n", i,
+				    (int)__atomic_load_n(&m->reactors[i].polling, __ATOMIC_RELAXED));
+	metrics_family(b, "dionbd_reactor_poll_windows_total", "counter",
+		       "Polling windows, by outcome: hit (work came) or empty (the reactor slept).");
+	for (i = 0; i < m->nreactors; i++) {
+		evbuffer_add_printf(b,
+				    "dionbd_reactor_poll_windows_total{reactor=\"%u\",outcome=\"hit\"} "
+				    "%llu\n",
+				    i, (unsigned long long)stats_load(&m->reactors[i].poll_hits));
+		evbuffer_add_printf(b,
+				    "dionbd_reactor_poll_windows_total{reactor=\"%u\",outcome=\"empty\"} "
+				    "%llu\n",
+				    i, (unsigned long long)stats_load(&m->reactors[i].poll_empty));
+	}
+	metrics_family(b, "dionbd_reactor_poll_empty_seconds_total", "counter",
+		       "Time each reactor spun in polling windows that ended empty.");
+	for (i = 0; i < m->nreactors; i++)
+		evbuffer_add_printf(b, "dionbd_reactor_poll_empty_seconds_total{reactor=\"%u\"} %.9f\n",
+				    i, (double)stats_load(&m->reactors[i].poll_empty_ns) / 1e9);
 }
 
 static void
@@ -416,6 +465,7 @@ metrics_server(struct evbuffer *b, const struct metrics *m)
 			 st->tls_failures, STATS_NTLS);
 
 	metrics_pollcheck(b, &m->srv->pollcheck, m->srv->cfg);
+	metrics_reactor_polling(b, m);
 	metrics_family(b, "dionbd_reactor_busy_seconds_total", "counter",
 		       "Time each reactor thread spent running callbacks.");
 	for (i = 0; i < m->nreactors; i++)

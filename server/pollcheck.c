@@ -18,7 +18,28 @@
  * fixed rate gets the same count either way, and then the cheaper mode
  * wins.
  */
+#include <time.h>
+
 #include "pollcheck.h"
+#include "server.h"
+
+/* The process's CPU time so far, in ns: what each window cost. */
+static uint64_t
+pollcheck_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Per second of a window, or 0 when it had no length. */
+static double
+pollcheck_rate(uint64_t n, uint64_t ns)
+{
+	return ns ? (double)n * 1e9 / (double)ns : 0;
+}
 
 void
 pollcheck_init(struct pollcheck *pc)
@@ -45,12 +66,12 @@ pollcheck_decide(uint64_t with, uint64_t with_ns, uint64_t without, uint64_t wit
 	       (double)without * (double)with_ns * (100.0 + POLLCHECK_GAIN_PCT);
 }
 
-/* Move past the boundary: a window ends at now. Under pc->lock. */
+/* Move past the boundary: a window ends at now, with the process at cpu ns. Under pc->lock. */
 static void
-pollcheck_advance(struct pollcheck *pc, uint64_t now)
+pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
 {
 	uint64_t replies = __atomic_load_n(&pc->replies, __ATOMIC_RELAXED);
-	uint64_t count = replies - pc->mark, len = now - pc->mark_ns;
+	uint64_t count = replies - pc->mark, len = now - pc->mark_ns, used = cpu - pc->mark_cpu;
 	uint64_t next = now + POLLCHECK_WINDOW_NS;
 
 	switch (pc->phase) {
@@ -61,6 +82,7 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now)
 		pc->phase = POLLCHECK_TRIAL;
 		pc->measured = count;
 		pc->measured_ns = len;
+		pc->measured_cpu = used;
 		break;
 	case POLLCHECK_TRIAL:
 	default: {
@@ -76,6 +98,16 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now)
 			pc->trials_poll += pc->poll_chosen;
 			pc->last_poll = with;
 			pc->last_nopoll = without;
+			pc->last_poll_ns = with_ns;
+			pc->last_nopoll_ns = without_ns;
+			pc->last_poll_cpu = pc->poll_chosen ? pc->measured_cpu : used;
+			pc->last_nopoll_cpu = pc->poll_chosen ? used : pc->measured_cpu;
+			log_debug("polling check: %.0f replies/s polling, %.0f without "
+				  "(%.1f / %.1f us of CPU per reply): %s",
+				  pollcheck_rate(with, with_ns), pollcheck_rate(without, without_ns),
+				  with ? (double)pc->last_poll_cpu / 1e3 / (double)with : 0,
+				  without ? (double)pc->last_nopoll_cpu / 1e3 / (double)without : 0,
+				  pc->poll_chosen ? "poll" : "do not poll");
 		}
 		pc->phase = POLLCHECK_RUN;
 		next = now + POLLCHECK_PERIOD_NS - 2 * POLLCHECK_WINDOW_NS;
@@ -84,6 +116,7 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now)
 	}
 	pc->mark = replies;
 	pc->mark_ns = now;
+	pc->mark_cpu = cpu;
 	/* the trial runs the other mode; RUN and MEASURE the chosen one */
 	__atomic_store_n(&pc->allowed, pc->phase == POLLCHECK_TRIAL ? !pc->poll_chosen
 								    : pc->poll_chosen,
@@ -104,9 +137,10 @@ pollcheck_allowed(struct pollcheck *pc, uint64_t now)
 			 * one window, then check at once rather than a period on.
 			 */
 			pc->mark_ns = now;
+			pc->mark_cpu = pollcheck_cpu_ns();
 			__atomic_store_n(&pc->next_ns, now + POLLCHECK_WINDOW_NS, __ATOMIC_RELEASE);
 		} else if (now >= next) {
-			pollcheck_advance(pc, now);
+			pollcheck_advance(pc, now, pollcheck_cpu_ns());
 		}
 		pthread_mutex_unlock(&pc->lock);
 	}

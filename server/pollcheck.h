@@ -38,11 +38,15 @@ struct pollcheck {
 	enum pollcheck_phase phase;
 	bool poll_chosen;		/* the mode of RUN and MEASURE */
 	uint64_t mark, mark_ns;		/* replies and time at the start of the phase */
+	uint64_t mark_cpu;		/* the process's CPU time (ns) at the start of the phase */
 	uint64_t measured, measured_ns;	/* replies in the MEASURE window, its length */
+	uint64_t measured_cpu;		/* CPU time the process used in the MEASURE window */
 	/* statistics, under lock */
 	uint64_t trials;		/* cycles that decided */
 	uint64_t trials_poll;		/* of those, that kept (or chose) polling */
 	uint64_t last_poll, last_nopoll;	/* replies in the last decided windows */
+	uint64_t last_poll_ns, last_nopoll_ns;	/* their lengths */
+	uint64_t last_poll_cpu, last_nopoll_cpu;	/* the process's CPU time in them */
 };
 
 void pollcheck_init(struct pollcheck *pc);
@@ -65,5 +69,26 @@ bool pollcheck_allowed(struct pollcheck *pc, uint64_t now);
  */
 bool pollcheck_decide(uint64_t with, uint64_t with_ns, uint64_t without, uint64_t without_ns,
 		      bool current);
+
+/* The smallest polling window worth a clock read: below it, just sleep. */
+#define POLL_WINDOW_MIN_NS	4000u
+
+/*
+ * A reactor's next polling window (reactor.c), from the last one: win ns
+ * were spun (0: none opened) and then slept ns in epoll before the next
+ * event. The event came gap = win + slept after the last work. A gap within
+ * the cap max_ns would have been caught by a full window: open one. A longer
+ * gap no window within the cap catches, so halve it, down to none: a
+ * reactor whose windows keep ending empty stops polling rather than spin
+ * the whole cap before every sleep.
+ */
+static inline uint64_t
+poll_window_next(uint64_t win, uint64_t max_ns, uint64_t spun, uint64_t slept)
+{
+	if (spun + slept <= max_ns)
+		return max_ns;
+	win /= 2;
+	return win < POLL_WINDOW_MIN_NS ? 0 : win;
+}
 
 #endif /* DIONBD_POLLCHECK_H */

@@ -15,9 +15,6 @@
 #include "cpuload.h"
 #include "server.h"
 
-/* The smallest polling window worth a clock read: below it, just sleep. */
-#define REACTOR_POLL_MIN_NS 4000u
-
 /*
  * The ctx's event fd is readable: run completions. Each connection whose
  * requests finished was woken (req_queue) and sends their replies in one
@@ -282,10 +279,12 @@ reactor_loop_over(struct reactor *r)
  * ns before sleeping in epoll. On a loaded connection the next request or
  * completion usually arrives within tens of microseconds, and catching it
  * awake saves the wake-up (an IPI, a VM exit under virtualisation) on both
- * our side and the client's. A sleep that ends within the --poll-us cap
- * re-opens the full window and a longer one halves it, so an idle reactor,
- * or one whose clients pause for milliseconds, sleeps as before; the cost
- * is CPU while a connection keeps the reactor busy.
+ * our side and the client's. An event that comes within the --poll-us cap
+ * of the last work (window and sleep together) re-opens the full window
+ * and a later one halves it (poll_window_next), so an idle reactor, one
+ * whose clients pause for milliseconds, or one whose windows keep ending
+ * just short of the next event, sleeps as before; the cost is CPU while a
+ * connection keeps the reactor busy.
  *
  * With yield (poll-yield, the default) no window opens while the machine
  * is short of CPU (cpuload.c): then the spin would take the core from the
@@ -300,7 +299,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 	uint64_t win = 0;
 
 	for (;;) {
-		uint64_t start, slept, seen;
+		uint64_t start, slept, seen, spun = 0;
 
 		if (win) {
 			uint64_t now = stats_now_ns();
@@ -309,6 +308,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 			    (check && !pollcheck_allowed(&r->srv->pollcheck, now)))
 				win = 0;
 		}
+		__atomic_store_n(&r->polling, win != 0, __ATOMIC_RELAXED);
 		if (win) {
 			bool hit = false;
 
@@ -323,9 +323,13 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 					hit = true;
 					break;
 				}
-			} while (stats_now_ns() - start < win);
-			if (hit)
+			} while ((spun = stats_now_ns() - start) < win);
+			if (hit) {
+				stats_add(&r->poll_hits, 1);
 				continue;	/* a fresh window from the last work */
+			}
+			stats_add(&r->poll_empty, 1);
+			stats_add(&r->poll_empty_ns, spun);
 		}
 		start = stats_now_ns();
 		event_base_loop(r->base, EVLOOP_ONCE);
@@ -333,10 +337,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 		if (reactor_loop_over(r))
 			return;
 		slept = stats_now_ns() - start;
-		if (slept <= max_ns)
-			win = max_ns;
-		else if ((win /= 2) < REACTOR_POLL_MIN_NS)
-			win = 0;
+		win = poll_window_next(win, max_ns, spun, slept);
 	}
 }
 

@@ -364,6 +364,10 @@ struct reactor {
 	uint64_t work;			/* callbacks run: what adaptive polling watches */
 	uint64_t busy_since;		/* ns: the first callback of this loop turn, or 0 */
 	uint64_t busy_ns;		/* atomic (relaxed): time in callbacks, for metrics.c */
+	/* adaptive polling, atomic (relaxed), for metrics.c */
+	bool polling;			/* the last turn opened a polling window */
+	uint64_t poll_hits, poll_empty;	/* windows that found work, that ended empty */
+	uint64_t poll_empty_ns;		/* time spun in windows that ended empty */
 	pthread_t thread;
 	sem_t started;
 	int start_ret;

@@ -70,7 +70,9 @@ TYPES = {
     "dionbd_buffer_pool_used_bytes": "gauge", "dionbd_buffer_pool_size_bytes": "gauge",
     "dionbd_request_stage_seconds": "counter", "dionbd_requests_staged": "counter",
     "dionbd_polling_allowed": "gauge", "dionbd_poll_checks": "counter",
-    "dionbd_poll_check_replies": "gauge",
+    "dionbd_poll_check_replies": "gauge", "dionbd_poll_check_replies_per_second": "gauge",
+    "dionbd_poll_check_cpu_seconds_per_reply": "gauge", "dionbd_reactor_polling": "gauge",
+    "dionbd_reactor_poll_windows": "counter", "dionbd_reactor_poll_empty_seconds": "counter",
 }
 STAGES = ["receive", "libdio", "reply"]
 
@@ -110,6 +112,19 @@ def common(fams, vals, exports):
     check(all(0 <= u <= s for u, s in zip(used, size)), "pool used %s of %s" % (used, size))
     check(len([k for k in vals if k[0] == "dionbd_reactor_busy_seconds_total"]) == 2,
           "busy time of 2 reactors")
+    # adaptive polling, each reactor (poll-us is on by default)
+    for r in ["0", "1"]:
+        p = v(vals, "dionbd_reactor_polling", reactor=r)
+        check(p in (0, 1), "reactor %s polling %s" % (r, p))
+        empty = v(vals, "dionbd_reactor_poll_windows_total", reactor=r, outcome="empty")
+        v(vals, "dionbd_reactor_poll_windows_total", reactor=r, outcome="hit")
+        spun = v(vals, "dionbd_reactor_poll_empty_seconds_total", reactor=r)
+        check((spun > 0) == (empty > 0) and spun <= empty * 0.1,
+              "reactor %s: %s s spun in %s empty windows" % (r, spun, empty))
+    for mode in ["poll", "nopoll"]:
+        check(v(vals, "dionbd_poll_check_replies_per_second", mode=mode) >= 0, "check rate")
+        check(0 <= v(vals, "dionbd_poll_check_cpu_seconds_per_reply", mode=mode) < 1,
+              "check CPU per reply")
 
 def ge(val, n, what):
     check(val >= n, "%s: %s, expected at least %s" % (what, val, n))

@@ -99,3 +99,28 @@ Test(pollcheck, trial_runs_the_other_mode)
 	cr_assert_eq(pc.trials_poll, pc.trials, "polling kept");
 	pollcheck_fini(&pc);
 }
+
+Test(pollcheck, window_next)
+{
+	uint64_t max = 500 * 1000, win;
+
+	/* an event within the cap of the last work re-opens the full window */
+	cr_assert_eq(poll_window_next(0, max, 0, 100 * 1000), max);
+	cr_assert_eq(poll_window_next(max / 4, max, max / 4, 200 * 1000), max,
+		     "a short window that just missed grows to the cap");
+	/* the window and the sleep together count: spinning the whole cap and
+	 * then sleeping a little means no window within the cap would catch it */
+	cr_assert_eq(poll_window_next(max, max, max, 100 * 1000), max / 2);
+	/* events that keep coming 800 us after the work: every window ends
+	 * empty, so they shrink to none, and stay off */
+	win = max;
+	for (int i = 0; i < 20 && win; i++)
+		win = poll_window_next(win, max, win, 800 * 1000 - win);
+	cr_assert_eq(win, 0, "empty windows did not stop polling: %llu ns",
+		     (unsigned long long)win);
+	cr_assert_eq(poll_window_next(0, max, 0, 2 * max), 0, "an idle reactor sleeps");
+	/* until events come within the cap again */
+	cr_assert_eq(poll_window_next(0, max, 0, 50 * 1000), max);
+	/* below the smallest window worth a clock read: none */
+	cr_assert_eq(poll_window_next(POLL_WINDOW_MIN_NS, max, POLL_WINDOW_MIN_NS, 2 * max), 0);
+}
