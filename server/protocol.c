@@ -495,6 +495,8 @@ proto_read(struct conn *c, struct conn_req *req)
 		}
 		d->buf = req->dbuf->data;
 		d->dbuf = req->dbuf;
+		/* a block cache may answer with its own memory (proto_done) */
+		d->flags |= DIO_REQ_LEND;
 	}
 	if (req->sr && !(req->flags & NBDP_CMD_FLAG_DF)) {
 		d->flags |= DIO_REQ_REPORT_HOLES;
