@@ -186,6 +186,18 @@ cu_rdata(const struct cunit *u)
 }
 /* A unit's data, to write: its own first if a READ reply holds it. NULL on out of memory. */
 uint8_t *cu_wdata(struct dio_cache *c, struct cunit *u);
+
+/* ---- cache-mem.c: units' buffers (under c->lock) ---- */
+/* A buffer for a unit's data (ref 1), or NULL. */
+struct cbuf *cbuf_get(struct dio_cache *c);
+/* Drop the cache's reference to cb: the last one frees it. */
+void cbuf_put_locked(struct dio_cache *c, struct cbuf *cb);
+/* Buffers held by replies alone may have become more: keep their peak. */
+void cbuf_note_lent(struct dio_cache *c);
+/* Whether someone besides the unit holds its buffer (a READ reply). */
+bool cu_lent(const struct cunit *u);
+/* The slabs and c itself, once no buffer is in use (not under c->lock). */
+void cache_free_mem(struct dio_cache *c);
 /* The unit idx, or NULL. */
 struct cunit *cu_find(struct dio_cache *c, uint64_t idx);
 /* The unit idx, made (evicting the least recent clean one if need be); NULL if none is free. */
