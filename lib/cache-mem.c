@@ -141,18 +141,22 @@ cu_lent(const struct cunit *u)
 }
 
 /*
- * A unit's data, to write. While a READ reply holds its buffer the bytes
- * it sends must not change (nor become another block's), so the unit
- * moves to a new buffer first, with a copy of its uptodate blocks: the
- * "stable pages" of the kernel's writeback, done by copy instead of wait.
+ * A unit's data, to write the blocks in mask. While a READ reply holds its
+ * buffer the bytes it sends must not change (nor become another block's),
+ * so the unit moves to a new buffer first, with a copy of its uptodate
+ * blocks: the "stable pages" of the kernel's writeback, done by copy
+ * instead of wait. A reply sends only blocks uptodate when it took the
+ * buffer, and those stay uptodate in that buffer (dropping them comes
+ * here too), so blocks not uptodate are written in place: a fill of a
+ * cold unit that replies are reading copies nothing.
  */
 uint8_t *
-cu_wdata(struct dio_cache *c, struct cunit *u)
+cu_wdata(struct dio_cache *c, struct cunit *u, uint64_t mask)
 {
 	struct cbuf *nb;
 	uint64_t m = u->uptodate;
 
-	if (!cu_lent(u))
+	if ((!(mask & m) && !u->drop_lent) || !cu_lent(u))
 		return u->buf->b.data;
 	nb = cbuf_get(c);
 	if (!nb)
@@ -166,6 +170,7 @@ cu_wdata(struct dio_cache *c, struct cunit *u)
 	}
 	cbuf_put_locked(c, u->buf);
 	u->buf = nb;
+	u->drop_lent = false;
 	c->st.stable_copies++;
 	cbuf_note_lent(c);
 	return nb->b.data;

@@ -48,6 +48,7 @@ struct cunit {
 	uint64_t seq;			/* moves whenever data changes */
 	uint64_t dirtied_ns;		/* when it became dirty; 0 when clean */
 	bool written;			/* was ever dirty: its eviction moves c->mod_seq */
+	bool drop_lent;			/* blocks a reply may send were dropped in place */
 	struct cbuf *buf;		/* its data: read through cu_rdata, written through cu_wdata */
 };
 
@@ -184,8 +185,12 @@ cu_rdata(const struct cunit *u)
 {
 	return u->buf->b.data;
 }
-/* A unit's data, to write: its own first if a READ reply holds it. NULL on out of memory. */
-uint8_t *cu_wdata(struct dio_cache *c, struct cunit *u);
+/*
+ * A unit's data, to write the blocks in mask (or to drop them from
+ * uptodate): its own first if a READ reply holds it and one of them is
+ * uptodate (what a reply may send). NULL on out of memory.
+ */
+uint8_t *cu_wdata(struct dio_cache *c, struct cunit *u, uint64_t mask);
 
 /* ---- cache-mem.c: units' buffers (under c->lock) ---- */
 /* A buffer for a unit's data (ref 1), or NULL. */

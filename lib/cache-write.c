@@ -51,7 +51,7 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 	for (uint64_t i = first; i <= last; i++) {
 		struct cunit *u = cu_find(c, i);
 
-		if (u && !cu_wdata(c, u))
+		if (u && !cu_wdata(c, u, cu_mask(c, i, pos, end, false)))
 			return -EAGAIN;
 		if (u)
 			cu_touch(c, u);
@@ -60,7 +60,7 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		uint64_t bp = p / c->bs * c->bs, be = blk_end(c, bp);
 		uint64_t bit = 1ull << ((bp & (CU_SIZE - 1)) / c->bs);
 		struct cunit *u = cu_get(c, bp >> CU_SHIFT);
-		uint8_t *data = u ? cu_wdata(c, u) : NULL;
+		uint8_t *data = u ? cu_wdata(c, u, bit) : NULL;
 
 		e = be < end ? be : end;
 		if (!data)
@@ -124,7 +124,7 @@ cache_rmw_done(struct dio_req *d, int ret)
 			if (!u)
 				break;
 			if (!(u->uptodate & bit)) {
-				uint8_t *data = cu_wdata(c, u);
+				uint8_t *data = cu_wdata(c, u, bit);
 
 				if (!data)
 					break;

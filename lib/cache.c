@@ -212,6 +212,9 @@ cache_drop_clean(struct dio_cache *c, uint64_t pos, uint64_t end)
 		if (!u)
 			continue;
 		m = cu_mask(c, i, pos, end, false) & ~u->dirty;
+		/* a reply may send them: the unit keeps the rest in a buffer of its own */
+		if ((u->uptodate & m) && (u->uptodate & ~m) && !cu_wdata(c, u, m))
+			u->drop_lent = true;	/* no memory: the next write copies whatever it writes */
 		c->st.ra_wasted += (uint64_t)__builtin_popcountll(u->ra & m) * c->bs;
 		u->ra &= ~m;
 		u->uptodate &= ~m;
@@ -307,7 +310,7 @@ cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, 
 		if (u && (u->uptodate & bit))
 			continue;
 		u = cu_get(c, idx);
-		if (!u || !(data = cu_wdata(c, u)))
+		if (!u || !(data = cu_wdata(c, u, bit)))
 			break;
 		memcpy(data + (bp & (CU_SIZE - 1)), buf + (bp - pos), be - bp);
 		u->uptodate |= bit;

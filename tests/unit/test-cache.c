@@ -537,3 +537,31 @@ Test(cache, a_reply_may_hold_a_unit_past_the_cache_s_release)
 	cache_open(4 * MiB);	/* for teardown */
 	free(b);
 }
+
+/*
+ * Blocks not uptodate are filled in place even while a reply holds the
+ * unit (no reply sends them); blocks a reply may send that a write drops
+ * move the unit to a copy first, so refilling them cannot reach the reply.
+ */
+Test(cache, a_fill_beside_a_lent_range_copies_nothing_a_drop_inside_it_does)
+{
+	uint8_t *b = test_alloc(64 * KiB);
+	struct dio_req r;
+
+	test_pattern(b, 64 * KiB, 0, 24);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 64 * KiB, b, NULL), 0);
+	cr_assert(cache_holds(0, 16 * KiB, 24));
+	lend_read(&r, 0, 16 * KiB);
+	cr_assert(lent(&r));
+	cr_assert(cache_holds(32 * KiB, 16 * KiB, 24));	/* a miss filling the same unit */
+	cr_assert_eq(cstats().stable_copies, 0, "a fill of blocks no reply sends copied the unit");
+	/* written through (FUA): block 1, which the reply sends, is dropped, then read anew */
+	write_pattern(4 * KiB, 4 * KiB, 25, DIO_REQ_FUA, NULL);
+	cr_assert_eq(cstats().stable_copies, 1, "a block a reply sends was dropped in place");
+	cr_assert(cache_holds(4 * KiB, 4 * KiB, 25));	/* refilled */
+	cr_assert(test_pattern_check(r.buf, 16 * KiB, 0, 24),
+		  "a refill reached the bytes a reply holds");
+	dio_buf_put(r.dbuf);
+	cr_assert(cache_holds(0, 4 * KiB, 24) && cache_holds(8 * KiB, 8 * KiB, 24));
+	free(b);
+}
