@@ -520,22 +520,30 @@ Test(cache, a_lent_unit_evicted_keeps_its_bytes_until_the_reply_puts_it)
 	free(b);
 }
 
-Test(cache, a_reply_may_hold_a_unit_past_the_cache_s_release)
+/* Unit 0 of the file holds seed, [0, len) of it is in the cache, and *r holds it lent. */
+static void
+lend_unit0(struct dio_req *r, uint32_t seed, uint64_t len)
 {
 	uint8_t *b = test_alloc(64 * KiB);
+
+	test_pattern(b, 64 * KiB, 0, seed);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 64 * KiB, b, NULL), 0);
+	free(b);
+	cr_assert(cache_holds(0, len, seed));
+	lend_read(r, 0, len);
+	cr_assert(lent(r));
+}
+
+Test(cache, a_reply_may_hold_a_unit_past_the_cache_s_release)
+{
 	struct dio_req r;
 
-	test_pattern(b, 64 * KiB, 0, 23);
-	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 64 * KiB, b, NULL), 0);
-	cr_assert(cache_holds(0, 64 * KiB, 23));
-	lend_read(&r, 0, 64 * KiB);
-	cr_assert(lent(&r));
+	lend_unit0(&r, 23, 64 * KiB);
 	dio_volume_put(cvol);	/* released: the reply's buffer stays, and c with it */
 	cvol = NULL;
 	cr_assert(test_pattern_check(r.buf, 64 * KiB, 0, 23));
 	dio_buf_put(r.dbuf);	/* frees the rest: ASan/LSan see a leak or a use after free */
 	cache_open(4 * MiB);	/* for teardown */
-	free(b);
 }
 
 /*
@@ -545,14 +553,9 @@ Test(cache, a_reply_may_hold_a_unit_past_the_cache_s_release)
  */
 Test(cache, a_fill_beside_a_lent_range_copies_nothing_a_drop_inside_it_does)
 {
-	uint8_t *b = test_alloc(64 * KiB);
 	struct dio_req r;
 
-	test_pattern(b, 64 * KiB, 0, 24);
-	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 64 * KiB, b, NULL), 0);
-	cr_assert(cache_holds(0, 16 * KiB, 24));
-	lend_read(&r, 0, 16 * KiB);
-	cr_assert(lent(&r));
+	lend_unit0(&r, 24, 16 * KiB);
 	cr_assert(cache_holds(32 * KiB, 16 * KiB, 24));	/* a miss filling the same unit */
 	cr_assert_eq(cstats().stable_copies, 0, "a fill of blocks no reply sends copied the unit");
 	/* written through (FUA): block 1, which the reply sends, is dropped, then read anew */
@@ -563,5 +566,4 @@ Test(cache, a_fill_beside_a_lent_range_copies_nothing_a_drop_inside_it_does)
 		  "a refill reached the bytes a reply holds");
 	dio_buf_put(r.dbuf);
 	cr_assert(cache_holds(0, 4 * KiB, 24) && cache_holds(8 * KiB, 8 * KiB, 24));
-	free(b);
 }
