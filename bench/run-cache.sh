@@ -4,7 +4,7 @@
 # The block cache (cache=, --cache-size) against direct I/O and against the
 # peers' caches, in one run on one fully written file, one server process
 # per cell, all through bench/nbd-load:
-#   boot-storm      8 connections (-c 8 -T 2 -q 8, 4 KiB) each reading the
+#   boot-storm      8 connections (-c 8 -T 2 -q 8, --bs, 4 KiB) each reading the
 #                   whole file once in its own random order (nbd-load -p):
 #                   a cold pass (the page cache dropped, the cache empty) and
 #                   a warm pass on the same server;
@@ -15,11 +15,15 @@
 #   none      dionbd, no cache (direct I/O)
 #   cache     dionbd cache=read (boot-storm) or cache=writeback (the write
 #             rows), --cache-size above SIZE
+#   cache-b   the same with the dionbd of --vs-build DIR (an A/B of two
+#             builds, alternating with cache cell by cell)
 #   qemu-wb   qemu-nbd --cache=writeback (the host page cache)
 #   nbdkit-cache  nbdkit file with the cache filter (cache-on-read=true for
 #             boot-storm; the filter's default cache=writeback)
 # REPS alternating repetitions; the table holds medians of IOPS and p99
-# latency, the ratio cache/none and cache/(best peer).
+# latency, the ratio cache/none and cache/(best peer), and the server's CPU
+# time (user+system, /proc/PID/stat) per I/O: exact I/O counts for
+# boot-storm (8 x SIZE / BS), IOPS x the pass's wall time for the others.
 #
 # With --old-build DIR, then "cache=none costs nothing": bench/compare-builds.sh
 # on this build against DIR (dionbd from before the cache) over the rows of
@@ -28,7 +32,8 @@
 #
 #   bench/run-cache.sh [--build DIR] [--size 128M] [--runtime 3] [--reps 3]
 #                      [--rows "boot-storm randwrite-512 randwrite-flush"]
-#                      [--servers "none cache qemu-wb nbdkit-cache"]
+#                      [--servers "none cache qemu-wb nbdkit-cache"] [--bs 4096]
+#                      [--vs-build DIR (adds cache-b to --servers)]
 #                      [--old-build DIR] [--old-size 1G] [--old-rows LIST]
 #
 # Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
@@ -36,14 +41,16 @@
 set -euo pipefail
 
 all_rows="boot-storm randwrite-512 randwrite-flush"
-all_servers="none cache qemu-wb nbdkit-cache"
+all_servers="none cache cache-b qemu-wb nbdkit-cache"
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIO_BUILD:-$top/build}
 size=128M
 runtime=3
 reps=3
 rows=$all_rows
-servers=$all_servers
+servers="none cache qemu-wb nbdkit-cache"
+bs=4096
+vs_build=
 old_build=
 old_size=1G
 old_rows="qd1-randread qd32-randread qd32-randwrite"
@@ -60,9 +67,11 @@ while [ $# -gt 0 ]; do
 	--rows) rows=$2; shift ;;
 	--servers) servers=$2; shift ;;
 	--old-build) old_build=$2; shift ;;
+	--bs) bs=$2; shift ;;
+	--vs-build) vs_build=$2; shift ;;
 	--old-size) old_size=$2; shift ;;
 	--old-rows) old_rows=$2; shift ;;
-	-h|--help) sed -n '4,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option $1" ;;
 	esac
 	shift
@@ -74,6 +83,13 @@ for s in $servers; do
 	case " $all_servers " in *" $s "*) ;; *) die "unknown server: $s (servers: $all_servers)" ;; esac
 done
 [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps takes a count >= 1"
+[[ $bs =~ ^[1-9][0-9]*$ ]] || die "--bs takes a byte count"
+if [ -n "$vs_build" ]; then
+	vs_build=$(cd "$vs_build" && pwd)
+	[ -x "$vs_build/server/dionbd" ] || die "$vs_build/server/dionbd is not built"
+	case " $servers " in *" cache-b "*) ;; *) servers="$servers cache-b" ;; esac
+fi
+case " $servers " in *" cache-b "*) [ -n "$vs_build" ] || die "cache-b needs --vs-build DIR" ;; esac
 
 build=$(cd "$build" && pwd)
 load=$build/bench/nbd-load
@@ -102,7 +118,8 @@ server_cmd() {
 	[ "$2" = boot-storm ] && read=1
 	case $1 in
 	none) echo "$dionbd -f -U $sock -e v=$file,cache=none" ;;
-	cache) echo "$dionbd -f -U $sock --cache-size $cache_mb -e v=$file,cache=$(
+	cache|cache-b) echo "$([ "$1" = cache ] && echo "$dionbd" || echo "$vs_build/server/dionbd"
+		) -f -U $sock --cache-size $cache_mb -e v=$file,cache=$(
 		[ $read = 1 ] && echo read || echo writeback)" ;;
 	qemu-wb) echo "qemu-nbd -k $sock -f raw -x v --cache=writeback --shared=8 --persistent $file" ;;
 	nbdkit-cache) echo "nbdkit -f --exit-with-parent -U $sock -t 16 --filter=cache file file=$file$(
@@ -113,16 +130,21 @@ server_cmd() {
 # load_args ROW: nbd-load's options for the row
 load_args() {
 	case $1 in
-	boot-storm) echo "-c 8 -T 2 -q 8 -b 4096 -p -t 120" ;;
+	boot-storm) echo "-c 8 -T 2 -q 8 -b $bs -p -t 120" ;;
 	randwrite-512) echo "-c 1 -q 16 -b 512 -w 100 -t $runtime" ;;
 	randwrite-flush) echo "-c 1 -q 32 -b 4096 -w 100 -F 64 -t $runtime" ;;
 	esac
 }
 
+# cpu_ticks PID: the process's user + system time so far, in clock ticks
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 # cell SERVER ROW REP: one server on $file; appends "ROW PASS SERVER REP
-# IOPS P99_US" to $work/results for each pass (boot-storm: cold, warm).
+# IOPS P99_US CPU_US_PER_IO" to $work/results for each pass (boot-storm: cold, warm).
 cell() {
-	local s=$1 row=$2 rep=$3 argv passes=1 p out
+	local s=$1 row=$2 rep=$3 argv passes=1 p out c0 c1 t0 t1 ios
 	[ "$row" = boot-storm ] && passes=2
 	settle "$file"
 	rm -f "$sock"
@@ -133,10 +155,21 @@ cell() {
 	[ -S "$sock" ] || die "$s did not start: $(tail -n 3 "$work/server-$s.log")"
 	for p in $(seq 1 "$passes"); do
 		read -ra argv <<<"$(load_args "$row")"
+		c0=$(cpu_ticks "$srv_pid")
+		t0=$(date +%s.%N)
 		out=$(timeout 150 "$load" "${argv[@]}" "nbd+unix:///v?socket=$sock") ||
 			die "nbd-load failed ($s $row): $out"
-		echo "$out" | sed -n "s/.*iops=\([0-9.]*\).*lat_p99_us=\([0-9.]*\).*/$row $p $s $rep \1 \2/p" \
-			>>"$work/results"
+		t1=$(date +%s.%N)
+		c1=$(cpu_ticks "$srv_pid")
+		if [ "$row" = boot-storm ]; then
+			ios=$(( 8 * bytes / bs ))
+		else
+			ios=$(echo "$out" | sed -n 's/.*iops=\([0-9.]*\).*/\1/p' |
+				awk -v t0="$t0" -v t1="$t1" '{ printf "%d", $1 * (t1 - t0) + 1 }')
+		fi
+		echo "$out" | sed -n "s/.*iops=\([0-9.]*\).*lat_p99_us=\([0-9.]*\).*/$row $p $s $rep \1 \2/p" |
+			awk -v c="$(( c1 - c0 ))" -v hz="$(getconf CLK_TCK)" -v ios="$ios" \
+				'{ printf "%s %.2f\n", $0, c * 1e6 / hz / ios }' >>"$work/results"
 	done
 	stop_server "$sock"
 }
@@ -174,26 +207,27 @@ res, servers = sys.argv[1], sys.argv[2].split()
 cells = collections.defaultdict(list)
 order = []
 for line in open(res):
-    row, p, s, rep, iops, p99 = line.split()
+    row, p, s, rep, iops, p99, cpu = line.split()
     key = (row, "-" if row != "boot-storm" else ("cold" if p == "1" else "warm"))
     if key not in order:
         order.append(key)
-    cells[key + (s,)].append((float(iops), float(p99)))
+    cells[key + (s,)].append((float(iops), float(p99), float(cpu)))
 peers = [s for s in servers if s in ("qemu-wb", "nbdkit-cache")]
-print("| row | pass | " + " | ".join("%s IOPS (p99 µs)" % s for s in servers) +
-      " | cache/none | cache/best peer |")
-print("|---|---|" + "---|" * len(servers) + "---|---|")
+print("| row | pass | " + " | ".join("%s IOPS (p99 µs) [CPU µs/IO]" % s for s in servers) +
+      " | cache/none | cache/best peer | cache/cache-b |")
+print("|---|---|" + "---|" * len(servers) + "---|---|---|")
 for key in order:
     med = {}
     for s in servers:
         v = cells.get(key + (s,))
         if v:
-            med[s] = (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-    cols = ["%.0f (%.0f)" % med[s] if s in med else "-" for s in servers]
+            med[s] = tuple(statistics.median(x[i] for x in v) for i in range(3))
+    cols = ["%.0f (%.0f) [%.1f]" % med[s] if s in med else "-" for s in servers]
     r1 = "%.2f" % (med["cache"][0] / med["none"][0]) if "cache" in med and "none" in med else "-"
     best = max((med[s][0] for s in peers if s in med), default=0)
     r2 = "%.2f" % (med["cache"][0] / best) if "cache" in med and best else "-"
-    print("| %s | %s | %s | %s | %s |" % (key[0], key[1], " | ".join(cols), r1, r2))
+    r3 = "%.2f" % (med["cache"][0] / med["cache-b"][0]) if "cache" in med and "cache-b" in med else "-"
+    print("| %s | %s | %s | %s | %s | %s |" % (key[0], key[1], " | ".join(cols), r1, r2, r3))
 PY
 
 [ -n "$old_build" ] || exit 0

@@ -311,7 +311,15 @@ dio_buf_put(struct dio_buf *b)
 {
 	struct dio_pool *pool;
 
-	if (!b || --b->ref > 0)
+	if (!b)
+		return;
+	if (b->release) {
+		/* acq_rel: the owner may reuse the memory once it sees the last put */
+		if (__atomic_sub_fetch(&b->ref, 1, __ATOMIC_ACQ_REL) == 0)
+			b->release(b);
+		return;
+	}
+	if (--b->ref > 0)
 		return;
 	pool = b->pool;
 	pool->outstanding--;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "dio/buf.h"
 #include "dio/cache.h"
 
 #define CU_SHIFT	16
@@ -21,6 +22,22 @@
 #define WB_INFLIGHT	16		/* writeback writes in flight at once */
 #define WB_TICK_MS	200
 #define WB_ARENA	(4u << 20)	/* the writeback ctx's pinned pool */
+
+struct dio_cache;
+
+/*
+ * The memory of a unit: CU_SIZE bytes in a slab, with a header that lives
+ * as long as the slab. The unit holds one reference; a READ answered
+ * without a copy (DIO_REQ_LEND) holds another until its reply is sent, on
+ * its own thread, so b.ref is atomic (dio_buf.release). While someone else
+ * holds it, the bytes must not change: a write into the unit first moves
+ * it to a new buffer (cu_wdata), and the old one goes back to the free
+ * list with its last reference (cbuf_release), never before.
+ */
+struct cbuf {
+	struct dio_buf b;		/* b.release = cbuf_release; b.next: the free list */
+	struct dio_cache *c;
+};
 
 struct cunit {
 	uint64_t idx;			/* pos >> CU_SHIFT */
@@ -31,7 +48,8 @@ struct cunit {
 	uint64_t seq;			/* moves whenever data changes */
 	uint64_t dirtied_ns;		/* when it became dirty; 0 when clean */
 	bool written;			/* was ever dirty: its eviction moves c->mod_seq */
-	uint8_t *data;			/* CU_SIZE bytes */
+	bool drop_lent;			/* blocks a reply may send were dropped in place */
+	struct cbuf *buf;		/* its data: read through cu_rdata, written through cu_wdata */
 };
 
 enum cop_kind {
@@ -110,14 +128,18 @@ struct dio_cache {
 	uint64_t hmask;
 	struct cunit lru;
 	/*
-	 * Unit memory: slabs mapped populated (cu_data), CU_SLAB units each,
-	 * never more in all than max_units; free units' data on a list
-	 * linked through their first bytes, reused before a new slab.
+	 * Unit memory (cbuf_get): slabs mapped populated, CU_SLAB buffers
+	 * each; free buffers on a list, reused before a new slab. Buffers in
+	 * use (nbufs) are the units' (nunits <= max_units) and those that only
+	 * READ replies still hold (nbufs - nunits: each has a reply in flight).
+	 * The slabs hold max_units buffers, and more only while there are such.
 	 */
-	uint8_t *free_data;
-	void **slabs;
+	struct cbuf *free_bufs;
+	struct cslab *slabs;
 	size_t nslabs, capslabs;
-	uint64_t slab_units;		/* units' data in the slabs */
+	uint64_t slab_units;		/* buffers in the slabs */
+	uint64_t nbufs;			/* buffers in use */
+	bool zombie;			/* released while replies held buffers: the last frees c */
 	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
 	/* moves as write-through starts and ends, and as a unit once dirty is dropped */
 	uint64_t mod_seq;
@@ -157,6 +179,30 @@ cache_of(struct dio_volume *vol)
 }
 
 /* ---- cache.c: units (under c->lock) ---- */
+/* A unit's data, to read (under c->lock, or from a reference held). */
+static inline const uint8_t *
+cu_rdata(const struct cunit *u)
+{
+	return u->buf->b.data;
+}
+/*
+ * A unit's data, to write the blocks in mask (or to drop them from
+ * uptodate): its own first if a READ reply holds it and one of them is
+ * uptodate (what a reply may send). NULL on out of memory.
+ */
+uint8_t *cu_wdata(struct dio_cache *c, struct cunit *u, uint64_t mask);
+
+/* ---- cache-mem.c: units' buffers (under c->lock) ---- */
+/* A buffer for a unit's data (ref 1), or NULL. */
+struct cbuf *cbuf_get(struct dio_cache *c);
+/* Drop the cache's reference to cb: the last one frees it. */
+void cbuf_put_locked(struct dio_cache *c, struct cbuf *cb);
+/* Buffers held by replies alone may have become more: keep their peak. */
+void cbuf_note_lent(struct dio_cache *c);
+/* Whether someone besides the unit holds its buffer (a READ reply). */
+bool cu_lent(const struct cunit *u);
+/* The slabs and c itself, once no buffer is in use (not under c->lock). */
+void cache_free_mem(struct dio_cache *c);
 /* The unit idx, or NULL. */
 struct cunit *cu_find(struct dio_cache *c, uint64_t idx);
 /* The unit idx, made (evicting the least recent clean one if need be); NULL if none is free. */

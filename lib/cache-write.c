@@ -43,15 +43,29 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 	}
 	if (last - first + 1 + c->ndirty_units > c->max_units || c->ndirty + nblocks > c->dirty_limit)
 		return -EAGAIN;
+	/*
+	 * The units there already: their own buffers (copies of those READ
+	 * replies hold) before any byte is written, and the most recent, so
+	 * that making the others evicts none of them.
+	 */
+	for (uint64_t i = first; i <= last; i++) {
+		struct cunit *u = cu_find(c, i);
+
+		if (u && !cu_wdata(c, u, cu_mask(c, i, pos, end, false)))
+			return -EAGAIN;
+		if (u)
+			cu_touch(c, u);
+	}
 	for (p = pos; p < end; p = e) {
 		uint64_t bp = p / c->bs * c->bs, be = blk_end(c, bp);
 		uint64_t bit = 1ull << ((bp & (CU_SIZE - 1)) / c->bs);
 		struct cunit *u = cu_get(c, bp >> CU_SHIFT);
+		uint8_t *data = u ? cu_wdata(c, u, bit) : NULL;
 
 		e = be < end ? be : end;
-		if (!u)
-			return -EAGAIN;	/* not reached: room was counted above */
-		memcpy(u->data + (p & (CU_SIZE - 1)), buf + (p - pos), e - p);
+		if (!data)
+			return -EAGAIN;	/* not reached: room was counted, units made writable above */
+		memcpy(data + (p & (CU_SIZE - 1)), buf + (p - pos), e - p);
 		u->uptodate |= bit;
 		u->ra &= ~bit;
 		if (!u->dirty) {
@@ -110,7 +124,11 @@ cache_rmw_done(struct dio_req *d, int ret)
 			if (!u)
 				break;
 			if (!(u->uptodate & bit)) {
-				memcpy(u->data + (r->pos & (CU_SIZE - 1)), r->buf, r->len);
+				uint8_t *data = cu_wdata(c, u, bit);
+
+				if (!data)
+					break;
+				memcpy(data + (r->pos & (CU_SIZE - 1)), r->buf, r->len);
 				u->uptodate |= bit;
 				u->seq++;
 			}
@@ -397,7 +415,7 @@ wb_write_start(struct wb_pass *pass, struct wb_ext *x, unsigned int n, uint64_t 
 
 		x[i].seq = u->seq;
 		memcpy((uint8_t *)b->data + (wb_ext_pos(c, &x[i]) - pos),
-		       u->data + (uint64_t)x[i].b0 * c->bs, wb_ext_len(c, &x[i]));
+		       cu_rdata(u) + (uint64_t)x[i].b0 * c->bs, wb_ext_len(c, &x[i]));
 	}
 	pthread_mutex_unlock(&c->lock);
 	*io = (struct wb_io){ .b = b, .x = x, .n = n, .pass = pass,
@@ -703,6 +721,10 @@ wb_thread(void *arg)
 		(unsigned long long)c->st.ra_bytes, (unsigned long long)c->st.ra_hits,
 		(unsigned long long)c->st.ra_misses, (unsigned long long)c->st.ra_wasted,
 		(unsigned long long)c->st.prefetch_bytes);
+	dio_log(DIO_LOG_INFO, "cache: %llu READs answered without a copy, %llu units copied for "
+		"writes while replies held them, %llu bytes at most held by replies alone",
+		(unsigned long long)c->st.zc_hits, (unsigned long long)c->st.stable_copies,
+		(unsigned long long)c->st.peak_lent);
 	dio_ctx_destroy(c->wbctx);
 	c->wbctx = NULL;
 	return NULL;

@@ -29,6 +29,16 @@
  *   uptodate at the start is copied then, under the lock, and one that
  *   became uptodate meanwhile is never overwritten by the fill.
  *
+ * Zero-copy hits: a READ within one uptodate unit whose caller allows it
+ * (DIO_REQ_LEND, the daemon's READs) gets a reference to the unit's
+ * buffer (struct cbuf) instead of a copy. The bytes a reply sends never
+ * change under it: every write into a unit's data goes through cu_wdata,
+ * which first moves a lent unit to a new buffer (a copy of its uptodate
+ * blocks, counted in stable_copies); eviction only drops the unit's
+ * reference. Memory: units stay within max_units; buffers only replies
+ * hold come on top, one per READ in flight at most (a reply holds one),
+ * and cu_get evicts a clean unit no reply holds to make up for them.
+ *
  * Lock: c->lock guards everything in struct dio_cache below it, units
  * and writers (struct dio_cache_writer). It is a leaf: no other lock is
  * taken and no I/O is submitted while holding it (dio_submit takes the
@@ -38,7 +48,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cache-priv.h"
@@ -81,51 +90,6 @@ cu_touch(struct dio_cache *c, struct cunit *u)
 	}
 }
 
-/* Units per slab: 2 MiB, one mmap that the kernel fills at once. */
-#define CU_SLAB 32
-
-/*
- * CU_SIZE bytes for a unit's data, or NULL. A miss used to malloc its
- * unit and fault its pages in one by one as blocks were copied in: on
- * this VM a page fault costs tens of microseconds, which made a cold
- * cache 6x slower than no cache. Slabs are mapped with MAP_POPULATE
- * (one call fills 2 MiB), and freed units are kept for the next one.
- */
-static uint8_t *
-cu_data(struct dio_cache *c)
-{
-	uint64_t n = c->max_units - c->slab_units;
-	uint8_t *d;
-
-	if (!c->free_data && n) {
-		void **s = c->slabs;
-
-		if (n > CU_SLAB)
-			n = CU_SLAB;
-		if (c->nslabs == c->capslabs) {
-			s = realloc(c->slabs, (c->capslabs ? 2 * c->capslabs : 16) * sizeof(*s));
-			if (!s)
-				return NULL;
-			c->slabs = s;
-			c->capslabs = c->capslabs ? 2 * c->capslabs : 16;
-		}
-		d = mmap(NULL, n * CU_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-		if (d == MAP_FAILED)
-			return NULL;
-		c->slabs[c->nslabs++] = d;
-		c->slab_units += n;
-		for (uint64_t i = 0; i < n; i++) {
-			memcpy(d + i * CU_SIZE, &c->free_data, sizeof(c->free_data));
-			c->free_data = d + i * CU_SIZE;
-		}
-	}
-	d = c->free_data;
-	if (d)
-		memcpy(&c->free_data, d, sizeof(c->free_data));
-	return d;
-}
-
 static void
 cu_free(struct dio_cache *c, struct cunit *u)
 {
@@ -143,29 +107,45 @@ cu_free(struct dio_cache *c, struct cunit *u)
 	if (u->written)
 		c->mod_seq++;
 	c->st.ra_wasted += (uint64_t)__builtin_popcountll(u->ra) * c->bs;
-	memcpy(u->data, &c->free_data, sizeof(c->free_data));
-	c->free_data = u->data;
+	cbuf_put_locked(c, u->buf);	/* a reply may hold it still: freed with its put */
 	free(u);
 	c->nunits--;
+	cbuf_note_lent(c);
 }
 
-/* The unit idx, made (evicting the least recent clean one if need be); NULL if none is free. */
+/*
+ * Evict the least recent clean unit, one that no READ reply holds unless
+ * lent (whose memory comes back only with the reply). false if none.
+ */
+static bool
+cu_evict(struct dio_cache *c, bool lent)
+{
+	struct cunit *v;
+
+	for (v = c->lru.prev; v != &c->lru && (v->dirty || (!lent && cu_lent(v))); v = v->prev)
+		;
+	if (v == &c->lru)
+		return false;
+	cu_free(c, v);
+	return true;
+}
+
+/*
+ * The unit idx, made (evicting the least recent clean one if need be); NULL if none is free.
+ * Memory held by replies counts too: a clean unit no reply holds is evicted to make up for it.
+ */
 struct cunit *
 cu_get(struct dio_cache *c, uint64_t idx)
 {
-	struct cunit *u = cu_find(c, idx), *v;
+	struct cunit *u = cu_find(c, idx);
 
 	if (u)
 		return u;
-	if (c->nunits >= c->max_units) {
-		for (v = c->lru.prev; v != &c->lru && v->dirty; v = v->prev)
-			;
-		if (v == &c->lru)
-			return NULL;
-		cu_free(c, v);
-	}
+	if ((c->nunits >= c->max_units || c->nbufs >= c->max_units) && !cu_evict(c, false) &&
+	    c->nunits >= c->max_units && !cu_evict(c, true))
+		return NULL;
 	u = calloc(1, sizeof(*u));
-	if (!u || !(u->data = cu_data(c))) {
+	if (!u || !(u->buf = cbuf_get(c))) {
 		free(u);
 		return NULL;
 	}
@@ -234,6 +214,9 @@ cache_drop_clean(struct dio_cache *c, uint64_t pos, uint64_t end)
 		if (!u)
 			continue;
 		m = cu_mask(c, i, pos, end, false) & ~u->dirty;
+		/* a reply may send them: the unit keeps the rest in a buffer of its own */
+		if ((u->uptodate & m) && (u->uptodate & ~m) && !cu_wdata(c, u, m))
+			u->drop_lent = true;	/* no memory: the next write copies whatever it writes */
 		c->st.ra_wasted += (uint64_t)__builtin_popcountll(u->ra & m) * c->bs;
 		u->ra &= ~m;
 		u->uptodate &= ~m;
@@ -311,6 +294,7 @@ cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, 
 	   bool ra)
 {
 	uint64_t end = pos + len, bp = (pos + c->bs - 1) / c->bs * c->bs;
+	uint8_t *data;
 
 	pthread_mutex_lock(&c->lock);
 	if (c->mod_seq != seq0)
@@ -328,9 +312,9 @@ cache_fill(struct dio_cache *c, uint64_t pos, uint64_t len, const uint8_t *buf, 
 		if (u && (u->uptodate & bit))
 			continue;
 		u = cu_get(c, idx);
-		if (!u)
+		if (!u || !(data = cu_wdata(c, u, bit)))
 			break;
-		memcpy(u->data + (bp & (CU_SIZE - 1)), buf + (bp - pos), be - bp);
+		memcpy(data + (bp & (CU_SIZE - 1)), buf + (bp - pos), be - bp);
 		u->uptodate |= bit;
 		if (ra)
 			u->ra |= bit;
@@ -362,16 +346,77 @@ cache_read_done(struct dio_req *d, int ret)
 	cop_put_read(op);
 }
 
+/*
+ * Count a READ of [pos, end) (miss: it reads the lower volume; used_ra: it
+ * used blocks read ahead) and follow its stream. Whether what it reads may
+ * fill the cache (under c->lock).
+ */
+static bool
+cache_read_note(struct dio_cache *c, const struct dio_req *req, bool miss, bool used_ra)
+{
+	bool fill = !(req->flags & DIO_REQ_NOCACHE) && !c->wt_inflight;
+
+	if (miss)
+		c->st.misses++;
+	else
+		c->st.hits++;
+	if (used_ra)
+		c->st.ra_hits++;
+	if (fill && !c->no_ra)
+		cache_ra_note(c, req->pos, req->pos + req->len, miss);
+	return fill;
+}
+
+/*
+ * A READ within one unit, all of it uptodate, whose caller takes a
+ * reference instead (DIO_REQ_LEND): answered with the unit's buffer, no
+ * copy; the reply holds it until sent, and writes meanwhile go to a copy
+ * (cu_wdata). true if answered (done() follows).
+ */
+static bool
+cache_read_lend(struct dio_cache *c, struct dio_vol_io *vio)
+{
+	/* the caller's request: DIO_REQ_LEND lets us replace its buf and dbuf */
+	struct dio_req *req = (struct dio_req *)vio->req;
+	uint64_t pos = req->pos, end = pos + req->len, idx = pos >> CU_SHIFT, m;
+	struct dio_buf *mine = req->dbuf;
+	struct cunit *u;
+
+	if (!(req->flags & DIO_REQ_LEND) || !mine || idx != (end - 1) >> CU_SHIFT)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	u = cu_find(c, idx);
+	m = u ? cu_mask(c, idx, pos, end, false) : 0;
+	if (!u || (u->uptodate & m) != m) {
+		pthread_mutex_unlock(&c->lock);
+		return false;
+	}
+	/* under the lock: a writer sees the reference before it writes (cu_lent) */
+	req->dbuf = dio_buf_ref(&u->buf->b);
+	req->buf = (uint8_t *)u->buf->b.data + (pos & (CU_SIZE - 1));
+	cu_touch(c, u);
+	(void)cache_read_note(c, req, false, (u->ra & m) != 0);
+	u->ra &= ~m;
+	c->st.zc_hits++;
+	pthread_mutex_unlock(&c->lock);
+	dio_buf_put(mine);	/* the submitting thread's pool: we are on it */
+	dio_vol_io_done(vio->ctx, vio, 0);
+	return true;
+}
+
 static int
 cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 {
 	const struct dio_req *req = vio->req;
 	uint64_t pos = req->pos, end = req->pos + req->len, p, e;
 	uint8_t *buf = req->buf;
-	struct cop *op = cop_new(c, vio, COP_READ);
+	struct cop *op;
 	struct csub *s = NULL;
 	bool used_ra = false;
 
+	if (cache_read_lend(c, vio))
+		return 0;
+	op = cop_new(c, vio, COP_READ);
 	if (!op)
 		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
@@ -382,7 +427,7 @@ cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 
 		e = blk_end(c, bp) < end ? blk_end(c, bp) : end;
 		if (u && (u->uptodate & bit)) {
-			memcpy(buf + (p - pos), u->data + (p & (CU_SIZE - 1)), e - p);
+			memcpy(buf + (p - pos), cu_rdata(u) + (p & (CU_SIZE - 1)), e - p);
 			cu_touch(c, u);
 			used_ra |= (u->ra & bit) != 0;
 			u->ra &= ~bit;
@@ -401,16 +446,8 @@ cache_read(struct dio_cache *c, struct dio_vol_io *vio)
 		s->d.pos = p;
 		s->d.len = e - p;
 	}
-	op->fill = !(req->flags & DIO_REQ_NOCACHE) && !c->wt_inflight;
+	op->fill = cache_read_note(c, req, op->nsub > 0, used_ra);
 	op->seq0 = c->mod_seq;
-	if (op->nsub)
-		c->st.misses++;
-	else
-		c->st.hits++;
-	if (used_ra)
-		c->st.ra_hits++;
-	if (op->fill && !c->no_ra)
-		cache_ra_note(c, pos, end, op->nsub > 0);
 	pthread_mutex_unlock(&c->lock);
 
 	for (unsigned int i = 0; i < op->nsub; i++) {
@@ -624,28 +661,34 @@ static const struct dio_vol_ops cache_vol_ops = {
 	.submit_cache = true,	/* NBD_CMD_CACHE fills the cache (cache-ra.c) */
 };
 
+/*
+ * Everything but what READ replies may still hold: their buffers, in the
+ * slabs, go with the last one's put (cbuf_release), c's lock with them.
+ */
 static void
 cache_free(struct dio_cache *c)
 {
 	struct cunit *u;
+	bool last;
 
+	pthread_mutex_lock(&c->lock);
 	while ((u = c->lru.next) != &c->lru)
 		cu_free(c, u);
-	for (size_t i = 0; i < c->nslabs; i++)
-		munmap(c->slabs[i], (i + 1 < c->nslabs || c->slab_units % CU_SLAB == 0
-					     ? CU_SLAB
-					     : c->slab_units % CU_SLAB) * CU_SIZE);
-	free(c->slabs);
+	pthread_mutex_unlock(&c->lock);
 	free(c->hash);
 	if (c->engine)
 		dio_engine_destroy(c->engine);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->sync_cond);
 	pthread_cond_destroy(&c->ra_cond);
-	pthread_mutex_destroy(&c->lock);
 	dio_volume_put(c->lower);
 	dio_volume_fini(&c->vol);
-	free(c);
+	pthread_mutex_lock(&c->lock);
+	last = !c->nbufs;
+	c->zombie = !last;
+	pthread_mutex_unlock(&c->lock);
+	if (last)
+		cache_free_mem(c);
 }
 
 /* Stop the writeback thread: it writes back what is left first. */
@@ -769,5 +812,6 @@ dio_cache_stats(struct dio_volume *vol, struct dio_cache_stats *st)
 	*st = c->st;
 	st->used = c->nunits * CU_SIZE;
 	st->dirty = c->ndirty * c->bs;
+	st->lent = (c->nbufs - c->nunits) * CU_SIZE;
 	pthread_mutex_unlock(&c->lock);
 }

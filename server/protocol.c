@@ -158,7 +158,7 @@ proto_build_simple(struct conn_req *req, uint32_t err, bool data)
 	req->niov = 0;
 	proto_iov(req, req->hdr, sizeof(h));
 	if (data)
-		proto_iov(req, req->dbuf->data, req->count);
+		proto_iov(req, req->dreq.buf, req->count);
 }
 
 /* An error reply: an error chunk where a structured reply is required. */
@@ -221,7 +221,7 @@ proto_build_read_chunks(struct conn_req *req)
 			memcpy(p, &od, sizeof(od));
 			p += sizeof(od);
 			proto_iov(req, start, (size_t)(p - start));
-			proto_iov(req, (uint8_t *)req->dbuf->data + (s->pos - req->offset),
+			proto_iov(req, (uint8_t *)req->dreq.buf + (s->pos - req->offset),
 				  (size_t)s->len);
 		} else {
 			struct wire_offset_hole oh = {
@@ -265,7 +265,7 @@ proto_build_read(struct conn_req *req)
 	p += sizeof(od);
 	req->niov = 0;
 	proto_iov(req, req->hdr, (size_t)(p - req->hdr));
-	proto_iov(req, req->dbuf->data, req->count);
+	proto_iov(req, req->dreq.buf, req->count);
 }
 
 /* The dirty bitmap's extents, gathered from pool-diff.c's runs. */
@@ -373,7 +373,11 @@ proto_done(struct dio_req *d, int ret)
 	struct conn_req *req = d->priv;
 	struct conn *c = req->conn;
 
-	/* readahead may have answered a READ from another buffer of the pool */
+	/*
+	 * Readahead may have answered a READ from another buffer of the pool,
+	 * the block cache with a unit of its own (DIO_REQ_LEND): the reply
+	 * sends from d->buf, which lies in d->dbuf, and req_put puts that.
+	 */
 	req->dbuf = d->dbuf;
 	if (ret < 0) {
 		uint32_t err = proto_errno_to_nbd(ret);
@@ -491,6 +495,8 @@ proto_read(struct conn *c, struct conn_req *req)
 		}
 		d->buf = req->dbuf->data;
 		d->dbuf = req->dbuf;
+		/* a block cache may answer with its own memory (proto_done) */
+		d->flags |= DIO_REQ_LEND;
 	}
 	if (req->sr && !(req->flags & NBDP_CMD_FLAG_DF)) {
 		d->flags |= DIO_REQ_REPORT_HOLES;

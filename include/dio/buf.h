@@ -18,6 +18,14 @@ struct dio_buf {
 	size_t size;		/* usable bytes (>= what was asked) */
 	int index;		/* registered buffer index, -1 if not pinned */
 	unsigned int ref;	/* owners: dio_buf_get gives 1 */
+	/*
+	 * NULL for a pool's buffer (one thread's, like its pool). Set by the
+	 * owner of a buffer that is not a pool's (pool NULL) and that several
+	 * threads may hold, such as a block cache unit lent to READ replies:
+	 * its ref is then counted with atomics, and the last dio_buf_put,
+	 * on whichever thread, calls release(b) instead of returning b to a pool.
+	 */
+	void (*release)(struct dio_buf *b);
 	/* pool private */
 	struct dio_pool *pool;
 	struct dio_buf *next;
@@ -57,10 +65,13 @@ struct dio_buf *dio_buf_get(struct dio_pool *pool, size_t size);
 static inline struct dio_buf *
 dio_buf_ref(struct dio_buf *b)
 {
-	b->ref++;
+	if (b->release)
+		__atomic_fetch_add(&b->ref, 1, __ATOMIC_RELAXED);
+	else
+		b->ref++;
 	return b;
 }
-/* Drop a reference; the last one returns the buffer to its pool. */
+/* Drop a reference; the last one returns the buffer to its pool (or calls release). */
 void dio_buf_put(struct dio_buf *b);
 
 #endif /* DIO_BUF_H */

@@ -7,7 +7,12 @@
  * volume, shared by every export, connection and thread that serves it.
  *
  * Requests through the cache volume (dio_submit as on any volume):
- * - READ: blocks uptodate in the cache are copied from it; the others are
+ * - READ: blocks uptodate in the cache are copied from it (or, for a READ
+ *   within one unit whose caller allows DIO_REQ_LEND, answered with a
+ *   reference to the unit's memory: writes meanwhile move the unit to a
+ *   copy, so the reply's bytes stay as they were; memory that replies
+ *   still hold, at most 64 KiB per READ in flight, comes on top of size
+ *   when no clean unit can be evicted to make up for it); the others are
  *   read from the lower volume and kept (blocks that read as zeros are
  *   not: holes cost no memory), unless DIO_REQ_NOCACHE. Sequential READ
  *   streams are read ahead into the cache by a thread of its own
@@ -77,6 +82,10 @@ struct dio_cache_stats {
 	uint64_t ra_misses;	/* READs of a stream read ahead that still read the lower volume */
 	uint64_t ra_wasted;	/* bytes read ahead and dropped before any READ used them */
 	uint64_t prefetch_bytes;	/* bytes read for CACHE requests (NBD_CMD_CACHE) */
+	uint64_t zc_hits;	/* READs answered with a reference to a unit, no copy (LEND) */
+	uint64_t stable_copies;	/* units copied for a write while a READ reply held them */
+	uint64_t lent;		/* bytes only READ replies still hold (units gone or copied) */
+	uint64_t peak_lent;	/* the most such bytes ever: the bound's slack */
 };
 
 /*

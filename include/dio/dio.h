@@ -39,7 +39,15 @@ enum dio_req_op {
 /* Hints for a cache volume (cache.h); other volumes ignore them. */
 #define DIO_REQ_WRITETHROUGH	(1u << 4)	/* WRITE: to the lower volume, not left dirty */
 #define DIO_REQ_NOCACHE		(1u << 5)	/* READ: keep nothing; WRITE: as WRITETHROUGH */
-#define DIO_REQ_CACHE_HINTS	(DIO_REQ_WRITETHROUGH | DIO_REQ_NOCACHE)
+/*
+ * READ with a dbuf: the cache may answer with a reference to its own memory
+ * instead of copying into buf. done() then finds dbuf replaced by that
+ * reference (the caller's dbuf was put, on the submitting thread) and buf
+ * pointing into it; the caller puts the new dbuf as it would have its own,
+ * on any thread, and reads the data from buf (not dbuf->data).
+ */
+#define DIO_REQ_LEND		(1u << 6)
+#define DIO_REQ_CACHE_HINTS	(DIO_REQ_WRITETHROUGH | DIO_REQ_NOCACHE | DIO_REQ_LEND)
 
 enum dio_seg_type {
 	DIO_SEG_DATA = 0,	/* bytes are in buf (READ) / allocated (EXTENTS) */
