@@ -304,6 +304,14 @@ metrics_caches(struct evbuffer *b, const struct metrics_export *ex, size_t n)
 		  offsetof(struct dio_cache_stats, used) },
 		{ "dionbd_cache_peak_bytes", "gauge", "The most bytes the block cache has held "
 		  "since it was made, by export.", offsetof(struct dio_cache_stats, peak) },
+		{ "dionbd_cache_lent_bytes", "gauge", "Bytes of the block cache that only READ "
+		  "replies still hold (evicted or copied units), by export.",
+		  offsetof(struct dio_cache_stats, lent) },
+		{ "dionbd_cache_zero_copy_hits_total", "counter", "READs answered with the cache's "
+		  "own memory, no copy, by export.", offsetof(struct dio_cache_stats, zc_hits) },
+		{ "dionbd_cache_stable_copies_total", "counter", "Units copied because a write "
+		  "came while a READ reply held them, by export.",
+		  offsetof(struct dio_cache_stats, stable_copies) },
 		{ "dionbd_cache_dirty_bytes", "gauge", "Bytes of the block cache not yet written "
 		  "back, by export.", offsetof(struct dio_cache_stats, dirty) },
 		{ "dionbd_cache_hits_total", "counter", "READs answered by the block cache alone, by "

@@ -49,7 +49,8 @@ def le(what, got, bound):
     if got > bound:
         problems.append("%s: %s, over %s" % (what, got, bound))
 
-names = ["size_bytes", "used_bytes", "peak_bytes", "dirty_bytes", "hits_total", "misses_total",
+names = ["size_bytes", "used_bytes", "peak_bytes", "lent_bytes", "zero_copy_hits_total",
+         "stable_copies_total", "dirty_bytes", "hits_total", "misses_total",
          "writeback_bytes_total", "writeback_errors_total", "throttled_total"]
 m = page()
 for n in names:
@@ -73,7 +74,9 @@ def read_blocks(what, hits, misses):
     return m
 m = read_blocks("256 cold READs", 0, 256)
 eq("held after 1 MiB read", g(m, "used_bytes"), 1 * M)
-read_blocks("the same READs", 256, 256)
+m = read_blocks("the same READs", 256, 256)
+eq("hits answered without a copy", g(m, "zero_copy_hits_total"), 256)
+eq("bytes lent once the replies are sent", g(m, "lent_bytes"), 0)
 
 t0 = time.monotonic()
 for i in range(64):
