@@ -132,6 +132,12 @@ requires_pool_ctl()
 {
 	PY=/usr/bin/python3
 	"$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed for $PY"
+	requires_pool_tools
+}
+
+# requires_pool_tools: $CTL (dionbdctl) and $POOLTOOL (dionbd-pool), or skip.
+requires_pool_tools()
+{
 	CTL=$DIO_BUILD/server/dionbdctl
 	POOLTOOL=$DIO_BUILD/tools/dionbd-pool
 	[ -x "$CTL" ] && [ -x "$POOLTOOL" ] || skip "dionbdctl or dionbd-pool is not built"

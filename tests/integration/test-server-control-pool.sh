@@ -8,10 +8,7 @@
 # the end (after the daemon let go of the pool).
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-io qemu-img
-CTL=$DIO_BUILD/server/dionbdctl
-POOLTOOL=$DIO_BUILD/tools/dionbd-pool
-[ -x "$CTL" ] || skip "dionbdctl is not built"
-[ -x "$POOLTOOL" ] || skip "dionbd-pool is not built"
+requires_pool_tools
 
 P=$TMP/pool.img
 truncate -s 256M "$P"

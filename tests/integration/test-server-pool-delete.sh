@@ -7,10 +7,7 @@
 # other volume keeps its data; dionbd-pool check is clean after.
 source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
 requires qemu-io
-CTL=$DIO_BUILD/server/dionbdctl
-POOLTOOL=$DIO_BUILD/tools/dionbd-pool
-[ -x "$CTL" ] || skip "dionbdctl is not built"
-[ -x "$POOLTOOL" ] || skip "dionbd-pool is not built"
+requires_pool_tools
 
 P=$TMP/pool.img
 truncate -s 256M "$P"
