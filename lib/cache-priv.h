@@ -141,6 +141,12 @@ struct dio_cache {
 	uint64_t nbufs;			/* buffers in use */
 	bool zombie;			/* released while replies held buffers: the last frees c */
 	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
+	/*
+	 * Units [keep_lo, keep_hi] are not evicted (keep_hi < keep_lo: none):
+	 * a write copying itself in makes units for its range, and must not
+	 * evict one whose block it covers in part and checked uptodate.
+	 */
+	uint64_t keep_lo, keep_hi;
 	/* moves as write-through starts and ends, and as a unit once dirty is dropped */
 	uint64_t mod_seq;
 	unsigned int wt_inflight;

@@ -45,17 +45,18 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		return -EAGAIN;
 	/*
 	 * The units there already: their own buffers (copies of those READ
-	 * replies hold) before any byte is written, and the most recent, so
-	 * that making the others evicts none of them.
+	 * replies hold) before any byte is written. Making the others evicts
+	 * none of the range (keep_lo/keep_hi): a unit whose block the write
+	 * covers in part must still hold that block's other bytes.
 	 */
 	for (uint64_t i = first; i <= last; i++) {
 		struct cunit *u = cu_find(c, i);
 
 		if (u && !cu_wdata(c, u, cu_mask(c, i, pos, end, false)))
 			return -EAGAIN;
-		if (u)
-			cu_touch(c, u);
 	}
+	c->keep_lo = first;
+	c->keep_hi = last;
 	for (p = pos; p < end; p = e) {
 		uint64_t bp = p / c->bs * c->bs, be = blk_end(c, bp);
 		uint64_t bit = 1ull << ((bp & (CU_SIZE - 1)) / c->bs);
@@ -63,8 +64,12 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		uint8_t *data = u ? cu_wdata(c, u, bit) : NULL;
 
 		e = be < end ? be : end;
-		if (!data)
-			return -EAGAIN;	/* not reached: room was counted, units made writable above */
+		if (!data) {
+			/* no unit to evict outside the range: what is copied stays dirty, the rest waits */
+			c->keep_lo = 1;
+			c->keep_hi = 0;
+			return -EAGAIN;
+		}
 		memcpy(data + (p & (CU_SIZE - 1)), buf + (p - pos), e - p);
 		u->uptodate |= bit;
 		u->ra &= ~bit;
@@ -80,6 +85,8 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		u->seq++;
 		cu_touch(c, u);
 	}
+	c->keep_lo = 1;
+	c->keep_hi = 0;
 	if (req->writer && !req->writer->wrote) {
 		req->writer->wrote = true;
 		req->writer->seen = c->err_seq;

@@ -122,7 +122,9 @@ cu_evict(struct dio_cache *c, bool lent)
 {
 	struct cunit *v;
 
-	for (v = c->lru.prev; v != &c->lru && (v->dirty || (!lent && cu_lent(v))); v = v->prev)
+	for (v = c->lru.prev; v != &c->lru && (v->dirty || (!lent && cu_lent(v)) ||
+					       (v->idx >= c->keep_lo && v->idx <= c->keep_hi));
+	     v = v->prev)
 		;
 	if (v == &c->lru)
 		return false;
@@ -725,6 +727,7 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->keep_lo = 1;	/* keep no unit from eviction */
 	c->engine = opts->engine;
 	c->ctx_opts = opts->ctx;
 	if (!c->ctx_opts.pool.arena_size)

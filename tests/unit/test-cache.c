@@ -617,3 +617,42 @@ Test(cache, a_fill_beside_a_lent_range_copies_nothing_a_drop_inside_it_does)
 	dio_buf_put(r.dbuf);
 	cr_assert(cache_holds(0, 4 * KiB, 24) && cache_holds(8 * KiB, 8 * KiB, 24));
 }
+
+/*
+ * A write that makes a unit for its range must not evict another unit of
+ * its range: here the only clean unit that no reply holds is the one whose
+ * block the write ends in part of, checked uptodate before. Evicting it
+ * gave the block a recycled buffer, and the bytes past the write read
+ * another offset's data (and were written back).
+ */
+Test(cache, a_write_keeps_the_unit_of_its_partial_block)
+{
+	const uint64_t U = 64 * KiB, L = 16 * U;
+	uint8_t *b = test_alloc(2 * MiB);
+	struct dio_req r;
+
+	dio_volume_put(cvol);
+	cache_open(1 * MiB);	/* 16 units */
+	test_pattern(b, 2 * MiB, 0, 30);
+	cr_assert_eq(io(file, DIO_REQ_WRITE, 0, 0, 2 * MiB, b, NULL), 0);
+	for (uint64_t i = 0; i < 14; i++)	/* 14 units dirty: never evicted */
+		write_pattern(i * U, 4 * KiB, 31, 0, NULL);
+	cr_assert(cache_holds(14 * U, U, 30));
+	lend_read(&r, 14 * U, 4 * KiB);	/* unit 14 held by a reply */
+	cr_assert(lent(&r));
+	cr_assert(cache_holds(L, 4 * KiB, 30));	/* unit 16: its first block, clean */
+	cr_assert_eq(cstats().used, 1 * MiB);
+	/* all of unit 15 (not cached) and the first 512 bytes of unit 16's block */
+	write_pattern(15 * U, U + 512, 32, 0, NULL);
+	cr_assert_eq(io(cvol, DIO_REQ_READ, 0, L, 4 * KiB, b, NULL), 0);
+	cr_assert(test_pattern_check(b, 512, L, 32), "the write's own bytes");
+	cr_assert(test_pattern_check(b + 512, 4 * KiB - 512, L + 512, 30),
+		  "the block's bytes past the write are not the volume's");
+	cr_assert(cache_holds(15 * U, U, 32));
+	dio_buf_put(r.dbuf);
+	cr_assert_eq(dio_cache_sync(cvol), 0);
+	cr_assert_eq(io(file, DIO_REQ_READ, 0, L, 4 * KiB, b, NULL), 0);
+	cr_assert(test_pattern_check(b + 512, 4 * KiB - 512, L + 512, 30),
+		  "written back: the block's bytes past the write");
+	free(b);
+}
