@@ -156,7 +156,11 @@ cu_wdata(struct dio_cache *c, struct cunit *u, uint64_t mask)
 	struct cbuf *nb;
 	uint64_t m = u->uptodate;
 
-	if ((!(mask & m) && !u->drop_lent) || !cu_lent(u))
+	if (!cu_lent(u)) {
+		u->drop_lent = false;	/* the replies are gone: nothing left to keep stable */
+		return u->buf->b.data;
+	}
+	if (!(mask & m) && !u->drop_lent)
 		return u->buf->b.data;
 	nb = cbuf_get(c);
 	if (!nb)

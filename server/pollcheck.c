@@ -90,6 +90,8 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
 		uint64_t with_ns = pc->poll_chosen ? pc->measured_ns : len;
 		uint64_t without = pc->poll_chosen ? count : pc->measured;
 		uint64_t without_ns = pc->poll_chosen ? len : pc->measured_ns;
+		uint64_t with_cpu = pc->poll_chosen ? pc->measured_cpu : used;
+		uint64_t without_cpu = pc->poll_chosen ? used : pc->measured_cpu;
 
 		pc->poll_chosen = pollcheck_decide(with, with_ns, without, without_ns,
 						   pc->poll_chosen);
@@ -100,8 +102,8 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
 			pc->last_nopoll = without;
 			pc->last_poll_ns = with_ns;
 			pc->last_nopoll_ns = without_ns;
-			pc->last_poll_cpu = pc->poll_chosen ? pc->measured_cpu : used;
-			pc->last_nopoll_cpu = pc->poll_chosen ? used : pc->measured_cpu;
+			pc->last_poll_cpu = with_cpu;
+			pc->last_nopoll_cpu = without_cpu;
 			log_debug("polling check: %.0f replies/s polling, %.0f without "
 				  "(%.1f / %.1f us of CPU per reply): %s",
 				  pollcheck_rate(with, with_ns), pollcheck_rate(without, without_ns),
