@@ -318,7 +318,7 @@ tp_alloc(struct dio_tpool *p, struct tp_vol *v)
 	int want = TP_C_FREE;
 
 	for (;;) {
-		if (p->free_chunks == 0 && !p->ndiscarding)
+		if (p->free_chunks == 0 && !p->ndiscarding && !p->nrq)
 			return -ENOSPC;
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t c = (v->cursor + i) % n;
@@ -335,9 +335,12 @@ tp_alloc(struct dio_tpool *p, struct tp_vol *v)
 			want = TP_C_DISCARD;
 			continue;
 		}
-		if (!p->ndiscarding)
+		if (!p->ndiscarding && !p->nrq)
 			return -ENOSPC;
-		/* The last free chunks are being discarded: wait for that batch. */
+		/*
+		 * The last free chunks are being discarded, or a deleted volume's
+		 * are still being reclaimed: wait for that batch (both broadcast).
+		 */
 		pthread_cond_wait(&p->discard_cond, &p->lock);
 		want = TP_C_FREE;
 	}

@@ -135,6 +135,8 @@ reclaim_some(struct dio_tpool *p, uint64_t max)
 	r->left = n < r->left ? r->left - n : 0;
 	p->reclaimed += n;
 	release(p, r->serial);
+	/* an allocation that found the pool full waits for this (tp_alloc) */
+	pthread_cond_broadcast(&p->discard_cond);
 	if (r->next < (r->v->nl + TP_LEAF - 1) / TP_LEAF)
 		return;
 	dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 "): %" PRIu64 " chunks reclaimed "

@@ -392,7 +392,7 @@ struct dio_tpool {
 	struct tp_run *dq;		/* runs that may hold TP_C_DISCARD chunks */
 	size_t ndq, capdq;
 	uint64_t ndiscarding;		/* chunks TP_C_DISCARDING */
-	pthread_cond_t discard_cond;	/* a discard in flight completed, or a commit's I/O */
+	pthread_cond_t discard_cond;	/* a discard in flight completed, a commit's I/O, or a reclaim batch */
 	uint64_t discarded;		/* chunks discarded in the background */
 	uint32_t discard_batch;		/* the most chunks one background discard covers */
 

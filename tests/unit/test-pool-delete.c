@@ -455,3 +455,68 @@ Test(pool_delete, close_mid_reclaim_finishes_it, .init = setup, .fini = teardown
 	open_pool(100);
 	cr_assert_eq(test_pool_free_chunks(pool), free0);
 }
+
+struct alloc_writer {
+	struct dio_volume *v;
+	uint64_t off;
+	int ret;
+	bool done;
+};
+
+static void *
+alloc_write(void *arg)
+{
+	struct alloc_writer *w = arg;
+	struct dio_ctx *wctx = test_ctx_create(NULL, NULL);
+	uint8_t *b = test_alloc(CS);
+
+	test_pattern(b, CS, w->off, 9);
+	w->ret = test_io(wctx, w->v, DIO_REQ_WRITE, 0, w->off, CS, b);
+	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+	free(b);
+	dio_ctx_destroy(wctx);
+	return NULL;
+}
+
+/*
+ * A full pool, a volume deleted: a write that needs a chunk waits for the
+ * reclaim's next batch rather than failing with ENOSPC while the deleted
+ * volume's chunks are still being given back.
+ */
+Test(pool_delete, a_full_pool_waits_for_the_reclaim_not_enospc, .init = setup, .fini = teardown)
+{
+	struct alloc_writer w = { 0 };
+	struct dio_volume *o;
+	uint64_t off;
+	pthread_t t;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_create(pool, "other", 256 * MiB), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "other", &o), 0);
+	/* Every chunk left, one write each, until the pool says it is full. */
+	for (off = 0; off < 256 * MiB; off += CS) {
+		test_pattern(buf, CS, off, 8);
+		if (test_io(ctx, o, DIO_REQ_WRITE, 0, off, CS, buf) == -ENOSPC)
+			break;
+	}
+	cr_assert_lt(off, 256 * MiB);
+	cr_assert_eq(test_pool_free_chunks(pool), 0);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	w.v = o;
+	w.off = off;
+	cr_assert_eq(pthread_create(&t, NULL, alloc_write, &w), 0);
+	usleep(300 * 1000);
+	cr_assert_not(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE),
+		      "a write into a full pool with a reclaim pending ended at once: %d", w.ret);
+	allow(-1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.ret, 0, "the write after the delete: %d", w.ret);
+	cr_assert(reclaimed());
+	cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, off, CS, buf), 0);
+	cr_assert(test_pattern_check(buf, CS, off, 9));
+	dio_volume_put(o);
+	close_pool();
+	check_clean();
+}
