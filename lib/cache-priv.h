@@ -141,12 +141,6 @@ struct dio_cache {
 	uint64_t nbufs;			/* buffers in use */
 	bool zombie;			/* released while replies held buffers: the last frees c */
 	uint64_t nunits, ndirty_units, ndirty;	/* ndirty in blocks */
-	/*
-	 * Units [keep_lo, keep_hi] are not evicted (keep_hi < keep_lo: none):
-	 * a write copying itself in makes units for its range, and must not
-	 * evict one whose block it covers in part and checked uptodate.
-	 */
-	uint64_t keep_lo, keep_hi;
 	/* moves as write-through starts and ends, and as a unit once dirty is dropped */
 	uint64_t mod_seq;
 	unsigned int wt_inflight;
@@ -213,6 +207,8 @@ void cache_free_mem(struct dio_cache *c);
 struct cunit *cu_find(struct dio_cache *c, uint64_t idx);
 /* The unit idx, made (evicting the least recent clean one if need be); NULL if none is free. */
 struct cunit *cu_get(struct dio_cache *c, uint64_t idx);
+struct cunit *cu_get_keeping(struct dio_cache *c, uint64_t idx, uint64_t keep_lo,
+			     uint64_t keep_hi);
 /* Make u the most recently used. */
 void cu_touch(struct dio_cache *c, struct cunit *u);
 /* Blocks of unit idx that overlap [pos, end), or (whole) lie inside it. */

@@ -46,7 +46,7 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 	/*
 	 * The units there already: their own buffers (copies of those READ
 	 * replies hold) before any byte is written. Making the others evicts
-	 * none of the range (keep_lo/keep_hi): a unit whose block the write
+	 * none of the range (cu_get_keeping): a unit whose block the write
 	 * covers in part must still hold that block's other bytes.
 	 */
 	for (uint64_t i = first; i <= last; i++) {
@@ -55,21 +55,15 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		if (u && !cu_wdata(c, u, cu_mask(c, i, pos, end, false)))
 			return -EAGAIN;
 	}
-	c->keep_lo = first;
-	c->keep_hi = last;
 	for (p = pos; p < end; p = e) {
 		uint64_t bp = p / c->bs * c->bs, be = blk_end(c, bp);
 		uint64_t bit = 1ull << ((bp & (CU_SIZE - 1)) / c->bs);
-		struct cunit *u = cu_get(c, bp >> CU_SHIFT);
+		struct cunit *u = cu_get_keeping(c, bp >> CU_SHIFT, first, last);
 		uint8_t *data = u ? cu_wdata(c, u, bit) : NULL;
 
 		e = be < end ? be : end;
-		if (!data) {
-			/* no unit to evict outside the range: what is copied stays dirty, the rest waits */
-			c->keep_lo = 1;
-			c->keep_hi = 0;
+		if (!data)	/* none to evict outside the range: what is in stays dirty, the rest waits */
 			return -EAGAIN;
-		}
 		memcpy(data + (p & (CU_SIZE - 1)), buf + (p - pos), e - p);
 		u->uptodate |= bit;
 		u->ra &= ~bit;
@@ -85,8 +79,6 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		u->seq++;
 		cu_touch(c, u);
 	}
-	c->keep_lo = 1;
-	c->keep_hi = 0;
 	if (req->writer && !req->writer->wrote) {
 		req->writer->wrote = true;
 		req->writer->seen = c->err_seq;
@@ -587,6 +579,16 @@ wb_take_flushes(struct dio_cache *c, struct cop *first)
 	tail->next = NULL;
 }
 
+/* Write back everything dirty (*wret: 0 or its error), then flush the lower volume. */
+static int
+wb_all_flushed(struct dio_cache *c, int *wret)
+{
+	struct dio_req d = { .op = DIO_REQ_FLUSH };
+
+	*wret = wb_range(c, 0, c->vol.size);
+	return dio_submit_sync(c->wbctx, c->lower, &d);
+}
+
 /*
  * FLUSH: write back what is dirty, flush the lower volume once, then answer
  * first and every FLUSH queued behind it (so a client that keeps sending
@@ -595,15 +597,13 @@ wb_take_flushes(struct dio_cache *c, struct cop *first)
 static void
 wb_flush_batch(struct dio_cache *c, struct cop *first)
 {
-	struct dio_req d = { .op = DIO_REQ_FLUSH };
 	struct cop *op, *next;
 	int ret, wret;
 
 	pthread_mutex_lock(&c->lock);
 	wb_take_flushes(c, first);
 	pthread_mutex_unlock(&c->lock);
-	wret = wb_range(c, 0, c->vol.size);
-	ret = dio_submit_sync(c->wbctx, c->lower, &d);
+	ret = wb_all_flushed(c, &wret);
 	for (op = first; op; op = next) {
 		int r;
 
@@ -620,7 +620,6 @@ static void
 wb_do(struct dio_cache *c, struct cop *op)
 {
 	const struct dio_req *req = op->vio ? op->vio->req : NULL;
-	struct dio_req d = { .op = DIO_REQ_FLUSH };
 	int ret = 0, wret;
 
 	switch (op->kind) {
@@ -639,8 +638,7 @@ wb_do(struct dio_cache *c, struct cop *op)
 		wb_flush_batch(c, op);
 		return;	/* every FLUSH of the batch is answered and freed */
 	case COP_SYNC:
-		wret = wb_range(c, 0, c->vol.size);
-		ret = dio_submit_sync(c->wbctx, c->lower, &d);
+		ret = wb_all_flushed(c, &wret);
 		pthread_mutex_lock(&c->lock);
 		op->res = wret < 0 ? wret : ret;
 		op->finished = true;

@@ -114,16 +114,17 @@ cu_free(struct dio_cache *c, struct cunit *u)
 }
 
 /*
- * Evict the least recent clean unit, one that no READ reply holds unless
- * lent (whose memory comes back only with the reply). false if none.
+ * Evict the least recent clean unit outside units [keep_lo, keep_hi], one
+ * that no READ reply holds unless lent (whose memory comes back only with
+ * the reply). false if none.
  */
 static bool
-cu_evict(struct dio_cache *c, bool lent)
+cu_evict(struct dio_cache *c, bool lent, uint64_t keep_lo, uint64_t keep_hi)
 {
 	struct cunit *v;
 
 	for (v = c->lru.prev; v != &c->lru && (v->dirty || (!lent && cu_lent(v)) ||
-					       (v->idx >= c->keep_lo && v->idx <= c->keep_hi));
+					       (v->idx >= keep_lo && v->idx <= keep_hi));
 	     v = v->prev)
 		;
 	if (v == &c->lru)
@@ -133,18 +134,20 @@ cu_evict(struct dio_cache *c, bool lent)
 }
 
 /*
- * The unit idx, made (evicting the least recent clean one if need be); NULL if none is free.
- * Memory held by replies counts too: a clean unit no reply holds is evicted to make up for it.
+ * The unit idx, made (evicting the least recent clean one outside units
+ * [keep_lo, keep_hi] if need be); NULL if none is free. Memory held by
+ * replies counts too: a clean unit no reply holds is evicted to make up for it.
  */
 struct cunit *
-cu_get(struct dio_cache *c, uint64_t idx)
+cu_get_keeping(struct dio_cache *c, uint64_t idx, uint64_t keep_lo, uint64_t keep_hi)
 {
 	struct cunit *u = cu_find(c, idx);
 
 	if (u)
 		return u;
-	if ((c->nunits >= c->max_units || c->nbufs >= c->max_units) && !cu_evict(c, false) &&
-	    c->nunits >= c->max_units && !cu_evict(c, true))
+	if ((c->nunits >= c->max_units || c->nbufs >= c->max_units) &&
+	    !cu_evict(c, false, keep_lo, keep_hi) && c->nunits >= c->max_units &&
+	    !cu_evict(c, true, keep_lo, keep_hi))
 		return NULL;
 	u = calloc(1, sizeof(*u));
 	if (!u || !(u->buf = cbuf_get(c))) {
@@ -159,6 +162,13 @@ cu_get(struct dio_cache *c, uint64_t idx)
 	if (c->nunits * CU_SIZE > c->st.peak)
 		c->st.peak = c->nunits * CU_SIZE;
 	return u;
+}
+
+/* The unit idx, made (evicting the least recent clean one if need be); NULL if none is free. */
+struct cunit *
+cu_get(struct dio_cache *c, uint64_t idx)
+{
+	return cu_get_keeping(c, idx, 1, 0);	/* keeps none */
 }
 
 /* The end of the block that starts at bpos (the volume may end inside it). */
@@ -727,7 +737,6 @@ dio_cache_create(struct dio_volume *lower, const struct dio_cache_opts *opts,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->keep_lo = 1;	/* keep no unit from eviction */
 	c->engine = opts->engine;
 	c->ctx_opts = opts->ctx;
 	if (!c->ctx_opts.pool.arena_size)
