@@ -23,8 +23,9 @@
 # DIO_BENCH_META_SIZE (the volume filled with random 4 KiB writes for the
 # metadata figure), DIO_BENCH_LIMIT (seconds; no repetition starts that
 # would end past it), DIO_BENCH_CHUNK (the pool's chunk size, default 64K),
-# DIO_BENCH_POOL_DISCARD (dionbd --pool-discard: off keeps the preallocated
-# pool file allocated after volumes of earlier rows are deleted),
+# DIO_BENCH_POOL_DISCARD (dionbd --pool-discard, and dionbd-pool --no-discard
+# when off: off keeps the preallocated pool file allocated after volumes of
+# earlier rows are deleted),
 # DIO_BENCH_COW_SIZE (the volume cloned for cow-4k-qd32), DIO_BENCH_RD_SIZE
 # (the volumes and images the rd rows read), DIO_BENCH_SNAPS
 # (snapshots per size in snap-create), DIO_BENCH_SNAP_CHUNKS (mapped 4 KiB
@@ -135,6 +136,16 @@ dionbd=$build/server/dionbd
 pooltool=$build/tools/dionbd-pool
 [ -x "$dionbd" ] || die "$dionbd is missing: cmake --build $build --target dionbd"
 [ -x "$pooltool" ] || die "$pooltool is missing: cmake --build $build --target dionbd-pool"
+# The tool frees chunks too (the volumes of earlier rows deleted): with
+# --pool-discard off it must not punch them out of the preallocated pool
+# file either, or the next row's first writes pay the filesystem's allocation.
+ptool() {
+	if [ "$pool_discard" = off ]; then
+		"$pooltool" --no-discard "$@"
+	else
+		"$pooltool" "$@"
+	fi
+}
 snapbench=$build/bench/pool-snap-bench
 ctltool=$build/server/dionbdctl
 if has_row snap-create || has_row vol-delete; then
@@ -266,8 +277,8 @@ nbd_flush() {
 }
 
 pool_new_volume() {
-	"$pooltool" volume delete "$pool" "$1" 2>/dev/null || true
-	"$pooltool" volume create "$pool" "$1" "$2" >/dev/null || die "volume create $1"
+	ptool volume delete "$pool" "$1" 2>/dev/null || true
+	ptool volume create "$pool" "$1" "$2" >/dev/null || die "volume create $1"
 }
 
 # qcow2_new PEER IMAGE SIZE: an empty image
@@ -405,8 +416,8 @@ run_cell() {
 	raw/*|dionbd-raw/*) what=$raw ;;
 	dionbd/ow-*) what=ow ;;
 	dionbd/cow-*) what=cow
-		"$pooltool" volume delete "$pool" cow 2>/dev/null || true
-		"$pooltool" volume clone "$pool" cowbase cow >/dev/null || die "volume clone cowbase cow" ;;
+		ptool volume delete "$pool" cow 2>/dev/null || true
+		ptool volume clone "$pool" cowbase cow >/dev/null || die "volume clone cowbase cow" ;;
 	dionbd/rd-d1-*) what=rd1 ;;
 	dionbd/rd-d8-*) what=rd8-7 ;;
 	qcow2*/cow-*) what=$work/$p-cow.qcow2; qcow2_over "$p" "$what" "$work/$p-cowbase.qcow2" ;;
@@ -444,7 +455,7 @@ run_cell() {
 	# A first-write volume goes now: the pool's metadata reserve is sized
 	# for one at a time (see pool_bytes).
 	case $p/$row in dionbd/fw-*|dionbd/seq-*|dionbd/fua-*|dionbd/cow-*)
-		"$pooltool" volume delete "$pool" "$what" >/dev/null || die "volume delete $what" ;;
+		ptool volume delete "$pool" "$what" >/dev/null || die "volume delete $what" ;;
 	esac
 	# Removed after the repetition, not here: unlinking a qcow2 image
 	# that grew by random clusters took 39 s on this machine, between
@@ -462,10 +473,10 @@ if [ $raw_peers -eq 1 ] && has_row cow-4k-qd32; then make_full "$rawcow" "$cow_b
 make_full "$pool" "$pool_bytes"
 settle "$pool"
 t0=$(date +%s.%N)
-"$pooltool" create --chunk-size "$chunk" "$pool" >"$out/pool-create.log" 2>&1 ||
+ptool create --chunk-size "$chunk" "$pool" >"$out/pool-create.log" 2>&1 ||
 	die "dionbd-pool create failed; see $out/pool-create.log"
 say "pool created in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s: $pool"
-"$pooltool" info "$pool" >"$out/info-empty.txt"
+ptool info "$pool" >"$out/info-empty.txt"
 
 # Volumes and images the overwrite row overwrites, written in full once:
 # the pool volume with 1 MiB sequential writes through dionbd; the qcow2
@@ -534,10 +545,10 @@ if has_row rd-d8-4k-qd32; then
 					pool_new_volume rd8-0 "$rd_bytes"
 				else
 					for v in rd8-$lv rd8-s$lv; do
-						"$pooltool" volume delete "$pool" "$v" 2>/dev/null || true
+						ptool volume delete "$pool" "$v" 2>/dev/null || true
 					done
-					"$pooltool" volume snapshot "$pool" rd8-$(( lv - 1 )) rd8-s$lv >/dev/null &&
-					"$pooltool" volume clone "$pool" rd8-s$lv rd8-$lv >/dev/null ||
+					ptool volume snapshot "$pool" rd8-$(( lv - 1 )) rd8-s$lv >/dev/null &&
+					ptool volume clone "$pool" rd8-s$lv rd8-$lv >/dev/null ||
 						die "snapshot and clone of rd8-$(( lv - 1 ))"
 				fi
 				fill_slice dionbd rd8-$lv $lv ;;
@@ -596,10 +607,10 @@ measured=$(( SECONDS - start ))
 # ---------------------------------------------------------------- metadata
 # The pool's checkpoint in blocks, from dionbd-pool info (daemon stopped:
 # closing checkpointed it and moved the journal tail).
-ckpt_blocks() { "$pooltool" info "$pool" | awk '/^checkpoint:/ { print $2 }'; }
-journal_blocks() { "$pooltool" info "$pool" | awk '/^journal:/ { print $2 }'; }
+ckpt_blocks() { ptool info "$pool" | awk '/^checkpoint:/ { print $2 }'; }
+journal_blocks() { ptool info "$pool" | awk '/^journal:/ { print $2 }'; }
 mapped_of() {
-	"$pooltool" volume list --json "$pool" |
+	ptool volume list --json "$pool" |
 		$python -c 'import json, sys; print(sum(v["mapped"] for v in json.load(sys.stdin) if v["name"] == sys.argv[1]))' "$1"
 }
 meta=$out/meta.txt
@@ -609,10 +620,10 @@ for r in ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1; do if has_row $r; then iss
 if [ $issue10_rows -eq 1 ] && case " $peers " in *" dionbd "*) true ;; *) false ;; esac; then
 	say "metadata: the pool with fw, seq, fua deleted, then a volume filled by random 4 KiB writes"
 	for v in fw seq fua rnd cow cowbase rd1 rd8-0 rd8-{1..7} rd8-s{1..7}; do
-		"$pooltool" volume delete "$pool" "$v" 2>/dev/null || true
+		ptool volume delete "$pool" "$v" 2>/dev/null || true
 	done
 	echo "empty_ckpt_blocks $(awk '/^checkpoint:/ { print $2 }' "$out/info-empty.txt")" >>"$meta"
-	if "$pooltool" volume list "$pool" | grep -q '^ow '; then
+	if ptool volume list "$pool" | grep -q '^ow '; then
 		echo "seq_ckpt_blocks $(ckpt_blocks)" >>"$meta"
 		echo "seq_mapped $(mapped_of ow)" >>"$meta"
 	fi
@@ -627,18 +638,18 @@ if [ $issue10_rows -eq 1 ] && case " $peers " in *" dionbd "*) true ;; *) false 
 	echo "rnd_ckpt_delta $(( $(ckpt_blocks) - c1 ))" >>"$meta"
 	echo "rnd_mapped $(mapped_of rnd)" >>"$meta"
 	echo "journal_blocks_clean $(journal_blocks)" >>"$meta"
-	"$pooltool" info "$pool" >"$out/info-end.txt"
+	ptool info "$pool" >"$out/info-end.txt"
 	# open time of the clean pool, 5 times: the tool (load the checkpoint,
 	# replay an empty journal), and the daemon until nbdinfo has its size
 	for _ in 1 2 3 4 5; do
 		t0=$(date +%s.%N)
-		"$pooltool" info "$pool" >/dev/null
+		ptool info "$pool" >/dev/null
 		echo "open_tool $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.4f", b - a }')" >>"$meta"
 		start_server dionbd rnd "$meta_bytes"
 		echo "open_dionbd $open_s" >>"$meta"
 		stop_server "$sock"
 	done
-	"$pooltool" check "$pool" >"$out/check-end.txt" 2>&1 || die "the pool does not check clean; see $out/check-end.txt"
+	ptool check "$pool" >"$out/check-end.txt" 2>&1 || die "the pool does not check clean; see $out/check-end.txt"
 fi
 # qcow2 beside it: allocated bytes of the filled image less its data
 peers_meta=$peers
@@ -750,12 +761,12 @@ if has_row snap-create || has_row vol-delete; then
 	sp_mib=1024
 	for c in $snap_chunks; do sp_mib=$(( sp_mib + c * 4096 * 2 / 1048576 + 64 )); done
 	truncate -s $(( sp_mib << 20 )) "$spool"
-	"$pooltool" create --chunk-size 4K "$spool" >"$out/snap-pool-create.log" 2>&1 ||
+	ptool create --chunk-size 4K "$spool" >"$out/snap-pool-create.log" 2>&1 ||
 		die "dionbd-pool create (4 KiB chunks) failed; see $out/snap-pool-create.log"
-	"$pooltool" volume create "$spool" keep 1M >/dev/null || die "volume create keep"
+	ptool volume create "$spool" keep 1M >/dev/null || die "volume create keep"
 	exp=()
 	for c in $snap_chunks; do
-		"$pooltool" volume create "$spool" "c$c" $(( c * 4096 )) >/dev/null || die "volume create c$c"
+		ptool volume create "$spool" "c$c" $(( c * 4096 )) >/dev/null || die "volume create c$c"
 		exp+=(-e "c$c=pool:$spool/c$c")
 	done
 	srv_pool=$spool srv_extra="--control $ctl ${exp[*]}"
@@ -808,7 +819,7 @@ for k, v in sorted(d.items()):
 		stop_server "$sock"
 		srv_pool="" srv_extra=""
 	fi
-	"$pooltool" check "$spool" >"$out/snap-check.txt" 2>&1 ||
+	ptool check "$spool" >"$out/snap-check.txt" 2>&1 ||
 		die "the 4 KiB-chunk pool does not check clean; see $out/snap-check.txt"
 	rm -f "$spool"
 fi

@@ -39,7 +39,8 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: dionbd-pool create [--chunk-size N] [--size N] [--journal-blocks N] POOL\n"
+		"usage: dionbd-pool [--no-discard] COMMAND ...\n"
+		"       dionbd-pool create [--chunk-size N] [--size N] [--journal-blocks N] POOL\n"
 		"       dionbd-pool info POOL\n"
 		"       dionbd-pool check POOL\n"
 		"       dionbd-pool repair POOL\n"
@@ -53,7 +54,9 @@ usage(void)
 		"       dionbd-pool revert POOL VOLUME SNAPSHOT\n"
 		"       dionbd-pool diff [--json] POOL BASE TARGET\n"
 		"SIZE takes a K, M, G or T suffix. check: exit 0 clean, 1 problems;\n"
-		"repair: exit 0 repaired or clean, 1 refused; 2: usage.\n");
+		"repair: exit 0 repaired or clean, 1 refused; 2: usage.\n"
+		"--no-discard: chunks a command frees stay allocated on the device\n"
+		"(as dionbd --pool-discard off).\n");
 }
 
 /* A size with an optional K/M/G/T suffix; false when it is not one. */
@@ -145,13 +148,15 @@ log_stderr(int level, const char *msg)
 }
 
 static char errbuf[512];
+/* --no-discard: freed chunks keep their blocks (dionbd --pool-discard off) */
+static bool no_discard;
 
 /* Options to open path with; progress on a terminal. */
 static struct dio_tpool_opts
 pool_opts(bool readonly)
 {
-	struct dio_tpool_opts o = { .readonly = readonly, .errbuf = errbuf,
-				    .errlen = sizeof(errbuf) };
+	struct dio_tpool_opts o = { .readonly = readonly, .no_discard = no_discard,
+				    .errbuf = errbuf, .errlen = sizeof(errbuf) };
 
 	progress_start();
 	if (prog.tty)
@@ -181,7 +186,7 @@ cmd_create(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct dio_tpool_create_opts co = { 0 };
-	struct dio_tpool_opts o = { .errbuf = errbuf, .errlen = sizeof(errbuf) };
+	struct dio_tpool_opts o = { .no_discard = no_discard, .errbuf = errbuf, .errlen = sizeof(errbuf) };
 	uint64_t v;
 	int c;
 
@@ -692,8 +697,20 @@ cmd_diff(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-	const char *cmd = argc > 1 ? argv[1] : "";
+	const char *cmd;
 
+	/*
+	 * Before the command, as it holds for any command that frees chunks
+	 * (delete, resize, revert, repair): a pool file the daemon serves with
+	 * --pool-discard off stays allocated when the tool frees too.
+	 */
+	if (argc > 1 && strcmp(argv[1], "--no-discard") == 0) {
+		no_discard = true;
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
+	cmd = argc > 1 ? argv[1] : "";
 	dio_set_log(log_stderr);
 	if (strcmp(cmd, "create") == 0)
 		return cmd_create(argc - 1, argv + 1);

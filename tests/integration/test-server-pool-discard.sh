@@ -68,3 +68,24 @@ qio_at "$(uri_of vm)" -c "discard 0 8M" -c "flush" -c "read -P 0 0 8M" -c "read 
 [ "$(held)" -ge "$full" ] || fail "--pool-discard off: the pool file shrank from $full to $(held)"
 finish vm
 "$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check after --pool-discard off: $(cat "$TMP/check")"
+
+# dionbd-pool frees chunks too (volume delete): by default they go down as
+# holes, with --no-discard (before the command) they stay allocated, as
+# under the daemon's --pool-discard off.
+"$POOLTOOL" volume create "$P" keep 16M >/dev/null || fail "volume create keep"
+"$POOLTOOL" volume create "$P" drop 16M >/dev/null || fail "volume create drop"
+start_server_or_fail --pool-discard off -e keep="pool:$P/keep" -e drop="pool:$P/drop"
+qio_at "$(uri_of keep)" -c "write -P 0x21 0 16M" -c "flush"
+qio_at "$(uri_of drop)" -c "write -P 0x22 0 16M" -c "flush"
+finish keep
+full=$(held)
+"$POOLTOOL" --no-discard volume delete "$P" keep || fail "--no-discard volume delete"
+[ "$(held)" -ge "$full" ] || fail "--no-discard volume delete: the pool file shrank from $full to $(held)"
+full=$(held)
+"$POOLTOOL" volume delete "$P" drop || fail "volume delete drop"
+[ $((full - $(held))) -ge $((15 * MiB)) ] ||
+	fail "volume delete of 16 MiB written: the pool file only from $full to $(held) bytes"
+"$POOLTOOL" check "$P" >"$TMP/check" 2>&1 || fail "check after the deletes: $(cat "$TMP/check")"
+# The option goes before the command and nowhere else.
+"$POOLTOOL" volume delete --no-discard "$P" vm 2>/dev/null && fail "--no-discard after the command was taken"
+"$POOLTOOL" volume list "$P" | grep -q '^vm ' || fail "the misplaced option deleted vm"
