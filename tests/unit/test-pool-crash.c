@@ -60,6 +60,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,7 @@
 #define MAXW 2048
 #define MAXR 128
 #define MAXSAVE 20	/* failing states saved per workload */
+#define WIDE (TP_LEAF + 2)	/* chunks of a wide volume: its map has two leaves */
 
 /* Stop the program: the simulator itself cannot go on (not a pool finding). */
 #define need(c, ...)                                                                           \
@@ -122,6 +124,15 @@ struct dlog {
 static struct dlog dl;		/* the workload's device */
 static struct dlog rl;		/* a recovery's device */
 
+/*
+ * One event order for all threads: device ops, their completions and the
+ * requests' submissions and replies take their numbers under evlock, so a
+ * threaded workload's log is one order the crash points walk, whatever
+ * thread (writer, committer, reclaim, volume operations) made the event.
+ */
+static pthread_mutex_t evlock = PTHREAD_MUTEX_INITIALIZER;
+static bool log_open(const struct dlog *L);
+
 static void
 dlog_reset(struct dlog *L)
 {
@@ -133,25 +144,44 @@ dlog_reset(struct dlog *L)
 static int
 log_write(struct dlog *L, uint64_t off, uint64_t len, const void *buf, bool fua)
 {
-	struct wrec *w = &L->w[L->nw];
+	struct wrec *w;
 
+	pthread_mutex_lock(&evlock);
 	need(L->nw < MAXW, "device log full");
+	w = &L->w[L->nw];
 	w->off = off;
 	w->len = len;
 	w->data = malloc(len);
 	memcpy(w->data, buf, len);
 	w->fua = fua;
 	w->sub = L->ev++;
+	L->nw++;
 	w->done = -1;
-	return L->nw++;
+	pthread_mutex_unlock(&evlock);
+	return (int)(w - L->w);
 }
 
 static int
 log_flush(struct dlog *L)
 {
+	int f;
+
+	pthread_mutex_lock(&evlock);
 	need(L->nf < MAXW, "device log full");
 	L->f[L->nf] = (struct frec){ .sub = L->ev++, .done = -1 };
-	return L->nf++;
+	f = L->nf++;
+	pthread_mutex_unlock(&evlock);
+	return f;
+}
+
+/* *ev = L's next event; none once the workload's log is closed (never completed). */
+static void
+log_event(struct dlog *L, int *ev)
+{
+	pthread_mutex_lock(&evlock);
+	if (log_open(L))
+		*ev = L->ev++;
+	pthread_mutex_unlock(&evlock);
 }
 
 /* Whether write i of L is durable at crash point k. */
@@ -283,15 +313,21 @@ struct rec_engine {
 	struct dio_engine *inner;
 	struct rec_io *held[256];	/* completed, not yet handed to libdio */
 	int nheld;
+	uint64_t order;		/* completion order rng; 0: submission order */
+	uint64_t qseq;
 };
 
 static struct {
 	bool on;		/* log device ops into dl */
 	uint64_t fail_from;	/* fail every device op from this one on (0: never) */
 	uint64_t nops;		/* device ops counted since fail_from was set */
-	uint64_t order;		/* completion order rng; 0: submission order */
-	uint64_t qseq;
 } rec;
+
+static bool
+log_open(const struct dlog *L)
+{
+	return L != &dl || rec.on;
+}
 
 static bool
 rec_fails(void)
@@ -340,7 +376,7 @@ rec_inner_done(struct dio_io *io, int64_t res)
 static void
 rec_deliver(struct rec_engine *re)
 {
-	int i = rec.order ? (int)(rng_next(&rec.order) % (uint64_t)re->nheld) : 0;
+	int i = re->order ? (int)(rng_next(&re->order) % (uint64_t)re->nheld) : 0;
 	struct rec_io *r = re->held[i];
 	struct dio_io *orig = r->orig;
 	int64_t res = r->res;
@@ -348,9 +384,9 @@ rec_deliver(struct rec_engine *re)
 	memmove(re->held + i, re->held + i + 1, (size_t)(re->nheld - i - 1) * sizeof(*re->held));
 	re->nheld--;
 	if (res >= 0 && r->w >= 0)
-		dl.w[r->w].done = dl.ev++;
+		log_event(&dl, &dl.w[r->w].done);
 	if (res >= 0 && r->f >= 0)
-		dl.f[r->f].done = dl.ev++;
+		log_event(&dl, &dl.f[r->f].done);
 	re->e.inflight--;
 	free(r);
 	orig->res = res;
@@ -367,7 +403,7 @@ rec_queue(struct dio_engine *e, struct dio_io *io)
 
 	need(r, "out of memory");
 	r->orig = io;
-	r->qseq = rec.qseq++;
+	r->qseq = re->qseq++;
 	r->w = r->f = -1;
 	r->shadow = *io;
 	r->shadow.end_io = rec_inner_done;
@@ -447,8 +483,9 @@ static const struct dio_engine_ops rec_ops = {
 	.destroy = rec_destroy,
 };
 
+/* A ctx on a recording engine; order: its completion order seed (0: submission order). */
 static struct dio_ctx *
-rec_ctx(void)
+rec_ctx(uint64_t order)
 {
 	struct dio_engine_opts eo = { .kind = test_engine_kind(), .depth = 64, .threads = 4 };
 	struct rec_engine *re = calloc(1, sizeof(*re));
@@ -459,6 +496,7 @@ rec_ctx(void)
 	ret = dio_engine_create(&eo, &re->inner);
 	need(ret == 0, "engine: %s", strerror(-ret));
 	re->e.ops = &rec_ops;
+	re->order = order;
 	re->e.depth = re->inner->depth;
 	ret = dio_ctx_create_engine(&re->e, NULL, &ctx);
 	need(ret == 0, "ctx: %s", strerror(-ret));
@@ -485,7 +523,7 @@ rec_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool f
 		return -EIO;	/* it never completed: it may be on the device or not */
 	ret = tp_sys_io.pwrite(NULL, fd, buf, len, off, fua);
 	if (ret == 0 && w >= 0)
-		dl.w[w].done = dl.ev++;
+		log_event(&dl, &dl.w[w].done);
 	return ret;
 }
 
@@ -499,7 +537,7 @@ rec_fsync(void *priv, int fd)
 		return -EIO;
 	ret = tp_sys_io.flush(NULL, fd);
 	if (ret == 0 && f >= 0)
-		dl.f[f].done = dl.ev++;
+		log_event(&dl, &dl.f[f].done);
 	return ret;
 }
 
@@ -541,7 +579,7 @@ md_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fu
 		return -EIO;
 	w = log_write(m->log, off, len, buf, fua);
 	memcpy(m->img + off, buf, len);
-	m->log->w[w].done = m->log->ev++;
+	log_event(m->log, &m->log->w[w].done);
 	return 0;
 }
 
@@ -555,8 +593,28 @@ md_flush(void *priv, int fd)
 	if (!m->log)
 		return -EROFS;
 	f = log_flush(m->log);
-	m->log->f[f].done = m->log->ev++;
+	log_event(m->log, &m->log->f[f].done);
 	return 0;
+}
+
+/*
+ * Where sector sec of a volume of sz bytes is: in a wide volume (threaded
+ * workloads) the second half is in the second map leaf, so that deleting
+ * it goes to the reclaim thread (more than one leaf).
+ */
+static uint64_t
+voff(uint64_t sz, uint32_t sec)
+{
+	if (sz <= VOLSZ || sec < VSECS / 2)
+		return (uint64_t)sec * SEC;
+	return (uint64_t)TP_LEAF * CHUNK + (uint64_t)(sec - VSECS / 2) * SEC;
+}
+
+/* The sectors the oracle follows in a volume of sz bytes. */
+static uint32_t
+vsecs(uint64_t sz)
+{
+	return sz > VOLSZ ? VSECS : (uint32_t)(sz / SEC);
 }
 
 /* ---- payloads: (volume, sector, sequence, crc) in every sector ---- */
@@ -698,7 +756,7 @@ req_done(struct dio_req *req, int ret)
 	struct rreq *r = req->priv;
 
 	r->ret = ret;
-	r->done = dl.ev++;
+	log_event(&dl, &r->done);
 }
 
 static const char *
@@ -822,13 +880,12 @@ run_workload(const struct workload *wl)
 		free(rq.r[i].buf);
 	memset(&rq, 0, sizeof(rq));
 	memset(&rec, 0, sizeof(rec));
-	ctx = rec_ctx();
+	ctx = rec_ctx(wl->order);
 	ret = dio_tpool_open(path, &o, &p);
 	need(ret == 0, "open: %s", strerror(-ret));
 	need(dio_tpool_volume_open(p, "v0", &vols[0]) == 0, "v0");
 	need(dio_tpool_volume_open(p, "v1", &vols[1]) == 0, "v1");
 	rec.on = true;
-	rec.order = wl->order;
 	for (int i = 0; i < wl->n;) {
 		int j = i;
 
@@ -1276,7 +1333,7 @@ oracle_vols(const struct vstate *vs, int k)
 static bool
 oracle_volume(const struct vstate *vs, int v, int k, int born)
 {
-	for (uint32_t s = 0; s < vs->size[v] / SEC; s++)
+	for (uint32_t s = 0; s < vsecs(vs->size[v]); s++)
 		if (!oracle_sector(vs, v, s, vs->seq[v][s], k, born))
 			return false;
 	return true;
@@ -1367,7 +1424,7 @@ read_sector(struct dio_volume *vol, const uint8_t *im, uint32_t s)
 	struct dio_extent ext;
 	const uint8_t *d = NULL;
 
-	if (vol->map_ops->map_begin(vol, (uint64_t)s * SEC, SEC, 0, &ext) < 0)
+	if (vol->map_ops->map_begin(vol, voff(vol->size, s), SEC, 0, &ext) < 0)
 		return (const uint8_t *)"";
 	if (ext.type == DIO_EXT_MAPPED)
 		d = im + ext.addr;
@@ -1448,10 +1505,10 @@ read_image(uint8_t *im, struct vstate *vs)
 			continue;
 		vs->exists[v] = true;
 		vs->size[v] = vol->size;
-		if (vol->size > VOLSZ)
+		if (vol->size > VOLSZ && vol->size != (uint64_t)WIDE * CHUNK)
 			ok = failf("%s is %llu bytes, more than any volume here", vname(v),
 				   (unsigned long long)vol->size);
-		for (uint32_t s = 0; ok && s < vol->size / SEC; s++) {
+		for (uint32_t s = 0; ok && s < vsecs(vol->size); s++) {
 			const uint8_t *d = read_sector(vol, im, s);
 
 			vs->seq[v][s] = d ? payload_seq(d, s) : 0;
@@ -1558,6 +1615,7 @@ static struct {
 	bool lng;		/* long mode: more subsets, random ones */
 	uint64_t rng;		/* for the random choices of the long mode */
 	int recov_every;	/* crash recovery of every this-many-th state (0: never) */
+	int points;		/* crash points a workload, about (0: every one) */
 	const char *save_dir;
 	uint64_t failures;	/* failing states, in total */
 	int saved;		/* of the current workload */
@@ -1768,11 +1826,13 @@ crash_states(const char *name)
 	for (int k = 0; k <= dl.ev; k++) {
 		/*
 		 * The long mode: about 24 crash points a workload, for more
-		 * workloads; always the one after each snapshot or clone (its
-		 * frozen contents, checked there).
+		 * workloads (run.points, when set); always the one after each
+		 * snapshot or clone (its frozen contents, checked there).
 		 */
-		if (run.lng && dl.ev > 24 && rng_next(&run.rng) % (uint64_t)dl.ev >= 24 &&
-		    !derive_point(k))
+		int pts = run.points ? run.points : 24;
+
+		if ((run.lng || run.points) && dl.ev > pts &&
+		    rng_next(&run.rng) % (uint64_t)dl.ev >= (uint64_t)pts && !derive_point(k))
 			continue;
 		cs = (struct cstate){ .k = k, .tw = -1, .rk = -1, .rtw = -1 };
 		for_subsets(&dl, k, cs.sel, &cs.nsel, &cs.tw, &cs.ta, &cs.tb, &cs, data_state,
