@@ -47,6 +47,12 @@
  * Snapshots, clones and deletes of shared volumes are volume operations
  * of the workloads; the oracle's rules for them are with struct vstate.
  *
+ * Threaded workloads (run_threaded): writers and volume operations in
+ * threads of their own, with the pool's committer and reclaim thread; the
+ * log is the order the threads made. Their failing states are saved as
+ * traces, case files that hold the log itself (write_trace) and replay
+ * with --replay alone, single-threaded.
+ *
  * Every failing state is saved to DIR (--save or $DIO_CRASH_SAVE; under
  * Criterion $DIO_TEST_DIR/pool-crash-failures when neither is given) as a
  * case file: the workload, its completion order seed, the crash point, the
@@ -1626,6 +1632,183 @@ static struct {
 	int reported, dumped;	/* failing states printed, and as whole cases */
 } run;
 
+/*
+ * A threaded workload's case is its trace: the order its threads made
+ * does not come again, so the case holds the log itself. In place of the
+ * step lines of a workload's case:
+ *   trace SIZE EVENTS
+ *   base OFF SECTOR	the base's sectors that are not free-space garbage
+ *   req OP VOL SEC NSEC FUA SEQ SUB DONE RET ON	every request, in order
+ *   write OFF LEN FUA SUB DONE	every device write, then a "d SECTOR" line
+ *			for each of its sectors
+ *   flush SUB DONE	every device flush
+ * A SECTOR is "z" (zeros), "p VOL SEC SEQ" (that payload) or its 1024 hex
+ * digits. Replay loads the log into dl and rq and the base, and checks
+ * the states as after a run: no thread, nothing run.
+ */
+static void
+put_sector(FILE *f, const uint8_t *s)
+{
+	uint8_t p[SEC];
+	uint32_t o;
+	uint64_t seq;
+	int v;
+
+	memcpy(&v, s + 4, 4);
+	memcpy(&o, s + 8, 4);
+	memcpy(&seq, s + 16, 8);
+	if (test_all_zero(s, SEC)) {
+		fputs("z\n", f);
+		return;
+	}
+	if (!memcmp(s, "PAYL", 4) && v >= 0 && v < NSLOT) {
+		payload(p, v, o, seq);
+		if (!memcmp(p, s, SEC)) {
+			fprintf(f, "p %d %u %llu\n", v, o, (unsigned long long)seq);
+			return;
+		}
+	}
+	for (int i = 0; i < (int)SEC; i++)
+		fprintf(f, "%02x", s[i]);
+	fputc('\n', f);
+}
+
+/* The sector of text t (put_sector's) into s; false if it is none. */
+static bool
+get_sector(const char *t, uint8_t *s)
+{
+	unsigned long long seq;
+	unsigned int o, b;
+	int v;
+
+	if (t[0] == 'z' && (t[1] == '\n' || !t[1])) {
+		memset(s, 0, SEC);
+		return true;
+	}
+	if (sscanf(t, "p %d %u %llu", &v, &o, &seq) == 3) {
+		if (v < 0 || v >= NSLOT)
+			return false;
+		payload(s, v, o, seq);
+		return true;
+	}
+	for (int i = 0; i < (int)SEC; i++) {
+		if (sscanf(t + 2 * i, "%2x", &b) != 1)
+			return false;
+		s[i] = (uint8_t)b;
+	}
+	return true;
+}
+
+static uint64_t tfill[MAXW];	/* bytes of each write loaded so far */
+
+static void
+write_trace(FILE *f)
+{
+	uint8_t g[SEC];
+
+	fprintf(f, "trace %llu %d\n", (unsigned long long)img_size, dl.ev);
+	for (uint64_t o = 0; o < img_size; o += SEC) {
+		memset(g, 0xa5 ^ (int)(o / SEC), SEC);	/* garbage()'s */
+		memcpy(g, "GARBAGE", 7);
+		if (memcmp(base + o, g, SEC)) {
+			fprintf(f, "base %llu ", (unsigned long long)o);
+			put_sector(f, base + o);
+		}
+	}
+	for (int i = 0; i < rq.nr; i++) {
+		const struct rreq *r = &rq.r[i];
+
+		fprintf(f, "req %c %d %u %u %d %llu %d %d %d %d\n", opchar[r->s.op], r->s.vol,
+			r->s.sec, r->s.nsec, r->s.fua, (unsigned long long)r->seq, r->sub, r->done,
+			r->ret, r->on);
+	}
+	for (int i = 0; i < dl.nw; i++) {
+		const struct wrec *w = &dl.w[i];
+
+		fprintf(f, "write %llu %llu %d %d %d\n", (unsigned long long)w->off,
+			(unsigned long long)w->len, w->fua, w->sub, w->done);
+		for (uint64_t o = 0; o < w->len; o += SEC) {
+			fputs("d ", f);
+			put_sector(f, w->data + o);
+		}
+	}
+	for (int i = 0; i < dl.nf; i++)
+		fprintf(f, "flush %d %d\n", dl.f[i].sub, dl.f[i].done);
+}
+
+/* One line of a trace into dl, rq and base: 1 taken, 0 not a trace line, -1 bad. */
+static int
+trace_line(const char *line, struct workload *wl)
+{
+	unsigned long long a, b;
+	unsigned int sec, nsec;
+	int v, fua, sub, done, ret, on, n = 0;
+	char c;
+
+	if (sscanf(line, "trace %llu %d", &a, &v) == 2) {
+		if (a != img_size)
+			return -1;
+		wl->trace = true;
+		garbage(base, 0, img_size);
+		dlog_reset(&dl);
+		for (int i = 0; i < rq.nr; i++)
+			free(rq.r[i].buf);
+		memset(&rq, 0, sizeof(rq));
+		dl.ev = v;
+		return 1;
+	}
+	if (!wl->trace)
+		return 0;
+	if (sscanf(line, "base %llu %n", &a, &n) == 1 && n)
+		return a % SEC == 0 && a < img_size && get_sector(line + n, base + a) ? 1 : -1;
+	if (sscanf(line, "req %c %d %u %u %d %llu %d %d %d %d", &c, &v, &sec, &nsec, &fua, &a,
+		   &sub, &done, &ret, &on) == 10) {
+		const char *o = memchr(opchar, c, OP_NR);
+
+		if (!o || rq.nr >= MAXR || v < 0 || v >= NSLOT)
+			return -1;
+		rq.r[rq.nr++] = (struct rreq){ .s = { (int)(o - opchar), v, sec, nsec, fua != 0 },
+					       .seq = a, .sub = sub, .done = done, .ret = ret,
+					       .on = on };
+		return 1;
+	}
+	if (sscanf(line, "write %llu %llu %d %d %d", &a, &b, &fua, &sub, &done) == 5) {
+		if (dl.nw >= MAXW || b % SEC || !b || a + b > img_size)
+			return -1;
+		dl.w[dl.nw] = (struct wrec){ .off = a, .len = b, .data = malloc(b),
+					     .fua = fua != 0, .sub = sub, .done = done };
+		need(dl.w[dl.nw].data, "out of memory");
+		tfill[dl.nw++] = 0;
+		return 1;
+	}
+	if (line[0] == 'd' && line[1] == ' ') {
+		struct wrec *w = &dl.w[dl.nw - 1];
+
+		if (!dl.nw || tfill[dl.nw - 1] >= w->len ||
+		    !get_sector(line + 2, w->data + tfill[dl.nw - 1]))
+			return -1;
+		tfill[dl.nw - 1] += SEC;
+		return 1;
+	}
+	if (sscanf(line, "flush %d %d", &sub, &done) == 2) {
+		if (dl.nf >= MAXW)
+			return -1;
+		dl.f[dl.nf++] = (struct frec){ .sub = sub, .done = done };
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether the trace loaded is whole: every write's sectors there. */
+static bool
+trace_whole(void)
+{
+	for (int i = 0; i < dl.nw; i++)
+		if (tfill[i] != dl.w[i].len)
+			return false;
+	return true;
+}
+
 /* A case file of workload wl's crash state cs (see load_case) to f. */
 static void
 write_case(FILE *f, const struct workload *wl, const struct cstate *cs)
@@ -1634,6 +1817,8 @@ write_case(FILE *f, const struct workload *wl, const struct cstate *cs)
 	fprintf(f, "# replay: test-pool-crash --replay FILE\n");
 	fprintf(f, "seed %llu\norder %llu\nfail %d %llu\n", (unsigned long long)wl->seed,
 		(unsigned long long)wl->order, wl->fail_step, (unsigned long long)wl->fail_from);
+	if (wl->trace)
+		write_trace(f);
 	for (int i = 0; i < wl->n; i++)
 		fprintf(f, "step %c %d %u %u %d %d\n", opchar[wl->s[i].op], wl->s[i].vol,
 			wl->s[i].sec, wl->s[i].nsec, wl->s[i].fua, wl->s[i].par);
@@ -1695,8 +1880,8 @@ report_state(const struct workload *wl, const struct cstate *cs, const char *nam
 		"point %d, %d volatile writes present%s%s: %s\n", name,
 		(unsigned long long)wl->seed, (unsigned long long)wl->order, cs->k, cs->nsel, torn,
 		rcv, failmsg);
-	if (!first || run.dumped >= 3)
-		return;
+	if (!first || run.dumped >= (wl->trace ? 1 : 3))
+		return;	/* a trace is long: the first one only */
 	run.dumped++;
 	fprintf(stderr, "crash simulator: the case, to replay from a file:\n");
 	write_case(stderr, wl, cs);
@@ -2266,7 +2451,7 @@ static bool
 load_case(const char *file, struct workload *wl, struct cstate *cs)
 {
 	FILE *f = fopen(file, "r");
-	char line[512];
+	char line[2 * SEC + 64];
 
 	if (!f) {
 		fprintf(stderr, "%s: %s\n", file, strerror(errno));
@@ -2282,7 +2467,12 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 		char c;
 		int v, fua, par, n;
 		unsigned int sec, nsec;
+		int t = trace_line(line, wl);
 
+		if (t < 0)
+			goto bad;
+		if (t > 0)
+			continue;
 		if (sscanf(line, "seed %llu", &a) == 1)
 			wl->seed = a;
 		else if (sscanf(line, "order %llu", &a) == 1)
@@ -2316,10 +2506,13 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 		}
 	}
 	fclose(f);
-	if (wl->n && cs->k >= 0)
+	if ((wl->n || (wl->trace && trace_whole())) && cs->k >= 0)
 		return true;
-bad:
 	fprintf(stderr, "%s: not a crash case\n", file);
+	return false;
+bad:
+	fclose(f);
+	fprintf(stderr, "%s: not a crash case: %s", file, line);
 	return false;
 }
 
@@ -2351,7 +2544,12 @@ replay_case(const char *file)
 
 	if (!load_case(file, &wl, &cs))
 		return false;
-	run_workload(&wl);
+	if (wl.trace) {
+		cur = &wl;	/* its log is loaded: as a workload just run */
+		compute_frozen();
+	} else {
+		run_workload(&wl);
+	}
 	if (cs.k > dl.ev)
 		cs.k = dl.ev;	/* the code changed since: its log is shorter */
 	ok = check_state(&cs);
@@ -2858,6 +3056,73 @@ Test(pool_crash, threaded_writers_and_volume_ops, .init = setup, .fini = teardow
 {
 	threaded_runs(1, SEEDS(10), 12, 48);
 	cr_assert_eq(run.failures, 0, "%s", run.first);
+}
+
+/*
+ * FNV-1a over len bytes, from h. Not a crc: a payload sector ends with the
+ * crc32c of the rest, and a crc over a message and its own crc is the same
+ * whatever the message.
+ */
+static uint64_t
+fnv(uint64_t h, const void *buf, size_t len)
+{
+	const uint8_t *b = buf;
+
+	while (len--)
+		h = (h ^ *b++) * 0x100000001b3ull;
+	return h;
+}
+
+/* Everything of the loaded log a replay reads, as one hash. */
+static uint64_t
+log_hash(void)
+{
+	uint64_t c = fnv(0xcbf29ce484222325ull, base, (size_t)img_size);
+
+	c = fnv(c, &dl.ev, sizeof(dl.ev));
+	for (int i = 0; i < dl.nw; i++) {
+		const struct wrec *w = &dl.w[i];
+		int64_t h[5] = { (int64_t)w->off, (int64_t)w->len, w->fua, w->sub, w->done };
+
+		c = fnv(c, h, sizeof(h));
+		c = fnv(c, w->data, (size_t)w->len);
+	}
+	c = fnv(c, dl.f, (size_t)dl.nf * sizeof(*dl.f));
+	for (int i = 0; i < rq.nr; i++) {
+		const struct rreq *r = &rq.r[i];
+		int64_t h[10] = { r->s.op, r->s.vol, r->s.sec, r->s.nsec, r->s.fua,
+				  (int64_t)r->seq, r->sub, r->done, r->ret, r->on };
+
+		c = fnv(c, h, sizeof(h));
+	}
+	return c;
+}
+
+/* A threaded workload's trace, saved and loaded back, is the same log and replays. */
+Test(pool_crash, threaded_trace_round_trip, .init = setup, .fini = teardown)
+{
+	static struct workload wl, back;
+	static struct cstate cs, cs2;
+	char *file;
+	uint64_t hash;
+	FILE *f;
+
+	gen_threaded(7, 12);
+	wl.seed = 7;
+	run_threaded(&wl);
+	hash = log_hash();
+	cs = (struct cstate){ .k = dl.ev / 2, .tw = -1, .rk = -1, .rtw = -1 };
+	cr_assert(asprintf(&file, "%s/trace-round-trip.case", test_dir()) > 0);
+	f = fopen(file, "w");
+	cr_assert(f);
+	write_case(f, &wl, &cs);
+	fclose(f);
+	cr_assert(load_case(file, &back, &cs2), "%s does not load", file);
+	cr_assert(back.trace && cs2.k == cs.k);
+	cr_assert_eq(log_hash(), hash, "the log loaded from %s is not the one saved", file);
+	cr_assert(replay_case(file), "%s: %s", file, run.first);
+	unlink(file);
+	free(file);
 }
 
 /* Fail every device op from the Nth on, in pool create. */
