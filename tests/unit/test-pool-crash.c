@@ -147,12 +147,17 @@ dlog_reset(struct dlog *L)
 	L->ev = L->nw = L->nf = 0;
 }
 
+/* Log a write into L: its index, or -1 once the workload's log is closed. */
 static int
 log_write(struct dlog *L, uint64_t off, uint64_t len, const void *buf, bool fua)
 {
 	struct wrec *w;
 
 	pthread_mutex_lock(&evlock);
+	if (!log_open(L)) {
+		pthread_mutex_unlock(&evlock);
+		return -1;
+	}
 	need(L->nw < MAXW, "device log full");
 	w = &L->w[L->nw];
 	w->off = off;
@@ -167,15 +172,19 @@ log_write(struct dlog *L, uint64_t off, uint64_t len, const void *buf, bool fua)
 	return (int)(w - L->w);
 }
 
+/* Log a flush into L: its index, or -1 once the workload's log is closed. */
 static int
 log_flush(struct dlog *L)
 {
-	int f;
+	int f = -1;
 
 	pthread_mutex_lock(&evlock);
+	if (!log_open(L))
+		goto out;
 	need(L->nf < MAXW, "device log full");
 	L->f[L->nf] = (struct frec){ .sub = L->ev++, .done = -1 };
 	f = L->nf++;
+out:
 	pthread_mutex_unlock(&evlock);
 	return f;
 }
@@ -415,9 +424,9 @@ rec_queue(struct dio_engine *e, struct dio_io *io)
 	r->shadow.end_io = rec_inner_done;
 	r->shadow.priv = r;
 	r->shadow.next = NULL;
-	if (rec.on && io->op == DIO_IO_WRITE)
+	if (io->op == DIO_IO_WRITE)
 		r->w = log_write(&dl, io->offset, io->len, io->buf, io->rw_flags & RWF_DSYNC);
-	else if (rec.on && io->op == DIO_IO_FSYNC)
+	else if (io->op == DIO_IO_FSYNC)
 		r->f = log_flush(&dl);
 	io->next = (struct dio_io *)re;	/* the engine's field: ours until end_io */
 	if (fail) {
@@ -522,7 +531,7 @@ rec_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
 static int
 rec_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
 {
-	int w = rec.on ? log_write(&dl, off, len, buf, fua) : -1;
+	int w = log_write(&dl, off, len, buf, fua);
 	int ret;
 
 	if (rec_fails())
@@ -536,7 +545,7 @@ rec_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool f
 static int
 rec_fsync(void *priv, int fd)
 {
-	int f = rec.on ? log_flush(&dl) : -1;
+	int f = log_flush(&dl);
 	int ret;
 
 	if (rec_fails())
@@ -3229,7 +3238,23 @@ standalone(int argc, char **argv)
 		for (uint64_t s = seed; states < want; s++) {
 			char name[48];
 
-			/* Every third one with snapshots, clones and deletes. */
+			/*
+			 * Every third one with snapshots, clones and deletes;
+			 * every eighth threaded (not run twice: its order is
+			 * the threads').
+			 */
+			if (s % 8 == 7) {
+				snprintf(name, sizeof(name), "threaded seed %llu",
+					 (unsigned long long)s);
+				memset(&wl, 0, sizeof(wl));
+				wl.seed = s;
+				gen_threaded(s, 6 + (int)(s % 20));
+				run_threaded(&wl);
+				if (crash_states(name))
+					fprintf(stderr, "crash simulator: %s fails: %s\n", name,
+						failmsg);
+				continue;
+			}
 			if (s % 3 == 2)
 				gen_snap_workload(s, 6 + (int)(s % 9), s % 2, &wl);
 			else
