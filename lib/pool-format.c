@@ -360,6 +360,8 @@ tp_state_free(struct dio_tpool *p)
 	free(p->cstate);
 	free(p->space);
 	free(p->inflight);
+	free(p->unsharing);
+	free(p->punshare);
 	free(p->meta_used);
 	free(p->buf);
 	free(p->pend);
@@ -438,9 +440,10 @@ tp_create_layout(const char *path, const struct dio_tpool_create_opts *copts,
 	p.cstate = calloc(p.sb.nr_chunks, 1);
 	p.space = calloc(p.sb.nr_chunks, sizeof(*p.space));
 	p.inflight = calloc(p.sb.nr_chunks, sizeof(*p.inflight));
+	p.unsharing = calloc(p.sb.nr_chunks / 8 + 1, 1);
 	p.meta_used = calloc(p.sb.meta_blocks, 1);
 	p.head = 1;
-	if (!p.cstate || !p.space || !p.inflight || !p.meta_used) {
+	if (!p.cstate || !p.space || !p.inflight || !p.unsharing || !p.meta_used) {
 		ret = -ENOMEM;
 		goto out_free;
 	}

@@ -81,15 +81,65 @@ tp_ent_map(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *e,
 	v->mapped++;
 }
 
-/* Space map entry of chunk c down by one; the last reference frees it (see tp_ent_unmap). */
+bool
+tp_unsharing(const struct dio_tpool *p, uint64_t c)
+{
+	return p->unshare_all || (p->unsharing && (p->unsharing[c / 8] >> (c % 8)) & 1);
+}
+
+/* Chunk c lost a reference by record serial, not durable yet; another map keeps one. */
+static void
+unshare_pending(struct dio_tpool *p, uint64_t c, uint64_t serial)
+{
+	if (!p->unsharing ||
+	    tp_grow(&p->punshare, &p->cappunshare, p->npunshare, sizeof(*p->punshare), 64) < 0) {
+		p->unshare_all = serial;	/* every chunk copies until it is durable */
+		return;
+	}
+	p->punshare[p->npunshare++] = (struct tp_pfree){ .chunk = c, .serial = serial };
+	p->unsharing[c / 8] |= (uint8_t)(1u << (c % 8));
+}
+
+/* Records up to serial are durable: the chunks they unshared may be written in place. */
+static void
+unshare_durable(struct dio_tpool *p, uint64_t serial)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < p->npunshare; i++) {
+		uint64_t c = p->punshare[i].chunk;
+
+		if (p->punshare[i].serial > serial)
+			p->punshare[j++] = p->punshare[i];
+		else
+			p->unsharing[c / 8] &= (uint8_t)~(1u << (c % 8));
+	}
+	/* a chunk unshared again by a later record keeps its bit */
+	for (size_t i = 0; i < j; i++)
+		p->unsharing[p->punshare[i].chunk / 8] |= (uint8_t)(1u << (p->punshare[i].chunk % 8));
+	p->npunshare = j;
+	if (p->unshare_all && p->unshare_all <= serial)
+		p->unshare_all = 0;
+}
+
+/*
+ * Space map entry of chunk c down by one; the last reference frees it
+ * (see tp_ent_unmap). When one is left and record serial is not durable,
+ * the chunk is unsharing (pool.h): replay (TP_NO_RELEASE) has only durable
+ * records, and serial 0 frees now.
+ */
 static void
 space_drop(struct dio_tpool *p, uint64_t c, uint64_t serial)
 {
 	if (!p->space[c])
 		return;
 	p->nrefs--;
-	if (--p->space[c] == 0 && serial != TP_NO_RELEASE)
-		tp_chunk_release(p, c, serial);
+	if (--p->space[c] == 0) {
+		if (serial != TP_NO_RELEASE)
+			tp_chunk_release(p, c, serial);
+	} else if (serial && serial != TP_NO_RELEASE && p->npend && p->pend[0].serial <= serial) {
+		unshare_pending(p, c, serial);
+	}
 }
 
 void
@@ -446,6 +496,9 @@ tp_pfree_durable(struct dio_tpool *p, uint64_t serial)
 	bool later = tp_discard_later(p);
 	uint64_t run = 0, run_n = 0, queued = p->ndq;
 	size_t j = 0;
+
+	if (p->npunshare || p->unshare_all)
+		unshare_durable(p, serial);
 
 	for (size_t i = 0; i < p->npfree; i++) {
 		uint64_t c = p->pfree[i].chunk;

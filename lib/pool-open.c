@@ -55,7 +55,10 @@ tp_alloc_state(struct dio_tpool *p, const struct tp_super *sb)
 	free(p->cstate);
 	free(p->space);
 	free(p->inflight);
+	free(p->unsharing);
 	free(p->meta_used);
+	p->npunshare = 0;
+	p->unshare_all = 0;
 	for (uint32_t i = 0; i < p->nvols; i++)
 		tp_vol_free(p->vols[i]);
 	p->nvols = 0;
@@ -68,8 +71,9 @@ tp_alloc_state(struct dio_tpool *p, const struct tp_super *sb)
 	p->cstate = calloc(sb->nr_chunks, 1);
 	p->space = calloc(sb->nr_chunks, sizeof(*p->space));
 	p->inflight = calloc(sb->nr_chunks, sizeof(*p->inflight));
+	p->unsharing = calloc(sb->nr_chunks / 8 + 1, 1);
 	p->meta_used = calloc(sb->meta_blocks, 1);
-	return p->cstate && p->space && p->inflight && p->meta_used ? 0 : -ENOMEM;
+	return p->cstate && p->space && p->inflight && p->unsharing && p->meta_used ? 0 : -ENOMEM;
 }
 
 int

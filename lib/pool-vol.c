@@ -9,7 +9,9 @@
  *             write to them commits, R2); unwritten: UNWRITTEN; reads of
  *             holes and unwritten sub-blocks: no device I/O.
  *  shared     a write to a chunk another volume maps too (a snapshot's or
- *             clone's): a new chunk, MAPPED + NEW + SHARED, naming the old
+ *             clone's), or did until a record not yet durable (a copy,
+ *             a TRIM: tp_unsharing, the durable maps still share it): a
+ *             new chunk, MAPPED + NEW + SHARED, naming the old
  *             chunk's written sub-blocks the write does not cover; the
  *             engine reads those and writes them merged with the new data
  *             in one device write; map_end re-points the lchunk with one
@@ -65,7 +67,19 @@ sub_mask(uint32_t a, uint32_t b)
 }
 
 /*
- * v's lchunk l maps a chunk another volume maps too: copy its written
+ * A write to lchunk l of v (entry e, mapped) must go to a copy: another
+ * map holds the chunk, or held it until a record not yet durable
+ * (tp_unsharing), and a crash would bring that map back with the write in it.
+ */
+static bool
+tpv_must_copy(const struct dio_tpool *p, const struct tp_vol *v, uint64_t l,
+	      const struct tp_ment *e)
+{
+	return tp_shared(p, v, l, e) || tp_unsharing(p, e->p1 - 1);
+}
+
+/*
+ * v's lchunk l maps a chunk another volume maps too (or did, tpv_must_copy): copy its written
  * sub-blocks to a new chunk and point l at it (the volume's own leaf,
  * copied from the shared one first). For a resize's tail (tpv_zero_tail),
  * not the request path (tpv_cow_begin): synchronous under the pool lock,
@@ -89,7 +103,7 @@ tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 		return NULL;
 	}
 	old = e->p1 - 1;
-	if (p->space[old] <= 1)
+	if (p->space[old] <= 1 && !tp_unsharing(p, old))
 		return e;	/* the leaf was shared, the chunk is its alone */
 	c = tp_alloc(p, v);
 	if (c < 0) {
@@ -305,14 +319,14 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
 			goto out;
 		}
-	} else if (write && tp_shared(p, v, l, e)) {
+	} else if (write && tpv_must_copy(p, v, l, e)) {
 		/* Its own leaf first: the chunk may then be the volume's alone. */
 		e = tp_ment_w(p, v, l, false);
 		if (!e) {
 			ret = -errno;
 			goto out;
 		}
-		if (p->space[e->p1 - 1] > 1) {
+		if (p->space[e->p1 - 1] > 1 || tp_unsharing(p, e->p1 - 1)) {
 			ret = tpv_cow_begin(dv, l, e, off, max, ext);
 			goto out;
 		}
@@ -366,7 +380,7 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	if (write && state == 1)
 		ext->flags = DIO_EXT_DIRTY;	/* written, record not durable yet */
 	if ((flags & DIO_MAP_REPORT) && (state & 1) && !(v->flags & TP_VF_RO) &&
-	    tp_shared(p, v, l, e) && !tpv_cow_room(p))
+	    tpv_must_copy(p, v, l, e) && !tpv_cow_room(p))
 		ext->flags = DIO_EXT_UNRESERVED;
 	if (write) {
 		p->inflight[e->p1 - 1]++;
@@ -661,7 +675,7 @@ tpv_zero_tail(struct dio_tpool *p, struct tp_vol *v)
 	if (v->dv && tpv_cow_busy(v->dv, o / cs))
 		return -EBUSY;	/* a write is copying that chunk right now */
 	/* Not in a chunk a snapshot sees: a copy of its own first. */
-	if (tp_shared(p, v, o / cs, e) && !(e = tpv_cow(p, v, o / cs, &ret)))
+	if (tpv_must_copy(p, v, o / cs, e) && !(e = tpv_cow(p, v, o / cs, &ret)))
 		return ret;
 	ret = tp_buf_reserve(p, len);
 	if (ret < 0)

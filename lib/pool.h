@@ -377,6 +377,20 @@ struct dio_tpool {
 	size_t npend, cappend;
 	struct tp_pfree *pfree;		/* chunks freed, not yet durable */
 	size_t npfree, cappfree;
+	/*
+	 * Chunks a record not yet durable took a reference from while
+	 * another map keeps one (a copy-on-write, a TRIM, a revert): the
+	 * durable maps still share them, so their remaining holder must not
+	 * write them in place until that record is durable, or a crash shows
+	 * the write in the map that let go. A bit per chunk (unsharing) to
+	 * look up, the (chunk, record serial) pairs (punshare) to clear by;
+	 * unshare_all, when there was no memory for a pair: every chunk counts
+	 * as unsharing until record unshare_all is durable.
+	 */
+	uint8_t *unsharing;
+	struct tp_pfree *punshare;
+	size_t npunshare, cappunshare;
+	uint64_t unshare_all;
 	uint64_t flush_issued;		/* ids given to device flushes */
 	uint64_t flush_done;		/* highest id of a completed flush */
 	/*
@@ -516,6 +530,11 @@ int64_t tp_alloc(struct dio_tpool *p, struct tp_vol *v);
 void tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial);
 /* Records up to serial are durable: their pending chunks become free. */
 void tp_pfree_durable(struct dio_tpool *p, uint64_t serial);
+/*
+ * Whether a write to chunk c must go to a copy though no other map holds
+ * it now: one lost its reference by a record not yet durable (punshare).
+ */
+bool tp_unsharing(const struct dio_tpool *p, uint64_t c);
 /* The committer: discard one batch of queued chunks, dropping the lock meanwhile. */
 void tp_discard_some(struct dio_tpool *p);
 /* At close, no committer left: discard everything still queued, here. */

@@ -2205,8 +2205,9 @@ static pthread_rwlock_t quiet[2];
 
 /*
  * Whether the volume operations snapshot and clone the writers' volumes
- * too. Off in CI until the pool keeps a clone from writing in place over a
- * chunk its origin's durable map still holds (cow_then_clone_writes_in_place).
+ * too (threaded_snapshots_of_written_volumes): where a clone wrote in place
+ * over a chunk its origin's durable map still held was found
+ * (cow_then_clone_writes_in_place, tp_unsharing).
  */
 static bool tw_origins;
 
@@ -3190,9 +3191,9 @@ Test(pool_crash, threaded_trace_round_trip, .init = setup, .fini = teardown)
 	free(file);
 }
 
-/* ... with snapshots and clones of the writers' volumes: fails, see below. */
+/* ... with snapshots and clones of the writers' volumes too. */
 Test(pool_crash, threaded_snapshots_of_written_volumes, .init = setup, .fini = teardown,
-     .timeout = 240, .disabled = true)
+     .timeout = 240)
 {
 	tw_origins = true;
 	threaded_runs(1, SEEDS(10), 12, 16);
@@ -3207,17 +3208,29 @@ Test(pool_crash, threaded_snapshots_of_written_volumes, .init = setup, .fini = t
  * shared chunk dropped, in memory), then a write to the clone finds the
  * chunk exclusive and writes it in place. A crash before the COW record
  * is durable leaves v0's map on the old chunk: v0 reads the clone's bytes
- * (here v0 sector 2 reads request 5's). Disabled until the pool waits for
- * the record that drops a reference before the other owner writes in
- * place.
+ * (here v0 sector 2 reads request 5's). The clone's write must go to a
+ * copy until that record is durable (tp_unsharing).
  */
-Test(pool_crash, cow_then_clone_writes_in_place, .init = setup, .fini = teardown,
-     .disabled = true)
+Test(pool_crash, cow_then_clone_writes_in_place, .init = setup, .fini = teardown)
 {
 	static const struct step s[] = { W(0, 0, 8, false), W(0, 8, 8, false), FL, CL(0, 3),
 					 W(0, 1, 1, false), W(3, 2, 1, false), FL };
 
 	check_hand(s, 7, "cow-then-clone-in-place");
+}
+
+/*
+ * The same with a TRIM: the clone trims the chunk it shares with v0 (its
+ * reference gone, in memory), then v0 writes it; a crash before the
+ * UNMAP is durable brings the clone's map of the chunk back, and with it
+ * v0's write unless that went to a copy.
+ */
+Test(pool_crash, trim_then_origin_writes_in_place, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 0, 8, false), FL, CL(0, 3), TR(3, 0, 8, false),
+					 W(0, 1, 1, false), FL };
+
+	check_hand(s, 6, "trim-then-origin-in-place");
 }
 
 /* Fail every device op from the Nth on, in pool create. */
