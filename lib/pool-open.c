@@ -337,13 +337,44 @@ dio_tpool_volume_delete(struct dio_tpool *pool, const char *name)
 /* Writes in flight on an open volume: how long a snapshot waits for them to end. */
 #define TP_SNAP_WAIT_US (2 * 1000 * 1000)
 
+/* Whether origin can have a snapshot name now (lock held): 0 or -errno, *o the origin. */
+static int
+tp_snap_check(struct dio_tpool *pool, const char *origin, const char *name, struct tp_vol **o)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < pool->nvols; i++)
+		n += pool->vols[i] != NULL;
+	*o = tp_vol_by_name(pool, origin);
+	if (pool->readonly)
+		return -EROFS;
+	if (!*o)
+		return -ENOENT;
+	if (tp_vol_by_name(pool, name))
+		return -EEXIST;
+	if (n >= pool->sb.max_volumes || n >= UINT16_MAX)
+		return -ENOSPC;	/* and a chunk's count fits its 16 bits */
+	if (!tp_meta_room(pool, 0, ((*o)->nl + TP_LEAF - 1) / TP_LEAF))
+		return -ENOSPC;	/* the metadata reserve could not hold its map (R5) */
+	return 0;
+}
+
+/*
+ * A snapshot is a FLUSH of its origin: it shares the origin's chunks as
+ * they read when its record is appended, so that record becomes durable
+ * only after every write they hold (R1). Writes with a record of their own
+ * order themselves (their records come first, with their needs); a write
+ * in place has none, and o->wneeds says which flush covers the last one.
+ * The device flush is done first, without the lock, and the commit's
+ * device I/O too (tp_commit_unlocked): the origin's writes wait for
+ * neither, only for the lock while the record is appended and applied.
+ */
 static int
 tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool writable)
 {
 	struct tp_rec r = { .type = TP_R_SNAP, .flags = writable ? 0 : TP_VF_RO };
 	struct timespec nap = { 0, 200 * 1000 };
 	struct tp_vol *o;
-	uint32_t n = 0;
 	int ret;
 
 	if (!name[0] || strlen(name) > DIO_TPOOL_NAME_MAX)
@@ -352,8 +383,16 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		return -EIO;
 	snprintf(r.name, sizeof(r.name), "%s", name);
 	pthread_mutex_lock(&pool->lock);
-	for (uint32_t i = 0; i < pool->nvols; i++)
-		n += pool->vols[i] != NULL;
+	/*
+	 * The writes in place so far become durable here, while the origin
+	 * goes on writing; one that completes meanwhile raises o->wneeds past
+	 * this flush, and the commit below flushes again for it.
+	 */
+	ret = tp_snap_check(pool, origin, name, &o);
+	if (ret == 0)
+		ret = tp_flush_unlocked(pool);
+	if (ret < 0)
+		goto out;
 	/*
 	 * A write between map_begin and map_end may be writing in place into
 	 * a chunk the snapshot would share: what it writes would show in the
@@ -365,47 +404,32 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		nanosleep(&nap, NULL);
 		pthread_mutex_lock(&pool->lock);
 	}
-	if (pool->readonly)
-		ret = -EROFS;
-	else if (!o)
-		ret = -ENOENT;
-	else if (tp_vol_by_name(pool, name))
-		ret = -EEXIST;
-	else if (n >= pool->sb.max_volumes || n >= UINT16_MAX)
-		ret = -ENOSPC;	/* and a chunk's count fits its 16 bits */
-	else if (o->writers)
+	/* the lock was dropped: all of it again */
+	ret = tp_snap_check(pool, origin, name, &o);
+	if (ret == 0 && o->writers)
 		ret = -EBUSY;
-	else if (!tp_meta_room(pool, 0, (o->nl + TP_LEAF - 1) / TP_LEAF))
-		ret = -ENOSPC;	/* the metadata reserve could not hold its map (R5) */
-	else {
-		r.vol = (uint32_t)pool->next_vol_id;
-		r.a = o->size;
-		r.b = o->id;
-		/*
-		 * A snapshot is a FLUSH of its origin: it shares the origin's
-		 * chunks as they read now. A write in place that completed
-		 * before it has no record waiting on a flush, so the commit
-		 * below would not flush; flush here, before the record can be
-		 * durable (R1), or a crash leaves a snapshot without that write.
-		 */
-		ret = tp_flush_sync(pool);
-		if (ret == 0)
-			ret = tp_append(pool, &r, 0);
-		if (ret == 0) {
-			char err[200];
+	if (ret < 0)
+		goto out;
+	r.vol = (uint32_t)pool->next_vol_id;
+	r.a = o->size;
+	r.b = o->id;
+	/* needs <= flush_done when the flush above covered every write in place */
+	ret = tp_append(pool, &r, o->wneeds);
+	if (ret == 0) {
+		char err[200];
 
-			ret = tp_apply(pool, &r, err, sizeof(err));
-			if (ret < 0) {
-				pool->npend--;	/* never happened */
-				dio_log(DIO_LOG_ERR, "%s: snapshot of %s: %s", pool->path, origin, err);
-			}
+		ret = tp_apply(pool, &r, err, sizeof(err));
+		if (ret < 0) {
+			pool->npend--;	/* never happened */
+			dio_log(DIO_LOG_ERR, "%s: snapshot of %s: %s", pool->path, origin, err);
 		}
-		/* A pool from before snapshots: a checkpoint marks it as one that has them. */
-		if (ret == 0 && !(pool->sb.feat_incompat & TP_FEAT_INCOMPAT_SHARE))
-			ret = tp_checkpoint(pool);
-		else if (ret == 0)
-			ret = tp_commit(pool, true);
 	}
+	/* A pool from before snapshots: a checkpoint marks it as one that has them. */
+	if (ret == 0 && !(pool->sb.feat_incompat & TP_FEAT_INCOMPAT_SHARE))
+		ret = tp_checkpoint(pool);
+	else if (ret == 0)
+		ret = tp_commit_unlocked(pool, true);	/* the origin writes meanwhile */
+out:
 	pthread_mutex_unlock(&pool->lock);
 	return ret;
 }

@@ -400,6 +400,14 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	if (v->writers)
 		v->writers--;
 	e = tp_ment(v, l);
+	/*
+	 * In place, no record: a snapshot taken from now on shares these
+	 * bytes, and its record must wait for a flush after this (R1).
+	 * Failed or short, some of it may be on the device all the same.
+	 */
+	if (ext->type == DIO_EXT_MAPPED && !(ext->flags & DIO_EXT_SHARED) &&
+	    !(flags & DIO_MAP_FUA))
+		v->wneeds = p->flush_issued + 1;
 	if (ext->flags & DIO_EXT_SHARED) {
 		ret = tpv_cow_end(dv, ext, done >= ext->length, flags, &wake);
 	} else if (done && e && e->p1 == c + 1 && ext->type == DIO_EXT_UNWRITTEN) {

@@ -269,6 +269,11 @@ struct tp_vol {
 	uint64_t nl;		/* logical chunks */
 	struct tp_leaf **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
 	uint32_t writers;	/* writes between map_begin and map_end */
+	/*
+	 * The flush id that makes the last write in place (no record of its
+	 * own) durable, as tp_prec.needs: a snapshot's record needs it (R1).
+	 */
+	uint64_t wneeds;
 	uint64_t cursor;	/* allocation cursor (physical chunk) */
 	uint64_t mapped;	/* chunks mapped */
 	struct tp_dvol *dv;	/* the open dio_volume, or NULL */
@@ -531,6 +536,8 @@ void tp_derive(struct dio_tpool *p);
 int tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs);
 /* A device flush now: every record appended so far becomes safe. 0 or -errno. */
 int tp_flush_sync(struct dio_tpool *p);
+/* tp_flush_sync, the lock dropped while the device flushes. */
+int tp_flush_unlocked(struct dio_tpool *p);
 /*
  * Write the longest prefix of pending records whose data is durable
  * (needs <= flush_done), or all of them after a device flush when all is
