@@ -199,7 +199,24 @@ static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static bool gate_open;
 static int gate_waiting;
 /* which device ops wait at the gate */
-static bool gate_discards, gate_flushes;
+static bool gate_discards, gate_flushes, gate_writes;
+/*
+ * The metadata device ops in order, when oplog_on: a flush's start ('F',
+ * before the gate) and end ('f'), a write's start ('W'), and marks the
+ * test puts in ('M').
+ */
+static char oplog[256];
+static int noplog;
+static bool oplog_on;
+
+static void
+oplog_add(char c)
+{
+	pthread_mutex_lock(&gate_lock);
+	if (oplog_on && noplog < (int)sizeof(oplog) - 1)
+		oplog[noplog++] = c;
+	pthread_mutex_unlock(&gate_lock);
+}
 
 /* Wait (10 s at most) until the test opens the gate. */
 static void
@@ -227,15 +244,23 @@ gated_pread(void *priv, int fd, void *buf, size_t len, uint64_t off)
 static int
 gated_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
 {
+	oplog_add('W');
+	if (gate_writes)
+		gate_pass();
 	return tp_sys_io.pwrite(priv, fd, buf, len, off, fua);
 }
 
 static int
 gated_flush(void *priv, int fd)
 {
+	int ret;
+
+	oplog_add('F');
 	if (gate_flushes)
 		gate_pass();
-	return tp_sys_io.flush(priv, fd);
+	ret = tp_sys_io.flush(priv, fd);
+	oplog_add('f');
+	return ret;
 }
 
 static int
@@ -260,6 +285,9 @@ setup_gated(void)
 	gate_waiting = 0;
 	gate_discards = true;
 	gate_flushes = false;
+	gate_writes = false;
+	oplog_on = false;
+	noplog = 0;
 	opts.io = &gated_io;
 	setup_ms(100);
 }
@@ -483,5 +511,137 @@ Test(pool_commit, writes_go_on_while_a_commit_waits_for_the_device, .init = setu
 		  "the write before the FUA write was lost");
 	cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, 2 * MiB, 64 * KiB, rbuf), 0);
 	cr_assert(test_pattern_check(rbuf, 64 * KiB, 2 * MiB, 13), "the FUA write was lost");
+	dio_volume_put(v);
+}
+
+/*
+ * Snapshots (issue 11): the origin is written while a snapshot of it is
+ * under way. Its pool has no background commit, so the device ops at the
+ * gate are the snapshot's own.
+ */
+static void
+setup_snap_gated(void)
+{
+	gate_open = false;
+	gate_waiting = 0;
+	gate_discards = gate_flushes = gate_writes = false;
+	oplog_on = false;
+	noplog = 0;
+	opts.io = &gated_io;
+	setup_ms(0);
+}
+
+struct bg_snap {
+	const char *origin, *name;
+	int ret;
+};
+
+static void *
+bg_snap_fn(void *arg)
+{
+	struct bg_snap *b = arg;
+
+	b->ret = dio_tpool_volume_snapshot(pool, b->origin, b->name);
+	return NULL;
+}
+
+/* A write of 64 KiB at off with pattern seed, which must not wait 2 s. */
+static void
+quick_write(struct dio_volume *v, uint64_t off, uint32_t seed)
+{
+	double t = now_s();
+
+	test_pattern(wbuf, 64 * KiB, off, seed);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_WRITE, 0, off, 64 * KiB, wbuf), 0);
+	t = now_s() - t;
+	cr_assert_lt(t, 2.0, "a write to the origin waited %.1f s for the snapshot", t);
+}
+
+/* Whether [off, off + len) of volume name reads pattern seed. */
+static bool
+reads(const char *name, uint64_t off, uint64_t len, uint32_t seed)
+{
+	struct dio_volume *v;
+	bool ok;
+
+	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0, "open %s", name);
+	cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, off, len, rbuf), 0);
+	ok = test_pattern_check(rbuf, len, off, seed);
+	dio_volume_put(v);
+	return ok;
+}
+
+/*
+ * While the snapshot's journal write is held at the gate, the origin's
+ * writes go on: one into a chunk the snapshot shares now (a copy), one
+ * into a hole. The snapshot replies only once its record is written, and
+ * holds exactly what the origin held when it was taken, before and after
+ * a crash.
+ */
+Test(pool_commit, origin_writes_go_on_while_a_snapshot_commits, .init = setup_snap_gated,
+     .fini = teardown_gated)
+{
+	struct bg_snap b = { .origin = "a", .name = "s", .ret = 1 };
+	struct dio_volume *v;
+	pthread_t th;
+
+	fill_volume("a", 1 * MiB, 31);
+	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
+	gate_writes = true;
+	cr_assert_eq(pthread_create(&th, NULL, bg_snap_fn, &b), 0);
+	cr_assert(op_at_gate(), "the snapshot wrote no metadata");
+	quick_write(v, 0, 32);		/* shared with the snapshot now */
+	quick_write(v, 2 * MiB, 33);	/* a hole */
+	cr_assert_eq(b.ret, 1, "the snapshot replied (%d) before its record was written", b.ret);
+	open_gate();
+	pthread_join(th, NULL);
+	cr_assert_eq(b.ret, 0, "the snapshot failed: %d", b.ret);
+	cr_assert(reads("s", 0, 1 * MiB, 31), "the snapshot holds a write made after it");
+	cr_assert(reads("a", 0, 64 * KiB, 32));
+	cr_assert(reads("a", 64 * KiB, 1 * MiB - 64 * KiB, 31));
+	cr_assert(reads("a", 2 * MiB, 64 * KiB, 33));
+	v = crash_reopen(v);
+	cr_assert(reads("s", 0, 1 * MiB, 31), "after a crash, the snapshot is not the origin "
+		  "as it was taken");
+	dio_volume_put(v);
+}
+
+/*
+ * R1 for a write in place that completes while the snapshot's first
+ * flush is held at the gate: that flush started before it, so it does not
+ * cover it, and the snapshot (which holds it) must flush again before its
+ * record is written. Without that a crash may keep the snapshot and lose
+ * the write it replied to hold.
+ */
+Test(pool_commit, snapshot_flushes_a_write_in_place_made_during_its_flush,
+     .init = setup_snap_gated, .fini = teardown_gated)
+{
+	struct bg_snap b = { .origin = "a", .name = "s", .ret = 1 };
+	struct dio_volume *v;
+	const char *m, *w;
+	pthread_t th;
+	bool flushed = false;
+
+	fill_volume("a", 1 * MiB, 41);	/* written and committed: a write to it is in place */
+	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
+	oplog_on = gate_flushes = true;
+	cr_assert_eq(pthread_create(&th, NULL, bg_snap_fn, &b), 0);
+	cr_assert(op_at_gate(), "the snapshot did not flush");
+	quick_write(v, 0, 42);
+	oplog_add('M');
+	open_gate();
+	pthread_join(th, NULL);
+	cr_assert_eq(b.ret, 0, "the snapshot failed: %d", b.ret);
+	oplog[noplog] = 0;
+	/* After the mark: a flush started and done, then the journal write. */
+	m = strchr(oplog, 'M');
+	w = m ? strchr(m, 'W') : NULL;
+	cr_assert(w, "no journal write after the write in place (%s)", oplog);
+	for (const char *f = strchr(m, 'F'); f && f < w && !flushed; f = strchr(f + 1, 'F'))
+		flushed = memchr(f, 'f', (size_t)(w - f)) != NULL;
+	cr_assert(flushed, "the snapshot's record was written without a flush after the write "
+		  "in place it holds (device ops %s)", oplog);
+	cr_assert(reads("s", 0, 64 * KiB, 42), "the snapshot misses a write completed before it");
+	cr_assert(reads("s", 64 * KiB, 1 * MiB - 64 * KiB, 41));
 	dio_volume_put(v);
 }
