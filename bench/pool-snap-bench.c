@@ -5,7 +5,7 @@
  * it), then N times: dio_tpool_volume_snapshot(ORIGIN -> NAME), then
  * dio_tpool_volume_delete(NAME), each timed alone (CLOCK_MONOTONIC).
  *
- *   pool-snap-bench [-f] [-w] POOL ORIGIN N [NAME]
+ *   pool-snap-bench [-f] [-w] [-s MS] POOL ORIGIN N [NAME]
  *
  * Prints one line per call, "snap_us X" and "delsnap_us Y", and first
  * "open_ms Z" (the pool's open: checkpoint load and journal replay).
@@ -17,6 +17,10 @@
  *      "writes W", "snap_write_p99_us" and "snap_write_max_us" of the
  *      writes in flight during a snapshot call, "quiet_p50_us" and
  *      "quiet_max_us" of the writes during no call.
+ *  -s  a slow device for the pool's metadata: each of its flushes and
+ *      writes (lib/pool.h's io hooks) takes MS ms more; the data I/O of
+ *      the writes is as fast as ever. What a write waits for the pool's
+ *      device I/O stands out from the device's own noise.
  * Exit 0, 1 on a failure (the call's error on stderr), 2 on usage.
  */
 #include <errno.h>
@@ -33,6 +37,7 @@
 #include "dio/dio.h"
 #include "dio/tpool.h"
 #include "dio/volume.h"
+#include "pool.h"
 
 #define MAXW (4u << 20)		/* writes timed at most */
 #define MAXCALL 4096		/* calls timed at most (2 per snapshot) */
@@ -125,6 +130,33 @@ fill(struct dio_volume *vol, uint64_t size)
 	return ret < 0 ? ret : 0;
 }
 
+/* -s: the pool's metadata I/O, slowed down by slow_ms. */
+static unsigned int slow_ms;
+
+static void
+slow(void)
+{
+	struct timespec ts = { slow_ms / 1000, (long)(slow_ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static int
+slow_pwrite(void *priv, int fd, const void *buf, size_t len, uint64_t off, bool fua)
+{
+	slow();
+	return tp_sys_io.pwrite(priv, fd, buf, len, off, fua);
+}
+
+static int
+slow_flush(void *priv, int fd)
+{
+	slow();
+	return tp_sys_io.flush(priv, fd);
+}
+
+static struct dio_tpool_io slow_io;
+
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -196,7 +228,7 @@ pause_of(double a, double b)
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: pool-snap-bench [-f] [-w] POOL ORIGIN N [NAME]\n");
+	fprintf(stderr, "usage: pool-snap-bench [-f] [-w] [-s MS] POOL ORIGIN N [NAME]\n");
 	return 2;
 }
 
@@ -215,11 +247,13 @@ main(int argc, char **argv)
 	long n;
 	int ret, c, nc = 0;
 
-	while ((c = getopt(argc, argv, "fw")) != -1) {
+	while ((c = getopt(argc, argv, "fws:")) != -1) {
 		if (c == 'f')
 			do_fill = true;
 		else if (c == 'w')
 			do_write = true;
+		else if (c == 's')
+			slow_ms = (unsigned int)strtoul(optarg, NULL, 10);
 		else
 			return usage();
 	}
@@ -233,6 +267,12 @@ main(int argc, char **argv)
 	o.errlen = sizeof(err);
 	o.no_discard = true;
 	o.commit_ms = do_write ? 1000 : 0;	/* as dionbd: unflushed writes committed within 1 s */
+	if (slow_ms) {
+		slow_io = tp_sys_io;
+		slow_io.pwrite = slow_pwrite;
+		slow_io.flush = slow_flush;
+		o.io = &slow_io;
+	}
 	t0 = now_us();
 	ret = dio_tpool_open(argv[1], &o, &p);
 	if (ret < 0) {
