@@ -179,7 +179,8 @@ quantile(double *v, size_t n, double q)
 static void
 report(double (*c)[2], int nc)
 {
-	double *in = malloc((wr.n + 1) * sizeof(double)), *quiet = malloc((wr.n + 1) * sizeof(double));
+	double *in = malloc((wr.n + 1) * sizeof(double));
+	double *quiet = malloc((wr.n + 1) * sizeof(double));
 	size_t nin = 0, nq = 0, k = 0;
 
 	if (!in || !quiet) {
@@ -266,7 +267,7 @@ main(int argc, char **argv)
 	o.errbuf = err;
 	o.errlen = sizeof(err);
 	o.no_discard = true;
-	o.commit_ms = do_write ? 1000 : 0;	/* as dionbd: unflushed writes committed within 1 s */
+	o.commit_ms = do_write ? 1000 : 0;	/* as dionbd: unflushed writes within 1 s */
 	if (slow_ms) {
 		slow_io = tp_sys_io;
 		slow_io.pwrite = slow_pwrite;
@@ -294,7 +295,8 @@ main(int argc, char **argv)
 		t0 = now_us();
 		ret = fill(vol, wr.size);
 		if (ret < 0) {
-			fprintf(stderr, "pool-snap-bench: writing %s: %s\n", origin, strerror(-ret));
+			fprintf(stderr, "pool-snap-bench: writing %s: %s\n", origin,
+				strerror(-ret));
 			goto out;
 		}
 		printf("fill_s %.1f\n", (now_us() - t0) / 1e6);

@@ -29,7 +29,8 @@ out=$("$snapbench" "$pool" v 3) || fail "pool-snap-bench exited $?"
 grep -qE '^open_ms [0-9]+[.][0-9]+$' <<<"$out" || fail "no open_ms line: $out"
 # -f -w: the origin written whole, then a writer on it during the calls
 out=$("$snapbench" -f -w "$pool" v 2) || fail "pool-snap-bench -f -w exited $?"
-[ "$(grep -cE '^pause_us [0-9]+[.][0-9]$' <<<"$out")" -eq 2 ] || fail "want 2 pause_us lines, got: $out"
+[ "$(grep -cE '^pause_us [0-9]+[.][0-9]$' <<<"$out")" -eq 2 ] ||
+	fail "want 2 pause_us lines, got: $out"
 for k in fill_s writes snap_write_p99_us snap_write_max_us quiet_p50_us quiet_max_us; do
 	grep -qE "^$k [0-9]+([.][0-9]+)?$" <<<"$out" || fail "no $k line: $out"
 done

@@ -2361,8 +2361,9 @@ Test(pool_crash, snapshot_flush_races_write_in_place, .init = setup, .fini = tea
 					  WP(1, 0, 2, false), W(0, 1, 1, false), FL };
 	/* with them, writes into unwritten sub-blocks and a hole */
 	static const struct step s2[] = { W(0, 0, 4, false), W(0, 8, 8, false), FL,
-					  W(0, 0, 8, false), WP(0, 9, 2, false), WP(0, 16, 2, false),
-					  SNL(0, 3), WP(1, 0, 2, false), W(0, 1, 1, false), FL };
+					  W(0, 0, 8, false), WP(0, 9, 2, false),
+					  WP(0, 16, 2, false), SNL(0, 3), WP(1, 0, 2, false),
+					  W(0, 1, 1, false), FL };
 	static struct workload wl;
 
 	for (uint64_t order = 0; order <= SEEDS(3); order++) {
