@@ -294,6 +294,12 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 		ret = -EPERM;	/* a snapshot */
 		goto out;
 	}
+	if (write && v->snaps && !(flags & DIO_MAP_HELD)) {
+		/* A snapshot waits for the writes under way: this one goes after it. */
+		p->snap_parks++;
+		ret = -EAGAIN;
+		goto out;
+	}
 	if (write && dv->ncow && tpv_cow_busy(dv, l)) {
 		ret = -EAGAIN;	/* one copy at a time, and not to the old chunk: map_wait */
 		goto out;
@@ -399,6 +405,8 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 		p->inflight[c]--;
 	if (v->writers)
 		v->writers--;
+	if (v->snaps && !v->writers)
+		pthread_cond_broadcast(&p->snap_cond);	/* tp_snapshot can go on */
 	e = tp_ment(v, l);
 	/*
 	 * In place, no record: a snapshot taken from now on shares these
@@ -437,16 +445,37 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	else if (p->npend)
 		tp_committer_kick(p);	/* the rest: within commit_ms */
 	pthread_mutex_unlock(&p->lock);
-	while (wake) {
-		struct dio_map_waiter *w = wake;
-
-		wake = w->next;
-		w->wake(w);
-	}
+	tp_dvol_wake(wake);
 	return ret;
 }
 
-/* A write got -EAGAIN (a copy-on-write of its lchunk in flight): wait for it. */
+struct dio_map_waiter *
+tp_dvol_waiters(struct tp_vol *v)
+{
+	struct dio_map_waiter *w = v->dv ? v->dv->waiters : NULL;
+
+	if (w)
+		v->dv->waiters = NULL;
+	return w;
+}
+
+void
+tp_dvol_wake(struct dio_map_waiter *w)
+{
+	while (w) {
+		struct dio_map_waiter *n = w->next;
+
+		w->wake(w);	/* may free w: another thread resumes its write */
+		w = n;
+	}
+}
+
+/*
+ * A write got -EAGAIN: a copy-on-write of its lchunk in flight, or a
+ * snapshot of the volume waiting for the writes already under way. Wait
+ * for that to end (a write of either kind woken early maps again and may
+ * wait again).
+ */
 static int
 tpv_map_wait(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w)
 {
@@ -455,7 +484,8 @@ tpv_map_wait(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w)
 	int ret = 0;
 
 	pthread_mutex_lock(&p->lock);
-	if (tpv_cow_busy(dv, pos / p->chunk_size)) {
+	if (tpv_cow_busy(dv, pos / p->chunk_size) ||
+	    (dv->tv->snaps && !(w->flags & DIO_MAP_HELD))) {
 		struct dio_map_waiter **pp = &dv->waiters;
 
 		while (*pp)

@@ -104,6 +104,7 @@ crash_reopen(struct dio_volume *v)
 {
 	struct dio_fault_opts fo = { 0 };
 	struct dio_tpool *p = pool;
+	int ret;
 
 	/* the thread goes first: nothing may be written on the way out */
 	tp_committer_stop(p);
@@ -112,7 +113,13 @@ crash_reopen(struct dio_volume *v)
 	dio_tpool_close(p);
 	dio_ctx_destroy(ctx);
 	ctx = test_ctx_create(&fo, &fault);
-	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
+	/*
+	 * The kernel drops a destroyed ring's files (and with them the pool's
+	 * lock) in the background: a ring of another thread's ctx may still.
+	 */
+	for (int i = 0; (ret = dio_tpool_open(path, &opts, &pool)) == -EAGAIN && i < 100; i++)
+		usleep(10 * 1000);
+	cr_assert_eq(ret, 0, "%s", errbuf);
 	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
 	return v;
 }
@@ -643,5 +650,163 @@ Test(pool_commit, snapshot_flushes_a_write_in_place_made_during_its_flush,
 		  "in place it holds (device ops %s)", oplog);
 	cr_assert(reads("s", 0, 64 * KiB, 42), "the snapshot misses a write completed before it");
 	cr_assert(reads("s", 64 * KiB, 1 * MiB - 64 * KiB, 41));
+	dio_volume_put(v);
+}
+
+/* A QD 1 writer of [0, 64 KiB) of the origin, write n with pattern seed 100 + n. */
+struct bg_writer {
+	struct dio_volume *v;
+	struct dio_ctx *ctx;
+	uint8_t *buf;
+	_Atomic bool stop;
+	_Atomic uint32_t done;	/* writes completed */
+	int ret;
+};
+
+static void *
+bg_writer_fn(void *arg)
+{
+	struct bg_writer *w = arg;
+
+	while (!w->stop) {
+		uint32_t n = w->done;
+
+		test_pattern(w->buf, 64 * KiB, 0, 100 + n);
+		w->ret = test_io(w->ctx, w->v, DIO_REQ_WRITE, 0, 0, 64 * KiB, w->buf);
+		if (w->ret)
+			break;
+		w->done = n + 1;
+	}
+	return NULL;
+}
+
+/* Wait up to 5 s until the writer completed n writes. */
+static bool
+writer_reached(struct bg_writer *w, uint32_t n)
+{
+	for (int i = 0; i < 500 && w->done < n && !w->ret; i++)
+		usleep(10 * 1000);
+	return w->done >= n;
+}
+
+/* Wait up to 5 s until a snapshot turned a write away; true when one did. */
+static bool
+write_parked(void)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < 500 && !n; i++) {
+		pthread_mutex_lock(&pool->lock);
+		n = pool->snap_parks;
+		pthread_mutex_unlock(&pool->lock);
+		if (!n)
+			usleep(10 * 1000);
+	}
+	return n > 0;
+}
+
+/*
+ * A snapshot under a QD 1 writer of its origin: it waits for a slow write
+ * in place (held between map_begin and map_end by the test), and meanwhile
+ * the writer's next write waits for the snapshot instead of keeping the
+ * origin's writers above 0. The snapshot ends as soon as the slow write
+ * does, holds exactly the writer's last write before it, and the parked
+ * write goes on, copying the chunk the snapshot shares.
+ */
+Test(pool_commit, snapshot_parks_new_origin_writes, .init = setup_snap_gated,
+     .fini = teardown_gated)
+{
+	struct bg_snap b = { .origin = "a", .name = "s", .ret = 1 };
+	struct bg_writer w = { .ret = 0 };
+	struct dio_volume *v;
+	struct dio_extent ext;
+	uint32_t before;
+	pthread_t th, tw;
+	double t;
+
+	fill_volume("a", 1 * MiB, 61);
+	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
+	/* the slow write: [64 KiB, 128 KiB) in place, its data in, map_end held */
+	cr_assert_eq(v->map_ops->map_begin(v, 64 * KiB, 64 * KiB, DIO_MAP_WRITE, &ext), 0);
+	cr_assert_eq(ext.type, DIO_EXT_MAPPED);
+	cr_assert_eq(ext.length, 64 * KiB);
+	test_pattern(wbuf, 64 * KiB, 64 * KiB, 62);
+	cr_assert_eq(tp_sys_io.pwrite(NULL, pool->fd, wbuf, 64 * KiB, ext.addr, false), 0);
+
+	w.v = v;
+	w.ctx = test_ctx_create(NULL, NULL);
+	w.buf = test_alloc(64 * KiB);
+	cr_assert_eq(pthread_create(&tw, NULL, bg_writer_fn, &w), 0);
+	cr_assert(writer_reached(&w, 3), "the writer does not write (%d)", w.ret);
+	cr_assert_eq(pthread_create(&th, NULL, bg_snap_fn, &b), 0);
+	cr_assert(write_parked(), "the snapshot waits for the slow write and the origin's writer "
+		  "was never parked (%u writes)", (unsigned int)w.done);
+	before = w.done;
+	usleep(100 * 1000);
+	cr_assert_eq(w.done, before, "the origin completed %u writes while the snapshot waited "
+		     "for its writers", (unsigned int)(w.done - before));
+	cr_assert_eq(b.ret, 1, "the snapshot replied (%d) before the slow write ended", b.ret);
+
+	t = now_s();
+	cr_assert_eq(v->map_ops->map_end(v, &ext, 64 * KiB, DIO_MAP_WRITE), 0);
+	pthread_join(th, NULL);
+	t = now_s() - t;
+	cr_assert_eq(b.ret, 0, "the snapshot failed: %d", b.ret);
+	cr_assert_lt(t, 1.0, "the snapshot took %.2f s after the slow write ended", t);
+	cr_assert(writer_reached(&w, before + 3), "the parked writer did not go on (%d)", w.ret);
+	w.stop = true;
+	pthread_join(tw, NULL);
+	cr_assert_eq(w.ret, 0, "the origin's writer failed: %d", w.ret);
+	dio_ctx_destroy(w.ctx);
+	free(w.buf);
+
+	cr_assert(reads("s", 0, 64 * KiB, 100 + before - 1),
+		  "the snapshot does not hold the origin's last write before it");
+	cr_assert(reads("s", 64 * KiB, 64 * KiB, 62), "the snapshot misses the slow write");
+	cr_assert(reads("s", 128 * KiB, 1 * MiB - 128 * KiB, 61));
+	cr_assert(reads("a", 0, 64 * KiB, 100 + w.done - 1));
+	cr_assert(reads("a", 64 * KiB, 64 * KiB, 62));
+	v = crash_reopen(v);
+	cr_assert(reads("s", 0, 64 * KiB, 100 + before - 1), "after a crash, the snapshot is "
+		  "not the origin as it was taken");
+	cr_assert(reads("s", 64 * KiB, 64 * KiB, 62));
+	dio_volume_put(v);
+}
+
+/*
+ * A write whose request mapped an extent before the snapshot started
+ * waiting (DIO_MAP_HELD) is not parked: its first extent's map_end waits
+ * for it, and the snapshot for that map_end. A new write is.
+ */
+Test(pool_commit, snapshot_does_not_park_a_request_it_waits_for, .init = setup_snap_gated,
+     .fini = teardown_gated)
+{
+	struct bg_snap b = { .origin = "a", .name = "s", .ret = 1 };
+	struct dio_extent e1, e2, e3;
+	struct dio_volume *v;
+	uint32_t snaps = 0;
+	pthread_t th;
+
+	fill_volume("a", 1 * MiB, 71);
+	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
+	cr_assert_eq(v->map_ops->map_begin(v, 0, 128 * KiB, DIO_MAP_WRITE, &e1), 0);
+	cr_assert_eq(e1.length, 64 * KiB);
+	cr_assert_eq(pthread_create(&th, NULL, bg_snap_fn, &b), 0);
+	for (int i = 0; i < 500 && !snaps; i++) {
+		usleep(10 * 1000);
+		pthread_mutex_lock(&pool->lock);
+		snaps = tp_vol_by_name(pool, "a")->snaps;
+		pthread_mutex_unlock(&pool->lock);
+	}
+	cr_assert(snaps, "the snapshot does not wait for the write under way");
+	cr_assert_eq(v->map_ops->map_begin(v, 256 * KiB, 64 * KiB, DIO_MAP_WRITE, &e3), -EAGAIN,
+		     "a new write was not parked");
+	cr_assert_eq(v->map_ops->map_begin(v, 64 * KiB, 64 * KiB, DIO_MAP_WRITE | DIO_MAP_HELD,
+					   &e2), 0, "the rest of a request under way was parked");
+	cr_assert_eq(v->map_ops->map_end(v, &e2, 64 * KiB, DIO_MAP_WRITE), 0);
+	cr_assert_eq(b.ret, 1, "the snapshot replied (%d) with a write under way", b.ret);
+	cr_assert_eq(v->map_ops->map_end(v, &e1, 64 * KiB, DIO_MAP_WRITE), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(b.ret, 0, "the snapshot failed: %d", b.ret);
 	dio_volume_put(v);
 }
