@@ -16,6 +16,9 @@
  *             COW record carrying the final bits (the old chunk loses this
  *             reference with it). Until then reads see the old chunk, and
  *             other writes to that lchunk get -EAGAIN and wait (map_wait).
+ *  snapshot   while one waits for the volume's writes under way to end,
+ *             new writes (not DIO_MAP_HELD) get -EAGAIN and wait too; the
+ *             snapshot wakes them once its record is applied.
  *  map_end    after the data completed: written bits + a MAP record into
  *             the open transaction; with DIO_MAP_FUA (the engine flushed
  *             the data first) the transaction is committed before return.
