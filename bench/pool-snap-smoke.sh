@@ -27,6 +27,14 @@ out=$("$snapbench" "$pool" v 3) || fail "pool-snap-bench exited $?"
 [ "$(grep -cE '^snap_us [0-9]+[.][0-9]$' <<<"$out")" -eq 3 ] || fail "want 3 snap_us lines, got: $out"
 [ "$(grep -cE '^delsnap_us [0-9]+[.][0-9]$' <<<"$out")" -eq 3 ] || fail "want 3 delsnap_us lines, got: $out"
 grep -qE '^open_ms [0-9]+[.][0-9]+$' <<<"$out" || fail "no open_ms line: $out"
+# -f -w: the origin written whole, then a writer on it during the calls
+out=$("$snapbench" -f -w "$pool" v 2) || fail "pool-snap-bench -f -w exited $?"
+[ "$(grep -cE '^pause_us [0-9]+[.][0-9]$' <<<"$out")" -eq 2 ] ||
+	fail "want 2 pause_us lines, got: $out"
+for k in fill_s writes snap_write_p99_us snap_write_max_us quiet_p50_us quiet_max_us; do
+	grep -qE "^$k [0-9]+([.][0-9]+)?$" <<<"$out" || fail "no $k line: $out"
+done
+[ "$(sed -n 's/^writes //p' <<<"$out")" -gt 0 ] || fail "the writer wrote nothing: $out"
 names=$("$pooltool" volume list --json "$pool" | python3 -c 'import json, sys; print(" ".join(v["name"] for v in json.load(sys.stdin)))')
 [ "$names" = v ] || fail "the snapshots were not all deleted: volumes '$names'"
 

@@ -271,6 +271,8 @@ dio_write_wait(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int bu
 	dio->wait_mem = mem;
 	dio->wait_buf_index = buf_index;
 	dio->waiter.wake = dio_write_wake;
+	dio->waiter.flags = DIO_MAP_WRITE | (dio->zeroes ? DIO_MAP_ZERO : 0) |
+			    (dio->nexts ? DIO_MAP_HELD : 0);
 	dio->ref++;
 	ret = dio->vol->map_ops->map_wait(dio->vol, pos, &dio->waiter);
 	if (ret <= 0)
@@ -287,6 +289,9 @@ dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int b
 	uint32_t rec;
 	int ret;
 
+	/* Extents mapped by an earlier stage keep their map_end until the end. */
+	if (dio->nexts)
+		mflags |= DIO_MAP_HELD;
 	dio_iter_init(&it, pos, len, mflags);
 	it.defer_end = true;
 	while ((ret = dio_iter(&it, dio->vol)) > 0) {
@@ -303,6 +308,7 @@ dio_write_range(struct dio *dio, uint64_t pos, uint64_t len, uint8_t *mem, int b
 			it.status = ret;
 			continue;
 		}
+		it.flags |= DIO_MAP_HELD;	/* the next extents: this one waits for them */
 		if (ext->type == DIO_EXT_HOLE) {
 			/* A volume must allocate on a write: nothing to write to. */
 			dio->exts[rec].fail_at = ext->pos;

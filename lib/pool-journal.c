@@ -55,6 +55,12 @@ tp_flush_sync(struct dio_tpool *p)
 	return tp_flush_io(p, false);
 }
 
+int
+tp_flush_unlocked(struct dio_tpool *p)
+{
+	return tp_flush_io(p, true);
+}
+
 void
 tp_commit_idle(struct dio_tpool *p)
 {

@@ -18,6 +18,9 @@
  *             COW record carrying the final bits (the old chunk loses this
  *             reference with it). Until then reads see the old chunk, and
  *             other writes to that lchunk get -EAGAIN and wait (map_wait).
+ *  snapshot   while one waits for the volume's writes under way to end,
+ *             new writes (not DIO_MAP_HELD) get -EAGAIN and wait too; the
+ *             snapshot wakes them once its record is applied.
  *  map_end    after the data completed: written bits + a MAP record into
  *             the open transaction; with DIO_MAP_FUA (the engine flushed
  *             the data first) the transaction is committed before return.
@@ -308,6 +311,12 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 		ret = -EPERM;	/* a snapshot */
 		goto out;
 	}
+	if (write && v->snaps && !(flags & DIO_MAP_HELD)) {
+		/* A snapshot waits for the writes under way: this one goes after it. */
+		p->snap_parks++;
+		ret = -EAGAIN;
+		goto out;
+	}
 	if (write && dv->ncow && tpv_cow_busy(dv, l)) {
 		ret = -EAGAIN;	/* one copy at a time, and not to the old chunk: map_wait */
 		goto out;
@@ -413,7 +422,17 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 		p->inflight[c]--;
 	if (v->writers)
 		v->writers--;
+	if (v->snaps && !v->writers)
+		pthread_cond_broadcast(&p->snap_cond);	/* tp_snapshot can go on */
 	e = tp_ment(v, l);
+	/*
+	 * In place, no record: a snapshot taken from now on shares these
+	 * bytes, and its record must wait for a flush after this (R1).
+	 * Failed or short, some of it may be on the device all the same.
+	 */
+	if (ext->type == DIO_EXT_MAPPED && !(ext->flags & DIO_EXT_SHARED) &&
+	    !(flags & DIO_MAP_FUA))
+		v->wneeds = p->flush_issued + 1;
 	if (ext->flags & DIO_EXT_SHARED) {
 		ret = tpv_cow_end(dv, ext, done >= ext->length, flags, &wake);
 	} else if (done && e && e->p1 == c + 1 && ext->type == DIO_EXT_UNWRITTEN) {
@@ -443,16 +462,37 @@ tpv_map_end(struct dio_volume *vol, const struct dio_extent *ext, uint64_t done,
 	else if (p->npend)
 		tp_committer_kick(p);	/* the rest: within commit_ms */
 	pthread_mutex_unlock(&p->lock);
-	while (wake) {
-		struct dio_map_waiter *w = wake;
-
-		wake = w->next;
-		w->wake(w);
-	}
+	tp_dvol_wake(wake);
 	return ret;
 }
 
-/* A write got -EAGAIN (a copy-on-write of its lchunk in flight): wait for it. */
+struct dio_map_waiter *
+tp_dvol_waiters(struct tp_vol *v)
+{
+	struct dio_map_waiter *w = v->dv ? v->dv->waiters : NULL;
+
+	if (w)
+		v->dv->waiters = NULL;
+	return w;
+}
+
+void
+tp_dvol_wake(struct dio_map_waiter *w)
+{
+	while (w) {
+		struct dio_map_waiter *n = w->next;
+
+		w->wake(w);	/* may free w: another thread resumes its write */
+		w = n;
+	}
+}
+
+/*
+ * A write got -EAGAIN: a copy-on-write of its lchunk in flight, or a
+ * snapshot of the volume waiting for the writes already under way. Wait
+ * for that to end (a write of either kind woken early maps again and may
+ * wait again).
+ */
 static int
 tpv_map_wait(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w)
 {
@@ -461,7 +501,8 @@ tpv_map_wait(struct dio_volume *vol, uint64_t pos, struct dio_map_waiter *w)
 	int ret = 0;
 
 	pthread_mutex_lock(&p->lock);
-	if (tpv_cow_busy(dv, pos / p->chunk_size)) {
+	if (tpv_cow_busy(dv, pos / p->chunk_size) ||
+	    (dv->tv->snaps && !(w->flags & DIO_MAP_HELD))) {
 		struct dio_map_waiter **pp = &dv->waiters;
 
 		while (*pp)

@@ -269,6 +269,17 @@ struct tp_vol {
 	uint64_t nl;		/* logical chunks */
 	struct tp_leaf **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
 	uint32_t writers;	/* writes between map_begin and map_end */
+	/*
+	 * Snapshots of it waiting for writers to drain (pool-open.c): new
+	 * writes (not DIO_MAP_HELD) get -EAGAIN and wait (map_wait) until the
+	 * last one's record is applied; the volume cannot be deleted meanwhile.
+	 */
+	uint32_t snaps;
+	/*
+	 * The flush id that makes the last write in place (no record of its
+	 * own) durable, as tp_prec.needs: a snapshot's record needs it (R1).
+	 */
+	uint64_t wneeds;
 	uint64_t cursor;	/* allocation cursor (physical chunk) */
 	uint64_t mapped;	/* chunks mapped */
 	struct tp_dvol *dv;	/* the open dio_volume, or NULL */
@@ -364,6 +375,9 @@ struct dio_tpool {
 	uint64_t nrefs, nleaves;
 	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
+	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */
+	pthread_cond_t snap_cond;
+	uint64_t snap_parks;		/* writes turned away (map_wait) by a snapshot */
 
 	uint8_t *cstate;		/* TP_C_* per physical chunk */
 	uint16_t *space;		/* refcount per chunk: the leaves that map it (+ leaks) */
@@ -550,6 +564,8 @@ void tp_derive(struct dio_tpool *p);
 int tp_append(struct dio_tpool *p, const struct tp_rec *r, uint64_t needs);
 /* A device flush now: every record appended so far becomes safe. 0 or -errno. */
 int tp_flush_sync(struct dio_tpool *p);
+/* tp_flush_sync, the lock dropped while the device flushes. */
+int tp_flush_unlocked(struct dio_tpool *p);
 /*
  * Write the longest prefix of pending records whose data is durable
  * (needs <= flush_done), or all of them after a device flush when all is
@@ -641,6 +657,11 @@ int tp_recount(struct dio_tpool *p, uint16_t **refs, tp_recount_fn bad, void *pr
 
 /* The pool and volume of an open pool volume; false for other volumes. */
 bool tp_dvol_of(struct dio_volume *vol, struct dio_tpool **pool, struct tp_vol **tv);
+
+/* The writers waiting on v's open volume (lock held), to wake without the lock. */
+struct dio_map_waiter *tp_dvol_waiters(struct tp_vol *v);
+/* Wake a list tp_dvol_waiters gave (lock not held). */
+void tp_dvol_wake(struct dio_map_waiter *w);
 
 /* The open dio_volume of v (a new one, or another reference). 0 or -errno. */
 int tp_dvol_open(struct dio_tpool *p, struct tp_vol *v, struct dio_volume **out);

@@ -72,6 +72,7 @@ struct dio_extent {
 struct dio_map_waiter {
 	void (*wake)(struct dio_map_waiter *w);
 	struct dio_map_waiter *next;	/* the volume's, while queued */
+	unsigned int flags;	/* the DIO_MAP_* of the map_begin that said -EAGAIN */
 };
 
 /* Flags passed to map_begin/map_end, and kept in dio_iter.flags. */
@@ -79,6 +80,12 @@ struct dio_map_waiter {
 #define DIO_MAP_ZERO	(1u << 1)	/* the write carries zeros */
 #define DIO_MAP_REPORT	(1u << 2)	/* only report the map (block status): no I/O follows */
 #define DIO_MAP_FUA	(1u << 3)	/* map_end: make the change durable before returning */
+/*
+ * map_begin of a write: the request holds extents mapped before this one,
+ * whose map_end waits until this one is done too. A backend must not make
+ * it wait for those to end (a snapshot waiting for its writers to drain).
+ */
+#define DIO_MAP_HELD	(1u << 4)
 
 struct dio_map_ops {
 	/*

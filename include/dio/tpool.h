@@ -105,8 +105,9 @@ int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
  * and copied on the first change; a chunk either side writes to while it
  * is shared is copied first). It holds every write to origin completed
  * before the call; writes in flight on an open origin are waited for (up
- * to 2 s, then -EBUSY). Snapshots and clones are volumes like any other:
- * of them too, deleted in any order. 0 or -errno (-ENOENT: no origin,
+ * to 2 s, then -EBUSY), and writes that start meanwhile wait for the
+ * snapshot (they land after it). Snapshots and clones are volumes like
+ * any other: of them too, deleted in any order. 0 or -errno (-ENOENT: no origin,
  * -EEXIST: name taken, -ENOSPC: max_volumes, or the metadata reserve could
  * not hold the maps once they are copied apart, -EROFS). Writes that
  * would copy a shared map leaf past that reserve fail with ENOSPC too.
