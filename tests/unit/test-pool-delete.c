@@ -766,11 +766,12 @@ Test(pool_delete, shrink_checkpoint_mid_reclaim_then_crash, .init = setup, .fini
 /* A close while a revert's and a shrink's ghosts wait: it finishes both. */
 Test(pool_delete, close_mid_ghost_reclaim_finishes_it, .init = setup, .fini = teardown)
 {
-	uint64_t free0 = test_pool_free_chunks(pool);
+	uint64_t free0 = test_pool_free_chunks(pool), held;
 
 	make_reverted_pair();
 	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
 	fill("a", 0, VSIZE, 1);
+	held = file_bytes();
 	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "s"), 0);
 	cr_assert_eq(dio_tpool_volume_resize(pool, "a", SHRUNK), 0);
 	cr_assert(at_gate(1));
@@ -779,6 +780,10 @@ Test(pool_delete, close_mid_ghost_reclaim_finishes_it, .init = setup, .fini = te
 	closing(true);
 	close_pool();
 	cr_assert_eq(gate_calls, 1);
+	/* o's old map, a's tail and cut leaf discarded: the file gave their space back */
+	cr_assert_leq(file_bytes() + (VCHUNKS + 2048 + 768) * CS, held + 64 * KiB,
+		      "the file holds %llu bytes, %llu before", (unsigned long long)file_bytes(),
+		      (unsigned long long)held);
 	check_clean();
 	closing(false);
 	open_pool(100);
