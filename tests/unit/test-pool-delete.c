@@ -9,9 +9,13 @@
  * chunks per batch and ends where it started. Chunks a snapshot shares
  * stay. A crash mid-reclaim (a child that exits at the gate), with or
  * without a checkpoint taken mid-reclaim, reopens to a pool that checks
- * clean with every chunk back; so does a close mid-reclaim.
+ * clean with every chunk back; so does a close mid-reclaim. The same for
+ * the ghosts of a revert (the old map) and a shrink (the whole leaves past
+ * the new end), and a shrink's record read as an older version reads it
+ * is refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -789,5 +793,79 @@ Test(pool_delete, close_mid_ghost_reclaim_finishes_it, .init = setup, .fini = te
 	open_pool(100);
 	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS - SHRUNK_CHUNKS);
 	verify("o", 0, VSIZE, 1);
+	verify("a", 0, SHRUNK, 1);
+}
+
+/*
+ * Set (on) or clear TP_RZ_DROP in the journal's shrink record of the pool
+ * at path (closed), resealing its block. false: no such record.
+ */
+static bool
+rz_drop_flag(bool on)
+{
+	static uint8_t blk[TP_BLOCK];
+	struct tp_super sb = { 0 };
+	bool found = false;
+	int fd = open(path, O_RDWR);
+
+	cr_assert(fd >= 0);
+	for (uint64_t slot = 0; slot < 2; slot++) {
+		const struct tp_super *s = (const void *)blk;
+
+		cr_assert_eq(pread(fd, blk, TP_BLOCK, (off_t)(slot * TP_BLOCK)), TP_BLOCK);
+		if (tp_verify(blk, s->h.uuid, TP_BT_SUPER, slot) && s->h.gen >= sb.h.gen)
+			sb = *s;
+	}
+	cr_assert_eq(sb.h.magic, TP_MAGIC);
+	for (uint64_t b = sb.journal_start; b < sb.journal_start + sb.journal_blocks; b++) {
+		struct tp_hdr *h = (void *)blk;
+		size_t off = 0;
+
+		cr_assert_eq(pread(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+		if (!tp_verify(blk, sb.h.uuid, TP_BT_JOURNAL, b))
+			continue;
+		for (uint32_t i = 0; i < h->count; i++) {
+			struct tp_rec *r = (void *)(blk + sizeof(*h) + off);
+
+			off += tp_rec_size(r->type);
+			if (r->type != TP_R_RESIZE || r->a != SHRUNK)
+				continue;
+			r->rsvd = on ? TP_RZ_DROP : 0;
+			found = true;
+		}
+		if (!found)
+			continue;
+		tp_seal(blk, sb.h.uuid, TP_BT_JOURNAL, h->owner, h->gen, b, h->aux, h->count,
+			h->used);
+		cr_assert_eq(pwrite(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+		break;
+	}
+	close(fd);
+	return found;
+}
+
+/*
+ * A version from before TP_RZ_DROP reads a shrink's RESIZE as one without
+ * it, over mapped chunks: the replay must refuse the open (as it does, and
+ * this version does for such a record) rather than serve the chunks past
+ * the end or end the replay there. With the flag it opens, shrunk.
+ */
+Test(pool_delete, shrink_record_read_without_its_flag_is_refused, .init = setup, .fini = teardown)
+{
+	struct dio_tpool *q;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	close_pool();
+	crash_child(2, false, shrink_a);
+	cr_assert(rz_drop_flag(false), "no shrink record in the journal");
+	errbuf[0] = 0;
+	cr_assert_eq(dio_tpool_open(path, &opts, &q), -EUCLEAN,
+		     "a shrink over mapped chunks without its flag was replayed");
+	cr_assert(strstr(errbuf, "shrink over mapped chunks"), "message: %s", errbuf);
+	cr_assert(rz_drop_flag(true));
+	check_clean();
+	open_pool(100);
+	cr_assert_eq(test_pool_vol_info(pool, "a").size, SHRUNK);
 	verify("a", 0, SHRUNK, 1);
 }
