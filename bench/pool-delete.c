@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pool-delete [--no-discard] [--sync] POOL VOLUME: the time
- * dio_tpool_volume_delete takes to reply for a volume (issue 11's bench
- * row "delete of a fully mapped volume: reply time, background reclaim
- * rate"), the chunks it gave back by then, how long the background
- * reclaim took after it (dio_tpool_info.reclaim_volumes back to 0) and at
- * what rate, the longest another thread waited for the pool lock
- * meanwhile (dio_tpool_get_info in a loop; overall, and after the reply:
- * the reclaim's lock holds), and the close's checkpoint after. One line:
- * mapped chunks, reply ms, chunks free at the reply, reclaim ms (from the
- * call), chunks/s, longest lock waits ms, close ms.
+ * pool-delete [--no-discard] [--sync] [--revert SNAPSHOT | --shrink BYTES]
+ * POOL VOLUME: the time dio_tpool_volume_delete takes to reply for a
+ * volume (issue 11's bench row "delete of a fully mapped volume: reply
+ * time, background reclaim rate"), or dio_tpool_volume_revert to
+ * SNAPSHOT, or dio_tpool_volume_resize down to BYTES (what they drop goes
+ * to the same reclaim), the chunks it gave back by then, how long the
+ * background reclaim took after it (dio_tpool_info.reclaim_volumes back
+ * to 0) and at what rate, the longest another thread waited for the pool
+ * lock meanwhile (dio_tpool_get_info in a loop; overall, and after the
+ * reply: the reclaim's lock holds), and the close's checkpoint after. One
+ * line: the operation, the volume's mapped chunks, reply ms, chunks free
+ * at the reply, reclaim ms (from the call), chunks/s, longest lock waits
+ * ms, close ms.
  * The pool is opened as the daemon opens it (commit_ms 1000: background
  * work); --sync opens it without (commit_ms 0), as dionbd-pool does.
  * Fill the volume first, e.g. through dionbd:
@@ -76,7 +79,8 @@ main(int argc, char **argv)
 	struct dio_tpool_info a, b, c;
 	struct prober pr = { 0 };
 	struct dio_tpool *p;
-	uint64_t mapped = 0;
+	const char *revert = NULL, *op = "delete";
+	uint64_t mapped = 0, shrink = 0;
 	double t0, t1, t2, t3;
 	pthread_t th;
 	size_t n;
@@ -87,13 +91,22 @@ main(int argc, char **argv)
 			o.no_discard = true;	/* the freed chunks' space stays on the device */
 		} else if (strcmp(argv[1], "--sync") == 0) {
 			o.commit_ms = 0;	/* no background work: the reclaim in the call */
+		} else if (strcmp(argv[1], "--revert") == 0 && argc > 4) {
+			revert = argv[2];
+			op = "revert";
+			argc--, argv++;
+		} else if (strcmp(argv[1], "--shrink") == 0 && argc > 4) {
+			shrink = strtoull(argv[2], NULL, 0);
+			op = "shrink";
+			argc--, argv++;
 		} else {
 			argc = 0;
 			break;
 		}
 	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: pool-delete [--no-discard] [--sync] POOL VOLUME\n");
+		fprintf(stderr, "usage: pool-delete [--no-discard] [--sync] "
+			"[--revert SNAPSHOT | --shrink BYTES] POOL VOLUME\n");
 		return 2;
 	}
 	if (dio_tpool_open(argv[1], &o, &p) < 0) {
@@ -113,7 +126,12 @@ main(int argc, char **argv)
 		return 1;
 	}
 	t0 = now_ms();
-	ret = dio_tpool_volume_delete(p, argv[2]);
+	if (revert)
+		ret = dio_tpool_volume_revert(p, argv[2], revert);
+	else if (shrink)
+		ret = dio_tpool_volume_resize(p, argv[2], shrink);
+	else
+		ret = dio_tpool_volume_delete(p, argv[2]);
 	t1 = now_ms();
 	atomic_store(&pr.replied, true);
 	dio_tpool_get_info(p, &b);
@@ -131,9 +149,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "pool-delete: %s: %s\n", argv[2], strerror(-ret));
 		return 1;
 	}
-	printf("mapped %" PRIu64 " chunks, reply %.3f ms, %" PRIu64 " chunks free at the reply, "
+	printf("%s: mapped %" PRIu64 " chunks, reply %.3f ms, %" PRIu64 " chunks free at the reply, "
 	       "reclaimed %" PRIu64 " in %.3f ms, %.0f chunks/s, lock wait max %.3f ms "
-	       "(%.3f ms after the reply), close %.3f ms\n", mapped, t1 - t0,
+	       "(%.3f ms after the reply), close %.3f ms\n", op, mapped, t1 - t0,
 	       b.free_chunks - a.free_chunks, c.free_chunks - a.free_chunks, t2 - t0,
 	       (double)(c.free_chunks - a.free_chunks) / ((t2 - t0) / 1e3), pr.max_ms,
 	       pr.max_after_ms, t3 - t2);

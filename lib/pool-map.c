@@ -300,14 +300,43 @@ tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
 	tp_vol_free(v);
 }
 
+struct tp_vol *
+tp_vol_ghost(struct dio_tpool *p, struct tp_vol *v, uint64_t from)
+{
+	uint64_t old = (v->nl + TP_LEAF - 1) / TP_LEAF, n = from < old ? old - from : 0;
+	struct tp_vol *g = calloc(1, sizeof(*g));
+
+	if (!g || !(g->leaf = calloc(n ? n : 1, sizeof(*g->leaf)))) {
+		free(g);
+		return NULL;
+	}
+	g->id = v->id;
+	memcpy(g->name, v->name, sizeof(g->name));
+	/* Its leaves stay in nleaves until dropped: what the reserve counts. */
+	for (uint64_t i = 0; i < n; i++) {
+		g->leaf[i] = v->leaf[from + i];
+		v->leaf[from + i] = NULL;
+		if (g->leaf[i])
+			g->mapped += g->leaf[i]->n;
+	}
+	g->nl = n * TP_LEAF;
+	g->size = g->nl * p->chunk_size;
+	v->mapped -= g->mapped;
+	return g;
+}
+
 int
-tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial)
+tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial,
+	      struct tp_vol **old_map)
 {
 	uint64_t nleaf = (s->nl + TP_LEAF - 1) / TP_LEAF, old = (v->nl + TP_LEAF - 1) / TP_LEAF;
 	struct tp_leaf **leaf = calloc(nleaf ? nleaf : 1, sizeof(*leaf));
 
 	if (!leaf)
 		return -ENOMEM;
+	/* Its old leaves to a ghost, whole: none of them is put here. */
+	if (old_map && (*old_map = tp_vol_ghost(p, v, 0)))
+		old = 0;
 	/* Take the snapshot's leaves first: a leaf both map keeps its chunks. */
 	for (uint64_t i = 0; i < nleaf; i++) {
 		leaf[i] = s->leaf[i];
@@ -650,7 +679,7 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 		if (r->flags & TP_VF_REVERT) {
 			if (!v || v == o || o->parent != v->id || (v->flags & TP_VF_RO))
 				return apply_err(err, errlen, "revert to no snapshot of the volume", r);
-			return tp_vol_revert(p, v, o, TP_NO_RELEASE);
+			return tp_vol_revert(p, v, o, TP_NO_RELEASE, NULL);
 		}
 		/* fallthrough */
 	case TP_R_VOL:
@@ -666,9 +695,21 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 			return apply_err(err, errlen, "unknown volume flags", r);
 		return apply_vol(p, r, o);
 	case TP_R_RESIZE:
-		if (!v || r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX)
+		if (!v || r->a % TP_BLOCK || r->a / p->chunk_size >= TP_VOL_CHUNKS_MAX ||
+		    (r->rsvd & ~TP_RZ_DROP))
 			return apply_err(err, errlen, "resize of no volume, or to a bad size", r);
+		if (r->rsvd & TP_RZ_DROP) {
+			/* whole leaves past the end, with their chunks; the cut one had UNMAPs */
+			uint64_t nl = (r->a + p->chunk_size - 1) / p->chunk_size;
+			uint64_t next = (nl + TP_LEAF - 1) / TP_LEAF;
+
+			v->mapped -= tp_vol_drop_leaves(p, v, &next, UINT64_MAX, TP_NO_RELEASE);
+		}
 		for (uint64_t l = (r->a + p->chunk_size - 1) / p->chunk_size; l < v->nl; l++) {
+			if (!v->leaf[l / TP_LEAF]) {
+				l |= TP_LEAF - 1;	/* a leaf of holes: the next one */
+				continue;
+			}
 			e = tp_ment(v, l);
 			if (e && e->p1)
 				return apply_err(err, errlen, "shrink over mapped chunks", r);

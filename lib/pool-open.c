@@ -502,7 +502,7 @@ int
 dio_tpool_volume_revert(struct dio_tpool *pool, const char *name, const char *snapshot)
 {
 	struct tp_rec r = { .type = TP_R_SNAP, .flags = TP_VF_REVERT };
-	struct tp_vol *v, *s;
+	struct tp_vol *v, *s, *old = NULL;
 	int ret;
 
 	pthread_mutex_lock(&pool->lock);
@@ -526,12 +526,20 @@ dio_tpool_volume_revert(struct dio_tpool *pool, const char *name, const char *sn
 		r.b = s->id;
 		memcpy(r.uuid, v->uuid, 16);
 		snprintf(r.name, sizeof(r.name), "%s", v->name);
+		tp_committer_kick(pool);	/* to discard the chunks it frees, off the lock */
 		ret = tp_append(pool, &r, 0);
 		if (ret == 0) {
-			/* the chunks only v mapped are free once the record is durable (R3) */
-			ret = tp_vol_revert(pool, v, s, pool->serial);
+			/*
+			 * v reads as s at once; its old map goes to a ghost whose
+			 * references are dropped here or in the background, as a
+			 * deleted volume's (pool-reclaim.c). The chunks only v
+			 * mapped are free once the record is durable (R3).
+			 */
+			ret = tp_vol_revert(pool, v, s, pool->serial, &old);
 			if (ret < 0)
 				pool->npend--;	/* never happened */
+			else if (old)
+				tp_reclaim_map(pool, old, pool->serial, "reverted");
 		}
 		if (ret == 0)
 			ret = tp_commit(pool, true);

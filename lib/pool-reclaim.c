@@ -1,40 +1,58 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Background reclaim of deleted volumes (issue 11: "delete replies at
- * once and frees in the background, resuming after a crash").
+ * Background reclaim of dropped maps (issue 11: "delete replies at once
+ * and frees in the background, resuming after a crash"; revert and
+ * shrink the same way).
  *
  * A delete appends its VOLDEL record, commits it (durable before the
  * reply, as any volume operation) and takes the volume out of the table:
- * its name is free at once and list no longer shows it. What is left is
- * bookkeeping in memory: its leaves still hold a reference each, and the
- * chunks of the leaves no other volume shares hold one per entry. The
- * reclaim thread drops them reclaim_leaves leaves per lock hold, letting
- * the lock go between batches so I/O on other volumes goes on; the free
- * count rises as it goes.
+ * its name is free at once and list no longer shows it. A revert appends
+ * its SNAP record (TP_VF_REVERT): the volume takes the snapshot's leaves
+ * at once and its old leaf table goes to a ghost (tp_vol_ghost), a volume
+ * that is in no table, listed nowhere. A shrink appends UNMAPs for the
+ * leaf the new end falls in (cut here) and a RESIZE with TP_RZ_DROP: the
+ * whole leaves past the end go to a ghost. What is left is bookkeeping in
+ * memory: the detached volume's or ghost's leaves still hold a reference
+ * each, and the chunks of the leaves nothing else shares hold one per
+ * entry. The reclaim thread drops them reclaim_leaves leaves per lock
+ * hold, letting the lock go between batches so I/O on other volumes goes
+ * on; the free count rises as it goes.
  *
- * On disk nothing follows the VOLDEL: it frees every chunk of the volume
- * at once. Replay drops the whole map in memory (recovery, R7: nothing
- * written); a checkpoint writes the volumes of the table only and a space
- * map counted from the maps it writes, so a checkpoint taken mid-reclaim
- * holds no trace of the volume and its chunks are free in it. A crash at
- * any point therefore finds either the VOLDEL in the journal or a
- * checkpoint without the volume: no leak, no under-count (R4), no cursor
- * to journal and no format change.
+ * On disk nothing follows the record: it frees every chunk of the map at
+ * once. Replay drops the whole map in memory (VOLDEL: the volume; a
+ * revert: the old map, tp_vol_revert; RESIZE with TP_RZ_DROP: the leaves
+ * past the end), which is recovery, R7: nothing written. A checkpoint
+ * writes the volumes of the table only, each with the map it has now (a
+ * reverted one the snapshot's leaves, a shrunk one its leaves up to the
+ * end), and a space map counted from the maps it writes, so a checkpoint
+ * taken mid-reclaim holds no trace of the dropped map and its chunks are
+ * free in it; a leaf a ghost shares with a table volume is written for
+ * that volume alone. A crash at any point therefore finds either the
+ * record in the journal or a checkpoint without the map: no leak, no
+ * under-count (R4), and no cursor to journal.
  *
- * R3: a chunk the reclaim frees is allocatable once the VOLDEL is durable.
- * Every batch releases its chunks as freed by that record (tp_chunk_release
- * with its serial); when the record is durable already (the usual case:
- * the delete committed it before replying) the batch makes them free at
- * once, and the committer discards them off the lock as it does any freed
- * chunk; when it is not (its commit failed), they wait for the commit
- * that makes it durable, as any other pending free.
+ * Format: VOLDEL and a revert's SNAP meant "drop the whole map" before
+ * the reclaim was moved here, so their journals replay the same in any
+ * version. A shrink used to write an UNMAP per mapped chunk past the end;
+ * TP_RZ_DROP (pool.h) is new: a version without it refuses the record at
+ * replay (shrink over mapped chunks) and the open fails, nothing lost or
+ * written, until this one has replayed it and checkpointed (every close
+ * does).
+ *
+ * R3: a chunk the reclaim frees is allocatable once the record is
+ * durable. Every batch releases its chunks as freed by that record
+ * (tp_chunk_release with its serial); when the record is durable already
+ * (the usual case: the operation committed it before replying) the batch
+ * makes them free at once, and the committer discards them off the lock
+ * as it does any freed chunk; when it is not (its commit failed), they
+ * wait for the commit that makes it durable, as any other pending free.
  *
  * The thread runs in pools that do background work (commit_ms: the
- * daemon and the plugin) and starts with the first delete that needs it,
+ * daemon and the plugin) and starts with the first map that needs it,
  * never at open (nbdkit forks after opening). Elsewhere (dionbd-pool,
  * library users without commit_ms), and for a map of at most
- * reclaim_leaves leaves (no longer than one batch), the delete drops the
- * references before it returns, as before. Closing the pool stops the
+ * reclaim_leaves leaves (no longer than one batch), the operation drops
+ * the references before it returns, as before. Closing the pool stops the
  * thread and finishes what is left, so the freed chunks are discarded too.
  */
 #include <errno.h>
@@ -97,32 +115,37 @@ reclaimer_up(struct dio_tpool *p)
 }
 
 void
-tp_reclaim_start(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
+tp_reclaim_map(struct dio_tpool *p, struct tp_vol *v, uint64_t serial, const char *why)
 {
 	uint64_t leaves = leaves_of(v), batch = p->reclaim_leaves ? p->reclaim_leaves : 1;
 	uint64_t mapped = v->mapped, next = 0;
 	struct timespec t0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-
-	tp_vol_detach(p, v);
 	if (leaves > batch && p->commit_ms && !p->readonly && !p->reclaim_stop &&
 	    tp_grow(&p->rq, &p->caprq, p->nrq, sizeof(*p->rq), 4) == 0 && reclaimer_up(p)) {
-		p->rq[p->nrq++] = (struct tp_reclaim){ .v = v, .serial = serial, .chunks = mapped,
-						       .left = mapped, .t0 = t0 };
+		p->rq[p->nrq++] = (struct tp_reclaim){ .v = v, .why = why, .serial = serial,
+						       .chunks = mapped, .left = mapped, .t0 = t0 };
 		pthread_cond_signal(&p->reclaim_cond);
-		dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 ") deleted: reclaiming its %"
+		dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 ") %s: reclaiming its %"
 			PRIu64 " chunks (%" PRIu64 " leaves) in the background", p->path, v->name,
-			v->id, mapped, leaves);
+			v->id, why, mapped, leaves);
 		return;
 	}
 	/* Here: a small map, or no background work in this pool. */
 	tp_vol_drop_leaves(p, v, &next, UINT64_MAX, serial);
 	if (leaves > batch)
-		dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 ") deleted: %" PRIu64
-			" chunks reclaimed in %.1f ms", p->path, v->name, v->id, mapped,
+		dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 ") %s: %" PRIu64
+			" chunks reclaimed in %.1f ms", p->path, v->name, v->id, why, mapped,
 			ms_since(&t0));
 	tp_vol_free(v);
+}
+
+void
+tp_reclaim_start(struct dio_tpool *p, struct tp_vol *v, uint64_t serial)
+{
+	tp_vol_detach(p, v);
+	tp_reclaim_map(p, v, serial, "deleted");
 }
 
 /* One batch of the oldest reclaim, lock held. */
@@ -140,8 +163,8 @@ reclaim_some(struct dio_tpool *p, uint64_t max)
 	if (r->next < (r->v->nl + TP_LEAF - 1) / TP_LEAF)
 		return;
 	dio_log(DIO_LOG_INFO, "pool %s: volume %s (id %" PRIu32 "): %" PRIu64 " chunks reclaimed "
-		"in %.1f ms", p->path, r->v->name, r->v->id, r->chunks,
-		ms_since(&r->t0));
+		"in %.1f ms (%s)", p->path, r->v->name, r->v->id, r->chunks, ms_since(&r->t0),
+		r->why);
 	tp_vol_free(r->v);
 	memmove(p->rq, p->rq + 1, (p->nrq - 1) * sizeof(*p->rq));
 	p->nrq--;

@@ -727,17 +727,26 @@ tpv_zero_tail(struct dio_tpool *p, struct tp_vol *v)
 	return ret < 0 ? ret : tp_flush_sync(p);
 }
 
+/* Leaves of a volume of size bytes. */
+static uint64_t
+tpv_leaves(const struct dio_tpool *p, uint64_t size)
+{
+	return (size / p->chunk_size + (size % p->chunk_size != 0) + TP_LEAF - 1) / TP_LEAF;
+}
+
 /*
- * Shrinking v to size: UNMAP records for the sub-blocks wholly past the
- * new end; chunks left with none are freed, allocatable once the records
- * are durable (R3). A sub-block the end cuts stays written.
+ * Shrinking v to size, in the leaf the new end falls in: UNMAP records
+ * for the sub-blocks wholly past it; chunks left with none are freed,
+ * allocatable once the records are durable (R3). A sub-block the end cuts
+ * stays written. The whole leaves past it are the RESIZE record's
+ * (TP_RZ_DROP): O(leaf) here, whatever the size of the tail.
  */
 static int
 tpv_unmap_tail(struct dio_tpool *p, struct tp_vol *v, uint64_t size)
 {
-	uint64_t cs = p->chunk_size, ss = p->sub_size;
+	uint64_t cs = p->chunk_size, ss = p->sub_size, end = tpv_leaves(p, size) * TP_LEAF;
 
-	for (uint64_t l = size / cs; l < v->nl; l++) {
+	for (uint64_t l = size / cs; l < v->nl && l < end; l++) {
 		struct tp_ment *e = tp_ment(v, l);
 		uint64_t from = l * cs < size ? size - l * cs : 0;
 		uint32_t bits = sub_mask((uint32_t)((from + ss - 1) / ss), p->nsub);
@@ -784,10 +793,32 @@ dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size)
 	else if (size < v->size && v->dv)
 		ret = -EBUSY;	/* its clients may be writing past the new end */
 	else {
+		uint64_t from = tpv_leaves(pool, size), tail = 0;
+
 		r.vol = v->id;
 		ret = size > v->size ? tpv_zero_tail(pool, v) : tpv_unmap_tail(pool, v, size);
+		for (uint64_t k = from; size < v->size && k < tpv_leaves(pool, v->size); k++)
+			tail += v->leaf[k] ? v->leaf[k]->n : 0;
+		if (tail)
+			r.rsvd = TP_RZ_DROP;
 		if (ret == 0)
 			ret = tp_append(pool, &r, 0);
+		if (ret == 0 && tail) {
+			/*
+			 * The whole leaves past the end go to a ghost, dropped
+			 * here or in the background as a deleted volume's map
+			 * (pool-reclaim.c); no memory for one: here. Their chunks
+			 * are free once the record is durable (R3).
+			 */
+			struct tp_vol *g = tp_vol_ghost(pool, v, from);
+
+			tp_committer_kick(pool);	/* to discard them off the lock */
+			if (g)
+				tp_reclaim_map(pool, g, pool->serial, "shrunk");
+			else
+				v->mapped -= tp_vol_drop_leaves(pool, v, &from, UINT64_MAX,
+								pool->serial);
+		}
 		if (ret == 0) {
 			ret = tp_apply(pool, &r, err, sizeof(err));
 			if (ret < 0) {

@@ -142,6 +142,17 @@ enum tp_rtype {
  */
 #define TP_VF_REVERT	(1u << 1)
 
+/*
+ * RESIZE record, in rsvd: a shrink that drops the map's whole leaves past
+ * the new end with their chunks, with no UNMAP for them (the leaf the end
+ * falls in is still cut by UNMAPs before it). Without it a shrink over
+ * mapped chunks is damage. A version that does not know it ignores rsvd
+ * and refuses the record at replay ("shrink over mapped chunks") rather
+ * than serve the chunks past the end or drop the transactions after it;
+ * once a checkpoint has passed the record it opens the pool again.
+ */
+#define TP_RZ_DROP	(1u << 0)
+
 struct tp_rec {
 	uint8_t type;		/* enum tp_rtype */
 	uint8_t words;		/* length in 8-byte words */
@@ -304,15 +315,19 @@ enum {
 #define TP_DISCARD_BATCH 1024
 
 /*
- * A deleted volume being reclaimed: out of the volume table (its name is
- * free), its leaf table still holding the references its map made. Its
- * VOLDEL record frees all of them at once on disk (replay drops the map;
- * a checkpoint writes no record of it, so its chunks count free there):
- * the reclaim changes memory only, and needs no record of its progress.
+ * A map being reclaimed: a deleted volume out of the volume table (its
+ * name is free), or a ghost (tp_vol_ghost: the old map of a reverted
+ * volume, the leaves past a shrunk volume's new end) that never was in
+ * it; its leaf table still holds the references the map made. One record
+ * (VOLDEL, a revert's SNAP, a RESIZE with TP_RZ_DROP) frees all of them
+ * at once on disk (replay drops the map; a checkpoint writes no record of
+ * it, so its chunks count free there): the reclaim changes memory only,
+ * and needs no record of its progress.
  */
 struct tp_reclaim {
 	struct tp_vol *v;
-	uint64_t serial;	/* its VOLDEL: what it frees is allocatable once that is durable */
+	const char *why;	/* for the log: "deleted", "reverted", "shrunk" */
+	uint64_t serial;	/* its record: what it frees is allocatable once that is durable */
 	uint64_t next;		/* the next leaf to drop */
 	uint64_t chunks;	/* chunks it mapped at the delete */
 	uint64_t left;		/* of those, the ones whose leaves still hold them */
@@ -442,9 +457,10 @@ struct dio_tpool {
 	bool commit_busy;
 
 	/*
-	 * Background reclaim of deleted volumes (pool-reclaim.c), under lock
-	 * once the thread runs: the volumes a delete detached, whose leaves
-	 * still hold their references, dropped reclaim_leaves leaves per lock hold.
+	 * Background reclaim of dropped maps (pool-reclaim.c), under lock
+	 * once the thread runs: the volumes a delete detached and the ghosts
+	 * of reverts and shrinks, whose leaves still hold their references,
+	 * dropped reclaim_leaves leaves per lock hold.
 	 */
 	struct tp_reclaim *rq;		/* oldest first */
 	size_t nrq, caprq;
@@ -509,11 +525,21 @@ void tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_m
 /* tp_ent_unmap serial: replay and loading, where tp_derive works out the chunk states. */
 #define TP_NO_RELEASE UINT64_MAX
 /*
- * v's map becomes s's (shared leaf by leaf), its size s's; its old leaves
- * lose a reference, their chunks as tp_ent_unmap (serial). 0 or -ENOMEM
+ * v's map becomes s's (shared leaf by leaf), its size s's. Its old leaves
+ * go to *old, a ghost (tp_vol_ghost) for the caller to drop, when old is
+ * set and there is memory for one (else *old = NULL); otherwise they lose
+ * a reference here, their chunks as tp_ent_unmap (serial). 0 or -ENOMEM
  * (nothing changed).
  */
-int tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial);
+int tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t serial,
+		  struct tp_vol **old);
+/*
+ * A ghost of v: a volume out of the table (same id and name, for the
+ * log), holding v's leaves from leaf number from on, which v keeps no
+ * more (its slots NULL, its mapped count without them). Its references
+ * are dropped by tp_reclaim_map. NULL: -ENOMEM, v unchanged.
+ */
+struct tp_vol *tp_vol_ghost(struct dio_tpool *p, struct tp_vol *v, uint64_t from);
 /* Drop v's references to its leaves (and their chunks), as tp_ent_unmap; free v. */
 void tp_vol_drop(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
 /* Take v out of the volume table (its memory stays). */
@@ -633,11 +659,16 @@ void tp_committer_stop(struct dio_tpool *p);
 
 /*
  * Volume v is deleted (lock held, its VOLDEL appended as record serial):
- * out of the table now, its references dropped here or, for a map of more
- * than reclaim_leaves leaves in a pool with background work (commit_ms),
- * by the reclaim thread.
+ * out of the table now, its references dropped as tp_reclaim_map.
  */
 void tp_reclaim_start(struct dio_tpool *p, struct tp_vol *v, uint64_t serial);
+/*
+ * The map of v, out of the table (deleted, or a ghost), is freed by
+ * record serial (lock held, appended): its references dropped here or,
+ * for a map of more than reclaim_leaves leaves in a pool with background
+ * work (commit_ms), by the reclaim thread; v is freed after. why: for the log.
+ */
+void tp_reclaim_map(struct dio_tpool *p, struct tp_vol *v, uint64_t serial, const char *why);
 /* Stop the thread (lock not held), then finish every reclaim left, here. */
 void tp_reclaim_finish(struct dio_tpool *p);
 /* Chunk entries the reclaims under way still hold, lock held. */

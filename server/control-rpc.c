@@ -515,7 +515,7 @@ ctl_pool_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 	if (ctl_params_only(params, keys, r) < 0 || !(pool = ctl_pool(ctl, params, r)))
 		return;
 	dio_tpool_get_info(pool, &in);
-	/* reclaim_*: deleted volumes whose chunks are still coming back into free_chunks */
+	/* reclaim_*: dropped maps (deletes, reverts, shrinks) whose chunks are still coming back */
 	r->result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
 			      "size", (json_int_t)in.dev_size,
 			      "chunk_size", (json_int_t)in.chunk_size,

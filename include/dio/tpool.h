@@ -119,7 +119,8 @@ int dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const cha
  * Revert volume 'name' to its snapshot 'snapshot', durably: the volume
  * then reads exactly what the snapshot reads, its size included; the
  * snapshot stays. One journal record: all or nothing across a crash. What
- * only the volume mapped is freed once that record is durable. Only to a
+ * only the volume mapped is free on disk once that record is durable; in
+ * memory it comes back as the volume delete's does. Only to a
  * read-only snapshot taken of this volume (its parent is the volume):
  * -EINVAL for another volume's snapshot, a clone, or a snapshot of a
  * snapshot; -EROFS when 'name' is itself a snapshot or the pool is
@@ -161,7 +162,8 @@ int dio_tpool_dvol_snapshots(struct dio_volume *vol, char (**names)[DIO_TPOOL_NA
  * grows with it; clients that know the old one keep it). A shrink refuses
  * an open volume (-EBUSY), forgets what was written past the new end and
  * frees the chunks that held only that, in the same transaction as the new
- * size. 0 or -errno (-ENOENT: no such volume, -EROFS: read-only pool).
+ * size (in memory they come back as a volume delete's do). 0 or -errno
+ * (-ENOENT: no such volume, -EROFS: read-only pool).
  */
 int dio_tpool_volume_resize(struct dio_tpool *pool, const char *name, uint64_t size);
 
@@ -197,7 +199,8 @@ struct dio_tpool_info {
 	uint32_t nr_volumes, max_volumes;
 	bool readonly;
 	/*
-	 * Deleted volumes whose chunks are still being given back in the
+	 * Deleted volumes, and the old maps of reverted volumes and tails of
+	 * shrunk ones, whose chunks are still being given back in the
 	 * background, and the chunks they still hold (not in free_chunks yet;
 	 * on disk they are free already: a reopen finds them so).
 	 */

@@ -9,9 +9,13 @@
  * chunks per batch and ends where it started. Chunks a snapshot shares
  * stay. A crash mid-reclaim (a child that exits at the gate), with or
  * without a checkpoint taken mid-reclaim, reopens to a pool that checks
- * clean with every chunk back; so does a close mid-reclaim.
+ * clean with every chunk back; so does a close mid-reclaim. The same for
+ * the ghosts of a revert (the old map) and a shrink (the whole leaves past
+ * the new end), and a shrink's record read as an older version reads it
+ * is refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,13 +343,22 @@ Test(pool_delete, snapshot_keeps_the_chunks_it_shares, .init = setup, .fini = te
 	cr_assert_eq(test_pool_free_chunks(pool), free0);
 }
 
+/* What a crash child does before it crashes at the gate. */
+typedef int (*pool_op)(struct dio_tpool *p);
+
+static int
+delete_o(struct dio_tpool *p)
+{
+	return dio_tpool_volume_delete(p, "o");
+}
+
 /*
- * A child opens the pool, deletes o and exits at the gate's call 'at'
+ * A child opens the pool, runs op and exits at the gate's call 'at'
  * (after at - 1 batches), with a checkpoint first when ckpt: a crash
  * mid-reclaim. The parent has closed the pool.
  */
 static void
-crash_child(int at, bool ckpt)
+crash_child(int at, bool ckpt, pool_op op)
 {
 	int status;
 	pid_t pid = fork();
@@ -361,7 +374,7 @@ crash_child(int at, bool ckpt)
 		if (dio_tpool_open(path, &opts, &p) < 0)
 			_exit(4);
 		p->reclaim_gate = gate;
-		if (dio_tpool_volume_delete(p, "o") < 0)
+		if (op(p) < 0)
 			_exit(5);
 		sleep(10);
 		_exit(6);	/* never at the gate */
@@ -385,7 +398,7 @@ crash_mid_reclaim(bool ckpt)
 	free0 -= VCHUNKS + 1024;	/* s and b */
 	cr_assert_eq(test_pool_free_chunks(pool), free0 - 1536);
 	close_pool();
-	crash_child(3, ckpt);	/* two of o's four leaves dropped */
+	crash_child(3, ckpt, delete_o);	/* two of o's four leaves dropped */
 	check_clean();
 	open_pool(100);
 	tail = info().journal_used;
@@ -519,4 +532,340 @@ Test(pool_delete, a_full_pool_waits_for_the_reclaim_not_enospc, .init = setup, .
 	dio_volume_put(o);
 	close_pool();
 	check_clean();
+}
+
+/*
+ * Revert and shrink (issue 11): what they drop, a reverted volume's old
+ * map and the whole leaves past a shrunk volume's new end, goes to a
+ * ghost the same thread reclaims; the volume reads its new contents when
+ * the call returns, before any batch.
+ */
+
+/* name reads zeros on [off, off + len). */
+static void
+zeros(const char *name, uint64_t off, uint64_t len)
+{
+	struct dio_volume *v;
+
+	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0, "open %s", name);
+	for (uint64_t o = off; o < off + len; o += 1 * MiB) {
+		memset(buf, 0xa5, 1 * MiB);
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, o, 1 * MiB, buf), 0);
+		for (size_t i = 0; i < 1 * MiB; i++)
+			cr_assert_eq(buf[i], 0, "%s at %llu: not zeros", name,
+				     (unsigned long long)(o + i));
+	}
+	dio_volume_put(v);
+}
+
+static size_t
+nvolumes(void)
+{
+	struct dio_tpool_vol_info *vi;
+	size_t n;
+
+	cr_assert_eq(dio_tpool_volume_list(pool, &vi, &n), 0);
+	free(vi);
+	return n;
+}
+
+/* o: 4 leaves written (1), snapshot s, o rewritten whole (3): its 4096 chunks its own. */
+static void
+make_reverted_pair(void)
+{
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
+	fill("o", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
+	fill("o", 0, VSIZE, 3);
+}
+
+static int
+revert_o(struct dio_tpool *p)
+{
+	return dio_tpool_volume_revert(p, "o", "s");
+}
+
+#define SHRUNK (5 * MiB)	/* leaf 1 cut at 256 of 1024 chunks, leaves 2 and 3 dropped */
+#define SHRUNK_CHUNKS (SHRUNK / CS)
+
+static int
+shrink_a(struct dio_tpool *p)
+{
+	return dio_tpool_volume_resize(p, "a", SHRUNK);
+}
+
+Test(pool_delete, revert_replies_before_reclaim, .init = setup, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool);
+
+	make_reverted_pair();
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - 2 * VCHUNKS);
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "s"), 0);
+	/* Replied with nothing reclaimed: o reads s already, its old map waits. */
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	cr_assert_eq(info().reclaim_volumes, 1);
+	cr_assert_eq(info().reclaim_chunks, VCHUNKS);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - 2 * VCHUNKS);
+	cr_assert_eq(test_pool_vol_info(pool, "o").mapped, VCHUNKS);
+	cr_assert_eq(nvolumes(), 2, "the ghost is listed");
+	verify("o", 0, VSIZE, 1);
+	/* o is written meanwhile: a copy, not a write into s's chunks */
+	fill("o", 0, 1 * MiB, 4);
+	verify("s", 0, VSIZE, 1);
+	free0 -= 256;
+	for (int k = 1; k <= 4; k++) {
+		allow(1);
+		cr_assert(k < 4 ? at_gate(k + 1) : reclaimed(), "batch %d did not end", k);
+		cr_assert_eq(info().reclaim_chunks, VCHUNKS - k * 1024u, "after batch %d", k);
+		cr_assert_eq(test_pool_free_chunks(pool), free0 - 2 * VCHUNKS + k * 1024u,
+			     "after batch %d", k);
+	}
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	verify("o", 0, 1 * MiB, 4);
+	verify("o", 1 * MiB, VSIZE - 1 * MiB, 1);
+	close_pool();
+	check_clean();
+	open_pool(100);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	verify("o", 0, 1 * MiB, 4);
+	verify("o", 1 * MiB, VSIZE - 1 * MiB, 1);
+	verify("s", 0, VSIZE, 1);
+}
+
+Test(pool_delete, shrink_replies_before_reclaim, .init = setup, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool);
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_resize(pool, "a", SHRUNK), 0);
+	/* Replied: the cut leaf's 768 chunks free, the two leaves past wait. */
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	cr_assert_eq(info().reclaim_volumes, 1);
+	cr_assert_eq(info().reclaim_chunks, 2048);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS + 768);
+	cr_assert_eq(test_pool_vol_info(pool, "a").size, SHRUNK);
+	cr_assert_eq(test_pool_vol_info(pool, "a").mapped, SHRUNK_CHUNKS);
+	cr_assert_eq(nvolumes(), 1, "the ghost is listed");
+	verify("a", 0, SHRUNK, 1);
+	/* Grown back before the reclaim: holes past the old end, not the ghost's chunks. */
+	cr_assert_eq(dio_tpool_volume_resize(pool, "a", VSIZE), 0);
+	zeros("a", SHRUNK, VSIZE - SHRUNK);
+	fill("a", 12 * MiB, 1 * MiB, 5);	/* 256 chunks in what was leaf 3 */
+	free0 -= 256;
+	for (int k = 1; k <= 2; k++) {
+		allow(1);
+		cr_assert(k < 2 ? at_gate(k + 1) : reclaimed(), "batch %d did not end", k);
+		cr_assert_eq(info().reclaim_chunks, 2048 - k * 1024u, "after batch %d", k);
+		cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS + 768 + k * 1024u,
+			     "after batch %d", k);
+	}
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - SHRUNK_CHUNKS);
+	verify("a", 12 * MiB, 1 * MiB, 5);
+	close_pool();
+	check_clean();
+	open_pool(100);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - SHRUNK_CHUNKS);
+	verify("a", 0, SHRUNK, 1);
+	zeros("a", SHRUNK, 7 * MiB);
+	verify("a", 12 * MiB, 1 * MiB, 5);
+	zeros("a", 13 * MiB, 3 * MiB);
+}
+
+Test(pool_delete, without_background_work_revert_and_shrink_reclaim_before_they_return,
+     .init = setup_sync, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool);
+
+	make_reverted_pair();
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "s"), 0);
+	cr_assert_eq(info().reclaim_volumes, 0);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS);
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_resize(pool, "a", SHRUNK), 0);
+	cr_assert_eq(info().reclaim_volumes, 0);
+	cr_assert_eq(gate_calls, 0);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS - SHRUNK_CHUNKS);
+	verify("o", 0, VSIZE, 1);
+	verify("a", 0, SHRUNK, 1);
+	close_pool();
+	check_clean();
+}
+
+/* Revert (shrink when !rev) in a child that crashes mid-reclaim, after a checkpoint when ckpt. */
+static void
+crash_mid_ghost(bool rev, bool ckpt)
+{
+	uint64_t free0 = test_pool_free_chunks(pool), tail, used;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
+	fill("b", 0, 4 * MiB, 2);
+	if (rev) {
+		make_reverted_pair();
+		used = 1024 + VCHUNKS;	/* b, and s shared by o */
+	} else {
+		cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+		fill("a", 0, VSIZE, 1);
+		used = 1024 + SHRUNK_CHUNKS;
+	}
+	close_pool();
+	/* revert: two of the old map's four leaves dropped; shrink: one of two */
+	crash_child(rev ? 3 : 2, ckpt, rev ? revert_o : shrink_a);
+	check_clean();
+	open_pool(100);
+	tail = info().journal_used;
+	if (ckpt)
+		cr_assert_eq(tail, 0, "%llu journal blocks after the checkpoint",
+			     (unsigned long long)tail);
+	else
+		cr_assert_gt(tail, 0);
+	cr_assert_eq(info().reclaim_volumes, 0);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - used);
+	cr_assert_eq(nvolumes(), rev ? 3 : 2);
+	verify("b", 0, 4 * MiB, 2);
+	if (rev) {
+		verify("o", 0, VSIZE, 1);
+		verify("s", 0, VSIZE, 1);
+		fill("o", 0, 4 * MiB, 6);	/* the pool goes on */
+		used += 1024;
+	} else {
+		cr_assert_eq(test_pool_vol_info(pool, "a").size, SHRUNK);
+		verify("a", 0, SHRUNK, 1);
+		cr_assert_eq(dio_tpool_volume_resize(pool, "a", VSIZE), 0);
+		zeros("a", SHRUNK, VSIZE - SHRUNK);
+		fill("a", 8 * MiB, 4 * MiB, 6);
+		used += 1024;
+	}
+	close_pool();
+	check_clean();
+	open_pool(100);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - used);
+	if (rev)
+		verify("o", 0, 4 * MiB, 6);
+	else
+		verify("a", 8 * MiB, 4 * MiB, 6);
+}
+
+Test(pool_delete, revert_crash_mid_reclaim, .init = setup, .fini = teardown)
+{
+	crash_mid_ghost(true, false);
+}
+
+Test(pool_delete, revert_checkpoint_mid_reclaim_then_crash, .init = setup, .fini = teardown)
+{
+	crash_mid_ghost(true, true);
+}
+
+Test(pool_delete, shrink_crash_mid_reclaim, .init = setup, .fini = teardown)
+{
+	crash_mid_ghost(false, false);
+}
+
+Test(pool_delete, shrink_checkpoint_mid_reclaim_then_crash, .init = setup, .fini = teardown)
+{
+	crash_mid_ghost(false, true);
+}
+
+/* A close while a revert's and a shrink's ghosts wait: it finishes both. */
+Test(pool_delete, close_mid_ghost_reclaim_finishes_it, .init = setup, .fini = teardown)
+{
+	uint64_t free0 = test_pool_free_chunks(pool), held;
+
+	make_reverted_pair();
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	held = file_bytes();
+	cr_assert_eq(dio_tpool_volume_revert(pool, "o", "s"), 0);
+	cr_assert_eq(dio_tpool_volume_resize(pool, "a", SHRUNK), 0);
+	cr_assert(at_gate(1));
+	cr_assert_eq(info().reclaim_volumes, 2);
+	cr_assert_eq(info().reclaim_chunks, VCHUNKS + 2048);
+	closing(true);
+	close_pool();
+	cr_assert_eq(gate_calls, 1);
+	/* o's old map, a's tail and cut leaf discarded: the file gave their space back */
+	cr_assert_leq(file_bytes() + (VCHUNKS + 2048 + 768) * CS, held + 64 * KiB,
+		      "the file holds %llu bytes, %llu before", (unsigned long long)file_bytes(),
+		      (unsigned long long)held);
+	check_clean();
+	closing(false);
+	open_pool(100);
+	cr_assert_eq(test_pool_free_chunks(pool), free0 - VCHUNKS - SHRUNK_CHUNKS);
+	verify("o", 0, VSIZE, 1);
+	verify("a", 0, SHRUNK, 1);
+}
+
+/*
+ * Set (on) or clear TP_RZ_DROP in the journal's shrink record of the pool
+ * at path (closed), resealing its block. false: no such record.
+ */
+static bool
+rz_drop_flag(bool on)
+{
+	static uint8_t blk[TP_BLOCK];
+	struct tp_super sb = { 0 };
+	bool found = false;
+	int fd = open(path, O_RDWR);
+
+	cr_assert(fd >= 0);
+	for (uint64_t slot = 0; slot < 2; slot++) {
+		const struct tp_super *s = (const void *)blk;
+
+		cr_assert_eq(pread(fd, blk, TP_BLOCK, (off_t)(slot * TP_BLOCK)), TP_BLOCK);
+		if (tp_verify(blk, s->h.uuid, TP_BT_SUPER, slot) && s->h.gen >= sb.h.gen)
+			sb = *s;
+	}
+	cr_assert_eq(sb.h.magic, TP_MAGIC);
+	for (uint64_t b = sb.journal_start; b < sb.journal_start + sb.journal_blocks; b++) {
+		struct tp_hdr *h = (void *)blk;
+		size_t off = 0;
+
+		cr_assert_eq(pread(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+		if (!tp_verify(blk, sb.h.uuid, TP_BT_JOURNAL, b))
+			continue;
+		for (uint32_t i = 0; i < h->count; i++) {
+			struct tp_rec *r = (void *)(blk + sizeof(*h) + off);
+
+			off += tp_rec_size(r->type);
+			if (r->type != TP_R_RESIZE || r->a != SHRUNK)
+				continue;
+			r->rsvd = on ? TP_RZ_DROP : 0;
+			found = true;
+		}
+		if (!found)
+			continue;
+		tp_seal(blk, sb.h.uuid, TP_BT_JOURNAL, h->owner, h->gen, b, h->aux, h->count,
+			h->used);
+		cr_assert_eq(pwrite(fd, blk, TP_BLOCK, (off_t)(b * TP_BLOCK)), TP_BLOCK);
+		break;
+	}
+	close(fd);
+	return found;
+}
+
+/*
+ * A version from before TP_RZ_DROP reads a shrink's RESIZE as one without
+ * it, over mapped chunks: the replay must refuse the open (as it does, and
+ * this version does for such a record) rather than serve the chunks past
+ * the end or end the replay there. With the flag it opens, shrunk.
+ */
+Test(pool_delete, shrink_record_read_without_its_flag_is_refused, .init = setup, .fini = teardown)
+{
+	struct dio_tpool *q;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
+	fill("a", 0, VSIZE, 1);
+	close_pool();
+	crash_child(2, false, shrink_a);
+	cr_assert(rz_drop_flag(false), "no shrink record in the journal");
+	errbuf[0] = 0;
+	cr_assert_eq(dio_tpool_open(path, &opts, &q), -EUCLEAN,
+		     "a shrink over mapped chunks without its flag was replayed");
+	cr_assert(strstr(errbuf, "shrink over mapped chunks"), "message: %s", errbuf);
+	cr_assert(rz_drop_flag(true));
+	check_clean();
+	open_pool(100);
+	cr_assert_eq(test_pool_vol_info(pool, "a").size, SHRUNK);
+	verify("a", 0, SHRUNK, 1);
 }
