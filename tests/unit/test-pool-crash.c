@@ -2137,6 +2137,35 @@ gen_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 }
 
 /*
+ * Step i of st ends the batch before it when it overlaps a data step of
+ * that batch; true if it did. The recording engine logs writes in the
+ * order they are queued, but the engine under it (psync's threads, or
+ * io_uring's workers) may land two overlapping ones in the other order,
+ * and a later copy-on-write copies what landed: the crash images, built
+ * in log order, would then disagree with the copy (and run_twice would
+ * see two runs copy different bytes). Workloads with copies therefore
+ * never hold overlapping requests in one batch.
+ */
+static bool
+unpar_overlap(struct step *st, int i)
+{
+	struct step *s = &st[i];
+
+	if (s->op == OP_FLUSH || s->op >= OP_VCREATE)
+		return false;
+	for (int j = i - 1; s->par && j >= 0; j--) {
+		const struct step *o = &st[j];
+
+		if (o->op != OP_FLUSH && o->op < OP_VCREATE && o->vol == s->vol &&
+		    o->sec < s->sec + s->nsec && s->sec < o->sec + o->nsec)
+			s->par = false;
+		if (!o->par)
+			break;	/* the first of the batch */
+	}
+	return !s->par;
+}
+
+/*
  * Snapshots, clones and deletes among writes over the first two chunks of
  * each volume (room for the copies in the pool's 8): a snapshot or clone
  * of any volume into v3, then v4, and deletes of any volume, shared or
@@ -2195,6 +2224,8 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 			s->sec = sec;
 			s->nsec = sec + len > 16 ? 16 - sec : len;
 			s->fua = fua;
+			if (unpar_overlap(wl->s, i))
+				memset(busy, 0, sizeof(busy));	/* a batch of its own */
 			busy[w] = true;
 		}
 	}
@@ -2382,32 +2413,6 @@ t_ops(void *arg)
 }
 
 /* A writer's steps over sectors [t->lo, t->hi) of its volume. */
-/*
- * Step i of t ends the batch before it when it overlaps a data step of
- * that batch. The recording engine logs writes in the order they are
- * queued, but the engine under it may land two overlapping ones in the
- * other order, and a later copy-on-write copies what landed: the crash
- * images (built in log order) would then disagree with the copy. One
- * thread's batch therefore never holds overlapping requests.
- */
-static void
-unpar_overlap(struct tthread *t, int i)
-{
-	struct step *s = &t->s[i];
-
-	if (s->op == OP_FLUSH || s->op >= OP_VCREATE)
-		return;
-	for (int j = i - 1; s->par && j >= 0; j--) {
-		const struct step *o = &t->s[j];
-
-		if (o->op != OP_FLUSH && o->op < OP_VCREATE && o->vol == s->vol &&
-		    o->sec < s->sec + s->nsec && s->sec < o->sec + o->nsec)
-			s->par = false;
-		if (!o->par)
-			break;	/* the first of the batch */
-	}
-}
-
 static void
 gen_writer(uint64_t *r, struct tthread *t, int n)
 {
@@ -2426,7 +2431,7 @@ gen_writer(uint64_t *r, struct tthread *t, int n)
 				    .par = i > 0 && rng_next(r) % 3 != 0 };
 		if (s->op == OP_FLUSH)
 			s->sec = s->nsec = s->fua = 0;
-		unpar_overlap(t, i);
+		unpar_overlap(t->s, i);
 	}
 }
 
@@ -2484,7 +2489,7 @@ gen_ops(uint64_t *r, struct tthread *t, int n)
 			s->nsec = sec + len > half + VSECS / 2 ? half + VSECS / 2 - sec : len;
 			s->fua = rng_next(r) % 4 == 0;
 			s->par = i > 0 && rng_next(r) % 3 != 0;
-			unpar_overlap(t, i);
+			unpar_overlap(t->s, i);
 		}
 	}
 }
