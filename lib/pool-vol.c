@@ -39,6 +39,14 @@
 #include "pool.h"
 #include "volume-priv.h"
 
+/*
+ * tp_alloc waited for a chunk with the pool lock dropped: a snapshot, or
+ * another write to the same lchunk, may have changed what the entry says
+ * (a leaf now shared, a hole now mapped). The chunk goes back and
+ * map_begin looks the lchunk up again.
+ */
+#define TPV_LOOK_AGAIN 1
+
 /* One open pool volume. tv is guarded by pool->lock. */
 struct tp_dvol {
 	struct dio_volume vol;
@@ -95,12 +103,14 @@ tpv_must_copy(const struct dio_tpool *p, const struct tp_vol *v, uint64_t l,
 static struct tp_ment *
 tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 {
-	uint64_t cs = p->chunk_size, ss = p->sub_size, old, from, len;
-	struct tp_ment *e = tp_ment_w(p, v, l, false);
+	uint64_t cs = p->chunk_size, ss = p->sub_size, old, from, len, waits;
 	struct tp_rec r = { .type = TP_R_COW, .vol = v->id, .a = l };
+	struct tp_ment *e;
 	int64_t c;
 	int ret;
 
+again:
+	e = tp_ment_w(p, v, l, false);
 	if (!e) {
 		*err = -errno;	/* ENOMEM, or ENOSPC: no metadata room for a copy of the leaf */
 		return NULL;
@@ -108,12 +118,17 @@ tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 	old = e->p1 - 1;
 	if (p->space[old] <= 1 && !tp_unsharing(p, old))
 		return e;	/* the leaf was shared, the chunk is its alone */
+	waits = p->alloc_waits;
 	c = tp_alloc(p, v);
 	if (c < 0) {
 		dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
 			"with ENOSPC (here to copy a shared one)", p->path);
 		*err = (int)c;
 		return NULL;
+	}
+	if (p->alloc_waits != waits) {
+		tp_chunk_release(p, (uint64_t)c, 0);	/* the lock was dropped: as TPV_LOOK_AGAIN */
+		goto again;
 	}
 	if (e->bits) {
 		uint32_t a = (uint32_t)__builtin_ctz(e->bits), b = 32 - (uint32_t)__builtin_clz(e->bits);
@@ -166,7 +181,7 @@ tpv_cow_busy(const struct tp_dvol *dv, uint64_t l)
  * engine what to copy (extent.h, DIO_EXT_SHARED). The copy is the written
  * sub-blocks the write does not wholly cover; partial sub-blocks of the
  * write that were never written take zeros. Nothing changes in the map
- * until map_end. 0 or -errno.
+ * until map_end. 0, -errno, or TPV_LOOK_AGAIN (see tpv_map_begin).
  */
 static int
 tpv_cow_begin(struct tp_dvol *dv, uint64_t l, struct tp_ment *e, uint64_t off, uint64_t len,
@@ -178,6 +193,7 @@ tpv_cow_begin(struct tp_dvol *dv, uint64_t l, struct tp_ment *e, uint64_t off, u
 	uint32_t a = (uint32_t)(off / ss), b = (uint32_t)((off + len + ss - 1) / ss);
 	uint32_t copy = e->bits & ~sub_mask((uint32_t)((off + ss - 1) / ss),
 					    (uint32_t)((off + len) / ss));
+	uint64_t waits;
 	int64_t c;
 
 	if (dv->ncow == dv->capcow) {
@@ -189,11 +205,16 @@ tpv_cow_begin(struct tp_dvol *dv, uint64_t l, struct tp_ment *e, uint64_t off, u
 		dv->cow = n;
 		dv->capcow = cap;
 	}
+	waits = p->alloc_waits;
 	c = tp_alloc(p, v);
 	if (c < 0) {
 		dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
 			"with ENOSPC (here to copy a shared one)", p->path);
 		return (int)c;
+	}
+	if (p->alloc_waits != waits) {
+		tp_chunk_release(p, (uint64_t)c, 0);	/* the lock was dropped: e may be stale */
+		return TPV_LOOK_AGAIN;
 	}
 	if (copy) {
 		uint32_t ca = (uint32_t)__builtin_ctz(copy), cb = 32 - (uint32_t)__builtin_clz(copy);
@@ -304,9 +325,11 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	if (len > vol->size - pos)
 		len = vol->size - pos;
 	max = len < cs - off ? len : cs - off;
-	memset(ext, 0, sizeof(*ext));
 	ext->pos = pos;
 	pthread_mutex_lock(&p->lock);
+again:
+	memset(ext, 0, sizeof(*ext));
+	ext->pos = pos;
 	if (write && (v->flags & TP_VF_RO)) {
 		ret = -EPERM;	/* a snapshot */
 		goto out;
@@ -337,6 +360,8 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 		}
 		if (p->space[e->p1 - 1] > 1 || tp_unsharing(p, e->p1 - 1)) {
 			ret = tpv_cow_begin(dv, l, e, off, max, ext);
+			if (ret == TPV_LOOK_AGAIN)
+				goto again;
 			goto out;
 		}
 	}
@@ -356,6 +381,7 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 			ext->length = n;
 			goto out;
 		}
+		uint64_t waits = p->alloc_waits;
 		int64_t c = tp_alloc(p, v);
 
 		if (c < 0) {
@@ -363,6 +389,10 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 				"with ENOSPC", p->path);
 			ret = (int)c;
 			goto out;
+		}
+		if (p->alloc_waits != waits) {
+			tp_chunk_release(p, (uint64_t)c, 0);	/* TPV_LOOK_AGAIN */
+			goto again;
 		}
 		tp_ent_map(p, v, l, e, (uint64_t)c);
 		e->bits = e->dbits = 0;

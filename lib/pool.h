@@ -390,6 +390,11 @@ struct dio_tpool {
 	uint64_t nrefs, nleaves;
 	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
+	/*
+	 * Times tp_alloc waited (the lock dropped) for a discard or a reclaim
+	 * batch: a caller that sees it move looks its entry up again.
+	 */
+	uint64_t alloc_waits;
 	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */
 	pthread_cond_t snap_cond;
 	uint64_t snap_parks;		/* writes turned away (map_wait) by a snapshot */

@@ -161,17 +161,32 @@ open_pool(unsigned int commit_ms)
 }
 
 static void
-setup_ms(unsigned int commit_ms)
+setup_geom(unsigned int commit_ms, uint64_t chunk, uint64_t size)
 {
-	struct dio_tpool_create_opts co = { .chunk_size = CS, .journal_blocks = 64 };
+	struct dio_tpool_create_opts co = { .chunk_size = chunk, .journal_blocks = 64 };
 
 	gate_allow = gate_waiting = gate_calls = 0;
 	gate_closing = false;
 	opts.commit_ms = commit_ms;
-	pool = test_pool_make(&path, 80 * MiB, &co, &opts, 0);
+	pool = test_pool_make(&path, size, &co, &opts, 0);
 	pool->reclaim_gate = gate;
 	ctx = test_ctx_create(NULL, NULL);
 	buf = test_alloc(1 * MiB);
+}
+
+static void
+setup_ms(unsigned int commit_ms)
+{
+	setup_geom(commit_ms, CS, 80 * MiB);
+}
+
+/* 64 KiB chunks (2 KiB sub-blocks): two aligned writes fit in one chunk. */
+#define BCS (64 * KiB)
+
+static void
+setup_big(void)
+{
+	setup_geom(100, BCS, 320 * MiB);
 }
 
 static void
@@ -471,7 +486,8 @@ Test(pool_delete, close_mid_reclaim_finishes_it, .init = setup, .fini = teardown
 
 struct alloc_writer {
 	struct dio_volume *v;
-	uint64_t off;
+	uint64_t off, len;	/* len 0: CS */
+	uint32_t seed;		/* 0: 9 */
 	int ret;
 	bool done;
 };
@@ -481,10 +497,11 @@ alloc_write(void *arg)
 {
 	struct alloc_writer *w = arg;
 	struct dio_ctx *wctx = test_ctx_create(NULL, NULL);
-	uint8_t *b = test_alloc(CS);
+	uint64_t len = w->len ? w->len : CS;
+	uint8_t *b = test_alloc(len);
 
-	test_pattern(b, CS, w->off, 9);
-	w->ret = test_io(wctx, w->v, DIO_REQ_WRITE, 0, w->off, CS, b);
+	test_pattern(b, len, w->off, w->seed ? w->seed : 9);
+	w->ret = test_io(wctx, w->v, DIO_REQ_WRITE, 0, w->off, len, b);
 	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 	free(b);
 	dio_ctx_destroy(wctx);
@@ -529,6 +546,60 @@ Test(pool_delete, a_full_pool_waits_for_the_reclaim_not_enospc, .init = setup, .
 	cr_assert(reclaimed());
 	cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, off, CS, buf), 0);
 	cr_assert(test_pattern_check(buf, CS, off, 9));
+	dio_volume_put(o);
+	close_pool();
+	check_clean();
+}
+
+/*
+ * Two writes into one hole of a full pool, both waiting for the reclaim's
+ * batch with the pool lock dropped: the second to get a chunk must find
+ * the one the first mapped there, not map another over it (one half lost,
+ * a chunk leaked).
+ */
+Test(pool_delete, two_waiting_writes_into_one_hole_share_its_chunk, .init = setup_big,
+     .fini = teardown)
+{
+	struct alloc_writer w[2] = { 0 };
+	struct dio_volume *o;
+	pthread_t t[2];
+	uint64_t off;
+
+	/* two leaves of 1024 chunks: its reclaim goes to the thread */
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", 128 * MiB), 0);
+	fill("a", 0, 128 * MiB, 1);
+	cr_assert_eq(dio_tpool_volume_create(pool, "other", 512 * MiB), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "other", &o), 0);
+	for (off = 0; off < 512 * MiB; off += BCS) {
+		test_pattern(buf, BCS, off, 8);
+		if (test_io(ctx, o, DIO_REQ_WRITE, 0, off, BCS, buf) == -ENOSPC)
+			break;
+	}
+	cr_assert_lt(off, 512 * MiB);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct alloc_writer){ .v = o, .off = off + (uint64_t)i * BCS / 2,
+					      .len = BCS / 2, .seed = 10 + (uint32_t)i };
+		cr_assert_eq(pthread_create(&t[i], NULL, alloc_write, &w[i]), 0);
+	}
+	usleep(300 * 1000);
+	for (int i = 0; i < 2; i++)
+		cr_assert_not(__atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE),
+			      "write %d into a full pool ended at once: %d", i, w[i].ret);
+	allow(-1);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(w[i].ret, 0, "write %d: %d", i, w[i].ret);
+	}
+	cr_assert(reclaimed());
+	for (int i = 0; i < 2; i++) {
+		uint64_t at = off + (uint64_t)i * BCS / 2;
+
+		cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, at, BCS / 2, buf), 0);
+		cr_assert(test_pattern_check(buf, BCS / 2, at, 10 + (uint32_t)i),
+			  "half %d of the chunk both wrote lost its write", i);
+	}
 	dio_volume_put(o);
 	close_pool();
 	check_clean();
