@@ -902,13 +902,13 @@ print_log(FILE *f)
 static void compute_frozen(void);
 
 /* Run the workload on a pool opened from base, every device op logged. */
-static void
-run_workload(const struct workload *wl)
+/* The pool opened afresh from base, its device ops logged (logs and requests emptied). */
+static struct dio_tpool *
+open_logged(unsigned int commit_ms)
 {
-	struct dio_tpool_opts o = { .no_direct = true, .io = &rec_io_hooks };
-	struct dio_volume *vols[NSLOT] = { NULL };
+	struct dio_tpool_opts o = { .no_direct = true, .io = &rec_io_hooks,
+				    .commit_ms = commit_ms };
 	struct dio_tpool *p;
-	struct dio_ctx *ctx;
 	int ret;
 
 	file_put(base);
@@ -917,9 +917,19 @@ run_workload(const struct workload *wl)
 		free(rq.r[i].buf);
 	memset(&rq, 0, sizeof(rq));
 	memset(&rec, 0, sizeof(rec));
-	ctx = rec_ctx(wl->order);
 	ret = dio_tpool_open(path, &o, &p);
 	need(ret == 0, "open: %s", strerror(-ret));
+	return p;
+}
+
+static void
+run_workload(const struct workload *wl)
+{
+	struct dio_volume *vols[NSLOT] = { NULL };
+	struct dio_tpool *p = open_logged(0);
+	struct dio_ctx *ctx = rec_ctx(wl->order);
+	int ret;
+
 	need(dio_tpool_volume_open(p, "v0", &vols[0]) == 0, "v0");
 	need(dio_tpool_volume_open(p, "v1", &vols[1]) == 0, "v1");
 	rec.on = true;
@@ -2529,18 +2539,9 @@ gen_threaded(uint64_t seed, int n)
 static void
 run_threaded(struct workload *wl)
 {
-	struct dio_tpool_opts o = { .no_direct = true, .io = &rec_io_hooks, .commit_ms = 1 };
-	struct dio_tpool *p;
+	struct dio_tpool *p = open_logged(1);
 	int ret;
 
-	file_put(base);
-	dlog_reset(&dl);
-	for (int i = 0; i < rq.nr; i++)
-		free(rq.r[i].buf);
-	memset(&rq, 0, sizeof(rq));
-	memset(&rec, 0, sizeof(rec));
-	ret = dio_tpool_open(path, &o, &p);
-	need(ret == 0, "open: %s", strerror(-ret));
 	for (int v = 0; v < 2; v++) {
 		pthread_rwlockattr_t a;
 

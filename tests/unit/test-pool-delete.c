@@ -398,10 +398,31 @@ crash_child(int at, bool ckpt, pool_op op)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %#x", status);
 }
 
+/*
+ * After crash_child: the pool checks clean and opens with nothing left
+ * to reclaim; with the checkpoint the operation is in it, not in the
+ * journal.
+ */
+static void
+reopened_after_crash(bool ckpt)
+{
+	uint64_t tail;
+
+	check_clean();
+	open_pool(100);
+	tail = info().journal_used;
+	if (ckpt)
+		cr_assert_eq(tail, 0, "%llu journal blocks after the checkpoint",
+			     (unsigned long long)tail);
+	else
+		cr_assert_gt(tail, 0);
+	cr_assert_eq(info().reclaim_volumes, 0);
+}
+
 static void
 crash_mid_reclaim(bool ckpt)
 {
-	uint64_t free0 = test_pool_free_chunks(pool), tail;
+	uint64_t free0 = test_pool_free_chunks(pool);
 
 	cr_assert_eq(dio_tpool_volume_create(pool, "o", VSIZE), 0);
 	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
@@ -414,17 +435,8 @@ crash_mid_reclaim(bool ckpt)
 	cr_assert_eq(test_pool_free_chunks(pool), free0 - 1536);
 	close_pool();
 	crash_child(3, ckpt, delete_o);	/* two of o's four leaves dropped */
-	check_clean();
-	open_pool(100);
-	tail = info().journal_used;
-	/* with the checkpoint, the delete is in it and not in the journal */
-	if (ckpt)
-		cr_assert_eq(tail, 0, "%llu journal blocks after the checkpoint",
-			     (unsigned long long)tail);
-	else
-		cr_assert_gt(tail, 0);
+	reopened_after_crash(ckpt);
 	cr_assert_not(listed("o"));
-	cr_assert_eq(info().reclaim_volumes, 0);
 	cr_assert_eq(test_pool_free_chunks(pool), free0);
 	verify("s", 0, VSIZE, 1);
 	verify("b", 0, 4 * MiB, 2);
@@ -509,6 +521,33 @@ alloc_write(void *arg)
 }
 
 /*
+ * A pool made full with a delete's reclaim pending: "a" (asize) written
+ * and deleted, its reclaim held at the gate before its first batch;
+ * "other" (opened into *o) written a chunk (cs) at a time until the pool
+ * said ENOSPC, at the offset returned.
+ */
+static uint64_t
+full_with_reclaim_pending(uint64_t asize, uint64_t cs, struct dio_volume **o)
+{
+	uint64_t off;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "a", asize), 0);
+	fill("a", 0, asize, 1);
+	cr_assert_eq(dio_tpool_volume_create(pool, "other", 512 * MiB), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "other", o), 0);
+	for (off = 0; off < 512 * MiB; off += cs) {
+		test_pattern(buf, cs, off, 8);
+		if (test_io(ctx, *o, DIO_REQ_WRITE, 0, off, cs, buf) == -ENOSPC)
+			break;
+	}
+	cr_assert_lt(off, 512 * MiB);
+	cr_assert_eq(test_pool_free_chunks(pool), 0);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	return off;
+}
+
+/*
  * A full pool, a volume deleted: a write that needs a chunk waits for the
  * reclaim's next batch rather than failing with ENOSPC while the deleted
  * volume's chunks are still being given back.
@@ -517,23 +556,9 @@ Test(pool_delete, a_full_pool_waits_for_the_reclaim_not_enospc, .init = setup, .
 {
 	struct alloc_writer w = { 0 };
 	struct dio_volume *o;
-	uint64_t off;
+	uint64_t off = full_with_reclaim_pending(VSIZE, CS, &o);
 	pthread_t t;
 
-	cr_assert_eq(dio_tpool_volume_create(pool, "a", VSIZE), 0);
-	fill("a", 0, VSIZE, 1);
-	cr_assert_eq(dio_tpool_volume_create(pool, "other", 256 * MiB), 0);
-	cr_assert_eq(dio_tpool_volume_open(pool, "other", &o), 0);
-	/* Every chunk left, one write each, until the pool says it is full. */
-	for (off = 0; off < 256 * MiB; off += CS) {
-		test_pattern(buf, CS, off, 8);
-		if (test_io(ctx, o, DIO_REQ_WRITE, 0, off, CS, buf) == -ENOSPC)
-			break;
-	}
-	cr_assert_lt(off, 256 * MiB);
-	cr_assert_eq(test_pool_free_chunks(pool), 0);
-	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
-	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
 	w.v = o;
 	w.off = off;
 	cr_assert_eq(pthread_create(&t, NULL, alloc_write, &w), 0);
@@ -562,22 +587,10 @@ Test(pool_delete, two_waiting_writes_into_one_hole_share_its_chunk, .init = setu
 {
 	struct alloc_writer w[2] = { 0 };
 	struct dio_volume *o;
+	/* "a" of two leaves of 1024 chunks: its reclaim goes to the thread */
+	uint64_t off = full_with_reclaim_pending(128 * MiB, BCS, &o);
 	pthread_t t[2];
-	uint64_t off;
 
-	/* two leaves of 1024 chunks: its reclaim goes to the thread */
-	cr_assert_eq(dio_tpool_volume_create(pool, "a", 128 * MiB), 0);
-	fill("a", 0, 128 * MiB, 1);
-	cr_assert_eq(dio_tpool_volume_create(pool, "other", 512 * MiB), 0);
-	cr_assert_eq(dio_tpool_volume_open(pool, "other", &o), 0);
-	for (off = 0; off < 512 * MiB; off += BCS) {
-		test_pattern(buf, BCS, off, 8);
-		if (test_io(ctx, o, DIO_REQ_WRITE, 0, off, BCS, buf) == -ENOSPC)
-			break;
-	}
-	cr_assert_lt(off, 512 * MiB);
-	cr_assert_eq(dio_tpool_volume_delete(pool, "a"), 0);
-	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
 	for (int i = 0; i < 2; i++) {
 		w[i] = (struct alloc_writer){ .v = o, .off = off + (uint64_t)i * BCS / 2,
 					      .len = BCS / 2, .seed = 10 + (uint32_t)i };
@@ -768,7 +781,7 @@ Test(pool_delete, without_background_work_revert_and_shrink_reclaim_before_they_
 static void
 crash_mid_ghost(bool rev, bool ckpt)
 {
-	uint64_t free0 = test_pool_free_chunks(pool), tail, used;
+	uint64_t free0 = test_pool_free_chunks(pool), used;
 
 	cr_assert_eq(dio_tpool_volume_create(pool, "b", 4 * MiB), 0);
 	fill("b", 0, 4 * MiB, 2);
@@ -783,15 +796,7 @@ crash_mid_ghost(bool rev, bool ckpt)
 	close_pool();
 	/* revert: two of the old map's four leaves dropped; shrink: one of two */
 	crash_child(rev ? 3 : 2, ckpt, rev ? revert_o : shrink_a);
-	check_clean();
-	open_pool(100);
-	tail = info().journal_used;
-	if (ckpt)
-		cr_assert_eq(tail, 0, "%llu journal blocks after the checkpoint",
-			     (unsigned long long)tail);
-	else
-		cr_assert_gt(tail, 0);
-	cr_assert_eq(info().reclaim_volumes, 0);
+	reopened_after_crash(ckpt);
 	cr_assert_eq(test_pool_free_chunks(pool), free0 - used);
 	cr_assert_eq(nvolumes(), rev ? 3 : 2);
 	verify("b", 0, 4 * MiB, 2);
