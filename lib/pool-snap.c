@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshots and clones of a pool volume (issue 11): O(1) in its size, the
+ * new volume sharing the origin's leaves. A snapshot is a FLUSH of its
+ * origin (R1), done without holding the pool lock over device I/O, and
+ * new writes on the origin wait (map_wait, pool-vol.c) only while the
+ * writes under way end and the record is applied.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "dio/dio.h"
+#include "pool.h"
+
+/* Writes in flight on an open volume: how long a snapshot waits for them to end. */
+#define TP_SNAP_WAIT_US (2 * 1000 * 1000)
+
+/* Whether origin can have a snapshot name now (lock held): 0 or -errno, *o the origin. */
+static int
+tp_snap_check(struct dio_tpool *pool, const char *origin, const char *name, struct tp_vol **o)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < pool->nvols; i++)
+		n += pool->vols[i] != NULL;
+	*o = tp_vol_by_name(pool, origin);
+	if (pool->readonly)
+		return -EROFS;
+	if (!*o)
+		return -ENOENT;
+	if (tp_vol_by_name(pool, name))
+		return -EEXIST;
+	if (n >= pool->sb.max_volumes || n >= UINT16_MAX)
+		return -ENOSPC;	/* and a chunk's count fits its 16 bits */
+	if (!tp_meta_room(pool, 0, ((*o)->nl + TP_LEAF - 1) / TP_LEAF))
+		return -ENOSPC;	/* the metadata reserve could not hold its map (R5) */
+	return 0;
+}
+
+/*
+ * Wait (lock held, dropped meanwhile) until origin has no write between
+ * map_begin and map_end, TP_SNAP_WAIT_US at most: o->snaps raised, so that
+ * new writes wait for the snapshot instead of keeping the count above 0.
+ * Writes already mapped never wait for this one (DIO_MAP_HELD), so they
+ * end. The writers parked meanwhile are left in *parked, to be woken
+ * without the lock once the record is applied (or the snapshot gave up).
+ * 0, or -errno with o->snaps dropped again.
+ */
+static int
+tp_snap_drain(struct dio_tpool *pool, const char *origin, const char *name, struct tp_vol **o,
+	      struct dio_map_waiter **parked)
+{
+	struct timespec until;
+	int ret = tp_snap_check(pool, origin, name, o);
+
+	*parked = NULL;
+	if (ret < 0 || !(*o)->writers)
+		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += TP_SNAP_WAIT_US / 1000000;
+	until.tv_nsec += TP_SNAP_WAIT_US % 1000000 * 1000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	(*o)->snaps++;
+	while ((*o)->writers && !pthread_cond_timedwait(&pool->snap_cond, &pool->lock, &until))
+		;
+	/* o stays: no delete or revert while snaps is raised */
+	(*o)->snaps--;
+	if (!(*o)->snaps)
+		*parked = tp_dvol_waiters(*o);
+	/* the lock was dropped: all of it again */
+	ret = tp_snap_check(pool, origin, name, o);
+	if (ret == 0 && (*o)->writers)
+		ret = -EBUSY;
+	return ret;
+}
+
+/*
+ * A snapshot is a FLUSH of its origin: it shares the origin's chunks as
+ * they read when its record is appended, so that record becomes durable
+ * only after every write they hold (R1). Writes with a record of their own
+ * order themselves (their records come first, with their needs); a write
+ * in place has none, and o->wneeds says which flush covers the last one.
+ * The device flush is done first, without the lock, and the commit's
+ * device I/O too (tp_commit_unlocked): the origin's writes wait for
+ * neither. New writes wait (map_wait) only from the moment the writes
+ * under way are counted down (tp_snap_drain) to the record's apply,
+ * and are woken before the commit, whose flush waits for none of them.
+ */
+static int
+tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool writable)
+{
+	struct tp_rec r = { .type = TP_R_SNAP, .flags = writable ? 0 : TP_VF_RO };
+	struct dio_map_waiter *parked = NULL;
+	struct tp_vol *o;
+	int ret;
+
+	if (!name[0] || strlen(name) > DIO_TPOOL_NAME_MAX)
+		return -EINVAL;
+	if (getrandom(r.uuid, 16, 0) != 16)
+		return -EIO;
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	pthread_mutex_lock(&pool->lock);
+	/*
+	 * The writes in place so far become durable here, while the origin
+	 * goes on writing; one that completes meanwhile raises o->wneeds past
+	 * this flush, and the commit below flushes again for it.
+	 */
+	ret = tp_snap_check(pool, origin, name, &o);
+	if (ret == 0)
+		ret = tp_flush_unlocked(pool);
+	if (ret < 0)
+		goto out;
+	/*
+	 * A write between map_begin and map_end may be writing in place into
+	 * a chunk the snapshot would share: what it writes would show in the
+	 * snapshot and miss the origin's copy. Wait until none is.
+	 */
+	ret = tp_snap_drain(pool, origin, name, &o, &parked);
+	if (ret < 0)
+		goto out;
+	r.vol = (uint32_t)pool->next_vol_id;
+	r.a = o->size;
+	r.b = o->id;
+	/* needs <= flush_done when the flush above covered every write in place */
+	ret = tp_append(pool, &r, o->wneeds);
+	if (ret == 0) {
+		char err[200];
+
+		ret = tp_apply(pool, &r, err, sizeof(err));
+		if (ret < 0) {
+			pool->npend--;	/* never happened */
+			dio_log(DIO_LOG_ERR, "%s: snapshot of %s: %s", pool->path, origin, err);
+		}
+	}
+	if (parked) {
+		/* Applied: the parked writes see its chunks shared, and copy them. */
+		pthread_mutex_unlock(&pool->lock);
+		tp_dvol_wake(parked);
+		parked = NULL;
+		pthread_mutex_lock(&pool->lock);
+	}
+	/* A pool from before snapshots: a checkpoint marks it as one that has them. */
+	if (ret == 0 && !(pool->sb.feat_incompat & TP_FEAT_INCOMPAT_SHARE))
+		ret = tp_checkpoint(pool);
+	else if (ret == 0)
+		ret = tp_commit_unlocked(pool, true);	/* the origin writes meanwhile */
+out:
+	pthread_mutex_unlock(&pool->lock);
+	tp_dvol_wake(parked);	/* gave up: they go on as before */
+	return ret;
+}
+
+int
+dio_tpool_volume_snapshot(struct dio_tpool *pool, const char *origin, const char *name)
+{
+	return tp_snapshot(pool, origin, name, false);
+}
+
+int
+dio_tpool_volume_clone(struct dio_tpool *pool, const char *origin, const char *name)
+{
+	return tp_snapshot(pool, origin, name, true);
+}
