@@ -26,55 +26,19 @@ fi
 
 # dio_nbdkit ARGS...: nbdkit -U - ARGS, bounded in time; a --run command
 # runs without the ASan preload.
-#
-# Under the preload, Debian 12's nbdkit sometimes never returns from exit()
-# once its --run command has ended (seen with the rbd plugin, whose librados
-# threads are still there): the command's status is then lost and the test
-# waited out the whole timeout. There the command's status also goes to a
-# file, and an nbdkit still running 30 s after it is killed and that status
-# taken, saying so.
 dio_nbdkit()
 {
-	local args=() prev= st= a pid rc n=0
-	if [ "${#NBDKIT_ENV[@]}" -gt 0 ]; then
-		for a in "$@"; do
-			[ "$a" != --run ] || st=$TMP/run-status.$RANDOM$RANDOM
-		done
-	fi
+	local args=() prev=
+	local a
 	for a in "$@"; do
 		if [ "$prev" = --run ]; then
 			a="unset LD_PRELOAD ASAN_OPTIONS; $a"
-			[ -z "$st" ] || a="(
-$a
-); rc=\$?; echo \$rc > '$st'; exit \$rc"
 		fi
 		args+=("$a")
 		prev=$a
 	done
-	if [ -z "$st" ]; then
-		env "${NBDKIT_ENV[@]}" timeout --kill-after=10 "${DIO_NBDKIT_TIMEOUT:-300}" \
-			nbdkit -U - "${args[@]}"
-		return
-	fi
 	env "${NBDKIT_ENV[@]}" timeout --kill-after=10 "${DIO_NBDKIT_TIMEOUT:-300}" \
-		nbdkit -U - "${args[@]}" <&0 &
-	pid=$!
-	while kill -0 "$pid" 2>/dev/null; do
-		if [ -s "$st" ] && [ $((n += 1)) -gt 300 ]; then
-			echo "$NAME: nbdkit did not exit 30 s after its --run command ended" \
-			     "(status $(cat "$st")); killed, under the ASan preload" >&2
-			pkill -KILL -P "$pid" nbdkit 2>/dev/null
-			break
-		fi
-		sleep 0.1
-	done
-	wait "$pid"
-	rc=$?
-	if [ -s "$st" ] && [ "$rc" -ge 124 ]; then
-		rc=$(cat "$st")
-	fi
-	rm -f "$st"
-	return "$rc"
+		nbdkit -U - "${args[@]}"
 }
 
 # The engines to test: $DIO_TEST_ENGINE, or uring (when it works here) and psync.
