@@ -421,8 +421,7 @@ tp_alloc(struct dio_tpool *p, struct tp_vol *v)
 		 * are still being reclaimed: wait for that batch (both broadcast).
 		 */
 		pthread_cond_wait(&p->discard_cond, &p->lock);
-		p->alloc_waits++;
-		want = TP_C_FREE;
+		return -EAGAIN;	/* the lock was dropped: the caller looks its entry up again */
 	}
 }
 

@@ -40,10 +40,10 @@
 #include "volume-priv.h"
 
 /*
- * tp_alloc waited for a chunk with the pool lock dropped: a snapshot, or
- * another write to the same lchunk, may have changed what the entry says
- * (a leaf now shared, a hole now mapped). The chunk goes back and
- * map_begin looks the lchunk up again.
+ * tp_alloc waited for a chunk with the pool lock dropped (-EAGAIN): a
+ * snapshot, or another write to the same lchunk, may have changed what
+ * the entry says (a leaf now shared, a hole now mapped), so map_begin
+ * looks the lchunk up again.
  */
 #define TPV_LOOK_AGAIN 1
 
@@ -103,7 +103,7 @@ tpv_must_copy(const struct dio_tpool *p, const struct tp_vol *v, uint64_t l,
 static struct tp_ment *
 tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 {
-	uint64_t cs = p->chunk_size, ss = p->sub_size, old, from, len, waits;
+	uint64_t cs = p->chunk_size, ss = p->sub_size, old, from, len;
 	struct tp_rec r = { .type = TP_R_COW, .vol = v->id, .a = l };
 	struct tp_ment *e;
 	int64_t c;
@@ -118,17 +118,14 @@ again:
 	old = e->p1 - 1;
 	if (p->space[old] <= 1 && !tp_unsharing(p, old))
 		return e;	/* the leaf was shared, the chunk is its alone */
-	waits = p->alloc_waits;
 	c = tp_alloc(p, v);
+	if (c == -EAGAIN)
+		goto again;	/* it waited for a chunk: as TPV_LOOK_AGAIN */
 	if (c < 0) {
 		dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
 			"with ENOSPC (here to copy a shared one)", p->path);
 		*err = (int)c;
 		return NULL;
-	}
-	if (p->alloc_waits != waits) {
-		tp_chunk_release(p, (uint64_t)c, 0);	/* the lock was dropped: as TPV_LOOK_AGAIN */
-		goto again;
 	}
 	if (e->bits) {
 		uint32_t a = (uint32_t)__builtin_ctz(e->bits), b = 32 - (uint32_t)__builtin_clz(e->bits);
@@ -193,7 +190,6 @@ tpv_cow_begin(struct tp_dvol *dv, uint64_t l, struct tp_ment *e, uint64_t off, u
 	uint32_t a = (uint32_t)(off / ss), b = (uint32_t)((off + len + ss - 1) / ss);
 	uint32_t copy = e->bits & ~sub_mask((uint32_t)((off + ss - 1) / ss),
 					    (uint32_t)((off + len) / ss));
-	uint64_t waits;
 	int64_t c;
 
 	if (dv->ncow == dv->capcow) {
@@ -205,16 +201,13 @@ tpv_cow_begin(struct tp_dvol *dv, uint64_t l, struct tp_ment *e, uint64_t off, u
 		dv->cow = n;
 		dv->capcow = cap;
 	}
-	waits = p->alloc_waits;
 	c = tp_alloc(p, v);
+	if (c == -EAGAIN)
+		return TPV_LOOK_AGAIN;	/* it waited for a chunk: e may be stale */
 	if (c < 0) {
 		dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
 			"with ENOSPC (here to copy a shared one)", p->path);
 		return (int)c;
-	}
-	if (p->alloc_waits != waits) {
-		tp_chunk_release(p, (uint64_t)c, 0);	/* the lock was dropped: e may be stale */
-		return TPV_LOOK_AGAIN;
 	}
 	if (copy) {
 		uint32_t ca = (uint32_t)__builtin_ctz(copy), cb = 32 - (uint32_t)__builtin_clz(copy);
@@ -325,7 +318,6 @@ tpv_map_begin(struct dio_volume *vol, uint64_t pos, uint64_t len, unsigned int f
 	if (len > vol->size - pos)
 		len = vol->size - pos;
 	max = len < cs - off ? len : cs - off;
-	ext->pos = pos;
 	pthread_mutex_lock(&p->lock);
 again:
 	memset(ext, 0, sizeof(*ext));
@@ -381,18 +373,15 @@ again:
 			ext->length = n;
 			goto out;
 		}
-		uint64_t waits = p->alloc_waits;
 		int64_t c = tp_alloc(p, v);
 
+		if (c == -EAGAIN)
+			goto again;	/* TPV_LOOK_AGAIN */
 		if (c < 0) {
 			dio_log(DIO_LOG_ERR, "pool %s is full: writes that need a new chunk fail "
 				"with ENOSPC", p->path);
 			ret = (int)c;
 			goto out;
-		}
-		if (p->alloc_waits != waits) {
-			tp_chunk_release(p, (uint64_t)c, 0);	/* TPV_LOOK_AGAIN */
-			goto again;
 		}
 		tp_ent_map(p, v, l, e, (uint64_t)c);
 		e->bits = e->dbits = 0;

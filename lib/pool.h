@@ -390,11 +390,6 @@ struct dio_tpool {
 	uint64_t nrefs, nleaves;
 	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
-	/*
-	 * Times tp_alloc waited (the lock dropped) for a discard or a reclaim
-	 * batch: a caller that sees it move looks its entry up again.
-	 */
-	uint64_t alloc_waits;
 	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */
 	pthread_cond_t snap_cond;
 	uint64_t snap_parks;		/* writes turned away (map_wait) by a snapshot */
@@ -569,7 +564,12 @@ struct tp_vol *tp_vol_by_id(struct dio_tpool *p, uint32_t id);
 struct tp_vol *tp_vol_by_name(struct dio_tpool *p, const char *name);
 /* Add v to the table. 0 or -ENOMEM. */
 int tp_vol_add(struct dio_tpool *p, struct tp_vol *v);
-/* A free chunk for v near its cursor, now USED; -ENOSPC when none. */
+/*
+ * A free chunk for v near its cursor, now USED; -ENOSPC when none;
+ * -EAGAIN when it waited (lock dropped) for a discard or a reclaim batch
+ * to give some back: what the caller looked up may have changed, so it
+ * looks again before it calls again.
+ */
 int64_t tp_alloc(struct dio_tpool *p, struct tp_vol *v);
 /* Chunk c no longer referenced by v: free now or pending record serial (R3). */
 void tp_chunk_release(struct dio_tpool *p, uint64_t c, uint64_t serial);
