@@ -101,6 +101,11 @@ for row in rows:
         if rd is not None:
             print("%-13s %-*s  dionbd / dionbd-raw %s = %.2f  (the pool's cost alone)"
                   % (row, w, "", what, rd))
+        for p, say in (("dionbd-raw", "what any server pays for NBD here"),
+                       ("nbd-null", "the NBD path's ceiling here: a server doing no I/O")):
+            rn = ratio(row, p, "raw")
+            if rn is not None:
+                print("%-13s %-*s  %s / raw %s = %.2f  (%s)" % (row, w, "", p, what, rn, say))
     print()
 
 meta = {}

@@ -34,8 +34,10 @@
 #       rd-d1-4k-qd32 rd-d8-4k-qd32 (per peer, each repetition)
 #       snap-create vol-delete (dionbd only, once, on a second pool of
 #       4 KiB chunks on a sparse file; need dionbdctl and pool-snap-bench)
-# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 (dionbd-raw: dionbd serving the raw
-# file, so what the pool costs shows apart from what NBD costs)
+# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null (dionbd-raw: dionbd serving
+# the raw file, so what the pool costs shows apart from what NBD costs;
+# nbd-null: nbdkit's null plugin, a server that does no I/O at all, so the
+# NBD path's own ceiling on this machine, client and socket, shows beside raw)
 # Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
 # machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
 set -euo pipefail
@@ -43,7 +45,7 @@ set -euo pipefail
 all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32 rd-d1-4k-qd32 rd-d8-4k-qd32 snap-create vol-delete"
 # rows measured once, on dionbd alone, not per peer and repetition
 once_rows="snap-create vol-delete"
-all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2"
+all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null"
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIO_BUILD:-}
 size=${DIO_BENCH_SIZE:-1G}
@@ -123,6 +125,9 @@ $python -c 'import nbd' 2>/dev/null || skip "python3-libnbd is missing (the FUA 
 case " $peers " in
 *" qcow2"*) command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null ||
 	skip "qemu-nbd or qemu-img is not installed (apt-get install qemu-utils, or drop the qcow2 peers)" ;;
+esac
+case " $peers " in
+*" nbd-null "*) command -v nbdkit >/dev/null || skip "nbdkit is not installed (or drop the nbd-null peer)" ;;
 esac
 
 if [ -z "$build" ]; then
@@ -238,6 +243,7 @@ start_server() {
 	dionbd-raw) cmd=("$dionbd" -f -U "$sock" -e "raw=$what") ;;
 	qcow2*) cmd=(qemu-nbd -k "$sock" -f qcow2 --cache=none --aio=io_uring --shared=8
 		     --persistent "$what") ;;
+	nbd-null) cmd=(nbdkit -f -U "$sock" null "size=$want") ;;
 	esac
 	srv_cmd=${cmd[*]}
 	echo "== $(date +%T) $srv_cmd" >>"$log"
@@ -412,6 +418,7 @@ run_cell() {
 	# the size served (raw, dionbd-raw: the whole file; fio reads rd_bytes of it)
 	case $p/$row in */cow-*) n=$cow_bytes ;; raw/rd-*|dionbd-raw/rd-*) ;; */rd-*) n=$rd_bytes ;; esac
 	case $p/$row in
+	nbd-null/*) what=null ;;	# nothing is read or kept
 	raw/cow-*|dionbd-raw/cow-*) what=$rawcow ;;
 	raw/*|dionbd-raw/*) what=$raw ;;
 	dionbd/ow-*) what=ow ;;
