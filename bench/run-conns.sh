@@ -25,6 +25,7 @@
 # Servers: dionbd dionbd-nocheck dionbd-checkonly dionbd-noyield dionbd-nopoll nbdkit-null
 #          fio-uring, and dionbd-base: the dionbd of another build (--base, say
 #          one of main) with the default settings, for before/after tables
+#          (dionbd-base-nopoll: the same with --poll-us 0)
 # Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
 # Exit 0, 1 failure, 77 when fio, nbdkit or bench/nbd-load is missing.
 set -euo pipefail
@@ -70,7 +71,7 @@ dionbd=$build/server/dionbd
 [ -x "$load" ] || skip "no $load (libnbd-dev missing at build time?)"
 [ -x "$dionbd" ] || die "no $dionbd: build first"
 case " $servers " in
-*" dionbd-base "*) [ -x "$base/server/dionbd" ] || die "dionbd-base needs --base DIR with server/dionbd" ;;
+*" dionbd-base "* | *" dionbd-base-nopoll "*) [ -x "$base/server/dionbd" ] || die "dionbd-base needs --base DIR with server/dionbd" ;;
 esac
 command -v fio >/dev/null || skip "fio is not installed"
 command -v nbdkit >/dev/null || skip "nbdkit is not installed"
@@ -92,13 +93,13 @@ ts_cli=()
 start_server() {
 	rm -f "$work/s.sock"
 	case $1 in
-	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll | dionbd-base)
+	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll | dionbd-base*)
 		local extra=() bin=$dionbd
-		[ "$1" = dionbd-base ] && bin=$base/server/dionbd
+		case $1 in dionbd-base*) bin=$base/server/dionbd ;; esac
 		[ "$1" = dionbd-nocheck ] && extra=(--poll-check off)
 		[ "$1" = dionbd-checkonly ] && extra=(--poll-yield off)
 		[ "$1" = dionbd-noyield ] && extra=(--poll-check off --poll-yield off)
-		[ "$1" = dionbd-nopoll ] && extra=(--poll-us 0)
+		[ "$1" = dionbd-nopoll ] || [ "$1" = dionbd-base-nopoll ] && extra=(--poll-us 0)
 		"${ts_srv[@]}" "$bin" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
 			"${extra[@]}" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
 	nbdkit-null)
