@@ -11,16 +11,21 @@
 # file the device's. Each cell reports IOPS, p50/p99 latency and the
 # server's CPU time per request (utime+stime of its process, /proc/PID/stat);
 # dionbd's cells also the average time per request stage from its metrics
-# page (receive / libdio / reply, see docs/dionbd.md).
+# page (receive / libdio / reply, see docs/dionbd.md). With --syscalls,
+# the server's system calls per request too (perf stat on the
+# raw_syscalls:sys_enter tracepoint over the run; needs perf and root).
 # N alternating repetitions; the table holds medians.
 #
-#   bench/run-conns.sh [--build DIR] [--size 1G] [--runtime 4] [--reps 3]
+#   bench/run-conns.sh [--build DIR] [--base DIR] [--size 1G] [--runtime 4] [--reps 3]
 #                      [--depth 32] [--conns "1 2 4"] [--rows LIST]
 #                      [--servers LIST] [--taskset-server CPUS --taskset-client CPUS]
+#                      [--syscalls]
 #
 # Rows: randread randwrite qd1-randread (qd1 runs one connection at depth 1)
 # Servers: dionbd dionbd-nocheck dionbd-checkonly dionbd-noyield dionbd-nopoll nbdkit-null
-#          fio-uring
+#          fio-uring, and dionbd-base: the dionbd of another build (--base, say
+#          one of main) with the default settings, for before/after tables
+#          (dionbd-base-nopoll: the same with --poll-us 0)
 # Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
 # Exit 0, 1 failure, 77 when fio, nbdkit or bench/nbd-load is missing.
 set -euo pipefail
@@ -36,6 +41,8 @@ rows="randread randwrite qd1-randread"
 servers="dionbd dionbd-nocheck dionbd-nopoll nbdkit-null fio-uring"
 ts_server=
 ts_client=
+base=
+syscalls=false
 
 bench_name=run-conns
 source "$top/bench/lib-bench.sh"
@@ -43,6 +50,8 @@ source "$top/bench/lib-bench.sh"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift ;;
+	--base) base=$2; shift ;;
+	--syscalls) syscalls=true ;;
 	--size) size=$2; shift ;;
 	--runtime) runtime=$2; shift ;;
 	--reps) reps=$2; shift ;;
@@ -61,6 +70,9 @@ load=$build/bench/nbd-load
 dionbd=$build/server/dionbd
 [ -x "$load" ] || skip "no $load (libnbd-dev missing at build time?)"
 [ -x "$dionbd" ] || die "no $dionbd: build first"
+case " $servers " in
+*" dionbd-base "* | *" dionbd-base-nopoll "*) [ -x "$base/server/dionbd" ] || die "dionbd-base needs --base DIR with server/dionbd" ;;
+esac
 command -v fio >/dev/null || skip "fio is not installed"
 command -v nbdkit >/dev/null || skip "nbdkit is not installed"
 
@@ -81,13 +93,14 @@ ts_cli=()
 start_server() {
 	rm -f "$work/s.sock"
 	case $1 in
-	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll)
-		local extra=()
+	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll | dionbd-base*)
+		local extra=() bin=$dionbd
+		case $1 in dionbd-base*) bin=$base/server/dionbd ;; esac
 		[ "$1" = dionbd-nocheck ] && extra=(--poll-check off)
 		[ "$1" = dionbd-checkonly ] && extra=(--poll-yield off)
 		[ "$1" = dionbd-noyield ] && extra=(--poll-check off --poll-yield off)
-		[ "$1" = dionbd-nopoll ] && extra=(--poll-us 0)
-		"${ts_srv[@]}" "$dionbd" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
+		[ "$1" = dionbd-nopoll ] || [ "$1" = dionbd-base-nopoll ] && extra=(--poll-us 0)
+		"${ts_srv[@]}" "$bin" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
 			"${extra[@]}" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
 	nbdkit-null)
 		"${ts_srv[@]}" nbdkit -f -U "$work/s.sock" -e v null size="$size" \
@@ -148,16 +161,29 @@ print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f" % (d["iops"], p["50.000000"]/1
 		return
 	fi
 	start_server "$server"
+	local perf_pid= sys=-
+	if $syscalls; then
+		perf stat -x, -e raw_syscalls:sys_enter -p "$srv_pid" -o "$work/perf.out" &
+		perf_pid=$!
+		sleep 0.5	# attached before the load starts
+	fi
 	cpu0=$(srv_cpu_us)
 	out=$("${ts_cli[@]}" "$load" -c "$conns" -T "$conns" -q "$q" -w "$w" -t "$runtime" \
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null || true
+		wait "$perf_pid" 2>/dev/null || true
+		sys=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$work/perf.out")
+	fi
 	case $server in dionbd*) out+=$(stages) ;; esac
 	stop_server "$work/s.sock"
 	iops=$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out")
 	cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$iops" -v t="$runtime" \
 		'BEGIN { printf "%.1f", (n > 0 ? (b - a) / (n * t) : 0) }')
-	echo "$row $server $conns $rep $out srv_cpu_us_per_io=$cpu" >>"$results"
+	[ "$sys" = - ] || [ -z "$sys" ] || sys=$(awk -v s="$sys" -v n="$iops" -v t="$runtime" \
+		'BEGIN { printf "%.2f", (n > 0 ? s / (n * t) : 0) }')
+	echo "$row $server $conns $rep $out srv_cpu_us_per_io=$cpu srv_syscalls_per_io=${sys:--}" >>"$results"
 }
 
 : >"$results"
@@ -191,15 +217,17 @@ def med(kvs, key):
     return statistics.median(vals) if vals else None
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'sys/IO':>6} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
     kvs = cells[(row, conns, server)]
     iops = med(kvs, "iops")
     one = cells.get((row, 1, server))
     ratio = f"{iops / med(one, 'iops'):.2f}" if one and med(one, "iops") else "-"
     cpu = med(kvs, "srv_cpu_us_per_io")
+    sysio = med(kvs, "srv_syscalls_per_io")
     print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
-          f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} {ratio:>9}  "
+          f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} "
+          f"{('-' if sysio is None else f'{sysio:.2f}'):>6} {ratio:>9}  "
           + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
                      for st in ("receive", "libdio", "reply"))
           + ("  " + " ".join(k["checks"] + ("@" + k["lastcheck"] if "lastcheck" in k else "")

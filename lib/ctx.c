@@ -122,17 +122,20 @@ dio_ctx_watch(struct dio_ctx *ctx, int fd)
 
 /*
  * The ctx's thread only. One fd for the host to poll: an epoll of the
- * engine's eventfd and of the event fds of the volumes with requests in
- * flight here (sources). Without sources it is the engine's fd plus one
+ * engine's eventfd (and its poll_fd, if it has one) and of the event fds
+ * of the volumes with requests in flight here (sources). Without sources it is the engine's fd plus one
  * level of epoll, which costs a wake-up nothing measurable.
  */
 int
 dio_ctx_event_fd(struct dio_ctx *ctx)
 {
-	int fd;
+	int fd, cfd = -1;
 
 	if (ctx->pollfd >= 0)
 		return ctx->pollfd;
+	/* the engine's own completion fd, asked for first: see dio_engine_ops.poll_fd */
+	if (ctx->engine->ops->poll_fd)
+		cfd = ctx->engine->ops->poll_fd(ctx->engine);
 	fd = __atomic_load_n(&ctx->efd, __ATOMIC_SEQ_CST);
 	if (fd < 0) {
 		fd = ctx->engine->ops->event_fd(ctx->engine);
@@ -143,7 +146,7 @@ dio_ctx_event_fd(struct dio_ctx *ctx)
 	ctx->pollfd = epoll_create1(EPOLL_CLOEXEC);
 	if (ctx->pollfd < 0)
 		return -errno;
-	if (dio_ctx_watch(ctx, fd) < 0)
+	if (dio_ctx_watch(ctx, fd) < 0 || dio_ctx_watch(ctx, cfd) < 0)
 		goto err_close;
 	for (unsigned int i = 0; i < ctx->nsrcs; i++)
 		if (dio_ctx_watch(ctx, ctx->srcs[i].vol->vol_ops->event_fd(ctx->srcs[i].vol)) < 0)

@@ -35,7 +35,8 @@ struct uring_engine {
 	struct dio_engine e;
 	struct io_uring ring;
 	int efd;
-	_Atomic bool efd_live;		/* registered: somebody polls it */
+	_Atomic bool efd_live;		/* somebody polls it */
+	bool ring_polled;		/* somebody polls the ring fd: CQEs need no eventfd */
 	bool native[DIO_IO_NR_OPS];	/* the ring has an opcode for it */
 	bool disabled;			/* created R_DISABLED: enable on first use */
 	unsigned int nbufs;		/* registered buffers */
@@ -72,6 +73,16 @@ uring_kick_eventfd(struct uring_engine *u)
 	/* nobody polls: the waiting reap finds the work itself */
 	if (atomic_load(&u->efd_live))
 		dio_eventfd_kick(u->efd);
+}
+
+/*
+ * Whether the CQ ring holds completions: then a poller of the ring fd was
+ * woken by them, and nothing says the eventfd was written at all.
+ */
+static bool
+uring_cq_pending(struct uring_engine *u)
+{
+	return u->ring_polled && io_uring_cq_ready(&u->ring) > 0;
 }
 
 /*
@@ -436,8 +447,15 @@ uring_reap(struct dio_engine *e, bool wait)
 	int n, ret;
 	ssize_t r;
 
-	/* clear the eventfd before draining: a CQE posted after this re-arms it */
-	if (u->efd_live) {
+	/*
+	 * Clear the eventfd before draining: a kick after this re-arms it.
+	 * With the ring fd polled, a wake-up that finds CQEs came from the
+	 * ring and the read (a system call per batch) is skipped; a kick
+	 * that came with them keeps the eventfd readable, so the poller
+	 * returns at once and that reap, finding the CQ empty, reads it.
+	 * The lists below are drained either way.
+	 */
+	if (u->efd_live && !uring_cq_pending(u)) {
 		r = read(u->efd, &cnt, sizeof(cnt));
 		(void)r;
 	}
@@ -475,7 +493,9 @@ uring_reap(struct dio_engine *e, bool wait)
 /*
  * The eventfd, registered with the ring on first request: a ring with an
  * eventfd signals it on every CQE, and a reap then reads it, which costs a
- * sync caller (plugin, bench) two system calls per I/O for nothing.
+ * sync caller (plugin, bench) two system calls per I/O for nothing. When
+ * the ring fd is polled (uring_poll_fd) the ring signals nothing: the
+ * eventfd only carries kicks (parked and helper completions, the host's).
  */
 static int
 uring_event_fd(struct dio_engine *e)
@@ -483,7 +503,7 @@ uring_event_fd(struct dio_engine *e)
 	struct uring_engine *u = to_uring(e);
 
 	if (!u->efd_live) {
-		if (io_uring_register_eventfd(&u->ring, u->efd) < 0)
+		if (!u->ring_polled && io_uring_register_eventfd(&u->ring, u->efd) < 0)
 			return -1;
 		u->efd_live = true;
 		/* completions parked before now would otherwise go unannounced */
@@ -491,6 +511,24 @@ uring_event_fd(struct dio_engine *e)
 			uring_kick_eventfd(u);
 	}
 	return u->efd;
+}
+
+/*
+ * The ring fd: io_uring's poll reports it readable while the CQ ring holds
+ * CQEs, and reaping them makes it unreadable, with no system call. Under
+ * COOP_TASKRUN a completion interrupts the poller's sleep, the task work
+ * that posts the CQE runs on its way out, and its next poll sees the fd.
+ */
+static int
+uring_poll_fd(struct dio_engine *e)
+{
+	struct uring_engine *u = to_uring(e);
+
+	/* too late once the ring signals the eventfd: keep that */
+	if (u->efd_live)
+		return -1;
+	u->ring_polled = true;
+	return u->ring.ring_fd;
 }
 
 /* Tear down the ring; nothing may be in flight. */
@@ -525,6 +563,7 @@ static const struct dio_engine_ops uring_ops = {
 	.submit = uring_submit,
 	.reap = uring_reap,
 	.event_fd = uring_event_fd,
+	.poll_fd = uring_poll_fd,
 	.destroy = uring_destroy,
 };
 

@@ -84,6 +84,15 @@ struct dio_engine_ops {
 	int (*reap)(struct dio_engine *e, bool wait);
 	/* Required. An eventfd that becomes readable when reap has work. */
 	int (*event_fd)(struct dio_engine *e);
+	/*
+	 * Optional - may be NULL. An fd that is readable (level-triggered)
+	 * while completions wait for reap, and that reap itself makes
+	 * unreadable by running them: io_uring's own ring fd. Asked for
+	 * before event_fd; a poller that watches it too spares the engine
+	 * signalling, and reap reading, the eventfd for each batch of
+	 * completions. The eventfd stays for everything else.
+	 */
+	int (*poll_fd)(struct dio_engine *e);
 	/* Required. Free the engine; nothing may be in flight. */
 	void (*destroy)(struct dio_engine *e);
 };

@@ -366,6 +366,56 @@ Test(engine, eventfd_readable)
 	free(buf);
 }
 
+/*
+ * An engine with a poll fd (io_uring's ring fd): completions make it
+ * readable and reaping makes it unreadable, with the eventfd left silent;
+ * a kick that arrives while CQEs wait stays readable until a reap that
+ * finds the CQ ring empty, so the poller is never left asleep on it.
+ */
+Test(engine, poll_fd_readable)
+{
+	int cfd = eng->ops->poll_fd ? eng->ops->poll_fd(eng) : -1;
+	uint8_t *buf = test_alloc(BS);
+	int fd = open_direct(BS, NULL);
+	struct pollfd rp = { .fd = cfd, .events = POLLIN };
+	struct pollfd ep = { .events = POLLIN };
+	struct tio t, d;
+
+	if (cfd < 0)
+		cr_skip_test("the %s engine has no poll fd", eng->ops->name);
+	ep.fd = eng->ops->event_fd(eng);	/* asked for after poll_fd, as the ctx does */
+	dio_engine_reap(eng, false);
+	cr_assert_eq(poll(&rp, 1, 0), 0, "ring fd readable with nothing done");
+
+	tio_init(&t, DIO_IO_READ, fd, 0, BS, buf);
+	cr_assert_eq(queue_io(eng, &t), 0);
+	cr_assert_geq(submit(eng), 0);
+	cr_assert_eq(poll(&rp, 1, 5000), 1, "ring fd not readable after a completion");
+	cr_assert_eq(poll(&ep, 1, 0), 0, "eventfd signalled although the ring fd is polled");
+	reap_all(eng, &t, 1);
+	cr_assert_eq(t.res, BS);
+	cr_assert_eq(poll(&rp, 1, 0), 0, "ring fd still readable after reap");
+
+	/* a kick (the helper thread's discard) while a CQE waits */
+	tio_init(&t, DIO_IO_READ, fd, 0, BS, buf);
+	cr_assert_eq(queue_io(eng, &t), 0);
+	tio_init(&d, DIO_IO_DISCARD, fd, 0, BS, NULL);
+	cr_assert_eq(queue_io(eng, &d), 0);
+	cr_assert_geq(submit(eng), 0);
+	cr_assert_eq(poll(&rp, 1, 5000), 1, "ring fd not readable after a completion");
+	cr_assert_eq(poll(&ep, 1, 5000), 1, "eventfd not readable after a sync op");
+	cr_assert_geq(dio_engine_reap(eng, false), 1);
+	cr_assert_eq(t.calls, 1);
+	/* the CQ had entries: the eventfd was not read, so the poller comes back */
+	cr_assert_eq(poll(&ep, 1, 0), 1, "eventfd read although the CQ ring had entries");
+	reap_all(eng, &d, 1);
+	dio_engine_reap(eng, false);
+	cr_assert_eq(poll(&ep, 1, 0), 0, "eventfd still readable after a reap with the CQ empty");
+	cr_assert_eq(poll(&rp, 1, 0), 0, "ring fd still readable after reap");
+	close(fd);
+	free(buf);
+}
+
 Test(engine, bad_fd)
 {
 	uint8_t *buf = test_alloc(BS);
