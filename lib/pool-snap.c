@@ -106,6 +106,9 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		return -EIO;
 	snprintf(r.name, sizeof(r.name), "%s", name);
 	pthread_mutex_lock(&pool->lock);
+	memset(pool->snap_t, 0, sizeof(pool->snap_t));
+	pool->snap_t[TP_SP_START] = tp_now_ns();
+	pool->snap_park_t = 0;
 	/*
 	 * The writes in place so far become durable here, while the origin
 	 * goes on writing; one that completes meanwhile raises o->wneeds past
@@ -116,6 +119,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		ret = tp_flush_unlocked(pool);
 	if (ret < 0)
 		goto out;
+	pool->snap_t[TP_SP_FLUSH] = tp_now_ns();
 	/*
 	 * A write between map_begin and map_end may be writing in place into
 	 * a chunk the snapshot would share: what it writes would show in the
@@ -124,6 +128,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	ret = tp_snap_drain(pool, origin, name, &o, &parked);
 	if (ret < 0)
 		goto out;
+	pool->snap_t[TP_SP_DRAIN] = tp_now_ns();
 	r.vol = (uint32_t)pool->next_vol_id;
 	r.a = o->size;
 	r.b = o->id;
@@ -138,6 +143,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 			dio_log(DIO_LOG_ERR, "%s: snapshot of %s: %s", pool->path, origin, err);
 		}
 	}
+	pool->snap_t[TP_SP_APPLY] = tp_now_ns();
 	if (parked) {
 		/* Applied: the parked writes see its chunks shared, and copy them. */
 		pthread_mutex_unlock(&pool->lock);
@@ -145,11 +151,14 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 		parked = NULL;
 		pthread_mutex_lock(&pool->lock);
 	}
+	pool->snap_t[TP_SP_WAKE] = tp_now_ns();
 	/* A pool from before snapshots: a checkpoint marks it as one that has them. */
 	if (ret == 0 && !(pool->sb.feat_incompat & TP_FEAT_INCOMPAT_SHARE))
 		ret = tp_checkpoint(pool);
 	else if (ret == 0)
 		ret = tp_commit_unlocked(pool, true);	/* the origin writes meanwhile */
+	if (ret == 0)
+		pool->snap_t[TP_SP_COMMIT] = tp_now_ns();
 out:
 	pthread_mutex_unlock(&pool->lock);
 	tp_dvol_wake(parked);	/* gave up: they go on as before */
