@@ -18,9 +18,9 @@
  *      writes in flight during a snapshot call, "quiet_p50_us" and
  *      "quiet_max_us" of the writes during no call.
  *  -p  with -w, per snapshot where its time went: "meta_io", the pool's
- *      device flushes and FUA writes during the call (any thread's) and
- *      their time; "phase_us" with the
- *      phases of lib/pool-snap.c (flush, drain, apply, wake, commit; us
+ *      device flushes and FUA writes during the call (any thread's), their
+ *      time, and the checkpoints written meanwhile; "phase_us" with the
+ *      phases of lib/pool-snap.c (flush, letgo, drain, apply, wake, commit; us
  *      each), "park_us" (from the first write it parked to their wake-up,
  *      0: none parked), and "pause_write" of the longest write in flight
  *      (its latency, whether the snapshot parked it, whether it copied a
@@ -300,8 +300,8 @@ pause_of(double a, double b, size_t *w)
 static void
 phases(struct dio_tpool *p, size_t w)
 {
-	static const char *const name[TP_SP_N] = { "start", "flush", "drain", "apply", "wake",
-						  "commit" };
+	static const char *const name[TP_SP_N] = { "start", "flush", "letgo", "drain", "apply",
+						  "wake", "commit" };
 	uint64_t t[TP_SP_N], park;
 
 	pthread_mutex_lock(&p->lock);
@@ -414,16 +414,19 @@ main(int argc, char **argv)
 	}
 	for (long i = 0; i < n; i++) {
 		uint64_t io0[4] = { mio.flushes, mio.flush_ns, mio.fua_writes, mio.fua_ns };
+		uint64_t gen0 = pool_count(&p->sb.h.gen);
 
 		t0 = now_us();
 		ret = dio_tpool_volume_snapshot(p, origin, name);
 		calls[nc][0] = t0;
 		calls[nc++][1] = now_us();
 		if (do_phases)
-			printf("meta_io flushes %llu flush_us %.1f fua_writes %llu fua_us %.1f\n",
+			printf("meta_io flushes %llu flush_us %.1f fua_writes %llu fua_us %.1f "
+			       "checkpoints %llu\n",
 			       (unsigned long long)(mio.flushes - io0[0]), (mio.flush_ns - io0[1]) / 1e3,
 			       (unsigned long long)(mio.fua_writes - io0[2]),
-			       (mio.fua_ns - io0[3]) / 1e3);
+			       (mio.fua_ns - io0[3]) / 1e3,
+			       (unsigned long long)(pool_count(&p->sb.h.gen) - gen0));
 		if (ret < 0) {
 			fprintf(stderr, "pool-snap-bench: snapshot %s of %s: %s\n", name, origin,
 				strerror(-ret));

@@ -5,7 +5,8 @@
  * origin (R1), done without holding the pool lock over device I/O, and
  * new writes on the origin wait (map_wait, pool-vol.c) only while the
  * writes under way end and the record is applied: about the time of one
- * write, TP_SNAP_PARK_US at most before they are let go again.
+ * write, TP_SNAP_PARK_US at most before they are let go again. The device
+ * is flushed before that only when the origin has something to flush.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,8 +21,8 @@
 #define TP_SNAP_WAIT_US (2 * 1000 * 1000)
 /*
  * How long new writes stay parked while the writes under way end, before
- * the snapshot lets them go, flushes the device meanwhile and waits again
- * (issue 11: an origin paused 1 ms at most, whatever the device does).
+ * the snapshot lets them go and waits again (issue 11: an origin paused
+ * 1 ms at most by the snapshot, whatever the device does).
  */
 #define TP_SNAP_PARK_US 1000
 
@@ -117,14 +118,19 @@ tp_snap_commit(struct dio_tpool *pool, uint64_t serial)
  * order themselves (their records come first, with their needs); a write
  * in place has none, and o->wneeds says which flush covers the last one.
  *
- * New writes are parked (tp_snap_drain) from the start while the writes
- * under way end, then the record is appended and applied and they are
- * woken: about one write's time. Then one device flush, if a record up to
- * the snapshot's needs it, and the journal write (tp_snap_commit), both
- * without the lock: the origin writes meanwhile. A write under way that
- * takes longer than TP_SNAP_PARK_US (a busy device) lets the parked ones
- * go: the snapshot flushes meanwhile, which covers the origin's writes in
- * place so far, and drains again (TP_SNAP_WAIT_US at most, then -EBUSY).
+ * An origin with writes under way, or in place and not flushed, is
+ * flushed first, without the lock: the origin writes meanwhile, and the
+ * flush the commit needs after the record covers only what completes
+ * during this one (on a file, before the writes that copy shared chunks
+ * allocate space). An idle one is not: its snapshot writes the journal
+ * and nothing else, when no record up to its own needs a flush.
+ *
+ * Then new writes are parked (tp_snap_drain) while the writes under way
+ * end, the record is appended and applied, and they are woken: about one
+ * write's time. A write under way slower than TP_SNAP_PARK_US (a busy
+ * device) lets the parked ones go before the snapshot waits again
+ * (TP_SNAP_WAIT_US at most, then -EBUSY). Last the commit
+ * (tp_snap_commit), its device I/O without the lock.
  */
 static int
 tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool writable)
@@ -145,28 +151,30 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	pool->snap_t[TP_SP_START] = tp_now_ns();
 	pool->snap_park_t = 0;
 	/*
+	 * One that completes during this flush raises o->wneeds past it, and
+	 * the commit flushes again for it.
+	 */
+	ret = tp_snap_check(pool, origin, name, &o);
+	if (ret == 0 && (o->writers || o->wneeds > pool->flush_done)) {
+		ret = tp_flush_unlocked(pool);
+		pool->snap_t[TP_SP_FLUSH] = tp_now_ns();
+	}
+	if (ret < 0)
+		goto out;
+	/*
 	 * A write between map_begin and map_end may be writing in place into
 	 * a chunk the snapshot would share: what it writes would show in the
 	 * snapshot and miss the origin's copy. Wait until none is.
 	 */
 	ret = tp_snap_drain(pool, origin, name, &o, &parked, TP_SNAP_PARK_US);
 	if (ret == -EBUSY) {
-		/*
-		 * A slow one: the parked writes go on, and the writes in place
-		 * so far become durable meanwhile; one that completes during
-		 * this flush raises o->wneeds past it, and the commit flushes
-		 * again for it.
-		 */
+		/* A slow one: the parked writes go on meanwhile. */
+		pool->snap_t[TP_SP_LETGO] = tp_now_ns();
 		pthread_mutex_unlock(&pool->lock);
 		tp_dvol_wake(parked);
 		parked = NULL;
 		pthread_mutex_lock(&pool->lock);
-		ret = tp_snap_check(pool, origin, name, &o);
-		if (ret == 0)
-			ret = tp_flush_unlocked(pool);
-		pool->snap_t[TP_SP_FLUSH] = tp_now_ns();
-		if (ret == 0)
-			ret = tp_snap_drain(pool, origin, name, &o, &parked, TP_SNAP_WAIT_US);
+		ret = tp_snap_drain(pool, origin, name, &o, &parked, TP_SNAP_WAIT_US);
 	}
 	if (ret < 0)
 		goto out;

@@ -340,7 +340,8 @@ struct tp_reclaim {
 /* Phases of a snapshot, in order (dio_tpool.snap_t). */
 enum tp_snap_phase {
 	TP_SP_START,	/* the call: locked */
-	TP_SP_FLUSH,	/* a write under way was slow: the device flushed meanwhile (0: not) */
+	TP_SP_FLUSH,	/* the origin's writes in place flushed, lock dropped (0: idle, none) */
+	TP_SP_LETGO,	/* a write under way was slow: the parked ones let go (0: not) */
 	TP_SP_DRAIN,	/* the origin's writes under way ended (new ones parked meanwhile) */
 	TP_SP_APPLY,	/* the record appended and applied */
 	TP_SP_WAKE,	/* the parked writes woken */

@@ -618,9 +618,9 @@ Test(pool_commit, origin_writes_go_on_while_a_snapshot_commits, .init = setup_sn
  * flush is held at the gate: that flush started before it, so it does not
  * cover it, and the snapshot (which holds it) must flush again before its
  * record is written. Without that a crash may keep the snapshot and lose
- * the write it replied to hold. The snapshot flushes first only when a
- * write under way keeps it waiting (pool-snap.c, TP_SNAP_PARK_US): one
- * is held between map_begin and map_end here until the gate opens.
+ * the write it replied to hold. The snapshot flushes first only when the
+ * origin has writes under way or in place and not flushed (pool-snap.c):
+ * one is held between map_begin and map_end here until the gate opens.
  */
 Test(pool_commit, snapshot_flushes_a_write_in_place_made_during_its_flush,
      .init = setup_snap_gated, .fini = teardown_gated)

@@ -121,7 +121,7 @@ snap_start(const char *name)
 /*
  * Wait up to 5 s until the snapshot waits for the origin's writes under
  * way in its long drain: past its short one (TP_SNAP_PARK_US), which
- * those writes outlast here, and the flush after it (pool-snap.c).
+ * those writes outlast here (pool-snap.c).
  */
 static bool
 snap_waits(void)
@@ -130,7 +130,7 @@ snap_waits(void)
 
 	for (int i = 0; i < 5000 && !waits; i++) {
 		pthread_mutex_lock(&pool->lock);
-		waits = tp_vol_by_name(pool, "a")->snaps && pool->snap_t[TP_SP_FLUSH];
+		waits = tp_vol_by_name(pool, "a")->snaps && pool->snap_t[TP_SP_LETGO];
 		pthread_mutex_unlock(&pool->lock);
 		if (!waits)
 			usleep(1000);
@@ -264,9 +264,9 @@ Test(pool_held, second_extent_of_a_request_is_not_parked, .init = setup, .fini =
 	parks0 = parks();
 	areq_write(&held, 0, 128 * KiB, 2);
 	cr_assert_eq(hook_pos, UINT64_MAX, "the request's second extent was never mapped");
+	cr_assert_eq(parks(), parks0, "the snapshot parked the request it waits for");
 	cr_assert(hook_flags & DIO_MAP_HELD, "the engine mapped the second extent of a request "
 		  "without DIO_MAP_HELD (flags %#x)", hook_flags);
-	cr_assert_eq(parks(), parks0, "the snapshot parked the request it waits for");
 	held_and_parked_end(&held, parks0);
 	vol->map_ops = real_ops;
 }
