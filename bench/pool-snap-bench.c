@@ -314,7 +314,8 @@ phases(struct dio_tpool *p, size_t w)
 		printf(" %s %.1f", name[i], t[i] ? (double)(t[i] - t[last]) / 1e3 : 0);
 		last = t[i] ? i : last;
 	}
-	printf("\npark_us %.1f\n", park && t[TP_SP_WAKE] ? (double)(t[TP_SP_WAKE] - park) / 1e3 : 0);
+	printf("\npark_us %.1f\n",
+	       park && t[TP_SP_WAKE] ? (double)(t[TP_SP_WAKE] - park) / 1e3 : 0);
 	if (w != SIZE_MAX) {
 		double wake = (double)t[TP_SP_WAKE] / 1e3;
 
@@ -423,7 +424,8 @@ main(int argc, char **argv)
 		if (do_phases)
 			printf("meta_io flushes %llu flush_us %.1f fua_writes %llu fua_us %.1f "
 			       "checkpoints %llu\n",
-			       (unsigned long long)(mio.flushes - io0[0]), (mio.flush_ns - io0[1]) / 1e3,
+			       (unsigned long long)(mio.flushes - io0[0]),
+			       (mio.flush_ns - io0[1]) / 1e3,
 			       (unsigned long long)(mio.fua_writes - io0[2]),
 			       (mio.fua_ns - io0[3]) / 1e3,
 			       (unsigned long long)(pool_count(&p->sb.h.gen) - gen0));

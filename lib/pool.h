@@ -281,7 +281,7 @@ struct tp_vol {
 	struct tp_leaf **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
 	uint32_t writers;	/* writes between map_begin and map_end */
 	/*
-	 * Snapshots of it waiting for writers to drain (pool-open.c): new
+	 * Snapshots of it waiting for writers to drain (pool-snap.c): new
 	 * writes (not DIO_MAP_HELD) get -EAGAIN and wait (map_wait) until the
 	 * last one's record is applied; the volume cannot be deleted meanwhile.
 	 */
