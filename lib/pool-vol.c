@@ -329,6 +329,8 @@ again:
 	if (write && v->snaps && !(flags & DIO_MAP_HELD)) {
 		/* A snapshot waits for the writes under way: this one goes after it. */
 		p->snap_parks++;
+		if (!p->snap_park_t)
+			p->snap_park_t = tp_now_ns();
 		ret = -EAGAIN;
 		goto out;
 	}

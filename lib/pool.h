@@ -281,7 +281,7 @@ struct tp_vol {
 	struct tp_leaf **leaf;	/* nl / TP_LEAF rounded up, leaves on demand */
 	uint32_t writers;	/* writes between map_begin and map_end */
 	/*
-	 * Snapshots of it waiting for writers to drain (pool-open.c): new
+	 * Snapshots of it waiting for writers to drain (pool-snap.c): new
 	 * writes (not DIO_MAP_HELD) get -EAGAIN and wait (map_wait) until the
 	 * last one's record is applied; the volume cannot be deleted meanwhile.
 	 */
@@ -336,6 +336,28 @@ struct tp_reclaim {
 
 /* Leaves one reclaim batch drops by default: one lock hold. */
 #define TP_RECLAIM_LEAVES 1
+
+/* Phases of a snapshot, in order (dio_tpool.snap_t). */
+enum tp_snap_phase {
+	TP_SP_START,	/* the call: locked */
+	TP_SP_FLUSH,	/* the origin's writes in place flushed, lock dropped (0: idle, none) */
+	TP_SP_LETGO,	/* a write under way was slow: the parked ones let go (0: not) */
+	TP_SP_DRAIN,	/* the origin's writes under way ended (new ones parked meanwhile) */
+	TP_SP_APPLY,	/* the record appended and applied */
+	TP_SP_WAKE,	/* the parked writes woken */
+	TP_SP_COMMIT,	/* the record durable */
+	TP_SP_N
+};
+
+/* CLOCK_MONOTONIC in ns. */
+static inline uint64_t
+tp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Chunks [c, c + n). */
 struct tp_run {
@@ -393,6 +415,13 @@ struct dio_tpool {
 	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */
 	pthread_cond_t snap_cond;
 	uint64_t snap_parks;		/* writes turned away (map_wait) by a snapshot */
+	/*
+	 * The last snapshot's phases (pool-snap.c), CLOCK_MONOTONIC ns when
+	 * each ended (0: not reached), and when it first parked a write (0:
+	 * none): what bench/pool-snap-bench -p breaks a snapshot's time into.
+	 */
+	uint64_t snap_t[TP_SP_N];
+	uint64_t snap_park_t;
 
 	uint8_t *cstate;		/* TP_C_* per physical chunk */
 	uint16_t *space;		/* refcount per chunk: the leaves that map it (+ leaks) */

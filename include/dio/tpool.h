@@ -106,7 +106,8 @@ int dio_tpool_volume_delete(struct dio_tpool *pool, const char *name);
  * is shared is copied first). It holds every write to origin completed
  * before the call; writes in flight on an open origin are waited for (up
  * to 2 s, then -EBUSY), and writes that start meanwhile wait for the
- * snapshot (they land after it). Snapshots and clones are volumes like
+ * snapshot (they land after it), 1 ms at most: past that they go on and
+ * may land in it. Snapshots and clones are volumes like
  * any other: of them too, deleted in any order. 0 or -errno (-ENOENT: no origin,
  * -EEXIST: name taken, -ENOSPC: max_volumes, or the metadata reserve could
  * not hold the maps once they are copied apart, -EROFS). Writes that

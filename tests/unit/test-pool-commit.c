@@ -618,25 +618,35 @@ Test(pool_commit, origin_writes_go_on_while_a_snapshot_commits, .init = setup_sn
  * flush is held at the gate: that flush started before it, so it does not
  * cover it, and the snapshot (which holds it) must flush again before its
  * record is written. Without that a crash may keep the snapshot and lose
- * the write it replied to hold.
+ * the write it replied to hold. The snapshot flushes first only when the
+ * origin has writes under way or in place and not flushed (pool-snap.c):
+ * one is held between map_begin and map_end here until the gate opens.
  */
 Test(pool_commit, snapshot_flushes_a_write_in_place_made_during_its_flush,
      .init = setup_snap_gated, .fini = teardown_gated)
 {
 	struct bg_snap b = { .origin = "a", .name = "s", .ret = 1 };
 	struct dio_volume *v;
+	struct dio_extent ext;
 	const char *m, *w;
 	pthread_t th;
 	bool flushed = false;
 
 	fill_volume("a", 1 * MiB, 41);	/* written and committed: a write to it is in place */
 	cr_assert_eq(dio_tpool_volume_open(pool, "a", &v), 0);
+	/* the slow write: [64 KiB, 128 KiB) in place, its data in, map_end held */
+	cr_assert_eq(v->map_ops->map_begin(v, 64 * KiB, 64 * KiB, DIO_MAP_WRITE, &ext), 0);
+	cr_assert_eq(ext.type, DIO_EXT_MAPPED);
+	test_pattern(wbuf, 64 * KiB, 64 * KiB, 43);
+	cr_assert_eq(tp_sys_io.pwrite(NULL, pool->fd, wbuf, 64 * KiB, ext.addr, false), 0);
 	oplog_on = gate_flushes = true;
 	cr_assert_eq(pthread_create(&th, NULL, bg_snap_fn, &b), 0);
-	cr_assert(op_at_gate(), "the snapshot did not flush");
+	cr_assert(op_at_gate(), "the snapshot did not flush while a write under way kept it "
+		  "waiting");
 	quick_write(v, 0, 42);
 	oplog_add('M');
 	open_gate();
+	cr_assert_eq(v->map_ops->map_end(v, &ext, 64 * KiB, DIO_MAP_WRITE), 0);
 	pthread_join(th, NULL);
 	cr_assert_eq(b.ret, 0, "the snapshot failed: %d", b.ret);
 	oplog[noplog] = 0;
@@ -649,7 +659,8 @@ Test(pool_commit, snapshot_flushes_a_write_in_place_made_during_its_flush,
 	cr_assert(flushed, "the snapshot's record was written without a flush after the write "
 		  "in place it holds (device ops %s)", oplog);
 	cr_assert(reads("s", 0, 64 * KiB, 42), "the snapshot misses a write completed before it");
-	cr_assert(reads("s", 64 * KiB, 1 * MiB - 64 * KiB, 41));
+	cr_assert(reads("s", 64 * KiB, 64 * KiB, 43), "the snapshot misses the slow write");
+	cr_assert(reads("s", 128 * KiB, 1 * MiB - 128 * KiB, 41));
 	dio_volume_put(v);
 }
 
