@@ -60,6 +60,7 @@ teardown(void)
 #define DLP(v) { OP_DEL, v, 0, 0, false, true }
 #define RV(v, snap) { OP_REVERT, v, 0, snap, false, false }
 #define RVP(v, snap) { OP_REVERT, v, 0, snap, false, true }
+#define VS(v, chunks) { OP_VSIZE, v, 0, chunks, false, false }
 
 /*
  * Fewer under the sanitizers, which check memory, not more states: a
@@ -249,6 +250,42 @@ Test(pool_crash, revert_to_snapshot, .init = setup, .fini = teardown)
 		run_workload(&wl);
 		cr_assert_eq(crash_states("revert"), 0, "%s", run.first);
 	}
+}
+
+/*
+ * A shrink over mapped chunks: v2 wide (two map leaves), written in both,
+ * shrunk to one chunk (UNMAPs in its first leaf, the second leaf dropped
+ * by the RESIZE record's TP_RZ_DROP), the freed chunks allocated again by
+ * writes to v1, v2 grown back (the dropped range reads zeros) and written.
+ * All or nothing: before or after the shrink; what it kept intact.
+ */
+Test(pool_crash, shrink_over_mapped_chunks, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { VC(WIDE), W(2, 0, 8, false), W(2, 8, 4, false),
+					 W(2, 16, 8, false), W(2, 26, 4, true), FL, VS(2, 1),
+					 W(1, 0, 8, false), W(1, 8, 8, false), W(2, 2, 2, false),
+					 VS(2, WIDE), W(2, 20, 2, false), FL };
+
+	check_hand(s, 13, "shrink-over-mapped");
+	for (int i = 0; i < rq.nr; i++)
+		cr_assert_eq(rq.r[i].ret, 0, "request %d: %d", i, rq.r[i].ret);
+}
+
+/*
+ * A revert of a wide volume to its snapshot: the old map, two leaves,
+ * goes to a ghost and is dropped; the volume reads exactly its snapshot
+ * or exactly what it read before. Then a shrink of the reverted volume.
+ */
+Test(pool_crash, revert_wide_volume, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { VC(WIDE), W(2, 0, 8, false), W(2, 16, 8, true),
+					 SN(2, 3), W(2, 2, 2, false), W(2, 18, 4, false),
+					 W(2, 28, 2, true), FL, RV(2, 3), W(2, 17, 1, false),
+					 VS(2, 2), FL };
+
+	check_hand(s, 12, "revert-wide");
+	for (int i = 0; i < rq.nr; i++)
+		cr_assert_eq(rq.r[i].ret, 0, "request %d: %d", i, rq.r[i].ret);
 }
 
 typedef void (*gen_fn)(uint64_t seed, int n, bool conc, struct workload *wl);

@@ -154,16 +154,18 @@ struct cstate {
  * Volume operations from OP_VCREATE on. C, D, R make, delete and resize
  * the empty v2; S (snapshot) and K (clone) make volume nsec of volume vol,
  * X deletes volume vol, shared or not, V reverts volume vol to its
- * snapshot nsec. S, K, X and V may be in flight with the data requests of
- * their batch (on other volumes).
+ * snapshot nsec. H resizes volume vol to nsec chunks, closed first (an
+ * open volume refuses a shrink): a shrink over mapped chunks drops them,
+ * a RESIZE with TP_RZ_DROP when whole map leaves go. S, K, X, V and H may
+ * be in flight with the data requests of their batch (on other volumes).
  */
 enum { OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_VCREATE, OP_VDELETE, OP_VRESIZE, OP_SNAP,
-       OP_CLONE, OP_DEL, OP_REVERT, OP_NR };
+       OP_CLONE, OP_DEL, OP_REVERT, OP_VSIZE, OP_NR };
 extern const char opchar[OP_NR];
 
 struct step {
 	int op, vol;
-	uint32_t sec, nsec;	/* data: sectors; VCREATE/VRESIZE: nsec = size in chunks;
+	uint32_t sec, nsec;	/* data: sectors; VCREATE/VRESIZE/VSIZE: nsec = size in chunks;
 				 * SNAP/CLONE: nsec = the new volume; REVERT: the snapshot */
 	/*
 	 * SNAP/CLONE: the origin's writes in flight are not waited for

@@ -83,9 +83,18 @@ required(const struct rreq *r, int k)
 	return false;
 }
 
+/*
+ * Whether request r leaves something in sector sec of vol: a data request
+ * over it (a WRITE its payload, the others zeros), or a resize that cuts it
+ * off (zeros: grown back, the volume reads zeros there). Sizes are at most
+ * VOLSZ or WIDE, and only one of 2 chunks or less grows to WIDE: a sector
+ * is at the same place in the volume at every size that holds it (voff).
+ */
 static bool
 covers(const struct rreq *r, int vol, uint32_t sec)
 {
+	if ((r->s.op == OP_VSIZE && r->s.vol == vol) || (r->s.op == OP_VRESIZE && vol == 2))
+		return !refused(r->ret) && sec >= vsecs((uint64_t)r->s.nsec * CHUNK);
 	return r->s.op != OP_FLUSH && r->s.op < OP_VCREATE && r->s.vol == vol &&
 	       sec >= r->s.sec && sec < r->s.sec + r->s.nsec;
 }
@@ -235,6 +244,8 @@ vols_after(int last, bool *ex, uint64_t *sz)
 			sz[s->vol] = 0;
 		} else if (s->op == OP_REVERT && ex[s->vol] && ex[t]) {
 			sz[s->vol] = sz[t];
+		} else if (s->op == OP_VSIZE && ex[s->vol]) {
+			sz[s->vol] = (uint64_t)s->nsec * CHUNK;
 		}
 	}
 }

@@ -15,7 +15,7 @@
 
 /* ---- client requests ---- */
 
-const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R', 'S', 'K', 'X', 'V' };
+const char opchar[OP_NR] = { 'W', 'F', 'T', 'Z', 'C', 'D', 'R', 'S', 'K', 'X', 'V', 'H' };
 
 bool
 is_derive(int op)
@@ -236,12 +236,14 @@ vol_op(struct dio_tpool *p, struct dio_volume **vols, const struct step *s)
 		need(s->nsec < NSLOT, "no volume %u", s->nsec);
 		return s->op == OP_SNAP ? dio_tpool_volume_snapshot(p, vname(s->vol), vname((int)s->nsec))
 					: dio_tpool_volume_clone(p, vname(s->vol), vname((int)s->nsec));
-	default:	/* OP_DEL, OP_REVERT: a volume open here is closed first (-EBUSY) */
+	default:	/* OP_DEL, OP_REVERT, OP_VSIZE: a volume open here is closed first (-EBUSY) */
 		if (vols[s->vol])
 			dio_volume_put(vols[s->vol]);
 		vols[s->vol] = NULL;
 		if (s->op == OP_REVERT)
 			return dio_tpool_volume_revert(p, vname(s->vol), vname((int)s->nsec));
+		if (s->op == OP_VSIZE)
+			return dio_tpool_volume_resize(p, vname(s->vol), sz);
 		return dio_tpool_volume_delete(p, vname(s->vol));
 	}
 }
@@ -346,7 +348,8 @@ run_workload(const struct workload *wl)
 				if (is_derive(s->op) && s->fua)
 					late = (typeof(late)){ true, ctx, s->vol, rq.nr - 1 };
 				else if (s->op >= OP_SNAP)
-					drain(ctx, s->vol, s->op == OP_DEL || s->op == OP_REVERT);
+					drain(ctx, s->vol, s->op == OP_DEL || s->op == OP_REVERT ||
+						       s->op == OP_VSIZE);
 				r->sub = dl.ev++;
 				r->ret = vol_op(p, vols, s);
 				late.on = false;
@@ -372,6 +375,8 @@ run_workload(const struct workload *wl)
 			ret = req_volume(p, vols, s->op == OP_FLUSH ? -1 : s->vol);
 			if (ret >= 0) {
 				r->on = ret;
+				if (s->op != OP_FLUSH)	/* a wide volume's second half: voff */
+					r->req.pos = voff(vols[ret]->size, s->sec);
 				ret = dio_submit(ctx, vols[ret], &r->req);
 			}
 			if (ret < 0) {
