@@ -355,6 +355,12 @@ Test(pool_crash, random_snapshot_sequences, .init = setup, .fini = teardown, .ti
 	random_runs_of(gen_snap_workload, 2001, SEEDS(8), 10, true);
 }
 
+/* Shrinks, grows and reverts over mapped chunks among writes, in batches out of order. */
+Test(pool_crash, random_resize_sequences, .init = setup, .fini = teardown, .timeout = 240)
+{
+	random_runs_of(gen_resize_workload, 3001, SEEDS(6), 12, true);
+}
+
 /* Short random sequences in batches whose completions come back out of order. */
 Test(pool_crash, random_concurrent_sequences, .init = setup, .fini = teardown, .timeout = 240)
 {
@@ -518,6 +524,15 @@ Test(pool_crash, threaded_snapshots_of_written_volumes, .init = setup, .fini = t
 	cr_assert_eq(run.failures, 0, "%s", run.first);
 }
 
+/* ... with reverts, shrinks and grows of v2 among them (tw_resizes). */
+Test(pool_crash, threaded_shrinks_and_reverts, .init = setup, .fini = teardown, .timeout = 240)
+{
+	tw_resizes = true;
+	threaded_runs(101, SEEDS(4), 12, 16);
+	tw_resizes = false;
+	cr_assert_eq(run.failures, 0, "%s", run.first);
+}
+
 /*
  * Found by the threaded workloads (a clone of a writer's volume, written
  * by the volume operations' thread), and single-threaded as well: after a
@@ -655,16 +670,20 @@ standalone(int argc, char **argv)
 			char name[48];
 
 			/*
-			 * Every third one with snapshots, clones and deletes;
-			 * every eighth threaded (not run twice: its order is
-			 * the threads').
+			 * Every third one with snapshots, clones and deletes,
+			 * every fifth of the others with resizes and reverts
+			 * over mapped chunks; every eighth threaded (not run
+			 * twice: its order is the threads'), every other one of
+			 * those with resizes and reverts too.
 			 */
 			if (s % 8 == 7) {
 				snprintf(name, sizeof(name), "threaded seed %llu",
 					 (unsigned long long)s);
 				memset(&wl, 0, sizeof(wl));
 				wl.seed = s;
+				tw_resizes = s % 16 == 15;
 				gen_threaded(s, 6 + (int)(s % 20));
+				tw_resizes = false;
 				run_threaded(&wl);
 				if (crash_states(name))
 					fprintf(stderr, "crash simulator: %s fails: %s\n", name,
@@ -673,6 +692,8 @@ standalone(int argc, char **argv)
 			}
 			if (s % 3 == 2)
 				gen_snap_workload(s, 6 + (int)(s % 9), s % 2, &wl);
+			else if (s % 5 == 4)
+				gen_resize_workload(s, 6 + (int)(s % 9), s % 2, &wl);
 			else
 				gen_workload(s, 4 + (int)(s % 13), s % 2, &wl);
 			snprintf(name, sizeof(name), "seed %llu", (unsigned long long)s);

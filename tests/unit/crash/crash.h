@@ -321,10 +321,12 @@ int replay_path(const char *p);
 void gen_workload(uint64_t seed, int n, bool conc, struct workload *wl);
 bool unpar_overlap(struct step *st, int i);
 void gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl);
+void gen_resize_workload(uint64_t seed, int n, bool conc, struct workload *wl);
 
 /* ---- threaded workloads (threaded.c) ---- */
 
 extern bool tw_origins;
+extern bool tw_resizes;
 
 /* What the threaded runs exercised: the pool's threads, and how requests ended. */
 struct tw_stats {

@@ -147,3 +147,55 @@ gen_snap_workload(uint64_t seed, int n, bool conc, struct workload *wl)
 		}
 	}
 }
+
+/*
+ * Resizes and reverts over mapped chunks: v2 made wide (two map leaves),
+ * written in both, shrunk to one or two chunks (UNMAPs, and TP_RZ_DROP
+ * for its second leaf) and grown back; v0 and v1 shrunk to two chunks and
+ * grown back; a snapshot of v2 into v3, and reverts of v2 to it. Sizes
+ * stay those covers() follows: at most VOLSZ, or WIDE grown from two
+ * chunks or less. Writes stay within the volume's size and one half of a
+ * wide one (voff).
+ */
+void
+gen_resize_workload(uint64_t seed, int n, bool conc, struct workload *wl)
+{
+	uint64_t r = seed * 0x9e3779b97f4a7c15ull + 17;
+	uint32_t size[NSLOT] = { 4, 4, WIDE, 0, 0 };	/* chunks; 0: none */
+
+	wl_init(wl, seed, n, conc ? seed * 2654435761u + 19 : 0);
+	wl->s[0] = (struct step){ .op = OP_VCREATE, .nsec = WIDE };
+	for (int i = 1; i < n; i++) {
+		struct step *s = &wl->s[i];
+		int x = (int)(rng_next(&r) % 100), v = (int)(rng_next(&r) % 4);
+		uint32_t end, sec, len, lim;
+
+		v = v > 2 ? 2 : v;	/* v2 half the time */
+		end = vsecs((uint64_t)size[v] * CHUNK);
+		sec = (uint32_t)(rng_next(&r) % end);
+		len = 1 + (uint32_t)(rng_next(&r) % 8);
+		lim = size[v] == WIDE && sec < VSECS / 2 ? VSECS / 2 : end;
+
+		*s = (struct step){ .op = OP_FLUSH };
+		if (x < 10 && !size[3]) {
+			*s = (struct step){ .op = OP_SNAP, .vol = 2, .nsec = 3 };
+			size[3] = size[2];
+		} else if (x < 20 && size[3]) {
+			*s = (struct step){ .op = OP_REVERT, .vol = 2, .nsec = 3 };
+			size[2] = size[3];
+		} else if (x < 36) {
+			uint32_t to = v < 2 ? (size[v] == 4 ? 2 : 4) :
+				      size[2] == WIDE ? 1 + (uint32_t)(rng_next(&r) % 2) : WIDE;
+
+			*s = (struct step){ .op = OP_VSIZE, .vol = v, .nsec = to };
+			size[v] = to;
+		} else if (x >= 48) {
+			*s = (struct step){ .op = x < 80 ? OP_WRITE : x < 90 ? OP_TRIM : OP_ZERO,
+					    .vol = v, .sec = sec,
+					    .nsec = sec + len > lim ? lim - sec : len,
+					    .fua = rng_next(&r) % 3 == 0 };
+			s->par = conc && rng_next(&r) % 4 != 0;
+			unpar_overlap(wl->s, i);
+		}
+	}
+}

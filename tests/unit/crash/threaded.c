@@ -59,6 +59,14 @@ static pthread_rwlock_t quiet[2];
  */
 bool tw_origins;
 
+/*
+ * Whether the volume operations also revert v2 to a snapshot of it and
+ * shrink it (over its second map leaf: TP_RZ_DROP) and grow it back
+ * (threaded_shrinks_and_reverts): a reverted map of two leaves goes to a
+ * ghost that the reclaim thread drops.
+ */
+bool tw_resizes;
+
 struct tw_stats tws;
 
 /* A request of step s on volume on, numbered and submitted now. */
@@ -218,6 +226,8 @@ static void
 gen_ops(uint64_t *r, struct tthread *t, int n)
 {
 	bool ex[NSLOT] = { false }, ro[NSLOT] = { false };
+	uint32_t sz[NSLOT] = { 4, 4 };	/* chunks (tw_resizes) */
+	int parent[NSLOT] = { -1, -1, -1, -1, -1 };
 
 	t->n = n;
 	for (int i = 0; i < n; i++) {
@@ -243,6 +253,7 @@ gen_ops(uint64_t *r, struct tthread *t, int n)
 			*s = (struct step){ .op = OP_VCREATE, .nsec = WIDE };
 			ex[2] = true;
 			ro[2] = false;
+			sz[2] = WIDE;
 		} else if (x < 35 && f >= 0 && (o >= 0 || tw_origins)) {
 			/* of a writer's volume too, a third of the time (tw_origins) */
 			s->op = rng_next(r) % 2 ? OP_SNAP : OP_CLONE;
@@ -252,15 +263,40 @@ gen_ops(uint64_t *r, struct tthread *t, int n)
 			s->nsec = (uint32_t)f;
 			ex[f] = true;
 			ro[f] = s->op == OP_SNAP;
+			sz[f] = sz[s->vol];
+			parent[f] = s->vol;
+		} else if (tw_resizes && x < 60 && ex[2] && !ro[2]) {
+			/* v2 reverted to a snapshot of it, or shrunk or grown back */
+			int snap = -1;
+
+			for (int c = 3; c < NSLOT; c++)
+				if (ex[c] && ro[c] && parent[c] == 2)
+					snap = c;
+			if (snap >= 0 && x % 2) {
+				*s = (struct step){ .op = OP_REVERT, .vol = 2, .nsec = (uint32_t)snap };
+				sz[2] = sz[snap];
+			} else {
+				s->op = OP_VSIZE;
+				s->vol = 2;
+				s->nsec = sz[2] == WIDE ? 1 + (uint32_t)(rng_next(r) % 2) : WIDE;
+				sz[2] = s->nsec;
+			}
 		} else if (x < 50 && o >= 0) {
 			s->op = OP_DEL;
 			s->vol = o;
 			ex[o] = false;
 		} else if (x < 92 && w >= 0) {
+			if (tw_resizes && sz[w] != WIDE) {
+				/* within the volume: a sector of a small one is where it says */
+				sec %= vsecs((uint64_t)sz[w] * CHUNK);
+				half = sec / (VSECS / 2) * (VSECS / 2);
+			}
 			s->op = x < 78 ? OP_WRITE : x < 86 ? OP_TRIM : OP_ZERO;
 			s->vol = w;
 			s->sec = sec;
 			s->nsec = sec + len > half + VSECS / 2 ? half + VSECS / 2 - sec : len;
+			if (tw_resizes && sz[w] != WIDE && sec + s->nsec > vsecs((uint64_t)sz[w] * CHUNK))
+				s->nsec = vsecs((uint64_t)sz[w] * CHUNK) - sec;
 			s->fua = rng_next(r) % 4 == 0;
 			s->par = i > 0 && rng_next(r) % 3 != 0;
 			unpar_overlap(t->s, i);
