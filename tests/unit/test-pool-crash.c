@@ -358,7 +358,7 @@ Test(pool_crash, random_snapshot_sequences, .init = setup, .fini = teardown, .ti
 /* Shrinks, grows and reverts over mapped chunks among writes, in batches out of order. */
 Test(pool_crash, random_resize_sequences, .init = setup, .fini = teardown, .timeout = 240)
 {
-	random_runs_of(gen_resize_workload, 3001, SEEDS(6), 12, true);
+	random_runs_of(gen_resize_workload, 3001, SEEDS(4), 12, true);
 }
 
 /* Short random sequences in batches whose completions come back out of order. */
@@ -440,10 +440,11 @@ threaded_runs(uint64_t first, int count, int n, int points)
 		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 }
 
+/* Seven seeds, and three more with resizes and reverts (threaded_shrinks_and_reverts). */
 Test(pool_crash, threaded_writers_and_volume_ops, .init = setup, .fini = teardown,
      .timeout = 240)
 {
-	threaded_runs(1, SEEDS(10), 12, 16);
+	threaded_runs(1, SEEDS(7), 12, 16);
 	cr_assert_eq(run.failures, 0, "%s", run.first);
 }
 
@@ -528,7 +529,7 @@ Test(pool_crash, threaded_snapshots_of_written_volumes, .init = setup, .fini = t
 Test(pool_crash, threaded_shrinks_and_reverts, .init = setup, .fini = teardown, .timeout = 240)
 {
 	tw_resizes = true;
-	threaded_runs(101, SEEDS(4), 12, 16);
+	threaded_runs(101, SEEDS(3), 12, 16);
 	tw_resizes = false;
 	cr_assert_eq(run.failures, 0, "%s", run.first);
 }
