@@ -280,6 +280,7 @@ struct vstate {
 	uint64_t size[NSLOT];
 	int64_t seq[NSLOT][VSECS];
 	char bad[160];		/* what the first sector of seq -1 holds */
+	unsigned int leaks;	/* chunks the pool's check finds leaked */
 };
 
 extern bool rl_current;	/* rl already holds the recovery of the state's image */
@@ -302,6 +303,7 @@ struct run_opts {
 	uint64_t counter;
 	int wfails;		/* failing states of the current workload */
 	int reported, dumped;	/* failing states printed, and as whole cases */
+	bool no_leaks;		/* a leaked chunk fails the state (resizes, reverts) */
 };
 extern struct run_opts run;
 
