@@ -275,12 +275,14 @@ load_case(const char *file, struct workload *wl, struct cstate *cs)
 		} else if (sscanf(line, "step %c %d %u %u %d %d", &c, &v, &sec, &nsec, &fua,
 				  &par) == 6 && wl->n < MAXR) {
 			const char *o = memchr(opchar, c, OP_NR);
+			int op = o ? (int)(o - opchar) : -1;
 
-			if (!o || v < 0 || v >= NSLOT || sec + nsec > VSECS ||
-			    (names_two((int)(o - opchar)) && nsec >= NSLOT))
+			/* nsec: sectors, a volume, or a size in chunks (C, R, H) */
+			if (op < 0 || v < 0 || v >= NSLOT ||
+			    (op < OP_VCREATE && sec + nsec > VSECS) ||
+			    (names_two(op) && nsec >= NSLOT) || (op >= OP_VCREATE && nsec > WIDE))
 				goto bad;
-			wl->s[wl->n++] = (struct step){ (int)(o - opchar), v, sec, nsec, fua != 0,
-							par != 0 };
+			wl->s[wl->n++] = (struct step){ op, v, sec, nsec, fua != 0, par != 0 };
 		} else if (sscanf(line, "rtorn %d %u %u", &cs->rtw, &cs->rta, &cs->rtb) == 3) {
 			continue;
 		} else if (sscanf(line, "state %d %d %u %u %d", &cs->k, &cs->tw, &cs->ta, &cs->tb,
