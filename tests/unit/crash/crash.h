@@ -48,6 +48,10 @@
  *
  * Snapshots, clones and deletes of shared volumes are volume operations
  * of the workloads; the oracle's rules for them are with struct vstate.
+ * So are resizes over mapped chunks and reverts (H, V; a wide volume's
+ * dropped leaf is a RESIZE with TP_RZ_DROP): a sector a resize cuts off
+ * reads zeros once grown back (covers, in oracle.c), and with run.no_leaks
+ * no crash state may leak a chunk of what they dropped.
  *
  * Threaded workloads (run_threaded): writers and volume operations in
  * threads of their own, with the pool's committer and reclaim thread; the
