@@ -20,6 +20,34 @@
 #include "dio/dio.h"
 #include "pool.h"
 
+/*
+ * How long opening waits for a pool whose lock is held. A process killed
+ * while it served the pool leaves its lock held until the kernel drops the
+ * last reference to its open file description, and io_uring drops the
+ * files a ring holds in the ring's exit work, after the process is gone:
+ * about 60 ms after a SIGKILL here (Linux 6.18), so that a restart right
+ * after a crash found the pool "open in another process". A live holder
+ * keeps it: the open fails as before, this much later.
+ */
+#define TP_LOCK_WAIT_MS 2000
+
+/* Take lock fl on the whole pool, retrying every 10 ms while held: 0 or -errno. */
+static int
+tp_lock_pool(int fd, struct flock *fl)
+{
+	struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
+
+	for (int waited = 0;; waited += 10) {
+		if (fcntl(fd, F_OFD_SETLK, fl) == 0)
+			return 0;
+		if (errno != EACCES && errno != EAGAIN)
+			return -errno;
+		if (waited >= TP_LOCK_WAIT_MS)
+			return -EAGAIN;
+		nanosleep(&tick, NULL);
+	}
+}
+
 static int
 open_error(const struct dio_tpool_opts *opts, int err, const char *path, const char *why)
 {
@@ -126,8 +154,8 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 		/* One opener at a time: an exclusive OFD lock on the whole pool. */
 		struct flock fl = { .l_type = ro ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
 
-		if (fcntl(p->fd, F_OFD_SETLK, &fl) < 0) {
-			ret = errno == EACCES ? -EAGAIN : -errno;
+		ret = tp_lock_pool(p->fd, &fl);
+		if (ret < 0) {
 			snprintf(err, errlen, "the pool is open in another process (%s)",
 				 strerror(-ret));
 			goto fail;
