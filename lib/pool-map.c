@@ -177,6 +177,16 @@ tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
 	return recs <= p->sb.nr_chunks;
 }
 
+bool
+tp_meta_wait(struct dio_tpool *p)
+{
+	if (errno != ENOSPC || !p->nrq)
+		return false;
+	/* each batch broadcasts; the queue empty, the room is what it is */
+	pthread_cond_wait(&p->discard_cond, &p->lock);
+	return true;
+}
+
 uint32_t
 tp_leaf_mark(struct dio_tpool *p)
 {

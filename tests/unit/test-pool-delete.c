@@ -619,6 +619,90 @@ Test(pool_delete, two_waiting_writes_into_one_hole_share_its_chunk, .init = setu
 }
 
 /*
+ * The metadata reserve (R5) with a delete's reclaim pending: "o" maps
+ * 40 MiB (10 leaves) of the 80 MiB pool, a snapshot of it is taken and
+ * deleted, its reclaim held at the gate. Every leaf of o is still shared
+ * with the deleted snapshot's, so a write into one copies it (a
+ * reference more per chunk): 10 copies would need room for twice o's
+ * references, more than the reserve counts for a pool this size. The
+ * snapshot's leaves are that room once reclaimed: a write that finds no
+ * metadata room waits for the reclaim's next batch, as one that finds no
+ * free chunk does, rather than failing with ENOSPC.
+ */
+#define MVSIZE (40 * MiB)
+#define MLEAVES (MVSIZE / (CS * TP_LEAF))
+
+struct leaf_writer {
+	struct dio_volume *v;
+	int ret;		/* of the first write that failed, or 0 */
+	int at;			/* its leaf, or -1 */
+	bool done;
+};
+
+/* 4 KiB into each leaf of o in turn (pattern 9), the first failure kept. */
+static void *
+leaves_write(void *arg)
+{
+	struct leaf_writer *w = arg;
+	struct dio_ctx *wctx = test_ctx_create(NULL, NULL);
+	uint8_t *b = test_alloc(CS);
+
+	w->at = -1;
+	for (int k = 0; k < (int)MLEAVES && !w->ret; k++) {
+		uint64_t off = (uint64_t)k * CS * TP_LEAF;
+
+		test_pattern(b, CS, off, 9);
+		w->ret = test_io(wctx, w->v, DIO_REQ_WRITE, 0, off, CS, b);
+		if (w->ret)
+			w->at = k;
+	}
+	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+	free(b);
+	dio_ctx_destroy(wctx);
+	return NULL;
+}
+
+Test(pool_delete, metadata_room_waits_for_the_reclaim_not_enospc, .init = setup,
+     .fini = teardown)
+{
+	struct leaf_writer w = { 0 };
+	struct dio_volume *o;
+	pthread_t t;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
+	fill("o", 0, MVSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	pthread_mutex_lock(&pool->lock);
+	/* the premise: copying every leaf of o would outgrow the reserve */
+	cr_assert_not(tp_meta_room(pool, MVSIZE / CS, 0));
+	pthread_mutex_unlock(&pool->lock);
+	cr_assert_eq(dio_tpool_volume_open(pool, "o", &o), 0);
+	w.v = o;
+	cr_assert_eq(pthread_create(&t, NULL, leaves_write, &w), 0);
+	usleep(300 * 1000);
+	cr_assert_not(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE),
+		      "the writes with the reclaim pending ended at once: %d at leaf %d", w.ret,
+		      w.at);
+	allow(-1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.ret, 0, "the write into leaf %d after the delete: %d", w.at, w.ret);
+	cr_assert(reclaimed());
+	for (uint64_t k = 0; k < MLEAVES; k++) {
+		uint64_t off = k * CS * TP_LEAF;
+
+		cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, off, CS, buf), 0);
+		cr_assert(test_pattern_check(buf, CS, off, 9), "leaf %llu", (unsigned long long)k);
+		cr_assert_eq(test_io(ctx, o, DIO_REQ_READ, 0, off + CS, CS, buf), 0);
+		cr_assert(test_pattern_check(buf, CS, off + CS, 1), "leaf %llu", (unsigned long long)k);
+	}
+	dio_volume_put(o);
+	close_pool();
+	check_clean();
+}
+
+/*
  * Revert and shrink (issue 11): what they drop, a reverted volume's old
  * map and the whole leaves past a shrunk volume's new end, goes to a
  * ghost the same thread reclaims; the volume reads its new contents when
