@@ -6,6 +6,7 @@
  * freed it is durable: R3), and applying records to all of it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,8 +181,17 @@ tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
 bool
 tp_meta_wait(struct dio_tpool *p)
 {
-	if (errno != ENOSPC || !p->nrq)
+	if (errno != ENOSPC)
 		return false;
+	if (!p->nrq) {
+		/* what the reserve counts (tp_meta_room), to tell a full pool from a bug */
+		dio_log(DIO_LOG_ERR, "pool %s: no metadata room to copy a shared leaf: %" PRIu64
+			" references and %" PRIu64 " leaves need room for %" PRIu64 " records of %"
+			PRIu64 "; writes that need a copy fail with ENOSPC", p->path, p->nrefs,
+			p->nleaves, p->nrefs * 4 / 3 + p->nleaves * 3 / 2, p->sb.nr_chunks);
+		errno = ENOSPC;
+		return false;
+	}
 	/* each batch broadcasts; the queue empty, the room is what it is */
 	pthread_cond_wait(&p->discard_cond, &p->lock);
 	return true;

@@ -586,8 +586,8 @@ bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
  * reclaimed: its leaves' references are metadata room about to come
  * back, as its chunks are data (tp_alloc). On ENOSPC with a reclaim
  * pending, wait for its next batch (lock dropped) and true: the caller
- * looks its entry up again. false: the error stands (the reclaim done,
- * the pool really is out of metadata room).
+ * looks its entry up again. false: the error stands (ENOSPC: logged with
+ * the reserve's numbers, nothing left to reclaim).
  */
 bool tp_meta_wait(struct dio_tpool *p);
 /* A new mark for a walk that visits each shared leaf once. */
