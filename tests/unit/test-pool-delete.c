@@ -703,6 +703,46 @@ Test(pool_delete, metadata_room_waits_for_the_reclaim_not_enospc, .init = setup,
 }
 
 /*
+ * The same with a live snapshot "keep" of o as well: the deleted one's
+ * leaves give no room back (keep still shares o's), so the write waits
+ * only as long as the reclaim runs and then fails with ENOSPC, the
+ * reserve as full as it was; the pool checks clean.
+ */
+Test(pool_delete, metadata_room_wait_ends_with_the_reclaim, .init = setup, .fini = teardown)
+{
+	struct leaf_writer w = { 0 };
+	struct dio_volume *o;
+	pthread_t t;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
+	fill("o", 0, MVSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "keep"), 0);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
+	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
+	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
+	cr_assert_eq(dio_tpool_volume_open(pool, "o", &o), 0);
+	w.v = o;
+	cr_assert_eq(pthread_create(&t, NULL, leaves_write, &w), 0);
+	usleep(300 * 1000);
+	cr_assert_not(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE),
+		      "the writes with the reclaim pending ended at once: %d at leaf %d", w.ret,
+		      w.at);
+	allow(-1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.ret, -ENOSPC, "the write into leaf %d: %d", w.at, w.ret);
+	cr_assert_gt(w.at, 0);
+	cr_assert(reclaimed());
+	pthread_mutex_lock(&pool->lock);
+	cr_assert_eq(pool->nrq, 0);
+	cr_assert_not(tp_meta_room(pool, TP_LEAF, 0), "room after all: the ENOSPC was early");
+	pthread_mutex_unlock(&pool->lock);
+	verify("keep", 0, MVSIZE, 1);
+	dio_volume_put(o);
+	close_pool();
+	check_clean();
+}
+
+/*
  * Revert and shrink (issue 11): what they drop, a reverted volume's old
  * map and the whole leaves past a shrunk volume's new end, goes to a
  * ghost the same thread reclaims; the volume reads its new contents when
