@@ -186,9 +186,10 @@ tp_meta_wait(struct dio_tpool *p)
 	if (!p->nrq) {
 		/* what the reserve counts (tp_meta_room), to tell a full pool from a bug */
 		dio_log(DIO_LOG_ERR, "pool %s: no metadata room to copy a shared leaf: %" PRIu64
-			" references and %" PRIu64 " leaves need room for %" PRIu64 " records of %"
-			PRIu64 "; writes that need a copy fail with ENOSPC", p->path, p->nrefs,
-			p->nleaves, p->nrefs * 4 / 3 + p->nleaves * 3 / 2, p->sb.nr_chunks);
+			" references and %" PRIu64 " leaves, with a copy's up to %u references"
+			" more, count as up to %" PRIu64 " records of %" PRIu64 "; writes that"
+			" need a copy fail with ENOSPC", p->path, p->nrefs, p->nleaves, TP_LEAF,
+			(p->nrefs + TP_LEAF) * 4 / 3 + p->nleaves * 3 / 2, p->sb.nr_chunks);
 		errno = ENOSPC;
 		return false;
 	}
