@@ -6,6 +6,7 @@
  * freed it is durable: R3), and applying records to all of it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,26 @@ tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
 
 	/* the reserve holds two checkpoints of a MAP per chunk (tp_geometry) */
 	return recs <= p->sb.nr_chunks;
+}
+
+bool
+tp_meta_wait(struct dio_tpool *p)
+{
+	if (errno != ENOSPC)
+		return false;
+	if (!p->nrq) {
+		/* what the reserve counts (tp_meta_room), to tell a full pool from a bug */
+		dio_log(DIO_LOG_ERR, "pool %s: no metadata room to copy a shared leaf: %" PRIu64
+			" references and %" PRIu64 " leaves, with a copy's up to %u references"
+			" more, count as up to %" PRIu64 " records of %" PRIu64 "; writes that"
+			" need a copy fail with ENOSPC", p->path, p->nrefs, p->nleaves, TP_LEAF,
+			(p->nrefs + TP_LEAF) * 4 / 3 + p->nleaves * 3 / 2, p->sb.nr_chunks);
+		errno = ENOSPC;
+		return false;
+	}
+	/* each batch broadcasts; the queue empty, the room is what it is */
+	pthread_cond_wait(&p->discard_cond, &p->lock);
+	return true;
 }
 
 uint32_t

@@ -112,6 +112,8 @@ tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 again:
 	e = tp_ment_w(p, v, l, false);
 	if (!e) {
+		if (tp_meta_wait(p))
+			goto again;	/* a reclaim gave some room back */
 		*err = -errno;	/* ENOMEM, or ENOSPC: no metadata room for a copy of the leaf */
 		return NULL;
 	}
@@ -341,6 +343,8 @@ again:
 	e = tp_ment(v, l);
 	if (write && (!e || !e->p1)) {
 		e = tp_ment_w(p, v, l, true);	/* its own leaf to allocate in */
+		if (!e && tp_meta_wait(p))
+			goto again;	/* a reclaim gave some room back: as TPV_LOOK_AGAIN */
 		if (!e) {
 			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
 			goto out;
@@ -348,6 +352,8 @@ again:
 	} else if (write && tpv_must_copy(p, v, l, e)) {
 		/* Its own leaf first: the chunk may then be the volume's alone. */
 		e = tp_ment_w(p, v, l, false);
+		if (!e && tp_meta_wait(p))
+			goto again;
 		if (!e) {
 			ret = -errno;
 			goto out;

@@ -581,6 +581,15 @@ uint64_t tp_vol_drop_leaves(struct dio_tpool *p, struct tp_vol *v, uint64_t *nex
 			    uint64_t serial);
 /* Whether a checkpoint still fits the reserve with refs more references, leaves more leaves. */
 bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
+/*
+ * tp_ment_w failed (errno) for a write while a dropped map is still being
+ * reclaimed: its leaves' references are metadata room about to come
+ * back, as its chunks are data (tp_alloc). On ENOSPC with a reclaim
+ * pending, wait for its next batch (lock dropped) and true: the caller
+ * looks its entry up again. false: the error stands (ENOSPC: logged with
+ * the reserve's numbers, nothing left to reclaim).
+ */
+bool tp_meta_wait(struct dio_tpool *p);
 /* A new mark for a walk that visits each shared leaf once. */
 uint32_t tp_leaf_mark(struct dio_tpool *p);
 /* A volume record in memory (maps empty). NULL on -ENOMEM. */
