@@ -60,6 +60,7 @@ tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
 			if (n->e[k].p1)
 				p->space[n->e[k].p1 - 1]++;
 		p->nrefs += n->n;
+		p->hole_credit = 0;	/* more records than the count that gave it */
 		lf->refs--;
 		v->leaf[i] = lf = n;
 	}
@@ -179,22 +180,82 @@ tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
 }
 
 bool
-tp_meta_wait(struct dio_tpool *p)
+tp_meta_wait(struct dio_tpool *p, const char *what)
 {
 	if (errno != ENOSPC)
 		return false;
 	if (!p->nrq) {
 		/* what the reserve counts (tp_meta_room), to tell a full pool from a bug */
-		dio_log(DIO_LOG_ERR, "pool %s: no metadata room to copy a shared leaf: %" PRIu64
-			" references and %" PRIu64 " leaves, with a copy's up to %u references"
-			" more, count as up to %" PRIu64 " records of %" PRIu64 "; writes that"
-			" need a copy fail with ENOSPC", p->path, p->nrefs, p->nleaves, TP_LEAF,
-			(p->nrefs + TP_LEAF) * 4 / 3 + p->nleaves * 3 / 2, p->sb.nr_chunks);
+		dio_log(DIO_LOG_ERR, "pool %s: no metadata room to %s: %" PRIu64 " references"
+			" and %" PRIu64 " leaves against a reserve for %" PRIu64 " records; writes"
+			" that need it fail with ENOSPC", p->path, what, p->nrefs, p->nleaves,
+			p->sb.nr_chunks);
 		errno = ENOSPC;
 		return false;
 	}
 	/* each batch broadcasts; the queue empty, the room is what it is */
 	pthread_cond_wait(&p->discard_cond, &p->lock);
+	return true;
+}
+
+/*
+ * An upper bound, in 32-byte records, of what a checkpoint of the maps
+ * would write now (ckpt_records in pool-ckpt.c, VOLs aside: the reserve
+ * has room of their own for them): a MAP per mapped entry of a leaf a
+ * volume has alone (a RUN covers several), an LREF per volume's pointer
+ * to a shared leaf and a LEAF (half a record) and its MAPs once per
+ * shared leaf, a REF per chunk with 3 or more references.
+ */
+static uint64_t
+tp_meta_exact(struct dio_tpool *p)
+{
+	uint32_t mark = tp_leaf_mark(p);
+	uint64_t recs = 0;
+
+	for (uint32_t i = 0; i < p->nvols; i++) {
+		struct tp_vol *v = p->vols[i];
+
+		for (uint64_t k = 0; v && k < (v->nl + TP_LEAF - 1) / TP_LEAF; k++) {
+			struct tp_leaf *lf = v->leaf[k];
+
+			if (!lf || !lf->n)
+				continue;
+			if (lf->refs == 1) {
+				recs += lf->n;
+				continue;
+			}
+			recs++;
+			if (lf->mark != mark) {
+				lf->mark = mark;
+				recs += 1 + lf->n;
+			}
+		}
+	}
+	for (uint64_t c = 0; c < p->sb.nr_chunks; c++)
+		recs += p->space[c] >= 3;
+	return recs;
+}
+
+bool
+tp_hole_room(struct dio_tpool *p)
+{
+	uint64_t recs;
+
+	if (!p->meta_guard)
+		return true;
+	if (p->hole_credit) {
+		p->hole_credit--;
+		return true;
+	}
+	if (tp_meta_room(p, 1, 1))
+		return true;	/* the bound of the worst case holds */
+	if (!p->free_chunks)
+		return true;	/* no chunk to map: tp_alloc waits for one or says the pool is full */
+	/* Shared leaves and chunks: count what a checkpoint would write (O(map)). */
+	recs = tp_meta_exact(p) + 1;
+	if (recs > p->sb.nr_chunks)
+		return false;
+	p->hole_credit = p->sb.nr_chunks - recs;
 	return true;
 }
 
@@ -364,6 +425,7 @@ tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t 
 		if (leaf[i]) {
 			leaf[i]->refs++;
 			p->nleaves++;
+			p->hole_credit = 0;	/* one more LREF */
 		}
 	}
 	for (uint64_t i = 0; i < old; i++) {
@@ -671,6 +733,7 @@ apply_vol(struct dio_tpool *p, const struct tp_rec *r, struct tp_vol *origin)
 			v->leaf[i] = origin->leaf[i];
 			if (v->leaf[i])
 				v->leaf[i]->refs++;
+			p->hole_credit = 0;	/* LEAF and LREF records */
 		}
 		v->mapped = origin->mapped;
 	}
@@ -817,6 +880,7 @@ tp_derive(struct dio_tpool *p)
 	p->free_chunks = 0;
 	p->nrefs = 0;
 	p->nleaves = 0;
+	p->hole_credit = 0;
 	for (uint32_t i = 0; i < p->nvols; i++)
 		for (uint64_t k = 0; p->vols[i] && k < (p->vols[i]->nl + TP_LEAF - 1) / TP_LEAF; k++)
 			p->nleaves += p->vols[i]->leaf[k] != NULL;

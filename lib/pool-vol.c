@@ -112,7 +112,7 @@ tpv_cow(struct dio_tpool *p, struct tp_vol *v, uint64_t l, int *err)
 again:
 	e = tp_ment_w(p, v, l, false);
 	if (!e) {
-		if (tp_meta_wait(p))
+		if (tp_meta_wait(p, "copy a shared leaf"))
 			goto again;	/* a reclaim gave some room back */
 		*err = -errno;	/* ENOMEM, or ENOSPC: no metadata room for a copy of the leaf */
 		return NULL;
@@ -343,7 +343,7 @@ again:
 	e = tp_ment(v, l);
 	if (write && (!e || !e->p1)) {
 		e = tp_ment_w(p, v, l, true);	/* its own leaf to allocate in */
-		if (!e && tp_meta_wait(p))
+		if (!e && tp_meta_wait(p, "copy a shared leaf"))
 			goto again;	/* a reclaim gave some room back: as TPV_LOOK_AGAIN */
 		if (!e) {
 			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
@@ -352,7 +352,7 @@ again:
 	} else if (write && tpv_must_copy(p, v, l, e)) {
 		/* Its own leaf first: the chunk may then be the volume's alone. */
 		e = tp_ment_w(p, v, l, false);
-		if (!e && tp_meta_wait(p))
+		if (!e && tp_meta_wait(p, "copy a shared leaf"))
 			goto again;
 		if (!e) {
 			ret = -errno;
@@ -379,6 +379,13 @@ again:
 			}
 			ext->type = DIO_EXT_HOLE;
 			ext->length = n;
+			goto out;
+		}
+		if (!tp_hole_room(p)) {
+			errno = ENOSPC;
+			if (tp_meta_wait(p, "map a new chunk"))
+				goto again;	/* a reclaim gave some room back */
+			ret = -ENOSPC;	/* a checkpoint would outgrow the reserve (R5) */
 			goto out;
 		}
 		int64_t c = tp_alloc(p, v);

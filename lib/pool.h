@@ -410,6 +410,12 @@ struct dio_tpool {
 	 * a snapshot fails with ENOSPC once they could outgrow it (tp_meta_room).
 	 */
 	uint64_t nrefs, nleaves;
+	/*
+	 * Writes into holes that may add a reference without counting again
+	 * (tp_hole_room): the room an exact count found left, less what was
+	 * used since; 0 whenever something else may have grown the records.
+	 */
+	uint64_t hole_credit;
 	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
 	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */
@@ -589,7 +595,14 @@ bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
  * looks its entry up again. false: the error stands (ENOSPC: logged with
  * the reserve's numbers, nothing left to reclaim).
  */
-bool tp_meta_wait(struct dio_tpool *p);
+bool tp_meta_wait(struct dio_tpool *p, const char *what);
+/*
+ * Whether a write into a hole may add a reference (lock held): the
+ * checkpoint must still fit the reserve with it (R5). The quick bound of
+ * tp_meta_room first; past it, an exact count of what a checkpoint would
+ * write, which leaves credit for the next ones. false: ENOSPC.
+ */
+bool tp_hole_room(struct dio_tpool *p);
 /* A new mark for a walk that visits each shared leaf once. */
 uint32_t tp_leaf_mark(struct dio_tpool *p);
 /* A volume record in memory (maps empty). NULL on -ENOMEM. */

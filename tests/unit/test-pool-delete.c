@@ -1071,25 +1071,22 @@ Test(pool_delete, shrink_record_read_without_its_flag_is_refused, .init = setup,
 }
 
 /*
- * DISABLED, a reproduction of an open R5 problem found on branch
- * metaspace (not fixed there): the reserve can be outgrown by writes into
- * holes after a guarded leaf copy. tp_meta_room guards only the copy of a
- * shared leaf and the snapshot; a write into a hole adds a reference (a
- * MAP record at the next checkpoint) unguarded. Here, 64 KiB chunks
- * (5109 of them; a checkpoint has room for about one MAP per chunk, the
- * reserve for two checkpoints): "a" maps 35% of them with 2 KiB each (MAP
- * records, no RUNs), a live snapshot shares them, a write into each of
- * a's leaves copies it (3576 references, within the guard), then "b"
- * fills every free chunk: 6895 references. The first checkpoint still
- * fits beside the old one, the second fails with ENOSPC, and so does
- * every one after it; once the journal is full a FLUSH fails with ENOSPC
- * after the writes before it were replied. What R5 asks: the writes that
- * would outgrow the reserve fail with ENOSPC before they are replied
- * (b's fill stops earlier), and checkpoints and flushes go on working.
- * Enable once that holds.
+ * R5 with shared leaves: writes into holes may not outgrow the reserve. A
+ * write into a hole adds a reference (a MAP at the next checkpoint); the
+ * copy of a shared leaf and a snapshot were guarded (tp_meta_room), the
+ * hole fill was not. Here, 64 KiB chunks (5109 of them; a checkpoint has
+ * room for about one MAP per chunk, the reserve for two checkpoints): "a"
+ * maps 35% of them with 2 KiB each (MAP records, no RUNs), a live
+ * snapshot shares them, a write into each of a's leaves copies it (3576
+ * references), then "b" fills free chunks until ENOSPC. Unguarded, b took
+ * every free chunk (6895 references), the second checkpoint failed with
+ * ENOSPC and so did every one after it, and once the journal was full a
+ * FLUSH failed after the writes before it were replied. Now b's fill
+ * stops at ENOSPC before a checkpoint would outgrow the reserve
+ * (tp_hole_room), and checkpoints and flushes go on working.
  */
 Test(pool_delete, hole_fills_after_a_leaf_copy_keep_within_the_reserve, .init = setup_big,
-     .fini = teardown, .disabled = true)
+     .fini = teardown)
 {
 	struct dio_volume *a, *b;
 	uint64_t n = pool->sb.nr_chunks, achunks = n * 35 / 100, off;
