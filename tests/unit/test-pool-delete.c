@@ -662,12 +662,31 @@ leaves_write(void *arg)
 	return NULL;
 }
 
+/*
+ * leaves_write on o in a thread of its own while the reclaim is held at
+ * its gate: the writes must still be waiting 300 ms later; then the
+ * reclaim goes on, and the writer ends (w's ret and at say how).
+ */
+static void
+writes_wait_for_the_reclaim(struct leaf_writer *w, struct dio_volume *o)
+{
+	pthread_t t;
+
+	w->v = o;
+	cr_assert_eq(pthread_create(&t, NULL, leaves_write, w), 0);
+	usleep(300 * 1000);
+	cr_assert_not(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE),
+		      "the writes with the reclaim pending ended at once: %d at leaf %d", w->ret,
+		      w->at);
+	allow(-1);
+	pthread_join(t, NULL);
+}
+
 Test(pool_delete, metadata_room_waits_for_the_reclaim_not_enospc, .init = setup,
      .fini = teardown)
 {
 	struct leaf_writer w = { 0 };
 	struct dio_volume *o;
-	pthread_t t;
 
 	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
 	fill("o", 0, MVSIZE, 1);
@@ -679,14 +698,7 @@ Test(pool_delete, metadata_room_waits_for_the_reclaim_not_enospc, .init = setup,
 	cr_assert_not(tp_meta_room(pool, MVSIZE / CS, 0));
 	pthread_mutex_unlock(&pool->lock);
 	cr_assert_eq(dio_tpool_volume_open(pool, "o", &o), 0);
-	w.v = o;
-	cr_assert_eq(pthread_create(&t, NULL, leaves_write, &w), 0);
-	usleep(300 * 1000);
-	cr_assert_not(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE),
-		      "the writes with the reclaim pending ended at once: %d at leaf %d", w.ret,
-		      w.at);
-	allow(-1);
-	pthread_join(t, NULL);
+	writes_wait_for_the_reclaim(&w, o);
 	cr_assert_eq(w.ret, 0, "the write into leaf %d after the delete: %d", w.at, w.ret);
 	cr_assert(reclaimed());
 	for (uint64_t k = 0; k < MLEAVES; k++) {
@@ -712,7 +724,6 @@ Test(pool_delete, metadata_room_wait_ends_with_the_reclaim, .init = setup, .fini
 {
 	struct leaf_writer w = { 0 };
 	struct dio_volume *o;
-	pthread_t t;
 
 	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
 	fill("o", 0, MVSIZE, 1);
@@ -721,14 +732,7 @@ Test(pool_delete, metadata_room_wait_ends_with_the_reclaim, .init = setup, .fini
 	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
 	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
 	cr_assert_eq(dio_tpool_volume_open(pool, "o", &o), 0);
-	w.v = o;
-	cr_assert_eq(pthread_create(&t, NULL, leaves_write, &w), 0);
-	usleep(300 * 1000);
-	cr_assert_not(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE),
-		      "the writes with the reclaim pending ended at once: %d at leaf %d", w.ret,
-		      w.at);
-	allow(-1);
-	pthread_join(t, NULL);
+	writes_wait_for_the_reclaim(&w, o);
 	cr_assert_eq(w.ret, -ENOSPC, "the write into leaf %d: %d", w.at, w.ret);
 	cr_assert_gt(w.at, 0);
 	cr_assert(reclaimed());
