@@ -425,9 +425,9 @@ tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t 
 		if (leaf[i]) {
 			leaf[i]->refs++;
 			p->nleaves++;
-			p->hole_credit = 0;	/* one more LREF */
 		}
 	}
+	p->hole_credit = 0;	/* LREFs to the shared leaves */
 	for (uint64_t i = 0; i < old; i++) {
 		p->nleaves -= v->leaf[i] != NULL;
 		leaf_put(p, v->leaf[i], serial);
@@ -733,8 +733,8 @@ apply_vol(struct dio_tpool *p, const struct tp_rec *r, struct tp_vol *origin)
 			v->leaf[i] = origin->leaf[i];
 			if (v->leaf[i])
 				v->leaf[i]->refs++;
-			p->hole_credit = 0;	/* LEAF and LREF records */
 		}
+		p->hole_credit = 0;	/* LEAF and LREF records */
 		v->mapped = origin->mapped;
 	}
 	if (tp_vol_add(p, v) < 0) {

@@ -88,6 +88,16 @@ tp_snap_drain(struct dio_tpool *pool, const char *origin, const char *name, stru
 	return ret;
 }
 
+/* Wake the writers parked in *parked without the lock (held on return); none left. */
+static void
+tp_snap_wake(struct dio_tpool *pool, struct dio_map_waiter **parked)
+{
+	pthread_mutex_unlock(&pool->lock);
+	tp_dvol_wake(*parked);
+	*parked = NULL;
+	pthread_mutex_lock(&pool->lock);
+}
+
 /*
  * Make the records up to serial (a snapshot's) durable, flushing the
  * device first only when one of them needs it (R1): not for the records
@@ -170,10 +180,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	if (ret == -EBUSY) {
 		/* A slow one: the parked writes go on meanwhile. */
 		pool->snap_t[TP_SP_LETGO] = tp_now_ns();
-		pthread_mutex_unlock(&pool->lock);
-		tp_dvol_wake(parked);
-		parked = NULL;
-		pthread_mutex_lock(&pool->lock);
+		tp_snap_wake(pool, &parked);
 		ret = tp_snap_drain(pool, origin, name, &o, &parked, TP_SNAP_WAIT_US);
 	}
 	if (ret < 0)
@@ -197,10 +204,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	pool->snap_t[TP_SP_APPLY] = tp_now_ns();
 	if (parked) {
 		/* Applied: the parked writes see its chunks shared, and copy them. */
-		pthread_mutex_unlock(&pool->lock);
-		tp_dvol_wake(parked);
-		parked = NULL;
-		pthread_mutex_lock(&pool->lock);
+		tp_snap_wake(pool, &parked);
 	}
 	pool->snap_t[TP_SP_WAKE] = tp_now_ns();
 	/* A pool from before snapshots: a checkpoint marks it as one that has them. */
