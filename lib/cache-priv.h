@@ -15,6 +15,7 @@
 
 #include "dio/buf.h"
 #include "dio/cache.h"
+#include "now.h"
 
 #define CU_SHIFT	16
 #define CU_SIZE		(1u << CU_SHIFT)
@@ -162,15 +163,6 @@ struct dio_cache {
 	struct ra_stream streams[RA_STREAMS];
 	struct ra_stream *fills;	/* CACHE requests, in order, until all of each is read */
 };
-
-static inline uint64_t
-cache_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static inline struct dio_cache *
 cache_of(struct dio_volume *vol)

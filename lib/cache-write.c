@@ -69,7 +69,7 @@ cache_apply_write(struct dio_cache *c, const struct dio_req *req)
 		u->ra &= ~bit;
 		if (!u->dirty) {
 			c->ndirty_units++;
-			u->dirtied_ns = now ? now : (now = cache_now_ns());
+			u->dirtied_ns = now ? now : (now = dio_now_ns());
 			u->written = true;
 		}
 		if (!(u->dirty & bit)) {
@@ -686,7 +686,7 @@ wb_thread(void *arg)
 		}
 		if (c->stop)
 			break;
-		if (wb_due(c, cache_now_ns())) {
+		if (wb_due(c, dio_now_ns())) {
 			c->kick = false;
 			pthread_mutex_unlock(&c->lock);
 			(void)wb_range(c, 0, c->vol.size);

@@ -158,7 +158,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	snprintf(r.name, sizeof(r.name), "%s", name);
 	pthread_mutex_lock(&pool->lock);
 	memset(pool->snap_t, 0, sizeof(pool->snap_t));
-	pool->snap_t[TP_SP_START] = tp_now_ns();
+	pool->snap_t[TP_SP_START] = dio_now_ns();
 	pool->snap_park_t = 0;
 	/*
 	 * One that completes during this flush raises o->wneeds past it, and
@@ -167,7 +167,7 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	ret = tp_snap_check(pool, origin, name, &o);
 	if (ret == 0 && (o->writers || o->wneeds > pool->flush_done)) {
 		ret = tp_flush_unlocked(pool);
-		pool->snap_t[TP_SP_FLUSH] = tp_now_ns();
+		pool->snap_t[TP_SP_FLUSH] = dio_now_ns();
 	}
 	if (ret < 0)
 		goto out;
@@ -179,13 +179,13 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 	ret = tp_snap_drain(pool, origin, name, &o, &parked, TP_SNAP_PARK_US);
 	if (ret == -EBUSY) {
 		/* A slow one: the parked writes go on meanwhile. */
-		pool->snap_t[TP_SP_LETGO] = tp_now_ns();
+		pool->snap_t[TP_SP_LETGO] = dio_now_ns();
 		tp_snap_wake(pool, &parked);
 		ret = tp_snap_drain(pool, origin, name, &o, &parked, TP_SNAP_WAIT_US);
 	}
 	if (ret < 0)
 		goto out;
-	pool->snap_t[TP_SP_DRAIN] = tp_now_ns();
+	pool->snap_t[TP_SP_DRAIN] = dio_now_ns();
 	r.vol = (uint32_t)pool->next_vol_id;
 	r.a = o->size;
 	r.b = o->id;
@@ -201,19 +201,19 @@ tp_snapshot(struct dio_tpool *pool, const char *origin, const char *name, bool w
 			dio_log(DIO_LOG_ERR, "%s: snapshot of %s: %s", pool->path, origin, err);
 		}
 	}
-	pool->snap_t[TP_SP_APPLY] = tp_now_ns();
+	pool->snap_t[TP_SP_APPLY] = dio_now_ns();
 	if (parked) {
 		/* Applied: the parked writes see its chunks shared, and copy them. */
 		tp_snap_wake(pool, &parked);
 	}
-	pool->snap_t[TP_SP_WAKE] = tp_now_ns();
+	pool->snap_t[TP_SP_WAKE] = dio_now_ns();
 	/* A pool from before snapshots: a checkpoint marks it as one that has them. */
 	if (ret == 0 && !(pool->sb.feat_incompat & TP_FEAT_INCOMPAT_SHARE))
 		ret = tp_checkpoint(pool);
 	else if (ret == 0)
 		ret = tp_snap_commit(pool, serial);	/* the origin writes meanwhile */
 	if (ret == 0)
-		pool->snap_t[TP_SP_COMMIT] = tp_now_ns();
+		pool->snap_t[TP_SP_COMMIT] = dio_now_ns();
 out:
 	pthread_mutex_unlock(&pool->lock);
 	tp_dvol_wake(parked);	/* gave up: they go on as before */

@@ -332,7 +332,7 @@ again:
 		/* A snapshot waits for the writes under way: this one goes after it. */
 		p->snap_parks++;
 		if (!p->snap_park_t)
-			p->snap_park_t = tp_now_ns();
+			p->snap_park_t = dio_now_ns();
 		ret = -EAGAIN;
 		goto out;
 	}

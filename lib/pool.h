@@ -31,6 +31,7 @@
 
 #include "dio/tpool.h"
 #include "dio/volume.h"
+#include "now.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the pool's on-disk format is written in host order: little-endian hosts only"
@@ -348,16 +349,6 @@ enum tp_snap_phase {
 	TP_SP_COMMIT,	/* the record durable */
 	TP_SP_N
 };
-
-/* CLOCK_MONOTONIC in ns. */
-static inline uint64_t
-tp_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Chunks [c, c + n). */
 struct tp_run {
