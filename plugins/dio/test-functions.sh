@@ -24,8 +24,10 @@ if ldd "$PLUGIN" 2>/dev/null | grep libasan >/dev/null; then
 	NBDKIT_ENV=(LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
 fi
 
-# dio_nbdkit ARGS...: nbdkit -U - ARGS, bounded in time; a --run command
-# runs without the ASan preload.
+# dio_nbdkit ARGS...: nbdkit -U SOCKET ARGS, bounded in time; a --run command
+# runs without the ASan preload. The socket is in a directory of our own:
+# with -U -, nbdkit 1.32 leaves its /tmp/nbdkitXXXXXX behind whenever it
+# refuses to start (a bad parameter), which the refusal tests do on purpose.
 #
 # Under the preload, Debian 12's nbdkit sometimes never returns from exit()
 # once its --run command has ended (seen with the rbd plugin, whose librados
@@ -36,7 +38,8 @@ fi
 # both are killed by PID, saying so, and the command's status is the result.
 dio_nbdkit()
 {
-	local args=() prev= st= pf= a pid rc n=0
+	local args=() prev= st= pf= a pid rc n=0 sd
+	sd=$(mktemp -d /tmp/dio-nbdkit.XXXXXX)
 	if [ "${#NBDKIT_ENV[@]}" -gt 0 ]; then
 		for a in "$@"; do
 			[ "$a" != --run ] || st=$TMP/run-status.$BASHPID.$RANDOM
@@ -53,13 +56,15 @@ $a
 		prev=$a
 	done
 	if [ -z "$st" ]; then
+		rc=0
 		env "${NBDKIT_ENV[@]}" timeout --kill-after=10 "${DIO_NBDKIT_TIMEOUT:-300}" \
-			nbdkit -U - "${args[@]}"
-		return
+			nbdkit -U "$sd/sock" "${args[@]}" || rc=$?
+		rm -rf "$sd"
+		return "$rc"
 	fi
 	pf=$st.pid
 	env "${NBDKIT_ENV[@]}" timeout --kill-after=10 "${DIO_NBDKIT_TIMEOUT:-300}" \
-		nbdkit -U - -P "$pf" "${args[@]}" <&0 &
+		nbdkit -U "$sd/sock" -P "$pf" "${args[@]}" <&0 &
 	pid=$!
 	while kill -0 "$pid" 2>/dev/null; do
 		if [ -s "$st" ] && [ $((n += 1)) -gt 300 ]; then
@@ -79,6 +84,7 @@ $a
 		rc=$(cat "$st")
 	fi
 	rm -f "$st" "$pf"
+	rm -rf "$sd"
 	return "$rc"
 }
 
