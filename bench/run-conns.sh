@@ -9,7 +9,10 @@
 # off (dionbd-noyield: always polling) and with polling off (--poll-us 0); nbdkit's
 # null plugin shows the client's own ceiling, and fio's io_uring on the
 # file the device's. Each cell reports IOPS, p50/p99 latency and the
-# server's CPU time per request (utime+stime of its process, /proc/PID/stat);
+# server's CPU time per request (utime+stime of its process, /proc/PID/stat),
+# the client's (nbd-load's own, fio's usr+sys for fio-uring) and the whole
+# machine's busy time per request (/proc/stat: interrupts and kernel threads
+# too; the CPU budget a request costs, honest only on a quiet machine);
 # dionbd's cells also the average time per request stage from its metrics
 # page (receive / libdio / reply, see docs/dionbd.md). With --syscalls,
 # the server's system calls per request too (perf stat on the
@@ -142,15 +145,34 @@ srv_cpu_us() {
 	awk -v hz="$hz" '{ sub(/^.*\) /, ""); print ($12 + $13) * 1000000 / hz }' "/proc/$srv_pid/stat"
 }
 
+# Busy time of the whole machine so far (every CPU, interrupts and kernel
+# threads included: the completions the device raises land there), in us.
+machine_busy_us() {
+	local hz
+	hz=$(getconf CLK_TCK)
+	awk -v hz="$hz" '/^cpu / { print ($2 + $3 + $4 + $7 + $8 + $9) * 1000000 / hz }' /proc/stat
+}
+
+# machine_cpu_us BUSY0 CELLOUT: machine_us_per_io=..., the machine's busy
+# time since BUSY0 per request of the cell (its iops over $runtime). Only
+# honest on a quiet machine: whatever else runs is counted too.
+machine_cpu_us() {
+	local n
+	n=$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$2")
+	awk -v a="$1" -v b="$(machine_busy_us)" -v n="${n:-0}" -v t="$runtime" \
+		'BEGIN { printf "machine_us_per_io=%.1f", (n > 0 ? (b - a) / (n * t) : 0) }'
+}
+
 # cell SERVER ROW CONNS REP: one measurement, appended to $results.
 cell() {
-	local server=$1 row=$2 conns=$3 rep=$4 q w=0 out iops p50 p99 cpu0 cpu1 cpu
+	local server=$1 row=$2 conns=$3 rep=$4 q w=0 out iops p50 p99 cpu0 cpu1 cpu m0
 	q=$((depth / conns))
 	[ "$q" -ge 1 ] || q=1
 	case $row in
 	randwrite) w=100 ;;
 	qd1-randread) q=1 ;;
 	esac
+	m0=$(machine_busy_us)
 	if [ "$server" = fio-uring ]; then
 		local rw=randread
 		[ "$w" = 100 ] && rw=randwrite
@@ -160,7 +182,9 @@ cell() {
 			python3 -c 'import json,sys
 j=json.load(sys.stdin)["jobs"][0]; d=j["read"] if j["read"]["io_bytes"] else j["write"]
 p=d["clat_ns"]["percentile"]
-print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f" % (d["iops"], p["50.000000"]/1e3, p["99.000000"]/1e3))')
+print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f cpu_us_per_io=%.1f" % (d["iops"], p["50.000000"]/1e3,
+      p["99.000000"]/1e3, (j["usr_cpu"] + j["sys_cpu"]) * 1e4 / d["iops"] if d["iops"] else 0))')
+		out+=" $(machine_cpu_us "$m0" "$out")"
 		echo "$row $server $conns $rep $out srv_cpu_us_per_io=-" >>"$results"
 		return
 	fi
@@ -172,9 +196,11 @@ print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f" % (d["iops"], p["50.000000"]/1
 		sleep 0.5	# attached before the load starts
 	fi
 	cpu0=$(srv_cpu_us)
+	m0=$(machine_busy_us)
 	out=$("${ts_cli[@]}" "$load" -c "$conns" -T "$conns" -q "$q" -w "$w" -t "$runtime" \
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
+	out+=" $(machine_cpu_us "$m0" "$out")"
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid" 2>/dev/null || true
 		wait "$perf_pid" 2>/dev/null || true
@@ -221,7 +247,7 @@ def med(kvs, key):
     return statistics.median(vals) if vals else None
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'sys/IO':>6} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'cli':>5} {'machine':>7} {'sys/IO':>6} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
     kvs = cells[(row, conns, server)]
     iops = med(kvs, "iops")
@@ -229,8 +255,10 @@ for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.ind
     ratio = f"{iops / med(one, 'iops'):.2f}" if one and med(one, "iops") else "-"
     cpu = med(kvs, "srv_cpu_us_per_io")
     sysio = med(kvs, "srv_syscalls_per_io")
+    cli, mach = med(kvs, "cpu_us_per_io"), med(kvs, "machine_us_per_io")
     print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
           f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} "
+          f"{('-' if cli is None else f'{cli:.1f}'):>5} {('-' if mach is None else f'{mach:.1f}'):>7} "
           f"{('-' if sysio is None else f'{sysio:.2f}'):>6} {ratio:>9}  "
           + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
                      for st in ("receive", "libdio", "reply"))
