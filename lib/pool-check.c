@@ -171,8 +171,11 @@ dio_tpool_check(const char *path, const struct dio_tpool_opts *opts, dio_tpool_r
 		say(report, priv, res, 2, "%s", err);
 		return 0;
 	}
-	if (ret < 0)
+	if (ret < 0) {
+		if (opts && opts->errbuf && opts->errlen)
+			snprintf(opts->errbuf, opts->errlen, "%s", err);
 		return ret;
+	}
 	for (int s = 0; s < 2; s++) {
 		int r = tp_super_read(p, s, &sb);
 

@@ -150,8 +150,13 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 		snprintf(err, errlen, "%s", strerror(errno));
 		goto fail;
 	}
-	if (!check) {
-		/* One opener at a time: an exclusive OFD lock on the whole pool. */
+	{
+		/*
+		 * One writer at a time: an exclusive OFD lock on the whole pool,
+		 * shared by readers. check takes it too: a pool another process
+		 * writes while check reads it would show that process's writes in
+		 * flight (a checkpoint half replaced) as damage.
+		 */
 		struct flock fl = { .l_type = ro ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
 
 		ret = tp_lock_pool(p->fd, &fl);

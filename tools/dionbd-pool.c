@@ -260,8 +260,13 @@ cmd_check(const char *path)
 	int ret = dio_tpool_check(path, &o, check_report, NULL, &res);
 
 	progress_clear();
+	if (ret == -EAGAIN) {
+		fprintf(stderr, "dionbd-pool: check refused: %s: %s; stop what has it open "
+			"(the daemon?) first\n", path, errbuf);
+		return 1;
+	}
 	if (ret < 0) {
-		fprintf(stderr, "dionbd-pool: %s: %s\n", path, strerror(-ret));
+		fprintf(stderr, "dionbd-pool: %s: %s\n", path, errbuf[0] ? errbuf : strerror(-ret));
 		return 1;
 	}
 	printf("%u problems, %u leaked chunks\n", res.problems, res.leaks);

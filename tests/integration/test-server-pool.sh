@@ -35,6 +35,12 @@ for engine in $(test_engines); do
 		fail "a second daemon opened the same pool"
 	fi
 	grep -q -i "pool" "$TMP/other.log" || fail "the refusal does not name the pool: $(cat "$TMP/other.log")"
+	# So is a check: what the daemon writes meanwhile would read as damage.
+	if "$POOLTOOL" check "$P" > "$TMP/live-check.out" 2>&1; then
+		fail "$engine: check ran on a pool the daemon serves: $(cat "$TMP/live-check.out")"
+	fi
+	grep -q "check refused: .*open in another process" "$TMP/live-check.out" ||
+		fail "$engine: check of a served pool: $(cat "$TMP/live-check.out")"
 	finish vm1
 	"$POOLTOOL" check "$P" > "$TMP/check.out" 2>&1 || fail "$engine: check after stop: $(cat "$TMP/check.out")"
 
