@@ -20,13 +20,15 @@
 # N alternating repetitions; the table holds medians.
 #
 #   bench/run-conns.sh [--build DIR] [--base DIR] [--size 1G] [--runtime 4] [--reps 3]
-#                      [--depth 32] [--conns "1 2 4"] [--client-threads N] [--rows LIST]
+#                      [--depth 32] [--conns "1 2 4"] [--client-threads N] [--raw-client] [--rows LIST]
 #                      [--servers LIST] [--taskset-server CPUS --taskset-client CPUS]
 #                      [--syscalls]
 #
 # The client runs one thread per connection (nbd-load -T), or N threads for
 # all of them with --client-threads N: on two cores, a thread per connection
-# on each side is more threads than cores.
+# on each side is more threads than cores. --raw-client runs nbd-load -R:
+# libnbd only connects, and the requests go on the socket in batches, at a
+# fraction of libnbd's CPU per request (bench/README.md).
 # Rows: randread randwrite qd1-randread (qd1 runs one connection at depth 1)
 # Servers: dionbd dionbd-nocheck dionbd-checkonly dionbd-noyield dionbd-nopoll nbdkit-null
 #          fio-uring, and dionbd-base: the dionbd of another build (--base, say
@@ -47,6 +49,7 @@ reps=3
 depth=32
 conns_list="1 2 4"
 client_threads=
+raw_client=()
 rows="randread randwrite qd1-randread"
 servers="dionbd dionbd-nocheck dionbd-nopoll nbdkit-null fio-uring"
 ts_server=
@@ -68,6 +71,7 @@ while [ $# -gt 0 ]; do
 	--depth) depth=$2; shift ;;
 	--conns) conns_list=$2; shift ;;
 	--client-threads) client_threads=$2; shift ;;
+	--raw-client) raw_client=(-R) ;;
 	--rows) rows=$2; shift ;;
 	--servers) servers=$2; shift ;;
 	--taskset-server) ts_server=$2; shift ;;
@@ -202,7 +206,7 @@ print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f cpu_us_per_io=%.1f" % (d["iops"
 	fi
 	cpu0=$(srv_cpu_us)
 	m0=$(machine_busy_us)
-	out=$("${ts_cli[@]}" "$load" -c "$conns" -T "${client_threads:-$conns}" -q "$q" -w "$w" -t "$runtime" \
+	out=$("${ts_cli[@]}" "$load" "${raw_client[@]}" -c "$conns" -T "${client_threads:-$conns}" -q "$q" -w "$w" -t "$runtime" \
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
 	out+=" $(machine_cpu_us "$m0" "$out")"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bench/nbd-load against the real daemon, through libnbd and raw (-R):
+# one pass (-p) writes every 4 KiB block of a volume once, and every block
+# then holds one of the client's slot patterns, whole (the data went where
+# the request said, the requests framed right); a pass of reads, with FUA
+# writes and FLUSHes mixed in, ends with no error; so does a -R read run
+# against another server (nbdkit memory).
+source "${DIO_SRC:-$(dirname "$0")/../..}/tests/integration/lib-server.sh"
+LOAD=$DIO_BUILD/bench/nbd-load
+[ -x "$LOAD" ] || skip "$LOAD is not built (libnbd-dev missing at build time?)"
+requires nbdcopy python3
+
+mkvol "$TMP/a" 4M
+mkvol "$TMP/b" 4M
+start_server_or_fail -e a="$TMP/a" -e b="$TMP/b"
+for mode in libnbd raw; do
+	v=a flag=()
+	[ "$mode" = raw ] && v=b flag=(-R)
+	out=$("$LOAD" "${flag[@]}" -p -w 100 -q 8 -t 60 "$(uri_of $v)") ||
+		fail "$mode: the write pass failed: $out"
+	grep -q " errors=0" <<<"$out" || fail "$mode: write pass: $out"
+	nbdcopy "$(uri_of $v)" "$TMP/copy-$mode" || fail "$mode: nbdcopy"
+	python3 - "$TMP/copy-$mode" <<'PY' || fail "$mode: the volume does not hold what the pass wrote"
+import sys
+d = open(sys.argv[1], "rb").read()
+pats = {0x5a ^ k for k in range(8)}
+bad = [i for i in range(0, len(d), 4096) if len(set(d[i:i + 4096])) != 1 or d[i] not in pats]
+if len(d) != 4 << 20 or bad:
+    sys.exit("%d bytes, %d blocks not one slot's pattern (first at %s)" % (len(d), len(bad), bad[:1]))
+PY
+	out=$("$LOAD" "${flag[@]}" -p -w 0 -q 8 -t 60 "$(uri_of $v)") || fail "$mode: the read pass failed: $out"
+	grep -q " errors=0" <<<"$out" || fail "$mode: read pass: $out"
+	out=$("$LOAD" "${flag[@]}" -c 2 -T 1 -w 50 -f -F 16 -q 4 -t 0.5 "$(uri_of $v)") ||
+		fail "$mode: mixed FUA and FLUSH failed: $out"
+	grep -Eq " flushes=[1-9][0-9]* errors=0" <<<"$out" || fail "$mode: mixed: $out"
+	echo "$NAME: $mode: $out"
+done
+finish a
+
+if command -v nbdkit >/dev/null; then
+	out=$(timeout 60 nbdkit -U "$TMP/k.sock" memory 1M \
+		--run "'$LOAD' -R -w 0 -q 4 -t 0.3 \"\$uri\"" 2>&1) || fail "-R against nbdkit memory: $out"
+	grep -q " errors=0" <<<"$out" || fail "-R against nbdkit memory: $out"
+	echo "$NAME: nbdkit memory, raw: $out"
+fi
