@@ -48,6 +48,22 @@ def cell(row, peer, rep):
     return [iops, mibs, p50, p99, cpu, dev]
 
 
+# cow-4k-qd32's cells: writes and length of each (fio's write side), and
+# the floor the script set (cow.txt: slots per cell, --cow-min-ios)
+cow_floor = {"slots": 0, "min_ios": 50000, "min_ms": 2000}
+if os.path.exists(out + "/cow.txt"):
+    with open(out + "/cow.txt") as f:
+        for line in f:
+            k, v = line.split()
+            cow_floor[k] = int(v)
+
+
+def cow_cell(row, peer, rep):
+    with open("%s/%s.%s.%d.json" % (out, row, peer, rep)) as f:
+        w = json.load(f)["jobs"][0]["write"]
+    return w["total_ios"], w["runtime"]
+
+
 med = {}
 for row in rows:
     for p in peers:
@@ -83,6 +99,22 @@ for row in rows:
                  "%.2f" % r1 if r1 is not None and p != "raw" else "",
                  "%.2f" % r2 if r2 is not None and p != "qcow2" else "",
                  " (ceiling)" if p == "raw" else ""))
+    if row.startswith("cow-"):
+        for p in peers:
+            cc = [cow_cell(row, p, i) for i in range(1, reps + 1)]
+            ios, ms = [c[0] for c in cc], [c[1] for c in cc]
+            low = [i for i, (n, t) in enumerate(cc)
+                   if n < cow_floor["min_ios"] and t < cow_floor["min_ms"]]
+            print("%-13s %-*s  writes/cell %s (min %d), cell %.2f s (min %.2f)%s"
+                  % (row, w, p, "{:,}".format(int(statistics.median(ios))), min(ios),
+                     statistics.median(ms) / 1e3, min(ms) / 1e3,
+                     "  SHORT CELL (rep %s: < %d writes and < %.1f s)"
+                     % (",".join(str(i + 1) for i in low), cow_floor["min_ios"],
+                        cow_floor["min_ms"] / 1e3) if low else ""))
+        if cow_floor["slots"]:
+            print("%-13s %-*s  each write the first into its chunk: %s slots of %d KiB,"
+                  " each written once at most, cells end at the last or --runtime"
+                  % (row, w, "", "{:,}".format(cow_floor["slots"]), cow_floor.get("stride", 65536) // 1024))
     what, want, higher = targets[row]
     r = ratio(row, "dionbd", "raw")
     if row == "rd-d8-4k-qd32" and "rd-d1-4k-qd32" in rows:
