@@ -38,10 +38,12 @@
 #       rd-d1-4k-qd32 rd-d8-4k-qd32 (per peer, each repetition)
 #       snap-create vol-delete (dionbd only, once, on a second pool of
 #       4 KiB chunks on a sparse file; need dionbdctl and pool-snap-bench)
-# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null (dionbd-raw: dionbd serving
+# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy (dionbd-raw: dionbd serving
 # the raw file, so what the pool costs shows apart from what NBD costs;
 # nbd-null: nbdkit's null plugin, a server that does no I/O at all, so the
-# NBD path's own ceiling on this machine, client and socket, shows beside raw)
+# NBD path's own ceiling on this machine, client and socket, shows beside raw;
+# raw-copy, cow-4k-qd32 only: per slot one read and one write of a whole
+# stride on the raw file, the device's cost of copying a chunk, no server)
 # Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
 # machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
 set -euo pipefail
@@ -49,7 +51,7 @@ set -euo pipefail
 all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32 rd-d1-4k-qd32 rd-d8-4k-qd32 snap-create vol-delete"
 # rows measured once, on dionbd alone, not per peer and repetition
 once_rows="snap-create vol-delete"
-all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null"
+all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy"
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIO_BUILD:-}
 size=${DIO_BENCH_SIZE:-1G}
@@ -94,7 +96,7 @@ while [ $# -gt 0 ]; do
 	--limit) limit=$2; shift ;;
 	--out) out=$2; shift ;;
 	--strict) strict=1 ;;
-	-h|--help) sed -n '4,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 	shift
@@ -394,19 +396,28 @@ row_params() {
 	esac
 }
 
-# cow_log FILE REP LOG: a fio replay list (iolog version 2) of one 4 KiB
-# write at the start of every slot of --cow-size, in an order shuffled by
-# REP (the same for every peer of a repetition); FILE is the name fio
-# opens (the raw file; for the nbd engine any name, its uri is the target)
+# cow_log FILE REP LOG [copy]: a fio replay list (iolog version 2) of one
+# 4 KiB write at the start of every slot of --cow-size, in an order
+# shuffled by REP (the same for every peer of a repetition); FILE is the
+# name fio opens (the raw file; for the nbd engine any name, its uri is
+# the target). With "copy" (raw-copy): per slot a read of the whole
+# stride and a write of it back, what a copy-on-write of a fully written
+# chunk moves (the pool reads the sub-blocks the write does not cover,
+# 60 KiB of 64, and writes the chunk whole).
 cow_log() {
-	$python - "$1" "$2" "$3" "$cow_slots" "$stride" <<'EOF'
+	$python - "$1" "$2" "$3" "$cow_slots" "$stride" "${4:-}" <<'EOF'
 import random, sys
 name, rep, outp, n, stride = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+copy = sys.argv[6] == "copy"
 slots = list(range(n))
 random.Random(rep).shuffle(slots)
 with open(outp, "w") as f:
     f.write("fio version 2 iolog\n%s add\n%s open\n" % (name, name))
-    f.writelines("%s write %d 4096\n" % (name, s * stride) for s in slots)
+    if copy:
+        f.writelines("%s read %d %d\n%s write %d %d\n" % (name, s * stride, stride, name, s * stride, stride)
+                     for s in slots)
+    else:
+        f.writelines("%s write %d 4096\n" % (name, s * stride) for s in slots)
     f.write("%s close\n" % name)
 EOF
 }
@@ -428,13 +439,14 @@ run_fio() {
 		# one write per slot (see cow_slots) in the rep's order, ends
 		# after the last or --runtime
 		local log=$work/cow.$rep.$p.iolog name=nbd
-		[ "$p" = raw ] && name=$target
-		cow_log "$name" "$rep" "$log"
+		local mode=
+		case $p in raw) name=$target ;; raw-copy) name=$target mode=copy ;; esac
+		cow_log "$name" "$rep" "$log" $mode
 		cmd+=(--read_iolog="$log" --runtime="$(ms "$runtime")ms")
 	else
 		cmd+=(--time_based --runtime="$(ms "$runtime")ms")
 	fi
-	if [ "$p" = raw ] && [ "$len" = cow ]; then
+	if [ "${p%-copy}" = raw ] && [ "$len" = cow ]; then
 		# the list names the file; fio registers no files it opens from
 		# a list ("registered files require nr_files to be identical to
 		# open_files")
@@ -460,7 +472,7 @@ run_cell() {
 	case $p/$row in */cow-*) n=$cow_bytes ;; raw/rd-*|dionbd-raw/rd-*) ;; */rd-*) n=$rd_bytes ;; esac
 	case $p/$row in
 	nbd-null/*) what=null ;;	# nothing is read or kept
-	raw/cow-*|dionbd-raw/cow-*) what=$rawcow ;;
+	raw/cow-*|dionbd-raw/cow-*|raw-copy/cow-*) what=$rawcow ;;
 	raw/*|dionbd-raw/*) what=$raw ;;
 	dionbd/ow-*) what=ow ;;
 	dionbd/cow-*) what=cow
@@ -477,8 +489,8 @@ run_cell() {
 	qcow2*/ow-*) what=$work/$p-ow.qcow2 ;;
 	qcow2*/*) what=$work/$p-new.qcow2; qcow2_new "$p" "$what" "$bytes" ;;
 	esac
-	case $p in raw|dionbd-raw) settle "$what" ;; esac
-	if [ "$p" = raw ]; then
+	case $p in raw|dionbd-raw|raw-copy) settle "$what" ;; esac
+	if [ "${p%-copy}" = raw ]; then
 		target=$what
 	else
 		start_server "$p" "$what" "$n"
@@ -496,7 +508,7 @@ run_cell() {
 	else
 		run_fio "$p" "$row" "$rep" "$target"
 	fi
-	[ "$p" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
+	[ "${p%-copy}" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
 	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
 	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
 	stop_server "$sock"
@@ -643,6 +655,8 @@ for rep in $(seq 1 "$reps"); do
 	[ $(( rep % 2 )) -eq 0 ] && order=$(tr ' ' '\n' <<<"$peers" | tac | tr '\n' ' ')
 	for row in $fio_rows; do
 		for p in $order; do
+			# raw-copy has the copy-on-write row's copy only
+			case $p/$row in raw-copy/cow-*) ;; raw-copy/*) continue ;; esac
 			run_cell "$p" "$row" "$rep"
 		done
 	done
