@@ -271,7 +271,7 @@ print("medians of %d repetitions; peers alternate within each row (reverse order
       " Python loop, call to return);"
       "\n/raw, /qcow2: the row's figure (IOPS; seq: MiB/s; fua: p50 latency, lower is better)"
       " over raw's and qcow2's;"
-      "\nraw-copy (cow row): per slot a read and a write of a whole stride of the raw file"
+      "\nraw-copy (cow row): per slot a read and a write of a whole pool chunk of the raw file"
       " (io_uring, O_DIRECT), its IOPS the copies a second;"
       "\ncpu/IO: the server's user + system CPU per I/O; dev/cli: bytes the server sent to"
       " the block layer\n(/proc/PID/io write_bytes, after a FLUSH) over bytes the client"

@@ -43,7 +43,7 @@
 # nbd-null: nbdkit's null plugin, a server that does no I/O at all, so the
 # NBD path's own ceiling on this machine, client and socket, shows beside raw;
 # raw-copy, cow-4k-qd32 only: per slot one read and one write of a whole
-# stride on the raw file, the device's cost of copying a chunk, no server)
+# pool chunk on the raw file, the device's cost of copying one, no server)
 # Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
 # machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
 set -euo pipefail
@@ -400,21 +400,21 @@ row_params() {
 # 4 KiB write at the start of every slot of --cow-size, in an order
 # shuffled by REP (the same for every peer of a repetition); FILE is the
 # name fio opens (the raw file; for the nbd engine any name, its uri is
-# the target). With "copy" (raw-copy): per slot a read of the whole
-# stride and a write of it back, what a copy-on-write of a fully written
+# the target). With "copy" (raw-copy): per slot a read of a whole pool
+# chunk and a write of it back, what a copy-on-write of a fully written
 # chunk moves (the pool reads the sub-blocks the write does not cover,
 # 60 KiB of 64, and writes the chunk whole).
 cow_log() {
-	$python - "$1" "$2" "$3" "$cow_slots" "$stride" "${4:-}" <<'EOF'
+	$python - "$1" "$2" "$3" "$cow_slots" "$stride" "$chunk_bytes" "${4:-}" <<'EOF'
 import random, sys
 name, rep, outp, n, stride = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-copy = sys.argv[6] == "copy"
+chunk, copy = int(sys.argv[6]), sys.argv[7] == "copy"
 slots = list(range(n))
 random.Random(rep).shuffle(slots)
 with open(outp, "w") as f:
     f.write("fio version 2 iolog\n%s add\n%s open\n" % (name, name))
     if copy:
-        f.writelines("%s read %d %d\n%s write %d %d\n" % (name, s * stride, stride, name, s * stride, stride)
+        f.writelines("%s read %d %d\n%s write %d %d\n" % (name, s * stride, chunk, name, s * stride, chunk)
                      for s in slots)
     else:
         f.writelines("%s write %d 4096\n" % (name, s * stride) for s in slots)
