@@ -131,9 +131,11 @@ for row in rows:
                      % (",".join(str(i + 1) for i in low), cow_floor["min_ios"],
                         cow_floor["min_ms"] / 1e3) if low else ""))
         if cow_floor["slots"]:
-            print("%-13s %-*s  each write the first into its chunk: %s slots of %d KiB,"
-                  " each written once at most, cells end at the last or --runtime"
-                  % (row, w, "", "{:,}".format(cow_floor["slots"]), cow_floor.get("stride", 65536) // 1024))
+            print("%-13s %-*s  %s slots of %d KiB, cells end after the list or --runtime; dionbd,"
+                  " qcow2*, raw-copy:\n%-13s %-*s  each slot once, each write the first into its"
+                  " chunk; raw, dionbd-raw, nbd-null (nothing shared): %d passes"
+                  % (row, w, "", "{:,}".format(cow_floor["slots"]), cow_floor.get("stride", 65536) // 1024,
+                     "", w, "", cow_floor.get("passes", 1)))
     what, want, higher = targets[row]
     r = ratio(row, "dionbd", "raw")
     if row == "rd-d8-4k-qd32" and "rd-d1-4k-qd32" in rows:

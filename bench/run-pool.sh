@@ -198,8 +198,11 @@ rd_bytes=$(to_bytes "$rd_size")
 # replays a list of them (cow_log), since its random map is off with
 # --blockalign and its lfsr generator then issues nothing. The cell ends
 # after the last slot or --runtime: either >= cow_min_ios writes each
-# into a chunk still shared, or the whole --runtime of them.
+# into a chunk still shared, or the whole --runtime of them. (raw,
+# dionbd-raw and nbd-null share nothing: they go over the slots
+# cow_passes times, see run_fio.)
 cow_slots=$(( cow_bytes / stride ))
+cow_passes=3
 if has_row cow-4k-qd32 && [ "$cow_slots" -lt "$cow_min_ios" ]; then
 	say "warning: --cow-size $cow_size holds $cow_slots slots of $stride bytes, under --cow-min-ios $cow_min_ios:" \
 		"a fast peer may run out of shared chunks before --runtime (raise --cow-size)"
@@ -228,7 +231,7 @@ out=${out:-$dir/pool-results-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 work=$(mktemp -d "$dir/pool-run.XXXXXX")
 # what pool-table.py checks each cow-4k-qd32 cell against
-printf 'slots %d\nstride %d\nmin_ios %d\nmin_ms 2000\n' "$cow_slots" "$stride" "$cow_min_ios" >"$out/cow.txt"
+printf 'slots %d\nstride %d\npasses %d\nmin_ios %d\nmin_ms 2000\n' "$cow_slots" "$stride" "$cow_passes" "$cow_min_ios" >"$out/cow.txt"
 sock=$work/sock
 case $raw$pool$work$build$out in *[[:space:]]*) die "paths must not contain spaces: $dir, $build, $out" ;; esac
 
@@ -396,28 +399,31 @@ row_params() {
 	esac
 }
 
-# cow_log FILE REP LOG [copy]: a fio replay list (iolog version 2) of one
-# 4 KiB write at the start of every slot of --cow-size, in an order
-# shuffled by REP (the same for every peer of a repetition); FILE is the
-# name fio opens (the raw file; for the nbd engine any name, its uri is
-# the target). With "copy" (raw-copy): per slot a read of a whole pool
-# chunk and a write of it back, what a copy-on-write of a fully written
-# chunk moves (the pool reads the sub-blocks the write does not cover,
-# 60 KiB of 64, and writes the chunk whole).
+# cow_log FILE REP LOG PASSES [copy]: a fio replay list (iolog version 2)
+# of one 4 KiB write at the start of every slot of --cow-size, in an order
+# shuffled by REP (the same for every peer of a repetition), PASSES times
+# over (each pass shuffled anew); FILE is the name fio opens (the raw
+# file; for the nbd engine any name, its uri is the target). With "copy"
+# (raw-copy): per slot a read of a whole pool chunk and a write of it
+# back, what a copy-on-write of a fully written chunk moves (the pool
+# reads the sub-blocks the write does not cover, 60 KiB of 64, and writes
+# the chunk whole).
 cow_log() {
-	$python - "$1" "$2" "$3" "$cow_slots" "$stride" "$chunk_bytes" "${4:-}" <<'EOF'
+	$python - "$1" "$2" "$3" "$cow_slots" "$stride" "$chunk_bytes" "$4" "${5:-}" <<'EOF'
 import random, sys
 name, rep, outp, n, stride = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-chunk, copy = int(sys.argv[6]), sys.argv[7] == "copy"
-slots = list(range(n))
-random.Random(rep).shuffle(slots)
+chunk, passes, copy = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8] == "copy"
+rnd = random.Random(rep)
 with open(outp, "w") as f:
     f.write("fio version 2 iolog\n%s add\n%s open\n" % (name, name))
-    if copy:
-        f.writelines("%s read %d %d\n%s write %d %d\n" % (name, s * stride, chunk, name, s * stride, chunk)
-                     for s in slots)
-    else:
-        f.writelines("%s write %d 4096\n" % (name, s * stride) for s in slots)
+    for _ in range(passes):
+        slots = list(range(n))
+        rnd.shuffle(slots)
+        if copy:
+            f.writelines("%s read %d %d\n%s write %d %d\n"
+                         % (name, s * stride, chunk, name, s * stride, chunk) for s in slots)
+        else:
+            f.writelines("%s write %d 4096\n" % (name, s * stride) for s in slots)
     f.write("%s close\n" % name)
 EOF
 }
@@ -437,11 +443,14 @@ run_fio() {
 		cmd+=(--runtime="$(ms "$runtime")ms")
 	elif [ "$len" = cow ]; then
 		# one write per slot (see cow_slots) in the rep's order, ends
-		# after the last or --runtime
-		local log=$work/cow.$rep.$p.iolog name=nbd
-		local mode=
+		# after the last or --runtime. Peers with nothing to share
+		# (raw, dionbd-raw, nbd-null: a second write to a slot costs
+		# what the first did) go over the slots cow_passes times, so
+		# that their cells last seconds too, not 1 s at 65,000 IOPS.
+		local log=$work/cow.$rep.$p.iolog name=nbd mode= passes=1
+		case $p in raw|dionbd-raw|nbd-null) passes=$cow_passes ;; esac
 		case $p in raw) name=$target ;; raw-copy) name=$target mode=copy ;; esac
-		cow_log "$name" "$rep" "$log" $mode
+		cow_log "$name" "$rep" "$log" "$passes" $mode
 		cmd+=(--read_iolog="$log" --runtime="$(ms "$runtime")ms")
 	else
 		cmd+=(--time_based --runtime="$(ms "$runtime")ms")
