@@ -48,24 +48,55 @@ def cell(row, peer, rep):
     return [iops, mibs, p50, p99, cpu, dev]
 
 
-med = {}
+# cow-4k-qd32's cells: writes and length of each (fio's write side), and
+# the floor the script set (cow.txt: slots per cell, --cow-min-ios)
+cow_floor = {"slots": 0, "min_ios": 50000, "min_ms": 2000}
+if os.path.exists(out + "/cow.txt"):
+    with open(out + "/cow.txt") as f:
+        for line in f:
+            k, v = line.split()
+            cow_floor[k] = int(v)
+
+
+def cow_cell(row, peer, rep):
+    with open("%s/%s.%s.%d.json" % (out, row, peer, rep)) as f:
+        w = json.load(f)["jobs"][0]["write"]
+    return w["total_ios"], w["runtime"]
+
+
+# a peer may have no cells in a row (raw-copy: the cow row only)
+med, cells = {}, {}
 for row in rows:
     for p in peers:
-        res = [cell(row, p, i) for i in range(1, reps + 1)]
-        med[row, p] = [statistics.median(c) for c in zip(*res)]
+        if not os.path.exists("%s/%s.%s.1.json" % (out, row, p)):
+            continue
+        cells[row, p] = [cell(row, p, i) for i in range(1, reps + 1)]
+        med[row, p] = [statistics.median(c) for c in zip(*cells[row, p])]
 
 
-def figure(row, p):
-    """The row's compared figure of peer p (IOPS, MiB/s or p50 latency)."""
+def pick(row, m):
+    """The row's compared figure (IOPS, MiB/s or p50 latency) of a cell's list."""
     what = targets[row][0]
-    m = med[row, p]
     return m[0] if what == "IOPS" else m[1] if what == "MiB/s" else m[2]
 
 
+def figure(row, p):
+    return pick(row, med[row, p])
+
+
 def ratio(row, a, b):
-    if a not in peers or b not in peers or not figure(row, b):
+    if (row, a) not in med or (row, b) not in med or not figure(row, b):
         return None
     return figure(row, a) / figure(row, b)
+
+
+def rep_ratios(row, a, b):
+    """a / b within each repetition (the two cells ran side by side)."""
+    if (row, a) not in med or (row, b) not in med:
+        return ""
+    rs = ["%.2f" % (pick(row, x) / pick(row, y)) if pick(row, y) else "-"
+          for x, y in zip(cells[row, a], cells[row, b])]
+    return "  (per rep: %s)" % " ".join(rs) if len(rs) > 1 else ""
 
 
 w = max(len(p) for p in peers) + 1
@@ -75,6 +106,8 @@ print("%-13s %-*s %9s %8s %8s %8s %8s %7s %7s %7s"
 short = []
 for row in rows:
     for p in peers:
+        if (row, p) not in med:
+            continue
         iops, mibs, p50, p99, cpu, dev = med[row, p]
         r1, r2 = ratio(row, p, "raw"), ratio(row, p, "qcow2")
         print("%-13s %-*s %9.0f %8.1f %8.0f %8.0f %8s %7s %7s %7s%s"
@@ -83,6 +116,26 @@ for row in rows:
                  "%.2f" % r1 if r1 is not None and p != "raw" else "",
                  "%.2f" % r2 if r2 is not None and p != "qcow2" else "",
                  " (ceiling)" if p == "raw" else ""))
+    if row.startswith("cow-"):
+        for p in peers:
+            if (row, p) not in med:
+                continue
+            cc = [cow_cell(row, p, i) for i in range(1, reps + 1)]
+            ios, ms = [c[0] for c in cc], [c[1] for c in cc]
+            low = [i for i, (n, t) in enumerate(cc)
+                   if n < cow_floor["min_ios"] and t < cow_floor["min_ms"]]
+            print("%-13s %-*s  writes/cell %s (min %d), cell %.2f s (min %.2f)%s"
+                  % (row, w, p, "{:,}".format(int(statistics.median(ios))), min(ios),
+                     statistics.median(ms) / 1e3, min(ms) / 1e3,
+                     "  SHORT CELL (rep %s: < %d writes and < %.1f s)"
+                     % (",".join(str(i + 1) for i in low), cow_floor["min_ios"],
+                        cow_floor["min_ms"] / 1e3) if low else ""))
+        if cow_floor["slots"]:
+            print("%-13s %-*s  %s slots of %d KiB, cells end after the list or --runtime; dionbd,"
+                  " qcow2*, raw-copy:\n%-13s %-*s  each slot once, each write the first into its"
+                  " chunk; raw, dionbd-raw, nbd-null (nothing shared): %d passes"
+                  % (row, w, "", "{:,}".format(cow_floor["slots"]), cow_floor.get("stride", 65536) // 1024,
+                     "", w, "", cow_floor.get("passes", 1)))
     what, want, higher = targets[row]
     r = ratio(row, "dionbd", "raw")
     if row == "rd-d8-4k-qd32" and "rd-d1-4k-qd32" in rows:
@@ -94,13 +147,18 @@ for row in rows:
         ok = r >= want if higher else r <= want
         if not ok:
             short.append(row)
-        print("%-13s %-*s  dionbd / raw %s = %.2f  target %s %.2f  %s"
+        print("%-13s %-*s  dionbd / raw %s = %.2f  target %s %.2f  %s%s"
               % (row, w, "target", what, r, ">=" if higher else "<=", want,
-                 "ok" if ok else "SHORT"))
+                 "ok" if ok else "SHORT", rep_ratios(row, "dionbd", "raw")))
         rd = ratio(row, "dionbd", "dionbd-raw")
         if rd is not None:
-            print("%-13s %-*s  dionbd / dionbd-raw %s = %.2f  (the pool's cost alone)"
-                  % (row, w, "", what, rd))
+            print("%-13s %-*s  dionbd / dionbd-raw %s = %.2f  (the pool's cost alone)%s"
+                  % (row, w, "", what, rd, rep_ratios(row, "dionbd", "dionbd-raw")))
+        rc = ratio(row, "dionbd", "raw-copy")
+        if rc is not None:
+            print("%-13s %-*s  dionbd / raw-copy %s = %.2f  (raw-copy: the device moving a whole"
+                  " chunk in and out per write, no server)%s"
+                  % (row, w, "", what, rc, rep_ratios(row, "dionbd", "raw-copy")))
         for p, say in (("dionbd-raw", "what any server pays for NBD here"),
                        ("nbd-null", "the NBD path's ceiling here: a server doing no I/O")):
             rn = ratio(row, p, "raw")
@@ -215,6 +273,8 @@ print("medians of %d repetitions; peers alternate within each row (reverse order
       " Python loop, call to return);"
       "\n/raw, /qcow2: the row's figure (IOPS; seq: MiB/s; fua: p50 latency, lower is better)"
       " over raw's and qcow2's;"
+      "\nraw-copy (cow row): per slot a read and a write of a whole pool chunk of the raw file"
+      " (io_uring, O_DIRECT), its IOPS the copies a second;"
       "\ncpu/IO: the server's user + system CPU per I/O; dev/cli: bytes the server sent to"
       " the block layer\n(/proc/PID/io write_bytes, after a FLUSH) over bytes the client"
       " wrote; raw JSON in %s" % (reps, out))

@@ -11,8 +11,8 @@
 #   bench/run-pool.sh [--build DIR] [--size 1G] [--runtime 5] [--ramp 0.5]
 #                     [--reps 3] [--rows LIST] [--peers LIST] [--fua-ios 400]
 #                     [--meta-size 256M] [--limit 900] [--out DIR] [--strict]
-#                     [--pool-discard on|off] [--cow-size 1G] [--rd-size 256M] [--snaps 9]
-#                     [--snap-chunks "1000 100000 1000000"]
+#                     [--pool-discard on|off] [--cow-size 4G] [--cow-min-ios 50000]
+#                     [--rd-size 256M] [--snaps 9] [--snap-chunks "1000 100000 1000000"]
 # (lists: words apart by spaces or commas, --rows cow-4k-qd32 --peers dionbd,raw,qcow2)
 #
 # Env (the flags win): DIO_BUILD (build dir, default ./build-rel, then
@@ -26,7 +26,11 @@
 # DIO_BENCH_POOL_DISCARD (dionbd --pool-discard, and dionbd-pool --no-discard
 # when off: off keeps the preallocated pool file allocated after volumes of
 # earlier rows are deleted),
-# DIO_BENCH_COW_SIZE (the volume cloned for cow-4k-qd32), DIO_BENCH_RD_SIZE
+# DIO_BENCH_COW_SIZE (the volume cloned for cow-4k-qd32: one write per
+# 64 KiB slot of it at most, so its slots bound a cell's writes),
+# DIO_BENCH_COW_MIN_IOS (a cow-4k-qd32 cell that ends before --runtime must
+# have written this many; the table flags one that wrote fewer in less
+# than 2 s), DIO_BENCH_RD_SIZE
 # (the volumes and images the rd rows read), DIO_BENCH_SNAPS
 # (snapshots per size in snap-create), DIO_BENCH_SNAP_CHUNKS (mapped 4 KiB
 # chunks of the volumes snap-create snapshots and vol-delete deletes).
@@ -34,10 +38,12 @@
 #       rd-d1-4k-qd32 rd-d8-4k-qd32 (per peer, each repetition)
 #       snap-create vol-delete (dionbd only, once, on a second pool of
 #       4 KiB chunks on a sparse file; need dionbdctl and pool-snap-bench)
-# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null (dionbd-raw: dionbd serving
+# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy (dionbd-raw: dionbd serving
 # the raw file, so what the pool costs shows apart from what NBD costs;
 # nbd-null: nbdkit's null plugin, a server that does no I/O at all, so the
-# NBD path's own ceiling on this machine, client and socket, shows beside raw)
+# NBD path's own ceiling on this machine, client and socket, shows beside raw;
+# raw-copy, cow-4k-qd32 only: per slot one read and one write of a whole
+# pool chunk on the raw file, the device's cost of copying one, no server)
 # Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
 # machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
 set -euo pipefail
@@ -45,7 +51,7 @@ set -euo pipefail
 all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32 rd-d1-4k-qd32 rd-d8-4k-qd32 snap-create vol-delete"
 # rows measured once, on dionbd alone, not per peer and repetition
 once_rows="snap-create vol-delete"
-all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null"
+all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy"
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIO_BUILD:-}
 size=${DIO_BENCH_SIZE:-1G}
@@ -59,7 +65,8 @@ pool_discard=${DIO_BENCH_POOL_DISCARD:-on}
 meta_size=${DIO_BENCH_META_SIZE:-256M}
 limit=${DIO_BENCH_LIMIT:-900}
 chunk=${DIO_BENCH_CHUNK:-64K}
-cow_size=${DIO_BENCH_COW_SIZE:-1G}
+cow_size=${DIO_BENCH_COW_SIZE:-4G}
+cow_min_ios=${DIO_BENCH_COW_MIN_IOS:-50000}
 rd_size=${DIO_BENCH_RD_SIZE:-256M}
 snaps=${DIO_BENCH_SNAPS:-9}
 snap_chunks=${DIO_BENCH_SNAP_CHUNKS:-1000 100000 1000000}
@@ -82,13 +89,14 @@ while [ $# -gt 0 ]; do
 	--meta-size) meta_size=$2; shift ;;
 	--pool-discard) pool_discard=$2; shift ;;
 	--cow-size) cow_size=$2; shift ;;
+	--cow-min-ios) cow_min_ios=$2; shift ;;
 	--rd-size) rd_size=$2; shift ;;
 	--snaps) snaps=$2; shift ;;
 	--snap-chunks) snap_chunks=$2; shift ;;
 	--limit) limit=$2; shift ;;
 	--out) out=$2; shift ;;
 	--strict) strict=1 ;;
-	-h|--help) sed -n '4,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 	shift
@@ -101,6 +109,7 @@ num='^[0-9]+([.][0-9]+)?$'
 [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps takes a count >= 1"
 [[ $limit =~ ^[1-9][0-9]*$ ]] || die "--limit takes whole seconds"
 [[ $fua_ios =~ ^[1-9][0-9]*$ ]] || die "--fua-ios takes a count >= 1"
+[[ $cow_min_ios =~ ^[1-9][0-9]*$ ]] || die "--cow-min-ios takes a count >= 1"
 [[ $snaps =~ ^[1-9][0-9]*$ ]] || die "--snaps takes a count >= 1"
 for n in $snap_chunks; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--snap-chunks takes counts >= 1"; done
 for r in $rows; do
@@ -180,22 +189,40 @@ chunk_bytes=$(to_bytes "$chunk")
 stride=$(( chunk_bytes > 65536 ? chunk_bytes : 65536 ))
 [ $(( fua_ios * stride )) -le "$bytes" ] || die "--fua-ios $fua_ios x $stride bytes does not fit in --size"
 cow_bytes=$(to_bytes "$cow_size")
-[ $(( cow_bytes % (8 * stride) )) -eq 0 ] || die "--cow-size must be a multiple of 8 x $stride"
+[ $(( cow_bytes % stride )) -eq 0 ] || die "--cow-size must be a multiple of $stride"
 rd_bytes=$(to_bytes "$rd_size")
 [ $(( rd_bytes % (8 * stride) )) -eq 0 ] || die "--rd-size must be a multiple of 8 x $stride"
 { ! has_row rd-d1-4k-qd32 && ! has_row rd-d8-4k-qd32; } || [ "$rd_bytes" -le "$bytes" ] || die "--rd-size must not exceed --size (raw reads that much of the raw file)"
-# cow-4k-qd32: one 4 KiB write per stride-aligned slot, at random slots
-# (fio's blockalign turns its random map off, so slots repeat): bounded to
-# an eighth of the slots, 1 - (1 - e^-x)/x = 6 % of the writes (x = 1/8)
-# land on a slot written before in the cell, the rest on a shared chunk.
-cow_ios=$(( cow_bytes / stride / 8 ))
+# cow-4k-qd32: one 4 KiB write at the start of each stride-aligned slot
+# (a chunk, a qcow2 cluster), every slot once, in a random order: fio
+# replays a list of them (cow_log), since its random map is off with
+# --blockalign and its lfsr generator then issues nothing. The cell ends
+# after the last slot or --runtime: either >= cow_min_ios writes each
+# into a chunk still shared, or the whole --runtime of them. (raw,
+# dionbd-raw and nbd-null share nothing: they go over the slots
+# cow_passes times, see run_fio.)
+cow_slots=$(( cow_bytes / stride ))
+cow_passes=3
+if has_row cow-4k-qd32 && [ "$cow_slots" -lt "$cow_min_ios" ]; then
+	say "warning: --cow-size $cow_size holds $cow_slots slots of $stride bytes, under --cow-min-ios $cow_min_ios:" \
+		"a fast peer may run out of shared chunks before --runtime (raise --cow-size)"
+fi
+# each cell's clone is deleted after it: with discard on, its copies are
+# punched out of the pool file, and the next repetition's clone allocates
+# in those holes and pays ext4's allocation (io_uring hands such writes to
+# a worker thread): 51-66 % of the first repetition's IOPS, measured
+if has_row cow-4k-qd32 && [ "$pool_discard" = on ] && [ "$reps" -gt 1 ]; then
+	say "warning: cow-4k-qd32 with --pool-discard on: repetitions after the first copy into chunks" \
+		"punched out of the pool file; --pool-discard off measures the copy alone"
+fi
 raw=$dir/pool-bench-raw-$size.img
 rawcow=$dir/pool-bench-raw-$cow_size.img
 # Three volumes of --size (overwrite, first write, sequential) and the
 # metadata one, plus room for the pool's own blocks; the volume cow-4k-qd32
-# clones and what its clones copy (an eighth); the depth-1 and depth-8
-# volumes of the read rows.
-pool_bytes=$(( 3 * bytes + meta_bytes + bytes / 4 + (64 << 20) ))
+# clones and what one clone copies (at most every chunk of it); the
+# depth-1 and depth-8 volumes of the read rows.
+pool_bytes=$(( 3 * bytes + meta_bytes + (64 << 20) ))
+if has_row cow-4k-qd32; then pool_bytes=$(( pool_bytes + 2 * cow_bytes )); fi
 # Snapshots and clones are bounded by the metadata reserve, not by data:
 # the maps' references, each volume's counted apart (a clone's once its
 # writes have copied its leaves), stay under 3/4 of the pool's chunks
@@ -211,6 +238,8 @@ pool=$dir/pool-bench-pool-$pool_bytes.img
 out=${out:-$dir/pool-results-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 work=$(mktemp -d "$dir/pool-run.XXXXXX")
+# what pool-table.py checks each cow-4k-qd32 cell against
+printf 'slots %d\nstride %d\npasses %d\nmin_ios %d\nmin_ms 2000\n' "$cow_slots" "$stride" "$cow_passes" "$cow_min_ios" >"$out/cow.txt"
 sock=$work/sock
 case $raw$pool$work$build$out in *[[:space:]]*) die "paths must not contain spaces: $dir, $build, $out" ;; esac
 
@@ -373,9 +402,38 @@ row_params() {
 	ow-4k-qd32) echo "randwrite 4k 32 timed yes no" ;;
 	fw-4k-qd32) echo "randwrite 4k 32 timed no yes" ;;
 	seq-1m-qd8) echo "write 1m 8 once no no" ;;
-	cow-4k-qd32) echo "randwrite 4k 32 cow no no" ;;
+	cow-4k-qd32) echo "randwrite 4k 32 cow no no" ;;	# the list of cow_log
 	rd-d*) echo "randread 4k 32 timed yes no" ;;
 	esac
+}
+
+# cow_log FILE REP LOG PASSES [copy]: a fio replay list (iolog version 2)
+# of one 4 KiB write at the start of every slot of --cow-size, in an order
+# shuffled by REP (the same for every peer of a repetition), PASSES times
+# over (each pass shuffled anew); FILE is the name fio opens (the raw
+# file; for the nbd engine any name, its uri is the target). With "copy"
+# (raw-copy): per slot a read of a whole pool chunk and a write of it
+# back, what a copy-on-write of a fully written chunk moves (the pool
+# reads the sub-blocks the write does not cover, 60 KiB of 64, and writes
+# the chunk whole).
+cow_log() {
+	$python - "$1" "$2" "$3" "$cow_slots" "$stride" "$chunk_bytes" "$4" "${5:-}" <<'EOF'
+import random, sys
+name, rep, outp, n, stride = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+chunk, passes, copy = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8] == "copy"
+rnd = random.Random(rep)
+with open(outp, "w") as f:
+    f.write("fio version 2 iolog\n%s add\n%s open\n" % (name, name))
+    for _ in range(passes):
+        slots = list(range(n))
+        rnd.shuffle(slots)
+        if copy:
+            f.writelines("%s read %d %d\n%s write %d %d\n"
+                         % (name, s * stride, chunk, name, s * stride, chunk) for s in slots)
+        else:
+            f.writelines("%s write %d 4096\n" % (name, s * stride) for s in slots)
+    f.write("%s close\n" % name)
+EOF
 }
 
 # run_fio PEER ROW REP TARGET: one fio run, JSON to $out/ROW.PEER.REP.json
@@ -392,13 +450,25 @@ run_fio() {
 	if [ "$len" = once ]; then
 		cmd+=(--runtime="$(ms "$runtime")ms")
 	elif [ "$len" = cow ]; then
-		# one write per chunk-aligned slot (see cow_ios), ends after
-		# cow_ios writes or --runtime
-		cmd+=(--blockalign="$stride" --number_ios="$cow_ios" --runtime="$(ms "$runtime")ms")
+		# one write per slot (see cow_slots) in the rep's order, ends
+		# after the last or --runtime. Peers with nothing to share
+		# (raw, dionbd-raw, nbd-null: a second write to a slot costs
+		# what the first did) go over the slots cow_passes times, so
+		# that their cells last seconds too, not 1 s at 65,000 IOPS.
+		local log=$work/cow.$rep.$p.iolog name=nbd mode= passes=1
+		case $p in raw|dionbd-raw|nbd-null) passes=$cow_passes ;; esac
+		case $p in raw) name=$target ;; raw-copy) name=$target mode=copy ;; esac
+		cow_log "$name" "$rep" "$log" "$passes" $mode
+		cmd+=(--read_iolog="$log" --runtime="$(ms "$runtime")ms")
 	else
 		cmd+=(--time_based --runtime="$(ms "$runtime")ms")
 	fi
-	if [ "$p" = raw ]; then
+	if [ "${p%-copy}" = raw ] && [ "$len" = cow ]; then
+		# the list names the file; fio registers no files it opens from
+		# a list ("registered files require nr_files to be identical to
+		# open_files")
+		cmd+=(--ioengine=io_uring --direct=1 --fixedbufs --sqthread_poll=0 --hipri=0)
+	elif [ "$p" = raw ]; then
 		cmd+=(--filename="$target" --ioengine=io_uring --direct=1 --fixedbufs
 		      --registerfiles --sqthread_poll=0 --hipri=0)
 	else
@@ -419,7 +489,7 @@ run_cell() {
 	case $p/$row in */cow-*) n=$cow_bytes ;; raw/rd-*|dionbd-raw/rd-*) ;; */rd-*) n=$rd_bytes ;; esac
 	case $p/$row in
 	nbd-null/*) what=null ;;	# nothing is read or kept
-	raw/cow-*|dionbd-raw/cow-*) what=$rawcow ;;
+	raw/cow-*|dionbd-raw/cow-*|raw-copy/cow-*) what=$rawcow ;;
 	raw/*|dionbd-raw/*) what=$raw ;;
 	dionbd/ow-*) what=ow ;;
 	dionbd/cow-*) what=cow
@@ -436,8 +506,8 @@ run_cell() {
 	qcow2*/ow-*) what=$work/$p-ow.qcow2 ;;
 	qcow2*/*) what=$work/$p-new.qcow2; qcow2_new "$p" "$what" "$bytes" ;;
 	esac
-	case $p in raw|dionbd-raw) settle "$what" ;; esac
-	if [ "$p" = raw ]; then
+	case $p in raw|dionbd-raw|raw-copy) settle "$what" ;; esac
+	if [ "${p%-copy}" = raw ]; then
 		target=$what
 	else
 		start_server "$p" "$what" "$n"
@@ -455,7 +525,7 @@ run_cell() {
 	else
 		run_fio "$p" "$row" "$rep" "$target"
 	fi
-	[ "$p" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
+	[ "${p%-copy}" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
 	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
 	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
 	stop_server "$sock"
@@ -602,6 +672,8 @@ for rep in $(seq 1 "$reps"); do
 	[ $(( rep % 2 )) -eq 0 ] && order=$(tr ' ' '\n' <<<"$peers" | tac | tr '\n' ' ')
 	for row in $fio_rows; do
 		for p in $order; do
+			# raw-copy has the copy-on-write row's copy only
+			case $p/$row in raw-copy/cow-*) ;; raw-copy/*) continue ;; esac
 			run_cell "$p" "$row" "$rep"
 		done
 	done
