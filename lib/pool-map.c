@@ -29,26 +29,26 @@ tp_ment(struct tp_vol *v, uint64_t l)
  * How many records copying shared leaf lf for one volume adds to a
  * checkpoint, counted as tp_meta_exact counts them (ckpt_records writes
  * no more). Before: lf once, as a LEAF and its n MAPs, and an LREF for
- * each volume that points to it, this one among them. After: the copy's
- * n MAPs under this volume and its LREF gone, so n - 1 more; lf with one
- * pointer fewer is written as before less that LREF, or, down to one
- * holder, as that volume's n MAPs (none for a ghost's, out of the table),
- * never more. And each of its chunks gets a reference more (space counts
- * the leaves that map it): those at 2 go to 3, a REF each; those at 3 or
- * more have theirs. So n - 1 + (chunks at 2), 2n - 1 at most; nothing
- * for a leaf with no entry (written neither before nor after).
+ * each volume in the table that points to it, this one among them.
+ * After: the copy's n MAPs under this volume, its LREF gone. lf, with a
+ * pointer fewer, is written as before less that LREF (n - 1 more in
+ * all), or, down to one holder, as that volume's n MAPs without its LEAF
+ * and LREF (n - 3 more) when that holder is a volume in the table: sure
+ * when no reclaim is queued, since only a queued reclaim's ghost (a
+ * deleted volume's map, a revert's or shrink's old leaves) holds a leaf
+ * from outside it, and that one is not written. And each of lf's chunks
+ * gets a reference more (space counts the leaves that map it): those at
+ * 2 go to 3, a REF each; those at 3 or more have theirs. So n - 1 (or
+ * n - 3) + the chunks at 2, never below 0; 2n - 1 at most.
  */
 static uint64_t
 leaf_copy_grows(const struct dio_tpool *p, const struct tp_leaf *lf)
 {
-	uint64_t grow;
+	uint64_t grow = lf->n, fewer = lf->refs == 2 && !p->nrq ? 3 : 1;
 
-	if (!lf->n)
-		return 0;
-	grow = lf->n - 1;
-	for (uint32_t k = 0; k < TP_LEAF; k++)
+	for (uint32_t k = 0; grow && k < TP_LEAF; k++)
 		grow += lf->e[k].p1 && p->space[lf->e[k].p1 - 1] == 2;
-	return grow;
+	return grow > fewer ? grow - fewer : 0;
 }
 
 struct tp_ment *

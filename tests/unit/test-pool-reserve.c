@@ -160,19 +160,20 @@ assert_within(const char *when)
 }
 
 /*
- * A live snapshot "s" of "o", a volume of 48% of the pool's chunks (4 KiB
+ * A live snapshot "s" of "o", a volume of half the pool's chunks (4 KiB
  * written in each: MAP records), then every chunk of o overwritten: every
- * leaf of o copied, every chunk copied, the pool's chunks 96% used.
- * Counted exactly it fits (a MAP per chunk of s and of o, no chunk with
- * three references), where the bound refused (a REF per three
- * references) once o had copied about half its leaves. Flushes and
- * checkpoints work throughout and after, both volumes read what they
- * should, and the pool checks clean and reopens.
+ * leaf of o copied, every chunk copied, every chunk of the pool used.
+ * Counted exactly it fits, to the last record of the reserve (a MAP per
+ * chunk of s and of o, no chunk with three references; the last copies
+ * of leaves both share exactly n - 3 more), where the bound refused (a
+ * REF per three references) at the copy of o's fourth leaf of 16.
+ * Flushes and checkpoints work throughout and after, both volumes read
+ * what they should, and the pool checks clean and reopens.
  */
 Test(pool_reserve, a_live_snapshot_of_half_the_pool_diverges_fully, .init = setup,
      .fini = teardown)
 {
-	uint64_t nr = pool->sb.nr_chunks, x = nr * 48 / 100;
+	uint64_t nr = pool->sb.nr_chunks, x = nr / 2;
 	struct dio_volume *o, *s;
 
 	cr_assert_eq(dio_tpool_volume_create(pool, "o", x * CS), 0);
