@@ -225,9 +225,11 @@ pool_bytes=$(( 3 * bytes + meta_bytes + (64 << 20) ))
 if has_row cow-4k-qd32; then pool_bytes=$(( pool_bytes + 2 * cow_bytes )); fi
 # Snapshots and clones are bounded by the metadata reserve, not by data:
 # the maps' references, each volume's counted apart (a clone's once its
-# writes have copied its leaves), stay under 3/4 of the pool's chunks
-# (tp_meta_room). First-write volumes are deleted after their cell, so at
-# most: ow, cowbase, one cell's volume, rd1 and the 8 levels of rd8.
+# writes have copied its leaves), stay under the pool's chunks with a
+# record more per chunk of three references (tp_meta_fits; sized here
+# for the older bound, 3/4 of them). First-write volumes are deleted
+# after their cell, so at most: ow, cowbase, one cell's volume, rd1 and
+# the 8 levels of rd8.
 peak=$(( bytes + bytes ))
 if has_row cow-4k-qd32; then peak=$(( peak + cow_bytes + (cow_bytes > bytes ? cow_bytes - bytes : 0) )); fi
 if has_row rd-d1-4k-qd32; then peak=$(( peak + rd_bytes )); fi

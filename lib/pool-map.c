@@ -25,6 +25,32 @@ tp_ment(struct tp_vol *v, uint64_t l)
 	return lf ? &lf->e[l % TP_LEAF] : NULL;
 }
 
+/*
+ * How many records copying shared leaf lf for one volume adds to a
+ * checkpoint, counted as tp_meta_exact counts them (ckpt_records writes
+ * no more). Before: lf once, as a LEAF and its n MAPs, and an LREF for
+ * each volume in the table that points to it, this one among them.
+ * After: the copy's n MAPs under this volume, its LREF gone. lf, with a
+ * pointer fewer, is written as before less that LREF (n - 1 more in
+ * all), or, down to one holder, as that volume's n MAPs without its LEAF
+ * and LREF (n - 3 more) when that holder is a volume in the table: sure
+ * when no reclaim is queued, since only a queued reclaim's ghost (a
+ * deleted volume's map, a revert's or shrink's old leaves) holds a leaf
+ * from outside it, and that one is not written. And each of lf's chunks
+ * gets a reference more (space counts the leaves that map it): those at
+ * 2 go to 3, a REF each; those at 3 or more have theirs. So n - 1 (or
+ * n - 3) + the chunks at 2, never below 0; 2n - 1 at most.
+ */
+static uint64_t
+leaf_copy_grows(const struct dio_tpool *p, const struct tp_leaf *lf)
+{
+	uint64_t grow = lf->n, fewer = lf->refs == 2 && !p->nrq ? 3 : 1;
+
+	for (uint32_t k = 0; grow && k < TP_LEAF; k++)
+		grow += lf->e[k].p1 && p->space[lf->e[k].p1 - 1] == 2;
+	return grow > fewer ? grow - fewer : 0;
+}
+
 struct tp_ment *
 tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
 {
@@ -45,7 +71,9 @@ tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
 		p->nleaves++;
 	} else if (lf->refs > 1) {
 		/* Shared: this volume gets its own copy, each chunk one more reference. */
-		if (p->meta_guard && !tp_meta_room(p, lf->n, 0)) {
+		uint64_t grow = p->meta_guard || p->meta_credit ? leaf_copy_grows(p, lf) : 0;
+
+		if (!tp_meta_fits(p, lf->n, 0, grow)) {
 			errno = ENOSPC;
 			return NULL;
 		}
@@ -60,7 +88,7 @@ tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make)
 			if (n->e[k].p1)
 				p->space[n->e[k].p1 - 1]++;
 		p->nrefs += n->n;
-		p->hole_credit = 0;	/* more records than the count that gave it */
+		tp_meta_spend(p, grow);
 		lf->refs--;
 		v->leaf[i] = lf = n;
 	}
@@ -179,17 +207,23 @@ tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves)
 	return recs <= p->sb.nr_chunks;
 }
 
+void
+tp_meta_log(struct dio_tpool *p, const char *what)
+{
+	/* the exact count that refused (tp_meta_fits), to tell a full pool from a bug */
+	dio_log(DIO_LOG_ERR, "pool %s: no metadata room to %s: a checkpoint would write %" PRIu64
+		" records and this %" PRIu64 " more, against a reserve for %" PRIu64 " records (%"
+		PRIu64 " references, %" PRIu64 " leaves); what needs more fails with ENOSPC",
+		p->path, what, p->meta_need, p->meta_ask, p->sb.nr_chunks, p->nrefs, p->nleaves);
+}
+
 bool
 tp_meta_wait(struct dio_tpool *p, const char *what)
 {
 	if (errno != ENOSPC)
 		return false;
 	if (!p->nrq) {
-		/* what the reserve counts (tp_meta_room), to tell a full pool from a bug */
-		dio_log(DIO_LOG_ERR, "pool %s: no metadata room to %s: %" PRIu64 " references"
-			" and %" PRIu64 " leaves against a reserve for %" PRIu64 " records; writes"
-			" that need it fail with ENOSPC", p->path, what, p->nrefs, p->nleaves,
-			p->sb.nr_chunks);
+		tp_meta_log(p, what);
 		errno = ENOSPC;
 		return false;
 	}
@@ -237,26 +271,44 @@ tp_meta_exact(struct dio_tpool *p)
 }
 
 bool
-tp_hole_room(struct dio_tpool *p)
+tp_meta_fits(struct dio_tpool *p, uint64_t refs, uint64_t leaves, uint64_t grow)
 {
 	uint64_t recs;
 
-	if (!p->meta_guard)
+	if (!p->meta_guard || p->meta_credit >= grow)
 		return true;
-	if (p->hole_credit) {
-		p->hole_credit--;
-		return true;
-	}
-	if (tp_meta_room(p, 1, 1))
+	if (tp_meta_room(p, refs, leaves))
 		return true;	/* the bound of the worst case holds */
-	if (!p->free_chunks)
-		return true;	/* no chunk to map: tp_alloc waits for one or says the pool is full */
 	/* Shared leaves and chunks: count what a checkpoint would write (O(map)). */
-	recs = tp_meta_exact(p) + 1;
-	if (recs > p->sb.nr_chunks)
-		return false;
-	p->hole_credit = p->sb.nr_chunks - recs;
-	return true;
+	recs = tp_meta_exact(p);
+	p->meta_credit = recs < p->sb.nr_chunks ? p->sb.nr_chunks - recs : 0;
+	if (p->meta_credit >= grow)
+		return true;
+	p->meta_need = recs;	/* for tp_meta_log */
+	p->meta_ask = grow;
+	return false;
+}
+
+void
+tp_meta_spend(struct dio_tpool *p, uint64_t grow)
+{
+	p->meta_credit = p->meta_credit > grow ? p->meta_credit - grow : 0;
+}
+
+uint64_t
+tp_share_grows(const struct tp_vol *v)
+{
+	uint64_t grow = 0;
+
+	/*
+	 * A leaf a volume had alone goes from its n MAPs to a LEAF, the same
+	 * n MAPs and two LREFs; one shared already gets an LREF more. No REF:
+	 * space counts the leaves that map a chunk, not the pointers to them.
+	 */
+	for (uint64_t k = 0; k < (v->nl + TP_LEAF - 1) / TP_LEAF; k++)
+		if (v->leaf[k] && v->leaf[k]->n)
+			grow += v->leaf[k]->refs == 1 ? 3 : 1;
+	return grow;
 }
 
 uint32_t
@@ -419,6 +471,7 @@ tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t 
 	/* Its old leaves to a ghost, whole: none of them is put here. */
 	if (old_map && (*old_map = tp_vol_ghost(p, v, 0)))
 		old = 0;
+	tp_meta_spend(p, tp_share_grows(s));	/* LREFs to the shared leaves */
 	/* Take the snapshot's leaves first: a leaf both map keeps its chunks. */
 	for (uint64_t i = 0; i < nleaf; i++) {
 		leaf[i] = s->leaf[i];
@@ -427,7 +480,6 @@ tp_vol_revert(struct dio_tpool *p, struct tp_vol *v, struct tp_vol *s, uint64_t 
 			p->nleaves++;
 		}
 	}
-	p->hole_credit = 0;	/* LREFs to the shared leaves */
 	for (uint64_t i = 0; i < old; i++) {
 		p->nleaves -= v->leaf[i] != NULL;
 		leaf_put(p, v->leaf[i], serial);
@@ -728,13 +780,14 @@ apply_vol(struct dio_tpool *p, const struct tp_rec *r, struct tp_vol *origin)
 	v->flags = r->flags;
 	v->parent = (uint32_t)r->b;
 	if (origin) {
+		/* LEAF and LREF records, taken before the leaves are shared */
+		tp_meta_spend(p, tp_share_grows(origin));
 		/* O(leaves): the table is copied, the leaves shared. */
 		for (uint64_t i = 0; i < (v->nl + TP_LEAF - 1) / TP_LEAF; i++) {
 			v->leaf[i] = origin->leaf[i];
 			if (v->leaf[i])
 				v->leaf[i]->refs++;
 		}
-		p->hole_credit = 0;	/* LEAF and LREF records */
 		v->mapped = origin->mapped;
 	}
 	if (tp_vol_add(p, v) < 0) {
@@ -880,7 +933,7 @@ tp_derive(struct dio_tpool *p)
 	p->free_chunks = 0;
 	p->nrefs = 0;
 	p->nleaves = 0;
-	p->hole_credit = 0;
+	p->meta_credit = 0;	/* counted again when needed */
 	for (uint32_t i = 0; i < p->nvols; i++)
 		for (uint64_t k = 0; p->vols[i] && k < (p->vols[i]->nl + TP_LEAF - 1) / TP_LEAF; k++)
 			p->nleaves += p->vols[i]->leaf[k] != NULL;

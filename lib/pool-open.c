@@ -398,9 +398,10 @@ dio_tpool_volume_revert(struct dio_tpool *pool, const char *name, const char *sn
 		ret = -EINVAL;	/* only to a snapshot taken of this volume */
 	else if (v->dv || v->snaps)
 		ret = -EBUSY;
-	else if (!tp_meta_room(pool, 0, (s->nl + TP_LEAF - 1) / TP_LEAF))
-		ret = -ENOSPC;
-	else {
+	else if (!tp_meta_fits(pool, 0, (s->nl + TP_LEAF - 1) / TP_LEAF, tp_share_grows(s))) {
+		tp_meta_log(pool, "revert to a snapshot");
+		ret = -ENOSPC;	/* its map shared once more (R5) */
+	} else {
 		r.vol = v->id;
 		r.a = s->size;
 		r.b = s->id;

@@ -43,8 +43,10 @@ tp_snap_check(struct dio_tpool *pool, const char *origin, const char *name, stru
 		return -EEXIST;
 	if (n >= pool->sb.max_volumes || n >= UINT16_MAX)
 		return -ENOSPC;	/* and a chunk's count fits its 16 bits */
-	if (!tp_meta_room(pool, 0, ((*o)->nl + TP_LEAF - 1) / TP_LEAF))
+	if (!tp_meta_fits(pool, 0, ((*o)->nl + TP_LEAF - 1) / TP_LEAF, tp_share_grows(*o))) {
+		tp_meta_log(pool, "take a snapshot");
 		return -ENOSPC;	/* the metadata reserve could not hold its map (R5) */
+	}
 	return 0;
 }
 

@@ -346,7 +346,7 @@ again:
 		if (!e && tp_meta_wait(p, "copy a shared leaf"))
 			goto again;	/* a reclaim gave some room back: as TPV_LOOK_AGAIN */
 		if (!e) {
-			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_room) */
+			ret = -errno;	/* ENOMEM, or ENOSPC (tp_meta_fits) */
 			goto out;
 		}
 	} else if (write && tpv_must_copy(p, v, l, e)) {
@@ -381,7 +381,8 @@ again:
 			ext->length = n;
 			goto out;
 		}
-		if (!tp_hole_room(p)) {
+		/* a MAP more; no chunk free: tp_alloc waits for one or says the pool is full */
+		if (p->free_chunks && !tp_meta_fits(p, 1, 1, 1)) {
 			errno = ENOSPC;
 			if (tp_meta_wait(p, "map a new chunk"))
 				goto again;	/* a reclaim gave some room back */
@@ -399,6 +400,7 @@ again:
 			goto out;
 		}
 		tp_ent_map(p, v, l, e, (uint64_t)c);
+		tp_meta_spend(p, 1);
 		e->bits = e->dbits = 0;
 		p->inflight[c]++;
 		v->writers++;

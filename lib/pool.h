@@ -397,16 +397,18 @@ struct dio_tpool {
 	 * The metadata reserve (R5) with shared leaves: a checkpoint writes a
 	 * record per reference (nrefs = the sum of space), one per leaf a
 	 * volume points to (nleaves, LREF when shared) and a REF per chunk
-	 * with 3 or more. Live (meta_guard), copying a shared leaf or taking
-	 * a snapshot fails with ENOSPC once they could outgrow it (tp_meta_room).
+	 * with 3 or more. Live (meta_guard), a write into a hole, copying a
+	 * shared leaf, a snapshot or a revert fails with ENOSPC once a
+	 * checkpoint with it would outgrow the reserve (tp_meta_fits).
 	 */
 	uint64_t nrefs, nleaves;
 	/*
-	 * Writes into holes that may add a reference without counting again
-	 * (tp_hole_room): the room an exact count found left, less what was
-	 * used since; 0 whenever something else may have grown the records.
+	 * Records the maps may grow by without counting again: the room an
+	 * exact count found left (tp_meta_fits), less what everything that
+	 * grew the records since took from it (tp_meta_spend).
 	 */
-	uint64_t hole_credit;
+	uint64_t meta_credit;
+	uint64_t meta_need, meta_ask;	/* the last refusal's count and ask, for the log */
 	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
 	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */
@@ -534,7 +536,7 @@ struct tp_ment *tp_ment(struct tp_vol *v, uint64_t l);
 /*
  * Entry of lchunk l of v, to change: its leaf made when make, copied first
  * when shared. NULL: none, or errno ENOMEM, or ENOSPC when a copy would
- * outgrow the metadata reserve (tp_meta_room).
+ * outgrow the metadata reserve (tp_meta_fits).
  */
 struct tp_ment *tp_ment_w(struct dio_tpool *p, struct tp_vol *v, uint64_t l, bool make);
 /* Whether the chunk of e (mapped) is shared with another volume: copy-on-write. */
@@ -576,24 +578,40 @@ void tp_vol_detach(struct dio_tpool *p, struct tp_vol *v);
  */
 uint64_t tp_vol_drop_leaves(struct dio_tpool *p, struct tp_vol *v, uint64_t *next, uint64_t max,
 			    uint64_t serial);
-/* Whether a checkpoint still fits the reserve with refs more references, leaves more leaves. */
+/*
+ * A quick bound of the worst case: whether a checkpoint still fits the
+ * reserve with refs more references, leaves more leaves.
+ */
 bool tp_meta_room(const struct dio_tpool *p, uint64_t refs, uint64_t leaves);
+/*
+ * Whether the records a checkpoint would write may grow by grow more, as
+ * tp_meta_exact counts them, and still fit the reserve (R5; lock held):
+ * the credit first, then tp_meta_room's bound with refs and leaves more,
+ * past both an exact count (O(map)), whose room left becomes the credit.
+ * Nothing is taken: what then grows the records spends (tp_meta_spend)
+ * under the same hold of the lock. false: ENOSPC (the counts kept for
+ * tp_meta_log). Always true while not live (meta_guard unset).
+ */
+bool tp_meta_fits(struct dio_tpool *p, uint64_t refs, uint64_t leaves, uint64_t grow);
+/*
+ * The records may have grown by up to grow: taken from the credit, which
+ * ends at 0 when it had less. Anything that can grow them calls it,
+ * guarded or not (replay), so the credit never counts room gone.
+ */
+void tp_meta_spend(struct dio_tpool *p, uint64_t grow);
+/* How many records sharing every leaf of v with one more volume adds (snapshot, revert). */
+uint64_t tp_share_grows(const struct tp_vol *v);
 /*
  * tp_ment_w failed (errno) for a write while a dropped map is still being
  * reclaimed: its leaves' references are metadata room about to come
  * back, as its chunks are data (tp_alloc). On ENOSPC with a reclaim
  * pending, wait for its next batch (lock dropped) and true: the caller
- * looks its entry up again. false: the error stands (ENOSPC: logged with
- * the reserve's numbers, nothing left to reclaim).
+ * looks its entry up again. false: the error stands (ENOSPC: logged by
+ * tp_meta_log, nothing left to reclaim).
  */
 bool tp_meta_wait(struct dio_tpool *p, const char *what);
-/*
- * Whether a write into a hole may add a reference (lock held): the
- * checkpoint must still fit the reserve with it (R5). The quick bound of
- * tp_meta_room first; past it, an exact count of what a checkpoint would
- * write, which leaves credit for the next ones. false: ENOSPC.
- */
-bool tp_hole_room(struct dio_tpool *p);
+/* Log why tp_meta_fits refused (what: the operation refused). */
+void tp_meta_log(struct dio_tpool *p, const char *what);
 /* A new mark for a walk that visits each shared leaf once. */
 uint32_t tp_leaf_mark(struct dio_tpool *p);
 /* A volume record in memory (maps empty). NULL on -ENOMEM. */

@@ -619,17 +619,22 @@ Test(pool_delete, two_waiting_writes_into_one_hole_share_its_chunk, .init = setu
 }
 
 /*
- * The metadata reserve (R5) with a delete's reclaim pending: "o" maps
- * 40 MiB (10 leaves) of the 80 MiB pool, a snapshot of it is taken and
- * deleted, its reclaim held at the gate. Every leaf of o is still shared
- * with the deleted snapshot's, so a write into one copies it (a
- * reference more per chunk): 10 copies would need room for twice o's
- * references, more than the reserve counts for a pool this size. The
- * snapshot's leaves are that room once reclaimed: a write that finds no
- * metadata room waits for the reclaim's next batch, as one that finds no
- * free chunk does, rather than failing with ENOSPC.
+ * The metadata reserve (R5) with a delete's reclaim pending. "o" maps
+ * 32 MiB (8 leaves) of the 80 MiB pool (about 20,000 chunks) and a
+ * snapshot "s1" of it stays; a write into each leaf of o gave o leaves of
+ * its own, so each of its chunks has 2 references (s1's leaf and o's).
+ * A snapshot of o is then taken and deleted, its reclaim held at the
+ * gate: o's leaves are still shared with the deleted snapshot's, so a
+ * write into one copies it and each of its chunks goes to a third
+ * reference, a REF record. A checkpoint would then write a MAP per
+ * chunk for s1, o and the copies and a REF per chunk, more than the
+ * reserve holds once two leaves are copied. The deleted snapshot's
+ * pointers are that room once reclaimed (o's leaves its own again, no
+ * copy): a write that finds no metadata room waits for the reclaim's next
+ * batch, as one that finds no free chunk does, rather than failing with
+ * ENOSPC.
  */
-#define MVSIZE (40 * MiB)
+#define MVSIZE (32 * MiB)
 #define MLEAVES (MVSIZE / (CS * TP_LEAF))
 
 struct leaf_writer {
@@ -682,20 +687,78 @@ writes_wait_for_the_reclaim(struct leaf_writer *w, struct dio_volume *o)
 	pthread_join(t, NULL);
 }
 
+/*
+ * o (MVSIZE, pattern 1) with a live snapshot "s1" and leaves of its own
+ * again: 4 KiB written (pattern 2) at the start of each, so that each
+ * chunk but those has 2 references.
+ */
+static void
+o_diverged_from_s1(void)
+{
+	struct dio_volume *o;
+
+	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
+	fill("o", 0, MVSIZE, 1);
+	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s1"), 0);
+	cr_assert_eq(dio_tpool_volume_open(pool, "o", &o), 0);
+	for (uint64_t k = 0; k < MLEAVES; k++) {
+		test_pattern(buf, CS, k * CS * TP_LEAF, 2);
+		cr_assert_eq(test_io(ctx, o, DIO_REQ_WRITE, 0, k * CS * TP_LEAF, CS, buf), 0);
+	}
+	dio_volume_put(o);
+}
+
+/* name reads as o_diverged_from_s1 left o: pattern 2 at each leaf's start, 1 elsewhere. */
+static void
+verify_diverged(const char *name)
+{
+	struct dio_volume *v;
+
+	cr_assert_eq(dio_tpool_volume_open(pool, name, &v), 0, "open %s", name);
+	for (uint64_t k = 0; k < MLEAVES; k++) {
+		uint64_t off = k * CS * TP_LEAF;
+
+		cr_assert_eq(test_io(ctx, v, DIO_REQ_READ, 0, off, 1 * MiB, buf), 0);
+		cr_assert(test_pattern_check(buf, CS, off, 2), "%s leaf %llu", name,
+			  (unsigned long long)k);
+		cr_assert(test_pattern_check(buf + CS, 1 * MiB - CS, off + CS, 1), "%s leaf %llu",
+			  name, (unsigned long long)k);
+	}
+	dio_volume_put(v);
+	for (uint64_t k = 0; k < MLEAVES; k++)
+		verify(name, k * CS * TP_LEAF + 1 * MiB, CS * TP_LEAF - 1 * MiB, 1);
+}
+
+/*
+ * The least copying o's leaf k adds to a checkpoint (lock held): its n
+ * MAPs, less the LEAF and the two LREFs of the shared leaf when both its
+ * holders are live (one less when one is a deleted volume's), and a REF
+ * per chunk going from 2 references to 3.
+ */
+static uint64_t
+copy_adds_at_least(uint64_t k)
+{
+	struct tp_leaf *lf = tp_vol_by_name(pool, "o")->leaf[k];
+	uint64_t n = lf->n - 3;
+
+	for (uint32_t j = 0; j < TP_LEAF; j++)
+		n += lf->e[j].p1 && pool->space[lf->e[j].p1 - 1] == 2;
+	return n;
+}
+
 Test(pool_delete, metadata_room_waits_for_the_reclaim_not_enospc, .init = setup,
      .fini = teardown)
 {
 	struct leaf_writer w = { 0 };
 	struct dio_volume *o;
 
-	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
-	fill("o", 0, MVSIZE, 1);
+	o_diverged_from_s1();
 	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
 	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
 	cr_assert(at_gate(1), "the reclaim thread did not reach its gate");
 	pthread_mutex_lock(&pool->lock);
-	/* the premise: copying every leaf of o would outgrow the reserve */
-	cr_assert_not(tp_meta_room(pool, MVSIZE / CS, 0));
+	/* the premise: a checkpoint with two of o's leaves copied would outgrow the reserve */
+	cr_assert_not(tp_meta_fits(pool, 2 * TP_LEAF, 0, copy_adds_at_least(0) * 2));
 	pthread_mutex_unlock(&pool->lock);
 	cr_assert_eq(dio_tpool_volume_open(pool, "o", &o), 0);
 	writes_wait_for_the_reclaim(&w, o);
@@ -725,8 +788,7 @@ Test(pool_delete, metadata_room_wait_ends_with_the_reclaim, .init = setup, .fini
 	struct leaf_writer w = { 0 };
 	struct dio_volume *o;
 
-	cr_assert_eq(dio_tpool_volume_create(pool, "o", MVSIZE), 0);
-	fill("o", 0, MVSIZE, 1);
+	o_diverged_from_s1();
 	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "keep"), 0);
 	cr_assert_eq(dio_tpool_volume_snapshot(pool, "o", "s"), 0);
 	cr_assert_eq(dio_tpool_volume_delete(pool, "s"), 0);
@@ -738,9 +800,12 @@ Test(pool_delete, metadata_room_wait_ends_with_the_reclaim, .init = setup, .fini
 	cr_assert(reclaimed());
 	pthread_mutex_lock(&pool->lock);
 	cr_assert_eq(pool->nrq, 0);
-	cr_assert_not(tp_meta_room(pool, TP_LEAF, 0), "room after all: the ENOSPC was early");
+	/* counted exactly, not even the least the copy adds fits */
+	cr_assert_not(tp_meta_fits(pool, TP_LEAF, 0, copy_adds_at_least((uint64_t)w.at)),
+		      "room after all: the ENOSPC was early");
 	pthread_mutex_unlock(&pool->lock);
-	verify("keep", 0, MVSIZE, 1);
+	verify_diverged("keep");
+	verify("s1", 0, MVSIZE, 1);
 	dio_volume_put(o);
 	close_pool();
 	check_clean();
@@ -1087,7 +1152,7 @@ Test(pool_delete, shrink_record_read_without_its_flag_is_refused, .init = setup,
  * ENOSPC and so did every one after it, and once the journal was full a
  * FLUSH failed after the writes before it were replied. Now b's fill
  * stops at ENOSPC before a checkpoint would outgrow the reserve
- * (tp_hole_room), and checkpoints and flushes go on working.
+ * (tp_meta_fits), and checkpoints and flushes go on working.
  */
 Test(pool_delete, hole_fills_after_a_leaf_copy_keep_within_the_reserve, .init = setup_big,
      .fini = teardown)

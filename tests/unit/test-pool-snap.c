@@ -751,7 +751,7 @@ Test(pool_snap, create_time, .fini = teardown)
 
 	/*
 	 * 4 KiB chunks in a sparse file of 6 GiB: the metadata reserve
-	 * (tp_meta_room) takes a snapshot of a million of them
+	 * (tp_meta_fits, its bound) takes a snapshot of a million of them
 	 */
 	pool = test_pool_make(&path, 6144ull * MiB, &co, &opts, 0);
 	ctx = test_ctx_create(NULL, NULL);
