@@ -284,21 +284,46 @@ tpv_cow_end(struct tp_dvol *dv, const struct dio_extent *ext, bool done, unsigne
 }
 
 /*
+ * Whether the metadata reserve holds every leaf copy writes to writable
+ * volumes mapping `mapped` chunks could ask for: a copy of a leaf of n
+ * entries adds n references and at most 2n - 1 records (leaf_copy_grows),
+ * so mapped more references and 2 x mapped more records bound them all.
+ * The bound of the worst case first, then the credit, then an exact count
+ * (O(map)) at most once a second from here: a block status of a whole
+ * volume asks for every chunk, and in between "no" is the safe answer.
+ */
+static bool
+tpv_cow_meta_room(struct dio_tpool *p, uint64_t mapped)
+{
+	uint64_t now;
+
+	if (!p->meta_guard || tp_meta_room(p, mapped, 0) || p->meta_credit >= 2 * mapped)
+		return true;
+	now = dio_now_ns();
+	if (p->meta_report_ns && now - p->meta_report_ns < 1000000000ull)
+		return false;
+	p->meta_report_ns = now;
+	return tp_meta_fits(p, mapped, 0, 2 * mapped);
+}
+
+/*
  * base:allocation honesty: a shared chunk reports as allocated (HOLE clear)
  * only when the pool could copy every chunk a write may have to: its free
  * chunks cover all the chunks mapped by writable volumes (an upper bound of
- * the copies that can be asked for, O(volumes) to count). Otherwise it is
- * DIO_EXT_UNRESERVED: NBD HOLE set, ZERO clear (docs/pool.md).
+ * the copies that can be asked for, O(volumes) to count), and the metadata
+ * reserve their leaf copies (a write to a shared leaf fails with ENOSPC
+ * when the reserve cannot take its copy, tp_meta_fits). Otherwise it is
+ * DIO_EXT_UNRESERVED: NBD HOLE set, ZERO clear (docs/dionbd.md, "Thin pools").
  */
 static bool
-tpv_cow_room(const struct dio_tpool *p)
+tpv_cow_room(struct dio_tpool *p)
 {
 	uint64_t need = 0;
 
 	for (uint32_t i = 0; i < p->nvols; i++)
 		if (p->vols[i] && !(p->vols[i]->flags & TP_VF_RO))
 			need += p->vols[i]->mapped;
-	return p->free_chunks >= need;
+	return p->free_chunks >= need && tpv_cow_meta_room(p, need);
 }
 
 /* Map [pos, pos+len) from the volume's map; allocate for a write into a hole. */

@@ -91,6 +91,19 @@ reads_v(struct dio_volume *v, uint64_t c, uint32_t seed)
 	return test_pattern_check(buf, WS, c * CS, seed);
 }
 
+/* The block status (DIO_SEG_*) of chunk c of v. */
+static uint32_t
+seg_of(struct dio_volume *v, uint64_t c)
+{
+	struct dio_seg segs[4];
+	struct dio_req req = { .op = DIO_REQ_EXTENTS, .pos = c * CS, .len = CS, .segs = segs,
+			       .max_segs = 4 };
+
+	cr_assert_eq(dio_submit_sync(ctx, v, &req), 0);
+	cr_assert_geq(req.nsegs, 1);
+	return segs[0].type;
+}
+
 /* The same of volume name. */
 static bool
 reads(const char *name, uint64_t c, uint32_t seed)
@@ -262,9 +275,11 @@ copy_adds(const struct tp_vol *v, uint64_t k)
  * a REF each, and every round adds o's chunks again as MAPs. Every
  * snapshot and write that succeeds leaves what a checkpoint would write
  * within the reserve (the test's own count); the first that fails does
- * so with ENOSPC, and not before its records would really not fit. After
- * it, checkpoints and flushes still succeed (never a checkpoint ENOSPC),
- * every volume reads what it should, and the pool checks clean.
+ * so with ENOSPC, and not before its records would really not fit; the
+ * chunk a refused write went to was reported with HOLE set before it
+ * (NBD: no ENOSPC on an extent reported allocated). After it, checkpoints
+ * and flushes still succeed (never a checkpoint ENOSPC), every volume
+ * reads what it should, and the pool checks clean.
  */
 Test(pool_reserve, copies_and_snapshots_that_would_not_fit_fail_with_enospc, .init = setup,
      .fini = teardown)
@@ -272,7 +287,8 @@ Test(pool_reserve, copies_and_snapshots_that_would_not_fit_fail_with_enospc, .in
 	uint64_t x = RLEAVES * TP_LEAF, adds = 0, n = 0;
 	const char *refused = NULL;
 	struct dio_volume *o;
-	int r, k = 0, ret = 0;
+	int r, k = 0, ret = 0, holes = 0;
+	uint32_t seg = 0;
 	char name[16];
 
 	cr_assert_eq(dio_tpool_volume_create(pool, "o", x * CS), 0);
@@ -295,6 +311,8 @@ Test(pool_reserve, copies_and_snapshots_that_would_not_fit_fail_with_enospc, .in
 			pthread_mutex_lock(&pool->lock);
 			adds = copy_adds(tp_vol_by_name(pool, "o"), (uint64_t)k);
 			pthread_mutex_unlock(&pool->lock);
+			seg = seg_of(o, (uint64_t)k * TP_LEAF);
+			holes += seg == DIO_SEG_UNRESERVED;
 			ret = wr(o, (uint64_t)k * TP_LEAF, 10 + (uint32_t)r);
 			if (ret) {
 				refused = "write";
@@ -315,6 +333,10 @@ Test(pool_reserve, copies_and_snapshots_that_would_not_fit_fail_with_enospc, .in
 		    "for a reserve of %llu", refused, r, k, (unsigned long long)n,
 		    (unsigned long long)adds, (unsigned long long)pool->sb.nr_chunks);
 	cr_assert_gt(n + adds, pool->sb.nr_chunks, "refused with room for it: early");
+	if (strcmp(refused, "write") == 0)
+		cr_assert_eq(seg, DIO_SEG_UNRESERVED, "ENOSPC on a shared chunk block status "
+			     "reported allocated (type %u)", seg);
+	cr_log_info("%d writes to shared chunks reported with HOLE set before them", holes);
 	/* still refused; the rest goes on */
 	if (strcmp(refused, "write") == 0)
 		cr_assert_eq(wr(o, (uint64_t)k * TP_LEAF, 10 + (uint32_t)r), -ENOSPC);
