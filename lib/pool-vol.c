@@ -629,9 +629,30 @@ tpv_prep_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, u
 	return -EINVAL;
 }
 
-/* Clear the written bits of whole sub-blocks of [pos, pos+len); free emptied chunks. */
+/* A TRIM left undone for want of metadata room: said at most once a minute. */
+static void
+tpv_trim_skipped(struct dio_tpool *p, uint64_t pos, uint64_t len)
+{
+	uint64_t now = dio_now_ns();
+
+	p->trim_skips++;
+	if (p->trim_skip_ns && now - p->trim_skip_ns < 60 * 1000000000ull)
+		return;
+	p->trim_skip_ns = now;
+	dio_log(DIO_LOG_WARN, "pool %s: a TRIM of %" PRIu64 " bytes at %" PRIu64 " left undone"
+		" (%" PRIu64 " so far): the metadata reserve has no room to copy the map a snapshot"
+		" shares; the data stays, the space is not given back", p->path, len, pos,
+		p->trim_skips);
+}
+
+/*
+ * Clear the written bits of whole sub-blocks of [pos, pos+len); free
+ * emptied chunks. A TRIM (trim) that meets a shared leaf the metadata
+ * reserve cannot copy stops there and succeeds: the NBD spec lets a server
+ * ignore a TRIM, and the data stays readable; a zeroing must fail instead.
+ */
 static int
-tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
+tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len, bool trim)
 {
 	struct dio_tpool *p = dv->pool;
 	struct tp_vol *v = dv->tv;
@@ -652,6 +673,10 @@ tpv_unmap(struct tp_dvol *dv, uint64_t pos, uint64_t len)
 			/* A shared leaf: this volume's own copy changes, the chunk stays. */
 			if ((bits || !e->bits) && !(e = tp_ment_w(p, v, l, false))) {
 				ret = -errno;
+				if (trim && ret == -ENOSPC) {
+					tpv_trim_skipped(p, a, b - a);
+					ret = 0;
+				}
 				break;
 			}
 			if (bits) {
@@ -692,7 +717,7 @@ tpv_end_meta(struct dio_volume *vol, enum dio_meta_op op, unsigned int flags, ui
 			p->flush_done = id;
 		ret = p->readonly ? 0 : tp_commit_unlocked(p, false);
 	} else if (op == DIO_META_TRIM || op == DIO_META_ZERO) {
-		ret = tpv_unmap(to_dv(vol), pos, len);
+		ret = tpv_unmap(to_dv(vol), pos, len, op == DIO_META_TRIM);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return ret;

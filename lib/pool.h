@@ -410,6 +410,7 @@ struct dio_tpool {
 	uint64_t meta_credit;
 	uint64_t meta_need, meta_ask;	/* the last refusal's count and ask, for the log */
 	uint64_t meta_report_ns;	/* block status's last exact count (tpv_cow_meta_room) */
+	uint64_t trim_skip_ns, trim_skips;	/* TRIMs left undone for it (tpv_trim_skipped) */
 	bool meta_guard;
 	uint64_t cow_chunks;		/* chunks copied for writes to shared ones */
 	/* a volume's writers drained while a snapshot of it waits (CLOCK_MONOTONIC) */

@@ -277,7 +277,8 @@ copy_adds(const struct tp_vol *v, uint64_t k)
  * within the reserve (the test's own count); the first that fails does
  * so with ENOSPC, and not before its records would really not fit; the
  * chunk a refused write went to was reported with HOLE set before it
- * (NBD: no ENOSPC on an extent reported allocated). After it, checkpoints
+ * (NBD: no ENOSPC on an extent reported allocated), a TRIM there is left
+ * undone and succeeds, a zeroing fails with ENOSPC. After it, checkpoints
  * and flushes still succeed (never a checkpoint ENOSPC), every volume
  * reads what it should, and the pool checks clean.
  */
@@ -338,8 +339,17 @@ Test(pool_reserve, copies_and_snapshots_that_would_not_fit_fail_with_enospc, .in
 			     "reported allocated (type %u)", seg);
 	cr_log_info("%d writes to shared chunks reported with HOLE set before them", holes);
 	/* still refused; the rest goes on */
-	if (strcmp(refused, "write") == 0)
-		cr_assert_eq(wr(o, (uint64_t)k * TP_LEAF, 10 + (uint32_t)r), -ENOSPC);
+	if (strcmp(refused, "write") == 0) {
+		uint64_t c = (uint64_t)k * TP_LEAF;
+
+		cr_assert_eq(wr(o, c, 10 + (uint32_t)r), -ENOSPC);
+		/* a TRIM there is left undone, not failed (NBD lets a server ignore it) */
+		cr_assert_eq(test_io(ctx, o, DIO_REQ_TRIM, 0, c * CS, WS, NULL), 0,
+			     "a TRIM of a shared leaf the reserve cannot copy");
+		cr_assert_eq(test_io(ctx, o, DIO_REQ_ZERO, 0, c * CS, WS, NULL), -ENOSPC,
+			     "a zeroing of a shared leaf the reserve cannot copy");
+		cr_assert(reads_v(o, c, 10 + (uint32_t)r - 1), "the data the TRIM left");
+	}
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(test_io(ctx, o, DIO_REQ_FLUSH, 0, 0, 0, NULL), 0, "flush %d", i);
 		cr_assert_eq(dio_tpool_checkpoint(pool), 0, "checkpoint %d", i);
