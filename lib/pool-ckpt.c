@@ -307,9 +307,7 @@ tp_checkpoint(struct dio_tpool *p)
 			for (uint32_t j = 0; v->leaf[k] && j < TP_LEAF; j++)
 				v->leaf[k]->e[j].dbits = v->leaf[k]->e[j].bits;
 	}
-	if (p->npend)
-		tp_pfree_durable(p, p->pend[p->npend - 1].serial);
-	tp_pfree_durable(p, p->serial);
+	tp_pfree_durable(p, p->serial);	/* every record up to now is in it */
 	p->npend = 0;
 	p->dirty = false;
 	p->journal_gap = false;	/* the tail is past every stale sequence */

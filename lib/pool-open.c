@@ -115,7 +115,6 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 	int ok[2], order[2], ret = -ENOMEM;
 	struct dio_tpool *p = calloc(1, sizeof(*p));
 	unsigned int nblocks;
-	struct stat st;
 	pthread_condattr_t ca;
 
 	err[0] = 0;
@@ -208,8 +207,6 @@ tp_load(const char *path, const struct dio_tpool_opts *opts, bool check, struct 
 		goto fail;
 	tp_derive(p);
 	p->lbs = p->sb.lbs;
-	if (fstat(p->fd, &st) == 0 && !direct && p->lbs > 512)
-		p->lbs = p->sb.lbs;	/* buffered: any block size works; keep the pool's */
 	if (p->sb.sub_size < p->lbs) {
 		ret = -EINVAL;
 		snprintf(err, errlen, "sub-block %u smaller than the device block %u",

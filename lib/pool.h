@@ -6,8 +6,14 @@
  *   pool-journal.c records, commit (group of safe records), replay
  *   pool-ckpt.c    checkpoints: write copy-on-write, load and verify
  *   pool-open.c    open/recovery, close, volume operations, info
+ *   pool-commit.c  the commit thread: group commit, discards off the lock
+ *   pool-snap.c    snapshots and clones (drain the origin, commit, share)
+ *   pool-reclaim.c the background reclaim of deleted and ghost maps
+ *   pool-diff.c    changed chunks between a snapshot and now (diff, dirty bitmap)
+ *   pool-inspect.c info, list and dump
  *   pool-check.c   the checker
  *   pool-vol.c     the dio_volume backend: map_begin/map_end/prep_meta
+ * docs/pool-internals.md is the guide to all of it.
  *
  * On disk, little-endian (stage 1 writes host order and refuses to build
  * on big-endian hosts), 4 KiB metadata blocks:
@@ -370,8 +376,10 @@ struct tp_pfree {
 
 /*
  * The pool. Lock order: lock, then nothing (dio_log only). lock guards
- * every field below it, the volumes and their maps, and every metadata
- * I/O (stage 1 does it synchronously under lock).
+ * every field below it and the volumes and their maps. Checkpoints and
+ * synchronous copies still do their metadata I/O under it; a commit's
+ * flush and journal write, snapshot flushes and background discards drop
+ * it (commit_busy and the flush ids keep them in order).
  */
 struct dio_tpool {
 	char *path;

@@ -295,8 +295,9 @@ Test(pool_journal, blocks_past_a_damaged_one_stay_hidden, .init = setup, .fini =
 }
 
 /*
- * Replay reads the ring a window (64 blocks) at a time: a replay longer
- * than a window, running over the ring's end, still takes every block.
+ * A replay of more than 64 blocks (replay once read the ring 64 blocks at
+ * a time; it reads every block now, for the stale-block check) running
+ * over the ring's end still takes every block.
  */
 Test(pool_journal, replay_across_read_windows_and_the_ring_end, .fini = teardown)
 {
