@@ -65,3 +65,20 @@ test_pool_free_chunks(struct dio_tpool *pool)
 	dio_tpool_get_info(pool, &i);
 	return i.free_chunks;
 }
+
+static void
+check_report(void *priv, int sev, const char *msg)
+{
+	(void)priv;
+	cr_log_info("check (%d): %s", sev, msg);
+}
+
+void
+test_pool_check_clean(const char *path, const struct dio_tpool_opts *opts)
+{
+	struct dio_tpool_check_result res;
+
+	cr_assert_eq(dio_tpool_check(path, opts, check_report, NULL, &res), 0);
+	cr_assert_eq(res.problems, 0, "check: %u problems", res.problems);
+	cr_assert_eq(res.leaks, 0, "check: %u leaks", res.leaks);
+}

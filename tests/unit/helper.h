@@ -58,6 +58,8 @@ void test_pool_remove(struct dio_tpool *pool, char *path);
 struct dio_tpool_vol_info test_pool_vol_info(struct dio_tpool *pool, const char *name);
 /* The chunks pool has free now. */
 uint64_t test_pool_free_chunks(struct dio_tpool *pool);
+/* The pool at path (closed) checks clean: no problem, no leak; findings logged. */
+void test_pool_check_clean(const char *path, const struct dio_tpool_opts *opts);
 
 #endif
 

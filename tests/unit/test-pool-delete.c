@@ -245,22 +245,11 @@ verify(const char *name, uint64_t off, uint64_t len, uint32_t seed)
 	io_span(name, off, len, seed, false);
 }
 
-static void
-report(void *priv, int sev, const char *msg)
-{
-	(void)priv;
-	cr_log_info("check (%d): %s", sev, msg);
-}
-
 /* The pool at path (closed) checks clean: no problem, no leak. */
 static void
 check_clean(void)
 {
-	struct dio_tpool_check_result res;
-
-	cr_assert_eq(dio_tpool_check(path, &opts, report, NULL, &res), 0);
-	cr_assert_eq(res.problems, 0, "check: %u problems", res.problems);
-	cr_assert_eq(res.leaks, 0, "check: %u leaks", res.leaks);
+	test_pool_check_clean(path, &opts);
 }
 
 static bool

@@ -52,26 +52,15 @@ teardown(void)
 	free(buf);
 }
 
-static void
-report(void *priv, int sev, const char *msg)
-{
-	(void)priv;
-	cr_log_info("check (%d): %s", sev, msg);
-}
-
 /* Close the pool, check it clean (no problem, no leak), open it again. */
 static void
 check_reopen(void)
 {
-	struct dio_tpool_check_result res;
-
 	dio_tpool_close(pool);
 	pool = NULL;
 	dio_ctx_destroy(ctx);	/* io_uring's fixed files hold the pool's lock */
 	ctx = test_ctx_create(NULL, NULL);
-	cr_assert_eq(dio_tpool_check(path, &opts, report, NULL, &res), 0);
-	cr_assert_eq(res.problems, 0, "check: %u problems", res.problems);
-	cr_assert_eq(res.leaks, 0, "check: %u leaks", res.leaks);
+	test_pool_check_clean(path, &opts);
 	pool = test_pool_open(path, &opts);
 }
 

@@ -97,15 +97,11 @@ free_chunks(void)
 static void
 check_clean(void)
 {
-	struct dio_tpool_check_result res;
-
 	dio_tpool_close(pool);
 	pool = NULL;
 	dio_ctx_destroy(ctx);
 	ctx = test_ctx_create(NULL, NULL);
-	cr_assert_eq(dio_tpool_check(path, &opts, NULL, NULL, &res), 0);
-	cr_assert_eq(res.problems, 0);
-	cr_assert_eq(res.leaks, 0);
+	test_pool_check_clean(path, &opts);
 	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
 }
 

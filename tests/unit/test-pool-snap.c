@@ -208,26 +208,15 @@ crash_reopen(void)
 	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
 }
 
-static void
-report(void *priv, int sev, const char *msg)
-{
-	if (sev)
-		cr_log_error("check: %s", msg);
-}
-
 /* Closed cleanly (a checkpoint), checked (no problem, no leak), reopened. */
 static void
 check_reopen(void)
 {
-	struct dio_tpool_check_result res;
-
 	close_all();
 	dio_tpool_close(pool);
 	dio_ctx_destroy(ctx);
 	ctx = test_ctx_create(NULL, NULL);
-	cr_assert_eq(dio_tpool_check(path, &opts, report, NULL, &res), 0);
-	cr_assert_eq(res.problems, 0, "check finds problems");
-	cr_assert_eq(res.leaks, 0, "check finds leaks");
+	test_pool_check_clean(path, &opts);
 	cr_assert_eq(dio_tpool_open(path, &opts, &pool), 0, "%s", errbuf);
 }
 
