@@ -215,11 +215,26 @@ static void
 raw_put(struct conn *c, uint16_t flags, int type, uint64_t cookie, uint64_t off, uint32_t len,
 	const void *data)
 {
-	char *h = c->out + c->out_len;
 	uint32_t magic = htobe32(NBD_REQUEST_MAGIC), blen = htobe32(len);
 	uint16_t bflags = htobe16(flags), btype = htobe16((uint16_t)type);
 	uint64_t bcookie = htobe64(cookie), boff = htobe64(off);
+	char *h;
 
+	/*
+	 * What is left of the output belongs to requests in flight, so with it
+	 * moved to the front a request more always fits (out_cap: one of each
+	 * slot); a socket that took part of a large batch leaves such a tail.
+	 */
+	if (c->out_off) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	if (c->out_len + NBD_REQ_LEN + (data ? len : 0) > c->out_cap) {
+		fprintf(stderr, "nbd-load: -R: output overflow (a bug)\n");
+		abort();
+	}
+	h = c->out + c->out_len;
 	memcpy(h, &magic, 4);
 	memcpy(h + 4, &bflags, 2);
 	memcpy(h + 6, &btype, 2);
