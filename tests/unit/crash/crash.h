@@ -177,7 +177,8 @@ struct step {
 	 * way, the pool lock dropped), so before its point: the operation
 	 * counts as submitted after them.
 	 */
-	bool fua;
+	bool fua;		/* X, V: runs beside the data steps after it marked
+				 * par, during a commit (late_derive, run.c) */
 	bool par;		/* in flight together with the step before */
 };
 
@@ -205,11 +206,18 @@ struct rec_state {
 };
 extern struct rec_state rec;
 
-/* A snapshot or clone whose origin's writes complete during its first flush (step.fua). */
+/*
+ * Work done during a volume operation's first device flush (under way,
+ * the pool lock dropped): a snapshot's or clone's origin writes complete
+ * (S or K with step.fua), or, when under is set, it runs instead: a
+ * delete or revert (X or V with step.fua) starts, then the data steps
+ * after it in its batch are submitted.
+ */
 struct late_derive {
 	bool on;
 	struct dio_ctx *ctx;
 	int vol, r;		/* the origin, the operation's request */
+	void (*under)(void);
 };
 extern struct late_derive late;
 

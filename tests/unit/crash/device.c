@@ -378,7 +378,11 @@ rec_fsync(void *priv, int fd)
 
 	if (rec_fails())
 		return -EIO;
-	if (late.on) {
+	if (late.on && late.under) {
+		/* submitted while it is under way: they see its records, not yet durable */
+		late.on = false;
+		late.under();
+	} else if (late.on) {
 		/* started before they complete: this flush covers none of them */
 		late.on = false;
 		drain(late.ctx, late.vol, false);

@@ -310,13 +310,107 @@ open_logged(unsigned int commit_ms)
 	return p;
 }
 
+/* Data step j of wl submitted (a FLUSH, WRITE, TRIM or ZERO), logged in rq. */
+static void
+submit_data(struct dio_tpool *p, struct dio_volume **vols, struct dio_ctx *ctx,
+	    const struct workload *wl, int j)
+{
+	static const uint8_t reqop[] = { DIO_REQ_WRITE, DIO_REQ_FLUSH, DIO_REQ_TRIM, DIO_REQ_ZERO };
+	const struct step *s = &wl->s[j];
+	struct rreq *r = &rq.r[rq.nr++];
+	int ret;
+
+	*r = (struct rreq){ .s = *s, .seq = (uint64_t)j + 1 };
+	r->sub = dl.ev++;
+	r->buf = test_alloc((size_t)s->nsec * SEC);
+	for (uint32_t k = 0; k < s->nsec; k++)
+		payload(r->buf + k * SEC, s->vol, s->sec + k, r->seq);
+	r->req = (struct dio_req){ .op = reqop[s->op],
+				   .flags = s->fua ? DIO_REQ_FUA : 0,
+				   .pos = (uint64_t)s->sec * SEC,
+				   .len = (uint64_t)s->nsec * SEC,
+				   .buf = s->op == OP_WRITE ? r->buf : NULL,
+				   .done = req_done, .priv = r };
+	if (s->op == OP_FLUSH)
+		r->req.pos = r->req.len = 0;
+	r->done = -1;
+	ret = req_volume(p, vols, s->op == OP_FLUSH ? -1 : s->vol);
+	if (ret >= 0) {
+		r->on = ret;
+		if (s->op != OP_FLUSH)	/* a wide volume's second half: voff */
+			r->req.pos = voff(vols[ret]->size, s->sec);
+		ret = dio_submit(ctx, vols[ret], &r->req);
+	}
+	if (ret < 0) {
+		r->ret = ret;
+		r->done = dl.ev++;
+	}
+}
+
+/*
+ * A delete or revert beside writers (X or V with step.fua): it runs in a thread of its
+ * own, started during the next device flush under way without the pool
+ * lock (a FUA write's commit). It drops its maps and waits for that
+ * commit; then the data steps after it in its batch are submitted, and
+ * map with its record not yet durable, as writes do beside a delete in
+ * the server. Armed by run_workload, run by rec_fsync (late.under).
+ */
+static struct {
+	bool started;
+	int finished;		/* the thread's vol_op returned (atomic) */
+	pthread_t t;
+	struct dio_tpool *p;
+	struct dio_volume **vols;
+	struct dio_ctx *ctx;
+	const struct workload *wl;
+	int r, from, to;
+} under;
+
+static void *
+under_op(void *arg)
+{
+	struct rreq *r = &rq.r[under.r];
+	int ret = vol_op(under.p, under.vols, &r->s);
+
+	(void)arg;
+	r->ret = ret;
+	log_event(&dl, &r->done);
+	__atomic_store_n(&under.finished, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void
+submit_under(void)
+{
+	uint64_t serial;
+
+	pthread_mutex_lock(&under.p->lock);
+	serial = under.p->serial;
+	pthread_mutex_unlock(&under.p->lock);
+	log_event(&dl, &rq.r[under.r].sub);
+	need(pthread_create(&under.t, NULL, under_op, NULL) == 0, "volume op thread");
+	under.started = true;
+	/* its record appended: it holds the lock from before that to its wait for the commit */
+	for (;;) {
+		bool appended;
+
+		pthread_mutex_lock(&under.p->lock);
+		appended = under.p->serial > serial;
+		pthread_mutex_unlock(&under.p->lock);
+		if (appended || __atomic_load_n(&under.finished, __ATOMIC_ACQUIRE))
+			break;
+		usleep(100);
+	}
+	for (int j = under.from; j < under.to; j++)
+		submit_data(under.p, under.vols, under.ctx, under.wl, j);
+}
+
 void
 run_workload(const struct workload *wl)
 {
 	struct dio_volume *vols[NSLOT] = { NULL };
 	struct dio_tpool *p = open_logged(0);
 	struct dio_ctx *ctx = rec_ctx(wl->order);
-	int ret;
 
 	need(dio_tpool_volume_open(p, "v0", &vols[0]) == 0, "v0");
 	need(dio_tpool_volume_open(p, "v1", &vols[1]) == 0, "v1");
@@ -330,26 +424,36 @@ run_workload(const struct workload *wl)
 		 */
 		do {
 			const struct step *s = &wl->s[j];
-			struct rreq *r = &rq.r[rq.nr++];
-			static const uint8_t reqop[] = { DIO_REQ_WRITE, DIO_REQ_FLUSH, DIO_REQ_TRIM,
-							 DIO_REQ_ZERO };
 
-			*r = (struct rreq){ .s = *s, .seq = (uint64_t)j + 1 };
 			if (j == wl->fail_step && wl->fail_from) {
 				rec.fail_from = wl->fail_from;
 				rec.nops = 0;
 			}
 			if (s->op >= OP_VCREATE) {
+				struct rreq *r = &rq.r[rq.nr++];
+
+				*r = (struct rreq){ .s = *s, .seq = (uint64_t)j + 1 };
 				/*
 				 * Writes in flight on the volume would make a snapshot
 				 * wait (2 s), then refuse, and a delete refuse: they
 				 * complete first, before the operation is submitted.
 				 */
 				if (is_derive(s->op) && s->fua)
-					late = (typeof(late)){ true, ctx, s->vol, rq.nr - 1 };
+					late = (typeof(late)){ true, ctx, s->vol, rq.nr - 1, NULL };
 				else if (s->op >= OP_SNAP)
 					drain(ctx, s->vol, s->op == OP_DEL || s->op == OP_REVERT ||
 						       s->op == OP_VSIZE);
+				if ((s->op == OP_DEL || s->op == OP_REVERT) && s->fua) {
+					/* it and the data steps after it in its batch: during a commit */
+					under = (typeof(under)){ .p = p, .vols = vols, .ctx = ctx, .wl = wl,
+								 .r = rq.nr - 1, .from = j + 1, .to = j + 1 };
+					while (under.to < wl->n && wl->s[under.to].par &&
+					       wl->s[under.to].op < OP_VCREATE)
+						under.to++;
+					late = (typeof(late)){ true, ctx, s->vol, rq.nr - 1, submit_under };
+					j = under.to;
+					continue;
+				}
 				r->sub = dl.ev++;
 				r->ret = vol_op(p, vols, s);
 				late.on = false;
@@ -359,33 +463,19 @@ run_workload(const struct workload *wl)
 					break;
 				continue;
 			}
-			r->sub = dl.ev++;
-			r->buf = test_alloc((size_t)s->nsec * SEC);
-			for (uint32_t k = 0; k < s->nsec; k++)
-				payload(r->buf + k * SEC, s->vol, s->sec + k, r->seq);
-			r->req = (struct dio_req){ .op = reqop[s->op],
-						   .flags = s->fua ? DIO_REQ_FUA : 0,
-						   .pos = (uint64_t)s->sec * SEC,
-						   .len = (uint64_t)s->nsec * SEC,
-						   .buf = s->op == OP_WRITE ? r->buf : NULL,
-						   .done = req_done, .priv = r };
-			if (s->op == OP_FLUSH)
-				r->req.pos = r->req.len = 0;
-			r->done = -1;
-			ret = req_volume(p, vols, s->op == OP_FLUSH ? -1 : s->vol);
-			if (ret >= 0) {
-				r->on = ret;
-				if (s->op != OP_FLUSH)	/* a wide volume's second half: voff */
-					r->req.pos = voff(vols[ret]->size, s->sec);
-				ret = dio_submit(ctx, vols[ret], &r->req);
-			}
-			if (ret < 0) {
-				r->ret = ret;
-				r->done = dl.ev++;
-			}
+			submit_data(p, vols, ctx, wl, j);
 			j++;
 		} while (j < wl->n && wl->s[j].par && (wl->s[j].op < OP_VCREATE || wl->s[j].op >= OP_SNAP));
 		drain(ctx, -1, true);
+		if (late.on && late.under) {
+			late.on = false;	/* no flush came: the operation, then its steps */
+			submit_under();
+			drain(ctx, -1, true);
+		}
+		if (under.started) {
+			pthread_join(under.t, NULL);
+			under.started = false;
+		}
 		i = j;
 	}
 	rec.on = false;
