@@ -153,10 +153,20 @@ unshare_durable(struct dio_tpool *p, uint64_t serial)
 }
 
 /*
+ * Record serial is not durable yet: replay (TP_NO_RELEASE) has only
+ * durable records, serial 0 is none, and pend holds the records not yet
+ * committed, oldest first.
+ */
+static bool
+serial_pending(const struct dio_tpool *p, uint64_t serial)
+{
+	return serial && serial != TP_NO_RELEASE && p->npend && p->pend[0].serial <= serial;
+}
+
+/*
  * Space map entry of chunk c down by one; the last reference frees it
  * (see tp_ent_unmap). When one is left and record serial is not durable,
- * the chunk is unsharing (pool.h): replay (TP_NO_RELEASE) has only durable
- * records, and serial 0 frees now.
+ * the chunk is unsharing (pool.h).
  */
 static void
 space_drop(struct dio_tpool *p, uint64_t c, uint64_t serial)
@@ -167,7 +177,7 @@ space_drop(struct dio_tpool *p, uint64_t c, uint64_t serial)
 	if (--p->space[c] == 0) {
 		if (serial != TP_NO_RELEASE)
 			tp_chunk_release(p, c, serial);
-	} else if (serial && serial != TP_NO_RELEASE && p->npend && p->pend[0].serial <= serial) {
+	} else if (serial_pending(p, serial)) {
 		unshare_pending(p, c, serial);
 	}
 }
@@ -185,12 +195,24 @@ tp_ent_unmap(struct dio_tpool *p, struct tp_vol *v, uint64_t l, struct tp_ment *
 	space_drop(p, c, serial);
 }
 
-/* Drop one reference to leaf lf; the last one drops its chunks' (serial: see tp_ent_unmap). */
+/*
+ * Drop one reference to leaf lf; the last one drops its chunks' (serial:
+ * see tp_ent_unmap). When others are left, the chunks' space entries do
+ * not change (a leaf counts once), yet the holders left may map them
+ * alone now: until record serial is durable the durable maps still have
+ * this reference, so its chunks are unsharing as in space_drop.
+ */
 static void
 leaf_put(struct dio_tpool *p, struct tp_leaf *lf, uint64_t serial)
 {
-	if (!lf || --lf->refs)
+	if (!lf)
 		return;
+	if (--lf->refs) {
+		for (uint32_t k = 0; p && serial_pending(p, serial) && k < TP_LEAF; k++)
+			if (lf->e[k].p1)
+				unshare_pending(p, lf->e[k].p1 - 1, serial);
+		return;
+	}
 	for (uint32_t k = 0; p && k < TP_LEAF; k++)
 		if (lf->e[k].p1)
 			space_drop(p, lf->e[k].p1 - 1, serial);

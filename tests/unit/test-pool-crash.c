@@ -58,8 +58,10 @@ teardown(void)
 #define CLP(o, t) { OP_CLONE, o, 0, t, false, true }
 #define DL(v) { OP_DEL, v, 0, 0, false, false }
 #define DLP(v) { OP_DEL, v, 0, 0, false, true }
+#define DLU(v) { OP_DEL, v, 0, 0, true, true }	/* beside writers: run_workload */
 #define RV(v, snap) { OP_REVERT, v, 0, snap, false, false }
 #define RVP(v, snap) { OP_REVERT, v, 0, snap, false, true }
+#define RVU(v, snap) { OP_REVERT, v, 0, snap, true, true }	/* beside writers */
 #define VS(v, chunks) { OP_VSIZE, v, 0, chunks, false, false }
 
 /*
@@ -569,6 +571,38 @@ Test(pool_crash, trim_then_origin_writes_in_place, .init = setup, .fini = teardo
 					 W(0, 1, 1, false), FL };
 
 	check_hand(s, 6, "trim-then-origin-in-place");
+}
+
+/*
+ * Found by threaded_snapshots_of_written_volumes (seed 9): a snapshot of
+ * v1 shares v1's map leaves. Its delete drops its reference to them in
+ * memory, then commits; a write to v1 made meanwhile found the leaf and
+ * the chunk v1's alone and wrote it in place. A crash before the delete
+ * is durable brings the snapshot back, reading that write (here v3
+ * sector 17 reads request 5's bytes). Until then the chunks of a leaf
+ * that lost a reference are unsharing, as a chunk's are (leaf_put).
+ */
+Test(pool_crash, delete_then_origin_writes_in_place, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(1, 8, 10, true), SN(1, 3), W(0, 0, 2, false),
+					 W(0, 3, 2, true), DLU(3), WP(1, 17, 1, false), FL };
+
+	check_hand(s, 7, "delete-then-origin-in-place");
+}
+
+/*
+ * The same with a revert: v0's leaf after its snapshot v3 (chunk 3 its
+ * alone) is shared with its clone v4; reverting v0 to v3 drops v0's
+ * reference to it, and v4's write made meanwhile must go to a copy, or
+ * a crash before the revert is durable shows it in v0.
+ */
+Test(pool_crash, revert_then_clone_writes_in_place, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { W(0, 8, 10, true), SN(0, 3), W(0, 24, 2, true), CL(0, 4),
+					 W(1, 0, 2, false), W(1, 3, 2, true), RVU(0, 3),
+					 WP(4, 25, 1, false), FL };
+
+	check_hand(s, 9, "revert-then-clone-in-place");
 }
 
 /* Fail every device op from the Nth on, in pool create. */
