@@ -253,20 +253,43 @@ fault_deliver(struct fault_engine *f, struct fault_io *fio)
 	return n;
 }
 
+/* Whether the gate lets completions through; with wait, sleep until it does. */
+static bool
+fault_gate_pass(struct fault_engine *f, bool wait)
+{
+	struct dio_fault_gate *g = f->opts.gate;
+	bool open;
+
+	if (!g)
+		return true;
+	pthread_mutex_lock(&g->m);
+	if (!g->open && wait) {
+		g->waiting++;
+		pthread_cond_broadcast(&g->cond);
+		while (!g->open)
+			pthread_cond_wait(&g->cond, &g->m);
+		g->waiting--;
+	}
+	open = g->open;
+	pthread_mutex_unlock(&g->m);
+	return open;
+}
+
 /* Reap inner, age held completions and deliver the due ones. */
 static int
 fault_reap(struct dio_engine *e, bool wait)
 {
 	struct fault_engine *f = to_fault(e);
-	int n, ret;
+	int n = 0, ret;
 
 	ret = f->inner->ops->reap(f->inner, false);
 	if (ret < 0)
 		return ret;
-	n = fault_deliver(f, fault_take_due(f, false));
+	if (fault_gate_pass(f, false))
+		n = fault_deliver(f, fault_take_due(f, false));
 	while (wait && n == 0 && e->inflight > 0) {
 		/* holding completions: deliver them rather than block on inner */
-		if (f->held_head) {
+		if (f->held_head && fault_gate_pass(f, true)) {
 			n = fault_deliver(f, fault_take_due(f, true));
 			break;
 		}

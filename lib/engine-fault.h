@@ -7,6 +7,7 @@
 #ifndef DIO_ENGINE_FAULT_H
 #define DIO_ENGINE_FAULT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -16,6 +17,19 @@
  * Operations are numbered from 1 in queue order, counting only those whose
  * op matches op_mask (bit 1 << DIO_IO_*; 0 = every op).
  */
+/*
+ * A gate another thread holds completions at: while closed, none is
+ * delivered, and a reap that would wait counts itself in waiting (and
+ * broadcasts cond) and sleeps until it opens. Set open and broadcast
+ * cond under m to let them through.
+ */
+struct dio_fault_gate {
+	pthread_mutex_t m;
+	pthread_cond_t cond;
+	bool open;
+	unsigned int waiting;
+};
+
 struct dio_fault_opts {
 	unsigned int op_mask;
 	uint64_t fail_nth;	/* fail op number N (0 = never) ... */
@@ -25,6 +39,7 @@ struct dio_fault_opts {
 	uint32_t short_len;	/* ... to this many bytes (aligned) */
 	unsigned int delay_reaps; /* hold each completion for this many reaps */
 	bool reorder;		/* deliver each batch of completions in reverse */
+	struct dio_fault_gate *gate;	/* completions wait for it to open (NULL: none) */
 };
 
 /* Counters kept by the fault wrapper. */
