@@ -532,6 +532,40 @@ wb_due(struct dio_cache *c, uint64_t now)
 	return false;
 }
 
+/*
+ * The blocks of req's range still dirty after its writeback: their unit
+ * changed while it was written (wb_write_end keeps them dirty, maybe with
+ * bytes older than req), or a WRITE dirtied them again. req's bytes go
+ * into them, and they stay dirty: the cache never reads, nor writes back
+ * later, bytes older than the write-through over them. Under c->lock;
+ * 0 or -ENOMEM.
+ */
+static int
+wb_wt_merge(struct dio_cache *c, const struct dio_req *req)
+{
+	uint64_t pos = req->pos, end = pos + req->len, p, e;
+	const uint8_t *buf = req->buf;
+
+	if (!c->ndirty)
+		return 0;
+	for (p = pos; p < end; p = e) {
+		uint64_t bp = p / c->bs * c->bs, be = blk_end(c, bp);
+		uint64_t bit = 1ull << ((bp & (CU_SIZE - 1)) / c->bs);
+		struct cunit *u = cu_find(c, bp >> CU_SHIFT);
+		uint8_t *data;
+
+		e = be < end ? be : end;
+		if (!u || !(u->dirty & bit))
+			continue;
+		data = cu_wdata(c, u, bit);
+		if (!data)
+			return -ENOMEM;
+		memcpy(data + (p & (CU_SIZE - 1)), buf + (p - pos), e - p);
+		u->seq++;
+	}
+	return 0;
+}
+
 /* Run a queued write-through on the writeback thread, after the dirty blocks of its range. */
 static int
 wb_do_wt(struct dio_cache *c, const struct dio_req *req)
@@ -544,6 +578,11 @@ wb_do_wt(struct dio_cache *c, const struct dio_req *req)
 	if (ret < 0)
 		return ret;	/* the older data could not go first */
 	pthread_mutex_lock(&c->lock);
+	ret = wb_wt_merge(c, req);
+	if (ret < 0) {
+		pthread_mutex_unlock(&c->lock);
+		return ret;
+	}
 	cache_wt_begin(c, req->pos, end);
 	pthread_mutex_unlock(&c->lock);
 	cache_wt_req(&d, req);

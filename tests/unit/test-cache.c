@@ -160,6 +160,56 @@ Test(cache, fua_over_dirty_blocks_is_not_overtaken_by_their_writeback)
 	cr_assert(file_holds(12 * KiB, 52 * KiB, 4));
 }
 
+static void
+wt_done(struct dio_req *d, int ret)
+{
+	int *res = d->priv;
+
+	*res = ret;
+}
+
+/*
+ * The writeback a write-through waits for leaves its block dirty when the
+ * block's unit changed meanwhile (here: another block of it written), and
+ * the old bytes must not outlive the write-through: not read from the
+ * cache, and not written back over it at the next FLUSH. The failure
+ * this is against: test-server-cache read the old bytes after FLUSHes.
+ */
+Test(cache, a_writethrough_over_a_block_whose_writeback_was_overtaken)
+{
+	struct dio_fault_gate gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+	struct dio_cache_writer w = { 0 };
+	uint8_t *b = test_alloc(8 * KiB);
+	int res = 1;
+	struct dio_req d = { .op = DIO_REQ_WRITE, .flags = DIO_REQ_FUA, .pos = 0, .len = 8 * KiB,
+			     .buf = b, .done = wt_done, .priv = &res };
+
+	write_pattern(0, 4 * KiB, 6, 0, &w);		/* dirty */
+	test_pattern(b, 8 * KiB, 0, 7);
+	fault_plan(&(struct dio_fault_opts){ .gate = &gate });
+	/* over the dirty block: queued behind its writeback, which the gate holds */
+	cr_assert_eq(dio_submit(ctx, cvol, &d), 0);
+	pthread_mutex_lock(&gate.m);
+	while (!gate.waiting)
+		pthread_cond_wait(&gate.cond, &gate.m);
+	pthread_mutex_unlock(&gate.m);
+	write_pattern(32 * KiB, 4 * KiB, 8, 0, &w);	/* its unit changes */
+	pthread_mutex_lock(&gate.m);
+	gate.open = true;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.m);
+	while (res == 1)
+		dio_ctx_reap(ctx, true);
+	cr_assert_eq(res, 0, "write-through: %s", strerror(-res));
+	fault_plan(NULL);
+	cr_assert(file_holds(0, 8 * KiB, 7));
+	cr_assert(cache_holds(0, 8 * KiB, 7), "the cache reads the old bytes of a written-through block");
+	cr_assert_eq(io(cvol, DIO_REQ_FLUSH, 0, 0, 0, NULL, &w), 0);
+	cr_assert(file_holds(0, 8 * KiB, 7), "writeback wrote old bytes over a write-through");
+	cr_assert(file_holds(32 * KiB, 4 * KiB, 8));
+	free(b);
+}
+
 Test(cache, reads_hit_after_a_miss_and_holes_take_no_memory)
 {
 	uint8_t *b = test_alloc(2 * MiB);
