@@ -29,7 +29,8 @@
  *
  * Prints one line of key=value pairs: iops, mbps, lat_p50_us .. lat_p999_us,
  * cpu_us_per_io (this process's user+system time per request), flushes,
- * errors.
+ * errors, ios (requests completed, FLUSHes aside) and secs (the run's
+ * length).
  * Exit 0, 1 on a failure (connection, request error), 2 on usage.
  */
 #include <endian.h>
@@ -707,8 +708,8 @@ main(int argc, char **argv)
 			seen += hist[i++];
 		printf(" lat_%s_us=%.1f", pname[p], i < HIST_N ? (double)hist_value(i) / 1e3 : 0.0);
 	}
-	printf(" cpu_us_per_io=%.2f flushes=%" PRIu64 " errors=%" PRIu64 "\n",
-	       ios ? cpu_us / (double)ios : 0.0, flushes, errors);
+	printf(" cpu_us_per_io=%.2f flushes=%" PRIu64 " errors=%" PRIu64 " ios=%" PRIu64
+	       " secs=%.3f\n", ios ? cpu_us / (double)ios : 0.0, flushes, errors, ios, elapsed);
 	for (i = 0; i < o.threads; i++)
 		for (unsigned int k = 0; k < workers[i].nconns; k++) {
 			if (o.raw)

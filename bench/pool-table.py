@@ -269,8 +269,10 @@ if snap_rows and os.path.exists(out + "/snap.txt"):
     print()
 
 print("medians of %d repetitions; peers alternate within each row (reverse order in even reps);"
-      "\nIOPS/MiB/s/latency: fio's write side (rd rows: read side), lat = submission to completion (fua-4k-qd1:"
-      " Python loop, call to return);"
+      "\nIOPS/MiB/s/latency: the client's writes (rd rows: reads), lat = submission to completion;"
+      " the client: fio, but for\nthe ow and fw rows on a server bench/nbd-load -R (run-pool.sh"
+      " --client raw, the default; its line in ROW.PEER.REP.fio.log)\nand fua-4k-qd1's"
+      " Python loop (call to return);"
       "\n/raw, /qcow2: the row's figure (IOPS; seq: MiB/s; fua: p50 latency, lower is better)"
       " over raw's and qcow2's;"
       "\nraw-copy (cow row): per slot a read and a write of a whole pool chunk of the raw file"

@@ -4,15 +4,23 @@
 # The thin pool measured (issue 10): dionbd serving a pool volume beside
 # the raw file on the same filesystem (fio io_uring, O_DIRECT: the ceiling)
 # and qemu-nbd serving qcow2 (plain, and with extended_l2=on), through the
-# same client (fio's nbd engine, Unix socket), N repetitions with the peers
+# same client for every server (Unix socket), N repetitions with the peers
 # alternating within each row, then a table of medians with the ratios to
 # raw and to qcow2, and the pool's metadata size and open time.
+#
+# The client: the 4 KiB QD32 write rows (ow, fw) go through
+# bench/nbd-load -R, which costs a server's neighbour 1-2 us of CPU a
+# request where fio's nbd engine (libnbd) costs 9-20 us on the same two
+# cores; with fio the client, not the server, set those rows (session 11).
+# --client fio puts them back on fio's nbd engine (and its --ramp); the
+# other rows always use fio. raw is fio io_uring on the file either way.
 #
 #   bench/run-pool.sh [--build DIR] [--size 1G] [--runtime 5] [--ramp 0.5]
 #                     [--reps 3] [--rows LIST] [--peers LIST] [--fua-ios 400]
 #                     [--meta-size 256M] [--limit 900] [--out DIR] [--strict]
 #                     [--pool-discard on|off] [--cow-size 4G] [--cow-min-ios 50000]
 #                     [--rd-size 256M] [--snaps 9] [--snap-chunks "1000 100000 1000000"]
+#                     [--client raw|fio]
 # (lists: words apart by spaces or commas, --rows cow-4k-qd32 --peers dionbd,raw,qcow2)
 #
 # Env (the flags win): DIO_BUILD (build dir, default ./build-rel, then
@@ -33,7 +41,8 @@
 # than 2 s), DIO_BENCH_RD_SIZE
 # (the volumes and images the rd rows read), DIO_BENCH_SNAPS
 # (snapshots per size in snap-create), DIO_BENCH_SNAP_CHUNKS (mapped 4 KiB
-# chunks of the volumes snap-create snapshots and vol-delete deletes).
+# chunks of the volumes snap-create snapshots and vol-delete deletes),
+# DIO_BENCH_CLIENT (raw or fio, as --client).
 # Rows: ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32
 #       rd-d1-4k-qd32 rd-d8-4k-qd32 (per peer, each repetition)
 #       snap-create vol-delete (dionbd only, once, on a second pool of
@@ -70,6 +79,7 @@ cow_min_ios=${DIO_BENCH_COW_MIN_IOS:-50000}
 rd_size=${DIO_BENCH_RD_SIZE:-256M}
 snaps=${DIO_BENCH_SNAPS:-9}
 snap_chunks=${DIO_BENCH_SNAP_CHUNKS:-1000 100000 1000000}
+client=${DIO_BENCH_CLIENT:-raw}
 out=
 strict=0
 
@@ -94,9 +104,10 @@ while [ $# -gt 0 ]; do
 	--snaps) snaps=$2; shift ;;
 	--snap-chunks) snap_chunks=$2; shift ;;
 	--limit) limit=$2; shift ;;
+	--client) client=$2; shift ;;
 	--out) out=$2; shift ;;
 	--strict) strict=1 ;;
-	-h|--help) sed -n '4,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,57p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 	shift
@@ -111,6 +122,7 @@ num='^[0-9]+([.][0-9]+)?$'
 [[ $fua_ios =~ ^[1-9][0-9]*$ ]] || die "--fua-ios takes a count >= 1"
 [[ $cow_min_ios =~ ^[1-9][0-9]*$ ]] || die "--cow-min-ios takes a count >= 1"
 [[ $snaps =~ ^[1-9][0-9]*$ ]] || die "--snaps takes a count >= 1"
+case $client in raw|fio) ;; *) die "--client takes raw or fio" ;; esac
 for n in $snap_chunks; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--snap-chunks takes counts >= 1"; done
 for r in $rows; do
 	case " $all_rows " in *" $r "*) ;; *) die "unknown row: $r (rows: $all_rows)" ;; esac
@@ -161,6 +173,10 @@ ptool() {
 	fi
 }
 snapbench=$build/bench/pool-snap-bench
+load=$build/bench/nbd-load
+if [ "$client" = raw ] && { has_row ow-4k-qd32 || has_row fw-4k-qd32; }; then
+	[ -x "$load" ] || die "$load is missing: cmake --build $build --target nbd-load (or --client fio)"
+fi
 ctltool=$build/server/dionbdctl
 if has_row snap-create || has_row vol-delete; then
 	[ -x "$snapbench" ] || die "$snapbench is missing: cmake --build $build --target pool-snap-bench"
@@ -438,9 +454,36 @@ with open(outp, "w") as f:
 EOF
 }
 
+# run_load PEER ROW REP TARGET: an ow or fw cell through nbd-load -R
+# (--client raw): random 4 KiB writes at QD32 for --runtime, fw in one
+# pass (each block once, as fio's random map; it ends early if the pass
+# does). No ramp. Its line goes to ROW.PEER.REP.fio.log, the figures to
+# ROW.PEER.REP.json in the FUA probe's form, which pool-table.py reads.
+run_load() {
+	local p=$1 row=$2 rep=$3 target=$4 log=$out/$2.$1.$3.fio.log
+	local cmd=("$load" -R -q 32 -b 4096 -w 100 -t "$runtime")
+	[ "$row" = fw-4k-qd32 ] && cmd+=(-p)
+	cmd+=("$target")
+	[ "$rep" -gt 1 ] || echo "  $row/$p: ${cmd[*]}" >>"$out/commands.txt"
+	timeout "$cell_limit" "${cmd[@]}" >"$log" 2>&1 ||
+		die "$row on $p failed; see $log and $out/server-$p.log"
+	$python - "$(tail -n 1 "$log")" >"$out/$row.$p.$rep.json" <<'EOF' ||
+import json, sys
+kv = dict(w.split("=", 1) for w in sys.argv[1].split())
+print(json.dumps({"iops": float(kv["iops"]), "p50_us": float(kv["lat_p50_us"]),
+                  "p99_us": float(kv["lat_p99_us"]), "ios": int(kv["ios"]),
+                  "client_cpu_us": float(kv["cpu_us_per_io"])}))
+EOF
+		die "nbd-load printed no figures for $row on $p; see $log"
+}
+
 # run_fio PEER ROW REP TARGET: one fio run, JSON to $out/ROW.PEER.REP.json
+# (ow and fw on a server: run_load, unless --client fio)
 run_fio() {
 	local p=$1 row=$2 rep=$3 target=$4 rw bs qd len rmp rmap
+	if [ "$client" = raw ] && [ "${p%-copy}" != raw ]; then
+		case $row in ow-4k-qd32|fw-4k-qd32) run_load "$@"; return ;; esac
+	fi
 	read -r rw bs qd len rmp rmap < <(row_params "$row")
 	local n=$bytes
 	case $row in cow-*) n=$cow_bytes ;; rd-*) n=$rd_bytes ;; esac

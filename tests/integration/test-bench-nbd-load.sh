@@ -37,6 +37,8 @@ for mode in libnbd raw; do
 	out=$("$LOAD" "${flag[@]}" -p -w 100 -q 8 -t 60 "$(uri_of $v)") ||
 		fail "$mode: the write pass failed: $out"
 	grep -q " errors=0" <<<"$out" || fail "$mode: write pass: $out"
+	# one pass of a 4 MiB export: 1024 requests (run-pool.sh counts by ios=)
+	grep -q " ios=1024 secs=" <<<"$out" || fail "$mode: write pass, not 1024 ios: $out"
 	check_pass "$mode" "$v" $((4 << 20))
 	out=$("$LOAD" "${flag[@]}" -p -w 0 -q 8 -t 60 "$(uri_of $v)") || fail "$mode: the read pass failed: $out"
 	grep -q " errors=0" <<<"$out" || fail "$mode: read pass: $out"
