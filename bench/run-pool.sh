@@ -83,6 +83,7 @@ client=${DIO_BENCH_CLIENT:-raw}
 out=
 strict=0
 
+# shellcheck disable=SC2034 # read by lib-bench.sh
 bench_name=run-pool
 source "$top/bench/lib-bench.sh"
 
@@ -283,8 +284,8 @@ srv_cmd="" open_s="" srv_pool="" srv_extra=""
 start_server() {
 	local p=$1 what=$2 want=$3 log=$out/server-$1.log cmd t0 got=
 	rm -f "$sock"
+	# shellcheck disable=SC2206 # $srv_extra: words, split on purpose
 	case $p in
-	# shellcheck disable=SC2206
 	dionbd) cmd=("$dionbd" -f -U "$sock" --pool-discard "$pool_discard"
 		     -e "$what=pool:${srv_pool:-$pool}/$what" $srv_extra) ;;
 	dionbd-raw) cmd=("$dionbd" -f -U "$sock" -e "raw=$what") ;;
@@ -500,7 +501,7 @@ run_fio() {
 		# (raw, dionbd-raw, nbd-null: a second write to a slot costs
 		# what the first did) go over the slots cow_passes times, so
 		# that their cells last seconds too, not 1 s at 65,000 IOPS.
-		local log=$work/cow.$rep.$p.iolog name=nbd mode= passes=1
+		local log=$work/cow.$rep.$p.iolog name=nbd mode='' passes=1
 		case $p in raw|dionbd-raw|nbd-null) passes=$cow_passes ;; esac
 		case $p in raw) name=$target ;; raw-copy) name=$target mode=copy ;; esac
 		cow_log "$name" "$rep" "$log" "$passes" $mode
