@@ -47,12 +47,17 @@
 #       rd-d1-4k-qd32 rd-d8-4k-qd32 (per peer, each repetition)
 #       snap-create vol-delete (dionbd only, once, on a second pool of
 #       4 KiB chunks on a sparse file; need dionbdctl and pool-snap-bench)
-# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy (dionbd-raw: dionbd serving
+# Peers: dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy raw-pool (dionbd-raw: dionbd serving
 # the raw file, so what the pool costs shows apart from what NBD costs;
 # nbd-null: nbdkit's null plugin, a server that does no I/O at all, so the
 # NBD path's own ceiling on this machine, client and socket, shows beside raw;
 # raw-copy, cow-4k-qd32 only: per slot one read and one write of a whole
-# pool chunk on the raw file, the device's cost of copying one, no server)
+# pool chunk on the raw file, the device's cost of copying one, no server;
+# raw-pool, ow fw seq only: raw's fio on the pool file itself, over the
+# chunks volume ow maps, the blocks the pool's writes land on. This VM's
+# disk writes 65-110K random 4 KiB a second depending on where a file
+# lies (2026-12-02), so a raw file elsewhere is not the pool's ceiling;
+# with raw-pool measured, the targets are judged against it)
 # Exit: 0 done (with --strict: every target met), 1 failure, 77 when the
 # machine lacks fio, its nbd engine, python3-libnbd, qemu-img or nbdinfo.
 set -euo pipefail
@@ -60,7 +65,7 @@ set -euo pipefail
 all_rows="ow-4k-qd32 fw-4k-qd32 seq-1m-qd8 fua-4k-qd1 cow-4k-qd32 rd-d1-4k-qd32 rd-d8-4k-qd32 snap-create vol-delete"
 # rows measured once, on dionbd alone, not per peer and repetition
 once_rows="snap-create vol-delete"
-all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy"
+all_peers="dionbd dionbd-raw raw qcow2 qcow2-xl2 nbd-null raw-copy raw-pool"
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIO_BUILD:-}
 size=${DIO_BENCH_SIZE:-1G}
@@ -108,7 +113,7 @@ while [ $# -gt 0 ]; do
 	--client) client=$2; shift ;;
 	--out) out=$2; shift ;;
 	--strict) strict=1 ;;
-	-h|--help) sed -n '4,57p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 	shift
@@ -267,6 +272,9 @@ case $raw$pool$work$build$out in *[[:space:]]*) die "paths must not contain spac
 
 # ---------------------------------------------------------------- servers
 # uri of the export a cell's server is serving
+# Peers fio runs on a file itself, no server.
+is_file_peer() { case $1 in raw|raw-copy|raw-pool) true ;; *) false ;; esac; }
+
 uri_of() {
 	case $1 in
 	dionbd) echo "nbd+unix:///$2?socket=$sock" ;;
@@ -482,7 +490,7 @@ EOF
 # (ow and fw on a server: run_load, unless --client fio)
 run_fio() {
 	local p=$1 row=$2 rep=$3 target=$4 rw bs qd len rmp rmap
-	if [ "$client" = raw ] && [ "${p%-copy}" != raw ]; then
+	if [ "$client" = raw ] && ! is_file_peer "$p"; then
 		case $row in ow-4k-qd32|fw-4k-qd32) run_load "$@"; return ;; esac
 	fi
 	read -r rw bs qd len rmp rmap < <(row_params "$row")
@@ -509,14 +517,15 @@ run_fio() {
 	else
 		cmd+=(--time_based --runtime="$(ms "$runtime")ms")
 	fi
-	if [ "${p%-copy}" = raw ] && [ "$len" = cow ]; then
+	if is_file_peer "$p" && [ "$len" = cow ]; then
 		# the list names the file; fio registers no files it opens from
 		# a list ("registered files require nr_files to be identical to
 		# open_files")
 		cmd+=(--ioengine=io_uring --direct=1 --fixedbufs --sqthread_poll=0 --hipri=0)
-	elif [ "$p" = raw ]; then
+	elif is_file_peer "$p"; then
 		cmd+=(--filename="$target" --ioengine=io_uring --direct=1 --fixedbufs
 		      --registerfiles --sqthread_poll=0 --hipri=0)
+		[ "$p" = raw ] || cmd+=(--offset="$rawpool_off")
 	else
 		cmd+=(--ioengine=nbd --uri="$target")
 	fi
@@ -537,6 +546,7 @@ run_cell() {
 	nbd-null/*) what=null ;;	# nothing is read or kept
 	raw/cow-*|dionbd-raw/cow-*|raw-copy/cow-*) what=$rawcow ;;
 	raw/*|dionbd-raw/*) what=$raw ;;
+	raw-pool/*) what=$pool ;;
 	dionbd/ow-*) what=ow ;;
 	dionbd/cow-*) what=cow
 		ptool volume delete "$pool" cow 2>/dev/null || true
@@ -552,8 +562,8 @@ run_cell() {
 	qcow2*/ow-*) what=$work/$p-ow.qcow2 ;;
 	qcow2*/*) what=$work/$p-new.qcow2; qcow2_new "$p" "$what" "$bytes" ;;
 	esac
-	case $p in raw|dionbd-raw|raw-copy) settle "$what" ;; esac
-	if [ "${p%-copy}" = raw ]; then
+	case $p in raw|dionbd-raw|raw-copy|raw-pool) settle "$what" ;; esac
+	if is_file_peer "$p"; then
 		target=$what
 	else
 		start_server "$p" "$what" "$n"
@@ -571,7 +581,7 @@ run_cell() {
 	else
 		run_fio "$p" "$row" "$rep" "$target"
 	fi
-	[ "${p%-copy}" = raw ] || nbd_flush "$target" || die "FLUSH on $p failed"
+	is_file_peer "$p" || nbd_flush "$target" || die "FLUSH on $p failed"
 	t1=$(date +%s.%N) c1=$(cpu_ticks) w1=$(dev_wbytes)
 	echo "$(( c1 - c0 )) $(getconf CLK_TCK) $t0 $t1 $(( w1 - w0 ))" >"$out/$row.$p.$rep.srv"
 	stop_server "$sock"
@@ -632,6 +642,28 @@ if has_row ow-4k-qd32; then
 		qcow2*) say "writing $p-ow.qcow2"; qcow2_full "$p" "$work/$p-ow.qcow2" ;;
 		esac
 	done
+fi
+# raw-pool writes where ow's chunks lie when they are one run (a fresh
+# volume filled in order, unless its cursor wrapped past the pool's end;
+# dionbd-pool dump --json names the address), else over the first --size
+# bytes of the pool's data area: the pool file's blocks either way, and
+# no metadata (what it overwrites is data nothing checks)
+rawpool_off=
+if case " $peers " in *" raw-pool "*) true ;; *) false ;; esac; then
+	if ! ptool volume list "$pool" | grep -q '^ow '; then
+		pool_new_volume ow "$bytes"; say "filling volume ow (for raw-pool)"; fill_through dionbd ow
+	fi
+	read -r rawpool_off rawpool_what < <(ptool dump --json "$pool" | $python -c '
+import json, sys
+d = json.load(sys.stdin)
+e = [v for v in d["volumes"] if v["name"] == "ow"][0]["extents"]
+if len(e) == 1 and e[0]["chunks"] * int(sys.argv[1]) == int(sys.argv[2]):
+    print(e[0]["addr"], "volume_ow_chunks")
+else:
+    print(d["superblock"]["data_start"], "the_data_area_start_(ow:_%d_runs)" % len(e))' \
+		"$chunk_bytes" "$bytes") || die "raw-pool: dionbd-pool dump --json failed"
+	[ -n "$rawpool_off" ] || die "raw-pool: no offset from dionbd-pool dump --json"
+	say "raw-pool: fio on $pool from $rawpool_off (${rawpool_what//_/ })"
 fi
 # cow-4k-qd32 clones cowbase (each cell a fresh clone); qcow2 writes into
 # a fresh image over a fully written backing image
@@ -720,6 +752,8 @@ for rep in $(seq 1 "$reps"); do
 		for p in $order; do
 			# raw-copy has the copy-on-write row's copy only
 			case $p/$row in raw-copy/cow-*) ;; raw-copy/*) continue ;; esac
+			# raw-pool has the rows whose volumes lie beside ow
+			case $p/$row in raw-pool/ow-*|raw-pool/fw-*|raw-pool/seq-*) ;; raw-pool/*) continue ;; esac
 			run_cell "$p" "$row" "$rep"
 		done
 	done
