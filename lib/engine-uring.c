@@ -28,8 +28,6 @@
 
 /* Fixed-file slots: one per volume fd a thread touches, so a few suffice. */
 #define URING_FILE_SLOTS 64
-/* Submit what end_io queued once this many SQEs are ready (see reap). */
-#define URING_SUBMIT_EVERY 4
 
 struct uring_engine {
 	struct dio_engine e;
@@ -45,6 +43,7 @@ struct uring_engine {
 	struct dio_io_list done;	/* done synchronously, end_io not yet run */
 	struct uring_aux *aux;		/* helper thread for the others, or NULL */
 	bool aux_failed;		/* it could not be started: run them inline */
+	unsigned int submit_batch;	/* enter once this many SQEs wait (dio_engine_opts) */
 };
 
 /* The helper thread and its two lists; lock guards everything below it. */
@@ -373,6 +372,13 @@ uring_queue(struct dio_engine *e, struct dio_io *io)
 	}
 	uring_prep(u, sqe, io);
 	e->inflight++;
+	/*
+	 * Early, not at the end of the caller's turn: what is queued does not
+	 * wait for the rest of a batch, unplugged below 3. A refusal here
+	 * leaves the SQEs in the ring; dio_engine_submit reports it.
+	 */
+	if (io_uring_sq_ready(&u->ring) >= u->submit_batch)
+		io_uring_submit(&u->ring);
 	return 0;
 }
 
@@ -428,12 +434,10 @@ uring_reap_cqes(struct uring_engine *u)
 		io->end_io(io, res);
 		n++;
 		/*
-		 * Resubmissions from end_io go out every few completions rather
-		 * than after the whole batch: at QD32 waiting for 32 end_io
-		 * calls leaves the device queue shallow (measured in bench/).
+		 * Resubmissions from end_io went out before this with
+		 * submit_batch (uring_queue): at QD32, waiting for 32 end_io
+		 * calls left the device queue shallow (measured in bench/).
 		 */
-		if (io_uring_sq_ready(&u->ring) >= URING_SUBMIT_EVERY)
-			io_uring_submit(&u->ring);
 	}
 	return n;
 }
@@ -631,6 +635,7 @@ dio_engine_uring_create(const struct dio_engine_opts *opts, struct dio_engine **
 		return -ENOMEM;
 	u->e.ops = &uring_ops;
 	u->e.depth = depth;
+	u->submit_batch = opts->submit_batch ? opts->submit_batch : DIO_SUBMIT_BATCH_DEFAULT;
 
 	ret = uring_init_ring(u, opts, depth);
 	if (ret < 0)

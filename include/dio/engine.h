@@ -6,6 +6,7 @@
 #ifndef DIO_ENGINE_H
 #define DIO_ENGINE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -113,11 +114,22 @@ enum dio_engine_kind {
 	DIO_ENGINE_PSYNC,
 };
 
+/*
+ * io_uring: how many queued SQEs make the engine enter the kernel at once
+ * rather than at the next dio_engine_submit. A batch held for a whole
+ * loop turn waits there, and 3 or more go to the block layer plugged,
+ * dispatched together: on the 2026-12-02 virtio disk that held dionbd at
+ * 0.74x of fio's 4 KiB QD32 writes (bench/README.md, "Submitting early").
+ */
+#define DIO_SUBMIT_BATCH_DEFAULT 2u
+#define DIO_SUBMIT_AT_TURN UINT_MAX	/* only at dio_engine_submit */
+
 struct dio_engine_opts {
 	enum dio_engine_kind kind;
 	unsigned int depth;	/* io_uring entries / psync queue; 0 = 128 */
 	unsigned int threads;	/* psync worker threads; 0 = 16 */
 	bool sqpoll;		/* io_uring SQPOLL (needs privileges) */
+	unsigned int submit_batch;	/* io_uring, see above; 0 = DIO_SUBMIT_BATCH_DEFAULT */
 };
 
 /* Create an engine of opts->kind (NULL: defaults). 0 or -errno. */
