@@ -37,6 +37,8 @@
 #          dionbd-t1: one reactor (-t 1), every connection on it: what
 #          spreading connections over reactors costs when the client shares
 #          the cores
+#          dionbd-turn: --submit-batch 0, each reactor's io_uring entered
+#          once at the end of its loop turn (before 2026-12-02)
 # Env: DIO_BUILD, DIO_BENCH_DIR (scratch; must take O_DIRECT: not tmpfs).
 # Exit 0, 1 failure, 77 when fio, nbdkit or bench/nbd-load is missing.
 set -euo pipefail
@@ -108,7 +110,7 @@ ts_cli=()
 start_server() {
 	rm -f "$work/s.sock"
 	case $1 in
-	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll | dionbd-t1 | dionbd-base*)
+	dionbd | dionbd-nocheck | dionbd-checkonly | dionbd-noyield | dionbd-nopoll | dionbd-t1 | dionbd-turn | dionbd-base*)
 		local extra=() bin=$dionbd
 		case $1 in dionbd-base*) bin=$base/server/dionbd ;; esac
 		[ "$1" = dionbd-nocheck ] && extra=(--poll-check off)
@@ -116,6 +118,7 @@ start_server() {
 		[ "$1" = dionbd-noyield ] && extra=(--poll-check off --poll-yield off)
 		[ "$1" = dionbd-nopoll ] || [ "$1" = dionbd-base-nopoll ] && extra=(--poll-us 0)
 		[ "$1" = dionbd-t1 ] && extra=(-t 1)
+		[ "$1" = dionbd-turn ] && extra=(--submit-batch 0)
 		"${ts_srv[@]}" "$bin" -f -U "$work/s.sock" --metrics "127.0.0.1:$mport" \
 			"${extra[@]}" -e "v=$img" >"$work/srv.log" 2>&1 & ;;
 	nbdkit-null)

@@ -29,6 +29,7 @@ config_init(struct server_cfg *cfg)
 	cfg->poll_us = CONFIG_POLL_US_DEFAULT;
 	cfg->poll_yield = true;
 	cfg->poll_check = true;
+	cfg->submit_batch = DIO_SUBMIT_BATCH_DEFAULT;
 	cfg->pool_discard = true;
 	cfg->request_timeout = 120;
 	cfg->readahead = true;

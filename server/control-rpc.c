@@ -221,6 +221,7 @@ ctl_server_info(struct control *ctl, const json_t *params, struct ctl_reply *r)
 			      "readahead", cfg->readahead,
 			      "poll_us", (json_int_t)cfg->poll_us,
 			      "poll_yield", cfg->poll_yield, "poll_check", cfg->poll_check,
+			      "submit_batch", (json_int_t)cfg->submit_batch,
 			      "image_locking", cfg->image_locking);
 	if (!r->result)
 		ctl_error(r, CTL_INTERNAL, "out of memory");

@@ -69,7 +69,8 @@ export_attach_cache(struct export *e, const struct server_cfg *cfg, char *err, s
 	struct dio_cache_opts o = { .size = cfg->cache_size, .dirty_pct = cfg->cache_dirty_limit,
 				    .expire_ms = cfg->cache_writeback_age,
 				    .no_readahead = !cfg->readahead,
-				    .ctx.engine.kind = cfg->engine };
+				    .ctx.engine.kind = cfg->engine,
+				    .ctx.engine.submit_batch = config_submit_batch(cfg) };
 	struct export_cached *p;
 	struct dio_volume *cv;
 	int ret;

@@ -170,6 +170,7 @@ reactor_init(struct reactor *r, struct server *srv, unsigned int id)
 
 	if (srv->cfg) {
 		opts.engine.kind = srv->cfg->engine;
+		opts.engine.submit_batch = config_submit_batch(srv->cfg);
 		struct export **v;
 		size_t n = exports_snapshot(&srv->exports, &v);
 

@@ -56,6 +56,7 @@ reload_warn_settings(const struct server_cfg *old, const struct server_cfg *new)
 		{ "poll-us", old->poll_us != new->poll_us },
 		{ "poll-yield", old->poll_yield != new->poll_yield },
 		{ "poll-check", old->poll_check != new->poll_check },
+		{ "submit-batch", old->submit_batch != new->submit_batch },
 		{ "pool-discard", old->pool_discard != new->pool_discard },
 		{ "max-inflight", old->max_inflight != new->max_inflight },
 		{ "image-locking", old->image_locking != new->image_locking },

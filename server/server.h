@@ -140,6 +140,7 @@ struct server_cfg {
 	unsigned int poll_us;		/* adaptive polling cap per reactor; 0 = never poll */
 	bool poll_yield;		/* no polling while the machine is short of CPU */
 	bool poll_check;		/* poll only while polling is measured to pay (pollcheck.c) */
+	unsigned int submit_batch;	/* io_uring SQEs that go in at once; 0 = at the loop turn's end */
 	bool pool_discard;		/* thin pools pass freed chunks down to the device */
 	unsigned int request_timeout;	/* seconds a started request may take to arrive; 0 = none */
 	bool readahead;			/* read ahead of sequential READ streams */
@@ -158,6 +159,16 @@ struct server_cfg {
 /* Adaptive polling cap (poll-us): default and largest accepted, in µs. */
 #define CONFIG_POLL_US_DEFAULT 500u
 #define CONFIG_POLL_US_MAX 100000u
+
+/* submit-batch: largest accepted (an io_uring of a reactor has 128 entries). */
+#define CONFIG_SUBMIT_BATCH_MAX 128u
+
+/* The engine options a reactor's (or a block cache's) io_uring gets from cfg. */
+static inline unsigned int
+config_submit_batch(const struct server_cfg *cfg)
+{
+	return cfg->submit_batch ? cfg->submit_batch : DIO_SUBMIT_AT_TURN;
+}
 
 /* Defaults for everything but exports. */
 void config_init(struct server_cfg *cfg);

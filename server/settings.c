@@ -168,6 +168,11 @@ static const struct setting settings[] = {
 	  .help = "every 2 s, measure a phase without polling\n"
 		  "and keep polling only if it answered 5%\n"
 		  "more requests per second (default on)" },
+	{ .name = "submit-batch", .kind = SET_UINT, .min = 0, .max = CONFIG_SUBMIT_BATCH_MAX,
+	  .off = SET_FIELD(submit_batch, unsigned int), .arg = "N",
+	  .help = "io_uring: enter the kernel as soon as N\n"
+		  "requests wait, not at the end of the loop\n"
+		  "turn (default 2; 0 = at the end)" },
 	{ .name = "pool-discard", .kind = SET_BOOL, .off = SET_FIELD(pool_discard, bool),
 	  .help = "thin pools hand freed chunks back to the\n"
 		  "device: holes in a pool file, discard on a\n"

@@ -17,14 +17,14 @@ nbad=0
 # Every setting, as the table has it: checked against what the daemon logs.
 ALL="unix port bind tcp readonly threads engine max-connections handshake-timeout
 max-options max-inflight max-inflight-mb request-timeout stop-timeout readahead
-cache-size cache-dirty-limit cache-writeback-age image-locking poll-us poll-yield poll-check pool-discard tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
+cache-size cache-dirty-limit cache-writeback-age image-locking poll-us poll-yield poll-check submit-batch pool-discard tls tls-creds tls-verify-peer tls-psk-file metrics foreground pid-file
 control verbose"
 # The settings whose option alone means "on" (--readonly); they take a value as --NAME=VALUE.
 FLAGS=" tcp readonly read-only tls-verify-peer foreground "
 # Numbers: NAME:MIN:MAX.
 NUMBERS="threads:1:1024 max-connections:1:1000000 handshake-timeout:1:3600
 max-options:1:1000000 max-inflight:1:4096 max-inflight-mb:32:65536
-request-timeout:0:3600 stop-timeout:1:3600 poll-us:0:100000 port:1:65535 verbose:0:4
+request-timeout:0:3600 stop-timeout:1:3600 poll-us:0:100000 submit-batch:0:128 port:1:65535 verbose:0:4
 cache-size:1:1048576 cache-dirty-limit:1:100 cache-writeback-age:10:3600000"
 
 # problem MESSAGE: record a failed case and go on, so one run shows them all.
@@ -319,7 +319,7 @@ refused "readahead" -- --readahead
 c=$(conf "unix = $TMP/k.sock" "port = 1" "bind = 127.0.0.2" "tcp = off" "readonly = on" \
 	"threads = 1" "engine = auto" "max-connections = 11" "handshake-timeout = 12" \
 	"max-options = 13" "max-inflight = 14" "max-inflight-mb = 32" "request-timeout = 16" \
-	"stop-timeout = 17" "readahead = off" "image-locking = off" "poll-us = 19" "poll-yield = off" "poll-check = off" "pool-discard = off" \
+	"stop-timeout = 17" "readahead = off" "image-locking = off" "poll-us = 19" "poll-yield = off" "poll-check = off" "submit-batch = 0" "pool-discard = off" \
 	"tls = on" \
 	"tls-psk-file = $TMP/nonexistent.psk" "metrics = 127.0.0.1:1" "foreground = off" \
 	"pid-file = $TMP/k.pid" "verbose = 1")
@@ -328,12 +328,12 @@ if start_at "$TMP/o.sock" -c "$c" --unix "$TMP/o.sock" --port "$p" --bind 127.0.
 	--tcp=on --readonly=off --threads 2 --engine psync --max-connections 21 \
 	--handshake-timeout 22 --max-options 23 --max-inflight 24 --max-inflight-mb 33 \
 	--request-timeout 26 --stop-timeout 27 --readahead on --image-locking on --poll-us 29 --poll-yield on \
-	--poll-check on --pool-discard on --tls off --tls-psk-file "$TMP/other.psk" --metrics "127.0.0.1:$p2" --foreground \
+	--poll-check on --submit-batch 5 --pool-discard on --tls off --tls-psk-file "$TMP/other.psk" --metrics "127.0.0.1:$p2" --foreground \
 	--pid-file "$TMP/o.pid" -v; then
 	took "unix=$TMP/o.sock" "port=$p" bind=127.0.0.2 bind=127.0.0.1 tcp=on readonly=off \
 		threads=2 engine=psync max-connections=21 handshake-timeout=22 max-options=23 \
 		max-inflight=24 max-inflight-mb=33 request-timeout=26 stop-timeout=27 \
-		readahead=on image-locking=on poll-us=29 poll-yield=on poll-check=on pool-discard=on tls=off "tls-psk-file=$TMP/other.psk" \
+		readahead=on image-locking=on poll-us=29 poll-yield=on poll-check=on submit-batch=5 pool-discard=on tls=off "tls-psk-file=$TMP/other.psk" \
 		"metrics=127.0.0.1:$p2" foreground=on "pid-file=$TMP/o.pid" verbose=2
 	[ ! -e "$TMP/k.sock" ] || problem "the config's unix socket was created"
 	[ -e "$TMP/o.pid" ] || problem "--pid-file: no $TMP/o.pid"
