@@ -63,6 +63,7 @@ teardown(void)
 #define RVP(v, snap) { OP_REVERT, v, 0, snap, false, true }
 #define RVU(v, snap) { OP_REVERT, v, 0, snap, true, true }	/* beside writers */
 #define VS(v, chunks) { OP_VSIZE, v, 0, chunks, false, false }
+#define VSU(v, chunks) { OP_VSIZE, v, 0, chunks, true, true }	/* beside writers */
 
 /*
  * Fewer under the sanitizers, which check memory, not more states: a
@@ -603,6 +604,20 @@ Test(pool_crash, revert_then_clone_writes_in_place, .init = setup, .fini = teard
 					 WP(4, 25, 1, false), FL };
 
 	check_hand(s, 9, "revert-then-clone-in-place");
+}
+
+/*
+ * The same with a shrink: wide v2's second map leaf, shared with its
+ * clone v4, is dropped by shrinking v2 to one chunk; v4's write made
+ * meanwhile to a chunk of that leaf must go to a copy, or a crash before
+ * the shrink is durable shows it in v2 (sector 16).
+ */
+Test(pool_crash, shrink_then_clone_writes_in_place, .init = setup, .fini = teardown)
+{
+	static const struct step s[] = { VC(WIDE), W(2, 16, 8, true), CL(2, 4), W(1, 0, 2, false),
+					 W(1, 3, 2, true), VSU(2, 1), WP(4, 16, 1, false), FL };
+
+	check_hand(s, 8, "shrink-then-clone-in-place");
 }
 
 /* Fail every device op from the Nth on, in pool create. */

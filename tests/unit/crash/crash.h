@@ -177,8 +177,8 @@ struct step {
 	 * way, the pool lock dropped), so before its point: the operation
 	 * counts as submitted after them.
 	 */
-	bool fua;		/* X, V: runs beside the data steps after it marked
-				 * par, during a commit (late_derive, run.c) */
+	bool fua;		/* X, V, H: runs beside the data steps after it
+				 * marked par, during a commit (late_derive, run.c) */
 	bool par;		/* in flight together with the step before */
 };
 
@@ -210,7 +210,7 @@ extern struct rec_state rec;
  * Work done during a volume operation's first device flush (under way,
  * the pool lock dropped): a snapshot's or clone's origin writes complete
  * (S or K with step.fua), or, when under is set, it runs instead: a
- * delete or revert (X or V with step.fua) starts, then the data steps
+ * delete, revert or resize (X, V or H with step.fua) starts, then the data steps
  * after it in its batch are submitted.
  */
 struct late_derive {

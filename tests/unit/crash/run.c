@@ -348,7 +348,7 @@ submit_data(struct dio_tpool *p, struct dio_volume **vols, struct dio_ctx *ctx,
 }
 
 /*
- * A delete or revert beside writers (X or V with step.fua): it runs in a thread of its
+ * A delete, revert or resize beside writers (X, V or H with step.fua): it runs in a thread of its
  * own, started during the next device flush under way without the pool
  * lock (a FUA write's commit). It drops its maps and waits for that
  * commit; then the data steps after it in its batch are submitted, and
@@ -443,7 +443,8 @@ run_workload(const struct workload *wl)
 				else if (s->op >= OP_SNAP)
 					drain(ctx, s->vol, s->op == OP_DEL || s->op == OP_REVERT ||
 						       s->op == OP_VSIZE);
-				if ((s->op == OP_DEL || s->op == OP_REVERT) && s->fua) {
+				if ((s->op == OP_DEL || s->op == OP_REVERT || s->op == OP_VSIZE) &&
+				    s->fua) {
 					/* it and the data steps after it in its batch: during a commit */
 					under = (typeof(under)){ .p = p, .vols = vols, .ctx = ctx, .wl = wl,
 								 .r = rq.nr - 1, .from = j + 1, .to = j + 1 };
