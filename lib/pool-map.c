@@ -905,12 +905,20 @@ tp_apply(struct dio_tpool *p, const struct tp_rec *r, char *err, size_t errlen)
 		if (!v || r->a >= v->nl || r->b >= p->sb.nr_chunks || (r->bits & ~p->full_bits))
 			return apply_err(err, errlen, "copy-on-write out of bounds", r);
 		e = tp_ment(v, r->a);
-		if (!e || !e->p1 || e->p1 == r->b + 1 || p->space[r->b])
-			return apply_err(err, errlen, "copy-on-write of no chunk, or to a used one", r);
-		e = tp_ment_w(p, v, r->a, false);
+		if (p->space[r->b] || (e && e->p1 == r->b + 1))
+			return apply_err(err, errlen, "copy-on-write to a used chunk", r);
+		/*
+		 * Unmapped already: a TRIM emptied the entry while the copy was
+		 * in flight. The live pool kept the entry for the copy
+		 * (inflight) and re-pointed it; the UNMAP before this record
+		 * dropped the old chunk's reference here, so the copy maps its
+		 * chunk anew, as a MAP onto a hole does.
+		 */
+		e = tp_ment_w(p, v, r->a, true);
 		if (!e)
 			return -ENOMEM;
-		tp_ent_unmap(p, v, r->a, e, TP_NO_RELEASE);
+		if (e->p1)
+			tp_ent_unmap(p, v, r->a, e, TP_NO_RELEASE);
 		tp_ent_map(p, v, r->a, e, r->b);
 		e->bits = e->dbits = r->bits;
 		return 0;
