@@ -208,9 +208,10 @@ leaf_put(struct dio_tpool *p, struct tp_leaf *lf, uint64_t serial)
 	if (!lf)
 		return;
 	if (--lf->refs) {
-		for (uint32_t k = 0; p && serial_pending(p, serial) && k < TP_LEAF; k++)
-			if (lf->e[k].p1)
-				unshare_pending(p, lf->e[k].p1 - 1, serial);
+		if (p && serial_pending(p, serial))
+			for (uint32_t k = 0; k < TP_LEAF; k++)
+				if (lf->e[k].p1)
+					unshare_pending(p, lf->e[k].p1 - 1, serial);
 		return;
 	}
 	for (uint32_t k = 0; p && k < TP_LEAF; k++)

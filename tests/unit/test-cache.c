@@ -160,12 +160,11 @@ Test(cache, fua_over_dirty_blocks_is_not_overtaken_by_their_writeback)
 	cr_assert(file_holds(12 * KiB, 52 * KiB, 4));
 }
 
+/* An asynchronous request's completion: its result into *priv. */
 static void
-wt_done(struct dio_req *d, int ret)
+store_ret(struct dio_req *r, int ret)
 {
-	int *res = d->priv;
-
-	*res = ret;
+	*(int *)r->priv = ret;
 }
 
 /*
@@ -182,7 +181,7 @@ Test(cache, a_writethrough_over_a_block_whose_writeback_was_overtaken)
 	uint8_t *b = test_alloc(8 * KiB);
 	int res = 1;
 	struct dio_req d = { .op = DIO_REQ_WRITE, .flags = DIO_REQ_FUA, .pos = 0, .len = 8 * KiB,
-			     .buf = b, .done = wt_done, .priv = &res };
+			     .buf = b, .done = store_ret, .priv = &res };
 
 	write_pattern(0, 4 * KiB, 6, 0, &w);		/* dirty */
 	test_pattern(b, 8 * KiB, 0, 7);
@@ -420,12 +419,6 @@ Test(cache, a_cache_request_fills_the_cache)
 	free(b);
 }
 
-static void
-race_read_done(struct dio_req *r, int ret)
-{
-	*(int *)r->priv = ret;
-}
-
 /*
  * A READ that misses reads the file; while its completion is held, the
  * same block is written whole through the cache, written back, and its
@@ -441,7 +434,7 @@ Test(cache, a_read_racing_a_written_back_evicted_block_does_not_fill)
 	uint8_t *b = test_alloc(4 * KiB), *d = test_alloc(64 * KiB);
 	int done = 1;
 	struct dio_req r = { .op = DIO_REQ_READ, .pos = 0, .len = 4 * KiB, .buf = b,
-			     .done = race_read_done, .priv = &done };
+			     .done = store_ret, .priv = &done };
 
 	dio_volume_put(cvol);
 	cache_open(1 * MiB);

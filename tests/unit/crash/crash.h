@@ -210,8 +210,8 @@ extern struct rec_state rec;
  * Work done during a volume operation's first device flush (under way,
  * the pool lock dropped): a snapshot's or clone's origin writes complete
  * (S or K with step.fua), or, when under is set, it runs instead: a
- * delete, revert or resize (X, V or H with step.fua) starts, then the data steps
- * after it in its batch are submitted.
+ * delete, revert or resize (X, V or H with step.fua) starts, then the
+ * data steps after it in its batch are submitted.
  */
 struct late_derive {
 	bool on;

@@ -348,9 +348,9 @@ submit_data(struct dio_tpool *p, struct dio_volume **vols, struct dio_ctx *ctx,
 }
 
 /*
- * A delete, revert or resize beside writers (X, V or H with step.fua): it runs in a thread of its
- * own, started during the next device flush under way without the pool
- * lock (a FUA write's commit). It drops its maps and waits for that
+ * A delete, revert or resize beside writers (X, V or H with step.fua): it
+ * runs in a thread of its own, started during the next device flush under
+ * way without the pool lock (a FUA write's commit). It drops its maps and waits for that
  * commit; then the data steps after it in its batch are submitted, and
  * map with its record not yet durable, as writes do beside a delete in
  * the server. Armed by run_workload, run by rec_fsync (late.under).
