@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Whether adaptive polling pays for itself (pollcheck.c): every few seconds
- * the server runs a short phase without polling and keeps polling only if
- * the phase with it answered clearly more requests per second.
+ * the server switches to the other mode, lets it settle, counts a window of
+ * it against a window of the chosen mode, and keeps whichever answered
+ * more requests per second (polling must win clearly).
  */
 #ifndef DIONBD_POLLCHECK_H
 #define DIONBD_POLLCHECK_H
@@ -11,9 +12,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* One cycle: PERIOD long, its last two WINDOWs measured (chosen mode, then the other). */
-#define POLLCHECK_PERIOD_NS	(2000ull * 1000 * 1000)
+/*
+ * One cycle: PERIOD long, ending with a WINDOW of the chosen mode counted,
+ * SETTLE of the other mode not counted, then a WINDOW of it counted. A
+ * switch takes tens of ms to show its steady rate (pollcheck.c): the trial
+ * is counted only once it has settled.
+ */
+#define POLLCHECK_PERIOD_NS	(3000ull * 1000 * 1000)
 #define POLLCHECK_WINDOW_NS	(100ull * 1000 * 1000)
+#define POLLCHECK_SETTLE_NS	(150ull * 1000 * 1000)
 /* Polling must answer this many percent more requests than not polling. */
 #define POLLCHECK_GAIN_PCT	5
 /* Fewer replies than this in a window decide nothing: too idle to matter. */
@@ -22,6 +29,7 @@
 enum pollcheck_phase {
 	POLLCHECK_RUN,		/* the chosen mode, unmeasured */
 	POLLCHECK_MEASURE,	/* the chosen mode, counting replies */
+	POLLCHECK_SETTLE,	/* the other mode, not counted yet */
 	POLLCHECK_TRIAL,	/* the other mode, counting replies */
 };
 

@@ -165,9 +165,10 @@ static const struct setting settings[] = {
 		  "runnable threads outnumber them or steal time\n"
 		  "is high (default on)" },
 	{ .name = "poll-check", .kind = SET_BOOL, .off = SET_FIELD(poll_check, bool),
-	  .help = "every 2 s, measure a phase without polling\n"
-		  "and keep polling only if it answered 5%\n"
-		  "more requests per second (default on)" },
+	  .help = "every 3 s, count a window of the other mode\n"
+		  "once it has settled; poll only if polling\n"
+		  "answered 5% more requests per second\n"
+		  "(default on)" },
 	{ .name = "submit-batch", .kind = SET_UINT, .min = 0, .max = CONFIG_SUBMIT_BATCH_MAX,
 	  .off = SET_FIELD(submit_batch, unsigned int), .arg = "N",
 	  .help = "io_uring: enter the kernel as soon as N\n"

@@ -80,8 +80,8 @@ Test(pollcheck, trial_runs_the_other_mode)
 	pollcheck_init(&pc);
 	/*
 	 * Polling pays (130 replies a ms against 100): over the first period,
-	 * exactly one window runs without it, and the first check decides
-	 * after three windows, not a period on.
+	 * exactly one settle and one window run without it, and the first
+	 * check decides after them, not a period on.
 	 */
 	for (t = 0; t < POLLCHECK_PERIOD_NS; t += MS, now += MS) {
 		bool allowed = pollcheck_allowed(&pc, now);
@@ -91,10 +91,11 @@ Test(pollcheck, trial_runs_the_other_mode)
 		else
 			off++;
 		pollcheck_count(&pc, allowed ? 130 : 100);
-		if (t == 3 * POLLCHECK_WINDOW_NS + MS)
+		if (t == 3 * POLLCHECK_WINDOW_NS + POLLCHECK_SETTLE_NS + MS)
 			cr_assert_eq(pc.trials, 1, "the first check came late");
 	}
-	cr_assert_eq(off, POLLCHECK_WINDOW_NS / MS, "the trial window: %u ms off", off);
+	cr_assert_eq(off, (POLLCHECK_SETTLE_NS + POLLCHECK_WINDOW_NS) / MS,
+		     "settle and trial: %u ms off", off);
 	cr_assert_eq(on + off, POLLCHECK_PERIOD_NS / MS);
 	cr_assert_eq(pc.trials_poll, pc.trials, "polling kept");
 	pollcheck_fini(&pc);
@@ -123,4 +124,52 @@ Test(pollcheck, window_next)
 	cr_assert_eq(poll_window_next(0, max, 0, 50 * 1000), max);
 	/* below the smallest window worth a clock read: none */
 	cr_assert_eq(poll_window_next(POLL_WINDOW_MIN_NS, max, POLL_WINDOW_MIN_NS, 2 * max), 0);
+}
+
+/*
+ * What a 2-vCPU guest showed with a QD1 client: right after polling stops,
+ * replies come at half the steady rate for 80 ms, then faster than with
+ * polling. Counted from the switch, the trial would keep polling; counted
+ * after the settle, it stops. Returns whether polling is allowed after
+ * `periods` whole periods.
+ */
+static bool
+run_with_lag(struct pollcheck *pc, uint64_t *now, unsigned int periods)
+{
+	uint64_t end = *now + periods * POLLCHECK_PERIOD_NS, since = *now;
+	bool was = pollcheck_allowed(pc, *now);
+
+	while (*now < end) {
+		bool allowed = pollcheck_allowed(pc, *now);
+
+		if (allowed != was) {
+			was = allowed;
+			since = *now;
+		}
+		if (allowed)
+			pollcheck_count(pc, 75);
+		else
+			pollcheck_count(pc, *now - since < 80 * MS ? 45 : 90);
+		*now += MS;
+	}
+	return pollcheck_allowed(pc, *now);
+}
+
+Test(pollcheck, the_trial_counts_after_it_settles)
+{
+	struct pollcheck pc;
+	uint64_t now = 1000 * MS;
+
+	cr_assert_lt(80 * MS, POLLCHECK_SETTLE_NS);
+	pollcheck_init(&pc);
+	cr_assert_not(run_with_lag(&pc, &now, 2), "polling kept at 75 replies a ms against 90");
+	cr_assert_geq(pc.trials, 1);
+	cr_assert_eq(pc.trials_poll, 0);
+	cr_assert_eq(pc.last_nopoll, 9000, "the trial counted %llu replies",
+		     (unsigned long long)pc.last_nopoll);
+	/* and it stays: polling, tried after its own settle, loses each time */
+	cr_assert_not(run_with_lag(&pc, &now, 3));
+	cr_assert_eq(pc.trials_poll, 0);
+	cr_assert_eq(pc.last_poll, 7500);
+	pollcheck_fini(&pc);
 }
