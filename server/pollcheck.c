@@ -27,9 +27,19 @@
  * them more replies per second is lower latency. A client that sends at a
  * fixed rate gets the same count either way, and then the cheaper mode
  * wins.
+ *
+ * A spin can also win replies by taking cores from other work on the
+ * machine: the scheduler shares a core between a spinning reactor and a
+ * busy thread. So each window also counts the CPU time the rest of the
+ * machine got (all CPUs' busy time, /proc/stat, less this process's), and
+ * polling is kept only if that fell by at most POLLCHECK_HARM_PCT of a
+ * CPU. Our own clients do not trip it: they get more CPU when they are
+ * answered faster. This replaces poll-yield's count of runnable threads
+ * (cpuload.c), which took such clients for a crowd.
  */
 #include <time.h>
 
+#include "cpuload.h"
 #include "pollcheck.h"
 #include "server.h"
 
@@ -54,7 +64,8 @@ pollcheck_rate(uint64_t n, uint64_t ns)
 void
 pollcheck_init(struct pollcheck *pc)
 {
-	*pc = (struct pollcheck){ .allowed = true, .poll_chosen = true };
+	*pc = (struct pollcheck){ .allowed = true, .poll_chosen = true,
+				  .cpu_ns = pollcheck_cpu_ns, .busy_ns = cpuload_busy_ns };
 	pthread_mutex_init(&pc->lock, NULL);
 }
 
@@ -64,24 +75,41 @@ pollcheck_fini(struct pollcheck *pc)
 	pthread_mutex_destroy(&pc->lock);
 }
 
-bool
-pollcheck_decide(uint64_t with, uint64_t with_ns, uint64_t without, uint64_t without_ns,
-		 bool current)
+/* CPUs' worth of time the rest of the machine had in a window. */
+static double
+pollcheck_others(const struct pollcheck_window *w)
 {
-	if ((with < POLLCHECK_MIN_REPLIES && without < POLLCHECK_MIN_REPLIES) || !with_ns ||
-	    !without_ns)
-		return current;
-	/* with / with_ns > without / without_ns * (1 + gain) */
-	return (double)with * (double)without_ns * 100.0 >
-	       (double)without * (double)with_ns * (100.0 + POLLCHECK_GAIN_PCT);
+	return w->ns ? (double)w->others / (double)w->ns : 0;
 }
 
-/* Move past the boundary: a window ends at now, with the process at cpu ns. Under pc->lock. */
+bool
+pollcheck_decide(const struct pollcheck_window *with, const struct pollcheck_window *without,
+		 bool current)
+{
+	if ((with->replies < POLLCHECK_MIN_REPLIES && without->replies < POLLCHECK_MIN_REPLIES) ||
+	    !with->ns || !without->ns)
+		return current;
+	/* with / with_ns > without / without_ns * (1 + gain) */
+	if ((double)with->replies * (double)without->ns * 100.0 <=
+	    (double)without->replies * (double)with->ns * (100.0 + POLLCHECK_GAIN_PCT))
+		return false;
+	return (pollcheck_others(without) - pollcheck_others(with)) * 100.0 <= POLLCHECK_HARM_PCT;
+}
+
+/*
+ * Move past the boundary: a window ends at now, with the process at cpu ns
+ * and all CPUs at busy ns. Under pc->lock.
+ */
 static void
-pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
+pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu, uint64_t busy)
 {
 	uint64_t replies = __atomic_load_n(&pc->replies, __ATOMIC_RELAXED);
-	uint64_t count = replies - pc->mark, len = now - pc->mark_ns, used = cpu - pc->mark_cpu;
+	struct pollcheck_window w = {
+		.replies = replies - pc->mark,
+		.ns = now - pc->mark_ns,
+		.cpu = cpu - pc->mark_cpu,
+		.others = (int64_t)(busy - pc->mark_busy) - (int64_t)(cpu - pc->mark_cpu),
+	};
 	uint64_t next = now + POLLCHECK_WINDOW_NS;
 
 	switch (pc->phase) {
@@ -90,9 +118,7 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
 		break;
 	case POLLCHECK_MEASURE:
 		pc->phase = POLLCHECK_SETTLE;
-		pc->measured = count;
-		pc->measured_ns = len;
-		pc->measured_cpu = used;
+		pc->measured = w;
 		next = now + POLLCHECK_SETTLE_NS;
 		break;
 	case POLLCHECK_SETTLE:
@@ -100,29 +126,26 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
 		break;
 	case POLLCHECK_TRIAL:
 	default: {
-		uint64_t with = pc->poll_chosen ? pc->measured : count;
-		uint64_t with_ns = pc->poll_chosen ? pc->measured_ns : len;
-		uint64_t without = pc->poll_chosen ? count : pc->measured;
-		uint64_t without_ns = pc->poll_chosen ? len : pc->measured_ns;
-		uint64_t with_cpu = pc->poll_chosen ? pc->measured_cpu : used;
-		uint64_t without_cpu = pc->poll_chosen ? used : pc->measured_cpu;
+		const struct pollcheck_window *with = pc->poll_chosen ? &pc->measured : &w;
+		const struct pollcheck_window *without = pc->poll_chosen ? &w : &pc->measured;
 
-		pc->poll_chosen = pollcheck_decide(with, with_ns, without, without_ns,
-						   pc->poll_chosen);
-		if (with >= POLLCHECK_MIN_REPLIES || without >= POLLCHECK_MIN_REPLIES) {
+		pc->poll_chosen = pollcheck_decide(with, without, pc->poll_chosen);
+		if (with->replies >= POLLCHECK_MIN_REPLIES ||
+		    without->replies >= POLLCHECK_MIN_REPLIES) {
 			pc->trials++;
 			pc->trials_poll += pc->poll_chosen;
-			pc->last_poll = with;
-			pc->last_nopoll = without;
-			pc->last_poll_ns = with_ns;
-			pc->last_nopoll_ns = without_ns;
-			pc->last_poll_cpu = with_cpu;
-			pc->last_nopoll_cpu = without_cpu;
+			pc->last_poll = *with;
+			pc->last_nopoll = *without;
 			log_debug("polling check: %.0f replies/s polling, %.0f without "
-				  "(%.1f / %.1f us of CPU per reply): %s",
-				  pollcheck_rate(with, with_ns), pollcheck_rate(without, without_ns),
-				  with ? (double)pc->last_poll_cpu / 1e3 / (double)with : 0,
-				  without ? (double)pc->last_nopoll_cpu / 1e3 / (double)without : 0,
+				  "(%.1f / %.1f us of CPU per reply; the rest of the machine "
+				  "%.2f / %.2f CPUs): %s",
+				  pollcheck_rate(with->replies, with->ns),
+				  pollcheck_rate(without->replies, without->ns),
+				  with->replies ? (double)with->cpu / 1e3 / (double)with->replies : 0,
+				  without->replies ? (double)without->cpu / 1e3 /
+							     (double)without->replies
+						   : 0,
+				  pollcheck_others(with), pollcheck_others(without),
 				  pc->poll_chosen ? "poll" : "do not poll");
 		}
 		pc->phase = POLLCHECK_RUN;
@@ -133,6 +156,7 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu)
 	pc->mark = replies;
 	pc->mark_ns = now;
 	pc->mark_cpu = cpu;
+	pc->mark_busy = busy;
 	/* settle and trial run the other mode; RUN and MEASURE the chosen one */
 	__atomic_store_n(&pc->allowed,
 			 pc->phase == POLLCHECK_SETTLE || pc->phase == POLLCHECK_TRIAL
@@ -155,10 +179,13 @@ pollcheck_allowed(struct pollcheck *pc, uint64_t now)
 			 * one window, then check at once rather than a period on.
 			 */
 			pc->mark_ns = now;
-			pc->mark_cpu = pollcheck_cpu_ns();
+			pc->mark_cpu = pc->cpu_ns();
+			pc->mark_busy = pc->busy_ns();
 			__atomic_store_n(&pc->next_ns, now + POLLCHECK_WINDOW_NS, __ATOMIC_RELEASE);
 		} else if (now >= next) {
-			pollcheck_advance(pc, now, pollcheck_cpu_ns());
+			uint64_t cpu = pc->cpu_ns();
+
+			pollcheck_advance(pc, now, cpu, pc->busy_ns());
 		}
 		pthread_mutex_unlock(&pc->lock);
 	}

@@ -3,7 +3,8 @@
  * Whether adaptive polling pays for itself (pollcheck.c): every few seconds
  * the server switches to the other mode, lets it settle, counts a window of
  * it against a window of the chosen mode, and keeps whichever answered
- * more requests per second (polling must win clearly).
+ * more requests per second (polling must win clearly, and without taking
+ * CPU from the machine's other work).
  */
 #ifndef DIONBD_POLLCHECK_H
 #define DIONBD_POLLCHECK_H
@@ -23,8 +24,24 @@
 #define POLLCHECK_SETTLE_NS	(150ull * 1000 * 1000)
 /* Polling must answer this many percent more requests than not polling. */
 #define POLLCHECK_GAIN_PCT	5
+/*
+ * ...and leave the rest of the machine (every CPU's busy time but this
+ * process's) at most this many percent of one CPU less than it had
+ * without polling. The machine's busy time comes in ticks of 10 ms (two
+ * windows of 100 ms on two CPUs: about 10% of a CPU each way), so less
+ * would be noise.
+ */
+#define POLLCHECK_HARM_PCT	30
 /* Fewer replies than this in a window decide nothing: too idle to matter. */
 #define POLLCHECK_MIN_REPLIES	50
+
+/* One counted window of a mode. */
+struct pollcheck_window {
+	uint64_t replies;	/* replies all reactors sent in it */
+	uint64_t ns;		/* its length */
+	uint64_t cpu;		/* CPU time (ns) this process used in it */
+	int64_t others;		/* CPU time (ns) the rest of the machine used in it */
+};
 
 enum pollcheck_phase {
 	POLLCHECK_RUN,		/* the chosen mode, unmeasured */
@@ -46,15 +63,15 @@ struct pollcheck {
 	enum pollcheck_phase phase;
 	bool poll_chosen;		/* the mode of RUN and MEASURE */
 	uint64_t mark, mark_ns;		/* replies and time at the start of the phase */
-	uint64_t mark_cpu;		/* the process's CPU time (ns) at the start of the phase */
-	uint64_t measured, measured_ns;	/* replies in the MEASURE window, its length */
-	uint64_t measured_cpu;		/* CPU time the process used in the MEASURE window */
+	uint64_t mark_cpu, mark_busy;	/* the process's and all CPUs' busy time (ns) then */
+	struct pollcheck_window measured;	/* the MEASURE window */
+	/* the clocks: the process's CPU time, all CPUs' busy time (ns); tests replace them */
+	uint64_t (*cpu_ns)(void);
+	uint64_t (*busy_ns)(void);
 	/* statistics, under lock */
 	uint64_t trials;		/* cycles that decided */
 	uint64_t trials_poll;		/* of those, that kept (or chose) polling */
-	uint64_t last_poll, last_nopoll;	/* replies in the last decided windows */
-	uint64_t last_poll_ns, last_nopoll_ns;	/* their lengths */
-	uint64_t last_poll_cpu, last_nopoll_cpu;	/* the process's CPU time in them */
+	struct pollcheck_window last_poll, last_nopoll;	/* the last decided windows */
 };
 
 void pollcheck_init(struct pollcheck *pc);
@@ -71,11 +88,11 @@ pollcheck_count(struct pollcheck *pc, unsigned int n)
 bool pollcheck_allowed(struct pollcheck *pc, uint64_t now);
 
 /*
- * The decision of one cycle: `with` replies in with_ns of polling against
- * `without` in without_ns of not polling; current when too few to tell.
- * (A window ends when a reactor next asks, so lengths may differ.)
+ * The decision of one cycle, from a window with polling and one without;
+ * current when too few replies to tell. (A window ends when a reactor next
+ * asks, so lengths may differ: rates are compared.)
  */
-bool pollcheck_decide(uint64_t with, uint64_t with_ns, uint64_t without, uint64_t without_ns,
+bool pollcheck_decide(const struct pollcheck_window *with, const struct pollcheck_window *without,
 		      bool current);
 
 /* The smallest polling window worth a clock read: below it, just sleep. */

@@ -291,8 +291,9 @@ reactor_loop_over(struct reactor *r)
  * is short of CPU (cpuload.c): then the spin would take the core from the
  * very thread, often the client, whose work it waits for. With check
  * (poll-check, the default) none opens while the last measurement said
- * polling does not pay (pollcheck.c), which catches what a load reading
- * cannot: a spin that slows a client on the same cores.
+ * polling does not pay (pollcheck.c): it answered too few more requests,
+ * or took CPU from the machine's other work. The check sees both, so with
+ * it on, yield asks only about steal time, not about runnable threads.
  */
 static void
 reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
@@ -305,7 +306,7 @@ reactor_loop_polling(struct reactor *r, uint64_t max_ns, bool yield, bool check)
 		if (win) {
 			uint64_t now = stats_now_ns();
 
-			if ((yield && cpuload_crowded(now)) ||
+			if ((yield && cpuload_crowded(now, !check)) ||
 			    (check && !pollcheck_allowed(&r->srv->pollcheck, now)))
 				win = 0;
 		}

@@ -162,8 +162,8 @@ static const struct setting settings[] = {
 		  "sleeping (adaptive; default 500, 0 = off)" },
 	{ .name = "poll-yield", .kind = SET_BOOL, .off = SET_FIELD(poll_yield, bool),
 	  .help = "poll only while the CPUs have room: not while\n"
-		  "runnable threads outnumber them or steal time\n"
-		  "is high (default on)" },
+		  "steal time is high or, with --poll-check off,\n"
+		  "runnable threads outnumber them (default on)" },
 	{ .name = "poll-check", .kind = SET_BOOL, .off = SET_FIELD(poll_check, bool),
 	  .help = "every 3 s, count a window of the other mode\n"
 		  "once it has settled; poll only if polling\n"

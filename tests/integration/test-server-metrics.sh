@@ -26,7 +26,7 @@ done
 # The checks, in Python: "check.py URL PHASE [ARGS]" parses the page and
 # exits 1 with the reasons when a check of PHASE fails.
 cat >"$TMP/check.py" <<'PY'
-import sys, time, urllib.request
+import os, sys, time, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 url, phase, args = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -71,7 +71,8 @@ TYPES = {
     "dionbd_request_stage_seconds": "counter", "dionbd_requests_staged": "counter",
     "dionbd_polling_allowed": "gauge", "dionbd_poll_checks": "counter",
     "dionbd_poll_check_replies": "gauge", "dionbd_poll_check_replies_per_second": "gauge",
-    "dionbd_poll_check_cpu_seconds_per_reply": "gauge", "dionbd_reactor_polling": "gauge",
+    "dionbd_poll_check_cpu_seconds_per_reply": "gauge", "dionbd_poll_check_others_cpus": "gauge",
+    "dionbd_reactor_polling": "gauge",
     "dionbd_reactor_poll_windows": "counter", "dionbd_reactor_poll_empty_seconds": "counter",
 }
 STAGES = ["receive", "libdio", "reply"]
@@ -125,6 +126,9 @@ def common(fams, vals, exports):
         check(v(vals, "dionbd_poll_check_replies_per_second", mode=mode) >= 0, "check rate")
         check(0 <= v(vals, "dionbd_poll_check_cpu_seconds_per_reply", mode=mode) < 1,
               "check CPU per reply")
+        # busy ticks less our precise CPU time: a tick below zero at most
+        check(-0.5 < v(vals, "dionbd_poll_check_others_cpus", mode=mode) <= os.cpu_count(),
+              "check: the rest of the machine's CPUs")
 
 def ge(val, n, what):
     check(val >= n, "%s: %s, expected at least %s" % (what, val, n))

@@ -6,24 +6,87 @@
 
 #define MS (1000ull * 1000)
 
+/*
+ * The clocks pollcheck reads, faked: the process's CPU time and all CPUs'
+ * busy time, moved by the tests as their own clock moves.
+ */
+static uint64_t fake_cpu, fake_busy;
+
+static uint64_t
+fake_cpu_ns(void)
+{
+	return fake_cpu;
+}
+
+static uint64_t
+fake_busy_ns(void)
+{
+	return fake_busy;
+}
+
+static void
+init_faked(struct pollcheck *pc)
+{
+	pollcheck_init(pc);
+	fake_cpu = fake_busy = 0;
+	pc->cpu_ns = fake_cpu_ns;
+	pc->busy_ns = fake_busy_ns;
+}
+
+/* pollcheck_decide on two windows in which the rest of the machine had
+ * others_with and others_without CPUs. */
+static bool
+decide_others(uint64_t with, uint64_t with_ns, double others_with, uint64_t without,
+	      uint64_t without_ns, double others_without, bool current)
+{
+	struct pollcheck_window a = { .replies = with, .ns = with_ns,
+				      .others = (int64_t)(others_with * (double)with_ns) };
+	struct pollcheck_window b = { .replies = without, .ns = without_ns,
+				      .others = (int64_t)(others_without * (double)without_ns) };
+
+	return pollcheck_decide(&a, &b, current);
+}
+
+static bool
+decide(uint64_t with, uint64_t with_ns, uint64_t without, uint64_t without_ns, bool current)
+{
+	return decide_others(with, with_ns, 0, without, without_ns, 0, current);
+}
+
 Test(pollcheck, decide)
 {
 	uint64_t w = POLLCHECK_WINDOW_NS;
 
 	/* polling must gain at least POLLCHECK_GAIN_PCT */
-	cr_assert(pollcheck_decide(1000, w, 900, w, false));
-	cr_assert_not(pollcheck_decide(1000, w, 1000, w, true), "a tie goes to not polling");
-	cr_assert_not(pollcheck_decide(1040, w, 1000, w, true), "4%% is not enough");
-	cr_assert(pollcheck_decide(1060, w, 1000, w, false));
-	cr_assert_not(pollcheck_decide(597, w, 853, w, true), "QD1 on shared cores: polling loses");
+	cr_assert(decide(1000, w, 900, w, false));
+	cr_assert_not(decide(1000, w, 1000, w, true), "a tie goes to not polling");
+	cr_assert_not(decide(1040, w, 1000, w, true), "4%% is not enough");
+	cr_assert(decide(1060, w, 1000, w, false));
+	cr_assert_not(decide(597, w, 853, w, true), "QD1 on shared cores: polling loses");
 	/* rates, not counts: a window that ran long counts for its length */
-	cr_assert_not(pollcheck_decide(2000, 2 * w, 1000, w, true));
-	cr_assert(pollcheck_decide(2000, 2 * w, 800, w, false));
+	cr_assert_not(decide(2000, 2 * w, 1000, w, true));
+	cr_assert(decide(2000, 2 * w, 800, w, false));
 	/* too few replies to tell: keep what we have */
-	cr_assert(pollcheck_decide(10, w, 0, w, true));
-	cr_assert_not(pollcheck_decide(0, w, 10, w, false));
-	cr_assert(pollcheck_decide(POLLCHECK_MIN_REPLIES, w, 0, w, false));
-	cr_assert(pollcheck_decide(100, 0, 100, w, true), "an empty window decides nothing");
+	cr_assert(decide(10, w, 0, w, true));
+	cr_assert_not(decide(0, w, 10, w, false));
+	cr_assert(decide(POLLCHECK_MIN_REPLIES, w, 0, w, false));
+	cr_assert(decide(100, 0, 100, w, true), "an empty window decides nothing");
+}
+
+Test(pollcheck, decide_weighs_the_rest_of_the_machine)
+{
+	uint64_t w = POLLCHECK_WINDOW_NS;
+
+	/* a client answered faster uses more CPU itself: polling kept */
+	cr_assert(decide_others(1300, w, 0.4, 1000, w, 0.3, false));
+	/* a busy job that lost half a CPU to the spin: not polling, gain or no gain */
+	cr_assert_not(decide_others(1300, w, 1.0, 1000, w, 1.5, true));
+	/* within POLLCHECK_HARM_PCT of a CPU (tick noise): kept */
+	cr_assert(decide_others(1300, w, 1.3, 1000, w, 1.5, false));
+	cr_assert_not(decide_others(1300, w, 1.5 - (POLLCHECK_HARM_PCT + 5) / 100.0, 1000, w, 1.5,
+				    true));
+	/* the harm alone never makes polling win */
+	cr_assert_not(decide_others(1000, w, 2.0, 1000, w, 0.0, true));
 }
 
 /*
@@ -32,7 +95,8 @@ Test(pollcheck, decide)
  * in the RUN phase that follows.
  */
 static bool
-cycle(struct pollcheck *pc, uint64_t *now, unsigned int with_rate, unsigned int without_rate)
+cycle_others(struct pollcheck *pc, uint64_t *now, unsigned int with_rate,
+	     unsigned int without_rate, double others_with, double others_without)
 {
 	uint64_t end = *now + POLLCHECK_PERIOD_NS;
 
@@ -40,9 +104,19 @@ cycle(struct pollcheck *pc, uint64_t *now, unsigned int with_rate, unsigned int 
 		bool allowed = pollcheck_allowed(pc, *now);
 
 		pollcheck_count(pc, allowed ? with_rate : without_rate);
+		/* the process spins a whole CPU while polling, a third of one not */
+		fake_cpu += allowed ? MS : MS / 3;
+		fake_busy += (allowed ? MS : MS / 3) +
+			     (uint64_t)((allowed ? others_with : others_without) * (double)MS);
 		*now += MS;
 	}
 	return pollcheck_allowed(pc, *now);
+}
+
+static bool
+cycle(struct pollcheck *pc, uint64_t *now, unsigned int with_rate, unsigned int without_rate)
+{
+	return cycle_others(pc, now, with_rate, without_rate, 0.2, 0.2);
 }
 
 Test(pollcheck, cycle_keeps_the_better_mode)
@@ -50,7 +124,7 @@ Test(pollcheck, cycle_keeps_the_better_mode)
 	struct pollcheck pc;
 	uint64_t now = 1000 * MS;
 
-	pollcheck_init(&pc);
+	init_faked(&pc);
 	cr_assert(pollcheck_allowed(&pc, now), "polls as configured until measured");
 	/* polling gains 30%: kept */
 	cr_assert(cycle(&pc, &now, 13, 10));
@@ -60,8 +134,10 @@ Test(pollcheck, cycle_keeps_the_better_mode)
 	/* the machine changed: now polling loses, and is dropped at the next check */
 	cr_assert_not(cycle(&pc, &now, 6, 8));
 	cr_assert_eq(pc.trials_poll, 2);
-	cr_assert_eq(pc.last_poll, 600);
-	cr_assert_eq(pc.last_nopoll, 800);
+	cr_assert_eq(pc.last_poll.replies, 600);
+	cr_assert_eq(pc.last_nopoll.replies, 800);
+	cr_assert_eq(pc.last_poll.cpu, 100 * MS, "%llu ns", (unsigned long long)pc.last_poll.cpu);
+	cr_assert_eq(pc.last_nopoll.others, 20 * MS, "%lld ns", (long long)pc.last_nopoll.others);
 	/* no polling while it loses, but still tried each cycle: it comes back */
 	cr_assert_not(cycle(&pc, &now, 6, 8));
 	cr_assert(cycle(&pc, &now, 20, 8));
@@ -71,13 +147,32 @@ Test(pollcheck, cycle_keeps_the_better_mode)
 	pollcheck_fini(&pc);
 }
 
+Test(pollcheck, polling_that_takes_cpu_from_other_work_stops)
+{
+	struct pollcheck pc;
+	uint64_t now = 1000 * MS;
+
+	init_faked(&pc);
+	/* 30% more replies, and the machine's other work keeps its 1.5 CPUs: kept */
+	cr_assert(cycle_others(&pc, &now, 13, 10, 1.5, 1.5));
+	cr_assert_eq(pc.trials_poll, 1);
+	/* a busy job gets 0.8 CPU while we spin, 1.5 while we do not: dropped */
+	cr_assert_not(cycle_others(&pc, &now, 13, 10, 0.8, 1.5));
+	cr_assert_eq(pc.trials_poll, 1);
+	cr_assert_eq(pc.last_poll.others, 80 * MS, "%lld ns", (long long)pc.last_poll.others);
+	/* it stays off while the job runs, and comes back once it ends */
+	cr_assert_not(cycle_others(&pc, &now, 13, 10, 0.8, 1.5));
+	cr_assert(cycle_others(&pc, &now, 13, 10, 0.1, 0.1));
+	pollcheck_fini(&pc);
+}
+
 Test(pollcheck, trial_runs_the_other_mode)
 {
 	struct pollcheck pc;
 	uint64_t now = 1000 * MS, t;
 	unsigned int on = 0, off = 0;
 
-	pollcheck_init(&pc);
+	init_faked(&pc);
 	/*
 	 * Polling pays (130 replies a ms against 100): over the first period,
 	 * exactly one settle and one window run without it, and the first
@@ -161,15 +256,15 @@ Test(pollcheck, the_trial_counts_after_it_settles)
 	uint64_t now = 1000 * MS;
 
 	cr_assert_lt(80 * MS, POLLCHECK_SETTLE_NS);
-	pollcheck_init(&pc);
+	init_faked(&pc);
 	cr_assert_not(run_with_lag(&pc, &now, 2), "polling kept at 75 replies a ms against 90");
 	cr_assert_geq(pc.trials, 1);
 	cr_assert_eq(pc.trials_poll, 0);
-	cr_assert_eq(pc.last_nopoll, 9000, "the trial counted %llu replies",
-		     (unsigned long long)pc.last_nopoll);
+	cr_assert_eq(pc.last_nopoll.replies, 9000, "the trial counted %llu replies",
+		     (unsigned long long)pc.last_nopoll.replies);
 	/* and it stays: polling, tried after its own settle, loses each time */
 	cr_assert_not(run_with_lag(&pc, &now, 3));
 	cr_assert_eq(pc.trials_poll, 0);
-	cr_assert_eq(pc.last_poll, 7500);
+	cr_assert_eq(pc.last_poll.replies, 7500);
 	pollcheck_fini(&pc);
 }
