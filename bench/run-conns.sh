@@ -17,12 +17,15 @@
 # page (receive / libdio / reply, see docs/dionbd.md). With --syscalls,
 # the server's system calls per request too (perf stat on the
 # raw_syscalls:sys_enter tracepoint over the run; needs perf and root).
+# With --hogs N, N busy loops run beside each cell's load (a host with
+# other work: what polling must not take from it), and the table gives the
+# CPUs' worth of time they got (their utime+stime over the load).
 # N alternating repetitions; the table holds medians.
 #
 #   bench/run-conns.sh [--build DIR] [--base DIR] [--size 1G] [--runtime 4] [--reps 3]
 #                      [--depth 32] [--conns "1 2 4"] [--client-threads N] [--raw-client] [--rows LIST]
 #                      [--servers LIST] [--taskset-server CPUS --taskset-client CPUS]
-#                      [--syscalls]
+#                      [--syscalls] [--hogs N]
 #
 # The client runs one thread per connection (nbd-load -T), or N threads for
 # all of them with --client-threads N: on two cores, a thread per connection
@@ -58,6 +61,7 @@ ts_server=
 ts_client=
 base=
 syscalls=false
+hogs=0
 
 bench_name=run-conns
 source "$top/bench/lib-bench.sh"
@@ -67,6 +71,7 @@ while [ $# -gt 0 ]; do
 	--build) build=$2; shift ;;
 	--base) base=$2; shift ;;
 	--syscalls) syscalls=true ;;
+	--hogs) hogs=$2; shift ;;
 	--size) size=$2; shift ;;
 	--runtime) runtime=$2; shift ;;
 	--reps) reps=$2; shift ;;
@@ -175,9 +180,42 @@ machine_cpu_us() {
 		'BEGIN { printf "machine_us_per_io=%.1f", (n > 0 ? (b - a) / (n * t) : 0) }'
 }
 
+# The busy loops of --hogs, started for a cell's load and stopped after it.
+hog_pids=()
+hogs_start() {
+	local i
+	hog_pids=()
+	for ((i = 0; i < hogs; i++)); do
+		sh -c 'while :; do :; done' &
+		hog_pids+=($!)
+	done
+}
+hogs_stop() {
+	[ ${#hog_pids[@]} -gt 0 ] || return 0
+	kill "${hog_pids[@]}" 2>/dev/null || true
+	wait "${hog_pids[@]}" 2>/dev/null || true
+	hog_pids=()
+}
+# Their CPU time so far, in microseconds.
+hogs_cpu_us() {
+	local hz p t=0
+	hz=$(getconf CLK_TCK)
+	for p in "${hog_pids[@]}"; do
+		t=$(awk -v hz="$hz" -v t="$t" '{ sub(/^.*\) /, ""); print t + ($12 + $13) * 1000000 / hz }' \
+			"/proc/$p/stat")
+	done
+	echo "$t"
+}
+# hogs_cpus H0 SECS: hog_cpus=..., the CPUs' worth they got since H0.
+hogs_cpus() {
+	[ "$hogs" -gt 0 ] || return 0
+	awk -v a="$1" -v b="$(hogs_cpu_us)" -v t="$2" 'BEGIN { printf " hog_cpus=%.2f", (b - a) / (t * 1e6) }'
+}
+trap 'hogs_stop; bench_cleanup' EXIT
+
 # cell SERVER ROW CONNS REP: one measurement, appended to $results.
 cell() {
-	local server=$1 row=$2 conns=$3 rep=$4 q w=0 out iops p50 p99 cpu0 cpu1 cpu m0
+	local server=$1 row=$2 conns=$3 rep=$4 q w=0 out iops cpu0 cpu1 cpu m0
 	q=$((depth / conns))
 	[ "$q" -ge 1 ] || q=1
 	case $row in
@@ -186,7 +224,9 @@ cell() {
 	esac
 	m0=$(machine_busy_us)
 	if [ "$server" = fio-uring ]; then
-		local rw=randread
+		local rw=randread h0 t0
+		hogs_start
+		h0=$(hogs_cpu_us) t0=$(date +%s.%N)
 		[ "$w" = 100 ] && rw=randwrite
 		out=$("${ts_cli[@]}" fio --name=c --filename="$img" --rw=$rw --bs=4k --direct=1 \
 			--ioengine=io_uring --iodepth=$((q * conns)) --time_based \
@@ -196,22 +236,29 @@ j=json.load(sys.stdin)["jobs"][0]; d=j["read"] if j["read"]["io_bytes"] else j["
 p=d["clat_ns"]["percentile"]
 print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f cpu_us_per_io=%.1f" % (d["iops"], p["50.000000"]/1e3,
       p["99.000000"]/1e3, (j["usr_cpu"] + j["sys_cpu"]) * 1e4 / d["iops"] if d["iops"] else 0))')
+		out+="$(hogs_cpus "$h0" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")"
+		hogs_stop
 		out+=" $(machine_cpu_us "$m0" "$out")"
 		echo "$row $server $conns $rep $out srv_cpu_us_per_io=-" >>"$results"
 		return
 	fi
 	start_server "$server"
-	local perf_pid= sys=-
+	local perf_pid="" sys=-
 	if $syscalls; then
 		perf stat -x, -e raw_syscalls:sys_enter -p "$srv_pid" -o "$work/perf.out" &
 		perf_pid=$!
 		sleep 0.5	# attached before the load starts
 	fi
+	hogs_start
+	local h0 t0
+	h0=$(hogs_cpu_us) t0=$(date +%s.%N)
 	cpu0=$(srv_cpu_us)
 	m0=$(machine_busy_us)
 	out=$("${ts_cli[@]}" "$load" "${raw_client[@]}" -c "$conns" -T "${client_threads:-$conns}" -q "$q" -w "$w" -t "$runtime" \
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
+	out+="$(hogs_cpus "$h0" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")"
+	hogs_stop
 	out+=" $(machine_cpu_us "$m0" "$out")"
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid" 2>/dev/null || true
@@ -259,7 +306,10 @@ def med(kvs, key):
     return statistics.median(vals) if vals else None
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'cli':>5} {'machine':>7} {'sys/IO':>6} {'vs 1 conn':>9}  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
+hogs = any("hog_cpus" in kv for kvs in cells.values() for kv in kvs)
+print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'cli':>5} {'machine':>7} {'sys/IO':>6} {'vs 1 conn':>9}"
+      + (f" {'hog CPUs':>8}" if hogs else "")
+      + "  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
     kvs = cells[(row, conns, server)]
     iops = med(kvs, "iops")
@@ -271,7 +321,8 @@ for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.ind
     print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
           f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} "
           f"{('-' if cli is None else f'{cli:.1f}'):>5} {('-' if mach is None else f'{mach:.1f}'):>7} "
-          f"{('-' if sysio is None else f'{sysio:.2f}'):>6} {ratio:>9}  "
+          f"{('-' if sysio is None else f'{sysio:.2f}'):>6} {ratio:>9}"
+          + (f" {med(kvs, 'hog_cpus'):>8.2f}" if hogs else "") + "  "
           + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
                      for st in ("receive", "libdio", "reply"))
           + ("  " + " ".join(k["checks"] + ("@" + k["lastcheck"] if "lastcheck" in k else "")
