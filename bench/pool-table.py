@@ -286,8 +286,8 @@ print("medians of %d repetitions; peers alternate within each row (reverse order
       " over raw's and qcow2's;"
       "\nraw-copy (cow row): per slot a read and a write of a whole pool chunk of the raw file"
       " (io_uring, O_DIRECT), its IOPS the copies a second;"
-      "\nraw-pool: raw's fio on the pool file, over the chunks volume ow maps (targets are"
-      " judged against it when measured);"
+      "\nraw-pool: raw's fio on the pool file, over the chunks volume ow maps (fw, seq: those"
+      " the last fresh fw or seq volume took; targets are judged against it when measured);"
       "\ncpu/IO: the server's user + system CPU per I/O; dev/cli: bytes the server sent to"
       " the block layer\n(/proc/PID/io write_bytes, after a FLUSH) over bytes the client"
       " wrote; raw JSON in %s" % (reps, out))

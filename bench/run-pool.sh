@@ -54,7 +54,8 @@
 # raw-copy, cow-4k-qd32 only: per slot one read and one write of a whole
 # pool chunk on the raw file, the device's cost of copying one, no server;
 # raw-pool, ow fw seq only: raw's fio on the pool file itself, over the
-# chunks volume ow maps, the blocks the pool's writes land on. This VM's
+# blocks the pool's writes land on: for ow the chunks volume ow maps, for
+# fw and seq the chunks the last fresh fw or seq volume took. This VM's
 # disk writes 65-110K random 4 KiB a second depending on where a file
 # lies (2026-12-02), so a raw file elsewhere is not the pool's ceiling;
 # with raw-pool measured, the targets are judged against it)
@@ -525,7 +526,7 @@ run_fio() {
 	elif is_file_peer "$p"; then
 		cmd+=(--filename="$target" --ioengine=io_uring --direct=1 --fixedbufs
 		      --registerfiles --sqthread_poll=0 --hipri=0)
-		[ "$p" = raw ] || cmd+=(--offset="$rawpool_off")
+		[ "$p" = raw ] || cmd+=(--offset="$(rawpool_offset "$row")")
 	else
 		cmd+=(--ioengine=nbd --uri="$target")
 	fi
@@ -587,6 +588,7 @@ run_cell() {
 	stop_server "$sock"
 	# A first-write volume goes now: the pool's metadata reserve is sized
 	# for one at a time (see pool_bytes).
+	case $p/$row in dionbd/fw-*|dionbd/seq-*) rawpool_learn "$what" ;; esac
 	case $p/$row in dionbd/fw-*|dionbd/seq-*|dionbd/fua-*|dionbd/cow-*)
 		ptool volume delete "$pool" "$what" >/dev/null || die "volume delete $what" ;;
 	esac
@@ -665,6 +667,36 @@ else:
 	[ -n "$rawpool_off" ] || die "raw-pool: no offset from dionbd-pool dump --json"
 	say "raw-pool: fio on $pool from $rawpool_off (${rawpool_what//_/ })"
 fi
+# A fresh volume's chunks come from its own cursor, elsewhere in the pool
+# than ow's: raw-pool's fw and seq cells write where the last fresh fw or
+# seq volume's chunks lay (rawpool_learn, before that volume is deleted),
+# or, until one has been measured, where ow's lie.
+rawpool_new_off=
+# rawpool_learn VOL: the lowest address of VOL's chunks, when they span no
+# more than --size from there (else nothing is learnt).
+rawpool_learn() {
+	local off
+	off=$(ptool dump --json "$pool" | $python -c '
+import json, sys
+d = json.load(sys.stdin)
+e = [x for v in d["volumes"] if v["name"] == sys.argv[1] for x in v["extents"]]
+if e:
+    lo = min(x["addr"] for x in e)
+    hi = max(x["addr"] + x["chunks"] * int(sys.argv[2]) for x in e)
+    if hi - lo <= int(sys.argv[3]):
+        print(lo)' "$1" "$chunk_bytes" "$bytes") || die "raw-pool: dionbd-pool dump --json failed"
+	if [ -n "$off" ] && [ "$off" != "$rawpool_new_off" ]; then
+		rawpool_new_off=$off
+		echo "  raw-pool: fw and seq from $off (volume $1's chunks)" >>"$out/commands.txt"
+	fi
+}
+# rawpool_offset ROW: where raw-pool's fio starts for ROW.
+rawpool_offset() {
+	case $1 in
+	fw-*|seq-*) echo "${rawpool_new_off:-$rawpool_off}" ;;
+	*) echo "$rawpool_off" ;;
+	esac
+}
 # cow-4k-qd32 clones cowbase (each cell a fresh clone); qcow2 writes into
 # a fresh image over a fully written backing image
 if has_row cow-4k-qd32; then
