@@ -22,6 +22,11 @@
  * switch, 100 ms windows chose polling at 7,400 replies/s over 9,000
  * without.
  *
+ * The server starts without polling, the cheaper mode, and the first
+ * check tries polling 200 ms after the first load. Each trial costs the
+ * chosen mode 250 ms and a settle on the way back, so while checks keep
+ * choosing the same mode the period doubles, from 3 s up to 12 s.
+ *
  * Requests per second are the measure because the clients that polling
  * helps are the ones that wait for each reply (a fixed queue depth): for
  * them more replies per second is lower latency. A client that sends at a
@@ -64,8 +69,9 @@ pollcheck_rate(uint64_t n, uint64_t ns)
 void
 pollcheck_init(struct pollcheck *pc)
 {
-	*pc = (struct pollcheck){ .allowed = true, .poll_chosen = true,
-				  .cpu_ns = pollcheck_cpu_ns, .busy_ns = cpuload_busy_ns };
+	*pc = (struct pollcheck){ .allowed = false, .poll_chosen = false,
+				  .period_ns = POLLCHECK_PERIOD_NS, .cpu_ns = pollcheck_cpu_ns,
+				  .busy_ns = cpuload_busy_ns };
 	pthread_mutex_init(&pc->lock, NULL);
 }
 
@@ -128,8 +134,16 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu, uint64_t bus
 	default: {
 		const struct pollcheck_window *with = pc->poll_chosen ? &pc->measured : &w;
 		const struct pollcheck_window *without = pc->poll_chosen ? &w : &pc->measured;
+		bool was = pc->poll_chosen;
 
 		pc->poll_chosen = pollcheck_decide(with, without, pc->poll_chosen);
+		if (pc->poll_chosen != was)
+			pc->period_ns = POLLCHECK_PERIOD_NS;
+		else if (with->replies >= POLLCHECK_MIN_REPLIES ||
+			 without->replies >= POLLCHECK_MIN_REPLIES)
+			pc->period_ns = pc->period_ns * 2 > POLLCHECK_PERIOD_MAX_NS
+						? POLLCHECK_PERIOD_MAX_NS
+						: pc->period_ns * 2;
 		if (with->replies >= POLLCHECK_MIN_REPLIES ||
 		    without->replies >= POLLCHECK_MIN_REPLIES) {
 			pc->trials++;
@@ -149,7 +163,7 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu, uint64_t bus
 				  pc->poll_chosen ? "poll" : "do not poll");
 		}
 		pc->phase = POLLCHECK_RUN;
-		next = now + POLLCHECK_PERIOD_NS - 2 * POLLCHECK_WINDOW_NS - POLLCHECK_SETTLE_NS;
+		next = now + pc->period_ns - 2 * POLLCHECK_WINDOW_NS - POLLCHECK_SETTLE_NS;
 		break;
 	}
 	}
@@ -175,8 +189,8 @@ pollcheck_allowed(struct pollcheck *pc, uint64_t now)
 		next = __atomic_load_n(&pc->next_ns, __ATOMIC_ACQUIRE);
 		if (!next) {
 			/*
-			 * The first ask (the first load): poll as configured for
-			 * one window, then check at once rather than a period on.
+			 * The first ask (the first load): one window without
+			 * polling, then check at once rather than a period on.
 			 */
 			pc->mark_ns = now;
 			pc->mark_cpu = pc->cpu_ns();

@@ -17,9 +17,11 @@
  * One cycle: PERIOD long, ending with a WINDOW of the chosen mode counted,
  * SETTLE of the other mode not counted, then a WINDOW of it counted. A
  * switch takes tens of ms to show its steady rate (pollcheck.c): the trial
- * is counted only once it has settled.
+ * is counted only once it has settled. While decisions agree the period
+ * doubles, up to PERIOD_MAX; a change of mode brings it back to PERIOD.
  */
 #define POLLCHECK_PERIOD_NS	(3000ull * 1000 * 1000)
+#define POLLCHECK_PERIOD_MAX_NS	(12000ull * 1000 * 1000)
 #define POLLCHECK_WINDOW_NS	(100ull * 1000 * 1000)
 #define POLLCHECK_SETTLE_NS	(150ull * 1000 * 1000)
 /* Polling must answer this many percent more requests than not polling. */
@@ -62,6 +64,7 @@ struct pollcheck {
 	pthread_mutex_t lock;		/* guards the fields below */
 	enum pollcheck_phase phase;
 	bool poll_chosen;		/* the mode of RUN and MEASURE */
+	uint64_t period_ns;		/* the current cycle's length */
 	uint64_t mark, mark_ns;		/* replies and time at the start of the phase */
 	uint64_t mark_cpu, mark_busy;	/* the process's and all CPUs' busy time (ns) then */
 	struct pollcheck_window measured;	/* the MEASURE window */

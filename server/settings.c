@@ -165,7 +165,7 @@ static const struct setting settings[] = {
 		  "steal time is high or, with --poll-check off,\n"
 		  "runnable threads outnumber them (default on)" },
 	{ .name = "poll-check", .kind = SET_BOOL, .off = SET_FIELD(poll_check, bool),
-	  .help = "every 3 s, count a window of the other mode\n"
+	  .help = "every 3-12 s, count a window of the other mode\n"
 		  "once it has settled; poll only if polling\n"
 		  "answered 5% more requests per second\n"
 		  "(default on)" },

@@ -90,19 +90,26 @@ Test(pollcheck, decide_weighs_the_rest_of_the_machine)
 }
 
 /*
- * Drive one whole cycle: replies arrive at with_rate per ms while polling is
- * allowed and at without_rate while not. Returns whether polling is allowed
- * in the RUN phase that follows.
+ * Run until the check's next decision, and return whether polling is
+ * allowed after it: replies arrive at with_rate per ms while polling is
+ * allowed and at without_rate while not, and the rest of the machine gets
+ * others_with or others_without CPUs. *took is set to how long it ran.
  */
 static bool
-cycle_others(struct pollcheck *pc, uint64_t *now, unsigned int with_rate,
-	     unsigned int without_rate, double others_with, double others_without)
+cycle_took(struct pollcheck *pc, uint64_t *now, unsigned int with_rate,
+	   unsigned int without_rate, double others_with, double others_without, uint64_t *took)
 {
-	uint64_t end = *now + POLLCHECK_PERIOD_NS;
+	uint64_t start = *now;
+	bool trial = false;
 
-	while (*now < end) {
+	for (;;) {
 		bool allowed = pollcheck_allowed(pc, *now);
 
+		if (pc->phase == POLLCHECK_TRIAL)
+			trial = true;
+		else if (trial)
+			break;	/* decided: the next RUN has begun */
+		cr_assert_lt(*now - start, 2 * POLLCHECK_PERIOD_MAX_NS, "no decision");
 		pollcheck_count(pc, allowed ? with_rate : without_rate);
 		/* the process spins a whole CPU while polling, a third of one not */
 		fake_cpu += allowed ? MS : MS / 3;
@@ -110,7 +117,16 @@ cycle_others(struct pollcheck *pc, uint64_t *now, unsigned int with_rate,
 			     (uint64_t)((allowed ? others_with : others_without) * (double)MS);
 		*now += MS;
 	}
+	if (took)
+		*took = *now - start;
 	return pollcheck_allowed(pc, *now);
+}
+
+static bool
+cycle_others(struct pollcheck *pc, uint64_t *now, unsigned int with_rate,
+	     unsigned int without_rate, double others_with, double others_without)
+{
+	return cycle_took(pc, now, with_rate, without_rate, others_with, others_without, NULL);
 }
 
 static bool
@@ -125,7 +141,7 @@ Test(pollcheck, cycle_keeps_the_better_mode)
 	uint64_t now = 1000 * MS;
 
 	init_faked(&pc);
-	cr_assert(pollcheck_allowed(&pc, now), "polls as configured until measured");
+	cr_assert_not(pollcheck_allowed(&pc, now), "starts without polling, the cheaper mode");
 	/* polling gains 30%: kept */
 	cr_assert(cycle(&pc, &now, 13, 10));
 	cr_assert(cycle(&pc, &now, 13, 10));
@@ -174,9 +190,10 @@ Test(pollcheck, trial_runs_the_other_mode)
 
 	init_faked(&pc);
 	/*
-	 * Polling pays (130 replies a ms against 100): over the first period,
-	 * exactly one settle and one window run without it, and the first
-	 * check decides after them, not a period on.
+	 * Polling pays (130 replies a ms against 100). The server starts
+	 * without it: two windows (run, measure) without, then the settle and
+	 * the trial with, and the first check decides then, not a period on.
+	 * Polling is kept from there to the end of the first period.
 	 */
 	for (t = 0; t < POLLCHECK_PERIOD_NS; t += MS, now += MS) {
 		bool allowed = pollcheck_allowed(&pc, now);
@@ -189,10 +206,42 @@ Test(pollcheck, trial_runs_the_other_mode)
 		if (t == 3 * POLLCHECK_WINDOW_NS + POLLCHECK_SETTLE_NS + MS)
 			cr_assert_eq(pc.trials, 1, "the first check came late");
 	}
+	cr_assert_eq(off, 2 * POLLCHECK_WINDOW_NS / MS, "%u ms without polling", off);
+	cr_assert_eq(on + off, POLLCHECK_PERIOD_NS / MS);
+	cr_assert_eq(pc.trials_poll, pc.trials, "polling chosen");
+	/* the next trial, 3 s after the first, runs without polling for settle and window */
+	for (t = 0, off = 0; t < POLLCHECK_PERIOD_NS; t += MS, now += MS) {
+		bool allowed = pollcheck_allowed(&pc, now);
+
+		off += !allowed;
+		pollcheck_count(&pc, allowed ? 130 : 100);
+	}
 	cr_assert_eq(off, (POLLCHECK_SETTLE_NS + POLLCHECK_WINDOW_NS) / MS,
 		     "settle and trial: %u ms off", off);
-	cr_assert_eq(on + off, POLLCHECK_PERIOD_NS / MS);
-	cr_assert_eq(pc.trials_poll, pc.trials, "polling kept");
+	pollcheck_fini(&pc);
+}
+
+Test(pollcheck, the_period_backs_off_while_decisions_agree)
+{
+	struct pollcheck pc;
+	uint64_t now = 1000 * MS, took;
+
+	init_faked(&pc);
+	cr_assert(cycle_took(&pc, &now, 13, 10, 0.2, 0.2, &took));	/* the first: a switch */
+	cr_assert_eq(pc.period_ns, POLLCHECK_PERIOD_NS);
+	cr_assert(cycle_took(&pc, &now, 13, 10, 0.2, 0.2, &took));
+	cr_assert_eq(took, POLLCHECK_PERIOD_NS, "%llu ms", (unsigned long long)(took / MS));
+	cr_assert(cycle_took(&pc, &now, 13, 10, 0.2, 0.2, &took));
+	cr_assert_eq(took, 2 * POLLCHECK_PERIOD_NS, "%llu ms", (unsigned long long)(took / MS));
+	cr_assert(cycle_took(&pc, &now, 13, 10, 0.2, 0.2, &took));
+	cr_assert_eq(took, 4 * POLLCHECK_PERIOD_NS, "%llu ms", (unsigned long long)(took / MS));
+	cr_assert(cycle_took(&pc, &now, 13, 10, 0.2, 0.2, &took));
+	cr_assert_eq(took, POLLCHECK_PERIOD_MAX_NS, "capped: %llu ms",
+		     (unsigned long long)(took / MS));
+	/* a change of mode: the next check comes a short period on */
+	cr_assert_not(cycle_took(&pc, &now, 6, 8, 0.2, 0.2, &took));
+	cr_assert_not(cycle_took(&pc, &now, 6, 8, 0.2, 0.2, &took));
+	cr_assert_eq(took, POLLCHECK_PERIOD_NS, "%llu ms", (unsigned long long)(took / MS));
 	pollcheck_fini(&pc);
 }
 
@@ -224,27 +273,32 @@ Test(pollcheck, window_next)
 /*
  * What a 2-vCPU guest showed with a QD1 client: right after polling stops,
  * replies come at half the steady rate for 80 ms, then faster than with
- * polling. Counted from the switch, the trial would keep polling; counted
- * after the settle, it stops. Returns whether polling is allowed after
- * `periods` whole periods.
+ * polling. Runs until the next decision, with lag when lag, else with no
+ * slow start; returns whether polling is allowed after it.
  */
 static bool
-run_with_lag(struct pollcheck *pc, uint64_t *now, unsigned int periods)
+decide_with_lag(struct pollcheck *pc, uint64_t *now, unsigned int poll_rate,
+		unsigned int nopoll_rate, bool lag)
 {
-	uint64_t end = *now + periods * POLLCHECK_PERIOD_NS, since = *now;
-	bool was = pollcheck_allowed(pc, *now);
+	uint64_t since = *now;
+	bool was = pollcheck_allowed(pc, *now), trial = false;
 
-	while (*now < end) {
+	for (;;) {
 		bool allowed = pollcheck_allowed(pc, *now);
 
+		if (pc->phase == POLLCHECK_TRIAL)
+			trial = true;
+		else if (trial)
+			break;
 		if (allowed != was) {
 			was = allowed;
 			since = *now;
 		}
 		if (allowed)
-			pollcheck_count(pc, 75);
+			pollcheck_count(pc, poll_rate);
 		else
-			pollcheck_count(pc, *now - since < 80 * MS ? 45 : 90);
+			pollcheck_count(pc, lag && *now - since < 80 * MS ? nopoll_rate / 2
+									 : nopoll_rate);
 		*now += MS;
 	}
 	return pollcheck_allowed(pc, *now);
@@ -257,14 +311,21 @@ Test(pollcheck, the_trial_counts_after_it_settles)
 
 	cr_assert_lt(80 * MS, POLLCHECK_SETTLE_NS);
 	init_faked(&pc);
-	cr_assert_not(run_with_lag(&pc, &now, 2), "polling kept at 75 replies a ms against 90");
-	cr_assert_geq(pc.trials, 1);
-	cr_assert_eq(pc.trials_poll, 0);
+	/* polling paid at first (a deeper queue, say): chosen */
+	cr_assert(decide_with_lag(&pc, &now, 100, 50, false));
+	/*
+	 * Now the client waits for each reply, and polling loses: 75 replies a
+	 * ms against 90, but without polling the first 80 ms run at 45. The
+	 * trial (without polling) must be counted after that.
+	 */
+	cr_assert_not(decide_with_lag(&pc, &now, 75, 90, true),
+		      "polling kept at 75 replies a ms against 90");
 	cr_assert_eq(pc.last_nopoll.replies, 9000, "the trial counted %llu replies",
 		     (unsigned long long)pc.last_nopoll.replies);
-	/* and it stays: polling, tried after its own settle, loses each time */
-	cr_assert_not(run_with_lag(&pc, &now, 3));
-	cr_assert_eq(pc.trials_poll, 0);
 	cr_assert_eq(pc.last_poll.replies, 7500);
+	/* and it stays: polling, tried after its own settle, loses each time */
+	cr_assert_not(decide_with_lag(&pc, &now, 75, 90, true));
+	cr_assert_not(decide_with_lag(&pc, &now, 75, 90, true));
+	cr_assert_eq(pc.trials_poll, 1);
 	pollcheck_fini(&pc);
 }
