@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -137,6 +138,24 @@ main_notify_ready(const struct main_state *m)
 
 /* Accepting and relaying: the main thread's whole job while serving. */
 static void main_on_accept(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * The CPUs this process may run on (taskset, a cpuset), else those
+ * online: one reactor each by default. Two reactors confined to one core
+ * take turns on it, and a second connection then ran at 0.79-0.84x of
+ * one (bench/README.md, run-conns with --taskset-server 0).
+ */
+static unsigned int
+main_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned int)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned int)n : 1;
+}
 
 /* Stop accepting for 100 ms (out of fds: let connections close first). */
 static void
@@ -558,12 +577,7 @@ main(int argc, char **argv)
 	if (m.cfg.pidfile && main_write_pidfile(m.cfg.pidfile) < 0)
 		goto out_listen;
 
-	m.nreactors = m.cfg.threads;
-	if (!m.nreactors) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
-		m.nreactors = ncpu > 0 ? (unsigned int)ncpu : 1;
-	}
+	m.nreactors = m.cfg.threads ? m.cfg.threads : main_cpus();
 	m.reactors = calloc(m.nreactors, sizeof(*m.reactors));
 	if (!m.reactors)
 		goto out_pid;

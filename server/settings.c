@@ -115,7 +115,8 @@ static const struct setting settings[] = {
 	  .off = SET_FIELD(readonly, bool), .help = "every export read-only" },
 	{ .name = "threads", .short_opt = 't', .kind = SET_UINT, .min = 1, .max = 1024,
 	  .off = SET_FIELD(threads, unsigned int), .arg = "N",
-	  .help = "reactor threads (default: one per core)" },
+	  .help = "reactor threads (default: one per CPU\n"
+		  "the daemon may run on: its affinity)" },
 	{ .name = "engine", .kind = SET_ENUM, .words = settings_engine_words,
 	  .off = SET_FIELD(engine, enum dio_engine_kind),
 	  .help = "I/O engine (default auto: uring, else psync)" },

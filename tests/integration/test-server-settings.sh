@@ -250,6 +250,26 @@ both -t readonly=on "read-only=yes"
 both -t bind=127.0.0.1 -t bind=::1 "listen=127.0.0.1" "listen=::1" "port=$p" "tcp=off"
 WHAT="-rf -t 2"
 start_at "$TMP/s.sock" -vv -U "$TMP/s.sock" -rf -t 2 && { took readonly=on foreground=on threads=2; finish; }
+# No -t: one reactor per CPU the daemon may run on, its affinity (taskset).
+if [ "$(nproc)" -gt 1 ] && command -v taskset >/dev/null; then
+	printf '#!/bin/sh\nexec taskset -c 0 "%s" "$@"\n' "$DIONBD" >"$TMP/one-cpu"
+	chmod +x "$TMP/one-cpu"
+	saved_dionbd=$DIONBD
+	DIONBD=$TMP/one-cpu
+	WHAT="taskset -c 0 dionbd"
+	if start_at "$TMP/s.sock" -f -v -U "$TMP/s.sock"; then
+		finish
+		grep -F "with 1 reactor(s)" "$SRV_LOG" >/dev/null ||
+			problem "$WHAT: not one reactor: $(grep -F "reactor(s)" "$SRV_LOG")"
+	fi
+	DIONBD=$saved_dionbd
+	WHAT="dionbd on $(nproc) CPUs"
+	if start_at "$TMP/s.sock" -f -v -U "$TMP/s.sock"; then
+		finish
+		grep -F "with $(nproc) reactor(s)" "$SRV_LOG" >/dev/null ||
+			problem "$WHAT: $(grep -F "reactor(s)" "$SRV_LOG")"
+	fi
+fi
 WHAT="--foreground --readonly --tcp"
 start_at "$TMP/s.sock" -vv -U "$TMP/s.sock" --foreground --readonly --tcp --bind 127.0.0.1 -p "$p" &&
 	{ took readonly=on tcp=on foreground=on; finish; }
