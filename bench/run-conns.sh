@@ -206,10 +206,12 @@ hogs_cpu_us() {
 	done
 	echo "$t"
 }
-# hogs_cpus H0 SECS: hog_cpus=..., the CPUs' worth they got since H0.
+# hogs_cpus H0 T0: hog_cpus=..., the CPUs' worth they got since they had
+# H0 us at time T0 (date +%s.%N).
 hogs_cpus() {
 	[ "$hogs" -gt 0 ] || return 0
-	awk -v a="$1" -v b="$(hogs_cpu_us)" -v t="$2" 'BEGIN { printf " hog_cpus=%.2f", (b - a) / (t * 1e6) }'
+	awk -v a="$1" -v b="$(hogs_cpu_us)" -v t0="$2" -v t1="$(date +%s.%N)" \
+		'BEGIN { printf " hog_cpus=%.2f", (b - a) / ((t1 - t0) * 1e6) }'
 }
 trap 'hogs_stop; bench_cleanup' EXIT
 
@@ -236,7 +238,7 @@ j=json.load(sys.stdin)["jobs"][0]; d=j["read"] if j["read"]["io_bytes"] else j["
 p=d["clat_ns"]["percentile"]
 print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f cpu_us_per_io=%.1f" % (d["iops"], p["50.000000"]/1e3,
       p["99.000000"]/1e3, (j["usr_cpu"] + j["sys_cpu"]) * 1e4 / d["iops"] if d["iops"] else 0))')
-		out+="$(hogs_cpus "$h0" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")"
+		out+="$(hogs_cpus "$h0" "$t0")"
 		hogs_stop
 		out+=" $(machine_cpu_us "$m0" "$out")"
 		echo "$row $server $conns $rep $out srv_cpu_us_per_io=-" >>"$results"
@@ -257,7 +259,7 @@ print("iops=%.0f lat_p50_us=%.1f lat_p99_us=%.1f cpu_us_per_io=%.1f" % (d["iops"
 	out=$("${ts_cli[@]}" "$load" "${raw_client[@]}" -c "$conns" -T "${client_threads:-$conns}" -q "$q" -w "$w" -t "$runtime" \
 		"nbd+unix:///v?socket=$work/s.sock") || die "nbd-load failed on $server"
 	cpu1=$(srv_cpu_us)
-	out+="$(hogs_cpus "$h0" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")"
+	out+="$(hogs_cpus "$h0" "$t0")"
 	hogs_stop
 	out+=" $(machine_cpu_us "$m0" "$out")"
 	if [ -n "$perf_pid" ]; then

@@ -68,14 +68,20 @@ cpuload_parse_runnable(const char *loadavg, unsigned int *runnable)
 	return sscanf(loadavg, "%lf %lf %lf %u/", &a, &b, &c, runnable) == 4;
 }
 
+/* /proc/stat's first line, in ticks: user nice system idle iowait irq softirq steal. */
+static bool
+cpuload_parse_cpu(const char *stat, unsigned long long v[8])
+{
+	return sscanf(stat, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		      &v[3], &v[4], &v[5], &v[6], &v[7]) == 8;
+}
+
 bool
 cpuload_parse_steal(const char *stat, uint64_t *steal)
 {
 	unsigned long long v[8];
 
-	/* "cpu  user nice system idle iowait irq softirq steal ..." */
-	if (sscanf(stat, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-		   &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+	if (!cpuload_parse_cpu(stat, v))
 		return false;
 	*steal = v[7];
 	return true;
@@ -88,9 +94,7 @@ cpuload_busy_ns(void)
 	char buf[512];
 	long hz = sysconf(_SC_CLK_TCK);
 
-	if (hz < 1 || cpuload_read("/proc/stat", buf, sizeof(buf)) <= 0 ||
-	    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-		   &v[4], &v[5], &v[6], &v[7]) != 8)
+	if (hz < 1 || cpuload_read("/proc/stat", buf, sizeof(buf)) <= 0 || !cpuload_parse_cpu(buf, v))
 		return 0;
 	/* user nice system, irq softirq: not idle, iowait or steal */
 	return (uint64_t)(v[0] + v[1] + v[2] + v[5] + v[6]) * (1000000000ull / (uint64_t)hz);

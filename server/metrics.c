@@ -370,23 +370,21 @@ metrics_by_cause(struct evbuffer *b, const char *name, const char *help, const c
 static void
 metrics_pollcheck(struct evbuffer *b, struct pollcheck *pc, const struct server_cfg *cfg)
 {
-	uint64_t trials, trials_poll, with, without, with_ns, without_ns, with_cpu, without_cpu;
-	int64_t with_others, without_others;
+	struct pollcheck_window p, n;
+	uint64_t trials, trials_poll, with, without, with_ns, without_ns;
 
 	if (!cfg || !cfg->poll_us || !cfg->poll_check)
 		return;
 	pthread_mutex_lock(&pc->lock);
 	trials = pc->trials;
 	trials_poll = pc->trials_poll;
-	with = pc->last_poll.replies;
-	without = pc->last_nopoll.replies;
-	with_ns = pc->last_poll.ns;
-	without_ns = pc->last_nopoll.ns;
-	with_cpu = pc->last_poll.cpu;
-	without_cpu = pc->last_nopoll.cpu;
-	with_others = pc->last_poll.others;
-	without_others = pc->last_nopoll.others;
+	p = pc->last_poll;
+	n = pc->last_nopoll;
 	pthread_mutex_unlock(&pc->lock);
+	with = p.replies;
+	without = n.replies;
+	with_ns = p.ns;
+	without_ns = n.ns;
 	metrics_family(b, "dionbd_polling_allowed", "gauge",
 		       "1 while reactors may poll after work (poll-check), 0 while not.");
 	evbuffer_add_printf(b, "dionbd_polling_allowed %d\n",
@@ -412,16 +410,16 @@ metrics_pollcheck(struct evbuffer *b, struct pollcheck *pc, const struct server_
 	metrics_family(b, "dionbd_poll_check_cpu_seconds_per_reply", "gauge",
 		       "The server's CPU time per reply in the last decided check's windows, by mode.");
 	evbuffer_add_printf(b, "dionbd_poll_check_cpu_seconds_per_reply{mode=\"poll\"} %.9f\n",
-			    with ? (double)with_cpu / 1e9 / (double)with : 0.0);
+			    with ? (double)p.cpu / 1e9 / (double)with : 0.0);
 	evbuffer_add_printf(b, "dionbd_poll_check_cpu_seconds_per_reply{mode=\"nopoll\"} %.9f\n",
-			    without ? (double)without_cpu / 1e9 / (double)without : 0.0);
+			    without ? (double)n.cpu / 1e9 / (double)without : 0.0);
 	metrics_family(b, "dionbd_poll_check_others_cpus", "gauge",
 		       "CPUs' worth of busy time the rest of the machine had in the last decided "
 		       "check's windows, by mode.");
 	evbuffer_add_printf(b, "dionbd_poll_check_others_cpus{mode=\"poll\"} %.3f\n",
-			    with_ns ? (double)with_others / (double)with_ns : 0.0);
+			    with_ns ? (double)p.others / (double)with_ns : 0.0);
 	evbuffer_add_printf(b, "dionbd_poll_check_others_cpus{mode=\"nopoll\"} %.3f\n",
-			    without_ns ? (double)without_others / (double)without_ns : 0.0);
+			    without_ns ? (double)n.others / (double)without_ns : 0.0);
 }
 
 /* Each reactor's adaptive polling (reactor.c), when poll-us is above 0. */

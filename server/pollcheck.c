@@ -135,17 +135,15 @@ pollcheck_advance(struct pollcheck *pc, uint64_t now, uint64_t cpu, uint64_t bus
 		const struct pollcheck_window *with = pc->poll_chosen ? &pc->measured : &w;
 		const struct pollcheck_window *without = pc->poll_chosen ? &w : &pc->measured;
 		bool was = pc->poll_chosen;
+		bool told = with->replies >= POLLCHECK_MIN_REPLIES ||
+			    without->replies >= POLLCHECK_MIN_REPLIES;
 
 		pc->poll_chosen = pollcheck_decide(with, without, pc->poll_chosen);
 		if (pc->poll_chosen != was)
 			pc->period_ns = POLLCHECK_PERIOD_NS;
-		else if (with->replies >= POLLCHECK_MIN_REPLIES ||
-			 without->replies >= POLLCHECK_MIN_REPLIES)
-			pc->period_ns = pc->period_ns * 2 > POLLCHECK_PERIOD_MAX_NS
-						? POLLCHECK_PERIOD_MAX_NS
-						: pc->period_ns * 2;
-		if (with->replies >= POLLCHECK_MIN_REPLIES ||
-		    without->replies >= POLLCHECK_MIN_REPLIES) {
+		else if (told && (pc->period_ns *= 2) > POLLCHECK_PERIOD_MAX_NS)
+			pc->period_ns = POLLCHECK_PERIOD_MAX_NS;
+		if (told) {
 			pc->trials++;
 			pc->trials_poll += pc->poll_chosen;
 			pc->last_poll = *with;
