@@ -135,7 +135,7 @@ conn_flush(struct conn *c)
 		struct iovec iov[CONN_WRITE_IOV];
 		size_t total = 0;
 		ssize_t w;
-		int n = 0;
+		int n = 0, done;
 
 		if (c->out.off < c->out.len) {
 			iov[n].iov_base = c->out.data + c->out.off;
@@ -156,7 +156,12 @@ conn_flush(struct conn *c)
 			log_debug("%s: write: %s", c->peer, strerror((int)-w));
 			return -1;
 		}
-		freed += conn_consume(c, (size_t)w);
+		done = conn_consume(c, (size_t)w);
+		if (done > 0) {
+			stats_add(&c->r->reply_writes, 1);
+			stats_add(&c->r->replies, (uint64_t)done);
+		}
+		freed += done;
 		if ((size_t)w < total) {
 			c->want_write = true;
 			return freed;

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,6 +456,43 @@ metrics_reactor_polling(struct evbuffer *b, const struct metrics *m)
 				    i, (double)stats_load(&m->reactors[i].poll_empty_ns) / 1e9);
 }
 
+/*
+ * What each reactor handles at once: completions per reap pass and replies
+ * per socket write. A closed-loop client at depth N whose requests travel
+ * together shows N of each (bench/README.md, "convoys").
+ */
+static void
+metrics_reactor_batching(struct evbuffer *b, const struct metrics *m)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fam[] = {
+		{ "dionbd_reactor_reaps_total",
+		  "Passes of each reactor over its I/O completions that found some.",
+		  offsetof(struct reactor, reaps) },
+		{ "dionbd_reactor_completions_total",
+		  "I/O completions each reactor ran (libdio end_io calls).",
+		  offsetof(struct reactor, completions) },
+		{ "dionbd_reactor_reply_writes_total",
+		  "Socket writes of each reactor that finished at least one reply.",
+		  offsetof(struct reactor, reply_writes) },
+		{ "dionbd_reactor_replies_total",
+		  "Replies those writes finished.",
+		  offsetof(struct reactor, replies) },
+	};
+
+	for (size_t k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+		metrics_family(b, fam[k].name, "counter", fam[k].help);
+		for (unsigned int i = 0; i < m->nreactors; i++) {
+			uint64_t *p = (uint64_t *)((char *)&m->reactors[i] + fam[k].off);
+
+			evbuffer_add_printf(b, "%s{reactor=\"%u\"} %llu\n", fam[k].name, i,
+					    (unsigned long long)stats_load(p));
+		}
+	}
+}
+
 static void
 metrics_server(struct evbuffer *b, const struct metrics *m)
 {
@@ -487,6 +525,7 @@ metrics_server(struct evbuffer *b, const struct metrics *m)
 	for (i = 0; i < m->nreactors; i++)
 		evbuffer_add_printf(b, "dionbd_reactor_busy_seconds_total{reactor=\"%u\"} %.9f\n",
 				    i, (double)stats_load(&m->reactors[i].busy_ns) / 1e9);
+	metrics_reactor_batching(b, m);
 	metrics_family(b, "dionbd_buffer_pool_used_bytes", "gauge",
 		       "Bytes of each reactor's pinned buffer arena in use.");
 	for (i = 0; i < m->nreactors; i++) {

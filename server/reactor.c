@@ -30,6 +30,10 @@ reactor_on_dio(evutil_socket_t fd, short what, void *arg)
 	ret = dio_ctx_reap(r->ctx, false);
 	if (ret < 0)
 		log_warn("reactor %u: reap: %s", r->id, strerror(-ret));
+	if (ret > 0) {
+		stats_add(&r->reaps, 1);
+		stats_add(&r->completions, (uint64_t)ret);
+	}
 }
 
 /* Graceful stop: arm the deadline and shut every connection down. */

@@ -379,6 +379,13 @@ struct reactor {
 	bool polling;			/* the last turn opened a polling window */
 	uint64_t poll_hits, poll_empty;	/* windows that found work, that ended empty */
 	uint64_t poll_empty_ns;		/* time spun in windows that ended empty */
+	/*
+	 * How much each turn handles at once, atomic (relaxed), for metrics.c:
+	 * reap passes that found completions and the completions they ran;
+	 * socket writes that carried replies and the replies they finished.
+	 */
+	uint64_t reaps, completions;
+	uint64_t reply_writes, replies;
 	pthread_t thread;
 	sem_t started;
 	int start_ret;

@@ -74,6 +74,8 @@ TYPES = {
     "dionbd_poll_check_cpu_seconds_per_reply": "gauge", "dionbd_poll_check_others_cpus": "gauge",
     "dionbd_reactor_polling": "gauge",
     "dionbd_reactor_poll_windows": "counter", "dionbd_reactor_poll_empty_seconds": "counter",
+    "dionbd_reactor_reaps": "counter", "dionbd_reactor_completions": "counter",
+    "dionbd_reactor_reply_writes": "counter", "dionbd_reactor_replies": "counter",
 }
 STAGES = ["receive", "libdio", "reply"]
 
@@ -122,6 +124,14 @@ def common(fams, vals, exports):
         spun = v(vals, "dionbd_reactor_poll_empty_seconds_total", reactor=r)
         check((spun > 0) == (empty > 0) and spun <= empty * 0.1,
               "reactor %s: %s s spun in %s empty windows" % (r, spun, empty))
+    # batching: every counted pass ran a completion, every counted write ended a reply
+    for r in ["0", "1"]:
+        reaps = v(vals, "dionbd_reactor_reaps_total", reactor=r)
+        done = v(vals, "dionbd_reactor_completions_total", reactor=r)
+        writes = v(vals, "dionbd_reactor_reply_writes_total", reactor=r)
+        replies = v(vals, "dionbd_reactor_replies_total", reactor=r)
+        check(0 <= reaps <= done, "reactor %s: %s completions in %s reaps" % (r, done, reaps))
+        check(0 <= writes <= replies, "reactor %s: %s replies in %s writes" % (r, replies, writes))
     for mode in ["poll", "nopoll"]:
         check(v(vals, "dionbd_poll_check_replies_per_second", mode=mode) >= 0, "check rate")
         check(0 <= v(vals, "dionbd_poll_check_cpu_seconds_per_reply", mode=mode) < 1,
@@ -184,6 +194,13 @@ elif phase == "traffic":
        "dropped: handshake deadline")
     eq(v(vals, "dionbd_connections_dropped_total", cause="protocol_error"), 1,
        "dropped: protocol error")
+    # every staged request's reply was written whole, by some write that counted it
+    total = lambda name: sum(val for k, val in vals.items() if k[0] == name)
+    ge(total("dionbd_reactor_replies_total"),
+       v(vals, "dionbd_requests_staged_total", export=""), "replies written")
+    ge(total("dionbd_reactor_reply_writes_total"), 1, "reply writes")
+    ge(total("dionbd_reactor_completions_total"), 6, "I/O completions")
+    ge(total("dionbd_reactor_reaps_total"), 1, "reap passes")
     busy = sum(val for k, val in vals.items() if k[0] == "dionbd_reactor_busy_seconds_total")
     check(0 < busy < 600, "reactor busy time %s s" % busy)
 elif phase == "tls":
