@@ -14,7 +14,10 @@
 # machine's busy time per request (/proc/stat: interrupts and kernel threads
 # too; the CPU budget a request costs, honest only on a quiet machine);
 # dionbd's cells also the average time per request stage from its metrics
-# page (receive / libdio / reply, see docs/dionbd.md). With --syscalls,
+# page (receive / libdio / reply, see docs/dionbd.md), and how many I/O
+# completions each reap pass ran and how many replies each socket write
+# carried (cqe/reap, rep/wr: requests that travel in one group show the
+# depth in both). With --syscalls,
 # the server's system calls per request too (perf stat on the
 # raw_syscalls:sys_enter tracepoint over the run; needs perf and root).
 # With --hogs N, N busy loops run beside each cell's load (a host with
@@ -34,7 +37,10 @@
 # fraction of libnbd's CPU per request (bench/README.md).
 # Rows: randread randwrite qd1-randread (qd1 runs one connection at depth 1)
 # Servers: dionbd dionbd-nocheck dionbd-checkonly dionbd-noyield dionbd-nopoll nbdkit-null
-#          fio-uring, and dionbd-base: the dionbd of another build (--base, say
+#          fio-uring, fio-uring-convoy (fio's io_uring on the file, but
+#          submitting and reaping its whole depth at once, as requests that
+#          travel together in one NBD connection reach the device: what the
+#          device gives a client that resubmits in one group), and dionbd-base: the dionbd of another build (--base, say
 #          one of main) with the default settings, for before/after tables
 #          (dionbd-base-nopoll: the same with --poll-us 0)
 #          dionbd-t1: one reactor (-t 1), every connection on it: what
@@ -138,7 +144,8 @@ start_server() {
 	die "$1 did not start: $(cat "$work/srv.log")"
 }
 
-# dionbd's stage averages in microseconds, how its polling checks chose
+# dionbd's stage averages in microseconds, completions per reap pass and
+# replies per socket write (all reactors), how its polling checks chose
 # (poll-check) and the last check's replies per second with and without
 # polling, as key=value pairs (metrics page).
 stages() {
@@ -150,7 +157,13 @@ stages() {
 		/^dionbd_poll_checks_total\{chose="nopoll"/ { cn = $NF }
 		/^dionbd_poll_check_replies_per_second\{mode="poll"/ { rp = $NF }
 		/^dionbd_poll_check_replies_per_second\{mode="nopoll"/ { rn = $NF }
+		/^dionbd_reactor_reaps_total/ { reaps += $NF }
+		/^dionbd_reactor_completions_total/ { cqes += $NF }
+		/^dionbd_reactor_reply_writes_total/ { writes += $NF }
+		/^dionbd_reactor_replies_total/ { replies += $NF }
 		END { for (s in t) printf " st_%s_us=%.1f", s, (n > 0 ? t[s] * 1e6 / n : 0)
+		      if (reaps > 0) printf " cqe_per_reap=%.1f", cqes / reaps
+		      if (writes > 0) printf " rep_per_write=%.1f", replies / writes
 		      if (cp != "") printf " checks=%d/%d", cp, cn
 		      if (rp != "") printf " lastcheck=%.0f/%.0f", rp, rn }'
 }
@@ -225,13 +238,15 @@ cell() {
 	qd1-randread) q=1 ;;
 	esac
 	m0=$(machine_busy_us)
-	if [ "$server" = fio-uring ]; then
-		local rw=randread h0 t0
+	if [ "$server" = fio-uring ] || [ "$server" = fio-uring-convoy ]; then
+		local rw=randread h0 t0 batch=()
 		hogs_start
 		h0=$(hogs_cpu_us) t0=$(date +%s.%N)
 		[ "$w" = 100 ] && rw=randwrite
+		[ "$server" = fio-uring-convoy ] &&
+			batch=(--iodepth_batch_submit=$((q * conns)) --iodepth_batch_complete_min=$((q * conns)))
 		out=$("${ts_cli[@]}" fio --name=c --filename="$img" --rw=$rw --bs=4k --direct=1 \
-			--ioengine=io_uring --iodepth=$((q * conns)) --time_based \
+			--ioengine=io_uring --iodepth=$((q * conns)) "${batch[@]}" --time_based \
 			--runtime="$runtime" --output-format=json 2>/dev/null |
 			python3 -c 'import json,sys
 j=json.load(sys.stdin)["jobs"][0]; d=j["read"] if j["read"]["io_bytes"] else j["write"]
@@ -309,7 +324,7 @@ def med(kvs, key):
 
 print(f"# medians; total depth {depth} spread over the connections (qd1: one connection, depth 1)")
 hogs = any("hog_cpus" in kv for kvs in cells.values() for kv in kvs)
-print(f"{'row':14} {'conns':>5} {'server':15} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'cli':>5} {'machine':>7} {'sys/IO':>6} {'vs 1 conn':>9}"
+print(f"{'row':14} {'conns':>5} {'server':16} {'IOPS':>8} {'p50 us':>8} {'p99 us':>9} {'srv CPU us/IO':>13} {'cli':>5} {'machine':>7} {'sys/IO':>6} {'cqe/reap':>8} {'rep/wr':>6} {'vs 1 conn':>9}"
       + (f" {'hog CPUs':>8}" if hogs else "")
       + "  stages us (receive/libdio/reply)  poll checks poll/nopoll@last check's replies/s poll/nopoll")
 for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.index(k[2]))):
@@ -320,10 +335,12 @@ for (row, conns, server) in sorted(cells, key=lambda k: (k[0], k[1], servers.ind
     cpu = med(kvs, "srv_cpu_us_per_io")
     sysio = med(kvs, "srv_syscalls_per_io")
     cli, mach = med(kvs, "cpu_us_per_io"), med(kvs, "machine_us_per_io")
-    print(f"{row:14} {conns:>5} {server:15} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
+    cqe, rpw = med(kvs, "cqe_per_reap"), med(kvs, "rep_per_write")
+    print(f"{row:14} {conns:>5} {server:16} {iops:>8.0f} {med(kvs, 'lat_p50_us'):>8.1f} "
           f"{med(kvs, 'lat_p99_us'):>9.1f} {('-' if cpu is None else f'{cpu:.1f}'):>13} "
           f"{('-' if cli is None else f'{cli:.1f}'):>5} {('-' if mach is None else f'{mach:.1f}'):>7} "
-          f"{('-' if sysio is None else f'{sysio:.2f}'):>6} {ratio:>9}"
+          f"{('-' if sysio is None else f'{sysio:.2f}'):>6} {('-' if cqe is None else f'{cqe:.1f}'):>8} "
+          f"{('-' if rpw is None else f'{rpw:.1f}'):>6} {ratio:>9}"
           + (f" {med(kvs, 'hog_cpus'):>8.2f}" if hogs else "") + "  "
           + "/".join("-" if med(kvs, "st_%s_us" % st) is None else "%.0f" % med(kvs, "st_%s_us" % st)
                      for st in ("receive", "libdio", "reply"))
