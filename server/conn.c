@@ -27,6 +27,8 @@
 #define CONN_WRITE_IOV	64	/* iovecs per sendmsg */
 #define CONN_READ_TURNS	16	/* reads per wakeup, so one client cannot hog a reactor */
 #define CONN_DIRECT_MIN	(16 * 1024)	/* read a payload this big straight into its buffer */
+/* Replies per write stop at this many bytes while the client may send more (conn_flush) */
+#define CONN_WRITE_CHUNK	(32 * 1024)
 
 /* ---- plain socket I/O (TLS provides another conn_io_ops) ---- */
 
@@ -71,6 +73,8 @@ const struct conn_io_ops conn_io_plain = {
 };
 
 static void conn_maybe_free(struct conn *c);
+static bool conn_want_read(const struct conn *c);
+static bool conn_read_once(struct conn *c);
 
 /* ---- output ---- */
 
@@ -125,13 +129,22 @@ conn_consume(struct conn *c, size_t left)
 /*
  * Write what is queued, many replies per sendmsg. Returns the number of
  * requests whose reply went out (their budget is free again), or -1.
+ *
+ * While the client may send more, a write stops at CONN_WRITE_CHUNK bytes
+ * of replies, and the socket is read before the next: a client at depth N
+ * sends new requests for the first replies it gets, and those reach the
+ * device while the rest of the batch is still being written. With one
+ * write per batch, one connection's requests went round as one group: a
+ * reap pass ran ~32 completions at QD32, one sendmsg carried all their
+ * replies, and the device sat idle meanwhile (bench/README.md, "One
+ * connection's requests travel together").
  */
 static int
 conn_flush(struct conn *c)
 {
 	int freed = 0;
 
-	while (conn_output_pending(c)) {
+	while (!c->dead && conn_output_pending(c)) {
 		struct iovec iov[CONN_WRITE_IOV];
 		size_t total = 0;
 		ssize_t w;
@@ -142,7 +155,8 @@ conn_flush(struct conn *c)
 			iov[n].iov_len = c->out.len - c->out.off;
 			total += iov[n++].iov_len;
 		}
-		n += req_gather(c, iov + n, CONN_WRITE_IOV - n, &total);
+		n += req_gather(c, iov + n, CONN_WRITE_IOV - n, &total,
+				conn_want_read(c) ? CONN_WRITE_CHUNK : SIZE_MAX);
 		if (!n) {
 			freed += conn_consume(c, 0);
 			break;
@@ -166,6 +180,9 @@ conn_flush(struct conn *c)
 			c->want_write = true;
 			return freed;
 		}
+		/* Before the next chunk, what the client sent for the replies it has. */
+		if (conn_output_pending(c) && conn_want_read(c))
+			conn_read_once(c);	/* a protocol error ends the loop: c->dead */
 	}
 	c->want_write = false;
 	return freed;
@@ -245,7 +262,56 @@ conn_compact(struct conn *c)
 	}
 }
 
-/* The socket is readable: fill c->in (or a WRITE buffer) and parse. */
+/*
+ * One read from the socket into c->in (or a WRITE buffer), and parse what
+ * came. True when it filled the room offered: there may be more to read.
+ */
+static bool
+conn_read_once(struct conn *c)
+{
+	bool direct = false;
+	size_t room;
+	void *dst;
+	ssize_t n;
+
+	/*
+	 * Big WRITE payloads go straight into their pinned buffer; small ones
+	 * come through c->in with the headers around them, which saves a
+	 * read(2) per request at high queue depth.
+	 */
+	if (c->state == CONN_TX_PAYLOAD && !conn_in_avail(c) &&
+	    c->cur->count - c->payload_got >= CONN_DIRECT_MIN) {
+		dst = proto_payload_dest(c, &room);
+		direct = true;
+	} else {
+		conn_compact(c);
+		dst = c->in + c->in_end;
+		room = CONN_INBUF - c->in_end;
+		if (!room)
+			return false;
+	}
+	n = c->io->read(c, dst, room);
+	if (n == -EAGAIN)
+		return false;
+	if (n <= 0) {
+		if (n < 0)
+			log_debug("%s: read: %s", c->peer, strerror((int)-n));
+		c->eof_in = true;
+		return false;
+	}
+	if (direct)
+		proto_payload_read(c, (size_t)n);
+	else
+		c->in_end += (size_t)n;
+	if (conn_process(c) < 0) {
+		stats_conn_dropped(c->r->srv, STATS_DROP_PROTOCOL_ERROR);
+		conn_abort(c, "protocol error");
+		return false;
+	}
+	return (size_t)n == room;
+}
+
+/* The socket is readable: read and parse, a few times at most. */
 static void
 conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -253,49 +319,9 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 
 	reactor_work(c->r);
 	c->busy++;
-	for (int turn = 0; turn < CONN_READ_TURNS && conn_want_read(c); turn++) {
-		bool direct = false;
-		size_t room;
-		void *dst;
-		ssize_t n;
-
-		/*
-		 * Big WRITE payloads go straight into their pinned buffer; small
-		 * ones come through c->in with the headers around them, which
-		 * saves a read(2) per request at high queue depth.
-		 */
-		if (c->state == CONN_TX_PAYLOAD && !conn_in_avail(c) &&
-		    c->cur->count - c->payload_got >= CONN_DIRECT_MIN) {
-			dst = proto_payload_dest(c, &room);
-			direct = true;
-		} else {
-			conn_compact(c);
-			dst = c->in + c->in_end;
-			room = CONN_INBUF - c->in_end;
-			if (!room)
-				break;
-		}
-		n = c->io->read(c, dst, room);
-		if (n == -EAGAIN)
+	for (int turn = 0; turn < CONN_READ_TURNS && conn_want_read(c); turn++)
+		if (!conn_read_once(c))
 			break;
-		if (n <= 0) {
-			if (n < 0)
-				log_debug("%s: read: %s", c->peer, strerror((int)-n));
-			c->eof_in = true;
-			break;
-		}
-		if (direct)
-			proto_payload_read(c, (size_t)n);
-		else
-			c->in_end += (size_t)n;
-		if (conn_process(c) < 0) {
-			stats_conn_dropped(c->r->srv, STATS_DROP_PROTOCOL_ERROR);
-			conn_abort(c, "protocol error");
-			break;
-		}
-		if ((size_t)n < room)
-			break;
-	}
 	c->busy--;
 	conn_run(c);
 }
@@ -426,6 +452,8 @@ conn_run(struct conn *c)
 			conn_abort(c, NULL);
 			goto out;
 		}
+		if (c->dead)
+			goto out;	/* a protocol error in what conn_flush read */
 		if (!freed)
 			break;
 	}

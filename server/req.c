@@ -83,11 +83,12 @@ req_queue(struct conn *c, struct conn_req *req)
 }
 
 int
-req_gather(const struct conn *c, struct iovec *iov, int max, size_t *total)
+req_gather(const struct conn *c, struct iovec *iov, int max, size_t *total, size_t limit)
 {
 	int n = 0;
 
-	for (const struct conn_req *req = c->sendq; req && n < max; req = req->next) {
+	for (const struct conn_req *req = c->sendq; req && n < max && *total < limit;
+	     req = req->next) {
 		for (unsigned int i = req->iov_idx; i < req->niov && n < max; i++) {
 			if (!req->iov[i].iov_len)
 				continue;

@@ -590,8 +590,11 @@ struct conn_req *req_get(struct conn *c);
 void req_put(struct conn *c, struct conn_req *req);
 /* A finished request's reply is ready in req->iov: queue it and wake c. */
 void req_queue(struct conn *c, struct conn_req *req);
-/* Add the unsent reply bytes to iov[0..max) (adding to *total); iovecs used. */
-int req_gather(const struct conn *c, struct iovec *iov, int max, size_t *total);
+/*
+ * Add the unsent reply bytes to iov[0..max) (adding to *total), reply by
+ * reply, starting no new reply once *total reaches limit; iovecs used.
+ */
+int req_gather(const struct conn *c, struct iovec *iov, int max, size_t *total, size_t limit);
 /* n reply bytes were written: advance the send queue; requests recycled. */
 int req_consume(struct conn *c, size_t n);
 /* Recycle every queued reply unsent (the socket is closed). */

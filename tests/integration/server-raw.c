@@ -16,6 +16,9 @@
  *                        unknown commands and flags, in sync after each
  *   readonly SOCK        every write-type command on a read-only export
  *   bad-then-eof SOCK    a refused request, then the client hangs up
+ *   pipeline SOCK        64 KiB READs 32 deep, each batch of replies answered
+ *                        with new READs while the rest are still coming;
+ *                        then a burst of READs ending in garbage
  */
 #include <signal.h>
 
@@ -429,6 +432,116 @@ mode_bad_then_eof(void)
 	return 0;
 }
 
+/* The byte at off of what mode_pipeline writes. */
+static uint8_t
+pipe_byte(uint64_t off)
+{
+	return (uint8_t)(off * 7 + (off >> 12) * 13 + (off >> 16));
+}
+
+/*
+ * One simple READ reply of PIPE_LEN bytes, whichever request it answers:
+ * its cookie (1..ncookies, at most once) and its data checked against
+ * pipe_byte. false at end of stream (a partial reply at the end is not
+ * checked: the server may close mid-reply after a protocol error).
+ */
+#define PIPE_LEN	65536u
+#define PIPE_DEPTH	32u
+static bool
+pipe_reply(int fd, uint64_t *offs, bool *seen, uint64_t ncookies, uint64_t *cookie)
+{
+	uint8_t h[16];
+	uint64_t k;
+
+	if (recv_all(fd, h, sizeof(h)) < 0)
+		return false;
+	expect(get32(h) == SIMPLE_MAGIC, "bad reply magic 0x%x", get32(h));
+	expect(get32(h + 4) == 0, "READ failed with %u", get32(h + 4));
+	k = get64(h + 8);
+	expect(k >= 1 && k <= ncookies && !seen[k], "reply for cookie %" PRIu64, k);
+	if (recv_all(fd, iobuf, PIPE_LEN) < 0)
+		return false;
+	for (uint32_t i = 0; i < PIPE_LEN; i++)
+		expect(iobuf[i] == pipe_byte(offs[k] + i),
+		       "cookie %" PRIu64 ": byte %u of the READ at %" PRIu64 " is %u, want %u", k,
+		       i, offs[k], iobuf[i], pipe_byte(offs[k] + i));
+	seen[k] = true;
+	*cookie = k;
+	return true;
+}
+
+/*
+ * A client that keeps 32 READs in flight and sends new ones as soon as a
+ * few replies are in, while the rest of the batch is still on its way:
+ * the server reads those between chunks of its replies (conn.c,
+ * conn_flush). Every reply whole, once, with the right data; then the
+ * same burst ending in a bad magic: the replies sent before the server
+ * closes are whole and right, and the server still serves others.
+ */
+static int
+mode_pipeline(void)
+{
+	const uint64_t span = 16 * MiB, total = 512;
+	uint64_t *offs = xmalloc((total + PIPE_DEPTH + 2) * sizeof(*offs));
+	bool *seen = xmalloc(total + PIPE_DEPTH + 2);
+	uint8_t burst[(PIPE_DEPTH + 1) * 28];
+	struct export_info ei;
+	uint64_t sent = 0, got = 0, k;
+	size_t n = 0;
+	int fd;
+
+	memset(seen, 0, total + PIPE_DEPTH + 2);
+	step("write the pattern");
+	fd = open_export("", false, true, &ei);
+	expect(ei.size >= span, "the export is smaller than %" PRIu64, span);
+	for (uint64_t off = 0; off < span; off += MiB) {
+		for (uint32_t i = 0; i < MiB; i++)
+			iobuf[i] = pipe_byte(off + i);
+		expect(request(fd, &ei, 0, CMD_WRITE, off, (uint32_t)MiB, iobuf) == 0, "WRITE");
+	}
+
+	step("READs 32 deep, new ones sent as replies come in");
+	/* cookies 1..total; offsets spread over the span, 4 KiB aligned, not 64 KiB */
+	for (k = 1; k <= total; k++)
+		offs[k] = (k * 2654435761u) % (span / 4096 - PIPE_LEN / 4096) * 4096;
+	for (; sent < PIPE_DEPTH; sent++)
+		n += req_hdr(burst + n, 0, CMD_READ, sent + 1, offs[sent + 1], PIPE_LEN);
+	xsend(fd, burst, n);
+	while (got < total) {
+		expect(pipe_reply(fd, offs, seen, total, &k), "the server closed after %" PRIu64
+		       " replies", got);
+		got++;
+		/* after every 4 replies, 4 more READs: the server is mid-batch */
+		if (got % 4 == 0 && sent < total) {
+			n = 0;
+			for (int i = 0; i < 4 && sent < total; i++, sent++)
+				n += req_hdr(burst + n, 0, CMD_READ, sent + 1, offs[sent + 1],
+					     PIPE_LEN);
+			xsend(fd, burst, n);
+		}
+	}
+	disconnect_raw(fd);
+
+	step("a burst of READs ending in a bad magic");
+	memset(seen, 0, total + PIPE_DEPTH + 2);
+	fd = open_export("", false, true, &ei);
+	n = 0;
+	for (k = 1; k <= PIPE_DEPTH; k++)
+		n += req_hdr(burst + n, 0, CMD_READ, k, offs[k], PIPE_LEN);
+	memset(burst + n, 0xee, 28);
+	xsend(fd, burst, n + 28);
+	got = 0;
+	while (pipe_reply(fd, offs, seen, PIPE_DEPTH, &k))
+		got++;
+	close(fd);
+	mode_probe("");
+	free(offs);
+	free(seen);
+	printf("server-raw: pipeline ok (%" PRIu64 " READs, then %" PRIu64
+	       " whole replies before the close)\n", total, got);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -457,6 +570,8 @@ main(int argc, char **argv)
 		return mode_bad_then_eof();
 	if (!strcmp(mode, "readonly"))
 		return mode_readonly();
+	if (!strcmp(mode, "pipeline"))
+		return mode_pipeline();
 	fprintf(stderr, "%s: unknown mode %s\n", argv[0], mode);
 	return 2;
 }
