@@ -142,7 +142,7 @@ conn_consume(struct conn *c, size_t left)
 static int
 conn_flush(struct conn *c)
 {
-	int freed = 0;
+	int freed = 0, reads = 0;
 
 	while (!c->dead && conn_output_pending(c)) {
 		struct iovec iov[CONN_WRITE_IOV];
@@ -180,8 +180,12 @@ conn_flush(struct conn *c)
 			c->want_write = true;
 			return freed;
 		}
-		/* Before the next chunk, what the client sent for the replies it has. */
-		if (conn_output_pending(c) && conn_want_read(c))
+		/*
+		 * Before the next chunk, what the client sent for the replies it
+		 * has; at most CONN_READ_TURNS reads, as a wakeup's, since answers
+		 * made at once (block cache hits) could keep this loop going.
+		 */
+		if (conn_output_pending(c) && conn_want_read(c) && reads++ < CONN_READ_TURNS)
 			conn_read_once(c);	/* a protocol error ends the loop: c->dead */
 	}
 	c->want_write = false;

@@ -459,7 +459,8 @@ metrics_reactor_polling(struct evbuffer *b, const struct metrics *m)
 /*
  * What each reactor handles at once: completions per reap pass and replies
  * per socket write. A closed-loop client at depth N whose requests travel
- * together shows N of each (bench/README.md, "convoys").
+ * together shows about N of each (bench/README.md, "One connection's
+ * requests travel together").
  */
 static void
 metrics_reactor_batching(struct evbuffer *b, const struct metrics *m)
